@@ -1,0 +1,305 @@
+// Package proc runs the child commands of first-party plugins (shell, go):
+// it starts the command in its own process group, hands every stdout and
+// stderr line to the caller while the command runs, and on cancellation
+// terminates the whole group (SIGTERM, then SIGKILL after a grace period)
+// so that no child or grandchild outlives the module that started it.
+package proc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultKillGrace is how long a cancelled command gets between SIGTERM and
+// SIGKILL when Command.KillGrace is zero.
+const DefaultKillGrace = 5 * time.Second
+
+// MaxLineBytes bounds one output line. Longer lines are delivered in pieces
+// of this size so that a command writing megabytes without a newline cannot
+// make the plugin hold it all in memory at once.
+const MaxLineBytes = 64 * 1024
+
+// Command describes one command to run.
+type Command struct {
+	// Argv is the program and its arguments. Argv[0] is looked up in PATH
+	// (of Env when it sets PATH) unless it contains a slash.
+	Argv []string
+	// Dir is the working directory; empty means the plugin's own.
+	Dir string
+	// Env is the complete environment; nil means the plugin's environment.
+	Env []string
+	// Stdout and Stderr receive each output line, without its trailing
+	// newline, as soon as the line is complete. Each is called from a
+	// single goroutine, so calls for one stream never overlap; calls for
+	// the two streams may. Nil discards the stream.
+	Stdout, Stderr func(line string)
+	// KillGrace is the time between SIGTERM and SIGKILL on cancellation;
+	// zero means DefaultKillGrace.
+	KillGrace time.Duration
+}
+
+// Exit is how a command ended.
+type Exit struct {
+	// Code is the exit status, or -1 when a signal ended the command.
+	Code int
+	// Signal names the signal that ended the command, if one did.
+	Signal string
+}
+
+// NotFoundError reports that the program could not be found or executed.
+type NotFoundError struct {
+	Program string
+	Err     error
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("command %q not found: %v (check the spelling, that it is installed, and that its directory is on PATH)", e.Program, e.Err)
+}
+
+func (e *NotFoundError) Unwrap() error { return e.Err }
+
+// Run runs c to completion and reports how it exited. A non-zero exit is not
+// an error: it is reported in Exit. Run returns an error when the command
+// could not be started (a *NotFoundError when the program does not exist)
+// or when ctx was cancelled, in which case the error wraps ctx.Err() and the
+// whole process group has been terminated before Run returns.
+//
+// When the command's main process exits, anything it left running in its
+// process group (background jobs of a script) is terminated too, because a
+// module's processes must not outlive the module and because such leftovers
+// would keep the output pipes open forever.
+func Run(ctx context.Context, c Command) (Exit, error) {
+	if len(c.Argv) == 0 || c.Argv[0] == "" {
+		return Exit{}, errors.New("no command to run: the argument list is empty")
+	}
+	grace := c.KillGrace
+	if grace <= 0 {
+		grace = DefaultKillGrace
+	}
+	if err := ctx.Err(); err != nil {
+		return Exit{}, fmt.Errorf("run %q: %w", c.Argv[0], err)
+	}
+
+	path, err := lookPath(c.Argv[0], c.Env)
+	if err != nil {
+		return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
+	}
+	if c.Dir != "" {
+		if st, err := os.Stat(c.Dir); err != nil {
+			return Exit{}, fmt.Errorf("run %q: working directory: %w", c.Argv[0], err)
+		} else if !st.IsDir() {
+			return Exit{}, fmt.Errorf("run %q: working directory %q is not a directory", c.Argv[0], c.Dir)
+		}
+	}
+
+	// Our own pipes rather than cmd.StdoutPipe: exec.Cmd.Wait closes the
+	// read ends as soon as the main process exits, which would drop output
+	// still buffered in the pipe.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return Exit{}, fmt.Errorf("run %q: create stdout pipe: %w", c.Argv[0], err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return Exit{}, fmt.Errorf("run %q: create stderr pipe: %w", c.Argv[0], err)
+	}
+
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   c.Argv,
+		Dir:    c.Dir,
+		Env:    c.Env,
+		Stdin:  nil, // /dev/null: a module never reads the plugin's stdin
+		Stdout: outW,
+		Stderr: errW,
+		// A process group of its own lets us signal the command and
+		// everything it started, in one call.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	err = cmd.Start()
+	// The child holds its own copies; ours must go so EOF can arrive.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
+		}
+		return Exit{}, fmt.Errorf("start %q: %w", c.Argv[0], err)
+	}
+	pgid := cmd.Process.Pid
+
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); readLines(outR, c.Stdout) }()
+	go func() { defer readers.Done(); readLines(errR, c.Stderr) }()
+	readersDone := make(chan struct{})
+	go func() { readers.Wait(); close(readersDone) }()
+
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+
+	var (
+		werr      error
+		cancelled bool
+	)
+	select {
+	case werr = <-waitErr:
+	case <-ctx.Done():
+		cancelled = true
+		werr = terminateGroup(pgid, grace, waitErr)
+	}
+	// The main process is gone. Whatever else is left in its group would
+	// hold the pipes open and outlive the module: give it the same
+	// SIGTERM, grace period, SIGKILL.
+	cleanupGroup(pgid, grace, readersDone)
+	outR.Close()
+	errR.Close()
+
+	exit := exitOf(cmd.ProcessState)
+	if cancelled {
+		return exit, fmt.Errorf("run %q: stopped because the module was cancelled: %w", c.Argv[0], context.Cause(ctx))
+	}
+	var ee *exec.ExitError
+	if werr != nil && !errors.As(werr, &ee) {
+		return exit, fmt.Errorf("wait for %q: %w", c.Argv[0], werr)
+	}
+	return exit, nil
+}
+
+// terminateGroup sends SIGTERM to the group, waits up to grace for the main
+// process, then SIGKILLs the group and waits for it.
+func terminateGroup(pgid int, grace time.Duration, waitErr <-chan error) error {
+	signalGroup(pgid, syscall.SIGTERM)
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case err := <-waitErr:
+		return err
+	case <-timer.C:
+		signalGroup(pgid, syscall.SIGKILL)
+		return <-waitErr
+	}
+}
+
+// cleanupGroup terminates what is left of the process group after its
+// leader has exited, and returns once the output pipes are closed and the
+// group is empty (or SIGKILL has been sent and the group has had time to
+// go). In the common case the group is already empty and this returns at
+// once.
+func cleanupGroup(pgid int, grace time.Duration, readersDone <-chan struct{}) {
+	if !groupAlive(pgid) {
+		<-readersDone // pipes close when the last writer is gone
+		return
+	}
+	signalGroup(pgid, syscall.SIGTERM)
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	killed := false
+	for {
+		select {
+		case <-deadline.C:
+			signalGroup(pgid, syscall.SIGKILL)
+			killed = true
+		case <-tick.C:
+		}
+		select {
+		case <-readersDone:
+			if !groupAlive(pgid) {
+				return
+			}
+		default:
+		}
+		if killed {
+			// SIGKILL cannot be refused; wait for the pipes, which close
+			// as the processes die.
+			<-readersDone
+			return
+		}
+	}
+}
+
+// groupAlive reports whether any process is left in the group.
+func groupAlive(pgid int) bool {
+	return syscall.Kill(-pgid, 0) == nil
+}
+
+// signalGroup signals every process in the group. ESRCH (the group is
+// already empty) is the normal case after a clean exit and is ignored.
+func signalGroup(pgid int, sig syscall.Signal) {
+	_ = syscall.Kill(-pgid, sig)
+}
+
+func exitOf(ps *os.ProcessState) Exit {
+	if ps == nil {
+		return Exit{Code: -1}
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return Exit{Code: -1, Signal: ws.Signal().String()}
+	}
+	return Exit{Code: ps.ExitCode()}
+}
+
+// readLines calls fn with each line read from r until EOF or a read error.
+// A final line without a newline is delivered too.
+func readLines(r io.Reader, fn func(string)) {
+	br := bufio.NewReaderSize(r, MaxLineBytes)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			emit(fn, chunk[:len(chunk)-1])
+		case errors.Is(err, bufio.ErrBufferFull):
+			// A line longer than the buffer: hand it over in pieces.
+			emit(fn, chunk)
+		default:
+			if len(chunk) > 0 {
+				emit(fn, chunk)
+			}
+			return
+		}
+	}
+}
+
+func emit(fn func(string), line []byte) {
+	if fn != nil {
+		fn(strings.TrimSuffix(string(line), "\r"))
+	}
+}
+
+// lookPath resolves prog the way the shell would, but against the PATH of
+// the command's own environment when it sets one.
+func lookPath(prog string, env []string) (string, error) {
+	if strings.Contains(prog, "/") || env == nil {
+		return exec.LookPath(prog)
+	}
+	for i := len(env) - 1; i >= 0; i-- {
+		if p, ok := strings.CutPrefix(env[i], "PATH="); ok {
+			for _, dir := range strings.Split(p, ":") {
+				if dir == "" {
+					dir = "."
+				}
+				cand := dir + "/" + prog
+				if st, err := os.Stat(cand); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+					return cand, nil
+				}
+			}
+			return "", fmt.Errorf("%w in PATH %q", exec.ErrNotFound, p)
+		}
+	}
+	return exec.LookPath(prog)
+}

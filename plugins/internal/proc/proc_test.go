@@ -1,0 +1,271 @@
+package proc
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// collector gathers the lines of one run.
+type collector struct {
+	mu     sync.Mutex
+	stdout []string
+	stderr []string
+}
+
+func (c *collector) cmd(argv ...string) Command {
+	return Command{
+		Argv:   argv,
+		Stdout: func(l string) { c.mu.Lock(); c.stdout = append(c.stdout, l); c.mu.Unlock() },
+		Stderr: func(l string) { c.mu.Lock(); c.stderr = append(c.stderr, l); c.mu.Unlock() },
+	}
+}
+
+func TestRunOutputAndExit(t *testing.T) {
+	long := strings.Repeat("x", MaxLineBytes+10)
+	tests := []struct {
+		name       string
+		script     string
+		wantCode   int
+		wantSignal string
+		wantOut    []string
+		wantErr    []string
+	}{
+		{name: "ok", script: "echo one; echo two; echo oops >&2", wantOut: []string{"one", "two"}, wantErr: []string{"oops"}},
+		{name: "exit code", script: "echo before; exit 7", wantCode: 7, wantOut: []string{"before"}},
+		{name: "no trailing newline", script: "printf 'a\\nb'", wantOut: []string{"a", "b"}},
+		{name: "crlf", script: "printf 'a\\r\\n'", wantOut: []string{"a"}},
+		{name: "empty lines kept", script: "printf 'a\\n\\nb\\n'", wantOut: []string{"a", "", "b"}},
+		{name: "long line split", script: "printf '%s\\n' " + long, wantOut: []string{long[:MaxLineBytes], long[MaxLineBytes:]}},
+		{name: "signal", script: "kill -9 $$", wantCode: -1, wantSignal: "killed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c collector
+			exit, err := Run(context.Background(), c.cmd("/bin/sh", "-c", tt.script))
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if exit.Code != tt.wantCode || exit.Signal != tt.wantSignal {
+				t.Errorf("exit = %+v, want code %d signal %q", exit, tt.wantCode, tt.wantSignal)
+			}
+			if !equal(c.stdout, tt.wantOut) {
+				t.Errorf("stdout = %q, want %q", short(c.stdout), short(tt.wantOut))
+			}
+			if !equal(c.stderr, tt.wantErr) {
+				t.Errorf("stderr = %q, want %q", c.stderr, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRunDirAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	var c collector
+	cmd := c.cmd("/bin/sh", "-c", `pwd; echo "$GREETING"`)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GREETING=hi there")
+	if _, err := Run(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	real, _ := filepath.EvalSymlinks(dir)
+	if want := []string{real, "hi there"}; !equal(c.stdout, want) {
+		t.Errorf("stdout = %q, want %q", c.stdout, want)
+	}
+}
+
+func TestRunStartErrors(t *testing.T) {
+	emptyPath := t.TempDir()
+	tests := []struct {
+		name     string
+		cmd      Command
+		notFound bool
+		contains string
+	}{
+		{name: "not on PATH", cmd: Command{Argv: []string{"modpipe-no-such-command"}}, notFound: true, contains: `"modpipe-no-such-command" not found`},
+		{name: "absolute missing", cmd: Command{Argv: []string{"/no/such/binary"}}, notFound: true, contains: `"/no/such/binary" not found`},
+		{name: "PATH from env", cmd: Command{Argv: []string{"sh"}, Env: []string{"PATH=" + emptyPath}}, notFound: true, contains: emptyPath},
+		{name: "missing dir", cmd: Command{Argv: []string{"/bin/true"}, Dir: "/no/such/dir"}, contains: "working directory"},
+		{name: "empty argv", cmd: Command{}, contains: "argument list is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tt.cmd)
+			if err == nil {
+				t.Fatal("Run succeeded, want an error")
+			}
+			var nf *NotFoundError
+			if got := errors.As(err, &nf); got != tt.notFound {
+				t.Errorf("NotFoundError = %v, want %v (err: %v)", got, tt.notFound, err)
+			}
+			if !strings.Contains(err.Error(), tt.contains) {
+				t.Errorf("error %q does not contain %q", err, tt.contains)
+			}
+		})
+	}
+}
+
+// TestRunStreamsLive proves lines reach the caller while the command is
+// still running: the script blocks until the test, having seen its first
+// line, creates a file.
+func TestRunStreamsLive(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	seen := make(chan struct{})
+	var once sync.Once
+	var got []string
+	cmd := Command{
+		Argv: []string{"/bin/sh", "-c", `echo waiting; while [ ! -e "$1" ]; do sleep 0.01; done; echo released`, "sh", gate},
+		Stdout: func(l string) {
+			got = append(got, l)
+			once.Do(func() { close(seen) })
+		},
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Run(context.Background(), cmd); done <- err }()
+	select {
+	case <-seen:
+	case err := <-done:
+		t.Fatalf("Run ended before the first line was seen: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("no line streamed within a minute (deadlock guard)")
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"waiting", "released"}; !equal(got, want) {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
+func TestRunCancelKillsGroup(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+	}{
+		// The child sleeps in the background while the shell waits.
+		{name: "sigterm", script: `sleep 1000 & echo $!; wait`},
+		// Everything ignores SIGTERM, so only SIGKILL ends it.
+		{name: "sigterm ignored", script: `trap '' TERM; sleep 1000 & echo $!; wait; wait`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pids := make(chan int, 1)
+			cmd := Command{
+				Argv:      []string{"/bin/sh", "-c", tt.script},
+				KillGrace: 200 * time.Millisecond,
+				Stdout: func(l string) {
+					if pid, err := strconv.Atoi(l); err == nil {
+						pids <- pid
+					}
+				},
+			}
+			done := make(chan error, 1)
+			go func() { _, err := Run(ctx, cmd); done <- err }()
+			var child int
+			select {
+			case child = <-pids:
+			case err := <-done:
+				t.Fatalf("Run ended early: %v", err)
+			case <-time.After(time.Minute):
+				t.Fatal("child pid not reported (deadlock guard)")
+			}
+			if !processAlive(child) {
+				t.Fatalf("child %d not running before cancel", child)
+			}
+			cancel()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("Run did not return after cancel (deadlock guard)")
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("err = %v, want context.Canceled", err)
+			}
+			waitGone(t, child)
+		})
+	}
+}
+
+// TestRunReapsLeftovers: a script that exits leaving a background job must
+// not leave that job running.
+func TestRunReapsLeftovers(t *testing.T) {
+	var child int
+	cmd := Command{
+		Argv:      []string{"/bin/sh", "-c", `sleep 1000 >/dev/null 2>&1 & echo $!`},
+		KillGrace: 200 * time.Millisecond,
+		Stdout:    func(l string) { child, _ = strconv.Atoi(l) },
+	}
+	exit, err := Run(context.Background(), cmd)
+	if err != nil || exit.Code != 0 {
+		t.Fatalf("Run = %+v, %v; want clean exit", exit, err)
+	}
+	if child == 0 {
+		t.Fatal("child pid not reported")
+	}
+	waitGone(t, child)
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil && !errors.Is(err, os.ErrNotExist)
+	}
+	// The state follows the parenthesised command name.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
+}
+
+// waitGone waits (bounded, as a deadlock guard only) for pid to disappear:
+// a SIGKILLed process may take a moment to be torn down by the kernel.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			exec.Command("kill", "-9", strconv.Itoa(pid)).Run()
+			t.Fatalf("child process %d still running after Run returned", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func short(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		if len(l) > 40 {
+			l = l[:20] + "..." + strconv.Itoa(len(l))
+		}
+		out[i] = l
+	}
+	return out
+}
