@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/modpipe/modpipe/plugins/internal/proc"
+)
+
+// ResultType is the versioned name of the exec kind's result.
+const ResultType = "shell.exec/v1"
+
+// MaxStdoutBytes caps the stdout kept in the result. The full output still
+// streams to the host; the cap keeps the envelope a sane size.
+const MaxStdoutBytes = 1 << 20
+
+// StderrTailLines is how many trailing stderr lines the result and a
+// failure carry.
+const StderrTailLines = 20
+
+// ExecConfig is the configuration of the exec kind.
+type ExecConfig struct {
+	Command    []string          `modpipe:"command,optional" doc:"Program and arguments to run, without a shell (argv). Exactly one of command and script is required."`
+	Script     string            `modpipe:"script,optional" doc:"Shell script run by /bin/sh -e -c: stops at the first failing command. Exactly one of command and script is required."`
+	Env        map[string]string `modpipe:"env,optional" doc:"Environment variables added to the inherited environment."`
+	Dir        string            `modpipe:"dir,optional" doc:"Working directory; relative paths are relative to the host's working directory."`
+	StdoutJSON bool              `modpipe:"stdout_json,optional" doc:"Parse stdout as JSON into the result's json attribute; invalid JSON fails the module."`
+}
+
+// ExecResult is the value of a finished exec module.
+type ExecResult struct {
+	// ExitCode is the command's exit status; -1 when a signal ended it.
+	ExitCode int `json:"exit_code"`
+	// Stdout is the command's standard output without its final newline,
+	// at most MaxStdoutBytes of it.
+	Stdout string `json:"stdout"`
+	// StdoutTruncated says Stdout holds only the first MaxStdoutBytes.
+	StdoutTruncated bool `json:"stdout_truncated"`
+	// StderrTail is the last StderrTailLines lines of standard error.
+	StderrTail string `json:"stderr_tail"`
+	// JSON is stdout parsed as JSON when stdout_json is set, else null.
+	JSON json.RawMessage `json:"json"`
+}
+
+// Validate checks what the schema alone cannot: exactly one of command and
+// script.
+func (c ExecConfig) Validate() error {
+	switch {
+	case len(c.Command) == 0 && c.Script == "":
+		return errors.New(`set either "command" (a list: program and arguments) or "script" (a shell script); neither is set`)
+	case len(c.Command) > 0 && c.Script != "":
+		return errors.New(`set either "command" or "script", not both`)
+	case len(c.Command) > 0 && c.Command[0] == "":
+		return errors.New(`"command" starts with an empty program name; its first element must be the program to run`)
+	}
+	return nil
+}
+
+// argv is the command line the config asks for.
+func (c ExecConfig) argv() []string {
+	if c.Script != "" {
+		return []string{"/bin/sh", "-e", "-c", c.Script}
+	}
+	return c.Command
+}
+
+// environ is the inherited environment plus the configured variables, in a
+// stable order so the same config always yields the same environment.
+func (c ExecConfig) environ() []string {
+	env := os.Environ()
+	keys := make([]string, 0, len(c.Env))
+	for k := range c.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+c.Env[k])
+	}
+	return env
+}
+
+// ExitError reports a command that ran and did not exit 0.
+type ExitError struct {
+	Code   int
+	Signal string
+	Tail   string
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != "" {
+		return "command was killed by signal: " + e.Signal
+	}
+	return fmt.Sprintf("command failed: exit status %d", e.Code)
+}
+
+// Streams are where output lines go while the command runs.
+type Streams struct {
+	Stdout, Stderr io.Writer
+}
+
+// Exec runs the configured command, streaming each output line to s as it
+// arrives, and returns the result. The result is returned with every error
+// that happens after the command started (a non-zero exit is an
+// *ExitError), so the caller can report both.
+func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duration) (ExecResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return ExecResult{}, err
+	}
+	var (
+		stdout    bytes.Buffer
+		truncated bool
+		tail      = proc.NewTail(StderrTailLines)
+	)
+	cmd := proc.Command{
+		Argv:      cfg.argv(),
+		Dir:       cfg.Dir,
+		Env:       cfg.environ(),
+		KillGrace: killGrace,
+		Stdout: func(line string) {
+			writeLine(s.Stdout, line)
+			if truncated {
+				return
+			}
+			if stdout.Len()+len(line)+1 > MaxStdoutBytes {
+				truncated = true
+				return
+			}
+			stdout.WriteString(line)
+			stdout.WriteByte('\n')
+		},
+		Stderr: func(line string) {
+			writeLine(s.Stderr, line)
+			tail.Add(line)
+		},
+	}
+	exit, err := proc.Run(ctx, cmd)
+	res := ExecResult{
+		ExitCode:        exit.Code,
+		Stdout:          strings.TrimSuffix(stdout.String(), "\n"),
+		StdoutTruncated: truncated,
+		StderrTail:      tail.String(),
+	}
+	if err != nil {
+		var nf *proc.NotFoundError
+		if errors.As(err, &nf) {
+			return ExecResult{ExitCode: -1}, err
+		}
+		return res, err
+	}
+	if exit.Code != 0 {
+		return res, &ExitError{Code: exit.Code, Signal: exit.Signal, Tail: res.StderrTail}
+	}
+	if cfg.StdoutJSON {
+		v, err := parseJSON(res.Stdout, truncated)
+		if err != nil {
+			return res, err
+		}
+		res.JSON = v
+	}
+	return res, nil
+}
+
+// writeLine writes one line to w. A failing writer (the host went away)
+// must not stop the command's output from being collected.
+func writeLine(w io.Writer, line string) {
+	if w != nil {
+		_, _ = io.WriteString(w, line+"\n")
+	}
+}
+
+// parseJSON parses stdout for stdout_json, with an error that shows where
+// and what went wrong.
+func parseJSON(stdout string, truncated bool) (json.RawMessage, error) {
+	if truncated {
+		return nil, fmt.Errorf("stdout_json: stdout is larger than %d bytes, too large to keep and parse; write the JSON to a file instead or make it smaller", MaxStdoutBytes)
+	}
+	if strings.TrimSpace(stdout) == "" {
+		return nil, errors.New("stdout_json: the command printed nothing on stdout, expected a JSON value")
+	}
+	var v json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
+		return nil, fmt.Errorf("stdout_json: stdout is not valid JSON: %v; stdout starts with: %q", err, head(stdout, 200))
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, v); err != nil {
+		return nil, fmt.Errorf("stdout_json: compact JSON: %w", err)
+	}
+	return compact.Bytes(), nil
+}
+
+func head(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
