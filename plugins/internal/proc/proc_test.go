@@ -269,3 +269,32 @@ func short(lines []string) []string {
 	}
 	return out
 }
+
+func TestTail(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int
+		add  []string
+		want []string
+	}{
+		{name: "empty", n: 3, want: []string{}},
+		{name: "partial", n: 3, add: []string{"a", "b"}, want: []string{"a", "b"}},
+		{name: "exactly full", n: 3, add: []string{"a", "b", "c"}, want: []string{"a", "b", "c"}},
+		{name: "wrapped", n: 3, add: []string{"a", "b", "c", "d", "e"}, want: []string{"c", "d", "e"}},
+		{name: "long line cut", n: 1, add: []string{strings.Repeat("y", MaxTailLineBytes+1)}, want: []string{strings.Repeat("y", MaxTailLineBytes) + " [line truncated]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tail := NewTail(tt.n)
+			for _, l := range tt.add {
+				tail.Add(l)
+			}
+			if got := tail.Lines(); !equal(got, tt.want) {
+				t.Errorf("Lines() = %q, want %q", short(got), short(tt.want))
+			}
+			if got, want := tail.String(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("String() = %q, want %q", got, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,5 @@
+package buildfail
+
+import "testing"
+
+func TestBroken(t *testing.T) { _ = Broken() }
