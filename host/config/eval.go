@@ -1,0 +1,332 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/schema"
+)
+
+// Scope is what an expression sees beyond the file's own variables and
+// locals: the running instance's facts, the matrix values of the instance
+// being evaluated, and the results of finished modules.
+type Scope struct {
+	Facts Facts
+	// Matrix holds matrix.<axis> values; nil outside a matrix instance.
+	Matrix map[string]string
+	// Modules holds module.NAME values, built with ModuleValue (or
+	// MatrixValue for a matrix module), for the modules that have finished.
+	Modules map[string]cty.Value
+}
+
+// EvalContext builds the evaluation context for s: var.*, local.*, run.*,
+// matrix.* and module.* plus every function. It may be called
+// concurrently; each call returns a fresh context.
+func (p *Pipeline) EvalContext(s Scope) *hcl.EvalContext {
+	vars := make(map[string]cty.Value, len(p.Variables))
+	for n, v := range p.Variables {
+		vars[n] = v.Value
+	}
+	caps := make([]cty.Value, len(s.Facts.Capabilities))
+	for i, c := range s.Facts.Capabilities {
+		caps[i] = cty.StringVal(c)
+	}
+	capList := cty.ListValEmpty(cty.String)
+	if len(caps) > 0 {
+		capList = cty.ListVal(caps)
+	}
+	variables := map[string]cty.Value{
+		"var":   objectOrEmpty(vars),
+		"local": objectOrEmpty(p.Locals),
+		"run": cty.ObjectVal(map[string]cty.Value{
+			"os":           cty.StringVal(s.Facts.OS),
+			"arch":         cty.StringVal(s.Facts.Arch),
+			"instance":     cty.NumberIntVal(int64(s.Facts.Instance)),
+			"ci":           cty.BoolVal(s.Facts.CI),
+			"capabilities": capList,
+		}),
+		"module": objectOrEmpty(s.Modules),
+	}
+	if s.Matrix != nil {
+		mv := make(map[string]cty.Value, len(s.Matrix))
+		for k, v := range s.Matrix {
+			mv[k] = cty.StringVal(v)
+		}
+		variables["matrix"] = objectOrEmpty(mv)
+	}
+	return &hcl.EvalContext{Variables: variables, Functions: p.functions}
+}
+
+func objectOrEmpty(m map[string]cty.Value) cty.Value {
+	if len(m) == 0 {
+		return cty.EmptyObjectVal
+	}
+	return cty.ObjectVal(m)
+}
+
+// errorType is the type of module.NAME.error.
+var errorType = cty.Object(map[string]cty.Type{
+	"message": cty.String,
+	"kind":    cty.String,
+	"tail":    cty.String,
+})
+
+// ModuleValue is module.NAME for a finished module: an object with value
+// (the result JSON as a cty value, null when there is none), status,
+// type, attempts, duration_ms, instance, host, skip_reason and error
+// (an object with message, kind and tail, or null).
+func ModuleValue(env *coordinator.Envelope) (cty.Value, error) {
+	if env == nil {
+		return cty.NilVal, errors.New("module value: no envelope")
+	}
+	value := cty.NullVal(cty.DynamicPseudoType)
+	if raw := bytes.TrimSpace(env.Value); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		ty, err := ctyjson.ImpliedType(raw)
+		if err != nil {
+			return cty.NilVal, fmt.Errorf("module %s: decode result value: %w", env.Module, err)
+		}
+		value, err = ctyjson.Unmarshal(raw, ty)
+		if err != nil {
+			return cty.NilVal, fmt.Errorf("module %s: decode result value: %w", env.Module, err)
+		}
+	}
+	errVal := cty.NullVal(errorType)
+	if env.Error != nil {
+		errVal = cty.ObjectVal(map[string]cty.Value{
+			"message": cty.StringVal(env.Error.Message),
+			"kind":    cty.StringVal(env.Error.Kind),
+			"tail":    cty.StringVal(env.Error.Tail),
+		})
+	}
+	return cty.ObjectVal(map[string]cty.Value{
+		"value":       value,
+		"status":      cty.StringVal(string(env.Status)),
+		"type":        cty.StringVal(env.Type),
+		"attempts":    cty.NumberIntVal(int64(env.Attempts)),
+		"duration_ms": cty.NumberIntVal(env.DurationMS),
+		"instance":    cty.NumberIntVal(int64(env.Instance)),
+		"host":        cty.StringVal(env.Host),
+		"skip_reason": cty.StringVal(env.SkipReason),
+		"error":       errVal,
+	}), nil
+}
+
+// MatrixValue is module.NAME for a matrix module: instance key -> the
+// instance's ModuleValue. It is an object rather than a cty map so that
+// instances whose results have different shapes can sit side by side;
+// indexing (module.test["linux"]), for expressions, keys() and length()
+// work on it as on a map.
+func MatrixValue(instances map[string]cty.Value) cty.Value {
+	return objectOrEmpty(instances)
+}
+
+// attrSpec builds the hcldec spec of a kind, leaving out attributes whose
+// names are meta-arguments (the host consumes those before the plugin
+// could see them; CheckBody reports such a schema).
+func attrSpec(k *schema.Kind) hcldec.ObjectSpec {
+	spec := hcldec.ObjectSpec{}
+	for _, a := range k.Attributes {
+		if isMetaArgument(a.Name) {
+			continue
+		}
+		spec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type, Required: a.Required}
+	}
+	return spec
+}
+
+// EvalConfig evaluates the plugin's attributes of m with ctx and returns
+// them as a JSON object, each value converted to the type the kind's
+// schema declares. Optional attributes that are absent (or null) are
+// omitted.
+func (m *Module) EvalConfig(ctx *hcl.EvalContext, k *schema.Kind) (json.RawMessage, hcl.Diagnostics) {
+	val, diags := hcldec.Decode(m.Body, attrSpec(k), ctx)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if !val.IsWhollyKnown() {
+		return nil, append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Module configuration not known",
+			Detail:   fmt.Sprintf("The configuration of module %q depends on values that are not known yet; every module it refers to must have finished.", m.Name),
+			Subject:  m.DeclRange.Ptr(),
+		})
+	}
+	out := map[string]json.RawMessage{}
+	for it := val.ElementIterator(); it.Next(); {
+		k, v := it.Element()
+		if v.IsNull() {
+			continue
+		}
+		data, err := ctyjson.Marshal(v, v.Type())
+		if err != nil {
+			return nil, append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot encode module configuration",
+				Detail:   fmt.Sprintf("Attribute %q of module %q cannot be encoded as JSON: %s.", k.AsString(), m.Name, err),
+				Subject:  m.DeclRange.Ptr(),
+			})
+		}
+		out[k.AsString()] = data
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return nil, append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot encode module configuration",
+			Detail:   fmt.Sprintf("Module %q: %s.", m.Name, err),
+			Subject:  m.DeclRange.Ptr(),
+		})
+	}
+	return data, diags
+}
+
+// EvalRunIf evaluates run_if with ctx. It is true when m has no run_if.
+// A value that is not a boolean, or null, is an error.
+func (m *Module) EvalRunIf(ctx *hcl.EvalContext) (bool, hcl.Diagnostics) {
+	if m.RunIf == nil {
+		return true, nil
+	}
+	v, diags := m.RunIf.Value(ctx)
+	if diags.HasErrors() {
+		return false, diags
+	}
+	bad := func(detail string) (bool, hcl.Diagnostics) {
+		return false, append(diags, &hcl.Diagnostic{
+			Severity:    hcl.DiagError,
+			Summary:     "Invalid run_if",
+			Detail:      detail,
+			Subject:     m.RunIf.Range().Ptr(),
+			Expression:  m.RunIf,
+			EvalContext: ctx,
+		})
+	}
+	if !v.IsKnown() {
+		return bad("The run_if condition depends on a value that is not known yet.")
+	}
+	if v.IsNull() {
+		return bad("The run_if condition is null; it must be true or false.")
+	}
+	bv, err := convert.Convert(v, cty.Bool)
+	if err != nil {
+		return bad(fmt.Sprintf("The run_if condition must be a boolean, but it is %s.", v.Type().FriendlyName()))
+	}
+	return bv.True(), diags
+}
+
+// CheckBody checks m's plugin attributes against the kind's schema before
+// anything runs: unknown attributes (with the closest valid name),
+// missing required ones, and type mismatches of every value that can be
+// known at load time. Values that depend on module results or matrix
+// values are treated as unknown and checked when the module runs.
+func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, a := range k.Attributes {
+		if !isMetaArgument(a.Name) {
+			continue
+		}
+		sev, tail := hcl.DiagWarning, "it can never be set from a pipeline file."
+		if a.Required {
+			sev, tail = hcl.DiagError, "it is required, so no module of this kind can be configured."
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: sev,
+			Summary:  "Plugin attribute shadowed by a meta-argument",
+			Detail:   fmt.Sprintf("Module kind %q declares an attribute %q, which is a meta-argument the host owns; %s Rename the attribute in the plugin.", m.KindLabel(), a.Name, tail),
+			Subject:  m.KindRange.Ptr(),
+		})
+	}
+
+	ctx := m.staticContext()
+	spec := attrSpec(k)
+	bodySchema := hcldec.ImpliedSchema(spec)
+	content, d := m.Body.Content(bodySchema)
+	diags = append(diags, d...)
+	for _, a := range k.Attributes {
+		attr := content.Attributes[a.Name]
+		if attr == nil || isMetaArgument(a.Name) {
+			continue
+		}
+		v, d := attr.Expr.Value(ctx)
+		if d.HasErrors() {
+			// Errors that involve references to unknown modules are the
+			// graph's to report; evaluation errors are reported here.
+			diags = append(diags, d...)
+			continue
+		}
+		if _, err := convert.Convert(v, a.Type); err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity:    hcl.DiagError,
+				Summary:     "Incorrect attribute value type",
+				Detail:      fmt.Sprintf("Inappropriate value for attribute %q of %s: %s; it must be %s.", a.Name, m.KindLabel(), err, typeexpr.TypeString(a.Type)),
+				Subject:     attr.Expr.Range().Ptr(),
+				Context:     attr.Range.Ptr(),
+				Expression:  attr.Expr,
+				EvalContext: ctx,
+			})
+		}
+	}
+	return diags
+}
+
+// staticContext is an EvalContext for checking m at load time: module
+// results and matrix values are unknown, and names that Load already
+// reported as undeclared are unknown too, so they are not reported twice.
+func (m *Module) staticContext() *hcl.EvalContext {
+	p := m.pipeline
+	ctx := p.EvalContext(Scope{Facts: p.facts})
+	scopes := map[string]map[string]cty.Value{
+		"var":    {},
+		"local":  {},
+		"module": {},
+		"matrix": {},
+	}
+	for n, v := range p.Variables {
+		scopes["var"][n] = v.Value
+	}
+	for n, v := range p.Locals {
+		scopes["local"][n] = v
+	}
+	for _, other := range p.Modules {
+		scopes["module"][other.Name] = cty.DynamicVal
+	}
+	if m.Matrix != nil {
+		for _, a := range m.Matrix.Axes {
+			scopes["matrix"][a.Name] = cty.UnknownVal(cty.String)
+		}
+	}
+	for _, tr := range m.runTimeTraversals() {
+		root := tr.RootName()
+		if root == "run" {
+			if name, ok := attrName(tr); ok && !contains(runFacts, name) {
+				run := ctx.Variables["run"].AsValueMap()
+				run[name] = cty.DynamicVal
+				ctx.Variables["run"] = cty.ObjectVal(run)
+			}
+			continue
+		}
+		scope, ok := scopes[root]
+		if !ok {
+			ctx.Variables[root] = cty.DynamicVal
+			continue
+		}
+		if name, ok := attrName(tr); ok {
+			if _, exists := scope[name]; !exists {
+				scope[name] = cty.DynamicVal
+			}
+		}
+	}
+	for root, scope := range scopes {
+		ctx.Variables[root] = objectOrEmpty(scope)
+	}
+	return ctx
+}

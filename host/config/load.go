@@ -1,0 +1,530 @@
+package config
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+var fileSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "pipeline"},
+		{Type: "plugin", LabelNames: []string{"name"}},
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "limit", LabelNames: []string{"name"}},
+		{Type: "distributed"},
+		{Type: "module", LabelNames: []string{"kind", "name"}},
+	},
+}
+
+// Load reads, parses and decodes the pipeline file at filename.
+//
+// It returns a nil Pipeline only when the file cannot be read. When the
+// file has syntax errors, the Pipeline carries only Filename, Dir and
+// Files (so the diagnostics can be rendered with snippets) and decoding
+// stops there, because a partly parsed body would produce misleading
+// follow-on errors. Otherwise every block is decoded and all problems are
+// returned together; the Pipeline is usable for inspection but must not
+// be run when diags has errors.
+func Load(filename string, opts Options) (*Pipeline, hcl.Diagnostics) {
+	src, err := os.ReadFile(filename)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read the pipeline file",
+			Detail:   fmt.Sprintf("Reading %s failed: %s. Check the path given on the command line.", filename, err),
+		}}
+	}
+	return LoadSource(filename, src, opts)
+}
+
+// LoadSource is Load for a file whose contents are already in memory.
+// filename is used for diagnostics and relative paths.
+func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagnostics) {
+	dir, err := filepath.Abs(filepath.Dir(filename))
+	if err != nil {
+		dir = filepath.Dir(filename)
+	}
+	environ := parseEnviron(opts.Environ)
+	p := &Pipeline{
+		Filename:  filename,
+		Dir:       dir,
+		OnFailure: OnFailureStop,
+		Plugins:   map[string]*PluginBlock{},
+		Variables: map[string]*Variable{},
+		Locals:    map[string]cty.Value{},
+		Limits:    map[string]*Limit{},
+		Files:     map[string]*hcl.File{},
+		environ:   environ,
+		functions: functions(dir, environ),
+		facts:     opts.Facts,
+		byName:    map[string]*Module{},
+	}
+
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if file != nil {
+		p.Files[filename] = file
+	}
+	if diags.HasErrors() || file == nil {
+		return p, diags
+	}
+
+	content, moreDiags := file.Body.Content(fileSchema)
+	diags = append(diags, moreDiags...)
+
+	// Order matters: variables feed locals, and both feed every
+	// load-time expression below.
+	var varBlocks, localBlocks, pipelineBlocks, pluginBlocks, limitBlocks, distBlocks, moduleBlocks []*hcl.Block
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "variable":
+			varBlocks = append(varBlocks, b)
+		case "locals":
+			localBlocks = append(localBlocks, b)
+		case "pipeline":
+			pipelineBlocks = append(pipelineBlocks, b)
+		case "plugin":
+			pluginBlocks = append(pluginBlocks, b)
+		case "limit":
+			limitBlocks = append(limitBlocks, b)
+		case "distributed":
+			distBlocks = append(distBlocks, b)
+		case "module":
+			moduleBlocks = append(moduleBlocks, b)
+		}
+	}
+
+	diags = append(diags, p.decodeVariables(varBlocks, opts.Vars)...)
+	diags = append(diags, p.decodeLocals(localBlocks)...)
+	ctx := p.EvalContext(Scope{Facts: opts.Facts})
+
+	if len(pipelineBlocks) > 1 {
+		diags = append(diags, duplicateBlock("pipeline", "", pipelineBlocks[1].DefRange, pipelineBlocks[0].DefRange))
+	}
+	if len(pipelineBlocks) > 0 {
+		diags = append(diags, p.decodePipelineBlock(pipelineBlocks[0], ctx)...)
+	}
+	for _, b := range pluginBlocks {
+		diags = append(diags, p.decodePlugin(b, ctx)...)
+	}
+	for _, b := range limitBlocks {
+		diags = append(diags, p.decodeLimit(b, ctx)...)
+	}
+	if len(distBlocks) > 1 {
+		diags = append(diags, duplicateBlock("distributed", "", distBlocks[1].DefRange, distBlocks[0].DefRange))
+	}
+	if len(distBlocks) > 0 {
+		diags = append(diags, p.decodeDistributed(distBlocks[0], ctx)...)
+	}
+	for _, b := range moduleBlocks {
+		diags = append(diags, p.decodeModule(b, ctx)...)
+	}
+	// References can only be checked once every module name is known.
+	for _, m := range p.Modules {
+		diags = append(diags, m.checkReferences()...)
+	}
+	sortDiagnostics(diags)
+	return p, diags
+}
+
+// sortDiagnostics orders diagnostics by their position in the file, those
+// without a position first, so that output is stable (hcl reports some
+// problems in map order) and reads top to bottom.
+func sortDiagnostics(diags hcl.Diagnostics) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		if a == nil || b == nil {
+			return a == nil && b != nil
+		}
+		if a.Filename != b.Filename {
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
+}
+
+// Module returns the module named name, or nil.
+func (p *Pipeline) Module(name string) *Module { return p.byName[name] }
+
+// ModuleNames returns the names of the modules in file order.
+func (p *Pipeline) ModuleNames() []string {
+	names := make([]string, len(p.Modules))
+	for i, m := range p.Modules {
+		names[i] = m.Name
+	}
+	return names
+}
+
+func parseEnviron(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func duplicateBlock(kind, name string, rng, prev hcl.Range) *hcl.Diagnostic {
+	what := kind + " block"
+	if name != "" {
+		what = fmt.Sprintf("%s %q", kind, name)
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Duplicate %s", what),
+		Detail:   fmt.Sprintf("A %s was already declared at %s. Remove one of them or give it another name.", what, prev),
+		Subject:  rng.Ptr(),
+	}
+}
+
+var pipelineSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "on_failure"}, {Name: "secrets"}},
+}
+
+func (p *Pipeline) decodePipelineBlock(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
+	content, diags := b.Body.Content(pipelineSchema)
+	if a := content.Attributes["name"]; a != nil {
+		v, _, d := evalString(a, ctx)
+		diags = append(diags, d...)
+		p.Name = v
+	}
+	if a := content.Attributes["on_failure"]; a != nil {
+		v, ok, d := evalString(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			switch v {
+			case OnFailureStop, OnFailureContinue:
+				p.OnFailure = v
+			default:
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Invalid on_failure",
+					Detail: fmt.Sprintf("on_failure must be %q (cancel running modules and start no new ones) or %q (run everything that can run), not %q.%s",
+						OnFailureStop, OnFailureContinue, v, didYouMean(v, []string{OnFailureStop, OnFailureContinue})),
+					Subject: a.Expr.Range().Ptr(),
+				})
+			}
+		}
+	}
+	if a := content.Attributes["secrets"]; a != nil {
+		v, _, d := evalStringList(a, ctx)
+		diags = append(diags, d...)
+		p.Secrets = v
+	}
+	return diags
+}
+
+var pluginSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "source"}, {Name: "args"}, {Name: "env"}, {Name: "sha256"}},
+}
+
+func (p *Pipeline) decodePlugin(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
+	name := b.Labels[0]
+	var diags hcl.Diagnostics
+	if !hclsyntax.ValidIdentifier(name) {
+		diags = append(diags, invalidName("plugin", name, b.LabelRanges[0]))
+	}
+	if prev, ok := p.Plugins[name]; ok {
+		return append(diags, duplicateBlock("plugin", name, b.DefRange, prev.DeclRange))
+	}
+	pb := &PluginBlock{Name: name, DeclRange: b.DefRange}
+	p.Plugins[name] = pb
+	content, d := b.Body.Content(pluginSchema)
+	diags = append(diags, d...)
+	if a := content.Attributes["source"]; a != nil {
+		v, ok, d := evalString(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			if v == "" {
+				diags = append(diags, attrError(a, "Empty plugin source", "source must be the path of the plugin binary, relative to the pipeline file's directory. Remove the attribute to look the plugin up by name."))
+			} else {
+				pb.Source = p.resolvePath(v)
+			}
+		}
+	}
+	if a := content.Attributes["args"]; a != nil {
+		v, _, d := evalStringList(a, ctx)
+		diags = append(diags, d...)
+		pb.Args = v
+	}
+	if a := content.Attributes["env"]; a != nil {
+		v, _, d := evalStringMap(a, ctx)
+		diags = append(diags, d...)
+		pb.Env = v
+	}
+	if a := content.Attributes["sha256"]; a != nil {
+		v, ok, d := evalString(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			v = strings.ToLower(v)
+			if raw, err := hex.DecodeString(v); err != nil || len(raw) != 32 {
+				diags = append(diags, attrError(a, "Invalid sha256", fmt.Sprintf("sha256 must be 64 hexadecimal digits (the output of sha256sum), got %q.", v)))
+			} else {
+				pb.SHA256 = v
+			}
+		}
+	}
+	return diags
+}
+
+func (p *Pipeline) resolvePath(path string) string {
+	if filepath.IsAbs(path) {
+		return filepath.Clean(path)
+	}
+	return filepath.Join(p.Dir, path)
+}
+
+var limitSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "max", Required: true}},
+}
+
+func (p *Pipeline) decodeLimit(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
+	name := b.Labels[0]
+	var diags hcl.Diagnostics
+	if !hclsyntax.ValidIdentifier(name) {
+		diags = append(diags, invalidName("limit", name, b.LabelRanges[0]))
+	}
+	if prev, ok := p.Limits[name]; ok {
+		return append(diags, duplicateBlock("limit", name, b.DefRange, prev.DeclRange))
+	}
+	l := &Limit{Name: name, Max: 1, DeclRange: b.DefRange}
+	p.Limits[name] = l
+	content, d := b.Body.Content(limitSchema)
+	diags = append(diags, d...)
+	if a := content.Attributes["max"]; a != nil {
+		v, ok, d := evalInt(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			if v < 1 {
+				diags = append(diags, attrError(a, "Invalid limit max", fmt.Sprintf("max is how many modules of the group may run at once; it must be at least 1, not %d.", v)))
+			} else {
+				l.Max = v
+			}
+		}
+	}
+	return diags
+}
+
+var distributedSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "capabilities"}, {Name: "heartbeat_interval"}, {Name: "heartbeat_timeout"},
+		{Name: "capability_timeout"}, {Name: "coordinator"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "etcd"}},
+}
+
+var etcdSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "endpoints"}, {Name: "prefix"}, {Name: "username"}, {Name: "password"},
+		{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"},
+	},
+}
+
+func (p *Pipeline) decodeDistributed(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
+	d := &Distributed{DeclRange: b.DefRange}
+	p.Distributed = d
+	content, diags := b.Body.Content(distributedSchema)
+	if a := content.Attributes["capabilities"]; a != nil {
+		v, _, dd := evalStringList(a, ctx)
+		diags = append(diags, dd...)
+		d.Capabilities = v
+	}
+	// Slices, not maps, so that diagnostics come out in a stable order.
+	for _, f := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"heartbeat_interval", &d.HeartbeatInterval},
+		{"heartbeat_timeout", &d.HeartbeatTimeout},
+		{"capability_timeout", &d.CapabilityTimeout},
+	} {
+		name, dst := f.name, f.dst
+		if a := content.Attributes[name]; a != nil {
+			v, _, dd := evalDuration(a, ctx, false)
+			diags = append(diags, dd...)
+			*dst = v
+		}
+	}
+	if a := content.Attributes["coordinator"]; a != nil {
+		v, _, dd := evalString(a, ctx)
+		diags = append(diags, dd...)
+		d.Coordinator = v
+	}
+	for i, eb := range content.Blocks {
+		if i > 0 {
+			diags = append(diags, duplicateBlock("etcd", "", eb.DefRange, content.Blocks[0].DefRange))
+			continue
+		}
+		e := &Etcd{DeclRange: eb.DefRange}
+		d.Etcd = e
+		ec, dd := eb.Body.Content(etcdSchema)
+		diags = append(diags, dd...)
+		if a := ec.Attributes["endpoints"]; a != nil {
+			v, _, dd := evalStringList(a, ctx)
+			diags = append(diags, dd...)
+			e.Endpoints = v
+		}
+		for _, f := range []struct {
+			name string
+			dst  *string
+		}{
+			{"prefix", &e.Prefix}, {"username", &e.Username}, {"password", &e.Password},
+			{"ca_file", &e.CAFile}, {"cert_file", &e.CertFile}, {"key_file", &e.KeyFile},
+		} {
+			name, dst := f.name, f.dst
+			if a := ec.Attributes[name]; a != nil {
+				v, _, dd := evalString(a, ctx)
+				diags = append(diags, dd...)
+				if strings.HasSuffix(name, "_file") && v != "" {
+					v = p.resolvePath(v)
+				}
+				*dst = v
+			}
+		}
+	}
+	return diags
+}
+
+// The helpers below evaluate one attribute at load time and convert it to
+// the Go type the host wants, turning every failure into a diagnostic at
+// the attribute's expression.
+
+func attrError(a *hcl.Attribute, summary, detail string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   detail,
+		Subject:  a.Expr.Range().Ptr(),
+		Context:  a.Range.Ptr(),
+	}
+}
+
+func invalidName(kind, name string, rng hcl.Range) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid %s name", kind),
+		Detail:   fmt.Sprintf("%q is not a valid %s name: a name must start with a letter or underscore and contain only letters, digits, underscores and dashes.", name, kind),
+		Subject:  rng.Ptr(),
+	}
+}
+
+// evalAttr evaluates a and converts the result to ty. A null result is an
+// error: load-time attributes must be concrete. ok is false when the value
+// is unusable; that includes an unknown value, which only comes from a
+// variable or local that already failed and was reported, so it adds no
+// diagnostic of its own.
+func evalAttr(a *hcl.Attribute, ctx *hcl.EvalContext, ty cty.Type) (v cty.Value, ok bool, diags hcl.Diagnostics) {
+	if d := noModuleRefs(a.Expr, a.Name); d != nil {
+		return cty.NilVal, false, hcl.Diagnostics{d}
+	}
+	v, diags = a.Expr.Value(ctx)
+	if diags.HasErrors() {
+		return cty.NilVal, false, diags
+	}
+	if !v.IsWhollyKnown() {
+		return cty.NilVal, false, diags
+	}
+	if v.IsNull() {
+		return cty.NilVal, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name), fmt.Sprintf("%s must not be null; remove the attribute to use its default.", a.Name)))
+	}
+	cv, err := convert.Convert(v, ty)
+	if err != nil {
+		return cty.NilVal, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name),
+			fmt.Sprintf("%s must be %s: %s.", a.Name, ty.FriendlyNameForConstraint(), err)))
+	}
+	return cv, true, diags
+}
+
+func evalString(a *hcl.Attribute, ctx *hcl.EvalContext) (string, bool, hcl.Diagnostics) {
+	v, ok, diags := evalAttr(a, ctx, cty.String)
+	if !ok {
+		return "", false, diags
+	}
+	return v.AsString(), true, diags
+}
+
+func evalBool(a *hcl.Attribute, ctx *hcl.EvalContext) (bool, bool, hcl.Diagnostics) {
+	v, ok, diags := evalAttr(a, ctx, cty.Bool)
+	if !ok {
+		return false, false, diags
+	}
+	return v.True(), true, diags
+}
+
+func evalInt(a *hcl.Attribute, ctx *hcl.EvalContext) (int, bool, hcl.Diagnostics) {
+	v, ok, diags := evalAttr(a, ctx, cty.Number)
+	if !ok {
+		return 0, false, diags
+	}
+	bf := v.AsBigFloat()
+	if !bf.IsInt() {
+		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name), fmt.Sprintf("%s must be a whole number, not %s.", a.Name, bf.Text('g', -1))))
+	}
+	i, acc := bf.Int64()
+	if acc != big.Exact || i > 1<<31-1 || i < -(1<<31) {
+		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name), fmt.Sprintf("%s is out of range.", a.Name)))
+	}
+	return int(i), true, diags
+}
+
+func evalStringList(a *hcl.Attribute, ctx *hcl.EvalContext) ([]string, bool, hcl.Diagnostics) {
+	v, ok, diags := evalAttr(a, ctx, cty.List(cty.String))
+	if !ok {
+		return nil, false, diags
+	}
+	out := make([]string, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, ev := it.Element()
+		if ev.IsNull() {
+			return nil, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name), fmt.Sprintf("The elements of %s must not be null.", a.Name)))
+		}
+		out = append(out, ev.AsString())
+	}
+	return out, true, diags
+}
+
+func evalStringMap(a *hcl.Attribute, ctx *hcl.EvalContext) (map[string]string, bool, hcl.Diagnostics) {
+	v, ok, diags := evalAttr(a, ctx, cty.Map(cty.String))
+	if !ok {
+		return nil, false, diags
+	}
+	out := make(map[string]string, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		k, ev := it.Element()
+		if ev.IsNull() {
+			return nil, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name), fmt.Sprintf("The value of %s[%q] must not be null.", a.Name, k.AsString())))
+		}
+		out[k.AsString()] = ev.AsString()
+	}
+	return out, true, diags
+}
+
+// evalDuration evaluates a Go duration string ("10s", "1m30s").
+func evalDuration(a *hcl.Attribute, ctx *hcl.EvalContext, allowZero bool) (time.Duration, bool, hcl.Diagnostics) {
+	s, ok, diags := evalString(a, ctx)
+	if !ok {
+		return 0, false, diags
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid duration for %s", a.Name),
+			fmt.Sprintf("%q is not a duration. Write a number with a unit, such as \"30s\", \"10m\" or \"1h30m\".", s)))
+	}
+	if d < 0 || (d == 0 && !allowZero) {
+		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid duration for %s", a.Name),
+			fmt.Sprintf("%s must be greater than zero, not %q.", a.Name, s)))
+	}
+	return d, true, diags
+}

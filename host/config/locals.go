@@ -1,0 +1,142 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// decodeLocals evaluates every local in dependency order, whatever the
+// order in the file, and reports cycles between them.
+func (p *Pipeline) decodeLocals(blocks []*hcl.Block) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	attrs := map[string]*hcl.Attribute{}
+	for _, b := range blocks {
+		battrs, d := b.Body.JustAttributes()
+		diags = append(diags, d...)
+		for name, a := range battrs {
+			if prev, ok := attrs[name]; ok {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  fmt.Sprintf("Duplicate local %q", name),
+					Detail:   fmt.Sprintf("local.%s was already defined at %s. Each local may be defined once, across all locals blocks.", name, prev.Range),
+					Subject:  a.NameRange.Ptr(),
+				})
+				continue
+			}
+			attrs[name] = a
+		}
+	}
+	names := make([]string, 0, len(attrs))
+	for n := range attrs {
+		names = append(names, n)
+	}
+	// Evaluate in source order so diagnostics come out in a stable order.
+	sort.Slice(names, func(i, j int) bool {
+		return attrs[names[i]].Range.Start.Byte < attrs[names[j]].Range.Start.Byte
+	})
+
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(name string)
+	visit = func(name string) {
+		switch state[name] {
+		case done:
+			return
+		case visiting:
+			// The stack from name's first appearance is the cycle.
+			i := 0
+			for stack[i] != name {
+				i++
+			}
+			chain := append(append([]string{}, stack[i:]...), name)
+			for k := range chain {
+				chain[k] = "local." + chain[k]
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cycle between locals",
+				Detail:   fmt.Sprintf("These locals refer to each other in a circle: %s. Break the cycle by computing one of them without the others.", strings.Join(chain, " -> ")),
+				Subject:  attrs[stack[len(stack)-1]].Expr.Range().Ptr(),
+			})
+			// Mark the members as failed so they do not report again.
+			for _, n := range stack[i:] {
+				p.Locals[n] = cty.DynamicVal
+			}
+			return
+		}
+		a := attrs[name]
+		state[name] = visiting
+		stack = append(stack, name)
+		bad := false
+		for _, tr := range a.Expr.Variables() {
+			switch tr.RootName() {
+			case "local":
+				ref, ok := attrName(tr)
+				if !ok {
+					continue
+				}
+				if _, exists := attrs[ref]; !exists {
+					// Left for evaluation to report with a suggestion.
+					continue
+				}
+				visit(ref)
+			case "module":
+				bad = true
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Module result in a local",
+					Detail:   fmt.Sprintf("local.%s refers to a module's result, but locals are evaluated when the file is loaded, before any module runs. Use the module reference directly in the module that needs it.", name),
+					Subject:  tr.SourceRange().Ptr(),
+				})
+			case "matrix":
+				bad = true
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Matrix value in a local",
+					Detail:   fmt.Sprintf("local.%s refers to matrix.*, which exists only inside a module with a matrix.", name),
+					Subject:  tr.SourceRange().Ptr(),
+				})
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[name] = done
+		if _, failed := p.Locals[name]; failed {
+			return
+		}
+		if bad {
+			p.Locals[name] = cty.DynamicVal
+			return
+		}
+		v, d := a.Expr.Value(p.EvalContext(Scope{Facts: p.facts}))
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			v = cty.DynamicVal
+		}
+		p.Locals[name] = v
+	}
+	for _, n := range names {
+		visit(n)
+	}
+	return diags
+}
+
+// attrName returns the attribute name after a traversal's root
+// (NAME in var.NAME, local.NAME, module.NAME).
+func attrName(tr hcl.Traversal) (string, bool) {
+	if len(tr) < 2 {
+		return "", false
+	}
+	if a, ok := tr[1].(hcl.TraverseAttr); ok {
+		return a.Name, true
+	}
+	return "", false
+}

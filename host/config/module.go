@@ -1,0 +1,342 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// MetaArguments are the names in a module block that the host owns. A
+// plugin attribute can never use one of them.
+var MetaArguments = []string{
+	"always_run", "category", "depends_on", "ignore_failure", "limits", "matrix",
+	"not_in_parallel", "pin_to_master", "priority", "requires", "retry", "run_if", "timeout",
+}
+
+func isMetaArgument(name string) bool {
+	for _, n := range MetaArguments {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+var moduleMetaSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "depends_on"}, {Name: "timeout"}, {Name: "always_run"}, {Name: "ignore_failure"},
+		{Name: "pin_to_master"}, {Name: "priority"}, {Name: "category"}, {Name: "requires"},
+		{Name: "not_in_parallel"}, {Name: "limits"}, {Name: "run_if"}, {Name: "matrix"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "retry"}, {Type: "matrix"}},
+}
+
+var retrySchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "attempts"}, {Name: "backoff"}},
+}
+
+func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
+	kindLabel, name := b.Labels[0], b.Labels[1]
+	var diags hcl.Diagnostics
+	m := &Module{
+		Name:      name,
+		Index:     len(p.Modules),
+		DeclRange: b.DefRange,
+		KindRange: b.LabelRanges[0],
+		RefRanges: map[string]hcl.Range{},
+		Retry:     Retry{Attempts: 1},
+		bodyAttrs: map[string]hcl.Expression{},
+		pipeline:  p,
+	}
+	if !hclsyntax.ValidIdentifier(name) {
+		diags = append(diags, invalidName("module", name, b.LabelRanges[1]))
+	}
+	if prev, ok := p.byName[name]; ok {
+		return append(diags, duplicateBlock("module", name, b.LabelRanges[1], prev.DeclRange))
+	}
+	plugin, kind, dotted := strings.Cut(kindLabel, ".")
+	if !hclsyntax.ValidIdentifier(plugin) || (dotted && !hclsyntax.ValidIdentifier(kind)) {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid module kind",
+			Detail:   fmt.Sprintf("%q is not a module kind. Write PLUGIN for the plugin's default kind or PLUGIN.KIND, for example \"shell\" or \"go.test\".", kindLabel),
+			Subject:  b.LabelRanges[0].Ptr(),
+		})
+	}
+	m.Plugin, m.Kind = plugin, kind
+	p.Modules = append(p.Modules, m)
+	p.byName[name] = m
+
+	content, remain, d := b.Body.PartialContent(moduleMetaSchema)
+	diags = append(diags, d...)
+	m.Body = remain
+	if sb, ok := b.Body.(*hclsyntax.Body); ok {
+		for n, a := range sb.Attributes {
+			if !isMetaArgument(n) {
+				m.bodyAttrs[n] = a.Expr
+			}
+		}
+	}
+
+	attrs := content.Attributes
+	if a := attrs["depends_on"]; a != nil {
+		diags = append(diags, m.decodeDependsOn(a)...)
+	}
+	if a := attrs["timeout"]; a != nil {
+		v, _, d := evalDuration(a, ctx, false)
+		diags = append(diags, d...)
+		m.Timeout = v
+	}
+	for _, f := range []struct {
+		name string
+		dst  *bool
+	}{{"always_run", &m.AlwaysRun}, {"ignore_failure", &m.IgnoreFailure}, {"pin_to_master", &m.PinToMaster}} {
+		if a := attrs[f.name]; a != nil {
+			v, _, d := evalBool(a, ctx)
+			diags = append(diags, d...)
+			*f.dst = v
+		}
+	}
+	if a := attrs["priority"]; a != nil {
+		v, _, d := evalInt(a, ctx)
+		diags = append(diags, d...)
+		m.Priority = v
+	}
+	if a := attrs["category"]; a != nil {
+		v, ok, d := evalString(a, ctx)
+		diags = append(diags, d...)
+		if ok && !hclsyntax.ValidIdentifier(v) {
+			diags = append(diags, attrError(a, "Invalid category", fmt.Sprintf("%q is not a valid category name: use letters, digits, underscores and dashes, starting with a letter, so that it can be named with --category.", v)))
+		} else {
+			m.Category = v
+		}
+	}
+	if a := attrs["requires"]; a != nil {
+		v, ok, d := evalStringList(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			m.Requires, d = nonEmptyUnique(a, v, "capability")
+			diags = append(diags, d...)
+		}
+	}
+	if a := attrs["not_in_parallel"]; a != nil {
+		diags = append(diags, m.decodeNotInParallel(a, ctx)...)
+	}
+	if a := attrs["limits"]; a != nil {
+		v, ok, d := evalStringList(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			diags = append(diags, m.decodeLimits(a, v)...)
+		}
+	}
+	if a := attrs["run_if"]; a != nil {
+		m.RunIf = a.Expr
+		m.runIfSource = sourceText(p.Files[a.Expr.Range().Filename], a.Expr.Range())
+	}
+
+	var retryBlocks, matrixBlocks []*hcl.Block
+	for _, blk := range content.Blocks {
+		switch blk.Type {
+		case "retry":
+			retryBlocks = append(retryBlocks, blk)
+		case "matrix":
+			matrixBlocks = append(matrixBlocks, blk)
+		}
+	}
+	if len(retryBlocks) > 1 {
+		diags = append(diags, duplicateBlock("retry", "", retryBlocks[1].DefRange, retryBlocks[0].DefRange))
+	}
+	if len(retryBlocks) > 0 {
+		diags = append(diags, m.decodeRetry(retryBlocks[0], ctx)...)
+	}
+	if len(matrixBlocks) > 1 {
+		diags = append(diags, duplicateBlock("matrix", "", matrixBlocks[1].DefRange, matrixBlocks[0].DefRange))
+	}
+	switch a := attrs["matrix"]; {
+	case a != nil && len(matrixBlocks) > 0:
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Two matrix definitions",
+			Detail:   fmt.Sprintf("Module %q has both a matrix attribute and a matrix block (at %s). Use the attribute for one axis (matrix.target) or the block for several.", name, matrixBlocks[0].DefRange),
+			Subject:  a.NameRange.Ptr(),
+		})
+	case a != nil:
+		diags = append(diags, m.decodeMatrixAttr(a, ctx)...)
+	case len(matrixBlocks) > 0:
+		diags = append(diags, m.decodeMatrixBlock(matrixBlocks[0], ctx)...)
+	}
+	return diags
+}
+
+// decodeDependsOn reads depends_on as a list of module references. They
+// are traversals (module.build), not strings, so that a typo is a
+// reference error with a range rather than a silently unmatched name.
+func (m *Module) decodeDependsOn(a *hcl.Attribute) hcl.Diagnostics {
+	exprs, diags := hcl.ExprList(a.Expr)
+	if diags.HasErrors() {
+		return hcl.Diagnostics{attrError(a, "Invalid depends_on", "depends_on must be a list of module references, such as [module.build, module.lint].")}
+	}
+	for _, e := range exprs {
+		tr, d := hcl.AbsTraversalForExpr(e)
+		name, ok := attrName(tr)
+		if d.HasErrors() || tr.RootName() != "module" || !ok {
+			detail := "Each element of depends_on must be a module reference such as module.build."
+			if tmpl, isTmpl := e.(*hclsyntax.TemplateExpr); isTmpl && tmpl.IsStringLiteral() {
+				v, _ := tmpl.Value(nil)
+				detail = fmt.Sprintf("depends_on takes module references, not strings: write module.%s instead of %q.", v.AsString(), v.AsString())
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid depends_on element",
+				Detail:   detail,
+				Subject:  e.Range().Ptr(),
+				Context:  a.Range.Ptr(),
+			})
+			continue
+		}
+		if !contains(m.DependsOn, name) {
+			m.DependsOn = append(m.DependsOn, name)
+		}
+		if _, seen := m.RefRanges[name]; !seen {
+			m.RefRanges[name] = tr.SourceRange()
+		}
+	}
+	return diags
+}
+
+func (m *Module) decodeNotInParallel(a *hcl.Attribute, ctx *hcl.EvalContext) hcl.Diagnostics {
+	if d := noModuleRefs(a.Expr, a.Name); d != nil {
+		return hcl.Diagnostics{d}
+	}
+	v, diags := a.Expr.Value(ctx)
+	if diags.HasErrors() || !v.IsWhollyKnown() {
+		return diags
+	}
+	if v.Type() == cty.Bool && !v.IsNull() {
+		m.Exclusive = v.True()
+		return diags
+	}
+	keys, ok, d := evalStringList(a, ctx)
+	if !ok {
+		return append(diags, attrError(a, "Invalid not_in_parallel",
+			"not_in_parallel must be true (the module runs with nothing else running) or a list of keys, such as [\"db\"] (no two modules sharing a key run at once)."))
+	}
+	diags = append(diags, d...)
+	keys, d = nonEmptyUnique(a, keys, "key")
+	m.NotInParallel = keys
+	return append(diags, d...)
+}
+
+func (m *Module) decodeLimits(a *hcl.Attribute, names []string) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	declared := make([]string, 0, len(m.pipeline.Limits))
+	for n := range m.pipeline.Limits {
+		declared = append(declared, n)
+	}
+	sort.Strings(declared)
+	for _, n := range names {
+		if _, ok := m.pipeline.Limits[n]; !ok {
+			detail := fmt.Sprintf("There is no limit %q. Declare it at the top level with limit %q { max = N }.", n, n)
+			if s := Suggest(n, declared); s != "" {
+				detail = fmt.Sprintf("There is no limit %q. Did you mean %q?", n, s)
+			}
+			diags = append(diags, attrError(a, "Unknown limit", detail))
+			continue
+		}
+		if !contains(m.Limits, n) {
+			m.Limits = append(m.Limits, n)
+		}
+	}
+	return diags
+}
+
+func (m *Module) decodeRetry(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
+	content, diags := b.Body.Content(retrySchema)
+	if a := content.Attributes["attempts"]; a != nil {
+		v, ok, d := evalInt(a, ctx)
+		diags = append(diags, d...)
+		if ok {
+			if v < 1 {
+				diags = append(diags, attrError(a, "Invalid retry attempts", fmt.Sprintf("attempts is the total number of tries, so it must be at least 1, not %d.", v)))
+			} else {
+				m.Retry.Attempts = v
+			}
+		}
+	}
+	if a := content.Attributes["backoff"]; a != nil {
+		v, _, d := evalDuration(a, ctx, true)
+		diags = append(diags, d...)
+		m.Retry.Backoff = v
+	}
+	return diags
+}
+
+// nonEmptyUnique rejects empty strings and drops duplicates.
+func nonEmptyUnique(a *hcl.Attribute, in []string, what string) ([]string, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if strings.TrimSpace(s) == "" {
+			diags = append(diags, attrError(a, fmt.Sprintf("Empty %s in %s", what, a.Name), fmt.Sprintf("The elements of %s must not be empty.", a.Name)))
+			continue
+		}
+		if !contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, diags
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// noModuleRefs reports a reference to module.* (or matrix.*) in an
+// expression the host evaluates at load time, where no result exists yet.
+func noModuleRefs(expr hcl.Expression, what string) *hcl.Diagnostic {
+	for _, tr := range expr.Variables() {
+		switch tr.RootName() {
+		case "module":
+			return &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Module result used at load time",
+				Detail:   fmt.Sprintf("%s is evaluated when the file is loaded, before any module runs, so it cannot use a module's result. Only run_if and the plugin's attributes may refer to modules.", what),
+				Subject:  tr.SourceRange().Ptr(),
+			}
+		case "matrix":
+			return &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Matrix value used at load time",
+				Detail:   fmt.Sprintf("%s is evaluated once for the whole module, so it cannot use matrix.*. Only run_if and the plugin's attributes may use matrix values.", what),
+				Subject:  tr.SourceRange().Ptr(),
+			}
+		}
+	}
+	return nil
+}
+
+// sourceText returns the source of rng with line breaks and the
+// indentation after them folded to single spaces, for one-line messages.
+func sourceText(f *hcl.File, rng hcl.Range) string {
+	if f == nil || rng.Start.Byte < 0 || rng.End.Byte > len(f.Bytes) || rng.Start.Byte > rng.End.Byte {
+		return ""
+	}
+	lines := strings.Split(string(f.Bytes[rng.Start.Byte:rng.End.Byte]), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, " ")
+}
+
+// RunIfSource returns the source text of m's run_if expression, for the
+// skip reason "run_if is false: <text>". It is "" when m has no run_if.
+func RunIfSource(m *Module) string { return m.runIfSource }

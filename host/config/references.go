@@ -1,0 +1,122 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// runFacts are the attributes of run.*.
+var runFacts = []string{"os", "arch", "instance", "ci", "capabilities"}
+
+// scopeRoots are the names an expression may start with.
+var scopeRoots = []string{"var", "local", "run", "matrix", "module"}
+
+// runTimeTraversals returns every variable traversal of the expressions
+// evaluated when the module runs (the plugin's attributes, in nested
+// blocks too, and run_if), in source order.
+func (m *Module) runTimeTraversals() []hcl.Traversal {
+	var out []hcl.Traversal
+	var walk func(b *hclsyntax.Body, top bool)
+	walk = func(b *hclsyntax.Body, top bool) {
+		for name, a := range b.Attributes {
+			if top && isMetaArgument(name) {
+				continue
+			}
+			out = append(out, a.Expr.Variables()...)
+		}
+		for _, blk := range b.Blocks {
+			if top && (blk.Type == "retry" || blk.Type == "matrix") {
+				continue
+			}
+			walk(blk.Body, false)
+		}
+	}
+	if sb, ok := m.Body.(*hclsyntax.Body); ok {
+		walk(sb, true)
+	}
+	if m.RunIf != nil {
+		out = append(out, m.RunIf.Variables()...)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].SourceRange().Start.Byte < out[j].SourceRange().Start.Byte
+	})
+	return out
+}
+
+// checkReferences records the modules m refers to and reports references
+// to names that do not exist, with a suggestion. Unknown module names are
+// left to the graph, which reports them with the other graph errors.
+func (m *Module) checkReferences() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	p := m.pipeline
+	for _, tr := range m.runTimeTraversals() {
+		root := tr.RootName()
+		rng := tr.SourceRange()
+		name, hasName := attrName(tr)
+		unknown := func(summary, detail string) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  summary,
+				Detail:   detail,
+				Subject:  rng.Ptr(),
+			})
+		}
+		if !hasName && root != "module" {
+			if contains(scopeRoots, root) {
+				unknown("Invalid reference", fmt.Sprintf("%s cannot be used on its own; refer to one of its attributes, such as %s.NAME.", root, root))
+			} else {
+				unknown("Unknown variable", fmt.Sprintf("There is no variable named %q.%s", root, didYouMean(root, scopeRoots)))
+			}
+			continue
+		}
+		switch root {
+		case "module":
+			if !hasName {
+				unknown("Invalid module reference", "Refer to a module as module.NAME, for example module.build.value.")
+				continue
+			}
+			if !contains(m.References, name) {
+				m.References = append(m.References, name)
+			}
+			if _, seen := m.RefRanges[name]; !seen {
+				m.RefRanges[name] = rng
+			}
+		case "var":
+			if _, ok := p.Variables[name]; !ok {
+				unknown("Reference to undeclared variable", fmt.Sprintf("There is no variable %q; declare it with a variable %q block.%s", name, name, didYouMean(name, sortedKeys(p.Variables))))
+			}
+		case "local":
+			if _, ok := p.Locals[name]; !ok {
+				unknown("Reference to undeclared local", fmt.Sprintf("There is no local %q; define it in a locals block.%s", name, didYouMean(name, sortedKeys(p.Locals))))
+			}
+		case "run":
+			if !contains(runFacts, name) {
+				unknown("Unknown run fact", fmt.Sprintf("run has no attribute %q; it has os, arch, instance, ci and capabilities.%s", name, didYouMean(name, runFacts)))
+			}
+		case "matrix":
+			if m.Matrix == nil {
+				unknown("Matrix value outside a matrix", fmt.Sprintf("Module %q has no matrix, so matrix.%s has no value here. Add matrix = [...] to the module, or remove the reference.", m.Name, name))
+				continue
+			}
+			axes := m.Matrix.AxisNames()
+			if !contains(axes, name) {
+				unknown("Unknown matrix axis", fmt.Sprintf("The matrix of %q has no axis %q; its axes are %v.%s", m.Name, name, axes, didYouMean(name, axes)))
+			}
+		default:
+			unknown("Unknown variable", fmt.Sprintf("There is no variable named %q.%s", root, didYouMean(root, scopeRoots)))
+		}
+	}
+	return diags
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
