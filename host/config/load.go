@@ -177,14 +177,18 @@ func parseEnviron(environ []string) map[string]string {
 }
 
 func duplicateBlock(kind, name string, rng, prev hcl.Range) *hcl.Diagnostic {
-	what := kind + " block"
-	if name != "" {
-		what = fmt.Sprintf("%s %q", kind, name)
+	if name == "" {
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Duplicate %s block", kind),
+			Detail:   fmt.Sprintf("Only one %s block is allowed here, and one was already declared at %s. Merge them into one.", kind, prev),
+			Subject:  rng.Ptr(),
+		}
 	}
 	return &hcl.Diagnostic{
 		Severity: hcl.DiagError,
-		Summary:  fmt.Sprintf("Duplicate %s", what),
-		Detail:   fmt.Sprintf("A %s was already declared at %s. Remove one of them or give it another name.", what, prev),
+		Summary:  fmt.Sprintf("Duplicate %s %q", kind, name),
+		Detail:   fmt.Sprintf("A %s named %q was already declared at %s. Remove one of them or give it another name.", kind, name, prev),
 		Subject:  rng.Ptr(),
 	}
 }
@@ -442,7 +446,7 @@ func evalAttr(a *hcl.Attribute, ctx *hcl.EvalContext, ty cty.Type) (v cty.Value,
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
 		return cty.NilVal, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name),
-			fmt.Sprintf("%s must be %s: %s.", a.Name, ty.FriendlyNameForConstraint(), err)))
+			fmt.Sprintf("%s must be %s, but this is %s.", a.Name, describeType(ty), describeType(v.Type()))))
 	}
 	return cv, true, diags
 }
@@ -523,8 +527,50 @@ func evalDuration(a *hcl.Attribute, ctx *hcl.EvalContext, allowZero bool) (time.
 			fmt.Sprintf("%q is not a duration. Write a number with a unit, such as \"30s\", \"10m\" or \"1h30m\".", s)))
 	}
 	if d < 0 || (d == 0 && !allowZero) {
+		want := "greater than zero"
+		if allowZero {
+			want = "zero or more"
+		}
 		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid duration for %s", a.Name),
-			fmt.Sprintf("%s must be greater than zero, not %q.", a.Name, s)))
+			fmt.Sprintf("%s must be %s, not %q.", a.Name, want, s)))
 	}
 	return d, true, diags
+}
+
+// describeType names a type for a person: "a list of strings" rather than
+// cty's "list of string".
+func describeType(ty cty.Type) string {
+	switch {
+	case ty == cty.String:
+		return "a string"
+	case ty == cty.Number:
+		return "a number"
+	case ty == cty.Bool:
+		return "a bool (true or false)"
+	case ty == cty.DynamicPseudoType:
+		return "any value"
+	case ty.IsListType():
+		return "a list of " + plural(ty.ElementType())
+	case ty.IsSetType():
+		return "a set of " + plural(ty.ElementType())
+	case ty.IsMapType():
+		return "a map of " + plural(ty.ElementType())
+	case ty.IsTupleType():
+		return "a list"
+	case ty.IsObjectType():
+		return "an object"
+	}
+	return ty.FriendlyName()
+}
+
+func plural(ty cty.Type) string {
+	switch ty {
+	case cty.String:
+		return "strings"
+	case cty.Number:
+		return "numbers"
+	case cty.Bool:
+		return "bools"
+	}
+	return ty.FriendlyName()
 }

@@ -43,9 +43,12 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 		if a := content.Attributes["type"]; a != nil {
 			ty, d := typeexpr.TypeConstraint(a.Expr)
 			diags = append(diags, d...)
-			if !d.HasErrors() {
-				v.Type = ty
+			if d.HasErrors() {
+				// Without its type the value cannot be checked; the type
+				// error is the one to fix first.
+				continue
 			}
+			v.Type = ty
 		}
 		if a := content.Attributes["sensitive"]; a != nil {
 			s, _, d := evalBool(a, constCtx)

@@ -1,0 +1,227 @@
+package config
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+var testFacts = Facts{OS: "linux", Arch: "amd64", Instance: 0, CI: true, Capabilities: []string{"linux", "amd64", "docker"}}
+
+func testOptions() Options {
+	return Options{Environ: []string{"STAGE=ci", "HOME=/root"}, Facts: testFacts}
+}
+
+// golden compares got with the file at path, or rewrites it with -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update to create it): %v", err)
+	}
+	if !bytes.Equal(want, got) {
+		t.Errorf("%s differs from the output (run with -update to accept):\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
+	}
+}
+
+func renderDiags(t *testing.T, p *Pipeline, diags hcl.Diagnostics) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := WriteDiagnostics(&buf, p, diags, false); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestLoadInvalid loads every file under testdata/invalid and compares the
+// rendered diagnostics (file:line:col, snippet, detail) with its golden.
+func TestLoadInvalid(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid/*.hcl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			opts := testOptions()
+			p, diags := Load(f, opts)
+			if !diags.HasErrors() {
+				t.Fatalf("Load(%s) reported no errors", f)
+			}
+			if p == nil {
+				t.Fatalf("Load(%s) returned a nil pipeline for a readable file", f)
+			}
+			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", renderDiags(t, p, diags))
+		})
+	}
+}
+
+// TestLoadValid loads every file under testdata/valid: no diagnostics at
+// all, and a dump of what was decoded equal to its golden.
+func TestLoadValid(t *testing.T) {
+	files, err := filepath.Glob("testdata/valid/*.hcl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			p, diags := Load(f, testOptions())
+			if len(diags) > 0 {
+				t.Fatalf("Load(%s):\n%s", f, renderDiags(t, p, diags))
+			}
+			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", dump(t, p))
+		})
+	}
+}
+
+// dump writes what Load decoded in a stable text form.
+func dump(t *testing.T, p *Pipeline) []byte {
+	t.Helper()
+	var b strings.Builder
+	rel := func(path string) string {
+		if path == "" {
+			return ""
+		}
+		r, err := filepath.Rel(p.Dir, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "<dir>/" + r
+	}
+	val := func(v cty.Value) string {
+		data, err := ctyjson.Marshal(v, v.Type())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	fmt.Fprintf(&b, "pipeline name=%q on_failure=%s secrets=%q\n", p.Name, p.OnFailure, p.Secrets)
+	for _, n := range sortedKeys(p.Plugins) {
+		pl := p.Plugins[n]
+		fmt.Fprintf(&b, "plugin %s source=%s args=%q env=%v sha256=%s\n", n, rel(pl.Source), pl.Args, pl.Env, pl.SHA256)
+	}
+	for _, n := range sortedKeys(p.Variables) {
+		v := p.Variables[n]
+		fmt.Fprintf(&b, "variable %s = %s sensitive=%v\n", n, val(v.Value), v.Sensitive)
+	}
+	for _, n := range sortedKeys(p.Locals) {
+		fmt.Fprintf(&b, "local %s = %s\n", n, val(p.Locals[n]))
+	}
+	for _, n := range sortedKeys(p.Limits) {
+		fmt.Fprintf(&b, "limit %s max=%d\n", n, p.Limits[n].Max)
+	}
+	if d := p.Distributed; d != nil {
+		fmt.Fprintf(&b, "distributed caps=%q interval=%s timeout=%s capability_timeout=%s coordinator=%q\n",
+			d.Capabilities, d.HeartbeatInterval, d.HeartbeatTimeout, d.CapabilityTimeout, d.Coordinator)
+		if e := d.Etcd; e != nil {
+			fmt.Fprintf(&b, "  etcd endpoints=%q prefix=%q ca=%s\n", e.Endpoints, e.Prefix, rel(e.CAFile))
+		}
+	}
+	for _, m := range p.Modules {
+		fmt.Fprintf(&b, "module %d %s plugin=%s kind=%q\n", m.Index, m.Name, m.Plugin, m.Kind)
+		fmt.Fprintf(&b, "  depends_on=%q references=%q\n", m.DependsOn, m.References)
+		fmt.Fprintf(&b, "  timeout=%s retry=%d/%s always_run=%v ignore_failure=%v pin_to_master=%v\n",
+			m.Timeout, m.Retry.Attempts, m.Retry.Backoff, m.AlwaysRun, m.IgnoreFailure, m.PinToMaster)
+		fmt.Fprintf(&b, "  priority=%d category=%q requires=%q not_in_parallel=%q exclusive=%v limits=%q\n",
+			m.Priority, m.Category, m.Requires, m.NotInParallel, m.Exclusive, m.Limits)
+		if m.RunIf != nil {
+			fmt.Fprintf(&b, "  run_if: %s\n", RunIfSource(m))
+		}
+		if m.Matrix != nil {
+			for _, in := range m.Matrix.Instances() {
+				keys := sortedKeys(in.Values)
+				var kv []string
+				for _, k := range keys {
+					kv = append(kv, k+"="+in.Values[k])
+				}
+				fmt.Fprintf(&b, "  instance [%s] %s\n", in.Key, strings.Join(kv, " "))
+			}
+		}
+		var attrs []string
+		for n := range m.bodyAttrs {
+			attrs = append(attrs, n)
+		}
+		sort.Strings(attrs)
+		fmt.Fprintf(&b, "  body=%q\n", attrs)
+	}
+	return []byte(b.String())
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	p, diags := Load("testdata/no-such-file.hcl", testOptions())
+	if p != nil {
+		t.Errorf("Load of a missing file returned a pipeline")
+	}
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "testdata/no-such-file.hcl") {
+		t.Errorf("diagnostics do not name the file: %v", diags)
+	}
+	// Rendering with a nil pipeline must work.
+	var buf bytes.Buffer
+	if err := WriteDiagnostics(&buf, nil, diags, false); err != nil || buf.Len() == 0 {
+		t.Errorf("WriteDiagnostics(nil pipeline) = %q, %v", buf.String(), err)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	tests := []struct {
+		name       string
+		candidates []string
+		want       string
+	}{
+		{"bulid", []string{"build", "test"}, "build"},
+		{"tset", []string{"build", "test"}, "test"},
+		{"deploy", []string{"build", "test"}, ""},
+		{"build", []string{"build"}, ""},
+		{"", nil, ""},
+		{"tests", []string{"test", "tests2"}, "test"},
+	}
+	for _, tt := range tests {
+		if got := Suggest(tt.name, tt.candidates); got != tt.want {
+			t.Errorf("Suggest(%q, %q) = %q, want %q", tt.name, tt.candidates, got, tt.want)
+		}
+	}
+}
+
+func TestDiagnosticsJSONRoundTrip(t *testing.T) {
+	_, diags := Load("testdata/invalid/meta_arguments.hcl", testOptions())
+	diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "no range"})
+	data, err := DiagnosticsJSON(diags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseDiagnosticsJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != len(diags) {
+		t.Fatalf("round trip gave %d diagnostics, want %d", len(back), len(diags))
+	}
+	for i := range diags {
+		a, b := diags[i], back[i]
+		if a.Severity != b.Severity || a.Summary != b.Summary || a.Detail != b.Detail {
+			t.Errorf("diagnostic %d: got %+v, want %+v", i, b, a)
+		}
+		if (a.Subject == nil) != (b.Subject == nil) || (a.Subject != nil && *a.Subject != *b.Subject) {
+			t.Errorf("diagnostic %d subject: got %v, want %v", i, b.Subject, a.Subject)
+		}
+	}
+	if _, err := ParseDiagnosticsJSON([]byte(`[{"severity":"fatal"}]`)); err == nil {
+		t.Errorf("an unknown severity was accepted")
+	}
+}

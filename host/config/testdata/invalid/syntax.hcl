@@ -1,0 +1,3 @@
+module "shell" "a" {
+  command = ["echo"
+}

@@ -1,0 +1,5 @@
+pipline {
+  name = "x"
+}
+
+module "shell" "a" {}

@@ -1,0 +1,3 @@
+module "shell" "hello" {
+  command = ["echo", "hello"]
+}
