@@ -1,0 +1,159 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// Kind is one module kind a plugin offers, made by NewKind.
+type Kind interface {
+	def() *kindDef
+}
+
+// KindOption refines a Kind declared with NewKind.
+type KindOption func(*kindDef)
+
+// Default marks the kind as the plugin's default kind: the one a module
+// gets when it names only the plugin (module "shell" "x"). Without it the
+// first kind is the default.
+func Default() KindOption { return func(k *kindDef) { k.isDefault = true } }
+
+// Doc sets the kind's documentation, shown by `host plugins`.
+func Doc(s string) KindOption { return func(k *kindDef) { k.doc = s } }
+
+// Check adds a check of the decoded config beyond what the struct's types
+// say (say, "exactly one of command or script"). It runs in Validate and
+// before every run; an error fails validation (or the module, with error
+// kind "config"). Return AttributeError to point at one attribute. C must
+// be the kind's config type, else NewKind panics.
+func Check[C any](fn func(cfg C) error) KindOption {
+	return func(k *kindDef) {
+		k.checks = append(k.checks, checkFunc{typ: reflect.TypeFor[C](), fn: func(v any) error { return fn(v.(C)) }})
+	}
+}
+
+// AttributeError is a config error about one attribute (a path such as
+// "env" or "steps[0].name"), for Check functions.
+func AttributeError(attribute, format string, args ...any) error {
+	return &attributeError{attribute: attribute, msg: fmt.Sprintf(format, args...)}
+}
+
+type attributeError struct {
+	attribute, msg string
+}
+
+func (e *attributeError) Error() string { return fmt.Sprintf("attribute %q: %s", e.attribute, e.msg) }
+
+type checkFunc struct {
+	typ reflect.Type
+	fn  func(any) error
+}
+
+// kindDef is the type-erased kind: everything the server needs.
+type kindDef struct {
+	name, resultType, doc string
+	isDefault             bool
+	configType            reflect.Type
+	attrs                 []*pluginv1.Attribute
+	checks                []checkFunc
+	// run decodes nothing: it gets the decoded config (a C) and returns
+	// the result (an R) and the run's error.
+	run func(ctx context.Context, m *Module, cfg any) (any, error)
+}
+
+func (k *kindDef) def() *kindDef { return k }
+
+// NewKind declares a module kind named name whose result values have the
+// versioned type name resultType (e.g. "hello.greet/v1"). C is the config
+// struct: its exported fields are the kind's attributes, named by the tag
+// `modpipe:"name"` (default: the field name in snake_case), required unless
+// tagged `modpipe:"name,optional"`, documented by `doc:"..."`. Supported
+// field types: string, bool, integers and floats (number), time.Duration
+// (a string like "30s"), slices (list), maps with string keys (map),
+// structs (object), pointers to those, any and json.RawMessage (any
+// value). R is encoded with encoding/json (use json tags) as the result
+// value.
+//
+// run gets a context that is cancelled when the host cancels the module,
+// the module's handle and the decoded config. When it returns an error the
+// module fails; a non-zero R returned alongside is still sent as the value.
+//
+// NewKind panics when C is not a supported struct: that is a programming
+// error found the first time the plugin starts.
+func NewKind[C any, R any](name, resultType string, run func(ctx context.Context, m *Module, cfg C) (R, error), opts ...KindOption) Kind {
+	ct := reflect.TypeFor[C]()
+	attrs, err := attributes(ct)
+	if err != nil {
+		panic(fmt.Sprintf("sdk.NewKind(%q): %v", name, err))
+	}
+	if name == "" || strings.ContainsAny(name, ". \t\n") {
+		panic(fmt.Sprintf("sdk.NewKind(%q): a kind name must be non-empty without dots or spaces", name))
+	}
+	if resultType == "" {
+		panic(fmt.Sprintf("sdk.NewKind(%q): the result type name must not be empty (e.g. \"myplugin.%s/v1\")", name, name))
+	}
+	k := &kindDef{
+		name:       name,
+		resultType: resultType,
+		configType: ct,
+		attrs:      attrs,
+		run: func(ctx context.Context, m *Module, cfg any) (any, error) {
+			return run(ctx, m, cfg.(C))
+		},
+	}
+	for _, opt := range opts {
+		opt(k)
+	}
+	for _, c := range k.checks {
+		if c.typ != ct {
+			panic(fmt.Sprintf("sdk.NewKind(%q): sdk.Check is for config type %s, but the kind's config type is %s", name, c.typ, ct))
+		}
+	}
+	return k
+}
+
+// decodeConfig decodes and checks a JSON config. The returned errors are
+// the config's problems, all of them.
+func (k *kindDef) decodeConfig(configJSON string) (any, []configError) {
+	v := reflect.New(k.configType).Elem()
+	var d decoder
+	raw := json.RawMessage(configJSON)
+	if isNull(raw) {
+		raw = json.RawMessage("{}")
+	}
+	d.decode(raw, v, "")
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	cfg := v.Interface()
+	for _, c := range k.checks {
+		if err := c.fn(cfg); err != nil {
+			var ae *attributeError
+			if errors.As(err, &ae) {
+				d.errs = append(d.errs, configError{path: ae.attribute, summary: "Invalid attribute value", detail: ae.msg})
+			} else {
+				d.errs = append(d.errs, configError{summary: "Invalid configuration", detail: err.Error()})
+			}
+		}
+	}
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return cfg, nil
+}
+
+func (k *kindDef) describe() *pluginv1.ModuleKind {
+	return &pluginv1.ModuleKind{
+		Name:       k.name,
+		Default:    k.isDefault,
+		Doc:        k.doc,
+		ResultType: k.resultType,
+		Attributes: k.attrs,
+	}
+}

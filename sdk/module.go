@@ -1,0 +1,197 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// maxLineBytes bounds one output line; longer lines are sent in pieces so
+// a module writing megabytes without a newline cannot exhaust memory.
+const maxLineBytes = 64 * 1024
+
+// tailLines is how many of the module's last stderr and log lines the sdk
+// keeps for a failure's tail when the run function gave none.
+const tailLines = 20
+
+// Module is the handle of one running module: who it is and where its
+// output goes. It is valid only while the run function runs; output
+// written after it returned is dropped.
+type Module struct {
+	name     string
+	kind     string
+	attempt  int
+	instance int
+	runID    string
+	matrix   map[string]string
+	deps     []string
+	brokerID uint32
+	srv      *server
+
+	stdout, stderr, log *lineWriter
+	logger              hclog.Logger
+
+	mu     sync.Mutex // guards send, closed and tail
+	send   func(*pluginv1.OutputLine) error
+	closed bool
+	tail   []string
+}
+
+type moduleKey struct{}
+
+// moduleFrom returns the module whose run ctx is, or nil.
+func moduleFrom(ctx context.Context) *Module {
+	m, _ := ctx.Value(moduleKey{}).(*Module)
+	return m
+}
+
+func newModule(req *pluginv1.ExecuteRequest, srv *server, send func(*pluginv1.OutputLine) error) *Module {
+	m := &Module{
+		name:     req.GetModule(),
+		kind:     req.GetKind(),
+		attempt:  int(req.GetAttempt()),
+		instance: int(req.GetInstance()),
+		runID:    req.GetRunId(),
+		matrix:   maps.Clone(req.GetMatrix()),
+		deps:     append([]string(nil), req.GetDependencies()...),
+		brokerID: req.GetHostBrokerId(),
+		srv:      srv,
+		send:     send,
+	}
+	if m.matrix == nil {
+		m.matrix = map[string]string{}
+	}
+	m.stdout = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_STDOUT, s) }}
+	m.stderr = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_STDERR, s) }}
+	m.log = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_LOG, s) }}
+	m.logger = hclog.New(&hclog.LoggerOptions{
+		Name:        m.name,
+		Level:       hclog.Trace,
+		Output:      m.log,
+		DisableTime: true, // the host stamps lines as they arrive
+	})
+	return m
+}
+
+// Name is the module's address: NAME, or NAME[key] for a matrix instance.
+func (m *Module) Name() string { return m.name }
+
+// Kind is the module's kind name.
+func (m *Module) Kind() string { return m.kind }
+
+// Attempt counts tries of this module, from 1.
+func (m *Module) Attempt() int { return m.attempt }
+
+// Instance is the index of the fleet instance running the module (0 on a
+// single machine).
+func (m *Module) Instance() int { return m.instance }
+
+// RunID identifies the pipeline run.
+func (m *Module) RunID() string { return m.runID }
+
+// MatrixTarget is the module's matrix target ("linux" for test[linux]),
+// or "" when the module is not a matrix instance.
+func (m *Module) MatrixTarget() string { return m.matrix["target"] }
+
+// Matrix returns the module's matrix axes and values (a copy).
+func (m *Module) Matrix() map[string]string { return maps.Clone(m.matrix) }
+
+// Dependencies returns the addresses of the modules whose results this
+// module may fetch with Result.
+func (m *Module) Dependencies() []string { return append([]string(nil), m.deps...) }
+
+// Stdout is the module's standard output: line-buffered, each line sent to
+// the host as it completes. Safe for concurrent use.
+func (m *Module) Stdout() io.Writer { return m.stdout }
+
+// Stderr is the module's standard error, like Stdout. Its last lines become
+// the tail of the module's error when it fails without one.
+func (m *Module) Stderr() io.Writer { return m.stderr }
+
+// Logf sends a log line to the host.
+func (m *Module) Logf(format string, args ...any) {
+	m.emit(pluginv1.Stream_STREAM_LOG, fmt.Sprintf(format, args...))
+}
+
+// Logger is a structured logger whose lines go to the host as log lines.
+func (m *Module) Logger() hclog.Logger { return m.logger }
+
+// emit sends one line unless the module is finished. Sending under the
+// lock keeps lines in order and gives the module backpressure when the
+// host reads slowly.
+func (m *Module) emit(stream pluginv1.Stream, text string) {
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return
+		}
+		if stream != pluginv1.Stream_STREAM_STDOUT {
+			m.tail = append(m.tail, line)
+			if len(m.tail) > tailLines {
+				m.tail = m.tail[len(m.tail)-tailLines:]
+			}
+		}
+		// A failed send means the stream is gone (cancelled); the run's
+		// ctx says so, and the output has nowhere to go.
+		_ = m.send(&pluginv1.OutputLine{Stream: stream, Text: line})
+		m.mu.Unlock()
+	}
+}
+
+// finish flushes partial lines and stops further output, returning the
+// last stderr/log lines.
+func (m *Module) finish() string {
+	m.stdout.flush()
+	m.stderr.flush()
+	m.log.flush()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return strings.Join(m.tail, "\n")
+}
+
+// lineWriter splits written bytes into lines.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	emit func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		b := w.buf.Bytes()
+		i := bytes.IndexByte(b, '\n')
+		switch {
+		case i >= 0 && i <= maxLineBytes:
+			line := string(bytes.TrimSuffix(b[:i], []byte("\r")))
+			w.buf.Next(i + 1)
+			w.emit(line)
+		case len(b) > maxLineBytes || i > maxLineBytes:
+			w.emit(string(b[:maxLineBytes]))
+			w.buf.Next(maxLineBytes)
+		default:
+			return len(p), nil
+		}
+	}
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf.Len() > 0 {
+		w.emit(w.buf.String())
+		w.buf.Reset()
+	}
+}

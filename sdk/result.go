@@ -1,0 +1,119 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// Errors Result and ResultEnvelope wrap, so a module can tell cases apart
+// with errors.Is.
+var (
+	// ErrNotDependency: the module asked for a module it does not depend on.
+	// Depend on it (reference it or list it in depends_on) first.
+	ErrNotDependency = errors.New("not a dependency of this module")
+	// ErrNotFinished: the dependency has no result yet.
+	ErrNotFinished = errors.New("dependency has not finished")
+	// ErrDependencyFailed: the dependency finished without succeeding
+	// (Result only; ResultEnvelope returns the envelope).
+	ErrDependencyFailed = errors.New("dependency did not succeed")
+	// ErrNoModule: the context is not a module run's context.
+	ErrNoModule = errors.New("no module in context: pass the ctx given to the run function")
+)
+
+// Envelope is a module's result record as the host publishes it. It
+// mirrors the host's envelope JSON field for field.
+type Envelope struct {
+	Module        string          `json:"module"`
+	Status        string          `json:"status"` // succeeded, failed, skipped, cancelled, timed_out
+	Type          string          `json:"type"`
+	Value         json.RawMessage `json:"value"`
+	Error         *EnvelopeError  `json:"error"`
+	SkipReason    string          `json:"skip_reason"`
+	Attempts      int             `json:"attempts"`
+	StartedAt     time.Time       `json:"started_at"`
+	EndedAt       time.Time       `json:"ended_at"`
+	DurationMS    int64           `json:"duration_ms"`
+	Instance      int             `json:"instance"`
+	Host          string          `json:"host"`
+	Plugin        string          `json:"plugin"`
+	PluginVersion string          `json:"plugin_version"`
+}
+
+// EnvelopeError is why a module did not succeed.
+type EnvelopeError struct {
+	Message string `json:"message"`
+	Kind    string `json:"kind"`
+	Tail    string `json:"tail,omitempty"`
+}
+
+// StatusSucceeded is the Envelope.Status of a module that succeeded.
+const StatusSucceeded = "succeeded"
+
+// ResultEnvelope fetches the envelope of a finished dependency of the
+// running module from the host. ctx must be (derived from) the context the
+// run function got. The envelope is returned whatever its status.
+func ResultEnvelope(ctx context.Context, module string) (*Envelope, error) {
+	m := moduleFrom(ctx)
+	if m == nil {
+		return nil, fmt.Errorf("fetch result of %q: %w", module, ErrNoModule)
+	}
+	if !slices.Contains(m.deps, module) {
+		return nil, fmt.Errorf("fetch result of %q for module %q: %w (its dependencies: %v)", module, m.name, ErrNotDependency, m.deps)
+	}
+	client, err := m.srv.hostClient(m.brokerID)
+	if err != nil {
+		return nil, fmt.Errorf("fetch result of %q: %w", module, err)
+	}
+	resp, err := client.GetResult(ctx, &pluginv1.GetResultRequest{Caller: m.name, Module: module})
+	if err != nil {
+		switch status.Code(err) {
+		case codes.PermissionDenied:
+			return nil, fmt.Errorf("fetch result of %q for module %q: %w: %s", module, m.name, ErrNotDependency, status.Convert(err).Message())
+		case codes.NotFound, codes.FailedPrecondition:
+			return nil, fmt.Errorf("fetch result of %q for module %q: %w: %s", module, m.name, ErrNotFinished, status.Convert(err).Message())
+		}
+		return nil, fmt.Errorf("fetch result of %q for module %q from the host: %w", module, m.name, err)
+	}
+	var env Envelope
+	if err := json.Unmarshal([]byte(resp.GetEnvelopeJson()), &env); err != nil {
+		return nil, fmt.Errorf("decode result envelope of %q: %w", module, err)
+	}
+	return &env, nil
+}
+
+// Result fetches the value of a finished, succeeded dependency of the
+// running module and decodes it into T (with encoding/json). It fails when
+// module is not a dependency, has not finished, did not succeed, or its
+// value does not decode into T.
+func Result[T any](ctx context.Context, module string) (T, error) {
+	var out T
+	env, err := ResultEnvelope(ctx, module)
+	if err != nil {
+		return out, err
+	}
+	if env.Status != StatusSucceeded {
+		msg := env.Status
+		if env.Error != nil && env.Error.Message != "" {
+			msg += ": " + env.Error.Message
+		} else if env.SkipReason != "" {
+			msg += ": " + env.SkipReason
+		}
+		return out, fmt.Errorf("result of %q: %w (%s)", module, ErrDependencyFailed, msg)
+	}
+	if len(env.Value) == 0 {
+		return out, nil
+	}
+	if err := json.Unmarshal(env.Value, &out); err != nil {
+		return out, fmt.Errorf("decode result of %q (type %q) into %T: %w", module, env.Type, out, err)
+	}
+	return out, nil
+}

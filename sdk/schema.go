@@ -1,0 +1,402 @@
+package sdk
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// The config schema is derived from the config struct by reflection, once,
+// when the kind is declared. The same field table then drives decoding, so
+// the names the host validates against and the names the plugin decodes
+// can never disagree.
+
+var (
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+	durationType   = reflect.TypeFor[time.Duration]()
+)
+
+// field is one attribute of a config struct (or of a nested object).
+type field struct {
+	name     string
+	index    int
+	optional bool
+	doc      string
+	typ      reflect.Type
+}
+
+// structFields returns the attributes of struct type t, in field order.
+func structFields(t reflect.Type) ([]field, error) {
+	var fields []field
+	seen := map[string]string{}
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		tag := sf.Tag.Get("modpipe")
+		if tag == "-" {
+			continue
+		}
+		name, flags, _ := strings.Cut(tag, ",")
+		if name == "" {
+			name = snakeCase(sf.Name)
+		}
+		f := field{name: name, index: i, doc: sf.Tag.Get("doc"), typ: sf.Type}
+		for _, flag := range strings.Split(flags, ",") {
+			switch strings.TrimSpace(flag) {
+			case "":
+			case "optional":
+				f.optional = true
+			default:
+				return nil, fmt.Errorf("field %s: unknown modpipe tag option %q (only \"optional\" is known)", sf.Name, flag)
+			}
+		}
+		if other, dup := seen[name]; dup {
+			return nil, fmt.Errorf("fields %s and %s both map to attribute %q", other, sf.Name, name)
+		}
+		seen[name] = sf.Name
+		if _, err := ctyType(sf.Type); err != nil {
+			return nil, fmt.Errorf("field %s (attribute %q): %w", sf.Name, name, err)
+		}
+		fields = append(fields, f)
+	}
+	return fields, nil
+}
+
+// ctyType returns the cty JSON type encoding of Go type t, as a value that
+// encoding/json renders deterministically (map keys are sorted).
+func ctyType(t reflect.Type) (any, error) {
+	switch {
+	case t == rawMessageType:
+		return "dynamic", nil
+	case t == durationType:
+		return "string", nil
+	}
+	switch t.Kind() {
+	case reflect.Interface:
+		if t.NumMethod() != 0 {
+			return nil, fmt.Errorf("interface type %s is not supported: use any or json.RawMessage", t)
+		}
+		return "dynamic", nil
+	case reflect.Pointer:
+		return ctyType(t.Elem())
+	case reflect.String:
+		return "string", nil
+	case reflect.Bool:
+		return "bool", nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number", nil
+	case reflect.Slice:
+		et, err := ctyType(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return []any{"list", et}, nil
+	case reflect.Map:
+		if t.Key().Kind() != reflect.String {
+			return nil, fmt.Errorf("map type %s is not supported: map keys must be strings", t)
+		}
+		et, err := ctyType(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return []any{"map", et}, nil
+	case reflect.Struct:
+		fields, err := structFields(t)
+		if err != nil {
+			return nil, err
+		}
+		attrs := map[string]any{}
+		var optional []string
+		for _, f := range fields {
+			ft, err := ctyType(f.typ)
+			if err != nil {
+				return nil, err
+			}
+			attrs[f.name] = ft
+			if f.optional {
+				optional = append(optional, f.name)
+			}
+		}
+		if len(optional) > 0 {
+			sort.Strings(optional)
+			return []any{"object", attrs, optional}, nil
+		}
+		return []any{"object", attrs}, nil
+	}
+	return nil, fmt.Errorf("type %s is not supported in a config: use string, bool, a number, a slice, a map with string keys, a struct, any or json.RawMessage", t)
+}
+
+// attributes describes the config struct type t for Describe.
+func attributes(t reflect.Type) ([]*pluginv1.Attribute, error) {
+	if t.Kind() != reflect.Struct {
+		return nil, fmt.Errorf("config type %s is not a struct", t)
+	}
+	fields, err := structFields(t)
+	if err != nil {
+		return nil, err
+	}
+	attrs := make([]*pluginv1.Attribute, 0, len(fields))
+	for _, f := range fields {
+		ct, err := ctyType(f.typ)
+		if err != nil {
+			return nil, err
+		}
+		typeJSON, err := json.Marshal(ct)
+		if err != nil {
+			return nil, fmt.Errorf("encode type of attribute %q: %w", f.name, err)
+		}
+		attrs = append(attrs, &pluginv1.Attribute{
+			Name:     f.name,
+			Type:     string(typeJSON),
+			Required: !f.optional,
+			Doc:      f.doc,
+		})
+	}
+	return attrs, nil
+}
+
+// snakeCase turns a Go field name into an attribute name: StdoutJSON ->
+// stdout_json, Dir -> dir.
+func snakeCase(s string) string {
+	runes := []rune(s)
+	var b strings.Builder
+	for i, r := range runes {
+		if unicode.IsUpper(r) {
+			prevLower := i > 0 && !unicode.IsUpper(runes[i-1])
+			nextLower := i > 0 && i+1 < len(runes) && unicode.IsLower(runes[i+1]) && unicode.IsUpper(runes[i-1])
+			if prevLower || nextLower {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// configError is one problem found while decoding a config.
+type configError struct {
+	path    string // attribute path, e.g. "env" or "steps[2].name"
+	summary string
+	detail  string
+}
+
+// decoder decodes a JSON config into a config struct, collecting every
+// problem rather than stopping at the first, so the user sees them all.
+type decoder struct {
+	errs []configError
+}
+
+func (d *decoder) fail(path, summary, detail string, args ...any) {
+	d.errs = append(d.errs, configError{path: path, summary: summary, detail: fmt.Sprintf(detail, args...)})
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+// decode decodes raw into v (addressable), path naming v for messages.
+func (d *decoder) decode(raw json.RawMessage, v reflect.Value, path string) {
+	t := v.Type()
+	if t == rawMessageType {
+		if !isNull(raw) {
+			v.SetBytes(append([]byte(nil), raw...))
+		}
+		return
+	}
+	if isNull(raw) {
+		return // leave the zero value: absent and null mean the same
+	}
+	switch {
+	case t == durationType:
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			d.fail(path, "Incorrect attribute value type", "attribute %q must be a duration string such as \"30s\" or \"5m\", got %s", path, abbreviate(raw))
+			return
+		}
+		dur, err := time.ParseDuration(s)
+		if err != nil {
+			d.fail(path, "Invalid duration", "attribute %q: %q is not a duration; write it like \"30s\", \"5m\" or \"1h30m\"", path, s)
+			return
+		}
+		v.SetInt(int64(dur))
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		p := reflect.New(t.Elem())
+		d.decode(raw, p.Elem(), path)
+		v.Set(p)
+	case reflect.Struct:
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			d.fail(path, "Incorrect attribute value type", "%s must be an object, got %s", describePath(path), abbreviate(raw))
+			return
+		}
+		d.decodeStruct(obj, v, path)
+	case reflect.Slice:
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			d.fail(path, "Incorrect attribute value type", "%s must be a list, got %s", describePath(path), abbreviate(raw))
+			return
+		}
+		s := reflect.MakeSlice(t, len(items), len(items))
+		for i, item := range items {
+			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		var items map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			d.fail(path, "Incorrect attribute value type", "%s must be a map, got %s", describePath(path), abbreviate(raw))
+			return
+		}
+		m := reflect.MakeMapWithSize(t, len(items))
+		keys := make([]string, 0, len(items))
+		for k := range items {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // report errors in a stable order
+		for _, k := range keys {
+			ev := reflect.New(t.Elem()).Elem()
+			d.decode(items[k], ev, fmt.Sprintf("%s[%q]", path, k))
+			m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), ev)
+		}
+		v.Set(m)
+	default:
+		// Scalars and any: encoding/json checks the JSON type and the
+		// range (an int refuses 1.5 and out-of-range numbers).
+		if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
+			d.fail(path, "Incorrect attribute value type", "%s must be %s, got %s", describePath(path), typeWord(t), abbreviate(raw))
+		}
+	}
+}
+
+// decodeStruct decodes an object into struct v: unknown attributes and
+// missing required ones are errors.
+func (d *decoder) decodeStruct(obj map[string]json.RawMessage, v reflect.Value, path string) {
+	fields, err := structFields(v.Type())
+	if err != nil { // checked when the kind was declared
+		d.fail(path, "Invalid config type", "%v", err)
+		return
+	}
+	known := make([]string, 0, len(fields))
+	for _, f := range fields {
+		known = append(known, f.name)
+	}
+	unknown := make([]string, 0)
+	for name := range obj {
+		if !contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	sort.Strings(unknown)
+	for _, name := range unknown {
+		detail := fmt.Sprintf("An attribute named %q is not expected here.", name)
+		if s := suggest(name, known); s != "" {
+			detail += fmt.Sprintf(" Did you mean %q?", s)
+		}
+		d.fail(join(path, name), "Unsupported attribute", "%s", detail)
+	}
+	for _, f := range fields {
+		raw, ok := obj[f.name]
+		if !f.optional && (!ok || isNull(raw)) {
+			d.fail(join(path, f.name), "Missing required attribute", "The attribute %q is required, but no value was given.", join(path, f.name))
+			continue
+		}
+		if ok {
+			d.decode(raw, v.Field(f.index), join(path, f.name))
+		}
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func describePath(path string) string {
+	if path == "" {
+		return "the configuration"
+	}
+	return fmt.Sprintf("attribute %q", path)
+}
+
+func typeWord(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number in range for " + t.Kind().String()
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "a " + t.String()
+}
+
+func abbreviate(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns the known name closest to name when it is close enough
+// to be a likely typo, else "".
+func suggest(name string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if dist := levenshtein(name, k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	ar, br := []rune(a), []rune(b)
+	prev := make([]int, len(br)+1)
+	cur := make([]int, len(br)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ar); i++ {
+		cur[0] = i
+		for j := 1; j <= len(br); j++ {
+			cost := 1
+			if ar[i-1] == br[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(br)]
+}

@@ -1,0 +1,335 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// Plugin is a plugin's identity and the module kinds it offers.
+type Plugin struct {
+	// Name is the plugin's name, e.g. "shell". Modules use it as the first
+	// part of their kind: module "shell.exec" "build".
+	Name string
+	// Version is the plugin's own version, e.g. "0.1.0".
+	Version string
+	Kinds   []Kind
+	// Logger is for the plugin's own diagnostics (not module output). It
+	// must write to stderr, never stdout. Nil means JSON to stderr at the
+	// level in MODPIPE_PLUGIN_LOG_LEVEL (default info), which the host
+	// forwards into its own log.
+	Logger hclog.Logger
+}
+
+// Serve serves the plugin to the modpipe host and returns when the host
+// is done with it. Call it from main. Started by hand (without the host),
+// it explains that it is a plugin and exits with status 1; a Plugin that
+// is declared wrongly exits with status 1 and a message.
+func Serve(p Plugin) {
+	srv, err := newServer(p)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "plugin %q: %v\n", p.Name, err)
+		os.Exit(1)
+	}
+	goplugin.Serve(srv.serveConfig())
+}
+
+func (s *server) serveConfig() *goplugin.ServeConfig {
+	return &goplugin.ServeConfig{
+		HandshakeConfig: goplugin.HandshakeConfig{
+			MagicCookieKey:   pluginv1.MagicCookieKey,
+			MagicCookieValue: pluginv1.MagicCookieValue,
+		},
+		VersionedPlugins: map[int]goplugin.PluginSet{
+			pluginv1.ProtocolVersion: {pluginv1.PluginName: &grpcPlugin{srv: s}},
+		},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts,
+				grpc.MaxRecvMsgSize(pluginv1.MaxMessageBytes),
+				grpc.MaxSendMsgSize(pluginv1.MaxMessageBytes))
+			return grpc.NewServer(opts...)
+		},
+		Logger: s.logger,
+	}
+}
+
+// grpcPlugin adapts server to go-plugin.
+type grpcPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	srv *server
+}
+
+func (g *grpcPlugin) GRPCServer(broker *goplugin.GRPCBroker, s *grpc.Server) error {
+	g.srv.broker = broker
+	pluginv1.RegisterPluginServer(s, g.srv)
+	return nil
+}
+
+func (g *grpcPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("the sdk serves plugins; it is not a plugin client")
+}
+
+// server implements the Plugin service.
+type server struct {
+	pluginv1.UnimplementedPluginServer
+
+	name, version string
+	kinds         []*kindDef
+	defaultKind   *kindDef
+	logger        hclog.Logger
+	broker        *goplugin.GRPCBroker // set once before serving
+
+	mu      sync.Mutex
+	hostCli map[uint32]pluginv1.HostClient // one connection per broker id
+	running map[string]chan struct{}       // execution id -> closed when done
+}
+
+func newServer(p Plugin) (*server, error) {
+	if p.Name == "" {
+		return nil, errors.New("sdk.Plugin.Name is empty")
+	}
+	if len(p.Kinds) == 0 {
+		return nil, errors.New("sdk.Plugin.Kinds is empty: declare at least one kind with sdk.NewKind")
+	}
+	s := &server{
+		name:    p.Name,
+		version: p.Version,
+		logger:  p.Logger,
+		hostCli: map[uint32]pluginv1.HostClient{},
+		running: map[string]chan struct{}{},
+	}
+	if s.logger == nil {
+		level := hclog.LevelFromString(os.Getenv("MODPIPE_PLUGIN_LOG_LEVEL"))
+		if level == hclog.NoLevel {
+			level = hclog.Info
+		}
+		s.logger = hclog.New(&hclog.LoggerOptions{
+			Name:       p.Name,
+			Level:      level,
+			Output:     os.Stderr, // the real stderr: go-plugin later swaps os.Stderr
+			JSONFormat: true,      // go-plugin's client parses JSON lines back into log entries
+		})
+	}
+	seen := map[string]bool{}
+	for _, k := range p.Kinds {
+		d := k.def()
+		if seen[d.name] {
+			return nil, fmt.Errorf("kind %q is declared twice", d.name)
+		}
+		seen[d.name] = true
+		if d.isDefault {
+			if s.defaultKind != nil {
+				return nil, fmt.Errorf("kinds %q and %q are both marked sdk.Default(); mark at most one", s.defaultKind.name, d.name)
+			}
+			s.defaultKind = d
+		}
+		s.kinds = append(s.kinds, d)
+	}
+	if s.defaultKind == nil {
+		s.defaultKind = s.kinds[0]
+	}
+	return s, nil
+}
+
+func (s *server) kind(name string) (*kindDef, error) {
+	if name == "" {
+		return s.defaultKind, nil
+	}
+	for _, k := range s.kinds {
+		if k.name == name {
+			return k, nil
+		}
+	}
+	names := make([]string, len(s.kinds))
+	for i, k := range s.kinds {
+		names[i] = k.name
+	}
+	return nil, fmt.Errorf("plugin %q has no module kind %q (it has: %s)", s.name, name, strings.Join(names, ", "))
+}
+
+// Describe implements pluginv1.PluginServer.
+func (s *server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+	resp := &pluginv1.DescribeResponse{Name: s.name, Version: s.version, ProtocolVersion: pluginv1.ProtocolVersion}
+	for _, k := range s.kinds {
+		mk := k.describe()
+		mk.Default = k == s.defaultKind
+		resp.Kinds = append(resp.Kinds, mk)
+	}
+	return resp, nil
+}
+
+// Validate implements pluginv1.PluginServer.
+func (s *server) Validate(_ context.Context, req *pluginv1.ValidateRequest) (*pluginv1.ValidateResponse, error) {
+	k, err := s.kind(req.GetKind())
+	if err != nil {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
+	_, errs := k.decodeConfig(req.GetConfigJson())
+	resp := &pluginv1.ValidateResponse{}
+	for _, e := range errs {
+		resp.Diagnostics = append(resp.Diagnostics, &pluginv1.Diagnostic{
+			Severity:  pluginv1.Severity_SEVERITY_ERROR,
+			Summary:   e.summary,
+			Detail:    e.detail,
+			Attribute: e.path,
+		})
+	}
+	return resp, nil
+}
+
+// Await implements pluginv1.PluginServer.
+func (s *server) Await(ctx context.Context, req *pluginv1.AwaitRequest) (*pluginv1.AwaitResponse, error) {
+	s.mu.Lock()
+	done := s.running[req.GetExecutionId()]
+	s.mu.Unlock()
+	if done == nil {
+		return &pluginv1.AwaitResponse{}, nil
+	}
+	select {
+	case <-done:
+		return &pluginv1.AwaitResponse{}, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// Execute implements pluginv1.PluginServer.
+func (s *server) Execute(req *pluginv1.ExecuteRequest, stream grpc.ServerStreamingServer[pluginv1.ExecuteEvent]) error {
+	if id := req.GetExecutionId(); id != "" {
+		done := make(chan struct{})
+		s.mu.Lock()
+		s.running[id] = done
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, id)
+			s.mu.Unlock()
+			close(done)
+		}()
+	}
+	send := func(line *pluginv1.OutputLine) error {
+		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
+	}
+	m := newModule(req, s, send)
+	result := s.execute(stream.Context(), req, m)
+	return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
+}
+
+// execute runs the module and builds its final result. Every path ends in
+// a result: config errors, panics and encoding errors included.
+func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *Module) *pluginv1.Result {
+	k, err := s.kind(req.GetKind())
+	if err != nil {
+		m.finish()
+		return failed("", &Failure{Message: err.Error(), Kind: ErrorKindConfig})
+	}
+	cfg, errs := k.decodeConfig(req.GetConfigJson())
+	if len(errs) > 0 {
+		m.finish()
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.summary + ": " + e.detail
+		}
+		return failed(k.resultType, &Failure{Message: "invalid configuration: " + strings.Join(msgs, "; "), Kind: ErrorKindConfig})
+	}
+
+	value, runErr := s.run(context.WithValue(ctx, moduleKey{}, m), k, m, cfg)
+	tail := m.finish()
+
+	var valueJSON string
+	if runErr == nil || (value != nil && !reflect.ValueOf(value).IsZero()) {
+		b, err := json.Marshal(value)
+		if err != nil {
+			return failed(k.resultType, &Failure{
+				Message: fmt.Sprintf("encode the result of module %q (kind %q) as JSON: %v", m.name, k.name, err),
+				Kind:    ErrorKindEncoding,
+			})
+		}
+		valueJSON = string(b)
+	}
+	if runErr != nil {
+		f := asFailure(runErr)
+		if f.Tail == "" {
+			f.Tail = tail
+		}
+		r := failed(k.resultType, f)
+		r.ValueJson = valueJSON
+		return r
+	}
+	return &pluginv1.Result{Succeeded: true, Type: k.resultType, ValueJson: valueJSON}
+}
+
+// run calls the kind's run function, turning a panic into a failure so
+// one bad module does not take down the plugin and every module in it.
+func (s *server) run(ctx context.Context, k *kindDef, m *Module, cfg any) (value any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("module panicked", "module", m.name, "kind", k.name, "panic", fmt.Sprint(r))
+			value = nil
+			err = &Failure{
+				Message: fmt.Sprintf("module %q (kind %q) panicked: %v", m.name, k.name, r),
+				Kind:    ErrorKindCrash,
+				Tail:    fmt.Sprintf("panic: %v\n\n%s", r, debug.Stack()),
+			}
+		}
+	}()
+	return k.run(ctx, m, cfg)
+}
+
+func asFailure(err error) *Failure {
+	var f *Failure
+	if errors.As(err, &f) {
+		out := *f
+		if out.Kind == "" {
+			out.Kind = ErrorKindModule
+		}
+		out.Message = err.Error()
+		return &out
+	}
+	return &Failure{Message: err.Error(), Kind: ErrorKindModule, err: err}
+}
+
+func failed(resultType string, f *Failure) *pluginv1.Result {
+	return &pluginv1.Result{
+		Succeeded: false,
+		Type:      resultType,
+		Error:     &pluginv1.Error{Message: f.Message, Kind: f.Kind, Tail: f.Tail},
+	}
+}
+
+// hostClient returns the client of the host's Host service, dialling it
+// through the broker the first time. One connection serves every module.
+func (s *server) hostClient(id uint32) (pluginv1.HostClient, error) {
+	if id == 0 {
+		return nil, errors.New("the host did not offer its result service (no broker id in the request)")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.hostCli[id]; ok {
+		return c, nil
+	}
+	if s.broker == nil {
+		return nil, errors.New("no connection to the host")
+	}
+	conn, err := s.broker.DialWithOptions(id, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pluginv1.MaxMessageBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to the host's result service: %w", err)
+	}
+	c := pluginv1.NewHostClient(conn)
+	s.hostCli[id] = c
+	return c, nil
+}
