@@ -1,8 +1,12 @@
+//go:build unix
+
 // Package proc runs the child commands of first-party plugins (shell, go):
 // it starts the command in its own process group, hands every stdout and
 // stderr line to the caller while the command runs, and on cancellation
 // terminates the whole group (SIGTERM, then SIGKILL after a grace period)
 // so that no child or grandchild outlives the module that started it.
+//
+// It builds on Unix only (process groups); Windows is not supported yet.
 package proc
 
 import (
@@ -125,7 +129,7 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 		Stderr: errW,
 		// A process group of its own lets us signal the command and
 		// everything it started, in one call.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		SysProcAttr: sysProcAttr(),
 	}
 	err = cmd.Start()
 	// The child holds its own copies; ours must go so EOF can arrive.
