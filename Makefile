@@ -1,0 +1,50 @@
+# modpipe: build, test and run. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin
+PLUGINS := shell go
+EXAMPLE_PLUGINS := hello
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/host and every plugin into bin/plugins/
+	@mkdir -p $(BIN)/plugins
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/host ./cmd/host
+	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p || exit 1; done
+	@for p in $(EXAMPLE_PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p"; $(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p || exit 1; done
+
+.PHONY: run
+run: build ## build, then run this project's own pipeline.hcl on this machine
+	$(BIN)/host run pipeline.hcl
+
+.PHONY: test
+test: lint proto-check build ## every check and test (what CI runs)
+	$(GO) test -race -timeout 20m ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: proto
+proto: ## regenerate the plugin protocol's Go code from proto/
+	bash proto/generate.sh
+
+.PHONY: proto-check
+proto-check: proto ## fail if the committed generated code is stale
+	@git diff --exit-code --stat -- proto/ || { echo "proto/: generated code is stale: run 'make proto' and commit"; exit 1; }
+
+.PHONY: fuzz
+fuzz: ## fuzz the HCL loader and the envelope decoding for a while (FUZZTIME=30s)
+	$(GO) test ./host/config -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-30s}
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)

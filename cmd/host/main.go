@@ -1,0 +1,224 @@
+// Command host runs modpipe pipelines: `host run pipeline.hcl`.
+//
+// It is a thin layer over the host package: flags and environment in,
+// exit code out. See `host --help` and docs/pipeline-reference.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/modpipe/modpipe/host"
+	"github.com/modpipe/modpipe/host/report"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	logLevel string
+	logJSON  bool
+	vars     []string
+	caps     []string
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var g globals
+	code := 0
+	root := &cobra.Command{
+		Use:           "host",
+		Short:         "modpipe runs CI/CD pipelines of plugin modules declared in HCL",
+		Long:          "modpipe runs CI/CD pipelines of plugin modules declared in HCL (pipeline.hcl),\non one machine or across a fleet coordinated through etcd.\n\nExit codes: 0 succeeded, 1 pipeline failed, 2 invalid configuration,\n3 a plugin could not start, 4 coordinator error, 130 interrupted.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("MODPIPE_LOG_LEVEL", "warn"), "log level: trace, debug, info, warn, error, off (env MODPIPE_LOG_LEVEL)")
+	root.PersistentFlags().BoolVar(&g.logJSON, "log-json", false, "write logs as JSON lines")
+
+	addFileFlags := func(c *cobra.Command) {
+		c.Flags().StringArrayVar(&g.vars, "var", nil, "set a variable: --var name=value (repeatable; env MODPIPE_VAR_name also works)")
+		c.Flags().StringArrayVar(&g.caps, "capability", nil, "add a capability this instance offers (repeatable; env MODPIPE_CAPABILITIES=a,b)")
+	}
+	baseOpts := func(file string) (host.Options, error) {
+		vars, err := parseVars(g.vars)
+		if err != nil {
+			return host.Options{}, err
+		}
+		logger, err := newLogger(g.logLevel, g.logJSON)
+		if err != nil {
+			return host.Options{}, err
+		}
+		return host.Options{
+			File:         file,
+			Vars:         vars,
+			Capabilities: g.caps,
+			Logger:       logger,
+			Color:        isatty.IsTerminal(os.Stderr.Fd()),
+		}, nil
+	}
+	finish := func(err error) error {
+		code = host.ExitCode(err)
+		var ee *host.ExitError
+		if err != nil && !(asExit(err, &ee) && ee.Reported) && code != host.ExitFailed && code != host.ExitInterrupted {
+			fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		}
+		return nil
+	}
+
+	var (
+		parallelism int
+		only, skip  []string
+		categories  []string
+		reports     []string
+		runID       string
+	)
+	runCmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a pipeline on this machine",
+		Long:  "Run a pipeline: load FILE, start its plugins, run the module graph and print a summary.\nExit code 0 only if the pipeline succeeded.",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := baseOpts(args[0])
+			if err != nil {
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
+			}
+			var specs []report.Spec
+			for _, r := range reports {
+				s, err := report.ParseSpec(r)
+				if err != nil {
+					return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
+				}
+				specs = append(specs, s)
+			}
+			opts.Parallelism = parallelism
+			opts.Only, opts.Skip, opts.Categories = only, skip, categories
+			opts.RunID = runID
+			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs})
+			return finish(err)
+		},
+	}
+	addFileFlags(runCmd)
+	runCmd.Flags().IntVar(&parallelism, "parallelism", 0, "modules run at once on this machine (default: CPUs x 4)")
+	runCmd.Flags().StringArrayVar(&only, "only", nil, "run only this module and what it depends on (repeatable)")
+	runCmd.Flags().StringArrayVar(&skip, "skip", nil, "do not run this module, nor what depends on it (repeatable)")
+	runCmd.Flags().StringArrayVar(&categories, "category", nil, "run only modules of this category and what they depend on (repeatable)")
+	runCmd.Flags().StringArrayVar(&reports, "report", nil, "write a report: FORMAT=PATH, FORMAT one of "+strings.Join(report.Formats, ", ")+" (repeatable)")
+	runCmd.Flags().StringVar(&runID, "run-id", os.Getenv("MODPIPE_RUN_ID"), "the run's id in reports (env MODPIPE_RUN_ID; default from the CI, else the time)")
+
+	validateCmd := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a pipeline file, its plugins and its module graph without running anything",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := baseOpts(args[0])
+			if err != nil {
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
+			}
+			return finish(host.Validate(ctx, opts))
+		},
+	}
+	addFileFlags(validateCmd)
+
+	var format string
+	graphCmd := &cobra.Command{
+		Use:   "graph FILE",
+		Short: "Print the module graph (after matrix expansion) as DOT or Mermaid",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := baseOpts(args[0])
+			if err != nil {
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
+			}
+			return finish(host.Graph(opts, format))
+		},
+	}
+	addFileFlags(graphCmd)
+	graphCmd.Flags().StringVar(&format, "format", "dot", "output format: dot or mermaid")
+
+	pluginsCmd := &cobra.Command{
+		Use:   "plugins FILE",
+		Short: "Describe the plugins a pipeline uses: versions, module kinds and their attributes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := baseOpts(args[0])
+			if err != nil {
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
+			}
+			return finish(host.Plugins(ctx, opts))
+		},
+	}
+	addFileFlags(pluginsCmd)
+
+	versionCmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the host's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Printf("modpipe host %s\n", version)
+		},
+	}
+
+	root.AddCommand(runCmd, validateCmd, graphCmd, pluginsCmd, versionCmd)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\nRun 'host --help' for usage.\n", err)
+		return host.ExitInvalid
+	}
+	return code
+}
+
+func asExit(err error, target **host.ExitError) bool {
+	ee, ok := err.(*host.ExitError)
+	if ok {
+		*target = ee
+	}
+	return ok
+}
+
+func parseVars(kvs []string) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--var %q: want name=value", kv)
+		}
+		vars[k] = v
+	}
+	return vars, nil
+}
+
+func newLogger(level string, asJSON bool) (hclog.Logger, error) {
+	lv := hclog.LevelFromString(level)
+	if lv == hclog.NoLevel {
+		return nil, fmt.Errorf("--log-level %q: use trace, debug, info, warn, error or off", level)
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "host",
+		Level:      lv,
+		Output:     os.Stderr,
+		JSONFormat: asJSON,
+	}), nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/report"
+)
+
+// These end-to-end tests build the real host binary and the real plugins
+// once, then run real pipelines through the CLI, as a user would.
+
+var (
+	hostBin string // the built host binary
+	binDir  string // its folder; plugins live in binDir/plugins
+)
+
+// testPlugins are built next to the host binary, found by name.
+var testPlugins = map[string]string{
+	"shell":   "./plugins/shell",
+	"go":      "./plugins/go",
+	"hello":   "./plugins/examples/hello",
+	"testkit": "./sdk/internal/testkit",
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "modpipe-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		binDir = dir
+		hostBin = filepath.Join(dir, "host")
+		root, err := filepath.Abs("../..")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		build := func(out, pkg string) error {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+			}
+			return nil
+		}
+		if err := build(hostBin, "./cmd/host"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for name, pkg := range testPlugins {
+			if err := build(filepath.Join(dir, "plugins", "modpipe-plugin-"+name), pkg); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	report         *report.Run
+}
+
+// env is the environment host runs with: the test's own, minus anything
+// that would change what it does (a CI's variables, a plugin path).
+func env(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "MODPIPE_"), k == "GITHUB_ACTIONS", k == "GITLAB_CI", k == "BUILDKITE":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, extra...)
+}
+
+// runHost runs `host ARGS...` and, for `run`, reads the JSON report back.
+func runHost(t *testing.T, args ...string) result {
+	t.Helper()
+	reportPath := filepath.Join(t.TempDir(), "report.json")
+	if len(args) > 0 && args[0] == "run" {
+		args = append(args, "--report", "json="+reportPath)
+	}
+	cmd := exec.Command(hostBin, args...)
+	cmd.Env = env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("run host %v: %v", args, err)
+		}
+		r.code = ee.ExitCode()
+	}
+	if b, err := os.ReadFile(reportPath); err == nil {
+		r.report = &report.Run{}
+		if err := json.Unmarshal(b, r.report); err != nil {
+			t.Fatalf("report: %v\n%s", err, b)
+		}
+	}
+	return r
+}
+
+func (r result) module(t *testing.T, name string) coordinator.Envelope {
+	t.Helper()
+	if r.report == nil {
+		t.Fatalf("no report; exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, e := range r.report.Modules {
+		if e.Module == name {
+			return e
+		}
+	}
+	t.Fatalf("module %s not in the report:\n%s", name, r.stdout)
+	return coordinator.Envelope{}
+}
+
+func (r result) wantCode(t *testing.T, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+}
+
+func wantStatus(t *testing.T, e coordinator.Envelope, s coordinator.Status) {
+	t.Helper()
+	if e.Status != s {
+		t.Fatalf("%s: status %s, want %s (error %+v, skip %q)", e.Module, e.Status, s, e.Error, e.SkipReason)
+	}
+}
+
+func TestReferencesAcrossModules(t *testing.T) {
+	r := runHost(t, "run", "testdata/refs.hcl")
+	r.wantCode(t, 0)
+	c := r.module(t, "consumer")
+	wantStatus(t, c, coordinator.StatusSucceeded)
+	var v struct {
+		Stdout string `json:"stdout"`
+	}
+	if err := json.Unmarshal(c.Value, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Stdout != "sha=abc123 count=4" {
+		t.Errorf("consumer stdout %q, want %q", v.Stdout, "sha=abc123 count=4")
+	}
+	if c.Type != "shell.exec/v1" || c.Plugin != "shell" || c.Attempts != 1 || c.Host == "" {
+		t.Errorf("envelope fields: %+v", c)
+	}
+	if !strings.Contains(r.stdout, "consumer | sha=abc123 count=4") {
+		t.Errorf("module output is not prefixed with its name:\n%s", r.stdout)
+	}
+	if r.report.Status != report.RunSucceeded || r.report.Pipeline != "refs" {
+		t.Errorf("report: status %s pipeline %q", r.report.Status, r.report.Pipeline)
+	}
+}
+
+func TestFailureStop(t *testing.T) {
+	r := runHost(t, "run", "testdata/stop.hcl")
+	r.wantCode(t, 1)
+	bad := r.module(t, "bad")
+	wantStatus(t, bad, coordinator.StatusFailed)
+	if bad.Error == nil || !strings.Contains(bad.Error.Message, "exit status 3") || !strings.Contains(bad.Error.Tail, "boom") {
+		t.Errorf("bad's error should carry the exit code and stderr tail: %+v", bad.Error)
+	}
+	wantStatus(t, r.module(t, "slow"), coordinator.StatusCancelled)
+	after := r.module(t, "after")
+	if after.Status != coordinator.StatusSkipped && after.Status != coordinator.StatusCancelled {
+		t.Errorf("after: %s, want skipped or cancelled", after.Status)
+	}
+	wantStatus(t, r.module(t, "cleanup"), coordinator.StatusSucceeded)
+	if r.report.Status != report.RunFailed {
+		t.Errorf("run status %s", r.report.Status)
+	}
+}
+
+func TestFailureContinue(t *testing.T) {
+	r := runHost(t, "run", "testdata/continue.hcl")
+	r.wantCode(t, 1)
+	wantStatus(t, r.module(t, "bad"), coordinator.StatusFailed)
+	wantStatus(t, r.module(t, "slow"), coordinator.StatusSucceeded)
+	wantStatus(t, r.module(t, "after_slow"), coordinator.StatusSucceeded)
+	after := r.module(t, "after")
+	wantStatus(t, after, coordinator.StatusSkipped)
+	if !strings.Contains(after.SkipReason, "bad") {
+		t.Errorf("skip reason should name the failed dependency: %q", after.SkipReason)
+	}
+	wantStatus(t, r.module(t, "cleanup"), coordinator.StatusSucceeded)
+}
+
+func TestRetry(t *testing.T) {
+	dir := t.TempDir()
+	r := runHost(t, "run", "testdata/retry.hcl", "--var", "dir="+dir)
+	r.wantCode(t, 0)
+	flaky := r.module(t, "flaky")
+	wantStatus(t, flaky, coordinator.StatusSucceeded)
+	if flaky.Attempts != 3 {
+		t.Errorf("flaky attempts %d, want 3", flaky.Attempts)
+	}
+	never := r.module(t, "never")
+	wantStatus(t, never, coordinator.StatusFailed)
+	if never.Attempts != 2 {
+		t.Errorf("never attempts %d, want 2", never.Attempts)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	r := runHost(t, "run", "testdata/timeout.hcl")
+	r.wantCode(t, 1)
+	s := r.module(t, "sleepy")
+	wantStatus(t, s, coordinator.StatusTimedOut)
+	if s.Error == nil || !strings.Contains(s.Error.Message, "500ms") {
+		t.Errorf("timeout error should name the timeout: %+v", s.Error)
+	}
+	wantStatus(t, r.module(t, "next"), coordinator.StatusSkipped)
+
+	// ignore_failure: the timeout does not fail the pipeline, and
+	// dependents still run (like continue-on-error).
+	r = runHost(t, "run", "testdata/timeout.hcl", "--var", "ignore=true")
+	r.wantCode(t, 0)
+	wantStatus(t, r.module(t, "sleepy"), coordinator.StatusTimedOut)
+	wantStatus(t, r.module(t, "next"), coordinator.StatusSucceeded)
+}
+
+func TestInvalidPipelines(t *testing.T) {
+	tests := []struct {
+		file string
+		code int
+		want []string
+	}{
+		{"testdata/bad_syntax.hcl", 2, []string{"bad_syntax.hcl line 6"}},
+		{"testdata/unknown_attr.hcl", 2, []string{"unknown_attr.hcl line 2", "comand", `"command"`}},
+		{"testdata/cycle.hcl", 2, []string{"cycle.hcl", "a", "b", "c"}},
+		{"testdata/missing_plugin.hcl", 3, []string{"missing_plugin.hcl line 1", "modpipe-plugin-nosuchplugin", filepath.Join(binDir, "plugins", "modpipe-plugin-nosuchplugin")}},
+		{"testdata/does_not_exist.hcl", 2, []string{"does_not_exist.hcl"}},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			for _, cmd := range []string{"run", "validate"} {
+				r := runHost(t, cmd, tt.file)
+				r.wantCode(t, tt.code)
+				for _, w := range tt.want {
+					if !strings.Contains(r.stderr, w) {
+						t.Errorf("%s: stderr does not mention %q:\n%s", cmd, w, r.stderr)
+					}
+				}
+				if r.report != nil {
+					t.Errorf("%s: an invalid pipeline must not run anything, but a report was written", cmd)
+				}
+			}
+		})
+	}
+}
+
+func TestCycleNamesEveryModule(t *testing.T) {
+	r := runHost(t, "validate", "testdata/cycle.hcl")
+	r.wantCode(t, 2)
+	if !strings.Contains(r.stderr, "->") {
+		t.Errorf("the cycle should be spelled out:\n%s", r.stderr)
+	}
+}

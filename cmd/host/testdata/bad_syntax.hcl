@@ -1,0 +1,7 @@
+module "shell" "ok" {
+  command = ["true"]
+}
+
+module "shell" "broken" {
+  command = ["true"
+}

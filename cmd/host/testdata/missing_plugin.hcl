@@ -1,0 +1,3 @@
+module "nosuchplugin" "x" {
+  anything = 1
+}

@@ -1,0 +1,3 @@
+module "shell" "typo" {
+  comand = ["true"]
+}

@@ -1,0 +1,425 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/modpipe/modpipe/host/config"
+	"github.com/modpipe/modpipe/host/graph"
+	"github.com/modpipe/modpipe/host/pluginhost"
+	"github.com/modpipe/modpipe/host/schema"
+)
+
+// Options configure one invocation of the engine. The CLI fills them from
+// flags and the environment; tests fill them directly.
+type Options struct {
+	// File is the pipeline file.
+	File string
+	// Vars are `--var name=value` settings.
+	Vars map[string]string
+	// Environ is the environment the run sees (env(), MODPIPE_* settings,
+	// CI detection). Nil means os.Environ().
+	Environ []string
+	// Capabilities are extra capabilities of this instance (--capability).
+	Capabilities []string
+	// Parallelism is the number of modules run at once; 0 means CPUs x 4.
+	Parallelism int
+	// Only, Skip and Categories filter the modules to run (R3.8).
+	Only, Skip, Categories []string
+	// RunID names the run in reports; derived from the CI when empty.
+	RunID string
+	// Stdout receives module output and the summary; Stderr diagnostics.
+	Stdout, Stderr io.Writer
+	Logger         hclog.Logger
+	// Locator finds plugin binaries that have no plugin block; nil means
+	// DefaultLocator.
+	Locator *PluginLocator
+	// Color renders diagnostics with colour.
+	Color bool
+}
+
+func (o *Options) defaults() {
+	if o.Environ == nil {
+		o.Environ = os.Environ()
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = runtime.NumCPU() * 4
+	}
+	if o.Locator == nil {
+		l := DefaultLocator(o.Environ)
+		o.Locator = &l
+	}
+}
+
+// loaded is a pipeline file that parsed and whose graph is sound.
+type loaded struct {
+	opts  Options
+	cfg   *config.Pipeline
+	graph *graph.Graph
+	facts config.Facts
+}
+
+// prepared is a loaded pipeline whose plugins are running and whose
+// modules' bodies were checked against their kinds' schemas.
+type prepared struct {
+	*loaded
+	plugins *pluginSet
+	// kinds maps a module name to its kind's schema.
+	kinds map[string]*schema.Kind
+}
+
+// Facts returns what this instance knows about itself: the run.* values
+// of expressions and the capabilities it offers.
+func Facts(environ []string, extra []string, instance int) config.Facts {
+	env := envMap(environ)
+	caps := []string{osName(runtime.GOOS), runtime.GOARCH}
+	caps = append(caps, extra...)
+	for _, c := range strings.Split(env["MODPIPE_CAPABILITIES"], ",") {
+		caps = append(caps, c)
+	}
+	return config.Facts{
+		OS:           osName(runtime.GOOS),
+		Arch:         runtime.GOARCH,
+		Instance:     instance,
+		CI:           isCI(env),
+		Capabilities: normalizeCaps(caps),
+	}
+}
+
+func osName(goos string) string {
+	if goos == "darwin" {
+		return "macos"
+	}
+	return goos
+}
+
+func isCI(env map[string]string) bool {
+	for _, k := range []string{"CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKINS_URL", "TF_BUILD"} {
+		if v := env[k]; v != "" && v != "false" && v != "0" {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeCaps lower-cases, trims, drops empties and duplicates, and
+// sorts, so capability matching is case-insensitive and messages stable.
+func normalizeCaps(caps []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range caps {
+		c = strings.ToLower(strings.TrimSpace(c))
+		if c == "" || seen[c] {
+			continue
+		}
+		seen[c] = true
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// load parses the file, builds and filters the graph. Diagnostics are
+// written to opts.Stderr as they are found.
+func load(opts Options) (*loaded, error) {
+	facts := Facts(opts.Environ, opts.Capabilities, 0)
+	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	if cfg != nil && cfg.Distributed != nil && len(cfg.Distributed.Capabilities) > 0 {
+		facts.Capabilities = normalizeCaps(append(facts.Capabilities, cfg.Distributed.Capabilities...))
+	}
+	l := &loaded{opts: opts, cfg: cfg, facts: facts}
+	if diags.HasErrors() || cfg == nil {
+		return nil, l.report(diags, ExitInvalid)
+	}
+	g, gdiags := graph.Build(cfg)
+	diags = append(diags, gdiags...)
+	if diags.HasErrors() {
+		return nil, l.report(diags, ExitInvalid)
+	}
+	if len(opts.Only) > 0 || len(opts.Skip) > 0 || len(opts.Categories) > 0 {
+		sel, sdiags := g.Select(opts.Only, opts.Skip, opts.Categories)
+		diags = append(diags, sdiags...)
+		if diags.HasErrors() {
+			return nil, l.report(diags, ExitInvalid)
+		}
+		g = sel
+	}
+	l.graph = g
+	if len(diags) > 0 {
+		_ = l.report(diags, ExitOK) // warnings only
+	}
+	return l, nil
+}
+
+// report writes diags and returns an ExitError with code when they hold
+// an error.
+func (l *loaded) report(diags hcl.Diagnostics, code int) error {
+	if len(diags) > 0 {
+		if err := config.WriteDiagnostics(l.opts.Stderr, l.cfg, diags, l.opts.Color); err != nil {
+			fmt.Fprintln(l.opts.Stderr, diags.Error())
+		}
+	}
+	if !diags.HasErrors() {
+		return nil
+	}
+	n := 0
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			n++
+		}
+	}
+	return &ExitError{Code: code, Reported: true, Err: fmt.Errorf("%s: %d error(s) in the pipeline file; the first: %s", l.opts.File, n, firstError(diags))}
+}
+
+func firstError(diags hcl.Diagnostics) string {
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			if d.Subject != nil {
+				return fmt.Sprintf("%s: %s", d.Subject, d.Summary)
+			}
+			return d.Summary
+		}
+	}
+	return ""
+}
+
+// modules returns the distinct modules of the (filtered) graph, file order.
+func (l *loaded) modules() []*config.Module {
+	seen := map[string]bool{}
+	var mods []*config.Module
+	for _, n := range l.graph.Nodes() {
+		if !seen[n.Module.Name] {
+			seen[n.Module.Name] = true
+			mods = append(mods, n.Module)
+		}
+	}
+	return mods
+}
+
+// prepare starts the plugins the graph needs and checks each module body
+// against its kind's schema, and every statically known config against
+// the plugin's own validation.
+func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*prepared, error) {
+	mods := l.modules()
+	specs, diags := pluginSpecs(l.cfg, mods, *l.opts.Locator)
+	if diags.HasErrors() {
+		return nil, l.report(diags, ExitPluginStart)
+	}
+	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: l.opts.Logger, Results: results}, l.opts.Logger)
+	if len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintf(l.opts.Stderr, "Error: %v\n", err)
+		}
+		return nil, &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
+	}
+	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}}
+	for _, m := range mods {
+		pl, _ := set.Get(m.Plugin)
+		k, ok := pl.Kind(m.Kind)
+		if !ok {
+			diags = append(diags, unknownKind(m, pl.Info()))
+			continue
+		}
+		p.kinds[m.Name] = k
+		diags = append(diags, m.CheckBody(k)...)
+	}
+	if !diags.HasErrors() {
+		diags = append(diags, p.validateStatic(ctx)...)
+	}
+	if diags.HasErrors() {
+		set.Close()
+		return nil, l.report(diags, ExitInvalid)
+	}
+	if len(diags) > 0 {
+		_ = l.report(diags, ExitOK)
+	}
+	return p, nil
+}
+
+func unknownKind(m *config.Module, info pluginhost.Info) *hcl.Diagnostic {
+	var names []string
+	for _, k := range info.Kinds {
+		names = append(names, k.Name)
+	}
+	detail := fmt.Sprintf("Plugin %q (version %s) offers the module kinds: %s.", info.Name, info.Version, strings.Join(names, ", "))
+	if s := config.Suggest(m.Kind, names); s != "" {
+		detail += fmt.Sprintf(" Did you mean %q?", m.Plugin+"."+s)
+	}
+	if m.Kind == "" {
+		detail = fmt.Sprintf("Plugin %q declares no default kind; name one as %q. ", info.Name, m.Plugin+".KIND") + detail
+	}
+	rng := m.KindRange
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Unknown module kind %q", strings.TrimSuffix(m.Plugin+"."+m.Kind, ".")),
+		Detail:   detail,
+		Subject:  &rng,
+	}
+}
+
+// validateStatic asks each plugin to validate the configs that can be
+// known before anything runs (those that refer to no module result), so a
+// bad value is reported before the first module starts.
+func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, n := range p.graph.Nodes() {
+		m := n.Module
+		if len(m.References) > 0 {
+			continue
+		}
+		k := p.kinds[m.Name]
+		scope := config.Scope{Facts: p.facts}
+		if n.Instance != nil {
+			scope.Matrix = n.Instance.Values
+		}
+		cfgJSON, d := m.EvalConfig(p.cfg.EvalContext(scope), k)
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			continue
+		}
+		pl, _ := p.plugins.Get(m.Plugin)
+		pdiags, err := pl.Validate(ctx, k.Name, cfgJSON)
+		if err != nil {
+			rng := m.DeclRange
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", m.Plugin, err), Subject: &rng})
+			continue
+		}
+		for _, pd := range pdiags {
+			diags = append(diags, pluginDiagnostic(n, pd))
+		}
+	}
+	return diags
+}
+
+// pluginDiagnostic places a plugin's diagnostic on the attribute it names
+// when the module body has it, else on the module block.
+func pluginDiagnostic(n *graph.Node, pd pluginhost.Diagnostic) *hcl.Diagnostic {
+	m := n.Module
+	rng := m.DeclRange
+	if body, ok := m.Body.(*hclsyntax.Body); ok && pd.Attribute != "" {
+		root, _, _ := strings.Cut(pd.Attribute, ".")
+		if a, ok := body.Attributes[root]; ok {
+			rng = a.SrcRange
+		}
+	}
+	sev := hcl.DiagError
+	if pd.Severity == "warning" {
+		sev = hcl.DiagWarning
+	}
+	summary := pd.Summary
+	if n.Instance != nil {
+		summary = fmt.Sprintf("%s (in %s)", summary, n.Address)
+	}
+	return &hcl.Diagnostic{Severity: sev, Summary: summary, Detail: pd.Detail, Subject: &rng}
+}
+
+// close stops the plugins.
+func (p *prepared) close() { p.plugins.Close() }
+
+// Validate loads the file, starts its plugins and checks every module
+// against its schema and the graph, running nothing (`host validate`).
+func Validate(ctx context.Context, opts Options) error {
+	opts.defaults()
+	l, err := load(opts)
+	if err != nil {
+		return err
+	}
+	p, err := prepare(ctx, l, nil)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	fmt.Fprintf(opts.Stdout, "%s is valid: %d modules (%d after matrix expansion), %d plugins (%s)\n",
+		opts.File, len(l.modules()), len(l.graph.Nodes()), len(p.plugins.Names()), strings.Join(p.plugins.Names(), ", "))
+	return nil
+}
+
+// Graph writes the module graph in format "dot" or "mermaid"
+// (`host graph`). It needs no plugins.
+func Graph(opts Options, format string) error {
+	opts.defaults()
+	l, err := load(opts)
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "", "dot":
+		return l.graph.WriteDOT(opts.Stdout)
+	case "mermaid":
+		return l.graph.WriteMermaid(opts.Stdout)
+	}
+	return exitErrorf(ExitInvalid, "unknown graph format %q: use dot or mermaid", format)
+}
+
+// Plugins describes every plugin the pipeline uses: version, kinds and
+// each kind's attributes (`host plugins`).
+func Plugins(ctx context.Context, opts Options) error {
+	opts.defaults()
+	l, err := load(opts)
+	if err != nil {
+		return err
+	}
+	specs, diags := pluginSpecs(l.cfg, l.modules(), *opts.Locator)
+	if diags.HasErrors() {
+		return l.report(diags, ExitPluginStart)
+	}
+	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: opts.Logger}, opts.Logger)
+	if len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
+		}
+		return &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
+	}
+	defer set.Close()
+	for i, name := range set.Names() {
+		pl, _ := set.Get(name)
+		if i > 0 {
+			fmt.Fprintln(opts.Stdout)
+		}
+		writePluginInfo(opts.Stdout, specs[name].Path, pl.Info())
+	}
+	return nil
+}
+
+func writePluginInfo(w io.Writer, path string, info pluginhost.Info) {
+	fmt.Fprintf(w, "plugin %s %s (protocol %d)\n  binary: %s\n", info.Name, info.Version, info.ProtocolVersion, path)
+	for _, k := range info.Kinds {
+		def := ""
+		if k.Default {
+			def = " (default)"
+		}
+		fmt.Fprintf(w, "\n  module \"%s.%s\"%s -> %s\n", info.Name, k.Name, def, k.ResultType)
+		if k.Doc != "" {
+			fmt.Fprintf(w, "    %s\n", k.Doc)
+		}
+		for _, a := range k.Attributes {
+			req := "optional"
+			if a.Required {
+				req = "required"
+			}
+			fmt.Fprintf(w, "    %-14s %-22s %-8s %s\n", a.Name, a.Type.FriendlyName(), req, a.Doc)
+		}
+	}
+}
+
+var _ = time.Second

@@ -1,0 +1,236 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/config"
+	"github.com/modpipe/modpipe/host/graph"
+	"github.com/modpipe/modpipe/host/pluginhost"
+	"github.com/modpipe/modpipe/host/schedule"
+)
+
+// envelopeSource gives the envelope of a finished module. The scheduler
+// is one in single-machine mode; the coordinator is one on a worker.
+type envelopeSource interface {
+	Envelope(address string) (coordinator.Envelope, bool)
+}
+
+// moduleRunner runs one module attempt on this instance: it evaluates the
+// module's run_if and requirements and its body with the results it refers
+// to, calls the plugin, and turns what happened into an envelope. The
+// local executor uses it directly; a distributed worker will use it for
+// the assignments it claims.
+type moduleRunner struct {
+	p        *prepared
+	results  envelopeSource
+	console  *console
+	logger   hclog.Logger
+	runID    string
+	instance int
+	hostName string
+}
+
+func newModuleRunner(p *prepared, results envelopeSource, con *console, runID string, instance int) *moduleRunner {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host}
+}
+
+// Execute implements schedule.Executor.
+func (r *moduleRunner) Execute(ctx context.Context, t *schedule.Task, attempt int) coordinator.Envelope {
+	return r.run(ctx, t.Data.(*graph.Node), attempt)
+}
+
+func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coordinator.Envelope {
+	m := n.Module
+	kind := r.p.kinds[m.Name]
+	pl, _ := r.p.plugins.Get(m.Plugin)
+	info := pl.Info()
+	env := coordinator.Envelope{
+		Module:        n.Address,
+		Type:          kind.ResultType,
+		Attempts:      attempt,
+		StartedAt:     time.Now().UTC(),
+		Instance:      r.instance,
+		Host:          r.hostName,
+		Plugin:        info.Name,
+		PluginVersion: info.Version,
+	}
+	finish := func(status coordinator.Status, e *coordinator.Error) coordinator.Envelope {
+		env.Status = status
+		env.Error = e
+		env.EndedAt = time.Now().UTC()
+		env.DurationMS = env.EndedAt.Sub(env.StartedAt).Milliseconds()
+		return env
+	}
+
+	if missing := missingCaps(n.Requires, r.p.facts.Capabilities); len(missing) > 0 {
+		env.SkipReason = fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
+			strings.Join(missing, ", "), strings.Join(r.p.facts.Capabilities, ", "))
+		return finish(coordinator.StatusSkipped, nil)
+	}
+
+	scope, err := r.scope(n)
+	if err != nil {
+		return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: err.Error()})
+	}
+	evalCtx := r.p.cfg.EvalContext(scope)
+	ok, diags := m.EvalRunIf(evalCtx)
+	if diags.HasErrors() {
+		return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diags.Error()})
+	}
+	if !ok {
+		env.SkipReason = "run_if is false: " + config.RunIfSource(m)
+		return finish(coordinator.StatusSkipped, nil)
+	}
+	cfgJSON, diags := m.EvalConfig(evalCtx, kind)
+	if diags.HasErrors() {
+		return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diags.Error()})
+	}
+
+	req := pluginhost.Request{
+		Module:   n.Address,
+		Kind:     kind.Name,
+		Config:   cfgJSON,
+		Attempt:  attempt,
+		Instance: r.instance,
+		RunID:    r.runID,
+	}
+	if n.Instance != nil {
+		req.Matrix = n.Instance.Values
+	}
+	for _, d := range n.Deps {
+		req.Deps = append(req.Deps, d.Addresses...)
+	}
+
+	runCtx := ctx
+	if m.Timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, m.Timeout)
+		defer cancel()
+	}
+	r.logger.Debug("module start", "module", n.Address, "attempt", attempt, "plugin", m.Plugin)
+	resp, err := pl.Execute(runCtx, req, func(l pluginhost.Line) {
+		r.console.Line(n.Address, l.Stream, l.Text)
+	})
+	if err != nil {
+		var crash *pluginhost.CrashError
+		switch {
+		case ctx.Err() != nil:
+			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})
+		case errors.Is(err, context.DeadlineExceeded) && m.Timeout > 0:
+			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout)})
+		case errors.As(err, &crash):
+			return finish(coordinator.StatusFailed, &coordinator.Error{
+				Kind:    coordinator.ErrorKindCrash,
+				Message: fmt.Sprintf("plugin %q crashed while running module %s: %v", m.Plugin, n.Address, crash),
+				Tail:    crash.StderrTail,
+			})
+		default:
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindPlugin, Message: fmt.Sprintf("plugin %q: %v", m.Plugin, err)})
+		}
+	}
+	if resp.Type != "" {
+		env.Type = resp.Type
+	}
+	env.Value = resp.Value
+	if resp.Succeeded {
+		return finish(coordinator.StatusSucceeded, nil)
+	}
+	e := resp.Error
+	if e == nil {
+		e = &coordinator.Error{Kind: coordinator.ErrorKindModule, Message: "the module failed without saying why"}
+	}
+	return finish(coordinator.StatusFailed, e)
+}
+
+// scope builds the values the module's expressions can see: the results
+// of the modules it depends on, its matrix values and this instance's facts.
+func (r *moduleRunner) scope(n *graph.Node) (config.Scope, error) {
+	s := config.Scope{Facts: r.p.facts, Modules: map[string]cty.Value{}}
+	if n.Instance != nil {
+		s.Matrix = n.Instance.Values
+	}
+	for _, d := range n.Deps {
+		deps := r.p.graph.Instances(d.Module)
+		if len(deps) == 1 && deps[0].Instance == nil {
+			env, ok := r.results.Envelope(deps[0].Address)
+			if !ok {
+				return s, fmt.Errorf("result of %s is not available", deps[0].Address)
+			}
+			v, err := config.ModuleValue(&env)
+			if err != nil {
+				return s, fmt.Errorf("result of %s: %w", deps[0].Address, err)
+			}
+			s.Modules[d.Module] = v
+			continue
+		}
+		inst := map[string]cty.Value{}
+		for _, dn := range deps {
+			env, ok := r.results.Envelope(dn.Address)
+			if !ok {
+				return s, fmt.Errorf("result of %s is not available", dn.Address)
+			}
+			v, err := config.ModuleValue(&env)
+			if err != nil {
+				return s, fmt.Errorf("result of %s: %w", dn.Address, err)
+			}
+			inst[dn.Instance.Key] = v
+		}
+		s.Modules[d.Module] = config.MatrixValue(inst)
+	}
+	return s, nil
+}
+
+// missingCaps returns the requirements not among caps (both compared
+// lower-case; caps are already normalised).
+func missingCaps(requires, caps []string) []string {
+	have := map[string]bool{}
+	for _, c := range caps {
+		have[c] = true
+	}
+	var missing []string
+	for _, r := range requires {
+		if !have[strings.ToLower(r)] {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+// resultFunc serves sdk.Result calls: a running module may read the
+// envelope of any module it depends on, and nothing else.
+func resultFunc(g *graph.Graph, results envelopeSource) pluginhost.ResultFunc {
+	return func(ctx context.Context, caller, dep string) (*coordinator.Envelope, error) {
+		n, ok := g.Node(caller)
+		if !ok {
+			return nil, fmt.Errorf("unknown calling module %q", caller)
+		}
+		for _, d := range n.Deps {
+			for _, a := range d.Addresses {
+				if a == dep {
+					env, ok := results.Envelope(a)
+					if !ok {
+						return nil, fmt.Errorf("result of %s is not available yet", dep)
+					}
+					return &env, nil
+				}
+			}
+			if d.Module == dep && len(d.Addresses) > 1 {
+				return nil, fmt.Errorf("%s is a matrix module: ask for one instance, one of %s", dep, strings.Join(d.Addresses, ", "))
+			}
+		}
+		return nil, fmt.Errorf("module %s does not depend on %s: add module.%s to its depends_on to read its result", caller, dep, strings.SplitN(dep, "[", 2)[0])
+	}
+}

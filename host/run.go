@@ -1,0 +1,217 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/graph"
+	"github.com/modpipe/modpipe/host/report"
+	"github.com/modpipe/modpipe/host/schedule"
+)
+
+// RunOptions add what only `host run` needs to Options.
+type RunOptions struct {
+	Options
+	// Reports are files to write at the end (--report FORMAT=PATH).
+	Reports []report.Spec
+}
+
+// lateSource lets the plugins' result service start before the scheduler
+// exists: the scheduler is built from the prepared pipeline, which needs
+// the plugins running first.
+type lateSource struct {
+	mu  sync.RWMutex
+	src envelopeSource
+}
+
+func (l *lateSource) set(s envelopeSource) {
+	l.mu.Lock()
+	l.src = s
+	l.mu.Unlock()
+}
+
+func (l *lateSource) Envelope(addr string) (coordinator.Envelope, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.src == nil {
+		return coordinator.Envelope{}, false
+	}
+	return l.src.Envelope(addr)
+}
+
+// Run runs the pipeline on this machine (`host run`). It returns the run
+// as reported (nil when nothing ran) and an error carrying the exit code
+// when the pipeline did not succeed.
+func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
+	opts.defaults()
+	l, err := load(opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	src := &lateSource{}
+	p, err := prepare(ctx, l, resultFunc(l.graph, src))
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+
+	runID := opts.RunID
+	if runID == "" {
+		runID = localRunID(opts.Environ)
+	}
+	con := newConsole(opts.Stdout)
+	runner := newModuleRunner(p, src, con, runID, 0)
+	sched, err := schedule.New(tasks(l.graph), runner, schedule.Options{
+		Parallelism: opts.Parallelism,
+		Limits:      limits(p),
+		OnFailure:   onFailure(p.cfg.OnFailure),
+		Logger:      opts.Logger.Named("schedule"),
+	})
+	if err != nil {
+		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", opts.File, err)
+	}
+	src.set(sched)
+
+	started := time.Now().UTC()
+	res := sched.Run(ctx)
+	ended := time.Now().UTC()
+
+	run := &report.Run{
+		Pipeline:   p.cfg.Name,
+		RunID:      runID,
+		StartedAt:  started,
+		EndedAt:    ended,
+		DurationMS: ended.Sub(started).Milliseconds(),
+		Modules:    res.Envelopes,
+	}
+	fillPlugin(l.graph, p, run.Modules)
+	switch {
+	case res.Cancelled:
+		run.Status = report.RunCancelled
+	case res.Succeeded:
+		run.Status = report.RunSucceeded
+	default:
+		run.Status = report.RunFailed
+	}
+
+	fmt.Fprintln(con)
+	_ = report.WriteSummary(con, run)
+	var errs []error
+	for _, spec := range opts.Reports {
+		if err := report.Write(spec, run); err != nil {
+			errs = append(errs, err)
+			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
+		}
+	}
+	switch run.Status {
+	case report.RunCancelled:
+		return run, &ExitError{Code: ExitInterrupted, Err: errors.New("the run was cancelled")}
+	case report.RunFailed:
+		return run, &ExitError{Code: ExitFailed, Err: errors.New("the pipeline failed")}
+	}
+	if len(errs) > 0 {
+		return run, &ExitError{Code: ExitFailed, Reported: true, Err: errors.Join(errs...)}
+	}
+	return run, nil
+}
+
+// tasks turns the graph's nodes into scheduler tasks.
+func tasks(g *graph.Graph) []*schedule.Task {
+	nodes := g.Nodes()
+	out := make([]*schedule.Task, 0, len(nodes))
+	for _, n := range nodes {
+		m := n.Module
+		t := &schedule.Task{
+			ID:            n.Address,
+			Priority:      m.Priority,
+			Order:         n.Index,
+			Exclusive:     m.Exclusive,
+			Keys:          m.NotInParallel,
+			Limits:        m.Limits,
+			AlwaysRun:     m.AlwaysRun,
+			IgnoreFailure: m.IgnoreFailure,
+			Attempts:      max(m.Retry.Attempts, 1),
+			Backoff:       m.Retry.Backoff,
+			Data:          n,
+		}
+		for _, d := range n.Deps {
+			t.Deps = append(t.Deps, d.Addresses)
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func limits(p *prepared) map[string]int {
+	m := make(map[string]int, len(p.cfg.Limits))
+	for name, l := range p.cfg.Limits {
+		m[name] = l.Max
+	}
+	return m
+}
+
+func onFailure(s string) schedule.OnFailure {
+	if s == "continue" {
+		return schedule.Continue
+	}
+	return schedule.Stop
+}
+
+// fillPlugin names the plugin on envelopes the scheduler made itself
+// (skipped, never started), so every envelope says which plugin it belongs to.
+func fillPlugin(g *graph.Graph, p *prepared, envs []coordinator.Envelope) {
+	for i := range envs {
+		e := &envs[i]
+		if e.Plugin != "" {
+			continue
+		}
+		n, ok := g.Node(e.Module)
+		if !ok {
+			continue
+		}
+		if pl, ok := p.plugins.Get(n.Module.Plugin); ok {
+			info := pl.Info()
+			e.Plugin, e.PluginVersion = info.Name, info.Version
+		}
+		if k := p.kinds[n.Module.Name]; k != nil && e.Type == "" {
+			e.Type = k.ResultType
+		}
+	}
+}
+
+// localRunID names a single-machine run: the CI's run when there is one,
+// else the start time.
+func localRunID(environ []string) string {
+	env := envMap(environ)
+	if id := env["MODPIPE_RUN_ID"]; id != "" {
+		return id
+	}
+	if id := ciRunID(env); id != "" {
+		return id
+	}
+	return "local-" + time.Now().UTC().Format("20060102T150405Z")
+}
+
+// ciRunID derives a run id from the CI system's own run identifiers, so
+// every job of one CI run agrees on it without being told (R5.2).
+func ciRunID(env map[string]string) string {
+	switch {
+	case env["GITHUB_RUN_ID"] != "":
+		attempt := env["GITHUB_RUN_ATTEMPT"]
+		if attempt == "" {
+			attempt = "1"
+		}
+		return env["GITHUB_RUN_ID"] + "-" + attempt
+	case env["CI_PIPELINE_ID"] != "":
+		return env["CI_PIPELINE_ID"]
+	case env["BUILDKITE_BUILD_ID"] != "":
+		return env["BUILDKITE_BUILD_ID"]
+	case env["CIRCLE_WORKFLOW_ID"] != "":
+		return env["CIRCLE_WORKFLOW_ID"]
+	}
+	return ""
+}
