@@ -8,12 +8,12 @@ import (
 // Exit codes of the host CLI. Scripts can tell classes of failure apart
 // by them; docs/pipeline-reference.md lists them.
 const (
-	ExitOK            = 0   // the pipeline succeeded (or the command did its job)
-	ExitFailed        = 1   // the pipeline ran and failed
-	ExitInvalid       = 2   // the pipeline file or the command line is invalid
-	ExitPluginStart   = 3   // a plugin could not be found or started
-	ExitCoordinator   = 4   // the coordinator could not be reached or was lost
-	ExitInterrupted   = 130 // cancelled by SIGINT/SIGTERM
+	ExitOK          = 0   // the pipeline succeeded (or the command did its job)
+	ExitFailed      = 1   // the pipeline ran and failed
+	ExitInvalid     = 2   // the pipeline file or the command line is invalid
+	ExitPluginStart = 3   // a plugin could not be found or started
+	ExitCoordinator = 4   // the coordinator could not be reached or was lost
+	ExitInterrupted = 130 // cancelled by SIGINT/SIGTERM
 )
 
 // ExitError is an error that carries the exit code the CLI should end with.
