@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CheckResultType is the versioned name of the check kind's result.
+const CheckResultType = "http.check/v1"
+
+// MaxBodyBytes caps the response body kept in the result.
+const MaxBodyBytes = 1 << 20
+
+// CheckConfig is the configuration of the check kind.
+type CheckConfig struct {
+	URL          string            `modpipe:"url" doc:"URL to request."`
+	Method       string            `modpipe:"method,optional" doc:"HTTP method; default GET."`
+	Headers      map[string]string `modpipe:"headers,optional" doc:"Request headers."`
+	Body         string            `modpipe:"body,optional" doc:"Request body."`
+	ExpectStatus []int             `modpipe:"expect_status,optional" doc:"Acceptable status codes; default any 2xx."`
+	BodyContains string            `modpipe:"body_contains,optional" doc:"Text the response body must contain."`
+	JSON         bool              `modpipe:"json,optional" doc:"Parse the response body as JSON into the result's json attribute; invalid JSON fails the check."`
+	Timeout      time.Duration     `modpipe:"timeout,optional" doc:"Timeout of one request, e.g. \"10s\"; default 30s."`
+	Wait         time.Duration     `modpipe:"wait,optional" doc:"Keep retrying a failing check for up to this long (e.g. \"2m\" to wait for a service to come up); default no retry."`
+	Interval     time.Duration     `modpipe:"interval,optional" doc:"Pause between retries when wait is set; default 1s."`
+}
+
+// Validate checks what the schema cannot.
+func (c CheckConfig) Validate() error {
+	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
+		return fmt.Errorf("url %q must start with http:// or https://", c.URL)
+	}
+	for _, s := range c.ExpectStatus {
+		if s < 100 || s > 599 {
+			return fmt.Errorf("expect_status: %d is not an HTTP status code (100-599)", s)
+		}
+	}
+	if c.Timeout < 0 || c.Wait < 0 || c.Interval < 0 {
+		return errors.New("timeout, wait and interval must not be negative")
+	}
+	return nil
+}
+
+// CheckResult is the value of a finished check.
+type CheckResult struct {
+	URL    string `json:"url"`
+	Status int    `json:"status"`
+	// Headers holds the response headers (first value of each), with
+	// canonical names.
+	Headers map[string]string `json:"headers"`
+	// Body is the response body, at most MaxBodyBytes of it.
+	Body          string          `json:"body"`
+	BodyTruncated bool            `json:"body_truncated"`
+	JSON          json.RawMessage `json:"json"`
+	// Attempts counts requests made (more than one only with wait).
+	Attempts  int   `json:"attempts"`
+	ElapsedMS int64 `json:"elapsed_ms"`
+}
+
+// CheckError is a check whose response did not meet the expectations.
+type CheckError struct {
+	Message string
+	// Body is the start of the response body, worth showing with the error.
+	Body string
+}
+
+func (e *CheckError) Error() string { return e.Message }
+
+// Check requests the URL until the response meets the expectations or the
+// wait is over, logging each failed attempt to logf.
+func Check(ctx context.Context, client *http.Client, cfg CheckConfig, logf func(string, ...any)) (CheckResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return CheckResult{}, err
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	interval := cfg.Interval
+	if interval == 0 {
+		interval = time.Second
+	}
+	start := time.Now()
+	deadline := start.Add(cfg.Wait)
+	for attempt := 1; ; attempt++ {
+		res, err := checkOnce(ctx, client, cfg, timeout)
+		res.Attempts = attempt
+		res.ElapsedMS = time.Since(start).Milliseconds()
+		if err == nil || ctx.Err() != nil || cfg.Wait == 0 || time.Now().Add(interval).After(deadline) {
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("%w (after %d attempts over %s)", err, attempt, time.Since(start).Round(time.Millisecond))
+			}
+			return res, err
+		}
+		logf("attempt %d: %v; retrying in %s", attempt, err, interval)
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("%s %s: %w", cfg.method(), cfg.URL, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (c CheckConfig) method() string {
+	if c.Method == "" {
+		return http.MethodGet
+	}
+	return strings.ToUpper(c.Method)
+}
+
+func checkOnce(ctx context.Context, client *http.Client, cfg CheckConfig, timeout time.Duration) (CheckResult, error) {
+	res := CheckResult{URL: cfg.URL, Headers: map[string]string{}}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if cfg.Body != "" {
+		body = strings.NewReader(cfg.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cfg.method(), cfg.URL, body)
+	if err != nil {
+		return res, fmt.Errorf("build the request %s %s: %w", cfg.method(), cfg.URL, err)
+	}
+	keys := make([]string, 0, len(cfg.Headers))
+	for k := range cfg.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.EqualFold(k, "Host") {
+			req.Host = cfg.Headers[k]
+			continue
+		}
+		req.Header.Set(k, cfg.Headers[k])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("%s %s: %w", cfg.method(), cfg.URL, err)
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	for k, v := range resp.Header {
+		if len(v) > 0 {
+			res.Headers[k] = v[0]
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	if err != nil {
+		return res, fmt.Errorf("%s %s: read the response body: %w", cfg.method(), cfg.URL, err)
+	}
+	if len(b) > MaxBodyBytes {
+		b = b[:MaxBodyBytes]
+		res.BodyTruncated = true
+	}
+	res.Body = string(b)
+
+	if !statusOK(resp.StatusCode, cfg.ExpectStatus) {
+		return res, &CheckError{
+			Message: fmt.Sprintf("%s %s: status %d, expected %s", cfg.method(), cfg.URL, resp.StatusCode, expected(cfg.ExpectStatus)),
+			Body:    head(res.Body, 2048),
+		}
+	}
+	if cfg.BodyContains != "" && !strings.Contains(res.Body, cfg.BodyContains) {
+		return res, &CheckError{
+			Message: fmt.Sprintf("%s %s: the response body does not contain %q", cfg.method(), cfg.URL, cfg.BodyContains),
+			Body:    head(res.Body, 2048),
+		}
+	}
+	if cfg.JSON {
+		if res.BodyTruncated {
+			return res, fmt.Errorf("%s %s: the body is larger than %d bytes, too large to parse as JSON", cfg.method(), cfg.URL, MaxBodyBytes)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, b); err != nil {
+			return res, &CheckError{
+				Message: fmt.Sprintf("%s %s: the response body is not valid JSON: %v", cfg.method(), cfg.URL, jsonErr(b)),
+				Body:    head(res.Body, 2048),
+			}
+		}
+		res.JSON = compact.Bytes()
+	}
+	return res, nil
+}
+
+// jsonErr explains why b is not JSON (Unmarshal's message names the
+// offending character, Compact's does not always).
+func jsonErr(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return errors.New("invalid JSON")
+}
+
+func statusOK(code int, expect []int) bool {
+	if len(expect) == 0 {
+		return code >= 200 && code <= 299
+	}
+	for _, s := range expect {
+		if s == code {
+			return true
+		}
+	}
+	return false
+}
+
+func expected(expect []int) string {
+	if len(expect) == 0 {
+		return "2xx"
+	}
+	parts := make([]string, len(expect))
+	for i, s := range expect {
+		parts[i] = fmt.Sprint(s)
+	}
+	return "one of " + strings.Join(parts, ", ")
+}
+
+func head(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestCheck(t *testing.T) {
+	var flaky atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Version", "1.2.3")
+		fmt.Fprint(w, "all good")
+	})
+	mux.HandleFunc("/json", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"status": "up", "n": [1, 2]}`)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s token=%s", r.Method, b, r.Header.Get("Authorization"))
+	})
+	mux.HandleFunc("/down", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "maintenance")
+	})
+	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
+		if flaky.Add(1) < 3 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		fmt.Fprint(w, "up now")
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	tests := []struct {
+		name         string
+		cfg          CheckConfig
+		wantStatus   int
+		wantBody     string
+		wantJSON     string
+		wantAttempts int
+		wantErr      string
+		checkErr     bool
+	}{
+		{name: "ok", cfg: CheckConfig{URL: srv.URL + "/ok"}, wantStatus: 200, wantBody: "all good", wantAttempts: 1},
+		{name: "body contains", cfg: CheckConfig{URL: srv.URL + "/ok", BodyContains: "good"}, wantStatus: 200, wantBody: "all good", wantAttempts: 1},
+		{name: "body lacks", cfg: CheckConfig{URL: srv.URL + "/ok", BodyContains: "bad"}, wantStatus: 200, wantBody: "all good", wantAttempts: 1, wantErr: `does not contain "bad"`, checkErr: true},
+		{name: "json", cfg: CheckConfig{URL: srv.URL + "/json", JSON: true}, wantStatus: 200, wantJSON: `{"status":"up","n":[1,2]}`, wantAttempts: 1},
+		{name: "json invalid", cfg: CheckConfig{URL: srv.URL + "/ok", JSON: true}, wantStatus: 200, wantBody: "all good", wantAttempts: 1, wantErr: "not valid JSON: invalid character 'a'", checkErr: true},
+		{name: "method body headers", cfg: CheckConfig{URL: srv.URL + "/echo", Method: "post", Body: "payload", Headers: map[string]string{"Authorization": "t0k"}}, wantStatus: 200, wantBody: "POST payload token=t0k", wantAttempts: 1},
+		{name: "bad status", cfg: CheckConfig{URL: srv.URL + "/down"}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 1, wantErr: "status 503, expected 2xx", checkErr: true},
+		{name: "expected status", cfg: CheckConfig{URL: srv.URL + "/down", ExpectStatus: []int{503}}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 1},
+		{name: "wait until up", cfg: CheckConfig{URL: srv.URL + "/flaky", Wait: time.Minute, Interval: time.Millisecond}, wantStatus: 200, wantBody: "up now", wantAttempts: 3},
+		{name: "wait gives up", cfg: CheckConfig{URL: srv.URL + "/down", Wait: 50 * time.Millisecond, Interval: 10 * time.Millisecond}, wantStatus: 503, wantBody: "maintenance", wantErr: "status 503", checkErr: true},
+		{name: "timeout", cfg: CheckConfig{URL: srv.URL + "/slow", Timeout: 50 * time.Millisecond}, wantAttempts: 1, wantErr: "deadline exceeded"},
+		{name: "connection refused", cfg: CheckConfig{URL: "http://127.0.0.1:1/"}, wantAttempts: 1, wantErr: "connection refused"},
+		{name: "bad url", cfg: CheckConfig{URL: "ftp://x"}, wantErr: "must start with http:// or https://"},
+		{name: "bad expect", cfg: CheckConfig{URL: srv.URL, ExpectStatus: []int{42}}, wantErr: "42 is not an HTTP status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs []string
+			res, err := Check(context.Background(), srv.Client(), tt.cfg, func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) })
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				var ce *CheckError
+				if errors.As(err, &ce) != tt.checkErr {
+					t.Errorf("CheckError = %v, want %v", !tt.checkErr, tt.checkErr)
+				}
+			}
+			if res.Status != tt.wantStatus || (tt.wantBody != "" && res.Body != tt.wantBody) {
+				t.Errorf("status, body = %d, %q; want %d, %q", res.Status, res.Body, tt.wantStatus, tt.wantBody)
+			}
+			if tt.wantJSON != "" && string(res.JSON) != tt.wantJSON {
+				t.Errorf("json = %s, want %s", res.JSON, tt.wantJSON)
+			}
+			if tt.wantAttempts != 0 && res.Attempts != tt.wantAttempts {
+				t.Errorf("attempts = %d, want %d", res.Attempts, tt.wantAttempts)
+			}
+			if res.Attempts > 1 && len(logs) != res.Attempts-1 {
+				t.Errorf("logged %d retries for %d attempts: %q", len(logs), res.Attempts, logs)
+			}
+		})
+	}
+	t.Run("headers", func(t *testing.T) {
+		res, err := Check(context.Background(), srv.Client(), CheckConfig{URL: srv.URL + "/ok"}, t.Logf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Headers["X-Version"] != "1.2.3" {
+			t.Errorf("headers = %v, want X-Version 1.2.3", res.Headers)
+		}
+	})
+}
+
+func TestCheckCancelledWhileWaiting(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	logf := func(string, ...any) { cancel() } // cancel on the first retry
+	_, err := Check(ctx, srv.Client(), CheckConfig{URL: srv.URL, Wait: 10 * time.Hour, Interval: time.Hour}, logf)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
