@@ -1,6 +1,7 @@
 package config
 
 import (
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -67,6 +68,9 @@ type Pipeline struct {
 	functions map[string]function.Function
 	facts     Facts
 	byName    map[string]*Module
+
+	unknownModulesOnce sync.Once
+	unknownModules     cty.Value
 }
 
 // PluginBlock is a plugin "NAME" block.

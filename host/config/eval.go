@@ -150,6 +150,7 @@ func attrSpec(k *schema.Kind) hcldec.ObjectSpec {
 // omitted.
 func (m *Module) EvalConfig(ctx *hcl.EvalContext, k *schema.Kind) (json.RawMessage, hcl.Diagnostics) {
 	val, diags := hcldec.Decode(m.Body, attrSpec(k), ctx)
+	sortDiagnostics(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -275,6 +276,7 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 			})
 		}
 	}
+	sortDiagnostics(diags)
 	return diags
 }
 
@@ -284,49 +286,42 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 func (m *Module) staticContext() *hcl.EvalContext {
 	p := m.pipeline
 	ctx := p.EvalContext(Scope{Facts: p.facts})
-	scopes := map[string]map[string]cty.Value{
-		"var":    {},
-		"local":  {},
-		"module": {},
-		"matrix": {},
-	}
-	for n, v := range p.Variables {
-		scopes["var"][n] = v.Value
-	}
-	for n, v := range p.Locals {
-		scopes["local"][n] = v
-	}
-	for _, other := range p.Modules {
-		scopes["module"][other.Name] = cty.DynamicVal
-	}
+	// The object of every module's unknown result is shared by all
+	// modules: building it per module would be quadratic in their number.
+	p.unknownModulesOnce.Do(func() {
+		mods := make(map[string]cty.Value, len(p.Modules))
+		for _, other := range p.Modules {
+			mods[other.Name] = cty.DynamicVal
+		}
+		p.unknownModules = objectOrEmpty(mods)
+	})
+	ctx.Variables["module"] = p.unknownModules
+	axes := map[string]cty.Value{}
 	if m.Matrix != nil {
 		for _, a := range m.Matrix.Axes {
-			scopes["matrix"][a.Name] = cty.UnknownVal(cty.String)
+			axes[a.Name] = cty.UnknownVal(cty.String)
 		}
 	}
+	ctx.Variables["matrix"] = objectOrEmpty(axes)
+
 	for _, tr := range m.runTimeTraversals() {
 		root := tr.RootName()
-		if root == "run" {
-			if name, ok := attrName(tr); ok && !contains(runFacts, name) {
-				run := ctx.Variables["run"].AsValueMap()
-				run[name] = cty.DynamicVal
-				ctx.Variables["run"] = cty.ObjectVal(run)
-			}
-			continue
-		}
-		scope, ok := scopes[root]
+		name, hasName := attrName(tr)
+		scope, ok := ctx.Variables[root]
 		if !ok {
 			ctx.Variables[root] = cty.DynamicVal
 			continue
 		}
-		if name, ok := attrName(tr); ok {
-			if _, exists := scope[name]; !exists {
-				scope[name] = cty.DynamicVal
-			}
+		if !hasName || !scope.Type().IsObjectType() || scope.Type().HasAttribute(name) {
+			continue
 		}
-	}
-	for root, scope := range scopes {
-		ctx.Variables[root] = objectOrEmpty(scope)
+		// Reported by Load already: make it unknown here.
+		attrs := scope.AsValueMap()
+		if attrs == nil {
+			attrs = map[string]cty.Value{}
+		}
+		attrs[name] = cty.DynamicVal
+		ctx.Variables[root] = cty.ObjectVal(attrs)
 	}
 	return ctx
 }

@@ -472,3 +472,29 @@ func TestMatrixInstances(t *testing.T) {
 		})
 	}
 }
+
+// TestEvalConcurrent evaluates one module from many goroutines, as the
+// scheduler does when instances run in parallel; run with -race.
+func TestEvalConcurrent(t *testing.T) {
+	p := mustLoad(t, evalSrc, testOptions())
+	scope := evalScope(t)
+	m := p.Module("use")
+	const workers = 8
+	results := make(chan string, workers)
+	for range workers {
+		go func() {
+			got, diags := m.EvalConfig(p.EvalContext(scope), execKind)
+			if diags.HasErrors() {
+				results <- diags.Error()
+				return
+			}
+			results <- string(got)
+		}()
+	}
+	first := <-results
+	for range workers - 1 {
+		if got := <-results; got != first {
+			t.Errorf("concurrent evaluations differ: %s vs %s", got, first)
+		}
+	}
+}
