@@ -1,0 +1,546 @@
+// Package pluginhost starts modpipe plugins and talks to them: one process
+// per plugin, reused for every module it runs, restarted transparently
+// after it crashes or hangs. It speaks the protocol in proto/pluginv1 over
+// hashicorp/go-plugin (gRPC, AutoMTLS, versioned handshake) and serves the
+// plugins' requests for dependency results through go-plugin's broker.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/zclconf/go-cty/cty"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/schema"
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// DefaultKillGrace is how long a cancelled module may take to stop before
+// its plugin is considered hung and killed.
+const DefaultKillGrace = 5 * time.Second
+
+// crashWait bounds the wait for a dying plugin's exit and last stderr
+// lines after its connection broke. It only guards against a process that
+// broke its connection but does not exit; such a process is killed.
+const crashWait = 10 * time.Second
+
+// Spec says which plugin to start and how.
+type Spec struct {
+	// Name is the plugin's name in the pipeline, used in messages.
+	Name string
+	// Path is the plugin binary.
+	Path string
+	Args []string
+	// Env entries (KEY=VALUE) are added to the host's environment.
+	Env []string
+	// SHA256, when set, pins the binary: a binary with another checksum
+	// (hex) is refused.
+	SHA256 string
+}
+
+// ResultFunc returns the envelope of dependency dep of the module caller,
+// for a plugin that asked for it. Wrap ErrNotDependency or ErrNotFinished
+// to tell the plugin which case it is.
+type ResultFunc func(ctx context.Context, caller, dep string) (*coordinator.Envelope, error)
+
+// Options configure a Plugin.
+type Options struct {
+	// Logger gets the plugin's log and stderr lines; nil discards them.
+	Logger hclog.Logger
+	// Results serves sdk.Result; nil refuses every request.
+	Results ResultFunc
+	// KillGrace is how long a cancelled module may take to stop before
+	// the plugin process is killed as hung; zero means DefaultKillGrace.
+	KillGrace time.Duration
+}
+
+// Info is what a plugin said about itself.
+type Info struct {
+	Name            string
+	Version         string
+	ProtocolVersion int
+	Kinds           []schema.Kind
+}
+
+// Diagnostic is a problem a plugin found in a module's config.
+type Diagnostic struct {
+	// Severity is "error" or "warning".
+	Severity string
+	Summary  string
+	Detail   string
+	// Attribute is the attribute path concerned ("env", "steps[0].name"),
+	// or "" for the whole config.
+	Attribute string
+}
+
+// Request is one module to execute.
+type Request struct {
+	Module string
+	Kind   string
+	Config json.RawMessage
+	// Matrix maps axes to values; "target" is the matrix target.
+	Matrix   map[string]string
+	Attempt  int
+	Instance int
+	RunID    string
+	// Deps are the module addresses whose results the module may fetch.
+	Deps []string
+}
+
+// Line is one line of module output.
+type Line struct {
+	// Stream is "stdout", "stderr" or "log".
+	Stream string
+	Text   string
+}
+
+// Response is how a module ended, as the plugin reported it.
+type Response struct {
+	Succeeded bool
+	// Type is the result type name.
+	Type  string
+	Value json.RawMessage
+	// Error is set when the module did not succeed.
+	Error *coordinator.Error
+}
+
+// Plugin is a started plugin. Its methods are safe for concurrent use.
+type Plugin struct {
+	spec   Spec
+	opts   Options
+	logger hclog.Logger
+	info   Info
+
+	execSeq atomic.Uint64
+
+	mu     sync.Mutex // guards cur, closed, starts
+	cur    *process   // nil after a crash until the next call restarts it
+	closed bool
+	starts int // processes started, for tests and logs
+
+	// inflightMu is separate from mu: the Host service reads inflight
+	// while a restart holds mu, and stopping a process waits for the Host
+	// service's calls to finish.
+	inflightMu sync.Mutex
+	inflight   map[string]*Request // execution id -> request, for GetResult checks
+}
+
+// Start starts the plugin binary, checks its handshake and protocol
+// version, and asks it to describe itself. It returns a *StartError when
+// the plugin cannot be used.
+func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.KillGrace <= 0 {
+		opts.KillGrace = DefaultKillGrace
+	}
+	p := &Plugin{
+		spec:     spec,
+		opts:     opts,
+		logger:   opts.Logger.Named("plugin." + spec.Name),
+		inflight: map[string]*Request{},
+	}
+	if err := p.checkBinary(); err != nil {
+		return nil, err
+	}
+	pr, err := p.startProcess(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info, err := p.describe(ctx, pr)
+	if err != nil {
+		pr.kill()
+		return nil, err
+	}
+	p.info = info
+	p.cur = pr
+	p.starts = 1
+	p.logger.Debug("plugin ready", "path", spec.Path, "pid", pr.pid(), "version", info.Version, "kinds", len(info.Kinds))
+	return p, nil
+}
+
+// checkBinary refuses a missing binary and one whose checksum differs
+// from the pinned one, before anything runs.
+func (p *Plugin) checkBinary() error {
+	st, err := os.Stat(p.spec.Path)
+	if err != nil {
+		msg := "no plugin binary at this path; build the plugin or fix the path"
+		if !errors.Is(err, os.ErrNotExist) {
+			msg = "cannot read the plugin binary"
+		}
+		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: msg, Err: err}
+	}
+	if st.IsDir() {
+		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: "the path is a directory, not a plugin binary"}
+	}
+	if p.spec.SHA256 == "" {
+		return nil
+	}
+	want := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(p.spec.SHA256, "sha256:")))
+	f, err := os.Open(p.spec.Path)
+	if err != nil {
+		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: "cannot read the plugin binary to check its sha256", Err: err}
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonChecksum, Msg: "cannot read the plugin binary to check its sha256", Err: err}
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if got != want {
+		return &StartError{
+			Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonChecksum,
+			Msg:      "the binary's sha256 does not match the pinned one; rebuild the right binary or update sha256 in the plugin block",
+			Expected: "sha256 " + want,
+			Found:    "sha256 " + got,
+		}
+	}
+	return nil
+}
+
+// describe asks the plugin for its identity and kinds and checks them.
+func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
+	fail := func(msg string, err error) (Info, error) {
+		return Info{}, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonDescribe, Msg: msg, Err: err}
+	}
+	resp, err := pr.rpc.Describe(ctx, &pluginv1.DescribeRequest{})
+	if err != nil {
+		return fail("the plugin did not describe itself", err)
+	}
+	if v := int(resp.GetProtocolVersion()); v != pluginv1.ProtocolVersion {
+		return Info{}, &StartError{
+			Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonProtocolVersion,
+			Msg:      "the plugin describes itself with another protocol version than it negotiated",
+			Expected: "protocol version " + strconv.Itoa(pluginv1.ProtocolVersion),
+			Found:    "protocol version " + strconv.Itoa(v),
+		}
+	}
+	info := Info{Name: resp.GetName(), Version: resp.GetVersion(), ProtocolVersion: int(resp.GetProtocolVersion())}
+	if len(resp.GetKinds()) == 0 {
+		return fail("the plugin declares no module kinds", nil)
+	}
+	defaults := 0
+	seen := map[string]bool{}
+	for _, mk := range resp.GetKinds() {
+		if mk.GetName() == "" || seen[mk.GetName()] {
+			return fail(fmt.Sprintf("the plugin declares an empty or duplicate module kind name %q", mk.GetName()), nil)
+		}
+		seen[mk.GetName()] = true
+		k := schema.Kind{Name: mk.GetName(), Default: mk.GetDefault(), ResultType: mk.GetResultType(), Doc: mk.GetDoc()}
+		if k.Default {
+			defaults++
+		}
+		for _, a := range mk.GetAttributes() {
+			var t cty.Type
+			if err := t.UnmarshalJSON([]byte(a.GetType())); err != nil {
+				return fail(fmt.Sprintf("kind %q declares attribute %q with type %s, which is not a cty JSON type", mk.GetName(), a.GetName(), a.GetType()), err)
+			}
+			k.Attributes = append(k.Attributes, schema.Attribute{Name: a.GetName(), Type: t, Required: a.GetRequired(), Doc: a.GetDoc()})
+		}
+		info.Kinds = append(info.Kinds, k)
+	}
+	if defaults > 1 {
+		return fail("the plugin marks more than one module kind as the default", nil)
+	}
+	if defaults == 0 {
+		info.Kinds[0].Default = true
+	}
+	return info, nil
+}
+
+// Info returns what the plugin said about itself when it started.
+func (p *Plugin) Info() Info {
+	info := p.info
+	info.Kinds = slices.Clone(p.info.Kinds)
+	return info
+}
+
+// Kind returns the module kind named name, or the default kind for "".
+func (p *Plugin) Kind(name string) (*schema.Kind, bool) {
+	for i := range p.info.Kinds {
+		k := &p.info.Kinds[i]
+		if (name == "" && k.Default) || (name != "" && k.Name == name) {
+			out := *k
+			return &out, true
+		}
+	}
+	return nil, false
+}
+
+// PID returns the process id of the plugin's current process, or 0 when
+// none is running (after a crash, before the next call restarts it).
+func (p *Plugin) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil || p.cur.exited() {
+		return 0
+	}
+	return p.cur.pid()
+}
+
+// Starts returns how many processes this Plugin has started: 1, plus one
+// per restart after a crash or a kill.
+func (p *Plugin) Starts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.starts
+}
+
+// acquire returns the running process, starting a new one when the last
+// one died. Holding the lock while starting makes concurrent callers wait
+// for one new process instead of starting several.
+func (p *Plugin) acquire(ctx context.Context) (*process, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, fmt.Errorf("plugin %q: %w", p.spec.Name, ErrClosed)
+	}
+	if p.cur != nil && !p.cur.exited() {
+		return p.cur, nil
+	}
+	if p.cur != nil { // died between calls: reap it
+		p.cur.kill()
+		p.cur = nil
+	}
+	if err := p.checkBinary(); err != nil {
+		return nil, err
+	}
+	p.logger.Info("restarting plugin", "path", p.spec.Path, "restart", p.starts)
+	pr, err := p.startProcess(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.cur = pr
+	p.starts++
+	return pr, nil
+}
+
+// discard kills pr and forgets it, unless another caller already did.
+func (p *Plugin) discard(pr *process) {
+	p.mu.Lock()
+	if p.cur == pr {
+		p.cur = nil
+	}
+	p.mu.Unlock()
+	pr.kill()
+}
+
+// Validate asks the plugin to check a module's config.
+func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessage) ([]Diagnostic, error) {
+	pr, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := pr.rpc.Validate(ctx, &pluginv1.ValidateRequest{Kind: kind, ConfigJson: string(config)})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
+		}
+		if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
+			return nil, fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())
+		}
+		return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
+	}
+	var diags []Diagnostic
+	for _, d := range resp.GetDiagnostics() {
+		sev := "error"
+		if d.GetSeverity() == pluginv1.Severity_SEVERITY_WARNING {
+			sev = "warning"
+		}
+		diags = append(diags, Diagnostic{Severity: sev, Summary: d.GetSummary(), Detail: d.GetDetail(), Attribute: d.GetAttribute()})
+	}
+	return diags, nil
+}
+
+// mayRead reports whether module caller is running in this plugin with
+// dep among its dependencies.
+func (p *Plugin) mayRead(caller, dep string) bool {
+	p.inflightMu.Lock()
+	defer p.inflightMu.Unlock()
+	for _, r := range p.inflight {
+		if r.Module == caller && slices.Contains(r.Deps, dep) {
+			return true
+		}
+	}
+	return false
+}
+
+// Execute runs one module in the plugin, passing each output line to out
+// (from one goroutine, in order) and returning the plugin's result.
+//
+// It returns an error only when there is no result: ctx ended (the error
+// wraps ctx's error; when the plugin does not stop the module within
+// KillGrace its process is killed), the plugin process died (*CrashError),
+// or the plugin broke the protocol (*ProtocolError). A dead or killed
+// process is replaced on the next call.
+func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (Response, error) {
+	pr, err := p.acquire(ctx)
+	if err != nil {
+		return Response{}, err
+	}
+	id := strconv.FormatUint(p.execSeq.Add(1), 10)
+	p.inflightMu.Lock()
+	p.inflight[id] = &req
+	p.inflightMu.Unlock()
+	defer func() {
+		p.inflightMu.Lock()
+		delete(p.inflight, id)
+		p.inflightMu.Unlock()
+	}()
+
+	matrix := req.Matrix
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pr.rpc.Execute(streamCtx, &pluginv1.ExecuteRequest{
+		Module:       req.Module,
+		Kind:         req.Kind,
+		ConfigJson:   string(req.Config),
+		Matrix:       matrix,
+		Attempt:      int32(req.Attempt),
+		Instance:     int32(req.Instance),
+		RunId:        req.RunID,
+		Dependencies: req.Deps,
+		HostBrokerId: pr.brokerID,
+		ExecutionId:  id,
+	})
+	if err != nil {
+		return Response{}, p.noResult(ctx, pr, id, req.Module, err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			return Response{}, p.noResult(ctx, pr, id, req.Module, err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *pluginv1.ExecuteEvent_Line:
+			if out != nil {
+				out(Line{Stream: streamName(e.Line.GetStream()), Text: e.Line.GetText()})
+			}
+		case *pluginv1.ExecuteEvent_Result:
+			return p.response(req.Module, e.Result)
+		}
+	}
+}
+
+func (p *Plugin) response(module string, r *pluginv1.Result) (Response, error) {
+	resp := Response{Succeeded: r.GetSucceeded(), Type: r.GetType()}
+	if v := r.GetValueJson(); v != "" {
+		if !json.Valid([]byte(v)) {
+			return Response{}, &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the result value is not valid JSON"}
+		}
+		resp.Value = json.RawMessage(v)
+	}
+	if e := r.GetError(); e != nil {
+		resp.Error = &coordinator.Error{Message: e.GetMessage(), Kind: e.GetKind(), Tail: e.GetTail()}
+		if resp.Error.Kind == "" {
+			resp.Error.Kind = coordinator.ErrorKindModule
+		}
+	}
+	if !resp.Succeeded && resp.Error == nil {
+		resp.Error = &coordinator.Error{Kind: coordinator.ErrorKindModule, Message: "the module failed without saying why"}
+	}
+	return resp, nil
+}
+
+// noResult explains why an Execute stream ended without a result, and
+// deals with the process: a hung one is killed, a dead one replaced.
+func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, err error) error {
+	if ctx.Err() != nil {
+		p.awaitStop(pr, id, module)
+		return fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ctx.Err())
+	}
+	if errors.Is(err, io.EOF) {
+		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin ended the stream without a final result"}
+	}
+	if !isConnectionLoss(err) && !pr.exited() {
+		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin failed the call", Err: err}
+	}
+	// The connection broke: the process is dying or dead. Wait for it to
+	// exit so its last stderr lines are in the tail.
+	timer := time.NewTimer(crashWait)
+	defer timer.Stop()
+	select {
+	case <-pr.done:
+	case <-timer.C:
+		p.logger.Warn("plugin connection lost but the process did not exit; killing it", "module", module, "pid", pr.pid())
+	}
+	p.discard(pr)
+	crash := &CrashError{
+		Plugin:     p.spec.Name,
+		Path:       p.spec.Path,
+		Module:     module,
+		ExitStatus: pr.run.exitStatus(),
+		StderrTail: pr.tail.String(),
+		Err:        err,
+	}
+	p.logger.Error("plugin crashed", "module", module, "pid", pr.pid(), "status", crash.ExitStatus)
+	return crash
+}
+
+// awaitStop waits up to KillGrace for the plugin to stop running a
+// cancelled module and kills the process when it does not (it is hung;
+// every module still running in it fails with a CrashError).
+func (p *Plugin) awaitStop(pr *process, id, module string) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.KillGrace)
+	defer cancel()
+	_, err := pr.rpc.Await(ctx, &pluginv1.AwaitRequest{ExecutionId: id})
+	switch {
+	case err == nil, status.Code(err) == codes.Unimplemented:
+		return
+	case ctx.Err() != nil:
+		p.logger.Warn("plugin did not stop a cancelled module; killing the plugin as hung", "module", module, "pid", pr.pid(), "grace", p.opts.KillGrace)
+		p.discard(pr)
+	case pr.exited() || isConnectionLoss(err):
+		p.discard(pr)
+	default:
+		p.logger.Debug("waiting for a cancelled module to stop", "module", module, "error", err)
+	}
+}
+
+func streamName(s pluginv1.Stream) string {
+	switch s {
+	case pluginv1.Stream_STREAM_STDOUT:
+		return "stdout"
+	case pluginv1.Stream_STREAM_STDERR:
+		return "stderr"
+	default:
+		return "log"
+	}
+}
+
+// Close stops the plugin process (asking it to shut down first, then
+// killing it) and waits until it is gone. Calls in flight fail.
+func (p *Plugin) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	pr := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	if pr != nil {
+		pr.kill()
+	}
+	return nil
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

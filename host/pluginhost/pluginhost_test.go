@@ -1,0 +1,680 @@
+package pluginhost_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/pluginhost"
+)
+
+// Plugin binaries built once by TestMain.
+var (
+	testkitBin     string
+	helloBin       string
+	wrongVerBin    string
+	notAPluginBin  string
+	deadlockGuard  = 2 * time.Minute // bounds waits that must not hang; never a timing assertion
+	buildsFinished bool
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pluginhost-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	builds := []struct {
+		out *string
+		pkg string
+	}{
+		{&testkitBin, "github.com/modpipe/modpipe/sdk/internal/testkit"},
+		{&helloBin, "github.com/modpipe/modpipe/plugins/examples/hello"},
+		{&wrongVerBin, "./testdata/wrongversion"},
+		{&notAPluginBin, "./testdata/notaplugin"},
+	}
+	for _, b := range builds {
+		*b.out = filepath.Join(dir, filepath.Base(b.pkg))
+		cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", b.pkg, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	buildsFinished = true
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: testWriter{t}})
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func start(t testing.TB, bin string, opts pluginhost.Options) *pluginhost.Plugin {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+	defer cancel()
+	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: filepath.Base(bin), Path: bin}, opts)
+	if err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		pid := p.PID()
+		if err := p.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if pid != 0 && processAlive(pid) {
+			t.Errorf("plugin process %d still alive after Close", pid)
+		}
+	})
+	return p
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// the state field follows the parenthesised command name
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func guardCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func execute(t testing.TB, p *pluginhost.Plugin, req pluginhost.Request) (pluginhost.Response, []pluginhost.Line, error) {
+	t.Helper()
+	var lines []pluginhost.Line
+	resp, err := p.Execute(guardCtx(t), req, func(l pluginhost.Line) { lines = append(lines, l) })
+	return resp, lines, err
+}
+
+func TestDescribe(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	info := p.Info()
+	if info.Name != "testkit" || info.Version != "0.0.1-test" || info.ProtocolVersion != 1 {
+		t.Fatalf("info = %+v", info)
+	}
+	def, ok := p.Kind("")
+	if !ok || def.Name != "echo" || !def.Default || def.ResultType != "testkit.echo/v1" || def.Doc != "Returns its config." {
+		t.Fatalf("default kind = %+v, %v", def, ok)
+	}
+	want := map[string]struct {
+		typ      cty.Type
+		required bool
+	}{
+		"text":    {cty.String, true},
+		"count":   {cty.Number, false},
+		"ratio":   {cty.Number, false},
+		"enabled": {cty.Bool, false},
+		"tags":    {cty.List(cty.String), false},
+		"env":     {cty.Map(cty.String), false},
+		"nested":  {cty.ObjectWithOptionalAttrs(map[string]cty.Type{"name": cty.String, "deep": cty.Bool}, []string{"deep"}), false},
+		"items":   {cty.List(cty.ObjectWithOptionalAttrs(map[string]cty.Type{"name": cty.String, "deep": cty.Bool}, []string{"deep"})), false},
+		"extra":   {cty.DynamicPseudoType, false},
+		"raw":     {cty.DynamicPseudoType, false},
+		"timeout": {cty.String, false},
+	}
+	if len(def.Attributes) != len(want) {
+		t.Fatalf("echo has %d attributes, want %d: %+v", len(def.Attributes), len(want), def.Attributes)
+	}
+	for name, w := range want {
+		a, ok := def.Attribute(name)
+		if !ok {
+			t.Errorf("attribute %q missing", name)
+			continue
+		}
+		if !a.Type.Equals(w.typ) || a.Required != w.required {
+			t.Errorf("attribute %q = %#v required=%v, want %#v required=%v", name, a.Type, a.Required, w.typ, w.required)
+		}
+	}
+	if text, _ := def.Attribute("text"); text.Doc != "Any text." {
+		t.Errorf("text doc = %q", text.Doc)
+	}
+	if _, ok := p.Kind("sleep"); !ok {
+		t.Error("kind sleep missing")
+	}
+	if _, ok := p.Kind("nope"); ok {
+		t.Error("kind nope found")
+	}
+}
+
+func TestHello(t *testing.T) {
+	p := start(t, helloBin, pluginhost.Options{})
+	resp, lines, err := execute(t, p, pluginhost.Request{Module: "greet", Config: json.RawMessage(`{"name":"world"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Succeeded || resp.Type != "hello.greet/v1" || string(resp.Value) != `{"message":"hello, world"}` {
+		t.Fatalf("resp = %+v value %s", resp, resp.Value)
+	}
+	if len(lines) != 1 || lines[0] != (pluginhost.Line{Stream: "log", Text: "greeting world"}) {
+		t.Fatalf("lines = %+v", lines)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	tests := []struct {
+		name, kind, config string
+		want               []pluginhost.Diagnostic
+	}{
+		{name: "valid", kind: "echo", config: `{"text":"x","count":3,"tags":["a"],"nested":{"name":"n"},"timeout":"2s"}`},
+		{name: "nulls are absent", kind: "echo", config: `{"text":"x","count":null,"nested":null}`},
+		{name: "missing required", kind: "echo", config: `{}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Missing required attribute", Detail: `The attribute "text" is required, but no value was given.`, Attribute: "text"}}},
+		{name: "unknown with suggestion", kind: "echo", config: `{"text":"x","cuont":1}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Unsupported attribute", Detail: `An attribute named "cuont" is not expected here. Did you mean "count"?`, Attribute: "cuont"}}},
+		{name: "wrong types, all reported", kind: "echo", config: `{"text":1,"count":1.5,"tags":"a"}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Incorrect attribute value type", Detail: `attribute "text" must be a string, got 1`, Attribute: "text"},
+			{Severity: "error", Summary: "Incorrect attribute value type", Detail: `attribute "count" must be a whole number in range for int, got 1.5`, Attribute: "count"},
+			{Severity: "error", Summary: "Incorrect attribute value type", Detail: `attribute "tags" must be a list, got "a"`, Attribute: "tags"}}},
+		{name: "nested", kind: "echo", config: `{"text":"x","items":[{"name":"a"},{"deep":true}]}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Missing required attribute", Detail: `The attribute "items[1].name" is required, but no value was given.`, Attribute: "items[1].name"}}},
+		{name: "bad duration", kind: "echo", config: `{"text":"x","timeout":"soon"}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Invalid duration", Detail: `attribute "timeout": "soon" is not a duration; write it like "30s", "5m" or "1h30m"`, Attribute: "timeout"}}},
+		{name: "check", kind: "pick", config: `{"command":["a"],"script":"b"}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Invalid attribute value", Detail: "set exactly one of command or script", Attribute: "command"}}},
+		{name: "check passes", kind: "pick", config: `{"script":"b"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := p.Validate(guardCtx(t), tt.kind, json.RawMessage(tt.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("diagnostics:\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+	if _, err := p.Validate(guardCtx(t), "nope", json.RawMessage(`{}`)); err == nil || !strings.Contains(err.Error(), `no module kind "nope"`) {
+		t.Errorf("unknown kind: err = %v", err)
+	}
+}
+
+func TestExecuteEcho(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	cfg := `{"text":"hi","count":7,"ratio":0.5,"enabled":true,"tags":["a","b"],"env":{"K":"V"},"nested":{"name":"n","deep":true},"items":[{"name":"i"}],"extra":{"any":[1,"x"]},"raw":[true],"timeout":"1m30s"}`
+	resp, _, err := execute(t, p, pluginhost.Request{
+		Module: "e[linux]", Config: json.RawMessage(cfg), Matrix: map[string]string{"target": "linux"},
+		Attempt: 2, Instance: 3, RunID: "run-1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"config":{"Text":"hi","Count":7,"Ratio":0.5,"Enabled":true,"Tags":["a","b"],"Env":{"K":"V"},"Nested":{"Name":"n","Deep":true},"Items":[{"Name":"i","Deep":false}],"Extra":{"any":[1,"x"]},"Raw":[true],"Timeout":90000000000},"timeout_ms":90000,"module":"e[linux]","matrix":{"target":"linux"},"target":"linux","attempt":2,"instance":3,"run_id":"run-1"}`
+	if !resp.Succeeded || resp.Type != "testkit.echo/v1" || string(resp.Value) != want {
+		t.Fatalf("resp = %+v\nvalue %s\nwant  %s", resp, resp.Value, want)
+	}
+
+	// A bad config at execution fails the module with kind "config".
+	resp, _, err = execute(t, p, pluginhost.Request{Module: "e", Kind: "echo", Config: json.RawMessage(`{"text":"x","bogus":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Succeeded || resp.Error == nil || resp.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(resp.Error.Message, `"bogus"`) {
+		t.Fatalf("bad config: resp = %+v %+v", resp, resp.Error)
+	}
+}
+
+func TestExecuteLines(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	resp, lines, err := execute(t, p, pluginhost.Request{Module: "l", Kind: "lines", Config: json.RawMessage(`{"count":50}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Succeeded || string(resp.Value) != `{"count":50}` {
+		t.Fatalf("resp = %+v", resp)
+	}
+	var want []pluginhost.Line
+	for i := 0; i < 50; i++ {
+		want = append(want,
+			pluginhost.Line{Stream: "stdout", Text: fmt.Sprintf("out %d", i)},
+			pluginhost.Line{Stream: "stderr", Text: fmt.Sprintf("err %d", i)},
+			pluginhost.Line{Stream: "log", Text: fmt.Sprintf("log %d", i)})
+	}
+	want = append(want, pluginhost.Line{Stream: "log", Text: "[INFO]  l: done: count=50"}, pluginhost.Line{Stream: "stdout", Text: "unterminated"})
+	if fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Fatalf("lines:\n got %v\nwant %v", lines, want)
+	}
+}
+
+func TestFailureCarriesValueAndTail(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	tests := []struct {
+		name, config, wantTail string
+	}{
+		{"explicit tail", `{"message":"boom","tail":"line 1\nline 2"}`, "line 1\nline 2"},
+		{"stderr tail", `{"message":"boom"}`, "something went wrong"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _, err := execute(t, p, pluginhost.Request{Module: "f", Kind: "fail", Config: json.RawMessage(tt.config)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := coordinator.Error{Message: "boom", Kind: coordinator.ErrorKindModule, Tail: tt.wantTail}
+			if resp.Succeeded || resp.Error == nil || *resp.Error != want || string(resp.Value) != `{"exit_code":2}` || resp.Type != "testkit.fail/v1" {
+				t.Fatalf("resp = %+v error %+v value %s", resp, resp.Error, resp.Value)
+			}
+		})
+	}
+}
+
+func TestUnencodableValue(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "b", Kind: "badvalue", Config: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Succeeded || resp.Error == nil || resp.Error.Kind != coordinator.ErrorKindEncoding || !strings.Contains(resp.Error.Message, "NaN") {
+		t.Fatalf("resp = %+v error %+v", resp, resp.Error)
+	}
+}
+
+func TestBigValueRoundTrip(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	for _, size := range []int{1, 5 << 20, 32 << 20} { // beyond gRPC's 4 MiB default
+		resp, _, err := execute(t, p, pluginhost.Request{Module: "big", Kind: "big", Config: json.RawMessage(fmt.Sprintf(`{"bytes":%d}`, size))})
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		var v struct{ Data string }
+		if err := json.Unmarshal(resp.Value, &v); err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if len(v.Data) != size || !resp.Succeeded {
+			t.Fatalf("size %d: got %d bytes, succeeded %v", size, len(v.Data), resp.Succeeded)
+		}
+	}
+}
+
+func TestConcurrentExecutesShareOneProcess(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	const n = 16
+	var wg sync.WaitGroup
+	pids := make([]int, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := p.Execute(guardCtx(t), pluginhost.Request{Module: fmt.Sprintf("s%d", i), Kind: "sleep", Config: json.RawMessage(`{"duration":"50ms"}`)}, nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var r struct {
+				PID    int    `json:"pid"`
+				Module string `json:"module"`
+			}
+			if err := json.Unmarshal(resp.Value, &r); err != nil || r.Module != fmt.Sprintf("s%d", i) {
+				errs[i] = fmt.Errorf("value %s: %v", resp.Value, err)
+			}
+			pids[i] = r.PID
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("execute %d: %v", i, err)
+		}
+	}
+	for i, pid := range pids {
+		if pid != p.PID() {
+			t.Errorf("execute %d ran in pid %d, plugin pid is %d", i, pid, p.PID())
+		}
+	}
+	if p.Starts() != 1 {
+		t.Errorf("started %d processes, want 1", p.Starts())
+	}
+}
+
+func TestResultThroughBroker(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	results := func(ctx context.Context, caller, dep string) (*coordinator.Envelope, error) {
+		mu.Lock()
+		calls = append(calls, caller+"->"+dep)
+		mu.Unlock()
+		switch dep {
+		case "build":
+			return &coordinator.Envelope{Module: "build", Status: coordinator.StatusSucceeded, Type: "x/v1", Value: json.RawMessage(`{"sha":"abc","n":3}`), Attempts: 1, Plugin: "x"}, nil
+		case "broken":
+			return &coordinator.Envelope{Module: "broken", Status: coordinator.StatusFailed, Error: &coordinator.Error{Message: "exit 1", Kind: "module"}}, nil
+		case "later":
+			return nil, fmt.Errorf("result of later: %w", pluginhost.ErrNotFinished)
+		}
+		return nil, fmt.Errorf("unexpected %s", dep)
+	}
+	p := start(t, testkitBin, pluginhost.Options{Results: results})
+	tests := []struct {
+		name, config string
+		deps         []string
+		wantValue    string
+		wantErr      string
+	}{
+		{"typed value", `{"module":"build"}`, []string{"build"}, `{"value":{"n":3,"sha":"abc"}}`, ""},
+		{"raw envelope", `{"module":"broken","raw":true}`, []string{"broken"}, "", ""},
+		{"failed dependency", `{"module":"broken"}`, []string{"broken"}, "", `result of "broken": dependency did not succeed (failed: exit 1)`},
+		{"not finished", `{"module":"later"}`, []string{"later"}, "", "dependency has not finished"},
+		{"not a dependency", `{"module":"build"}`, []string{"other"}, "", "not a dependency of this module"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _, err := execute(t, p, pluginhost.Request{Module: "use", Kind: "dep", Config: json.RawMessage(tt.config), Deps: tt.deps})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantErr != "" {
+				if resp.Succeeded || resp.Error == nil || !strings.Contains(resp.Error.Message, tt.wantErr) {
+					t.Fatalf("resp = %+v error %+v, want error containing %q", resp, resp.Error, tt.wantErr)
+				}
+				return
+			}
+			if !resp.Succeeded {
+				t.Fatalf("failed: %+v", resp.Error)
+			}
+			if tt.wantValue != "" && string(resp.Value) != tt.wantValue {
+				t.Fatalf("value %s, want %s", resp.Value, tt.wantValue)
+			}
+			if tt.wantValue == "" {
+				var v struct{ Envelope coordinator.Envelope }
+				if err := json.Unmarshal(resp.Value, &v); err != nil {
+					t.Fatal(err)
+				}
+				if v.Envelope.Module != "broken" || v.Envelope.Status != coordinator.StatusFailed || v.Envelope.Error == nil || v.Envelope.Error.Message != "exit 1" {
+					t.Fatalf("envelope %+v", v.Envelope)
+				}
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// "not a dependency" is refused in the plugin before it reaches the host.
+	want := []string{"use->build", "use->broken", "use->broken", "use->later"}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("ResultFunc calls = %v, want %v", calls, want)
+	}
+	if p.Starts() != 1 {
+		t.Errorf("started %d processes, want 1", p.Starts())
+	}
+}
+
+func TestCancellation(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	pid := p.PID()
+	ctx, cancel := context.WithCancel(guardCtx(t))
+	lines := make(chan pluginhost.Line, 10)
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err = p.Execute(ctx, pluginhost.Request{Module: "s", Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)}, func(l pluginhost.Line) { lines <- l })
+	}()
+	<-lines // the module is running
+	cancel()
+	<-done
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	// The plugin stopped the module itself: same process, still serving.
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)})
+	if err != nil || !resp.Succeeded {
+		t.Fatalf("after cancel: %+v %v", resp, err)
+	}
+	if p.PID() != pid || p.Starts() != 1 {
+		t.Fatalf("plugin restarted after a clean cancellation: pid %d -> %d, starts %d", pid, p.PID(), p.Starts())
+	}
+}
+
+func TestHungPluginIsKilledAndRestarted(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{KillGrace: 200 * time.Millisecond})
+	pid := p.PID()
+	ctx, cancel := context.WithTimeout(guardCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := p.Execute(ctx, pluginhost.Request{Module: "h", Kind: "hang", Config: json.RawMessage(`{}`)}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+	if processAlive(pid) {
+		t.Fatalf("hung plugin process %d still alive", pid)
+	}
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)})
+	if err != nil || !resp.Succeeded {
+		t.Fatalf("after kill: %+v %v", resp, err)
+	}
+	if p.Starts() != 2 || p.PID() == pid {
+		t.Fatalf("starts = %d, pid %d -> %d; want a new process", p.Starts(), pid, p.PID())
+	}
+}
+
+func TestRecoveredPanicFailsOnlyTheModule(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "p", Kind: "panic", Config: json.RawMessage(`{"message":"kaboom"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Succeeded || resp.Error == nil || resp.Error.Kind != coordinator.ErrorKindCrash ||
+		!strings.Contains(resp.Error.Message, "kaboom") || !strings.Contains(resp.Error.Tail, "panic: kaboom") || !strings.Contains(resp.Error.Tail, "main.panicKind") {
+		t.Fatalf("resp = %+v error %+v", resp, resp.Error)
+	}
+	if p.Starts() != 1 {
+		t.Fatalf("a recovered panic restarted the plugin")
+	}
+}
+
+func TestCrashThenRestart(t *testing.T) {
+	tests := []struct {
+		name, kind, config string
+		wantStatus         string
+		wantTail           []string
+	}{
+		{"goroutine panic", "crash", `{"message":"kaboom on a goroutine"}`, "exit status 2", []string{"panic: kaboom on a goroutine", "goroutine "}},
+		{"os.Exit", "exit", `{"code":3,"message":"fatal: disk on fire"}`, "exit status 3", []string{"fatal: disk on fire"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := start(t, testkitBin, pluginhost.Options{})
+			pid := p.PID()
+			_, _, err := execute(t, p, pluginhost.Request{Module: "m", Kind: tt.kind, Config: json.RawMessage(tt.config)})
+			var crash *pluginhost.CrashError
+			if !errors.As(err, &crash) {
+				t.Fatalf("err = %v (%T), want *CrashError", err, err)
+			}
+			if crash.Module != "m" || crash.ExitStatus != tt.wantStatus {
+				t.Errorf("crash = %+v", crash)
+			}
+			for _, w := range tt.wantTail {
+				if !strings.Contains(crash.StderrTail, w) {
+					t.Errorf("tail lacks %q:\n%s", w, crash.StderrTail)
+				}
+			}
+			if !strings.Contains(crash.Error(), `crashed while running module "m"`) {
+				t.Errorf("message: %v", crash)
+			}
+			if processAlive(pid) {
+				t.Errorf("crashed process %d still alive", pid)
+			}
+			resp, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)})
+			if err != nil || !resp.Succeeded {
+				t.Fatalf("after crash: %+v %v", resp, err)
+			}
+			if p.Starts() != 2 || p.PID() == pid {
+				t.Fatalf("starts = %d, pid %d -> %d; want one new process", p.Starts(), pid, p.PID())
+			}
+		})
+	}
+}
+
+func TestCrashRestartsOnceForConcurrentCallers(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	// Modules sleeping in the process when it crashes all get CrashError.
+	const n = 4
+	var wg sync.WaitGroup
+	started := make(chan struct{}, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = p.Execute(guardCtx(t), pluginhost.Request{Module: fmt.Sprintf("s%d", i), Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)},
+				func(pluginhost.Line) { started <- struct{}{} })
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-started
+	}
+	_, _, err := execute(t, p, pluginhost.Request{Module: "c", Kind: "crash", Config: json.RawMessage(`{"message":"x"}`)})
+	var crash *pluginhost.CrashError
+	if !errors.As(err, &crash) {
+		t.Fatalf("crash: %v", err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.As(err, &crash) {
+			t.Errorf("sleeper %d: err = %v, want *CrashError", i, err)
+		}
+	}
+	// Then many callers at once: exactly one new process.
+	errs = make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = p.Execute(guardCtx(t), pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)}, nil)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("after crash %d: %v", i, err)
+		}
+	}
+	if p.Starts() != 2 {
+		t.Fatalf("starts = %d, want 2", p.Starts())
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "modpipe-plugin-missing")
+	sum := sha256.New()
+	b, err := os.ReadFile(helloBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum.Write(b)
+	good := hex.EncodeToString(sum.Sum(nil))
+	bad := strings.Repeat("0", 64)
+
+	tests := []struct {
+		name   string
+		spec   pluginhost.Spec
+		reason pluginhost.StartReason
+		want   []string
+	}{
+		{"missing binary", pluginhost.Spec{Name: "missing", Path: missing}, pluginhost.ReasonNotFound, []string{missing, "no plugin binary at this path"}},
+		{"directory", pluginhost.Spec{Name: "dir", Path: dir}, pluginhost.ReasonNotFound, []string{dir, "directory"}},
+		{"bad checksum", pluginhost.Spec{Name: "hello", Path: helloBin, SHA256: bad}, pluginhost.ReasonChecksum, []string{helloBin, "expected sha256 " + bad, "found sha256 " + good}},
+		{"not a plugin", pluginhost.Spec{Name: "nap", Path: notAPluginBin}, pluginhost.ReasonHandshake, []string{notAPluginBin, "not a modpipe plugin", "hello, I am just a program"}},
+		{"wrong protocol version", pluginhost.Spec{Name: "future", Path: wrongVerBin}, pluginhost.ReasonProtocolVersion, []string{wrongVerBin, "expected protocol version 1, found protocol version 99"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := pluginhost.Start(guardCtx(t), tt.spec, pluginhost.Options{Logger: testLogger(t)})
+			if err == nil {
+				p.Close()
+				t.Fatal("started")
+			}
+			var se *pluginhost.StartError
+			if !errors.As(err, &se) {
+				t.Fatalf("err = %v (%T), want *StartError", err, err)
+			}
+			if se.Reason != tt.reason || se.Plugin != tt.spec.Name || se.Path != tt.spec.Path {
+				t.Errorf("StartError = %+v", se)
+			}
+			for _, w := range append(tt.want, fmt.Sprintf("plugin %q", tt.spec.Name)) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message lacks %q: %v", w, err)
+				}
+			}
+		})
+	}
+
+	// The right checksum starts.
+	p, err := pluginhost.Start(guardCtx(t), pluginhost.Spec{Name: "hello", Path: helloBin, SHA256: good}, pluginhost.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("pinned with the right sum: %v", err)
+	}
+	p.Close()
+}
+
+func TestClose(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	pid := p.PID()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if processAlive(pid) {
+		t.Fatalf("process %d alive after Close", pid)
+	}
+	_, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)})
+	if !errors.Is(err, pluginhost.ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
+
+func TestEnvAndArgs(t *testing.T) {
+	// The spec's env reaches the plugin: the sdk's log level variable
+	// makes the plugin's own logger talk at debug (visible in the test
+	// log); the call still works.
+	ctx := guardCtx(t)
+	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin, Env: []string{"MODPIPE_PLUGIN_LOG_LEVEL=debug"}}, pluginhost.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,422 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/modpipe/modpipe/coordinator"
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// process is one running plugin process and its connection. A Plugin
+// replaces its process after a crash or a kill; a process is never reused
+// once dead.
+type process struct {
+	client   *goplugin.Client
+	rpc      pluginv1.PluginClient
+	run      *cmdRunner
+	brokerID uint32
+	// done is closed by go-plugin once the process has exited and its
+	// stderr has been read to the end.
+	done <-chan struct{}
+	tail *tailBuffer
+	// serveWG tracks the goroutine serving the Host service on the broker.
+	serveWG  sync.WaitGroup
+	killOnce sync.Once
+}
+
+// pid is the operating system's process id of the plugin.
+func (pr *process) pid() int { return pr.run.pid }
+
+// exited reports whether the process has exited.
+func (pr *process) exited() bool {
+	select {
+	case <-pr.done:
+		return true
+	default:
+		return pr.client.Exited()
+	}
+}
+
+// kill stops the process (go-plugin asks it to shut down, then kills it)
+// and waits for everything that belongs to it.
+// Concurrent callers all return once it is done.
+func (pr *process) kill() {
+	pr.killOnce.Do(func() {
+		pr.client.Kill()
+		pr.serveWG.Wait()
+	})
+}
+
+// hostPlugin is the go-plugin face of the host side: when the Plugin
+// service is dispensed it starts the Host service on the broker, once per
+// process.
+type hostPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	p  *Plugin
+	pr *process
+}
+
+func (h *hostPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("the host does not serve plugins")
+}
+
+func (h *hostPlugin) GRPCClient(doneCtx context.Context, broker *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	h.pr.done = doneCtx.Done()
+	h.pr.brokerID = broker.NextId()
+	hs := &hostService{p: h.p}
+	h.pr.serveWG.Add(1)
+	go func() {
+		defer h.pr.serveWG.Done()
+		// Returns when the broker closes, i.e. when the client is killed.
+		broker.AcceptAndServe(h.pr.brokerID, func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxSendMsgSize(pluginv1.MaxMessageBytes))
+			s := grpc.NewServer(opts...)
+			pluginv1.RegisterHostServer(s, hs)
+			return s
+		})
+	}()
+	return pluginv1.NewPluginClient(conn), nil
+}
+
+// startProcess starts the plugin binary and completes the handshake.
+func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
+	pr := &process{tail: newTailBuffer(tailLines)}
+	logger := p.logger
+	stdio := &lineLogger{tail: pr.tail, log: func(s string) { logger.Debug("plugin output", "line", s) }}
+	hp := &hostPlugin{p: p, pr: pr}
+	pr.client = goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig: goplugin.HandshakeConfig{
+			MagicCookieKey:   pluginv1.MagicCookieKey,
+			MagicCookieValue: pluginv1.MagicCookieValue,
+		},
+		VersionedPlugins: map[int]goplugin.PluginSet{
+			pluginv1.ProtocolVersion: {pluginv1.PluginName: hp},
+		},
+		SkipHostEnv: true,
+		// go-plugin passes a template command carrying only its own
+		// environment (cookie, mTLS certificate, ...). Ours comes first so
+		// the spec's entries win over the host's (exec keeps the last of
+		// duplicate keys) and go-plugin's win over both. Stdin stays
+		// empty: a plugin never reads the host's terminal.
+		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, _ string) (runner.Runner, error) {
+			cmd := exec.Command(p.spec.Path, p.spec.Args...)
+			cmd.Env = append(append(os.Environ(), p.spec.Env...), tmpl.Env...)
+			r, err := newCmdRunner(l, cmd)
+			pr.run = r
+			return r, err
+		},
+		AllowedProtocols:    []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:            true,
+		GRPCBrokerMultiplex: true,
+		Managed:             false,
+		Logger:              logger,
+		// The process's stderr: go-plugin already logs each line into
+		// Logger; this copy feeds the crash tail.
+		Stderr: &lineLogger{tail: pr.tail},
+		// What the plugin writes to os.Stdout (and os.Stderr, for plugins
+		// that leave go-plugin's redirection in place) after the handshake.
+		// Never the host's terminal.
+		SyncStdout: stdio,
+		SyncStderr: stdio,
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pluginv1.MaxMessageBytes)),
+		},
+	})
+
+	type started struct {
+		rpc pluginv1.PluginClient
+		err error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		rpcClient, err := pr.client.Client()
+		if err != nil {
+			ch <- started{err: err}
+			return
+		}
+		raw, err := rpcClient.Dispense(pluginv1.PluginName)
+		if err != nil {
+			ch <- started{err: err}
+			return
+		}
+		ch <- started{rpc: raw.(pluginv1.PluginClient)}
+	}()
+	var s started
+	select {
+	case s = <-ch:
+	case <-ctx.Done():
+		pr.client.Kill() // makes the handshake fail, so the goroutine ends
+		<-ch
+		pr.serveWG.Wait()
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "gave up waiting for the plugin to start", Err: ctx.Err()}
+	}
+	if s.err != nil {
+		pr.kill()
+		return nil, p.handshakeError(s.err, pr)
+	}
+	pr.rpc = s.rpc
+	return pr, nil
+}
+
+// handshakeError explains a failed go-plugin start.
+func (p *Plugin) handshakeError(err error, pr *process) *StartError {
+	e := &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Err: err}
+	msg := err.Error()
+	lower := strings.ToLower(msg) // go-plugin's wording varies in case between versions
+	switch {
+	case strings.Contains(lower, "incompatible api version"):
+		e.Reason = ReasonProtocolVersion
+		e.Msg = "the plugin speaks another version of the modpipe plugin protocol; rebuild it against this modpipe's sdk or use a matching host"
+		e.Expected = "protocol version " + strconv.Itoa(pluginv1.ProtocolVersion)
+		e.Found = "protocol version " + versionFromMessage(msg)
+		e.Err = nil
+	case strings.Contains(lower, "incompatible core api version"):
+		e.Reason = ReasonHandshake
+		e.Msg = "the plugin was built with an incompatible version of hashicorp/go-plugin"
+	case strings.Contains(lower, "unrecognized remote plugin message"), strings.Contains(lower, "exited before we could connect"),
+		strings.Contains(lower, "timeout while waiting for plugin to start"):
+		e.Reason = ReasonHandshake
+		e.Msg = "it is not a modpipe plugin, or it failed before completing the handshake"
+		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
+		found := "no handshake"
+		if tail := pr.tail.String(); tail != "" {
+			found += "; its stderr ends with:\n" + tail
+		}
+		e.Found = found
+		e.Err = nil
+		if _, rest, ok := strings.Cut(msg, "emote plugin message: "); ok {
+			first, _, _ := strings.Cut(rest, "\n")
+			e.Found = "stdout line " + first
+			if e.Found == "stdout line " {
+				e.Found = "nothing on stdout"
+			}
+		}
+	default:
+		e.Reason = ReasonExec
+		e.Msg = "could not run the plugin binary"
+	}
+	return e
+}
+
+// versionFromMessage digs the plugin's version out of go-plugin's
+// "Incompatible API version with plugin. Plugin version: 2, Client
+// versions: [1]".
+func versionFromMessage(msg string) string {
+	_, rest, ok := strings.Cut(strings.ToLower(msg), "plugin version: ")
+	if !ok {
+		return "unknown"
+	}
+	v, _, _ := strings.Cut(rest, ",")
+	return strings.TrimSpace(v)
+}
+
+// isConnectionLoss reports whether a gRPC error means the plugin's
+// connection went away (the process died or is dying).
+func isConnectionLoss(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Canceled, codes.Internal:
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// cmdRunner runs the plugin process for go-plugin. It is go-plugin's
+// default runner plus what we need: the pid, and how the process ended.
+type cmdRunner struct {
+	logger         hclog.Logger
+	cmd            *exec.Cmd
+	stdout, stderr io.ReadCloser
+	pid            int
+
+	mu     sync.Mutex
+	status string // "exit status 3", "signal: killed"; set once waited
+}
+
+var _ runner.Runner = (*cmdRunner)(nil)
+
+func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr}, nil
+}
+
+func (r *cmdRunner) Start(context.Context) error {
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	r.pid = r.cmd.Process.Pid
+	r.logger.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid)
+	return nil
+}
+
+func (r *cmdRunner) Wait(context.Context) error {
+	err := r.cmd.Wait()
+	r.mu.Lock()
+	if r.cmd.ProcessState != nil {
+		r.status = r.cmd.ProcessState.String()
+	}
+	r.mu.Unlock()
+	return err
+}
+
+// exitStatus is how the process ended, or "" while it runs.
+func (r *cmdRunner) exitStatus() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+func (r *cmdRunner) Kill(context.Context) error {
+	if r.cmd.Process == nil {
+		return nil
+	}
+	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
+func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
+func (r *cmdRunner) Name() string          { return r.cmd.Path }
+func (r *cmdRunner) ID() string            { return strconv.Itoa(r.pid) }
+
+func (r *cmdRunner) Diagnose(context.Context) string {
+	return "the binary may be built for another OS or architecture, lack execute permission, or not be a modpipe plugin"
+}
+
+func (r *cmdRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
+func (r *cmdRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }
+
+// tailLines is how many stderr lines a CrashError carries (more when a
+// panic's stack is in them).
+const tailLines = 20
+
+// tailBuffer keeps the last lines written to a plugin's stderr, and once a
+// panic or fatal error starts, the lines from its first line on, so the
+// panic message survives a long stack.
+type tailBuffer struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	panic []string
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.panic == nil && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
+		t.panic = []string{}
+	}
+	if t.panic != nil && len(t.panic) < 4*t.max {
+		t.panic = append(t.panic, line)
+	}
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.panic != nil {
+		return strings.Join(t.panic, "\n")
+	}
+	return strings.Join(t.lines, "\n")
+}
+
+// lineLogger splits what is written into lines for the tail and, when log
+// is set, the log.
+type lineLogger struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	tail *tailBuffer
+	log  func(string)
+}
+
+func (w *lineLogger) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	for {
+		i := bytes.IndexByte(w.buf.Bytes(), '\n')
+		if i < 0 {
+			if w.buf.Len() > 64*1024 { // a runaway line: take it in pieces
+				w.line(string(w.buf.Next(64 * 1024)))
+				continue
+			}
+			return len(b), nil
+		}
+		line := strings.TrimSuffix(string(w.buf.Next(i + 1)[:i]), "\r")
+		w.line(line)
+	}
+}
+
+func (w *lineLogger) line(s string) {
+	w.tail.add(s)
+	if w.log != nil {
+		w.log(s)
+	}
+}
+
+// hostService serves the Host service to one plugin process.
+type hostService struct {
+	pluginv1.UnimplementedHostServer
+	p *Plugin
+}
+
+// GetResult implements pluginv1.HostServer.
+func (h *hostService) GetResult(ctx context.Context, req *pluginv1.GetResultRequest) (*pluginv1.GetResultResponse, error) {
+	caller, dep := req.GetCaller(), req.GetModule()
+	if !h.p.mayRead(caller, dep) {
+		return nil, status.Errorf(codes.PermissionDenied, "module %q is not running in plugin %q with %q as a dependency", caller, h.p.spec.Name, dep)
+	}
+	if h.p.opts.Results == nil {
+		return nil, status.Errorf(codes.Unimplemented, "this host does not serve dependency results")
+	}
+	env, err := h.p.opts.Results(ctx, caller, dep)
+	switch {
+	case errors.Is(err, ErrNotDependency):
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrNotFinished):
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case err != nil:
+		return nil, status.Error(codes.Unknown, err.Error())
+	case env == nil:
+		return nil, status.Errorf(codes.FailedPrecondition, "no result for %q yet", dep)
+	}
+	b, err := encodeEnvelope(env)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode the envelope of %q: %v", dep, err)
+	}
+	return &pluginv1.GetResultResponse{EnvelopeJson: string(b)}, nil
+}
+
+func encodeEnvelope(env *coordinator.Envelope) ([]byte, error) {
+	return jsonMarshal(env)
+}
