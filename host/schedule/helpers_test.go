@@ -293,6 +293,25 @@ func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// await is wait for executor goroutines, which must not call t.Fatal:
+// it reports whether ch delivered before the deadlock guard ran out.
+func await(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(guard):
+		return false
+	}
+}
+
+// stuck is what a test executor returns when a gate it waits on never
+// opened: a failure the test then reports.
+func stuck(t *Task, attempt int, what string) coordinator.Envelope {
+	env := envelopeFor(t, attempt, coordinator.StatusFailed)
+	env.Error.Message = "test executor waited in vain for " + what
+	return env
+}
+
 func envByID(res *Result) map[string]coordinator.Envelope {
 	m := map[string]coordinator.Envelope{}
 	for _, e := range res.Envelopes {

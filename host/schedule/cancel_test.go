@@ -1,0 +1,225 @@
+package schedule
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+)
+
+// blockUntilCancelled is what a well-behaved executor does when its ctx is
+// cancelled mid-run.
+func blockUntilCancelled(ctx context.Context, t *Task, attempt int) coordinator.Envelope {
+	<-ctx.Done()
+	return envelopeFor(t, attempt, cancelled)
+}
+
+// TestStopCancelsRunningTasks: under on_failure stop, the first failure
+// cancels the ctx of every running task except always_run ones, and the
+// tasks that have not started are cancelled without running.
+func TestStopCancelsRunningTasks(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "slow"},
+		&Task{ID: "fail"},
+		&Task{ID: "always", AlwaysRun: true},
+		&Task{ID: "after-slow", Deps: deps("slow")},
+		&Task{ID: "cleanup", Deps: deps("slow"), AlwaysRun: true},
+	)
+	slowEntered := make(chan struct{})
+	slowReturned := make(chan struct{})
+	exec := &testExec{}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		switch task.ID {
+		case "slow":
+			close(slowEntered)
+			defer close(slowReturned)
+			return blockUntilCancelled(ctx, task, attempt), true
+		case "fail":
+			if !await(slowEntered) {
+				return stuck(task, attempt, "slow to start"), true
+			}
+			return envelopeFor(task, attempt, failed), true
+		case "always":
+			// Still running when the stop cancels slow; its own ctx
+			// must survive the stop.
+			if !await(slowReturned) {
+				return stuck(task, attempt, "slow to be cancelled"), true
+			}
+			if ctx.Err() != nil {
+				return envelopeFor(task, attempt, cancelled), true
+			}
+		}
+		return coordinator.Envelope{}, false
+	}
+	_, res, events, _ := runAll(t, context.Background(), tasks, exec, Options{})
+	stop := "not started: the pipeline stopped after fail failed"
+	want := map[string]outcome{
+		"slow":       {cancelled, "cancelled while running", 1},
+		"fail":       {failed, "fail attempt 1 failed", 1},
+		"always":     {succeeded, "", 1},
+		"after-slow": {cancelled, stop, 0},
+		"cleanup":    {succeeded, "", 1},
+	}
+	checkOutcomes(t, res, exec, want)
+	if res.Succeeded || res.Cancelled {
+		t.Errorf("Succeeded = %v, Cancelled = %v; want false, false", res.Succeeded, res.Cancelled)
+	}
+	if t.Failed() {
+		t.Logf("events: %v", events)
+	}
+}
+
+// TestCallerCancellation: cancelling the caller's ctx cancels running
+// tasks (their envelopes come from the executor), abandons waiting
+// retries, and reports every task that never started as cancelled, even
+// always_run ones. Run returns only after every Execute returned.
+func TestCallerCancellation(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "a"},
+		&Task{ID: "b"},
+		&Task{ID: "flaky", Attempts: 3, Backoff: time.Hour},
+		&Task{ID: "c", Deps: deps("a")},
+		&Task{ID: "d", Deps: deps("c"), AlwaysRun: true},
+		&Task{ID: "e", Deps: deps("flaky")},
+	)
+	entered := make(chan string, 10)
+	returned := make(chan string, 10)
+	exec := &testExec{plan: map[string][]coordinator.Status{"flaky": {failed}}}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		if task.ID == "flaky" {
+			return coordinator.Envelope{}, false
+		}
+		entered <- task.ID
+		defer func() { returned <- task.ID }()
+		return blockUntilCancelled(ctx, task, attempt), true
+	}
+	retrying := make(chan struct{}, 1)
+	log := &eventLog{notify: func(e event) {
+		if e.kind == evRetry {
+			retrying <- struct{}{}
+		}
+	}}
+	s, err := New(tasks, exec, Options{Observer: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan *Result, 1)
+	go func() { done <- s.Run(ctx) }()
+	wait(t, entered, "a first task to start")
+	wait(t, entered, "a second task to start")
+	wait(t, retrying, "flaky to wait for its retry")
+	cancel()
+	res := wait(t, done, "Run to return after cancellation")
+	if len(returned) != 2 {
+		t.Errorf("Run returned before every Execute call did: %d of 2 returned", len(returned))
+	}
+	checkLog(t, tasks, Options{}, log.snapshot())
+	want := map[string]outcome{
+		"a":     {cancelled, "cancelled while running", 1},
+		"b":     {cancelled, "cancelled while running", 1},
+		"flaky": {cancelled, "not retried: the run was cancelled (attempt 1 of 3 ended failed: flaky attempt 1 failed)", 1},
+		"c":     {cancelled, "not started: the run was cancelled", 0},
+		"d":     {cancelled, "not started: the run was cancelled", 0},
+		"e":     {cancelled, "not started: the run was cancelled", 0},
+	}
+	checkOutcomes(t, res, exec, want)
+	if !res.Cancelled || res.Succeeded {
+		t.Errorf("Cancelled = %v, Succeeded = %v; want true, false", res.Cancelled, res.Succeeded)
+	}
+	if env := envByID(res)["flaky"]; env.Error == nil || env.Error.Tail != "tail of flaky" || env.Error.Kind != coordinator.ErrorKindCancelled {
+		t.Errorf("abandoned retry's error = %+v, want the last attempt's tail kept", env.Error)
+	}
+}
+
+// TestStopAbandonsRetries: a task waiting to retry when the pipeline stops
+// is not retried; an always_run task that fails after the stop still is.
+func TestStopAbandonsRetries(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "flaky", Attempts: 2, Backoff: time.Hour},
+		&Task{ID: "flaky-always", Attempts: 2, Backoff: time.Millisecond, AlwaysRun: true},
+		&Task{ID: "fail"},
+	)
+	flakyRetrying := make(chan struct{})
+	failFinished := make(chan struct{})
+	exec := &testExec{plan: map[string][]coordinator.Status{
+		"flaky": {failed}, "flaky-always": {failed, succeeded},
+	}}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		switch {
+		case task.ID == "fail":
+			if !await(flakyRetrying) {
+				return stuck(task, attempt, "flaky to wait for its retry"), true
+			}
+			return envelopeFor(task, attempt, failed), true
+		case task.ID == "flaky-always" && attempt == 1:
+			// Fail only after the stop, so its retry is decided after it.
+			if !await(failFinished) {
+				return stuck(task, attempt, "fail to stop the pipeline"), true
+			}
+		}
+		return coordinator.Envelope{}, false
+	}
+	log := &eventLog{notify: func(e event) {
+		switch {
+		case e.kind == evRetry && e.id == "flaky":
+			close(flakyRetrying)
+		case e.kind == evFinish && e.id == "fail":
+			close(failFinished)
+		}
+	}}
+	s, err := New(tasks, exec, Options{Observer: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runGuarded(t, context.Background(), s)
+	checkLog(t, tasks, Options{}, log.snapshot())
+	checkOutcomes(t, res, exec, map[string]outcome{
+		"flaky":        {cancelled, "not retried: the pipeline stopped after fail failed (attempt 1 of 2 ended failed: flaky attempt 1 failed)", 1},
+		"flaky-always": {succeeded, "", 2},
+		"fail":         {failed, "fail attempt 1 failed", 1},
+	})
+	if res.Succeeded || res.Cancelled {
+		t.Errorf("Succeeded = %v, Cancelled = %v; want false, false", res.Succeeded, res.Cancelled)
+	}
+}
+
+// TestCancelledBeforeRun: a ctx already cancelled runs nothing.
+func TestCancelledBeforeRun(t *testing.T) {
+	tasks := ordered(&Task{ID: "a"}, &Task{ID: "b", Deps: deps("a")}, &Task{ID: "c", AlwaysRun: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	exec := &testExec{}
+	_, res, _, _ := runAll(t, ctx, tasks, exec, Options{})
+	checkOutcomes(t, res, exec, map[string]outcome{
+		"a": {cancelled, "not started: the run was cancelled", 0},
+		"b": {cancelled, "not started: the run was cancelled", 0},
+		"c": {cancelled, "not started: the run was cancelled", 0},
+	})
+	if !res.Cancelled || res.Succeeded {
+		t.Errorf("Cancelled = %v, Succeeded = %v", res.Cancelled, res.Succeeded)
+	}
+}
+
+func checkOutcomes(t *testing.T, res *Result, exec *testExec, want map[string]outcome) {
+	t.Helper()
+	got := envByID(res)
+	for id, w := range want {
+		env := got[id]
+		msg := env.SkipReason
+		if env.Status != skipped && env.Error != nil {
+			msg = env.Error.Message
+		}
+		if env.Status != w.status || msg != w.msg {
+			t.Errorf("%s: got %s %q, want %s %q", id, env.Status, msg, w.status, w.msg)
+		}
+		if c := exec.callCount(id); c != w.calls {
+			t.Errorf("%s: executed %d times, want %d", id, c, w.calls)
+		}
+		if env.Attempts != w.calls {
+			t.Errorf("%s: Attempts = %d, want %d", id, env.Attempts, w.calls)
+		}
+	}
+}
