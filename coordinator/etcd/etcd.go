@@ -1,0 +1,901 @@
+// Package etcd is the Coordinator for fleets: every instance of a run talks
+// to one etcd cluster (go.etcd.io/etcd/client/v3).
+//
+// Key space, all under PREFIX/RUN_ID/:
+//
+//	runlease         id of the run lease (RunTTL) that every non-member key lives on
+//	members/NNNNN    member record, on the member's session lease; NNNNN=00000 is the master
+//	run              run record (RunInfo)
+//	queue/MOD/ATT    queued assignment (MOD path-escaped, ATT the attempt)
+//	claims/MOD       claim, on the claimer's session lease
+//	results/MOD      published envelope
+//	cancel           cancellation reason
+//	end              final status written by Finish
+//
+// Liveness: each session holds a lease whose TTL is the heartbeat timeout,
+// renewed every heartbeat interval; a session that cannot renew before its
+// local deadline ends itself (ErrSessionLost). Because claims live on the
+// claimer's lease, a dead member's claims vanish with it; the master sees
+// the deletes (without a result put in the same revision) as lost claims.
+//
+// Every session keeps a local view of the run, fed by one watch on the run
+// prefix (WithRequireLeader, re-read and re-watched after compaction), so
+// claiming never rescans the queue prefix: its cost does not grow with the
+// number of queue keys deleted before it. A claim is one Txn comparing the
+// queue key's mod revision and creating claims/MOD on the claimer's lease
+// while deleting the queue key. Claimers start at the head of the queue and,
+// once they see contention, spread over the first ready keys of the top
+// priority by member index so they stop racing for the same key.
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/coordinator/internal/mailbox"
+)
+
+// Coordinator is the etcd coordinator. Create it with New; it is safe for
+// concurrent use and may serve many runs and sessions.
+type Coordinator struct {
+	cfg Config
+	cli *clientv3.Client
+	log hclog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	runLeases map[string]clientv3.LeaseID
+	sessions  map[*Session]struct{}
+
+	// testBeforeWatch, when set by a test, runs before each watch starts.
+	testBeforeWatch func(*Session)
+}
+
+var _ coordinator.Coordinator = (*Coordinator)(nil)
+
+// New connects to etcd and checks that it answers within cfg.DialTimeout.
+func New(ctx context.Context, cfg Config) (*Coordinator, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		TLS:         tlsCfg,
+		Context:     context.WithoutCancel(ctx),
+		// Room for the largest request the server accepts plus framing.
+		MaxCallSendMsgSize: cfg.MaxRequestBytes + 64*1024,
+		Logger:             zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(pctx, cfg.Prefix+"/", clientv3.WithCountOnly()); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("connect to etcd at %s: %w; check that etcd is running there and the endpoints (--etcd, %s), TLS files and credentials are right", strings.Join(cfg.Endpoints, ","), err, EndpointsEnv)
+	}
+	return &Coordinator{
+		cfg: cfg, cli: cli, log: cfg.Logger,
+		runLeases: map[string]clientv3.LeaseID{},
+		sessions:  map[*Session]struct{}{},
+	}, nil
+}
+
+// MaxEnvelopeBytes is the largest envelope Publish accepts.
+func (c *Coordinator) MaxEnvelopeBytes() int { return c.cfg.maxEnvelopeBytes() }
+
+// Close ends every open session (their claims are released) and closes
+// the etcd client.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	var open []*Session
+	for s := range c.sessions {
+		open = append(open, s)
+	}
+	c.mu.Unlock()
+	for _, s := range open {
+		s.end(errors.New("etcd coordinator closed"), true)
+		s.wg.Wait()
+	}
+	if err := c.cli.Close(); err != nil {
+		return fmt.Errorf("close etcd client: %w", err)
+	}
+	return nil
+}
+
+func (c *Coordinator) runPrefix(runID string) string { return c.cfg.Prefix + "/" + runID + "/" }
+
+func escape(module string) string { return url.PathEscape(module) }
+
+func memberKey(p string, index int) string { return fmt.Sprintf("%smembers/%05d", p, index) }
+
+// runLease returns the lease the run's keys live on, creating it (and the
+// runlease key recording it) on first use. Concurrent first joiners agree
+// through a create-if-absent Txn; the losers revoke their own lease.
+func (c *Coordinator) runLease(ctx context.Context, runID string) (clientv3.LeaseID, error) {
+	c.mu.Lock()
+	id, ok := c.runLeases[runID]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	key := c.runPrefix(runID) + "runlease"
+	resp, err := c.cli.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("read the run lease of %s: %w", runID, err)
+	}
+	if len(resp.Kvs) == 0 {
+		g, err := c.cli.Grant(ctx, int64(c.cfg.RunTTL/time.Second))
+		if err != nil {
+			return 0, fmt.Errorf("create the run lease of %s: %w", runID, err)
+		}
+		txn, err := c.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, strconv.FormatInt(int64(g.ID), 10), clientv3.WithLease(g.ID))).
+			Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return 0, fmt.Errorf("record the run lease of %s: %w", runID, err)
+		}
+		if txn.Succeeded {
+			id = g.ID
+		} else {
+			_, _ = c.cli.Revoke(ctx, g.ID)
+			resp = (*clientv3.GetResponse)(txn.Responses[0].GetResponseRange())
+		}
+	}
+	if id == 0 {
+		if len(resp.Kvs) == 0 {
+			return 0, fmt.Errorf("run lease of %s vanished while joining; try again", runID)
+		}
+		v, err := strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("run lease key %s holds %q, not a lease id: %w", key, resp.Kvs[0].Value, err)
+		}
+		id = clientv3.LeaseID(v)
+	}
+	c.mu.Lock()
+	c.runLeases[runID] = id
+	c.mu.Unlock()
+	return id, nil
+}
+
+// JoinMaster implements coordinator.Coordinator.
+func (c *Coordinator) JoinMaster(ctx context.Context, req coordinator.JoinRequest) (coordinator.MasterSession, error) {
+	req, err := req.Normalize(true)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.join(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Master{Session: s}, nil
+}
+
+// Join implements coordinator.Coordinator.
+func (c *Coordinator) Join(ctx context.Context, req coordinator.JoinRequest) (coordinator.Session, error) {
+	req, err := req.Normalize(false)
+	if err != nil {
+		return nil, err
+	}
+	return c.join(ctx, req, false)
+}
+
+func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, master bool) (*Session, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("join run %s: etcd coordinator closed", req.RunID)
+	}
+	runLease, err := c.runLease(ctx, req.RunID)
+	if err != nil {
+		return nil, fmt.Errorf("join run %s: %w", req.RunID, err)
+	}
+	ttl := int64((req.HeartbeatTimeout + time.Second - 1) / time.Second)
+	g, err := c.cli.Grant(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("join run %s: create the session lease: %w", req.RunID, err)
+	}
+	lease := g.ID
+	p := c.runPrefix(req.RunID)
+	member := req.Member
+	member.JoinedAt = time.Now().UTC()
+	data, err := json.Marshal(member)
+	if err != nil {
+		_, _ = c.cli.Revoke(ctx, lease)
+		return nil, fmt.Errorf("join run %s: encode member: %w", req.RunID, err)
+	}
+	mkey, endKey := memberKey(p, member.Index), p+"end"
+	txn, err := c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(mkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(endKey), "=", 0)).
+		Then(clientv3.OpPut(mkey, string(data), clientv3.WithLease(lease))).
+		Else(clientv3.OpGet(mkey), clientv3.OpGet(endKey)).Commit()
+	if err != nil {
+		_, _ = c.cli.Revoke(context.WithoutCancel(ctx), lease)
+		return nil, fmt.Errorf("join run %s as instance %d: %w", req.RunID, member.Index, err)
+	}
+	if !txn.Succeeded {
+		_, _ = c.cli.Revoke(ctx, lease)
+		if kvs := txn.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			return nil, fmt.Errorf("join run %s: %w", req.RunID, &coordinator.RunFinishedError{Status: coordinator.Status(kvs[0].Value)})
+		}
+		holder := "unknown"
+		if kvs := txn.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			var m coordinator.Member
+			if json.Unmarshal(kvs[0].Value, &m) == nil {
+				holder = m.Host
+			}
+		}
+		return nil, coordinator.DuplicateIndexError(req.RunID, member.Index, holder)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Session{
+		c: c, runID: req.RunID, prefix: p, member: member, lease: lease, runLease: runLease, master: master,
+		ttl: time.Duration(ttl) * time.Second, interval: req.HeartbeatInterval,
+		log:  c.log.With("run_id", req.RunID, "index", member.Index),
+		done: make(chan struct{}), ctx: sctx, cancel: cancel,
+		infoReady: make(chan struct{}), cancelled: make(chan struct{}), changed: make(chan struct{}),
+		inflight: map[string]bool{}, taken: map[string]int64{},
+		watchers: map[*mailbox.Mailbox[coordinator.MemberEvent]]struct{}{},
+		view:     newView(),
+		results:  mailbox.New[coordinator.Envelope](), lost: mailbox.New[coordinator.LostClaim](),
+		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
+	}
+	// The first snapshot is read after our member key exists, so it
+	// includes us, and the watch continues exactly from it.
+	snap, err := c.cli.Get(ctx, p, clientv3.WithPrefix())
+	if err != nil {
+		cancel()
+		_, _ = c.cli.Revoke(context.WithoutCancel(ctx), lease)
+		return nil, fmt.Errorf("join run %s: read the run: %w", req.RunID, err)
+	}
+	s.mu.Lock()
+	toEnd := s.applySnapshotLocked(snap)
+	s.viewRev = snap.Header.Revision
+	s.mu.Unlock()
+	c.mu.Lock()
+	c.sessions[s] = struct{}{}
+	c.mu.Unlock()
+	s.wg.Add(2)
+	go s.heartbeat(time.Now())
+	go s.watch(snap.Header.Revision)
+	if master {
+		s.wg.Add(2)
+		go func() { defer s.wg.Done(); s.results.Run(s.ctx) }()
+		go func() { defer s.wg.Done(); s.lost.Run(s.ctx) }()
+	}
+	if toEnd != nil {
+		s.end(toEnd, true)
+	}
+	s.log.Info("member joined", "host", member.Host, "capabilities", member.Capabilities, "slots", member.Slots, "lease", fmt.Sprintf("%x", int64(lease)))
+	return s, nil
+}
+
+// Session is a member's session on etcd.
+type Session struct {
+	c        *Coordinator
+	runID    string
+	prefix   string
+	member   coordinator.Member
+	lease    clientv3.LeaseID
+	runLease clientv3.LeaseID
+	master   bool
+	ttl      time.Duration
+	interval time.Duration
+	log      hclog.Logger
+
+	// ctx is cancelled when the session ends and bounds every goroutine
+	// of the session; wg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	done   chan struct{}
+
+	mu        sync.Mutex
+	err       error
+	view      *view
+	infoReady chan struct{}
+	cancelled chan struct{}
+	// changed is closed and replaced when the queue gains an item.
+	changed chan struct{}
+	// inflight: queue keys this session is trying right now, so its own
+	// concurrent claimers do not race each other.
+	inflight map[string]bool
+	// taken: queue keys (at a mod revision) someone else claimed first; the
+	// watch will delete them soon, until then they are skipped.
+	taken map[string]int64
+	// contention > 0 makes claimers spread over the first ready keys.
+	contention int
+	// viewRev is the revision the view reflects; wroteRev the latest
+	// revision of this session's own Enqueue. Claim waits for the view to
+	// reach wroteRev, so a session always sees its own enqueues.
+	viewRev, wroteRev int64
+	watchers          map[*mailbox.Mailbox[coordinator.MemberEvent]]struct{}
+
+	// Master only: results by mod revision already delivered, so a
+	// re-read after compaction does not deliver them twice.
+	results   *mailbox.Mailbox[coordinator.Envelope]
+	lost      *mailbox.Mailbox[coordinator.LostClaim]
+	delivered map[string]int64
+
+	stopHeartbeat chan struct{} // tests: stop renewing without ending
+	resyncs       atomic.Int64  // re-reads after compaction, for tests
+}
+
+var _ coordinator.Session = (*Session)(nil)
+
+// end ends the session once with err. With revoke, the session lease is
+// revoked so the member key and claims disappear at once instead of at
+// lease expiry.
+func (s *Session) end(err error, revoke bool) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.err = err
+	close(s.done)
+	s.cancel()
+	s.mu.Unlock()
+	s.c.mu.Lock()
+	delete(s.c.sessions, s)
+	s.c.mu.Unlock()
+	s.log.Info("session ended", "reason", err)
+	if revoke {
+		ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.DialTimeout)
+		defer cancel()
+		if _, rerr := s.c.cli.Revoke(ctx, s.lease); rerr != nil && !errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
+			s.log.Warn("could not release the session lease; it will expire by itself", "error", rerr)
+		}
+	}
+}
+
+// heartbeat renews the session lease every interval. The local deadline
+// is the last renewal's send time plus the TTL the server granted: past
+// it, the server may already have expired the lease, so the session stops
+// itself rather than keep working on claims it may no longer hold.
+func (s *Session) heartbeat(granted time.Time) {
+	defer s.wg.Done()
+	deadline := time.NewTimer(time.Until(granted.Add(s.ttl)))
+	defer deadline.Stop()
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.stopHeartbeat:
+			// Test hook: stop renewing, keep the local deadline.
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-deadline.C:
+				s.end(coordinator.ErrSessionLost, false)
+				return
+			}
+		case <-deadline.C:
+			s.end(coordinator.ErrSessionLost, false)
+			return
+		case <-tick.C:
+			sent := time.Now()
+			ctx, cancel := context.WithTimeout(s.ctx, s.interval)
+			resp, err := s.c.cli.KeepAliveOnce(ctx, s.lease)
+			cancel()
+			switch {
+			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+				s.end(coordinator.ErrSessionLost, false)
+				return
+			case err != nil:
+				// Transient: the next tick retries; the deadline decides.
+				if s.ctx.Err() == nil {
+					s.log.Warn("heartbeat failed", "error", err)
+				}
+			default:
+				deadline.Reset(time.Until(sent.Add(time.Duration(resp.TTL) * time.Second)))
+			}
+		}
+	}
+}
+
+// watch keeps the view current from revision rev+1 on, recovering from
+// compaction by re-reading the run and from leader loss by re-watching.
+func (s *Session) watch(rev int64) {
+	defer s.wg.Done()
+	retry := time.NewTimer(0)
+	<-retry.C
+	defer retry.Stop()
+	resync := false
+	for s.ctx.Err() == nil {
+		if resync {
+			snap, err := s.c.cli.Get(s.ctx, s.prefix, clientv3.WithPrefix())
+			if err != nil {
+				if s.ctx.Err() == nil {
+					s.log.Warn("re-read of the run failed; retrying", "error", err)
+				}
+				// Back off before retrying a failed read (not polling for
+				// data: there is no watch to wait on yet).
+				retry.Reset(200 * time.Millisecond)
+				select {
+				case <-retry.C:
+				case <-s.ctx.Done():
+				}
+				continue
+			}
+			s.mu.Lock()
+			toEnd := s.applySnapshotLocked(snap)
+			s.viewRev = max(s.viewRev, snap.Header.Revision)
+			s.mu.Unlock()
+			if toEnd != nil {
+				s.end(toEnd, true)
+				return
+			}
+			rev = snap.Header.Revision
+			resync = false
+			s.resyncs.Add(1)
+			s.log.Debug("re-read the run after compaction", "revision", rev)
+		}
+		if s.c.testBeforeWatch != nil {
+			s.c.testBeforeWatch(s)
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+		wch := s.c.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+		for resp := range wch {
+			if resp.CompactRevision != 0 {
+				s.log.Info("watch compacted; re-reading the run", "compact_revision", resp.CompactRevision)
+				resync = true
+				break
+			}
+			if err := resp.Err(); err != nil {
+				if s.ctx.Err() == nil {
+					s.log.Warn("watch interrupted; watching again", "error", err, "revision", rev)
+				}
+				break
+			}
+			s.mu.Lock()
+			toEnd := s.applyEventsLocked(resp.Events)
+			s.viewRev = max(s.viewRev, resp.Header.Revision)
+			s.mu.Unlock()
+			if resp.Header.Revision > rev {
+				rev = resp.Header.Revision
+			}
+			if toEnd != nil {
+				cancel()
+				s.end(toEnd, true)
+				return
+			}
+		}
+		cancel()
+		if !resync && s.ctx.Err() == nil {
+			// The stream ended without compaction (no leader, connection
+			// loss): wait a moment so a down cluster is not hammered.
+			retry.Reset(100 * time.Millisecond)
+			select {
+			case <-retry.C:
+			case <-s.ctx.Done():
+			}
+		}
+	}
+}
+
+// RunID implements coordinator.Session.
+func (s *Session) RunID() string { return s.runID }
+
+// Member implements coordinator.Session.
+func (s *Session) Member() coordinator.Member { return s.member }
+
+// Done implements coordinator.Session.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err implements coordinator.Session.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close implements coordinator.Session.
+func (s *Session) Close() error {
+	s.end(coordinator.ErrSessionClosed, true)
+	s.wg.Wait()
+	return nil
+}
+
+// kill ends the session as a crash would (tests): no graceful leave, but
+// the lease is revoked so the suite need not wait for its expiry.
+func (s *Session) kill() {
+	s.end(coordinator.ErrSessionLost, true)
+	s.wg.Wait()
+}
+
+// Members implements coordinator.Session. It reads etcd (not the local
+// view) so it is current even right after a join elsewhere.
+func (s *Session) Members(ctx context.Context) ([]coordinator.Member, error) {
+	resp, err := s.c.cli.Get(ctx, s.prefix+"members/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list members of run %s: %w", s.runID, err)
+	}
+	out := make([]coordinator.Member, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var m coordinator.Member
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			return nil, fmt.Errorf("list members of run %s: decode %s: %w", s.runID, kv.Key, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil // keys sort by zero-padded index
+}
+
+// WatchMembers implements coordinator.Session.
+func (s *Session) WatchMembers(ctx context.Context) (<-chan coordinator.MemberEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	mb := mailbox.New[coordinator.MemberEvent]()
+	for _, m := range s.view.sortedMembers() {
+		mb.Put(coordinator.MemberEvent{Kind: coordinator.MemberJoined, Member: m})
+	}
+	s.watchers[mb] = struct{}{}
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		mb.Run(wctx)
+		stop()
+		cancel()
+		s.mu.Lock()
+		delete(s.watchers, mb)
+		s.mu.Unlock()
+	}()
+	return mb.Out(), nil
+}
+
+// WaitRun implements coordinator.Session.
+func (s *Session) WaitRun(ctx context.Context) (coordinator.RunInfo, error) {
+	select {
+	case <-s.infoReady:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return *s.view.info, nil
+	case <-s.done:
+		return coordinator.RunInfo{}, s.Err()
+	case <-ctx.Done():
+		return coordinator.RunInfo{}, fmt.Errorf("wait for the run record of %s: %w", s.runID, ctx.Err())
+	}
+}
+
+// claimValue is stored at claims/MOD.
+type claimValue struct {
+	Module  string             `json:"module"`
+	Attempt int                `json:"attempt"`
+	Member  coordinator.Member `json:"member"`
+	Lease   int64              `json:"lease"`
+}
+
+// spreadWidth bounds how many ready keys contending claimers spread over.
+const spreadWidth = 8
+
+// pickLocked chooses the queue item to try next, or nil.
+func (s *Session) pickLocked() *qitem {
+	var group []*qitem
+	for _, it := range s.view.queue {
+		if s.inflight[it.key] || s.taken[it.key] == it.modRev || !coordinator.CanRun(it.a, s.member) {
+			continue
+		}
+		if s.contention == 0 {
+			return it // uncontended: strict head of the queue
+		}
+		if len(group) > 0 && it.a.Priority != group[0].a.Priority {
+			break // never spread into a lower priority
+		}
+		group = append(group, it)
+		if len(group) == spreadWidth {
+			break
+		}
+	}
+	if len(group) == 0 {
+		return nil
+	}
+	return group[s.member.Index%len(group)]
+}
+
+// Claim implements coordinator.Session.
+func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			return coordinator.Claim{}, err
+		}
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return coordinator.Claim{}, err
+		}
+		var it *qitem
+		if s.viewRev >= s.wroteRev {
+			it = s.pickLocked()
+		}
+		if it == nil {
+			changed := s.changed
+			s.mu.Unlock()
+			select {
+			case <-changed:
+			case <-s.done:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		s.inflight[it.key] = true
+		s.mu.Unlock()
+
+		cl, ok, err := s.tryClaim(ctx, it)
+
+		s.mu.Lock()
+		delete(s.inflight, it.key)
+		switch {
+		case err != nil:
+		case ok:
+			s.view.removeQueued(it.key)
+			if s.contention > 0 {
+				s.contention--
+			}
+		default:
+			s.taken[it.key] = it.modRev
+			s.contention = 4 * spreadWidth
+		}
+		s.mu.Unlock()
+		if ok {
+			s.log.Debug("claimed", "module", it.a.Module, "attempt", it.a.Attempt, "queue_wait", cl.ClaimedAt.Sub(it.a.EnqueuedAt))
+			return cl, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return coordinator.Claim{}, ctx.Err()
+			}
+			// A transient etcd error: retry while the session lives; if
+			// etcd stays away the heartbeat ends the session.
+			s.log.Warn("claim failed; retrying", "module", it.a.Module, "error", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// tryClaim is the claim Txn: the queue key still at the revision we saw,
+// and no claim on the module, then delete the queue key and create the
+// claim on our lease, atomically.
+func (s *Session) tryClaim(ctx context.Context, it *qitem) (coordinator.Claim, bool, error) {
+	ckey := s.prefix + "claims/" + escape(it.a.Module)
+	val, err := json.Marshal(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
+	if err != nil {
+		return coordinator.Claim{}, false, fmt.Errorf("encode claim: %w", err)
+	}
+	resp, err := s.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(it.key), "=", it.modRev), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
+		Then(clientv3.OpDelete(it.key), clientv3.OpPut(ckey, string(val), clientv3.WithLease(s.lease))).
+		Commit()
+	if err != nil {
+		return coordinator.Claim{}, false, fmt.Errorf("claim %s: %w", it.a.Module, err)
+	}
+	if !resp.Succeeded {
+		return coordinator.Claim{}, false, nil
+	}
+	return coordinator.Claim{
+		Assignment: it.a,
+		ClaimedAt:  time.Now(),
+		Token:      strconv.FormatInt(resp.Header.Revision, 10),
+	}, true, nil
+}
+
+// Publish implements coordinator.Session.
+func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordinator.Envelope) error {
+	if env.Module != cl.Assignment.Module {
+		return fmt.Errorf("publish result of %q for the claim of %q: the envelope's module must be the claimed module", env.Module, cl.Assignment.Module)
+	}
+	data, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("publish result of %s: encode envelope: %w", env.Module, err)
+	}
+	if limit := s.c.cfg.maxEnvelopeBytes(); len(data) > limit {
+		return &coordinator.ErrTooLarge{Size: len(data), Limit: limit}
+	}
+	rev, err := strconv.ParseInt(cl.Token, 10, 64)
+	if err != nil {
+		return fmt.Errorf("publish result of %s: claim token %q is not from this coordinator: %w", env.Module, cl.Token, coordinator.ErrNotClaimant)
+	}
+	ckey := s.prefix + "claims/" + escape(env.Module)
+	resp, err := s.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)).
+		// Put before delete: the master pairs the claim's delete with a
+		// result put of the same revision.
+		Then(clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)).
+		Commit()
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
+			return &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes()}
+		}
+		return fmt.Errorf("publish result of %s: %w", env.Module, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("publish result of %s attempt %d: %w (the claim was lost or already published; the result is discarded)", env.Module, cl.Assignment.Attempt, coordinator.ErrNotClaimant)
+	}
+	s.log.Debug("result published", "module", env.Module, "status", env.Status)
+	return nil
+}
+
+// Result implements coordinator.Session.
+func (s *Session) Result(ctx context.Context, module string) (coordinator.Envelope, error) {
+	resp, err := s.c.cli.Get(ctx, s.prefix+"results/"+escape(module))
+	if err != nil {
+		return coordinator.Envelope{}, fmt.Errorf("result of %s in run %s: %w", module, s.runID, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return coordinator.Envelope{}, fmt.Errorf("result of %s in run %s: %w", module, s.runID, coordinator.ErrNoResult)
+	}
+	var env coordinator.Envelope
+	if err := json.Unmarshal(resp.Kvs[0].Value, &env); err != nil {
+		return coordinator.Envelope{}, fmt.Errorf("result of %s in run %s: decode envelope: %w", module, s.runID, err)
+	}
+	return env, nil
+}
+
+// Cancelled implements coordinator.Session.
+func (s *Session) Cancelled() <-chan struct{} { return s.cancelled }
+
+// CancelReason implements coordinator.Session.
+func (s *Session) CancelReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.view.cancel == nil {
+		return ""
+	}
+	return *s.view.cancel
+}
+
+// Master is the master's session on etcd.
+type Master struct {
+	*Session
+}
+
+var _ coordinator.MasterSession = (*Master)(nil)
+
+// putOnce writes key on the run lease if it does not exist yet and
+// reports whether it did.
+func (m *Master) putOnce(ctx context.Context, key, value string) (bool, error) {
+	resp, err := m.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, value, clientv3.WithLease(m.runLease))).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// PublishRun implements coordinator.MasterSession.
+func (m *Master) PublishRun(ctx context.Context, info coordinator.RunInfo) error {
+	data, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("publish run record of %s: %w", m.runID, err)
+	}
+	if len(data) > m.c.cfg.maxEnvelopeBytes() {
+		return fmt.Errorf("publish run record of %s: %w", m.runID, &coordinator.ErrTooLarge{Size: len(data), Limit: m.c.cfg.maxEnvelopeBytes()})
+	}
+	ok, err := m.putOnce(ctx, m.prefix+"run", string(data))
+	if err != nil {
+		return fmt.Errorf("publish run record of %s: %w", m.runID, err)
+	}
+	if !ok {
+		return fmt.Errorf("publish run record of %s: already published", m.runID)
+	}
+	return nil
+}
+
+// Enqueue implements coordinator.MasterSession.
+func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	if a.EnqueuedAt.IsZero() {
+		a.EnqueuedAt = time.Now()
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", a.Module, err)
+	}
+	qkey := fmt.Sprintf("%squeue/%s/%d", m.prefix, escape(a.Module), a.Attempt)
+	ckey := m.prefix + "claims/" + escape(a.Module)
+	resp, err := m.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
+		Then(clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))).
+		Else(clientv3.OpGet(ckey)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, err)
+	}
+	if !resp.Succeeded {
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			var cv claimValue
+			_ = json.Unmarshal(kvs[0].Value, &cv)
+			return fmt.Errorf("enqueue %s attempt %d: attempt %d is still claimed by %s; requeue only after its LostClaim", a.Module, a.Attempt, cv.Attempt, cv.Member)
+		}
+		return fmt.Errorf("enqueue %s attempt %d: already queued", a.Module, a.Attempt)
+	}
+	m.mu.Lock()
+	m.wroteRev = max(m.wroteRev, resp.Header.Revision)
+	m.mu.Unlock()
+	m.log.Debug("enqueued", "module", a.Module, "attempt", a.Attempt, "priority", a.Priority, "requires", a.Requires)
+	return nil
+}
+
+// Results implements coordinator.MasterSession.
+func (m *Master) Results() <-chan coordinator.Envelope { return m.results.Out() }
+
+// LostClaims implements coordinator.MasterSession.
+func (m *Master) LostClaims() <-chan coordinator.LostClaim { return m.lost.Out() }
+
+// Cancel implements coordinator.MasterSession.
+func (m *Master) Cancel(ctx context.Context, reason string) error {
+	ok, err := m.putOnce(ctx, m.prefix+"cancel", reason)
+	if err != nil {
+		return fmt.Errorf("cancel run %s: %w", m.runID, err)
+	}
+	if ok {
+		m.log.Info("run cancelled", "reason", reason)
+	}
+	return nil
+}
+
+// Finish implements coordinator.MasterSession.
+func (m *Master) Finish(ctx context.Context, status coordinator.Status) error {
+	if !status.Valid() {
+		return fmt.Errorf("finish run %s: unknown status %q", m.runID, status)
+	}
+	ok, err := m.putOnce(ctx, m.prefix+"end", string(status))
+	if err != nil {
+		return fmt.Errorf("finish run %s: %w", m.runID, err)
+	}
+	if !ok {
+		return fmt.Errorf("finish run %s: already finished", m.runID)
+	}
+	m.log.Info("run finished", "status", status)
+	return nil
+}

@@ -1,0 +1,377 @@
+package etcd
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/modpipe/modpipe/coordinator"
+)
+
+// qitem is one queued assignment in the local view.
+type qitem struct {
+	key       string
+	a         coordinator.Assignment
+	createRev int64
+	modRev    int64
+}
+
+// view is a session's local copy of its run, kept by the watch.
+type view struct {
+	members map[int]memberEntry
+	// queue is sorted by priority (descending), then create revision: the
+	// claim order. qindex finds items by key.
+	queue  []*qitem
+	qindex map[string]*qitem
+	claims map[string]claimEntry // by module
+	// results: module -> mod revision of its latest result.
+	results map[string]int64
+	info    *coordinator.RunInfo
+	cancel  *string
+	end     *coordinator.Status
+}
+
+type memberEntry struct {
+	m         coordinator.Member
+	lease     int64
+	createRev int64
+}
+
+type claimEntry struct {
+	v         claimValue
+	createRev int64
+}
+
+func newView() *view {
+	return &view{
+		members: map[int]memberEntry{},
+		qindex:  map[string]*qitem{},
+		claims:  map[string]claimEntry{},
+		results: map[string]int64{},
+	}
+}
+
+func (v *view) sortedMembers() []coordinator.Member {
+	out := make([]coordinator.Member, 0, len(v.members))
+	for _, e := range v.members {
+		out = append(out, e.m)
+	}
+	slices.SortFunc(out, func(a, b coordinator.Member) int { return a.Index - b.Index })
+	return out
+}
+
+func queueLess(a, b *qitem) int {
+	if a.a.Priority != b.a.Priority {
+		return b.a.Priority - a.a.Priority
+	}
+	switch {
+	case a.createRev < b.createRev:
+		return -1
+	case a.createRev > b.createRev:
+		return 1
+	}
+	return strings.Compare(a.key, b.key)
+}
+
+// putQueued inserts or updates an item; it reports whether it is new.
+func (v *view) putQueued(it *qitem) bool {
+	if old, ok := v.qindex[it.key]; ok {
+		old.a, old.modRev = it.a, it.modRev
+		return false
+	}
+	i, _ := slices.BinarySearchFunc(v.queue, it, queueLess)
+	v.queue = slices.Insert(v.queue, i, it)
+	v.qindex[it.key] = it
+	return true
+}
+
+func (v *view) removeQueued(key string) {
+	it, ok := v.qindex[key]
+	if !ok {
+		return
+	}
+	delete(v.qindex, key)
+	if i, found := slices.BinarySearchFunc(v.queue, it, queueLess); found && v.queue[i] == it {
+		v.queue = slices.Delete(v.queue, i, i+1)
+		return
+	}
+	v.queue = slices.DeleteFunc(v.queue, func(x *qitem) bool { return x == it })
+}
+
+// kind splits a key of the run into its kind ("members", "queue", "run",
+// ...) and the rest.
+func (s *Session) kind(key []byte) (string, string) {
+	rel := strings.TrimPrefix(string(key), s.prefix)
+	kind, rest, _ := strings.Cut(rel, "/")
+	return kind, rest
+}
+
+// applyEventsLocked applies one watch response. It returns a non-nil error
+// when the session must end (master lost, run finished, own lease gone).
+// Caller holds s.mu.
+func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
+	// A result put and the claim delete of one Publish share a revision.
+	published := map[string]int64{}
+	for _, ev := range events {
+		if ev.Type == mvccpb.PUT {
+			if k, _ := s.kind(ev.Kv.Key); k == "results" {
+				var env coordinator.Envelope
+				if json.Unmarshal(ev.Kv.Value, &env) == nil {
+					published[env.Module] = ev.Kv.ModRevision
+				}
+			}
+		}
+	}
+	var toEnd error
+	queueGrew := false
+	for _, ev := range events {
+		kind, _ := s.kind(ev.Kv.Key)
+		key := string(ev.Kv.Key)
+		if ev.Type == mvccpb.DELETE {
+			switch kind {
+			case "members":
+				if ev.PrevKv == nil {
+					continue
+				}
+				var m coordinator.Member
+				if json.Unmarshal(ev.PrevKv.Value, &m) != nil {
+					continue
+				}
+				if err := s.memberLeftLocked(m, ev.PrevKv.Lease); err != nil && toEnd == nil {
+					toEnd = err
+				}
+			case "queue":
+				s.view.removeQueued(key)
+				delete(s.taken, key)
+				queueGrew = true // wakes claimers waiting for the view to catch up
+			case "claims":
+				if ev.PrevKv == nil {
+					continue
+				}
+				var cv claimValue
+				if json.Unmarshal(ev.PrevKv.Value, &cv) != nil {
+					continue
+				}
+				delete(s.view.claims, cv.Module)
+				if published[cv.Module] != ev.Kv.ModRevision {
+					s.claimLostLocked(cv)
+				}
+			}
+			continue
+		}
+		switch kind {
+		case "members":
+			var m coordinator.Member
+			if json.Unmarshal(ev.Kv.Value, &m) == nil {
+				s.memberJoinedLocked(memberEntry{m: m, lease: ev.Kv.Lease, createRev: ev.Kv.CreateRevision})
+			}
+		case "queue":
+			var a coordinator.Assignment
+			if json.Unmarshal(ev.Kv.Value, &a) == nil {
+				if s.view.putQueued(&qitem{key: key, a: a, createRev: ev.Kv.CreateRevision, modRev: ev.Kv.ModRevision}) {
+					queueGrew = true
+				}
+			}
+		case "claims":
+			var cv claimValue
+			if json.Unmarshal(ev.Kv.Value, &cv) == nil {
+				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: ev.Kv.CreateRevision}
+			}
+		case "results":
+			s.resultLocked(ev.Kv)
+		default:
+			if err := s.singletonLocked(kind, ev.Kv); err != nil && toEnd == nil {
+				toEnd = err
+			}
+		}
+	}
+	if queueGrew {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	return toEnd
+}
+
+// applySnapshotLocked replaces the view with a full read of the run and
+// reports every difference as the watch would have: joins and leaves,
+// lost claims, undelivered results. Caller holds s.mu.
+func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
+	old := s.view
+	s.view = newView()
+	s.view.results = old.results
+	var toEnd error
+	var newResults []*mvccpb.KeyValue
+	for _, kv := range snap.Kvs {
+		kind, _ := s.kind(kv.Key)
+		switch kind {
+		case "members":
+			var m coordinator.Member
+			if json.Unmarshal(kv.Value, &m) == nil {
+				s.view.members[m.Index] = memberEntry{m: m, lease: kv.Lease, createRev: kv.CreateRevision}
+			}
+		case "queue":
+			var a coordinator.Assignment
+			if json.Unmarshal(kv.Value, &a) == nil {
+				s.view.putQueued(&qitem{key: string(kv.Key), a: a, createRev: kv.CreateRevision, modRev: kv.ModRevision})
+			}
+		case "claims":
+			var cv claimValue
+			if json.Unmarshal(kv.Value, &cv) == nil {
+				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: kv.CreateRevision}
+			}
+		case "results":
+			newResults = append(newResults, kv)
+		default:
+			if err := s.singletonLocked(kind, kv); err != nil && toEnd == nil {
+				toEnd = err
+			}
+		}
+	}
+	for _, kv := range newResults {
+		s.resultLocked(kv)
+	}
+	// Membership differences, in index order.
+	for _, m := range old.sortedMembers() {
+		now, ok := s.view.members[m.Index]
+		if ok && now.createRev == old.members[m.Index].createRev {
+			continue
+		}
+		if err := s.memberLeftLocked(m, old.members[m.Index].lease); err != nil && toEnd == nil {
+			toEnd = err
+		}
+	}
+	for _, m := range s.view.sortedMembers() {
+		if o, ok := old.members[m.Index]; !ok || o.createRev != s.view.members[m.Index].createRev {
+			s.broadcastLocked(coordinator.MemberEvent{Kind: coordinator.MemberJoined, Member: m})
+		}
+	}
+	// A claim gone from the snapshot was lost unless a result was
+	// published after it was taken.
+	for mod, ce := range old.claims {
+		if now, ok := s.view.claims[mod]; ok && now.createRev == ce.createRev {
+			continue
+		}
+		if s.view.results[mod] > ce.createRev {
+			continue
+		}
+		s.claimLostLocked(ce.v)
+	}
+	for key := range s.taken {
+		if _, ok := s.view.qindex[key]; !ok {
+			delete(s.taken, key)
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	if s.view.end == nil && old.end != nil {
+		s.view.end = old.end
+	}
+	return toEnd
+}
+
+func (s *Session) broadcastLocked(ev coordinator.MemberEvent) {
+	for w := range s.watchers {
+		w.Put(ev)
+	}
+}
+
+func (s *Session) memberJoinedLocked(e memberEntry) {
+	if old, ok := s.view.members[e.m.Index]; ok && old.createRev == e.createRev {
+		s.view.members[e.m.Index] = e
+		return
+	}
+	s.view.members[e.m.Index] = e
+	if e.m.Index != s.member.Index {
+		s.log.Info("member joined", "member", e.m.Index, "host", e.m.Host, "capabilities", e.m.Capabilities)
+	}
+	s.broadcastLocked(coordinator.MemberEvent{Kind: coordinator.MemberJoined, Member: e.m})
+}
+
+func (s *Session) memberLeftLocked(m coordinator.Member, lease int64) error {
+	delete(s.view.members, m.Index)
+	s.broadcastLocked(coordinator.MemberEvent{Kind: coordinator.MemberLeft, Member: m})
+	if m.Index == s.member.Index && lease == int64(s.lease) {
+		return coordinator.ErrSessionLost // our own lease expired server-side
+	}
+	if m.Index != s.member.Index {
+		s.log.Info("member left", "member", m.Index, "host", m.Host)
+	}
+	if m.Index == 0 && !s.master && s.view.end == nil {
+		return coordinator.ErrMasterLost
+	}
+	return nil
+}
+
+func (s *Session) claimLostLocked(cv claimValue) {
+	if !s.master {
+		return
+	}
+	l := coordinator.LostClaim{Module: cv.Module, Attempt: cv.Attempt, Member: cv.Member}
+	s.log.Info("claim lost", "module", l.Module, "attempt", l.Attempt, "member", l.Member.Index, "host", l.Member.Host)
+	s.lost.Put(l)
+}
+
+func (s *Session) resultLocked(kv *mvccpb.KeyValue) {
+	var env coordinator.Envelope
+	if err := json.Unmarshal(kv.Value, &env); err != nil {
+		s.log.Error("undecodable result envelope in etcd; ignored", "key", string(kv.Key), "error", err)
+		return
+	}
+	if kv.ModRevision <= s.delivered[env.Module] {
+		return
+	}
+	s.view.results[env.Module] = kv.ModRevision
+	if s.master {
+		s.delivered[env.Module] = kv.ModRevision
+		s.results.Put(env)
+		s.log.Debug("result received", "module", env.Module, "status", env.Status, "member", env.Instance, "host", env.Host)
+	}
+}
+
+// singletonLocked applies run, cancel and end.
+func (s *Session) singletonLocked(kind string, kv *mvccpb.KeyValue) error {
+	switch kind {
+	case "run":
+		if s.view.info != nil {
+			return nil
+		}
+		var info coordinator.RunInfo
+		if err := json.Unmarshal(kv.Value, &info); err != nil {
+			s.log.Error("undecodable run record in etcd", "error", err)
+			return nil
+		}
+		s.view.info = &info
+		select {
+		case <-s.infoReady:
+		default:
+			close(s.infoReady)
+		}
+	case "cancel":
+		if s.view.cancel != nil {
+			return nil
+		}
+		reason := string(kv.Value)
+		s.view.cancel = &reason
+		select {
+		case <-s.cancelled:
+		default:
+			close(s.cancelled)
+			s.log.Info("run cancelled", "reason", reason)
+		}
+	case "end":
+		st := coordinator.Status(kv.Value)
+		s.view.end = &st
+		if !s.master {
+			return &coordinator.RunFinishedError{Status: st}
+		}
+	case "runlease":
+		if _, err := strconv.ParseInt(string(kv.Value), 10, 64); err != nil {
+			s.log.Warn("run lease key holds no lease id", "value", string(kv.Value))
+		}
+	}
+	return nil
+}
