@@ -144,6 +144,9 @@ func New(tasks []*Task, exec Executor, opts Options) (*Scheduler, error) {
 		s.byID[t.ID] = int32(i)
 	}
 
+	// seenBy[d] == i+1 once task i has counted dependency d, so a
+	// dependency named twice counts once without a map per task.
+	seenBy := make([]int32, len(s.nodes))
 	for i := range s.nodes {
 		n := &s.nodes[i]
 		t := n.task
@@ -161,7 +164,10 @@ func New(tasks []*Task, exec Executor, opts Options) (*Scheduler, error) {
 		if t.Backoff < 0 {
 			errs = append(errs, fmt.Errorf("task %q has a negative backoff %s", t.ID, t.Backoff))
 		}
-		seen := map[int32]bool{}
+		if len(t.Deps) > 0 {
+			n.groups = make([][]int32, 0, len(t.Deps))
+			n.groupNames = make([]string, 0, len(t.Deps))
+		}
 		for _, group := range t.Deps {
 			g := make([]int32, 0, len(group))
 			for _, id := range group {
@@ -175,8 +181,8 @@ func New(tasks []*Task, exec Executor, opts Options) (*Scheduler, error) {
 					continue
 				}
 				g = append(g, d)
-				if !seen[d] {
-					seen[d] = true
+				if seenBy[d] != int32(i)+1 { // first time task i names d
+					seenBy[d] = int32(i) + 1
 					n.ndeps++
 					s.nodes[d].dependents = append(s.nodes[d].dependents, int32(i))
 				}

@@ -107,7 +107,7 @@ func (s *Scheduler) newRun(ctx context.Context) *run {
 		log:        s.log,
 		obs:        s.opts.Observer,
 		callerCtx:  ctx,
-		done:       make(chan completion),
+		done:       make(chan completion, min(n, 1024)),
 		remaining:  make([]int32, n),
 		state:      make([]taskState, n),
 		attempt:    make([]int32, n),
@@ -162,6 +162,16 @@ func (r *run) loop() {
 		select {
 		case c := <-r.done:
 			r.completed(c)
+			// Take every completion already waiting before dispatching, so a
+			// burst of finishes costs one dispatch pass.
+			for more := true; more; {
+				select {
+				case c := <-r.done:
+					r.completed(c)
+				default:
+					more = false
+				}
+			}
 		case <-ctxDone:
 			ctxDone = nil
 			r.cancel()
