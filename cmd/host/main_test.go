@@ -244,10 +244,10 @@ func TestInvalidPipelines(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"testdata/bad_syntax.hcl", 2, []string{"bad_syntax.hcl line 6"}},
-		{"testdata/unknown_attr.hcl", 2, []string{"unknown_attr.hcl line 2", "comand", `"command"`}},
+		{"testdata/bad_syntax.hcl", 2, []string{"bad_syntax.hcl:7:1"}},
+		{"testdata/unknown_attr.hcl", 2, []string{"unknown_attr.hcl:2:3", "comand", `"command"`}},
 		{"testdata/cycle.hcl", 2, []string{"cycle.hcl", "a", "b", "c"}},
-		{"testdata/missing_plugin.hcl", 3, []string{"missing_plugin.hcl line 1", "modpipe-plugin-nosuchplugin", filepath.Join(binDir, "plugins", "modpipe-plugin-nosuchplugin")}},
+		{"testdata/missing_plugin.hcl", 3, []string{"missing_plugin.hcl:1:8", "modpipe-plugin-nosuchplugin", filepath.Join(binDir, "plugins", "modpipe-plugin-nosuchplugin")}},
 		{"testdata/does_not_exist.hcl", 2, []string{"does_not_exist.hcl"}},
 	}
 	for _, tt := range tests {

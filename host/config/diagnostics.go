@@ -43,7 +43,17 @@ func WriteDiagnostics(w io.Writer, p *Pipeline, diags hcl.Diagnostics, color boo
 	if p != nil {
 		files = p.Files
 	}
-	return hcl.NewDiagnosticTextWriter(w, files, 0, color).WriteDiagnostics(diags)
+	// Each summary starts with file:line:col, the form editors and CI log
+	// viewers turn into links; the snippet below it shows the place.
+	located := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		c := *d
+		if d.Subject != nil {
+			c.Summary = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary)
+		}
+		located[i] = &c
+	}
+	return hcl.NewDiagnosticTextWriter(w, files, 0, color).WriteDiagnostics(located)
 }
 
 // jsonDiagnostic is the wire form of one hcl.Diagnostic.
