@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -67,7 +68,16 @@ func ResultEnvelope(ctx context.Context, module string) (*Envelope, error) {
 		return nil, fmt.Errorf("fetch result of %q: %w", module, ErrNoModule)
 	}
 	if !slices.Contains(m.deps, module) {
-		return nil, fmt.Errorf("fetch result of %q for module %q: %w (its dependencies: %v)", module, m.name, ErrNotDependency, m.deps)
+		var instances []string
+		for _, d := range m.deps {
+			if strings.HasPrefix(d, module+"[") {
+				instances = append(instances, d)
+			}
+		}
+		if len(instances) > 0 {
+			return nil, fmt.Errorf("fetch result of %q for module %q: %w: it is a matrix module, ask for one instance: %s", module, m.name, ErrNotDependency, strings.Join(instances, ", "))
+		}
+		return nil, fmt.Errorf("fetch result of %q for module %q: %w (its dependencies: %s); depend on it first", module, m.name, ErrNotDependency, strings.Join(m.deps, ", "))
 	}
 	client, err := m.srv.hostClient(m.brokerID)
 	if err != nil {

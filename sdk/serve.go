@@ -93,6 +93,10 @@ type server struct {
 	logger        hclog.Logger
 	broker        *goplugin.GRPCBroker // set once before serving
 
+	// stderr is the process's real stderr; see restoreStderr.
+	stderr     *os.File
+	stderrOnce sync.Once
+
 	mu      sync.Mutex
 	hostCli map[uint32]pluginv1.HostClient // one connection per broker id
 	running map[string]chan struct{}       // execution id -> closed when done
@@ -111,6 +115,7 @@ func newServer(p Plugin) (*server, error) {
 		logger:  p.Logger,
 		hostCli: map[uint32]pluginv1.HostClient{},
 		running: map[string]chan struct{}{},
+		stderr:  os.Stderr,
 	}
 	if s.logger == nil {
 		level := hclog.LevelFromString(os.Getenv("MODPIPE_PLUGIN_LOG_LEVEL"))
@@ -161,8 +166,19 @@ func (s *server) kind(name string) (*kindDef, error) {
 	return nil, fmt.Errorf("plugin %q has no module kind %q (it has: %s)", s.name, name, strings.Join(names, ", "))
 }
 
+// restoreStderr points os.Stderr back at the process's real stderr.
+// go-plugin redirects it into a gRPC stream that loses the last lines when
+// the process dies, which are exactly the lines that explain a crash (a
+// message before os.Exit, say). The host reads the real stderr directly
+// and keeps its tail for the crash error. Called at the top of every RPC,
+// which also orders the write before any module code reads os.Stderr.
+func (s *server) restoreStderr() {
+	s.stderrOnce.Do(func() { os.Stderr = s.stderr })
+}
+
 // Describe implements pluginv1.PluginServer.
 func (s *server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+	s.restoreStderr()
 	resp := &pluginv1.DescribeResponse{Name: s.name, Version: s.version, ProtocolVersion: pluginv1.ProtocolVersion}
 	for _, k := range s.kinds {
 		mk := k.describe()
@@ -174,6 +190,7 @@ func (s *server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1
 
 // Validate implements pluginv1.PluginServer.
 func (s *server) Validate(_ context.Context, req *pluginv1.ValidateRequest) (*pluginv1.ValidateResponse, error) {
+	s.restoreStderr()
 	k, err := s.kind(req.GetKind())
 	if err != nil {
 		return nil, status.Error(codes.NotFound, err.Error())
@@ -209,6 +226,7 @@ func (s *server) Await(ctx context.Context, req *pluginv1.AwaitRequest) (*plugin
 
 // Execute implements pluginv1.PluginServer.
 func (s *server) Execute(req *pluginv1.ExecuteRequest, stream grpc.ServerStreamingServer[pluginv1.ExecuteEvent]) error {
+	s.restoreStderr()
 	if id := req.GetExecutionId(); id != "" {
 		done := make(chan struct{})
 		s.mu.Lock()

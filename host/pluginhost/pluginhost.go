@@ -466,6 +466,12 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 		p.awaitStop(pr, id, module)
 		return fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ctx.Err())
 	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ErrClosed)
+	}
 	if errors.Is(err, io.EOF) {
 		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin ended the stream without a final result"}
 	}

@@ -616,7 +616,7 @@ func TestStartErrors(t *testing.T) {
 		{"missing binary", pluginhost.Spec{Name: "missing", Path: missing}, pluginhost.ReasonNotFound, []string{missing, "no plugin binary at this path"}},
 		{"directory", pluginhost.Spec{Name: "dir", Path: dir}, pluginhost.ReasonNotFound, []string{dir, "directory"}},
 		{"bad checksum", pluginhost.Spec{Name: "hello", Path: helloBin, SHA256: bad}, pluginhost.ReasonChecksum, []string{helloBin, "expected sha256 " + bad, "found sha256 " + good}},
-		{"not a plugin", pluginhost.Spec{Name: "nap", Path: notAPluginBin}, pluginhost.ReasonHandshake, []string{notAPluginBin, "not a modpipe plugin", "hello, I am just a program"}},
+		{"not a plugin", pluginhost.Spec{Name: "nap", Path: notAPluginBin}, pluginhost.ReasonHandshake, []string{notAPluginBin, "not a modpipe plugin", `"hello, I am just a program"`}},
 		{"wrong protocol version", pluginhost.Spec{Name: "future", Path: wrongVerBin}, pluginhost.ReasonProtocolVersion, []string{wrongVerBin, "expected protocol version 1, found protocol version 99"}},
 	}
 	for _, tt := range tests {
@@ -676,5 +676,23 @@ func TestEnvAndArgs(t *testing.T) {
 	defer p.Close()
 	if _, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCloseDuringExecute(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	started := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Execute(guardCtx(t), pluginhost.Request{Module: "s", Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)},
+			func(pluginhost.Line) { started <- struct{}{} })
+		done <- err
+	}()
+	<-started
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, pluginhost.ErrClosed) {
+		t.Fatalf("in-flight Execute after Close: %v, want ErrClosed", err)
 	}
 }

@@ -202,8 +202,8 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 		e.Err = nil
 		if _, rest, ok := strings.Cut(msg, "emote plugin message: "); ok {
 			first, _, _ := strings.Cut(rest, "\n")
-			e.Found = "stdout line " + first
-			if e.Found == "stdout line " {
+			e.Found = fmt.Sprintf("stdout line %q", first)
+			if first == "" {
 				e.Found = "nothing on stdout"
 			}
 		}

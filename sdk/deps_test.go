@@ -1,0 +1,34 @@
+package sdk_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportsStayLean keeps the host, HCL, cty and etcd out of every
+// plugin binary: a plugin carries only what the sdk imports.
+func TestImportsStayLean(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/modpipe/modpipe/sdk/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := []string{
+		"github.com/hashicorp/hcl",
+		"github.com/zclconf/go-cty",
+		"go.etcd.io/",
+		"github.com/modpipe/modpipe/host",
+		"github.com/modpipe/modpipe/coordinator",
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 {
+		t.Fatalf("go list returned too little to be a dependency list: %q", out)
+	}
+	for _, dep := range deps {
+		for _, f := range forbidden {
+			if strings.HasPrefix(dep, f) {
+				t.Errorf("sdk depends on %s (forbidden prefix %s)", dep, f)
+			}
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+type contextT = context.Context
+
+func TestLineWriter(t *testing.T) {
+	long := strings.Repeat("x", maxLineBytes+10)
+	tests := []struct {
+		name   string
+		writes []string
+		want   []string
+	}{
+		{"one line", []string{"a\n"}, []string{"a"}},
+		{"split writes", []string{"he", "llo\nwor", "ld\n"}, []string{"hello", "world"}},
+		{"crlf and empty lines", []string{"a\r\n\n\nb\n"}, []string{"a", "", "", "b"}},
+		{"partial flushed", []string{"a\nb"}, []string{"a", "b"}},
+		{"runaway line in pieces", []string{long + "\n"}, []string{long[:maxLineBytes], long[maxLineBytes:]}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			w := &lineWriter{emit: func(s string) { got = append(got, s) }}
+			for _, s := range tt.writes {
+				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			w.flush()
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
+				t.Errorf("lines %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestModuleOutputAndTail(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	m := newModule(&pluginv1.ExecuteRequest{Module: "m[linux]", Matrix: map[string]string{"target": "linux", "go": "1.26"}, Attempt: 2}, nil,
+		func(l *pluginv1.OutputLine) error {
+			mu.Lock()
+			defer mu.Unlock()
+			sent = append(sent, l.GetStream().String()+" "+l.GetText())
+			return nil
+		})
+	if m.Name() != "m[linux]" || m.MatrixTarget() != "linux" || m.Attempt() != 2 || m.Matrix()["go"] != "1.26" {
+		t.Fatalf("module facts wrong: %+v", m)
+	}
+	m.Matrix()["target"] = "changed" // a copy
+	if m.MatrixTarget() != "linux" {
+		t.Fatal("Matrix returned the module's own map")
+	}
+	for i := 0; i < tailLines+5; i++ {
+		fmt.Fprintf(m.Stderr(), "err %d\n", i)
+	}
+	fmt.Fprintln(m.Stdout(), "out")
+	m.Logf("two\nlines")
+	fmt.Fprint(m.Stderr(), "partial")
+	tail := m.finish()
+	fmt.Fprintln(m.Stdout(), "after finish is dropped")
+	m.Logf("dropped too")
+
+	lines := strings.Split(tail, "\n")
+	if len(lines) != tailLines || lines[len(lines)-1] != "partial" || lines[len(lines)-3] != "two" {
+		t.Fatalf("tail = %q", lines)
+	}
+	if len(sent) != tailLines+5+4 || sent[len(sent)-4] != "STREAM_STDOUT out" || sent[len(sent)-1] != "STREAM_STDERR partial" {
+		t.Fatalf("sent = %q", sent)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	base := errors.New("base")
+	tests := []struct {
+		name     string
+		err      error
+		wantMsg  string
+		wantKind string
+		wantTail string
+		wantIs   error
+	}{
+		{"plain error", base, "base", ErrorKindModule, "", base},
+		{"failf wraps", Failf("step %d: %w", 3, base), "step 3: base", ErrorKindModule, "", base},
+		{"with tail", WithTail(base, "t1\nt2"), "base", ErrorKindModule, "t1\nt2", base},
+		{"tail on failf", WithTail(Failf("x"), "t"), "x", ErrorKindModule, "t", nil},
+		{"wrapped failure keeps outer message", fmt.Errorf("outer: %w", WithTail(base, "t")), "outer: base", ErrorKindModule, "t", base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := asFailure(tt.err)
+			if f.Message != tt.wantMsg || f.Kind != tt.wantKind || f.Tail != tt.wantTail {
+				t.Errorf("failure = %+v", f)
+			}
+			if tt.wantIs != nil && !errors.Is(tt.err, tt.wantIs) {
+				t.Errorf("errors.Is(%v, %v) = false", tt.err, tt.wantIs)
+			}
+		})
+	}
+	if WithTail(nil, "t") != nil {
+		t.Error("WithTail(nil) != nil")
+	}
+}
+
+func TestNewServerRefusesBadPlugins(t *testing.T) {
+	run := func(context.Context, *Module, struct{}) (struct{}, error) { return struct{}{}, nil }
+	tests := []struct {
+		name string
+		p    Plugin
+		want string
+	}{
+		{"no name", Plugin{Kinds: []Kind{NewKind("a", "t/v1", run)}}, "Name is empty"},
+		{"no kinds", Plugin{Name: "p"}, "Kinds is empty"},
+		{"duplicate kind", Plugin{Name: "p", Kinds: []Kind{NewKind("a", "t/v1", run), NewKind("a", "t/v1", run)}}, `kind "a" is declared twice`},
+		{"two defaults", Plugin{Name: "p", Kinds: []Kind{NewKind("a", "t/v1", run, Default()), NewKind("b", "t/v1", run, Default())}}, "both marked sdk.Default()"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := newServer(tt.p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	s, err := newServer(Plugin{Name: "p", Kinds: []Kind{NewKind("a", "t/v1", run), NewKind("b", "t/v1", run, Default())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := s.Describe(context.Background(), nil)
+	if resp.GetKinds()[0].GetDefault() || !resp.GetKinds()[1].GetDefault() || resp.GetProtocolVersion() != 1 {
+		t.Fatalf("describe = %v", resp)
+	}
+}
+
+func TestNewKindPanicsOnProgrammingErrors(t *testing.T) {
+	run := func(context.Context, *Module, struct{}) (struct{}, error) { return struct{}{}, nil }
+	tests := []struct {
+		name string
+		make func()
+		want string
+	}{
+		{"dotted name", func() { NewKind("a.b", "t/v1", run) }, "without dots"},
+		{"no result type", func() { NewKind("a", "", run) }, "result type name must not be empty"},
+		{"config not a struct", func() {
+			NewKind("a", "t/v1", func(context.Context, *Module, string) (int, error) { return 0, nil })
+		}, "is not a struct"},
+		{"check of another type", func() {
+			NewKind("a", "t/v1", run, Check(func(string) error { return nil }))
+		}, "sdk.Check is for config type string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				if r == nil || !strings.Contains(fmt.Sprint(r), tt.want) {
+					t.Fatalf("panic = %v, want %q", r, tt.want)
+				}
+			}()
+			tt.make()
+		})
+	}
+}
