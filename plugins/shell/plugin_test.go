@@ -1,0 +1,339 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/modpipe/modpipe/host/pluginhost"
+)
+
+// binary is the plugin built by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "modpipe-plugin-shell-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "modpipe-plugin-shell")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the shell plugin: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startPlugin starts the real plugin binary through the host's client.
+func startPlugin(t *testing.T) *pluginhost.Plugin {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "shell", Path: binary}, pluginhost.Options{
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: testWriter{t}}),
+	})
+	if err != nil {
+		t.Fatalf("start the shell plugin: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close the shell plugin: %v", err)
+		}
+	})
+	return p
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// lines records output lines as they arrive.
+type lines struct {
+	mu  sync.Mutex
+	all []pluginhost.Line
+}
+
+func (l *lines) add(line pluginhost.Line) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all = append(l.all, line)
+}
+
+func (l *lines) stream(name string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.all {
+		if line.Stream == name {
+			out = append(out, line.Text)
+		}
+	}
+	return out
+}
+
+func execute(t *testing.T, p *pluginhost.Plugin, config string) (pluginhost.Response, ExecResult, *lines) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out lines
+	resp, err := p.Execute(ctx, pluginhost.Request{Module: "m", Config: json.RawMessage(config)}, out.add)
+	if err != nil {
+		t.Fatalf("Execute(%s): %v", config, err)
+	}
+	var res ExecResult
+	if len(resp.Value) > 0 && string(resp.Value) != "null" {
+		if err := json.Unmarshal(resp.Value, &res); err != nil {
+			t.Fatalf("decode value %s: %v", resp.Value, err)
+		}
+	}
+	return resp, res, &out
+}
+
+func TestPluginDescribe(t *testing.T) {
+	p := startPlugin(t)
+	info := p.Info()
+	if info.Name != "shell" || info.Version != Version {
+		t.Errorf("info = %s %s, want shell %s", info.Name, info.Version, Version)
+	}
+	k, ok := p.Kind("")
+	if !ok || k.Name != "exec" || k.ResultType != ResultType {
+		t.Fatalf("default kind = %+v, %v; want exec with %s", k, ok, ResultType)
+	}
+	want := map[string]string{"command": "list of string", "script": "string", "env": "map of string", "dir": "string", "stdout_json": "bool"}
+	for name, typ := range want {
+		a, ok := k.Attribute(name)
+		if !ok {
+			t.Errorf("attribute %q missing", name)
+			continue
+		}
+		if a.Required {
+			t.Errorf("attribute %q is required, want optional", name)
+		}
+		if got := a.Type.FriendlyName(); got != typ {
+			t.Errorf("attribute %q type = %s, want %s", name, got, typ)
+		}
+	}
+}
+
+func TestPluginExec(t *testing.T) {
+	p := startPlugin(t)
+	var manyErr strings.Builder
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&manyErr, "echo err%d >&2; ", i)
+	}
+	tests := []struct {
+		name        string
+		config      string
+		succeeded   bool
+		stdout      string
+		exitCode    int
+		json        string
+		errContains []string
+		tailHas     string
+		tailLacks   string
+		errKind     string
+	}{
+		{name: "argv", config: `{"command": ["echo", "hello", "$HOME"]}`, succeeded: true, stdout: "hello $HOME", json: "null"},
+		{name: "script", config: `{"script": "echo one\necho two"}`, succeeded: true, stdout: "one\ntwo", json: "null"},
+		{name: "env", config: `{"script": "echo \"$GREETING $USER_NAME\"", "env": {"GREETING": "hi", "USER_NAME": "modpipe"}}`, succeeded: true, stdout: "hi modpipe", json: "null"},
+		{name: "dir relative to host", config: `{"command": ["cat", "marker.txt"], "dir": "testdata/workdir"}`, succeeded: true, stdout: "marker file for the dir test", json: "null"},
+		{name: "stdout_json", config: `{"script": "echo '{\"sha\": \"abc123\", \"files\": [1, 2]}'", "stdout_json": true}`, succeeded: true, stdout: `{"sha": "abc123", "files": [1, 2]}`, json: `{"sha":"abc123","files":[1,2]}`},
+		{name: "stdout_json invalid", config: `{"command": ["echo", "not json"], "stdout_json": true}`, stdout: "not json", errKind: "module",
+			errContains: []string{"stdout is not valid JSON", `stdout starts with: "not json"`}},
+		{name: "non-zero exit", config: fmt.Sprintf(`{"script": %q}`, manyErr.String()+"echo partial; exit 3"), stdout: "partial", exitCode: 3, errKind: "module",
+			errContains: []string{"exit status 3"}, tailHas: "err11\n", tailLacks: "err10\n"},
+		{name: "command not found", config: `{"command": ["modpipe-no-such-command"]}`, exitCode: -1, errKind: "module",
+			errContains: []string{`command "modpipe-no-such-command" not found`}},
+		{name: "neither command nor script", config: `{}`, errKind: "config", errContains: []string{"neither is set"}},
+		{name: "unknown attribute", config: `{"comand": ["true"]}`, errKind: "config", errContains: []string{"comand"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, res, _ := execute(t, p, tt.config)
+			if resp.Succeeded != tt.succeeded {
+				t.Fatalf("succeeded = %v, want %v (error: %+v)", resp.Succeeded, tt.succeeded, resp.Error)
+			}
+			if tt.errKind != "config" && resp.Type != ResultType {
+				t.Errorf("type = %q, want %q", resp.Type, ResultType)
+			}
+			if res.Stdout != tt.stdout || res.ExitCode != tt.exitCode {
+				t.Errorf("stdout, exit_code = %q, %d; want %q, %d", res.Stdout, res.ExitCode, tt.stdout, tt.exitCode)
+			}
+			if tt.json != "" && string(res.JSON) != tt.json {
+				t.Errorf("json = %s, want %s", res.JSON, tt.json)
+			}
+			if tt.succeeded {
+				if resp.Error != nil {
+					t.Errorf("error = %+v on success", resp.Error)
+				}
+				return
+			}
+			if resp.Error == nil {
+				t.Fatal("no error on failure")
+			}
+			if resp.Error.Kind != tt.errKind {
+				t.Errorf("error kind = %q, want %q (%s)", resp.Error.Kind, tt.errKind, resp.Error.Message)
+			}
+			for _, w := range tt.errContains {
+				if !strings.Contains(resp.Error.Message, w) {
+					t.Errorf("error %q does not contain %q", resp.Error.Message, w)
+				}
+			}
+			tail := resp.Error.Tail + "\n"
+			if tt.tailHas != "" && !strings.Contains(tail, tt.tailHas) {
+				t.Errorf("tail %q does not contain %q", tail, tt.tailHas)
+			}
+			if tt.tailLacks != "" && strings.Contains(tail, tt.tailLacks) {
+				t.Errorf("tail %q contains %q, beyond the last %d lines", tail, tt.tailLacks, StderrTailLines)
+			}
+		})
+	}
+}
+
+func TestPluginValidate(t *testing.T) {
+	p := startPlugin(t)
+	tests := []struct {
+		config string
+		want   string // "" = no diagnostics
+	}{
+		{config: `{"command": ["true"]}`},
+		{config: `{"script": "true", "env": {"A": "1"}}`},
+		{config: `{}`, want: "neither is set"},
+		{config: `{"command": ["true"], "script": "true"}`, want: "not both"},
+		{config: `{"command": "true"}`, want: "command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.config, func(t *testing.T) {
+			diags, err := p.Validate(context.Background(), "exec", json.RawMessage(tt.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == "" {
+				if len(diags) != 0 {
+					t.Errorf("diagnostics = %+v, want none", diags)
+				}
+				return
+			}
+			var all []string
+			for _, d := range diags {
+				all = append(all, d.Summary+": "+d.Detail+" @"+d.Attribute)
+			}
+			if !strings.Contains(strings.Join(all, "\n"), tt.want) {
+				t.Errorf("diagnostics %q do not mention %q", all, tt.want)
+			}
+		})
+	}
+}
+
+// TestPluginStreamsLive proves output lines cross the plugin boundary while
+// the command runs, in order: the script blocks after its first lines until
+// the test, having received them, opens the gate.
+func TestPluginStreamsLive(t *testing.T) {
+	p := startPlugin(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	script := `for i in 1 2 3; do echo out$i; echo err$i >&2; done
+while [ ! -e "` + gate + `" ]; do sleep 0.01; done
+for i in 4 5 6; do echo out$i; done`
+	var out lines
+	var once sync.Once
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := p.Execute(ctx, pluginhost.Request{Module: "live", Config: json.RawMessage(fmt.Sprintf(`{"script": %q}`, script))}, func(l pluginhost.Line) {
+		out.add(l)
+		if l.Text == "out3" {
+			once.Do(func() {
+				if err := os.WriteFile(gate, nil, 0o644); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Succeeded {
+		t.Fatalf("failed: %+v", resp.Error)
+	}
+	if got, want := strings.Join(out.stream("stdout"), ","), "out1,out2,out3,out4,out5,out6"; got != want {
+		t.Errorf("stdout lines = %s, want %s", got, want)
+	}
+	if got, want := strings.Join(out.stream("stderr"), ","), "err1,err2,err3"; got != want {
+		t.Errorf("stderr lines = %s, want %s", got, want)
+	}
+}
+
+// TestPluginCancelKillsProcessGroup cancels a module whose script has a
+// background child and checks the child is gone, then that the same plugin
+// process runs the next module.
+func TestPluginCancelKillsProcessGroup(t *testing.T) {
+	p := startPlugin(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var child int
+	_, err := p.Execute(ctx, pluginhost.Request{Module: "cancel", Config: json.RawMessage(`{"script": "sleep 1000 & echo $!; wait"}`)}, func(l pluginhost.Line) {
+		if pid, err := strconv.Atoi(l.Text); err == nil && l.Stream == "stdout" {
+			child = pid
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Execute err = %v, want context.Canceled", err)
+	}
+	if child == 0 {
+		t.Fatal("the script's child pid never arrived")
+	}
+	waitGone(t, child)
+
+	resp, res, _ := execute(t, p, `{"command": ["echo", "after"]}`)
+	if !resp.Succeeded || res.Stdout != "after" {
+		t.Errorf("module after the cancellation: %+v %+v", resp, res)
+	}
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist) == false && syscall.Kill(pid, 0) == nil
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
+}
+
+// waitGone waits for pid to disappear; the bound is only a deadlock guard
+// (the plugin's kill grace is 3s).
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("child process %d still running after the module was cancelled", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
