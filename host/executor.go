@@ -129,7 +129,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		switch {
 		case ctx.Err() != nil:
 			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})
-		case errors.Is(err, context.DeadlineExceeded) && m.Timeout > 0:
+		case m.Timeout > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(runCtx.Err(), context.DeadlineExceeded)):
 			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout)})
 		case errors.As(err, &crash):
 			return finish(coordinator.StatusFailed, &coordinator.Error{
@@ -139,6 +139,18 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 			})
 		default:
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindPlugin, Message: fmt.Sprintf("plugin %q: %v", m.Plugin, err)})
+		}
+	}
+	// A plugin that honours cancellation may still answer with the failure
+	// the cancellation caused (a killed command): what ended it was the
+	// timeout or the run being cancelled, and that is what to report.
+	if !resp.Succeeded {
+		switch {
+		case ctx.Err() != nil:
+			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})
+		case m.Timeout > 0 && errors.Is(runCtx.Err(), context.DeadlineExceeded):
+			env.Value = resp.Value
+			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout)})
 		}
 	}
 	if resp.Type != "" {
