@@ -308,10 +308,8 @@ func TestWokenWaiterPassesTheWakeOn(t *testing.T) {
 		&Task{ID: "d", Priority: 50},
 	)
 	gates := map[string]chan struct{}{}
-	finished := map[string]chan struct{}{}
 	for _, task := range tasks {
 		gates[task.ID] = make(chan struct{})
-		finished[task.ID] = make(chan struct{})
 	}
 	exec := &testExec{hook: func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
 		if !await(gates[task.ID]) {
@@ -319,18 +317,13 @@ func TestWokenWaiterPassesTheWakeOn(t *testing.T) {
 		}
 		return coordinator.Envelope{}, false
 	}}
-	log := &eventLog{notify: func(e event) {
-		if e.kind == evFinish {
-			close(finished[e.id])
-		}
-	}}
+	seen := make(chan string, 100)
+	log := &eventLog{notify: func(e event) { seen <- e.String() }}
 	opts := Options{Parallelism: 3, Observer: log}
 	s, err := New(tasks, exec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan *Result, 1)
-	go func() { done <- s.Run(context.Background()) }()
 	released := map[string]bool{}
 	t.Cleanup(func() { // on failure, let the run end instead of leaking it
 		for id, g := range gates {
@@ -339,10 +332,25 @@ func TestWokenWaiterPassesTheWakeOn(t *testing.T) {
 			}
 		}
 	})
-	for _, id := range []string{"h1", "d", "h2", "s", "t", "w2", "w1"} {
-		released[id] = true
-		close(gates[id])
-		wait(t, finished[id], id+" to finish")
+	done := make(chan *Result, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	// Release one task at a time and wait for what its finish must cause,
+	// so each dispatch happens in a known state.
+	steps := []struct{ release, until string }{
+		{"h1", "start s/1"},
+		{"d", "start t/1"},
+		{"h2", "start w2/1"}, // w1 pops, finds y taken, waits; x goes to w2
+		{"s", "finish s succeeded"},
+		{"t", "finish t succeeded"},
+		{"w2", "start w1/1"},
+		{"w1", "finish w1 succeeded"},
+	}
+	for _, st := range steps {
+		released[st.release] = true
+		close(gates[st.release])
+		for e := ""; e != st.until; {
+			e = wait(t, seen, st.until+" after releasing "+st.release)
+		}
 	}
 	res := wait(t, done, "Run to return")
 	events := log.snapshot()

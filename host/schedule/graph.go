@@ -51,6 +51,9 @@ type node struct {
 	// order (priority, rank, Order, index), so heaps compare one integer.
 	rank    int32
 	rankPos int32
+	// wave is the task's dependency depth: 0 without dependencies, else
+	// one more than its deepest dependency.
+	wave int32
 	// res are the resource indexes (keys, then limits) the task holds while
 	// it runs, deduplicated.
 	res      []int32
@@ -264,7 +267,11 @@ func (s *Scheduler) rankNodes() error {
 		}
 	}
 	for head := 0; head < len(topo); head++ {
-		for _, d := range s.nodes[topo[head]].dependents {
+		cur := &s.nodes[topo[head]]
+		for _, d := range cur.dependents {
+			if w := cur.wave + 1; w > s.nodes[d].wave {
+				s.nodes[d].wave = w
+			}
 			indeg[d]--
 			if indeg[d] == 0 {
 				topo = append(topo, d)
@@ -381,4 +388,25 @@ func (s *Scheduler) CriticalPath(id string) (int, bool) {
 		return int(s.nodes[i].rank), true
 	}
 	return 0, false
+}
+
+// Waves groups the task IDs by dependency depth, the plan a dry run
+// prints: wave 0 has the tasks without dependencies, wave k the tasks
+// whose deepest dependency is in wave k-1. Within a wave, tasks are in the
+// order the scheduler prefers them (priority, critical path, file order).
+// Real start times also depend on outcomes, constraints and parallelism.
+func (s *Scheduler) Waves() [][]string {
+	byPos := make([]int32, len(s.nodes))
+	for i := range s.nodes {
+		byPos[s.nodes[i].rankPos] = int32(i)
+	}
+	var waves [][]string
+	for _, i := range byPos {
+		w := int(s.nodes[i].wave)
+		for len(waves) <= w {
+			waves = append(waves, nil)
+		}
+		waves[w] = append(waves[w], s.nodes[i].task.ID)
+	}
+	return waves
 }

@@ -186,17 +186,27 @@ func (r *run) loop() {
 func (r *run) result() *Result {
 	res := &Result{
 		Envelopes: make([]coordinator.Envelope, len(r.s.nodes)),
-		Cancelled: r.cancelled || r.callerCtx.Err() != nil,
+		Cancelled: r.cancelled,
 	}
-	ok := !res.Cancelled
+	ok, anyCancelled := true, false
 	for i, n := range r.s.outOrder {
 		env := r.final[n]
 		res.Envelopes[i] = env
-		if env.Status == coordinator.StatusCancelled || (env.Status.Failed() && !r.s.nodes[n].task.IgnoreFailure) {
+		if env.Status == coordinator.StatusCancelled {
+			anyCancelled = true
+		}
+		if env.Status.Failed() && !r.s.nodes[n].task.IgnoreFailure {
 			ok = false
 		}
 	}
-	res.Succeeded = ok
+	// The loop may have taken the last completions before it noticed the
+	// caller's cancellation: a task cancelled meanwhile still makes the
+	// run a cancelled one, but a run that finished everything does not
+	// turn cancelled because ctx was cancelled a moment after.
+	if anyCancelled && r.callerCtx.Err() != nil {
+		res.Cancelled = true
+	}
+	res.Succeeded = ok && !anyCancelled && !res.Cancelled
 	return res
 }
 

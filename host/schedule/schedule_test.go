@@ -548,3 +548,35 @@ func TestRunTwice(t *testing.T) {
 		}
 	}
 }
+
+func TestWaves(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "a"}, &Task{ID: "b", Priority: 1},
+		&Task{ID: "c", Deps: deps("a")}, &Task{ID: "d", Deps: deps("a", "c")},
+		&Task{ID: "e", Deps: [][]string{{"b", "a"}}},
+	)
+	s, err := New(tasks, &testExec{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range s.Waves() {
+		got = append(got, strings.Join(w, ","))
+	}
+	if want := "b,a|c,e|d"; strings.Join(got, "|") != want {
+		t.Errorf("waves %q, want %q", strings.Join(got, "|"), want)
+	}
+	if n, ok := s.CriticalPath("a"); !ok || n != 2 {
+		t.Errorf("CriticalPath(a) = %d, %v; want 2 (a -> c -> d)", n, ok)
+	}
+	if s.Task("e") != tasks[4] || s.Task("zz") != nil {
+		t.Error("Task lookup is wrong")
+	}
+}
+
+func TestEmptyGraph(t *testing.T) {
+	_, res, _, _ := runAll(t, context.Background(), nil, &testExec{}, Options{})
+	if !res.Succeeded || res.Cancelled || len(res.Envelopes) != 0 {
+		t.Errorf("empty run: %+v", res)
+	}
+}
