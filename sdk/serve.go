@@ -265,6 +265,12 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 		return failed(k.resultType, &Failure{Message: "invalid configuration: " + strings.Join(msgs, "; "), Kind: ErrorKindConfig})
 	}
 
+	if err := ctx.Err(); err != nil {
+		// Cancelled before it started (the host gave up while the request
+		// was in flight): do not start work no one waits for.
+		m.finish()
+		return failed(k.resultType, &Failure{Message: "cancelled before the module started", Kind: "cancelled"})
+	}
 	value, runErr := s.run(context.WithValue(ctx, moduleKey{}, m), k, m, cfg)
 	tail := m.finish()
 
