@@ -5,62 +5,31 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/modpipe/modpipe/host/pluginhost"
+	"github.com/modpipe/modpipe/plugins/internal/plugintest"
 )
 
 // binary is the plugin built by TestMain.
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "modpipe-plugin-go-test")
+	path, cleanup, err := plugintest.Build("go")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "modpipe-plugin-go")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the go plugin: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	binary = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-func startPlugin(t *testing.T) *pluginhost.Plugin {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "go", Path: binary}, pluginhost.Options{
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: testWriter{t}}),
-	})
-	if err != nil {
-		t.Fatalf("start the go plugin: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close the go plugin: %v", err)
-		}
-	})
-	return p
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
+func startPlugin(t *testing.T) *pluginhost.Plugin { return plugintest.Start(t, "go", binary) }
 
 func TestPluginDescribe(t *testing.T) {
 	p := startPlugin(t)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,97 +16,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/modpipe/modpipe/host/pluginhost"
+	"github.com/modpipe/modpipe/plugins/internal/plugintest"
 )
 
 // binary is the plugin built by TestMain.
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "modpipe-plugin-shell-test")
+	path, cleanup, err := plugintest.Build("shell")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "modpipe-plugin-shell")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the shell plugin: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	binary = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-// startPlugin starts the real plugin binary through the host's client.
-func startPlugin(t *testing.T) *pluginhost.Plugin {
+func startPlugin(t *testing.T) *pluginhost.Plugin { return plugintest.Start(t, "shell", binary) }
+
+func execute(t *testing.T, p *pluginhost.Plugin, config string) (pluginhost.Response, ExecResult, *plugintest.Lines) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "shell", Path: binary}, pluginhost.Options{
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: testWriter{t}}),
-	})
-	if err != nil {
-		t.Fatalf("start the shell plugin: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close the shell plugin: %v", err)
-		}
-	})
-	return p
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-// lines records output lines as they arrive.
-type lines struct {
-	mu  sync.Mutex
-	all []pluginhost.Line
-}
-
-func (l *lines) add(line pluginhost.Line) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.all = append(l.all, line)
-}
-
-func (l *lines) stream(name string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range l.all {
-		if line.Stream == name {
-			out = append(out, line.Text)
-		}
-	}
-	return out
-}
-
-func execute(t *testing.T, p *pluginhost.Plugin, config string) (pluginhost.Response, ExecResult, *lines) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out lines
-	resp, err := p.Execute(ctx, pluginhost.Request{Module: "m", Config: json.RawMessage(config)}, out.add)
-	if err != nil {
-		t.Fatalf("Execute(%s): %v", config, err)
-	}
 	var res ExecResult
-	if len(resp.Value) > 0 && string(resp.Value) != "null" {
-		if err := json.Unmarshal(resp.Value, &res); err != nil {
-			t.Fatalf("decode value %s: %v", resp.Value, err)
-		}
-	}
-	return resp, res, &out
+	resp, out := plugintest.Execute(t, p, "", config, &res)
+	return resp, res, out
 }
 
 func TestPluginDescribe(t *testing.T) {
@@ -255,12 +189,12 @@ func TestPluginStreamsLive(t *testing.T) {
 	script := `for i in 1 2 3; do echo out$i; echo err$i >&2; done
 while [ ! -e "` + gate + `" ]; do sleep 0.01; done
 for i in 4 5 6; do echo out$i; done`
-	var out lines
+	var out plugintest.Lines
 	var once sync.Once
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	resp, err := p.Execute(ctx, pluginhost.Request{Module: "live", Config: json.RawMessage(fmt.Sprintf(`{"script": %q}`, script))}, func(l pluginhost.Line) {
-		out.add(l)
+		out.Add(l)
 		if l.Text == "out3" {
 			once.Do(func() {
 				if err := os.WriteFile(gate, nil, 0o644); err != nil {
@@ -275,10 +209,10 @@ for i in 4 5 6; do echo out$i; done`
 	if !resp.Succeeded {
 		t.Fatalf("failed: %+v", resp.Error)
 	}
-	if got, want := strings.Join(out.stream("stdout"), ","), "out1,out2,out3,out4,out5,out6"; got != want {
+	if got, want := strings.Join(out.Stream("stdout"), ","), "out1,out2,out3,out4,out5,out6"; got != want {
 		t.Errorf("stdout lines = %s, want %s", got, want)
 	}
-	if got, want := strings.Join(out.stream("stderr"), ","), "err1,err2,err3"; got != want {
+	if got, want := strings.Join(out.Stream("stderr"), ","), "err1,err2,err3"; got != want {
 		t.Errorf("stderr lines = %s, want %s", got, want)
 	}
 }
