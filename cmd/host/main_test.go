@@ -275,3 +275,48 @@ func TestCycleNamesEveryModule(t *testing.T) {
 		t.Errorf("the cycle should be spelled out:\n%s", r.stderr)
 	}
 }
+
+func TestPluginCrashThenRestart(t *testing.T) {
+	r := runHost(t, "run", "testdata/crash.hcl")
+	r.wantCode(t, 0)
+	boom := r.module(t, "boom")
+	wantStatus(t, boom, coordinator.StatusFailed)
+	if boom.Error == nil || boom.Error.Kind != coordinator.ErrorKindCrash ||
+		!strings.Contains(boom.Error.Message, "crashed while running module boom") ||
+		!strings.Contains(boom.Error.Tail, "the plugin fell over") {
+		t.Errorf("boom: want a crash error naming the module with the panic in its tail, got %+v", boom.Error)
+	}
+	wantStatus(t, r.module(t, "after"), coordinator.StatusSucceeded)
+	gone := r.module(t, "gone")
+	wantStatus(t, gone, coordinator.StatusFailed)
+	if gone.Error == nil || gone.Error.Kind != coordinator.ErrorKindCrash || !strings.Contains(gone.Error.Tail, "exiting with 7") {
+		t.Errorf("gone: want a crash error with the stderr tail, got %+v", gone.Error)
+	}
+	wantStatus(t, r.module(t, "last"), coordinator.StatusSucceeded)
+}
+
+func TestResultThroughBroker(t *testing.T) {
+	r := runHost(t, "run", "testdata/broker.hcl")
+	r.wantCode(t, 1)
+	reader := r.module(t, "reader")
+	wantStatus(t, reader, coordinator.StatusSucceeded)
+	var v struct {
+		Value struct {
+			JSON struct {
+				SHA string `json:"sha"`
+			} `json:"json"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(reader.Value, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Value.JSON.SHA != "abc123" {
+		t.Errorf("reader got %s", reader.Value)
+	}
+	// A module may only read what it depends on.
+	sneaky := r.module(t, "sneaky")
+	wantStatus(t, sneaky, coordinator.StatusFailed)
+	if sneaky.Error == nil || !strings.Contains(sneaky.Error.Message, "not a dependency") {
+		t.Errorf("sneaky: %+v", sneaky.Error)
+	}
+}
