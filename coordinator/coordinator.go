@@ -100,9 +100,14 @@ type Session interface {
 	//
 	// Order: among the assignments this member can run, a higher Priority
 	// is claimed first; within one priority, the earliest enqueued first.
-	// An implementation may spread concurrent claimers of one priority over
-	// the first few ready assignments to avoid them all racing for the head
-	// (see docs/coordinator.md); a lone claimer always sees strict FIFO.
+	// A session always sees its own Enqueues; assignments enqueued by other
+	// sessions are seen once the implementation's view has them (a
+	// networked implementation may lag by a round trip). Once claimers
+	// contend, an implementation may spread them over the first few ready
+	// assignments of the top priority so they stop racing for the head
+	// (see docs/coordinator.md); an uncontended claimer sees strict order,
+	// and a lower priority is never taken while a higher one it can run is
+	// visible.
 	//
 	// The claim lives on this session: if the session ends before Publish
 	// succeeds for it, the master receives a LostClaim. Claim returns the

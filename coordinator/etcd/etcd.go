@@ -61,6 +61,9 @@ type Coordinator struct {
 	runLeases map[string]clientv3.LeaseID
 	sessions  map[*Session]struct{}
 
+	// conflicts counts claim Txns lost to another claimer (benchmarks).
+	conflicts atomic.Int64
+
 	// testBeforeWatch, when set by a test, runs before each watch starts.
 	testBeforeWatch func(*Session)
 }
@@ -604,16 +607,20 @@ type claimValue struct {
 }
 
 // spreadWidth bounds how many ready keys contending claimers spread over.
-const spreadWidth = 8
+const spreadWidth = 16
 
-// pickLocked chooses the queue item to try next, or nil.
+// pickLocked chooses the queue item to try next, or nil. Uncontended, it
+// is the head of what this member can run. Once claims have been lost to
+// other claimers, the top-priority ready keys are split into one band per
+// live member (by rank of index), and this session's concurrent claimers
+// start inside its own band, so members stop racing for the same key.
 func (s *Session) pickLocked() *qitem {
 	var group []*qitem
 	for _, it := range s.view.queue {
-		if s.inflight[it.key] || s.taken[it.key] == it.modRev || !coordinator.CanRun(it.a, s.member) {
+		if s.taken[it.key] == it.modRev || !coordinator.CanRun(it.a, s.member) {
 			continue
 		}
-		if s.contention == 0 {
+		if s.contention == 0 && !s.inflight[it.key] {
 			return it // uncontended: strict head of the queue
 		}
 		if len(group) > 0 && it.a.Priority != group[0].a.Priority {
@@ -627,7 +634,20 @@ func (s *Session) pickLocked() *qitem {
 	if len(group) == 0 {
 		return nil
 	}
-	return group[s.member.Index%len(group)]
+	rank, members := 0, max(len(s.view.members), 1)
+	for idx := range s.view.members {
+		if idx < s.member.Index {
+			rank++
+		}
+	}
+	band := max(len(group)/members, 1)
+	start := rank*band + len(s.inflight)
+	for i := range group {
+		if it := group[(start+i)%len(group)]; !s.inflight[it.key] {
+			return it
+		}
+	}
+	return nil
 }
 
 // Claim implements coordinator.Session.
@@ -674,6 +694,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 		default:
 			s.taken[it.key] = it.modRev
 			s.contention = 4 * spreadWidth
+			s.c.conflicts.Add(1)
 		}
 		s.mu.Unlock()
 		if ok {
