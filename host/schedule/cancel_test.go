@@ -223,3 +223,88 @@ func checkOutcomes(t *testing.T, res *Result, exec *testExec, want map[string]ou
 		}
 	}
 }
+
+// TestStopWithWaitingTasks: tasks waiting for a key when the pipeline stops
+// are cancelled, except always_run ones, which still get the key.
+func TestStopWithWaitingTasks(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "k1", Keys: []string{"db"}},
+		&Task{ID: "k2", Keys: []string{"db"}},
+		&Task{ID: "k3", Keys: []string{"db"}, AlwaysRun: true},
+		&Task{ID: "fail"},
+	)
+	st := newStepper(t, "fail")
+	exec := &testExec{plan: map[string][]coordinator.Status{"fail": {failed}}}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		if task.ID == "k1" {
+			return blockUntilCancelled(ctx, task, attempt), true
+		}
+		if !st.gate(task) {
+			return stuck(task, attempt, "release"), true
+		}
+		return coordinator.Envelope{}, false
+	}
+	log := &eventLog{notify: st.observe}
+	s, err := New(tasks, exec, Options{Observer: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *Result, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	st.await("start fail/1")
+	st.release("fail", "finish fail failed")
+	res := wait(t, done, "Run to return")
+	events := log.snapshot()
+	checkLog(t, tasks, Options{}, events)
+	checkOutcomes(t, res, exec, map[string]outcome{
+		"k1":   {cancelled, "cancelled while running", 1},
+		"k2":   {cancelled, "not started: the pipeline stopped after fail failed", 0},
+		"k3":   {succeeded, "", 1},
+		"fail": {failed, "fail attempt 1 failed", 1},
+	})
+}
+
+// TestStopWithReadyRetry: a retry with no backoff that is ready but held
+// back (here by an exclusive task draining the running set) when the
+// pipeline stops is not retried.
+func TestStopWithReadyRetry(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "r", Priority: 100, Attempts: 2},
+		&Task{ID: "w", Priority: 90},
+		&Task{ID: "long", Priority: 80},
+		&Task{ID: "fail", Priority: 70},
+		&Task{ID: "x", Priority: 150, Exclusive: true, Deps: deps("w")},
+	)
+	st := newStepper(t, "r", "w", "fail")
+	exec := &testExec{plan: map[string][]coordinator.Status{"r": {failed}, "fail": {failed}}}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		if task.ID == "long" {
+			return blockUntilCancelled(ctx, task, attempt), true
+		}
+		if !st.gate(task) {
+			return stuck(task, attempt, "release"), true
+		}
+		return coordinator.Envelope{}, false
+	}
+	log := &eventLog{notify: st.observe}
+	s, err := New(tasks, exec, Options{Observer: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *Result, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	st.await("start fail/1")
+	st.release("w", "finish w succeeded") // x is ready now and drains the running set
+	st.release("r", "retry r/1 failed wait=0s")
+	st.release("fail", "finish fail failed")
+	res := wait(t, done, "Run to return")
+	checkLog(t, tasks, Options{}, log.snapshot())
+	stop := "the pipeline stopped after fail failed"
+	checkOutcomes(t, res, exec, map[string]outcome{
+		"r":    {cancelled, "not retried: " + stop + " (attempt 1 of 2 ended failed: r attempt 1 failed)", 1},
+		"w":    {succeeded, "", 1},
+		"long": {cancelled, "cancelled while running", 1},
+		"fail": {failed, "fail attempt 1 failed", 1},
+		"x":    {cancelled, "not started: " + stop, 0},
+	})
+}

@@ -328,3 +328,55 @@ func deps(ids ...string) [][]string {
 	}
 	return g
 }
+
+// stepper gates chosen tasks' Execute calls so a test can release them one
+// at a time and wait for the events each release must cause, making every
+// dispatch happen in a known state.
+type stepper struct {
+	t        *testing.T
+	gates    map[string]chan struct{}
+	released map[string]bool
+	seen     chan string
+}
+
+// newStepper gates the given task IDs. On failure its cleanup opens every
+// gate so the run ends instead of leaking.
+func newStepper(t *testing.T, gated ...string) *stepper {
+	st := &stepper{t: t, gates: map[string]chan struct{}{}, released: map[string]bool{}, seen: make(chan string, 1000)}
+	for _, id := range gated {
+		st.gates[id] = make(chan struct{})
+	}
+	t.Cleanup(func() {
+		for id, g := range st.gates {
+			if !st.released[id] {
+				close(g)
+			}
+		}
+	})
+	return st
+}
+
+// gate blocks a gated task until released; false if never released.
+func (st *stepper) gate(task *Task) bool {
+	g, ok := st.gates[task.ID]
+	return !ok || await(g)
+}
+
+// observe is the event log's notify function.
+func (st *stepper) observe(e event) { st.seen <- e.String() }
+
+// release opens id's gate and waits for the event until.
+func (st *stepper) release(id, until string) {
+	st.t.Helper()
+	st.released[id] = true
+	close(st.gates[id])
+	st.await(until)
+}
+
+// await waits until the event until has been seen.
+func (st *stepper) await(until string) {
+	st.t.Helper()
+	for e := ""; e != until; {
+		e = wait(st.t, st.seen, until)
+	}
+}

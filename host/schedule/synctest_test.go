@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -64,6 +65,45 @@ func TestCancelDuringBackoff(t *testing.T) {
 		}
 		if env := res.Envelopes[0]; env.Status != cancelled || env.Attempts != 1 || !res.Cancelled {
 			t.Errorf("envelope %+v, cancelled %v", env, res.Cancelled)
+		}
+	})
+}
+
+// TestAlwaysRunRetriesThroughStop: an always_run task waiting out its
+// backoff when the pipeline stops still retries.
+func TestAlwaysRunRetriesThroughStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tasks := ordered(
+			&Task{ID: "cleanup", AlwaysRun: true, Attempts: 2, Backoff: time.Hour},
+			&Task{ID: "fail"},
+		)
+		retrying := make(chan struct{})
+		exec := &testExec{plan: map[string][]coordinator.Status{"cleanup": {failed, succeeded}, "fail": {failed}}}
+		exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+			if task.ID == "fail" {
+				<-retrying
+			}
+			return coordinator.Envelope{}, false
+		}
+		log := &eventLog{notify: func(e event) {
+			if e.kind == evRetry {
+				close(retrying)
+			}
+		}}
+		s, err := New(tasks, exec, Options{Observer: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := s.Run(context.Background())
+		checkLog(t, tasks, Options{}, log.snapshot())
+		checkOutcomes(t, res, exec, map[string]outcome{
+			"cleanup": {succeeded, "", 2},
+			"fail":    {failed, "fail attempt 1 failed", 1},
+		})
+		want := "start cleanup/1|start fail/1|retry cleanup/1 failed wait=1h0m0s|finish fail failed|" +
+			"start cleanup/2|finish cleanup succeeded"
+		if got := strings.Join(eventStrings(log.snapshot()), "|"); got != want {
+			t.Errorf("events:\n%s\nwant:\n%s", got, want)
 		}
 	})
 }
