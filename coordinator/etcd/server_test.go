@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -33,7 +34,7 @@ func runWithServer(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	e, endpoint, err := startEtcd(dir)
+	e, endpoint, err := startEtcd(dir, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start embedded etcd:", err)
 		return 1
@@ -54,7 +55,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEtcd(dir string) (*embed.Etcd, string, error) {
+// startEtcd starts a single-member etcd in dir, serving clients over TLS
+// when tlsInfo is set.
+func startEtcd(dir string, tlsInfo *transport.TLSInfo) (*embed.Etcd, string, error) {
 	cport, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -68,7 +71,12 @@ func startEtcd(dir string) (*embed.Etcd, string, error) {
 	cfg.Dir = dir
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
-	curl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", cport))
+	scheme := "http"
+	if tlsInfo != nil {
+		scheme = "https"
+		cfg.ClientTLSInfo = *tlsInfo
+	}
+	curl, _ := url.Parse(fmt.Sprintf("%s://127.0.0.1:%d", scheme, cport))
 	purl, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", pport))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
