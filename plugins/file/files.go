@@ -1,0 +1,258 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Result type names of the kinds.
+const (
+	ChecksumResultType = "file.checksum/v1"
+	CopyResultType     = "file.copy/v1"
+	WriteResultType    = "file.write/v1"
+)
+
+// File is one file a module looked at or produced.
+type File struct {
+	// Path is the file's path, relative to the module's dir when the
+	// pattern was relative.
+	Path string `json:"path"`
+	// Source is where a copied file came from (copy only).
+	Source string `json:"source,omitempty"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ChecksumConfig is the configuration of the checksum kind.
+type ChecksumConfig struct {
+	Paths      []string `modpipe:"paths" doc:"Files to hash: paths or patterns (*, ?, [..] per segment, ** for any directories), relative to dir. A directory means every file under it."`
+	Dir        string   `modpipe:"dir,optional" doc:"Base directory of the patterns; default the host's working directory."`
+	Output     string   `modpipe:"output,optional" doc:"Also write the sums to this file in sha256sum format (relative to dir)."`
+	AllowEmpty bool     `modpipe:"allow_empty,optional" doc:"Succeed when the patterns match no file; by default that fails the module."`
+}
+
+// ChecksumResult is the value of a finished checksum module.
+type ChecksumResult struct {
+	Files      []File `json:"files"`
+	Count      int    `json:"count"`
+	TotalBytes int64  `json:"total_bytes"`
+	// Output is the sums file written, if any.
+	Output string `json:"output"`
+}
+
+// CopyConfig is the configuration of the copy kind.
+type CopyConfig struct {
+	From       []string `modpipe:"from" doc:"Files to copy: paths or patterns like in checksum, relative to dir."`
+	To         string   `modpipe:"to" doc:"Destination directory (relative to dir); created if missing. Files keep their path relative to dir under it."`
+	Dir        string   `modpipe:"dir,optional" doc:"Base directory of from and to; default the host's working directory."`
+	Flatten    bool     `modpipe:"flatten,optional" doc:"Put every file directly in to, by base name; two files with the same name fail the module."`
+	AllowEmpty bool     `modpipe:"allow_empty,optional" doc:"Succeed when from matches no file."`
+}
+
+// CopyResult is the value of a finished copy module.
+type CopyResult struct {
+	Files      []File `json:"files"`
+	Count      int    `json:"count"`
+	TotalBytes int64  `json:"total_bytes"`
+}
+
+// WriteConfig is the configuration of the write kind.
+type WriteConfig struct {
+	Path    string `modpipe:"path" doc:"File to write (relative to dir); parent directories are created."`
+	Content string `modpipe:"content" doc:"The file's content."`
+	Mode    string `modpipe:"mode,optional" doc:"Permission bits in octal, e.g. \"0755\"; default \"0644\"."`
+	Dir     string `modpipe:"dir,optional" doc:"Base directory of path; default the host's working directory."`
+}
+
+// Validate checks the mode.
+func (c WriteConfig) Validate() error {
+	_, err := c.mode()
+	return err
+}
+
+func (c WriteConfig) mode() (os.FileMode, error) {
+	if c.Mode == "" {
+		return 0o644, nil
+	}
+	m, err := strconv.ParseUint(c.Mode, 8, 32)
+	if err != nil || m > 0o7777 {
+		return 0, fmt.Errorf("mode %q is not an octal permission like \"0644\" or \"0755\"", c.Mode)
+	}
+	return os.FileMode(m), nil
+}
+
+// Checksum hashes the matched files and optionally writes a sums file.
+func Checksum(cfg ChecksumConfig) (ChecksumResult, error) {
+	paths, err := Expand(cfg.Dir, cfg.Paths)
+	if err != nil {
+		return ChecksumResult{}, err
+	}
+	if len(paths) == 0 && !cfg.AllowEmpty {
+		return ChecksumResult{}, noMatch(cfg.Dir, cfg.Paths)
+	}
+	res := ChecksumResult{Files: []File{}}
+	var sums strings.Builder
+	for _, p := range paths {
+		f, err := hashFile(resolve(cfg.Dir, filepath.ToSlash(p)))
+		if err != nil {
+			return res, err
+		}
+		f.Path = p
+		res.Files = append(res.Files, f)
+		res.TotalBytes += f.Size
+		fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, filepath.ToSlash(p))
+	}
+	res.Count = len(res.Files)
+	if cfg.Output != "" {
+		out := resolve(cfg.Dir, filepath.ToSlash(cfg.Output))
+		if err := writeFile(out, []byte(sums.String()), 0o644); err != nil {
+			return res, err
+		}
+		res.Output = cfg.Output
+	}
+	return res, nil
+}
+
+// Copy copies the matched files into cfg.To.
+func Copy(cfg CopyConfig) (CopyResult, error) {
+	paths, err := Expand(cfg.Dir, cfg.From)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	if len(paths) == 0 && !cfg.AllowEmpty {
+		return CopyResult{}, noMatch(cfg.Dir, cfg.From)
+	}
+	res := CopyResult{Files: []File{}}
+	to := resolve(cfg.Dir, filepath.ToSlash(cfg.To))
+	absTo, _ := filepath.Abs(to)
+	dest := map[string]string{}
+	for _, p := range paths {
+		src := resolve(cfg.Dir, filepath.ToSlash(p))
+		if abs, _ := filepath.Abs(src); strings.HasPrefix(abs, absTo+string(filepath.Separator)) {
+			continue // already in the destination (to is inside a matched tree)
+		}
+		rel := p
+		if cfg.Flatten || filepath.IsAbs(p) || strings.HasPrefix(p, "..") {
+			rel = filepath.Base(p)
+		}
+		if prev, ok := dest[rel]; ok {
+			return res, fmt.Errorf("both %q and %q would be copied to %q; copy them separately or without flatten", prev, p, filepath.Join(cfg.To, rel))
+		}
+		dest[rel] = p
+		f, err := copyFile(src, filepath.Join(to, rel))
+		if err != nil {
+			return res, err
+		}
+		f.Source = p
+		f.Path = filepath.Join(cfg.To, rel)
+		res.Files = append(res.Files, f)
+		res.TotalBytes += f.Size
+	}
+	res.Count = len(res.Files)
+	return res, nil
+}
+
+// Write writes one file.
+func Write(cfg WriteConfig) (File, error) {
+	mode, err := cfg.mode()
+	if err != nil {
+		return File{}, err
+	}
+	p := resolve(cfg.Dir, filepath.ToSlash(cfg.Path))
+	if err := writeFile(p, []byte(cfg.Content), mode); err != nil {
+		return File{}, err
+	}
+	sum := sha256.Sum256([]byte(cfg.Content))
+	return File{Path: cfg.Path, Size: int64(len(cfg.Content)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+func hashFile(p string) (File, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return File{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return File{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	return File{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// copyFile copies src to dst (keeping its permission bits) through a
+// temporary file renamed into place, so a reader never sees half a file.
+func copyFile(src, dst string) (File, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return File{}, fmt.Errorf("copy %s: %w", src, err)
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return File{}, fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return File{}, fmt.Errorf("copy %s: create the destination directory: %w", src, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	if err != nil {
+		return File{}, fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename this is a no-op
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), in)
+	if err == nil {
+		err = tmp.Chmod(st.Mode().Perm())
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return File{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// writeFile writes data through a temporary file renamed into place.
+func writeFile(p string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("write %s: create its directory: %w", p, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(mode)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+func noMatch(dir string, patterns []string) error {
+	where := dir
+	if where == "" {
+		where = "the working directory"
+	}
+	return fmt.Errorf("no file matches %q in %s; check the patterns, or set allow_empty = true if that is expected", patterns, where)
+}
