@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/graph"
@@ -47,6 +48,9 @@ type Options struct {
 	Locator *PluginLocator
 	// Color renders diagnostics with colour.
 	Color bool
+	// Grace is how long a cancelled module's plugin gets to stop before
+	// it is killed (--grace); 0 means pluginhost's default.
+	Grace time.Duration
 }
 
 func (o *Options) defaults() {
@@ -142,8 +146,15 @@ func normalizeCaps(caps []string) []string {
 // load parses the file, builds and filters the graph. Diagnostics are
 // written to opts.Stderr as they are found.
 func load(opts Options) (*loaded, error) {
-	facts := Facts(opts.Environ, opts.Capabilities, 0)
-	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	return loadAs(opts, 0, nil, nil)
+}
+
+// loadAs is load for instance index of a distributed run. values and
+// locals, when not nil, are the variables and locals the master resolved:
+// they replace this instance's own, so every instance evaluates alike.
+func loadAs(opts Options, instance int, values, locals map[string]cty.Value) (*loaded, error) {
+	facts := Facts(opts.Environ, opts.Capabilities, instance)
+	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts, Values: values, Locals: locals})
 	if cfg != nil && cfg.Distributed != nil && len(cfg.Distributed.Capabilities) > 0 {
 		facts.Capabilities = normalizeCaps(append(facts.Capabilities, cfg.Distributed.Capabilities...))
 	}
@@ -225,7 +236,7 @@ func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*pr
 	if diags.HasErrors() {
 		return nil, l.report(diags, ExitPluginStart)
 	}
-	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: l.opts.Logger, Results: results}, l.opts.Logger)
+	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace}, l.opts.Logger)
 	if len(errs) > 0 {
 		for _, err := range errs {
 			fmt.Fprintf(l.opts.Stderr, "Error: %v\n", err)
@@ -421,5 +432,3 @@ func writePluginInfo(w io.Writer, path string, info pluginhost.Info) {
 		}
 	}
 }
-
-var _ = time.Second

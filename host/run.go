@@ -79,7 +79,15 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	started := time.Now().UTC()
 	res := sched.Run(ctx)
 	ended := time.Now().UTC()
+	return finishRun(p, con, runID, opts.Reports, started, ended, res)
+}
 
+// finishRun builds the run's report from the scheduler's envelopes, prints
+// the summary, writes the report files and returns the exit error. It is
+// the tail every mode shares (single machine and distributed master), so
+// their summaries are built the same way from envelopes alone (R4.3).
+func finishRun(p *prepared, con *console, runID string, reports []report.Spec, started, ended time.Time, res *schedule.Result) (*report.Run, error) {
+	l, opts := p.loaded, p.opts
 	run := &report.Run{
 		Pipeline:   p.cfg.Name,
 		RunID:      runID,
@@ -101,7 +109,7 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	fmt.Fprintln(con)
 	_ = report.WriteSummary(con, run)
 	var errs []error
-	for _, spec := range opts.Reports {
+	for _, spec := range reports {
 		if err := report.Write(spec, run); err != nil {
 			errs = append(errs, err)
 			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)

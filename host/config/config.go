@@ -28,6 +28,17 @@ type Options struct {
 	// it, never the process environment, so loads are reproducible.
 	Environ []string
 	Facts   Facts
+	// Values, when not nil, are variable values resolved elsewhere (by
+	// the master of a distributed run, which publishes them with the run):
+	// a variable named here takes this value, converted to its declared
+	// type, instead of --var, MODPIPE_VAR_name or its default, so every
+	// instance sees the same values. A name the file does not declare is
+	// an error, as for Vars.
+	Values map[string]cty.Value
+	// Locals, when not nil, are local values evaluated elsewhere (by the
+	// master): a local named here takes this value instead of being
+	// evaluated, so env() and run.* in locals mean the master's.
+	Locals map[string]cty.Value
 }
 
 // On-failure policies of the pipeline block.
@@ -66,8 +77,11 @@ type Pipeline struct {
 
 	environ   map[string]string
 	functions map[string]function.Function
-	facts     Facts
-	byName    map[string]*Module
+	// givenValues and givenLocals are Options.Values and Options.Locals.
+	givenValues map[string]cty.Value
+	givenLocals map[string]cty.Value
+	facts       Facts
+	byName      map[string]*Module
 
 	unknownModulesOnce sync.Once
 	unknownModules     cty.Value

@@ -70,6 +70,9 @@ func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagn
 		functions: functions(dir, environ),
 		facts:     opts.Facts,
 		byName:    map[string]*Module{},
+
+		givenValues: opts.Values,
+		givenLocals: opts.Locals,
 	}
 
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)

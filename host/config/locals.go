@@ -73,6 +73,12 @@ func (p *Pipeline) decodeLocals(blocks []*hcl.Block) hcl.Diagnostics {
 			}
 			return
 		}
+		if v, ok := p.givenLocals[name]; ok {
+			// Evaluated by the master with its own env() and run.*.
+			state[name] = done
+			p.Locals[name] = v
+			return
+		}
 		a := attrs[name]
 		state[name] = visiting
 		stack = append(stack, name)

@@ -61,6 +61,20 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 			v.Description = s
 		}
 
+		if given, ok := p.givenValues[name]; ok {
+			cv, err := convert.Convert(given, v.Type)
+			if err != nil {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  fmt.Sprintf("Invalid value for variable %q", name),
+					Detail:   fmt.Sprintf("The value resolved by the master does not match the variable's type %s: %s. Every instance must load the same pipeline file.", typeexpr.TypeString(v.Type), err),
+					Subject:  b.DefRange.Ptr(),
+				})
+				continue
+			}
+			v.Value = cv
+			continue
+		}
 		value, set, d := p.variableValue(name, v.Type, vars)
 		diags = append(diags, d...)
 		if d.HasErrors() {
@@ -111,6 +125,20 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 				Severity: hcl.DiagError,
 				Summary:  "Value for undeclared variable",
 				Detail:   fmt.Sprintf("--var %s was given, but %s declares no variable %q.%s", n, p.Filename, n, didYouMean(n, names)),
+			})
+		}
+	}
+	resolved := make([]string, 0, len(p.givenValues))
+	for n := range p.givenValues {
+		resolved = append(resolved, n)
+	}
+	sort.Strings(resolved)
+	for _, n := range resolved {
+		if _, ok := p.Variables[n]; !ok {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Value for undeclared variable",
+				Detail:   fmt.Sprintf("The master resolved variable %q, but %s declares no such variable. Every instance must load the same pipeline file.", n, p.Filename),
 			})
 		}
 	}
