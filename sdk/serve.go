@@ -177,8 +177,16 @@ func (s *server) restoreStderr() {
 }
 
 // Describe implements pluginv1.PluginServer.
-func (s *server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
+func (s *server) Describe(_ context.Context, req *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
 	s.restoreStderr()
+	if id := req.GetHostBrokerId(); id != 0 {
+		// Dial the host's result service now: the broker forgets an
+		// undialled id after a few seconds, long before a module might
+		// first ask for a dependency's result.
+		if _, err := s.hostClient(id); err != nil {
+			s.logger.Warn("cannot reach the host's result service; sdk.Result will fail", "error", err)
+		}
+	}
 	resp := &pluginv1.DescribeResponse{Name: s.name, Version: s.version, ProtocolVersion: pluginv1.ProtocolVersion}
 	for _, k := range s.kinds {
 		mk := k.describe()

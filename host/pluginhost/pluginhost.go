@@ -220,7 +220,7 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 	fail := func(msg string, err error) (Info, error) {
 		return Info{}, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonDescribe, Msg: msg, Err: err}
 	}
-	resp, err := pr.rpc.Describe(ctx, &pluginv1.DescribeRequest{})
+	resp, err := pr.rpc.Describe(ctx, &pluginv1.DescribeRequest{HostBrokerId: pr.brokerID})
 	if err != nil {
 		return fail("the plugin did not describe itself", err)
 	}
@@ -325,6 +325,19 @@ func (p *Plugin) acquire(ctx context.Context) (*process, error) {
 	p.logger.Info("restarting plugin", "path", p.spec.Path, "restart", p.starts)
 	pr, err := p.startProcess(ctx)
 	if err != nil {
+		return nil, err
+	}
+	// Describe again: it hands the plugin the broker id, and a binary
+	// replaced on disk since the first start must still be the same plugin.
+	info, err := p.describe(ctx, pr)
+	if err == nil && (info.Name != p.info.Name || info.Version != p.info.Version) {
+		err = &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonDescribe,
+			Msg:      "the binary changed since the run started; restart the run",
+			Expected: fmt.Sprintf("%s %s", p.info.Name, p.info.Version),
+			Found:    fmt.Sprintf("%s %s", info.Name, info.Version)}
+	}
+	if err != nil {
+		pr.kill()
 		return nil, err
 	}
 	p.cur = pr

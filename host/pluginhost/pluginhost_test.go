@@ -696,3 +696,23 @@ func TestCloseDuringExecute(t *testing.T) {
 		t.Fatalf("in-flight Execute after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestResultLongAfterStart reads a dependency's result later than
+// go-plugin's broker keeps an undialled connection offer (5s), in a
+// restarted process too: the plugin must have dialled the host at Describe.
+func TestResultLongAfterStart(t *testing.T) {
+	results := func(_ context.Context, _, dep string) (*coordinator.Envelope, error) {
+		return &coordinator.Envelope{Module: dep, Status: coordinator.StatusSucceeded, Value: json.RawMessage(`{"ok":true}`)}, nil
+	}
+	p := start(t, testkitBin, pluginhost.Options{Results: results})
+	for _, round := range []string{"first process", "restarted process"} {
+		resp, _, err := execute(t, p, pluginhost.Request{Module: "u", Kind: "dep", Config: json.RawMessage(`{"module":"d","after":"6s"}`), Deps: []string{"d"}})
+		if err != nil || !resp.Succeeded || string(resp.Value) != `{"value":{"ok":true}}` {
+			t.Fatalf("%s: %+v %+v %v", round, resp, resp.Error, err)
+		}
+		var crash *pluginhost.CrashError
+		if _, _, err := execute(t, p, pluginhost.Request{Module: "c", Kind: "crash", Config: json.RawMessage(`{"message":"x"}`)}); !errors.As(err, &crash) {
+			t.Fatalf("crash: %v", err)
+		}
+	}
+}

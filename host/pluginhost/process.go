@@ -121,9 +121,11 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			pr.run = r
 			return r, err
 		},
-		AllowedProtocols:    []goplugin.Protocol{goplugin.ProtocolGRPC},
-		AutoMTLS:            true,
-		GRPCBrokerMultiplex: true,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		// No broker multiplexing: plugins in other languages rarely
+		// support it, and go-plugin refuses a plugin that does not.
+		GRPCBrokerMultiplex: false,
 		Managed:             false,
 		Logger:              logger,
 		// The process's stderr: go-plugin already logs each line into

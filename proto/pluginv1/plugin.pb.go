@@ -135,7 +135,12 @@ func (Stream) EnumDescriptor() ([]byte, []int) {
 }
 
 type DescribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host_broker_id is the GRPCBroker id under which the host serves the
+	// Host service for this plugin process (the same id every
+	// ExecuteRequest carries). A plugin should dial it now: go-plugin's
+	// broker forgets an undialled id after a few seconds.
+	HostBrokerId  uint32 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +173,13 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
 	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DescribeRequest) GetHostBrokerId() uint32 {
+	if x != nil {
+		return x.HostBrokerId
+	}
+	return 0
 }
 
 type DescribeResponse struct {
@@ -1151,8 +1163,9 @@ var File_modpipe_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\x1emodpipe/plugin/v1/plugin.proto\x12\x11modpipe.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xa0\x01\n" +
+	"\x1emodpipe/plugin/v1/plugin.proto\x12\x11modpipe.plugin.v1\"7\n" +
+	"\x0fDescribeRequest\x12$\n" +
+	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\"\xa0\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +

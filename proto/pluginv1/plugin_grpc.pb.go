@@ -44,7 +44,7 @@ const (
 // Plugin is served by every plugin.
 type PluginClient interface {
 	// Describe returns the plugin's identity and module kinds. The host calls
-	// it once after starting the plugin.
+	// it once after starting (and after restarting) the plugin process.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Validate checks a module's configuration without running anything.
 	Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error)
@@ -126,7 +126,7 @@ func (c *pluginClient) Await(ctx context.Context, in *AwaitRequest, opts ...grpc
 // Plugin is served by every plugin.
 type PluginServer interface {
 	// Describe returns the plugin's identity and module kinds. The host calls
-	// it once after starting the plugin.
+	// it once after starting (and after restarting) the plugin process.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Validate checks a module's configuration without running anything.
 	Validate(context.Context, *ValidateRequest) (*ValidateResponse, error)

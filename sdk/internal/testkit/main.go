@@ -170,6 +170,9 @@ func big(_ context.Context, _ *sdk.Module, c BigConfig) (Big, error) {
 type DepConfig struct {
 	Module string `modpipe:"module" doc:"The dependency to read."`
 	Raw    bool   `modpipe:"raw,optional" doc:"Return the whole envelope instead of the value."`
+	// After delays the request, to read a result long after the plugin
+	// started (beyond go-plugin's broker handshake window).
+	After time.Duration `modpipe:"after,optional"`
 }
 
 // Dep is dep's result.
@@ -179,6 +182,11 @@ type Dep struct {
 }
 
 func dep(ctx context.Context, _ *sdk.Module, c DepConfig) (Dep, error) {
+	select {
+	case <-time.After(c.After):
+	case <-ctx.Done():
+		return Dep{}, ctx.Err()
+	}
 	if c.Raw {
 		env, err := sdk.ResultEnvelope(ctx, c.Module)
 		if err != nil {
