@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
@@ -87,6 +88,8 @@ func run(args []string) int {
 		categories  []string
 		reports     []string
 		runID       string
+		dryRun      bool
+		grace       time.Duration
 	)
 	runCmd := &cobra.Command{
 		Use:   "run FILE",
@@ -109,6 +112,10 @@ func run(args []string) int {
 			opts.Parallelism = parallelism
 			opts.Only, opts.Skip, opts.Categories = only, skip, categories
 			opts.RunID = runID
+			opts.Grace = grace
+			if dryRun {
+				return finish(host.DryRun(opts))
+			}
 			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs})
 			return finish(err)
 		},
@@ -119,6 +126,8 @@ func run(args []string) int {
 	runCmd.Flags().StringArrayVar(&skip, "skip", nil, "do not run this module, nor what depends on it (repeatable)")
 	runCmd.Flags().StringArrayVar(&categories, "category", nil, "run only modules of this category and what they depend on (repeatable)")
 	runCmd.Flags().StringArrayVar(&reports, "report", nil, "write a report: FORMAT=PATH, FORMAT one of "+strings.Join(report.Formats, ", ")+" (repeatable)")
+	runCmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (waves, what would be skipped and why) and run nothing")
+	runCmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long running modules get to stop before their plugins are killed")
 	runCmd.Flags().StringVar(&runID, "run-id", os.Getenv("MODPIPE_RUN_ID"), "the run's id in reports (env MODPIPE_RUN_ID; default from the CI, else the time)")
 
 	validateCmd := &cobra.Command{
