@@ -664,18 +664,35 @@ func TestClose(t *testing.T) {
 	}
 }
 
-func TestEnvAndArgs(t *testing.T) {
-	// The spec's env reaches the plugin: the sdk's log level variable
-	// makes the plugin's own logger talk at debug (visible in the test
-	// log); the call still works.
-	ctx := guardCtx(t)
-	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin, Env: []string{"MODPIPE_PLUGIN_LOG_LEVEL=debug"}}, pluginhost.Options{Logger: testLogger(t)})
+func TestEnvArgsAndMTLS(t *testing.T) {
+	t.Setenv("MODPIPE_TEST_VAR", "from host")
+	t.Setenv("MODPIPE_TEST_HOST_ONLY", "inherited")
+	spec := pluginhost.Spec{Name: "testkit", Path: testkitBin, Args: []string{"-a", "b c"}, Env: []string{"MODPIPE_TEST_VAR=from spec"}}
+	p, err := pluginhost.Start(guardCtx(t), spec, pluginhost.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)}); err != nil {
-		t.Fatal(err)
+	tests := []struct{ getenv, want string }{
+		{"MODPIPE_TEST_VAR", "from spec"},
+		{"MODPIPE_TEST_HOST_ONLY", "inherited"},
+	}
+	for _, tt := range tests {
+		resp, _, err := execute(t, p, pluginhost.Request{Module: "p", Kind: "proc", Config: json.RawMessage(fmt.Sprintf(`{"getenv":%q}`, tt.getenv))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Args     []string `json:"args"`
+			Env      string   `json:"env"`
+			AutoMTLS bool     `json:"auto_mtls"`
+		}
+		if err := json.Unmarshal(resp.Value, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Env != tt.want || fmt.Sprint(got.Args) != "[-a b c]" || !got.AutoMTLS {
+			t.Errorf("%s: got %+v, want env %q, args [-a b c], AutoMTLS on", tt.getenv, got, tt.want)
+		}
 	}
 }
 

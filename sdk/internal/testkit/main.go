@@ -244,6 +244,23 @@ func checkPick(c PickConfig) error {
 	return nil
 }
 
+// ProcConfig configures proc.
+type ProcConfig struct {
+	Getenv string `modpipe:"getenv,optional" doc:"An environment variable to report."`
+}
+
+// Proc describes the plugin process.
+type Proc struct {
+	PID      int      `json:"pid"`
+	Args     []string `json:"args"`
+	Env      string   `json:"env"`
+	AutoMTLS bool     `json:"auto_mtls"`
+}
+
+func proc(_ context.Context, _ *sdk.Module, c ProcConfig) (Proc, error) {
+	return Proc{PID: os.Getpid(), Args: os.Args[1:], Env: os.Getenv(c.Getenv), AutoMTLS: os.Getenv("PLUGIN_CLIENT_CERT") != ""}, nil
+}
+
 func main() {
 	sdk.Serve(sdk.Plugin{Name: "testkit", Version: "0.0.1-test", Kinds: []sdk.Kind{
 		sdk.NewKind("echo", "testkit.echo/v1", echo, sdk.Default(), sdk.Doc("Returns its config.")),
@@ -257,6 +274,7 @@ func main() {
 		sdk.NewKind("dep", "testkit.dep/v1", dep, sdk.Doc("Returns a dependency's result.")),
 		sdk.NewKind("fail", "testkit.fail/v1", fail, sdk.Doc("Fails with a value and an error.")),
 		sdk.NewKind("badvalue", "testkit.bad/v1", badValue, sdk.Doc("Returns a value that cannot be encoded.")),
+		sdk.NewKind("proc", "testkit.proc/v1", proc, sdk.Doc("Describes the plugin process.")),
 		sdk.NewKind("pick", "testkit.ran/v1", pick, sdk.Check(checkPick), sdk.Doc("Needs exactly one of command or script.")),
 	}})
 }
