@@ -1,0 +1,131 @@
+package secrets
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+func TestString(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		in     string
+		want   string
+	}{
+		{name: "nothing to mask", values: nil, in: "token=abc", want: "token=abc"},
+		{name: "one value", values: []string{"abc"}, in: "token=abc and abc", want: "token=*** and ***"},
+		{name: "longest first", values: []string{"pass", "password123"}, in: "pw=password123 p=pass", want: "pw=*** p=***"},
+		{name: "longest first regardless of order given", values: []string{"password123", "pass"}, in: "password123", want: "***"},
+		{name: "overlapping prefix", values: []string{"abc", "abcdef"}, in: "abcdefabc", want: "******"},
+		{name: "blank values ignored", values: []string{"", "  ", "x1y2"}, in: "a  b x1y2", want: "a  b ***"},
+		{name: "multi-line value masked per line", values: []string{"line-one\nline-two"}, in: "got line-two here", want: "got *** here"},
+		{name: "multi-line value masked whole", values: []string{"line-one\nline-two"}, in: "x line-one\nline-two y", want: "x *** y"},
+		{name: "unicode", values: []string{"sécret"}, in: "le sécret est là", want: "le *** est là"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(tt.values...).String(tt.in); got != tt.want {
+				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNilMasker(t *testing.T) {
+	var m *Masker
+	if !m.Empty() || m.String("x") != "x" || m.Values() != nil {
+		t.Fatal("a nil Masker must mask nothing")
+	}
+	if got := string(m.JSON(json.RawMessage(`{"a":1}`))); got != `{"a":1}` {
+		t.Fatalf("JSON = %s", got)
+	}
+}
+
+func TestValuesLongestFirst(t *testing.T) {
+	got := New("bb", "a", "ccc", "bb").Values()
+	want := []string{"ccc", "bb", "a"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("Values() = %q, want %q", got, want)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	m := New(`s3"cr\et`, "hunter2", "4242")
+	tests := []struct {
+		name, in, want string
+	}{
+		{name: "string value", in: `{"stdout":"pw is hunter2"}`, want: `{"stdout":"pw is ***"}`},
+		{name: "escaped secret", in: `{"v":"x s3\"cr\\et y"}`, want: `{"v":"x *** y"}`},
+		{name: "nested and keys", in: `{"hunter2":[1,{"a":"hunter2"}]}`, want: `{"***":[1,{"a":"***"}]}`},
+		{name: "number", in: `{"pin":4242,"n":5}`, want: `{"n":5,"pin":"***"}`},
+		{name: "unchanged kept byte for byte", in: `{"b": 1, "a": 2}`, want: `{"b": 1, "a": 2}`},
+		{name: "not JSON masked as text", in: `hunter2 {`, want: `*** {`},
+		{name: "null", in: `null`, want: `null`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := string(m.JSON(json.RawMessage(tt.in)))
+			if got != tt.want {
+				t.Errorf("JSON(%s) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCtyValues(t *testing.T) {
+	v := cty.ObjectVal(map[string]cty.Value{
+		"user":  cty.StringVal("admin"),
+		"port":  cty.NumberIntVal(5432),
+		"ratio": cty.NumberFloatVal(1.5),
+		"tls":   cty.True,
+		"keys":  cty.ListVal([]cty.Value{cty.StringVal("k1"), cty.StringVal("k2")}),
+		"none":  cty.NullVal(cty.String),
+		"later": cty.UnknownVal(cty.String),
+	})
+	got := CtyValues(v.Mark("sensitive"))
+	want := map[string]bool{"admin": true, "5432": true, "1.5": true, "k1": true, "k2": true}
+	if len(got) != len(want) {
+		t.Fatalf("CtyValues = %q, want the %d values %v", got, len(want), want)
+	}
+	for _, g := range got {
+		if !want[g] {
+			t.Errorf("unexpected value %q", g)
+		}
+	}
+}
+
+func TestLineWriter(t *testing.T) {
+	var out bytes.Buffer
+	w := NewLineWriter(&out, New("secret"))
+	// The secret arrives in pieces and across writes.
+	for _, chunk := range []string{"a sec", "ret here\nand sec", "ret\ntail sec"} {
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := out.String(), "a *** here\nand ***\n"; got != want {
+		t.Fatalf("before Flush: %q, want %q", got, want)
+	}
+	if _, err := w.Write([]byte("ret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "a *** here\nand ***\ntail ***"; got != want {
+		t.Fatalf("after Flush: %q, want %q", got, want)
+	}
+}
+
+func BenchmarkString(b *testing.B) {
+	m := New("ghp_0123456789abcdef", "hunter2", "postgres://user:pw@db/x")
+	line := strings.Repeat("ordinary build output without anything to hide ", 3)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.String(line)
+	}
+}
