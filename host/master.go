@@ -1,0 +1,528 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/graph"
+	"github.com/modpipe/modpipe/host/report"
+	"github.com/modpipe/modpipe/host/schedule"
+)
+
+// runMaster is instance 0 of a distributed run: it loads and prepares the
+// pipeline as Run does, publishes the run record, schedules the graph with
+// the same scheduler through a distributedExecutor (which enqueues ready
+// modules to the coordinator), pulls work itself with its own slots, and
+// builds the run's report from the envelopes.
+func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord coordinator.Coordinator) (*report.Run, error) {
+	hash, err := pipelineHash(opts.File)
+	if err != nil {
+		return nil, err
+	}
+	l, err := load(opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	d = d.withDefaults(l.cfg.Distributed)
+	log := opts.Logger.Named("distributed").With("run_id", d.RunID, "instance", 0)
+
+	src := &lateSource{}
+	p, err := prepare(ctx, l, resultFunc(l.graph, src))
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+
+	vars, err := encodeValues(variableValues(p.cfg))
+	if err != nil {
+		return nil, exitErrorf(ExitInvalid, "publish the variables of %s: %v", opts.File, err)
+	}
+	locals, err := encodeValues(p.cfg.Locals)
+	if err != nil {
+		return nil, exitErrorf(ExitInvalid, "publish the locals of %s: %v", opts.File, err)
+	}
+
+	sess, err := coord.JoinMaster(ctx, d.joinRequest(l.facts.Capabilities))
+	if err != nil {
+		return nil, joinError(err, d)
+	}
+	defer func() {
+		if err := sess.Close(); err != nil {
+			log.Warn("leave the run", "error", err)
+		}
+	}()
+	log.Info("master joined", "host", d.HostName, "capabilities", l.facts.Capabilities, "slots", d.Slots, "total", d.Total)
+	started := time.Now().UTC()
+	if err := sess.PublishRun(ctx, coordinator.RunInfo{
+		PipelineHash: hash,
+		Variables:    vars,
+		Locals:       locals,
+		Total:        d.Total,
+		StartedAt:    started,
+	}); err != nil {
+		return nil, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("publish the run record of %s: %w", d.RunID, err)}
+	}
+
+	con := newConsole(opts.Stdout)
+	runner := newModuleRunner(p, src, con, d.RunID, 0)
+	runner.hostName = d.HostName
+
+	// The master's helpers live until the scheduler is done, then stop.
+	helpers, stopHelpers := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		stopHelpers()
+		wg.Wait()
+	}()
+
+	members := newMemberView(log)
+	watch, err := sess.WatchMembers(helpers)
+	if err != nil {
+		return nil, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("watch the members of %s: %w", d.RunID, err)}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); members.follow(watch) }()
+
+	rt := newRouter(log)
+	wg.Add(1)
+	go func() { defer wg.Done(); rt.route(helpers, sess) }()
+
+	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: ctx, capabilityTimeout: d.CapabilityTimeout}
+	sched, err := schedule.New(tasks(l.graph), exec, schedule.Options{
+		Parallelism: 0, // members have their own slots
+		Limits:      limits(p),
+		OnFailure:   onFailure(p.cfg.OnFailure),
+		Logger:      opts.Logger.Named("schedule"),
+	})
+	if err != nil {
+		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", opts.File, err)
+	}
+	src.set(sched)
+
+	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted}
+	for range d.Slots {
+		wg.Add(1)
+		go func() { defer wg.Done(); pull.loop(helpers) }()
+	}
+
+	res := sched.Run(ctx)
+	ended := time.Now().UTC()
+
+	status := coordinator.StatusFailed
+	switch {
+	case res.Cancelled:
+		status = coordinator.StatusCancelled
+	case res.Succeeded:
+		status = coordinator.StatusSucceeded
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	if err := sess.Finish(fctx, status); err != nil {
+		log.Error("finish the run", "error", err)
+	} else {
+		log.Info("run finished", "status", status)
+	}
+	cancel()
+	stopHelpers()
+	wg.Wait()
+	return finishRun(p, con, d.RunID, opts.Reports, started, ended, res)
+}
+
+// memberView is the master's live picture of the run's members, fed by
+// WatchMembers. Waiters are woken by closing changed, never by polling.
+type memberView struct {
+	log     hclog.Logger
+	mu      sync.Mutex
+	live    map[int]coordinator.Member
+	changed chan struct{}
+}
+
+func newMemberView(log hclog.Logger) *memberView {
+	return &memberView{log: log, live: map[int]coordinator.Member{}, changed: make(chan struct{})}
+}
+
+// follow applies events until the channel closes.
+func (v *memberView) follow(events <-chan coordinator.MemberEvent) {
+	for ev := range events {
+		v.mu.Lock()
+		switch ev.Kind {
+		case coordinator.MemberJoined:
+			v.live[ev.Member.Index] = ev.Member
+			v.log.Info("member joined", "index", ev.Member.Index, "host", ev.Member.Host, "capabilities", ev.Member.Capabilities, "slots", ev.Member.Slots, "version", ev.Member.Version)
+		case coordinator.MemberLeft:
+			delete(v.live, ev.Member.Index)
+			v.log.Info("member left", "index", ev.Member.Index, "host", ev.Member.Host)
+		}
+		close(v.changed)
+		v.changed = make(chan struct{})
+		v.mu.Unlock()
+	}
+}
+
+// snapshot returns the live members and a channel closed at the next change.
+func (v *memberView) snapshot() ([]coordinator.Member, <-chan struct{}) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]coordinator.Member, 0, len(v.live))
+	for _, m := range v.live {
+		out = append(out, m)
+	}
+	return out, v.changed
+}
+
+// canRun reports whether some live member may claim a.
+func canRun(a coordinator.Assignment, members []coordinator.Member) bool {
+	for _, m := range members {
+		if coordinator.CanRun(a, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// outcome is what ends one attempt: its envelope or the loss of its claim.
+type outcome struct {
+	env  coordinator.Envelope
+	lost *coordinator.LostClaim
+}
+
+type waiter struct {
+	attempt int
+	ch      chan outcome // buffered 1: the router never blocks
+}
+
+// router is the one owner of the master session's Results and LostClaims
+// streams: it hands each to the Execute call waiting for that module.
+type router struct {
+	log     hclog.Logger
+	mu      sync.Mutex
+	waiters map[string]*waiter
+	// lost remembers which modules' last attempt was lost, so the retry
+	// is logged as a re-queue.
+	lost map[string]bool
+}
+
+func newRouter(log hclog.Logger) *router {
+	return &router{log: log, waiters: map[string]*waiter{}, lost: map[string]bool{}}
+}
+
+// wait registers the waiter of module's attempt. Call done when finished.
+func (r *router) wait(module string, attempt int) (<-chan outcome, func()) {
+	w := &waiter{attempt: attempt, ch: make(chan outcome, 1)}
+	r.mu.Lock()
+	r.waiters[module] = w
+	r.mu.Unlock()
+	return w.ch, func() {
+		r.mu.Lock()
+		if r.waiters[module] == w {
+			delete(r.waiters, module)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// wanted reports whether the master still waits for a's outcome; a claim
+// of an assignment nobody waits for (the run stopped) is not worth running.
+func (r *router) wanted(a coordinator.Assignment) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.waiters[a.Module]
+	return w != nil && w.attempt == a.Attempt
+}
+
+// wasLost reports, once, whether module's previous attempt was lost.
+func (r *router) wasLost(module string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.lost[module]
+	delete(r.lost, module)
+	return l
+}
+
+func (r *router) deliver(module string, attempt int, o outcome) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.waiters[module]
+	if w == nil || w.attempt != attempt {
+		return false
+	}
+	delete(r.waiters, module)
+	if o.lost != nil {
+		r.lost[module] = true
+	}
+	w.ch <- o
+	return true
+}
+
+// route runs until ctx is done or the session's streams close.
+func (r *router) route(ctx context.Context, sess coordinator.MasterSession) {
+	results, lost := sess.Results(), sess.LostClaims()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case env, ok := <-results:
+			if !ok {
+				return
+			}
+			r.log.Info("result", "module", env.Module, "attempt", env.Attempts, "status", env.Status, "by", env.Instance, "host", env.Host)
+			if !r.deliver(env.Module, env.Attempts, outcome{env: env}) {
+				r.log.Debug("result no one waits for (the run stopped or the attempt was superseded)", "module", env.Module, "attempt", env.Attempts)
+			}
+		case lc, ok := <-lost:
+			if !ok {
+				return
+			}
+			r.log.Warn("member lost while running a module", "module", lc.Module, "attempt", lc.Attempt, "index", lc.Member.Index, "host", lc.Member.Host)
+			if !r.deliver(lc.Module, lc.Attempt, outcome{lost: &lc}) {
+				r.log.Debug("lost claim no one waits for", "module", lc.Module, "attempt", lc.Attempt)
+			}
+		}
+	}
+}
+
+// distributedExecutor is the master's schedule.Executor: it turns a ready
+// task into an assignment once some live member can run it, enqueues it,
+// and waits for its envelope or the loss of its claim.
+type distributedExecutor struct {
+	sess              coordinator.MasterSession
+	members           *memberView
+	router            *router
+	log               hclog.Logger
+	runCtx            context.Context // the run's own context, to tell Ctrl-C from on_failure stop
+	capabilityTimeout time.Duration
+
+	cancelOnce sync.Once
+}
+
+// Execute implements schedule.Executor.
+func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, attempt int) coordinator.Envelope {
+	n := t.Data.(*graph.Node)
+	m := n.Module
+	a := coordinator.Assignment{
+		Module:   n.Address,
+		Attempt:  attempt,
+		Requires: n.Requires,
+		Timeout:  m.Timeout,
+		Priority: m.Priority,
+	}
+	for _, dep := range n.Deps {
+		a.Dependencies = append(a.Dependencies, dep.Addresses...)
+	}
+	if m.PinToMaster {
+		a = a.PinToMaster()
+	}
+	started := time.Now().UTC()
+	failed := func(status coordinator.Status, kind, msg string) coordinator.Envelope {
+		end := time.Now().UTC()
+		return coordinator.Envelope{
+			Module: n.Address, Status: status, Attempts: attempt,
+			Error:     &coordinator.Error{Kind: kind, Message: msg},
+			StartedAt: started, EndedAt: end, DurationMS: end.Sub(started).Milliseconds(),
+		}
+	}
+	cancelled := func() coordinator.Envelope {
+		reason := e.cancel()
+		return failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+reason)
+	}
+
+	// Register before enqueueing so no result can arrive unrouted.
+	ch, done := e.router.wait(a.Module, a.Attempt)
+	defer done()
+
+	if _, msg, ok := e.awaitCapable(ctx, a, nil); !ok {
+		if ctx.Err() != nil {
+			return cancelled()
+		}
+		e.log.Error("no capable member", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
+		return failed(coordinator.StatusFailed, coordinator.ErrorKindCapability, msg)
+	}
+	if attempt > 1 && e.router.wasLost(a.Module) {
+		e.log.Warn("re-queue after a lost member", "module", a.Module, "attempt", attempt)
+	}
+	if err := e.sess.Enqueue(ctx, a); err != nil {
+		if ctx.Err() != nil {
+			return cancelled()
+		}
+		e.log.Error("enqueue", "module", a.Module, "attempt", a.Attempt, "error", err)
+		return failed(coordinator.StatusFailed, coordinator.ErrorKindPlugin, fmt.Sprintf("enqueue %s on the coordinator: %v", a.Module, err))
+	}
+	e.log.Info("enqueued", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires, "priority", a.Priority, "pinned", m.PinToMaster)
+
+	// Wait for the outcome. Meanwhile, if no live member can run the
+	// assignment any more (the capable ones left), the capability timeout
+	// applies again.
+	o, msg, ok := e.awaitCapable(ctx, a, ch)
+	switch {
+	case ok:
+		if o.lost != nil {
+			return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, o.lost.Error())
+		}
+		return o.env
+	case ctx.Err() != nil:
+		return cancelled()
+	case e.sess.Err() != nil:
+		return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was queued: %v", a.Module, e.sess.Err()))
+	default:
+		e.log.Error("no capable member left", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
+		return failed(coordinator.StatusFailed, coordinator.ErrorKindCapability, msg)
+	}
+}
+
+// awaitCapable waits until a live member can run a. With ch nil it returns
+// as soon as one can; with ch set it returns the outcome read from ch, and
+// watches membership meanwhile. It fails (ok false, with the capability
+// message when that was the cause) when no member could run a for
+// capabilityTimeout on end, when ctx is done, or when the session ends.
+func (e *distributedExecutor) awaitCapable(ctx context.Context, a coordinator.Assignment, ch <-chan outcome) (outcome, string, bool) {
+	var timer *time.Timer
+	var timeout <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		members, changed := e.members.snapshot()
+		capable := canRun(a, members)
+		if capable && ch == nil {
+			return outcome{}, "", true
+		}
+		switch {
+		case capable && timer != nil:
+			timer.Stop()
+			timer, timeout = nil, nil
+		case !capable && timer == nil:
+			timer = time.NewTimer(e.capabilityTimeout)
+			timeout = timer.C
+			if ch == nil {
+				e.log.Info("waiting for a capable member", "module", a.Module, "requires", a.Requires, "capability_timeout", e.capabilityTimeout)
+			}
+		}
+		select {
+		case o := <-ch:
+			return o, "", true
+		case <-changed:
+		case <-timeout:
+			return outcome{}, capabilityError(a, members, e.capabilityTimeout), false
+		case <-ctx.Done():
+			return outcome{}, "", false
+		case <-e.sess.Done():
+			return outcome{}, "", false
+		}
+	}
+}
+
+// cancel cancels the run on the coordinator (once) because a running
+// attempt's context is done, and returns the reason given.
+func (e *distributedExecutor) cancel() string {
+	reason := "the pipeline stopped after a module failed (on_failure = \"stop\")"
+	if e.runCtx.Err() != nil {
+		reason = "the run was cancelled on the master: " + context.Cause(e.runCtx).Error()
+	}
+	e.cancelOnce.Do(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		defer cancel()
+		if err := e.sess.Cancel(cctx, reason); err != nil {
+			e.log.Error("cancel the run", "reason", reason, "error", err)
+			return
+		}
+		e.log.Warn("run cancelled", "reason", reason)
+	})
+	return reason
+}
+
+// puller is a pull loop: it claims assignments this instance can run, runs
+// them with the module runner and publishes their envelopes. The master
+// runs Slots of them; so does every worker.
+type puller struct {
+	sess   coordinator.Session
+	graph  *graph.Graph
+	runner *moduleRunner
+	log    hclog.Logger
+	// wanted, when set, tells whether the master still waits for an
+	// assignment's outcome (the master's own loop skips the rest).
+	wanted func(coordinator.Assignment) bool
+	// modules, when set, is the parent of every module's context (the
+	// worker cancels it when it stops); modules are also cancelled when
+	// the coordinator cancels the run.
+	modules context.Context
+	// abandon, when set and done once a module ends, means this instance
+	// is leaving the run (interrupted): the envelope is not published, so
+	// the claim is reported lost and the master re-queues or fails it.
+	abandon context.Context
+}
+
+// loop claims and runs until ctx is done or the session ends.
+func (p *puller) loop(ctx context.Context) {
+	for {
+		c, err := p.sess.Claim(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				p.log.Debug("claim loop ends", "error", err)
+			}
+			return
+		}
+		claimLog(p.log, c)
+		p.runClaim(c)
+	}
+}
+
+func (p *puller) runClaim(c coordinator.Claim) {
+	a := c.Assignment
+	if p.wanted != nil && !p.wanted(a) {
+		publishEnvelope(p.sess, c, coordinator.Envelope{
+			Module: a.Module, Status: coordinator.StatusCancelled, Attempts: a.Attempt,
+			Error:    &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: the master no longer waits for this attempt (the run stopped)"},
+			Instance: p.runner.instance, Host: p.runner.hostName,
+		}, p.log)
+		return
+	}
+	n, ok := p.graph.Node(a.Module)
+	if !ok {
+		now := time.Now().UTC()
+		publishEnvelope(p.sess, c, coordinator.Envelope{
+			Module: a.Module, Status: coordinator.StatusFailed, Attempts: a.Attempt,
+			Error: &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: fmt.Sprintf(
+				"instance %d has no module %s in its graph: every instance must load the same pipeline file with the same --only/--skip/--category filters", p.runner.instance, a.Module)},
+			StartedAt: now, EndedAt: now, Instance: p.runner.instance, Host: p.runner.hostName,
+		}, p.log)
+		return
+	}
+	// A module claimed before the run was cancelled is cancelled with it;
+	// one claimed after (an always_run module) runs to its end.
+	parent := p.modules
+	if parent == nil {
+		parent = context.Background()
+	}
+	mctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	select {
+	case <-p.sess.Cancelled():
+	default:
+		finished := make(chan struct{})
+		var watcher sync.WaitGroup
+		watcher.Add(1)
+		go func() {
+			defer watcher.Done()
+			select {
+			case <-p.sess.Cancelled():
+				cancel(fmt.Errorf("the run was cancelled: %s", p.sess.CancelReason()))
+			case <-finished:
+			}
+		}()
+		defer watcher.Wait()
+		defer close(finished)
+	}
+	env := p.runner.run(mctx, n, a.Attempt)
+	if p.abandon != nil && p.abandon.Err() != nil {
+		p.log.Warn("leaving the run: not publishing, the master will see the claim lost", "module", a.Module, "attempt", a.Attempt)
+		return
+	}
+	publishEnvelope(p.sess, c, env, p.log)
+}
