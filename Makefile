@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin
-PLUGINS := shell go
+PLUGINS := shell go git http file
 EXAMPLE_PLUGINS := hello
 
 .DEFAULT_GOAL := help
