@@ -1,12 +1,12 @@
-//go:build unix
-
 // Package proc runs the child commands of first-party plugins (shell, go):
 // it starts the command in its own process group, hands every stdout and
 // stderr line to the caller while the command runs, and on cancellation
 // terminates the whole group (SIGTERM, then SIGKILL after a grace period)
 // so that no child or grandchild outlives the module that started it.
 //
-// It builds on Unix only (process groups); Windows is not supported yet.
+// On Windows there are no process groups to signal: cancellation kills the
+// command's main process only (a Job Object would be needed for its
+// children).
 package proc
 
 import (
@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,8 +145,6 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 		}
 		return Exit{}, fmt.Errorf("start %q: %w", c.Argv[0], err)
 	}
-	pgid := cmd.Process.Pid
-
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() { defer readers.Done(); readLines(outR, c.Stdout) }()
@@ -163,12 +163,22 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	case werr = <-waitErr:
 	case <-ctx.Done():
 		cancelled = true
-		werr = terminateGroup(pgid, grace, waitErr)
+		werr = terminate(cmd.Process, grace, waitErr)
 	}
 	// The main process is gone. Whatever else is left in its group would
 	// hold the pipes open and outlive the module: give it the same
 	// SIGTERM, grace period, SIGKILL.
-	cleanupGroup(pgid, grace, readersDone)
+	cleanupGroup(cmd.Process, grace)
+	// The pipes close when the last writer is gone. A process that left
+	// the group (setsid) but kept them open is out of reach: stop reading
+	// after the grace period so the module can finish.
+	select {
+	case <-readersDone:
+	case <-time.After(grace):
+		outR.Close()
+		errR.Close()
+		<-readersDone
+	}
 	outR.Close()
 	errR.Close()
 
@@ -183,69 +193,41 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	return exit, nil
 }
 
-// terminateGroup sends SIGTERM to the group, waits up to grace for the main
-// process, then SIGKILLs the group and waits for it.
-func terminateGroup(pgid int, grace time.Duration, waitErr <-chan error) error {
-	signalGroup(pgid, syscall.SIGTERM)
+// terminate asks the command's group to stop, waits up to grace for the
+// main process, then kills the group and waits for the main process.
+func terminate(p *os.Process, grace time.Duration, waitErr <-chan error) error {
+	signalTerm(p)
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
 	case err := <-waitErr:
 		return err
 	case <-timer.C:
-		signalGroup(pgid, syscall.SIGKILL)
+		signalKill(p)
 		return <-waitErr
 	}
 }
 
-// cleanupGroup terminates what is left of the process group after its
-// leader has exited, and returns once the output pipes are closed and the
-// group is empty (or SIGKILL has been sent and the group has had time to
-// go). In the common case the group is already empty and this returns at
-// once.
-func cleanupGroup(pgid int, grace time.Duration, readersDone <-chan struct{}) {
-	if !groupAlive(pgid) {
-		<-readersDone // pipes close when the last writer is gone
+// cleanupGroup stops what is left of the process group after its leader
+// has exited: SIGTERM, up to grace to go, then SIGKILL. In the common case
+// the group is already empty and this returns at once.
+func cleanupGroup(p *os.Process, grace time.Duration) {
+	if !groupAlive(p) {
 		return
 	}
-	signalGroup(pgid, syscall.SIGTERM)
+	signalTerm(p)
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	killed := false
-	for {
+	for groupAlive(p) {
 		select {
 		case <-deadline.C:
-			signalGroup(pgid, syscall.SIGKILL)
-			killed = true
+			signalKill(p)
+			return
 		case <-tick.C:
 		}
-		select {
-		case <-readersDone:
-			if !groupAlive(pgid) {
-				return
-			}
-		default:
-		}
-		if killed {
-			// SIGKILL cannot be refused; wait for the pipes, which close
-			// as the processes die.
-			<-readersDone
-			return
-		}
 	}
-}
-
-// groupAlive reports whether any process is left in the group.
-func groupAlive(pgid int) bool {
-	return syscall.Kill(-pgid, 0) == nil
-}
-
-// signalGroup signals every process in the group. ESRCH (the group is
-// already empty) is the normal case after a clean exit and is ignored.
-func signalGroup(pgid int, sig syscall.Signal) {
-	_ = syscall.Kill(-pgid, sig)
 }
 
 func exitOf(ps *os.ProcessState) Exit {
@@ -288,16 +270,16 @@ func emit(fn func(string), line []byte) {
 // lookPath resolves prog the way the shell would, but against the PATH of
 // the command's own environment when it sets one.
 func lookPath(prog string, env []string) (string, error) {
-	if strings.Contains(prog, "/") || env == nil {
+	if strings.ContainsRune(prog, '/') || strings.ContainsRune(prog, os.PathSeparator) || env == nil || runtime.GOOS == "windows" {
 		return exec.LookPath(prog)
 	}
 	for i := len(env) - 1; i >= 0; i-- {
 		if p, ok := strings.CutPrefix(env[i], "PATH="); ok {
-			for _, dir := range strings.Split(p, ":") {
+			for _, dir := range filepath.SplitList(p) {
 				if dir == "" {
 					dir = "."
 				}
-				cand := dir + "/" + prog
+				cand := filepath.Join(dir, prog)
 				if st, err := os.Stat(cand); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
 					return cand, nil
 				}

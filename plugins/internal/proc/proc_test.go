@@ -300,3 +300,38 @@ func TestTail(t *testing.T) {
 		})
 	}
 }
+
+// TestRunEscapedChildDoesNotHang: a child that leaves the process group
+// (setsid) but keeps stdout open cannot be signalled through the group;
+// Run must still return once the grace period is over.
+func TestRunEscapedChildDoesNotHang(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("setsid not installed")
+	}
+	var child int
+	done := make(chan struct{})
+	var exit Exit
+	var err error
+	go func() {
+		defer close(done)
+		exit, err = Run(context.Background(), Command{
+			Argv:      []string{"/bin/sh", "-c", `setsid sleep 1000 & echo $!`},
+			KillGrace: 200 * time.Millisecond,
+			Stdout:    func(l string) { child, _ = strconv.Atoi(l) },
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run hung on a child that escaped the process group (deadlock guard)")
+	}
+	if child != 0 {
+		defer syscall.Kill(child, syscall.SIGKILL)
+	}
+	if err != nil || exit.Code != 0 {
+		t.Errorf("Run = %+v, %v; want a clean exit", exit, err)
+	}
+	if child == 0 {
+		t.Error("the child's pid was not read before the pipes were closed")
+	}
+}

@@ -1,0 +1,19 @@
+package proc
+
+import (
+	"os"
+	"syscall"
+)
+
+// Windows has no signals for process groups: stopping means killing the
+// main process, and its children are not tracked.
+
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{CreationFlags: syscall.CREATE_NEW_PROCESS_GROUP}
+}
+
+func signalTerm(p *os.Process) { _ = p.Kill() }
+
+func signalKill(p *os.Process) { _ = p.Kill() }
+
+func groupAlive(*os.Process) bool { return false }
