@@ -64,8 +64,9 @@ type Coordinator struct {
 	// conflicts counts claim Txns lost to another claimer (benchmarks).
 	conflicts atomic.Int64
 
-	// testBeforeWatch, when set by a test, runs before each watch starts.
-	testBeforeWatch func(*Session)
+	// testWatchContext, when set by a test, runs before each watch starts
+	// and may block or return a context it cancels to cut the watch.
+	testWatchContext func(*Session, context.Context) context.Context
 }
 
 var _ coordinator.Coordinator = (*Coordinator)(nil)
@@ -466,10 +467,10 @@ func (s *Session) watch(rev int64) {
 			s.resyncs.Add(1)
 			s.log.Debug("re-read the run after compaction", "revision", rev)
 		}
-		if s.c.testBeforeWatch != nil {
-			s.c.testBeforeWatch(s)
-		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+		if s.c.testWatchContext != nil {
+			wctx = s.c.testWatchContext(s, wctx)
+		}
 		wch := s.c.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 		for resp := range wch {
 			if resp.CompactRevision != 0 {

@@ -99,12 +99,12 @@ func TestCompactionDuringWatch(t *testing.T) {
 	held.Add(2)
 	go func() { held.Wait(); close(release.armed) }()
 	var once sync.Map
-	c.testBeforeWatch = func(s *Session) {
-		if _, again := once.LoadOrStore(s, true); again {
-			return
+	c.testWatchContext = func(s *Session, ctx context.Context) context.Context {
+		if _, again := once.LoadOrStore(s, true); !again {
+			held.Done()
+			<-release.go_
 		}
-		held.Done()
-		<-release.go_
+		return ctx
 	}
 	m, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
@@ -275,4 +275,164 @@ func TestRunKeysOnRunLease(t *testing.T) {
 func jsonSize(env coordinator.Envelope) (int, error) {
 	b, err := json.Marshal(env)
 	return len(b), err
+}
+
+// A claim lost while the master's watch is down, with the history in
+// between compacted away, still reaches the master as a lost claim when it
+// re-reads the run.
+func TestLostClaimAcrossCompaction(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	run := "lost-across-compaction"
+	var (
+		mu   sync.Mutex
+		cut  context.CancelFunc
+		hold chan struct{}
+	)
+	c.testWatchContext = func(s *Session, wctx context.Context) context.Context {
+		if !s.master {
+			return wctx
+		}
+		mu.Lock()
+		h := hold
+		mu.Unlock()
+		if h != nil {
+			<-h
+		}
+		wctx, cancel := context.WithCancel(wctx)
+		mu.Lock()
+		cut = cancel
+		mu.Unlock()
+		return wctx
+	}
+	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ms.(*Master)
+	defer m.Close()
+	ws, err := c.Join(ctx, joinReq(run, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ws.(*Session)
+	defer w.Close()
+	for _, mod := range []string{"kept", "lost"} {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the master's view holds both claims (its watch is live).
+	for {
+		m.mu.Lock()
+		n, changed := len(m.view.claims), m.changed
+		m.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatal("master never saw the claims")
+		}
+	}
+	// Cut the master's watch and hold its next one.
+	mu.Lock()
+	hold = make(chan struct{})
+	cut()
+	mu.Unlock()
+	if err := w.Publish(ctx, kept, coordinator.Envelope{Module: "kept", Status: coordinator.StatusSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	w.kill() // "lost" is still claimed: its claim key goes with the lease
+	resp, err := c.cli.Get(ctx, "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	close(hold)
+	mu.Unlock()
+	r := <-m.Results()
+	if r.Module != "kept" {
+		t.Fatalf("result of %s, want kept", r.Module)
+	}
+	select {
+	case l := <-m.LostClaims():
+		if l.Module != "lost" || l.Member.Index != 1 {
+			t.Fatalf("lost claim %+v, want lost by member 1", l)
+		}
+	case <-ctx.Done():
+		t.Fatal("lost claim not reported after the re-read")
+	}
+	if m.resyncs.Load() == 0 {
+		t.Fatal("the master did not re-read after compaction; the test missed its point")
+	}
+	// And nothing else: the published claim was not reported lost.
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "probe", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := m.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Publish(ctx, cl, coordinator.Envelope{Module: "probe", Status: coordinator.StatusSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-m.Results(); r.Module != "probe" {
+		t.Fatalf("result of %s, want probe", r.Module)
+	}
+	select {
+	case l := <-m.LostClaims():
+		t.Fatalf("extra lost claim %+v", l)
+	default:
+	}
+}
+
+// When etcd goes away for good, every session ends by itself with
+// ErrSessionLost once its local deadline passes: nothing hangs.
+func TestEtcdGoneEndsSessions(t *testing.T) {
+	e, endpoint, err := startEtcd(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := guard(t)
+	c, err := New(ctx, Config{Endpoints: []string{endpoint}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m, err := c.JoinMaster(ctx, joinReq("gone", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Join(ctx, joinReq("gone", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimErr := make(chan error, 1)
+	go func() { _, err := w.Claim(ctx); claimErr <- err }()
+	e.Close()
+	for _, s := range []coordinator.Session{m, w} {
+		select {
+		case <-s.Done():
+		case <-ctx.Done():
+			t.Fatalf("member %d still live after etcd stopped", s.Member().Index)
+		}
+		if !errors.Is(s.Err(), coordinator.ErrSessionLost) {
+			t.Errorf("member %d Err = %v, want ErrSessionLost", s.Member().Index, s.Err())
+		}
+	}
+	if err := <-claimErr; !errors.Is(err, coordinator.ErrSessionLost) {
+		t.Errorf("blocked Claim returned %v, want ErrSessionLost", err)
+	}
 }
