@@ -1,7 +1,7 @@
 // Package report turns a run's result envelopes into what people and tools
-// read: the terminal summary and report files. Everything here is built
-// from envelopes alone (R4.3), so a distributed run reports exactly like a
-// single-machine run.
+// read: the terminal summary and report files (JSON, JUnit XML, Markdown).
+// Everything here is built from envelopes alone (R4.3), so a distributed
+// run reports exactly like a single-machine run.
 package report
 
 import (
@@ -12,10 +12,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // Run is one pipeline run as reported: the JSON report's top level.
@@ -39,8 +39,15 @@ const (
 	RunCancelled Status = "cancelled"
 )
 
+// Report formats for Spec.Format.
+const (
+	FormatJSON     = "json"
+	FormatJUnit    = "junit"
+	FormatMarkdown = "markdown"
+)
+
 // Formats lists the report formats Write understands.
-var Formats = []string{"json"}
+var Formats = []string{FormatJSON, FormatJUnit, FormatMarkdown}
 
 // Spec is one `--report FORMAT=PATH` request.
 type Spec struct {
@@ -48,11 +55,18 @@ type Spec struct {
 	Path   string
 }
 
-// ParseSpec parses FORMAT=PATH.
+// ParseSpec parses FORMAT=PATH. "md" and "xml" are accepted as aliases of
+// markdown and junit.
 func ParseSpec(s string) (Spec, error) {
 	format, path, ok := strings.Cut(s, "=")
 	if !ok || format == "" || path == "" {
-		return Spec{}, fmt.Errorf("--report %q: want FORMAT=PATH, e.g. json=report.json", s)
+		return Spec{}, fmt.Errorf("--report %q: want FORMAT=PATH, e.g. junit=report.xml", s)
+	}
+	switch format = strings.ToLower(format); format {
+	case "md":
+		format = FormatMarkdown
+	case "xml":
+		format = FormatJUnit
 	}
 	for _, f := range Formats {
 		if f == format {
@@ -62,32 +76,62 @@ func ParseSpec(s string) (Spec, error) {
 	return Spec{}, fmt.Errorf("--report %q: unknown format %q (known: %s)", s, format, strings.Join(Formats, ", "))
 }
 
+// Render writes the run in format to w.
+func Render(w io.Writer, format string, run *Run) error {
+	switch format {
+	case FormatJSON:
+		return WriteJSON(w, run)
+	case FormatJUnit:
+		return WriteJUnit(w, run)
+	case FormatMarkdown:
+		return WriteMarkdown(w, run)
+	}
+	return fmt.Errorf("unknown report format %q (known: %s)", format, strings.Join(Formats, ", "))
+}
+
 // Write writes the run in the spec's format to its path, creating parent
 // folders. The file is written whole or not at all (temp file + rename),
 // so a reader never sees half a report.
 func Write(spec Spec, run *Run) error {
-	if err := os.MkdirAll(filepath.Dir(spec.Path), 0o755); err != nil {
+	dir := filepath.Dir(spec.Path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write %s report: %w", spec.Format, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(spec.Path), ".report-*")
+	tmp, err := os.CreateTemp(dir, ".report-*")
 	if err != nil {
 		return fmt.Errorf("write %s report: %w", spec.Format, err)
 	}
 	defer os.Remove(tmp.Name())
-	switch spec.Format {
-	case "json":
-		err = WriteJSON(tmp, run)
-	default:
-		err = fmt.Errorf("unknown report format %q", spec.Format)
-	}
+	err = Render(tmp, spec.Format, run)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err)
 	}
+	// CreateTemp makes the file 0600; a report is for everyone to read.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err)
+	}
 	if err := os.Rename(tmp.Name(), spec.Path); err != nil {
 		return fmt.Errorf("write %s report: %w", spec.Format, err)
+	}
+	return nil
+}
+
+// AppendMarkdown appends the run's Markdown report to the file at path
+// (GitHub's $GITHUB_STEP_SUMMARY, which other steps append to as well).
+func AppendMarkdown(path string, run *Run) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("append the summary to %s: %w", path, err)
+	}
+	err = WriteMarkdown(f, run)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("append the summary to %s: %w", path, err)
 	}
 	return nil
 }
@@ -99,58 +143,91 @@ func WriteJSON(w io.Writer, run *Run) error {
 	return enc.Encode(run)
 }
 
-// WriteSummary writes the end-of-run table (module, status, duration,
-// attempts, where it ran) followed by every failure with its error and
-// log tail, then the totals.
-func WriteSummary(w io.Writer, run *Run) error {
-	mods := append([]coordinator.Envelope(nil), run.Modules...)
-	// Failures first: they are what the reader came for.
+// Masked returns a copy of run with every secret m knows replaced in the
+// envelopes' error text, log tails, skip reasons and values, so reports
+// never carry them (R7.4). run itself is left as it is.
+func (run *Run) Masked(m *secrets.Masker) *Run {
+	out := *run
+	if m.Empty() {
+		return &out
+	}
+	out.Modules = make([]coordinator.Envelope, len(run.Modules))
+	for i, e := range run.Modules {
+		out.Modules[i] = MaskEnvelope(e, m)
+	}
+	return &out
+}
+
+// MaskEnvelope returns e with every secret m knows replaced in its error
+// text, log tail, skip reason and value.
+func MaskEnvelope(e coordinator.Envelope, m *secrets.Masker) coordinator.Envelope {
+	if m.Empty() {
+		return e
+	}
+	if e.Error != nil {
+		err := *e.Error
+		err.Message = m.String(err.Message)
+		err.Tail = m.String(err.Tail)
+		e.Error = &err
+	}
+	e.SkipReason = m.String(e.SkipReason)
+	e.Value = m.JSON(e.Value)
+	return e
+}
+
+// Totals are a run's counts and times, shared by every rendering.
+type Totals struct {
+	Modules   int
+	Succeeded int
+	Failed    int
+	TimedOut  int
+	Skipped   int
+	Cancelled int
+	// Wall is the run's duration; ModuleTime is the sum of its modules'
+	// durations: their ratio is the speedup running the graph in
+	// parallel gave.
+	Wall       time.Duration
+	ModuleTime time.Duration
+}
+
+// Speedup is ModuleTime / Wall, or 0 when the run took no time.
+func (t Totals) Speedup() float64 {
+	if t.Wall <= 0 {
+		return 0
+	}
+	return float64(t.ModuleTime) / float64(t.Wall)
+}
+
+// TotalsOf counts run's modules by status and adds up their times.
+func TotalsOf(run *Run) Totals {
+	t := Totals{Modules: len(run.Modules), Wall: time.Duration(run.DurationMS) * time.Millisecond}
+	for _, e := range run.Modules {
+		switch e.Status {
+		case coordinator.StatusSucceeded:
+			t.Succeeded++
+		case coordinator.StatusFailed:
+			t.Failed++
+		case coordinator.StatusTimedOut:
+			t.TimedOut++
+		case coordinator.StatusSkipped:
+			t.Skipped++
+		case coordinator.StatusCancelled:
+			t.Cancelled++
+		}
+		t.ModuleTime += time.Duration(e.DurationMS) * time.Millisecond
+	}
+	return t
+}
+
+// sorted returns the envelopes failures first, then cancelled, skipped
+// and succeeded, keeping the run's order within each: failures are what
+// the reader came for.
+func sorted(envs []coordinator.Envelope) []coordinator.Envelope {
+	mods := append([]coordinator.Envelope(nil), envs...)
 	sort.SliceStable(mods, func(i, j int) bool {
 		return rank(mods[i].Status) < rank(mods[j].Status)
 	})
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODULE\tSTATUS\tDURATION\tATTEMPTS\tRAN ON")
-	for _, e := range mods {
-		where := ""
-		if e.Host != "" {
-			where = fmt.Sprintf("%d (%s)", e.Instance, e.Host)
-		}
-		dur := ""
-		if e.Status != coordinator.StatusSkipped && !(e.Status == coordinator.StatusCancelled && e.Attempts == 0) {
-			dur = FormatDuration(time.Duration(e.DurationMS) * time.Millisecond)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Module, e.Status, dur, e.Attempts, where)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	var sum time.Duration
-	counts := map[coordinator.Status]int{}
-	for _, e := range run.Modules {
-		counts[e.Status]++
-		sum += time.Duration(e.DurationMS) * time.Millisecond
-	}
-	for _, e := range mods {
-		switch {
-		case e.Status.Failed() || (e.Status == coordinator.StatusCancelled && e.Attempts > 0):
-			fmt.Fprintf(w, "\n%s %s", e.Module, e.Status)
-			if e.Error != nil {
-				fmt.Fprintf(w, ": %s", e.Error.Message)
-			}
-			fmt.Fprintln(w)
-			if e.Error != nil && e.Error.Tail != "" {
-				for _, line := range strings.Split(strings.TrimRight(e.Error.Tail, "\n"), "\n") {
-					fmt.Fprintf(w, "  | %s\n", line)
-				}
-			}
-		}
-	}
-	fmt.Fprintf(w, "\n%s: %d modules, %d succeeded, %d failed, %d timed out, %d skipped, %d cancelled in %s (module time %s)\n",
-		strings.ToUpper(string(run.Status)), len(run.Modules),
-		counts[coordinator.StatusSucceeded], counts[coordinator.StatusFailed], counts[coordinator.StatusTimedOut],
-		counts[coordinator.StatusSkipped], counts[coordinator.StatusCancelled],
-		FormatDuration(time.Duration(run.DurationMS)*time.Millisecond), FormatDuration(sum))
-	return nil
+	return mods
 }
 
 func rank(s coordinator.Status) int {
@@ -163,6 +240,43 @@ func rank(s coordinator.Status) int {
 		return 2
 	}
 	return 3
+}
+
+// ran reports whether the module was started at all: a skipped module and
+// one cancelled before it started have no duration nor place to show.
+func ran(e coordinator.Envelope) bool {
+	return e.Status != coordinator.StatusSkipped && !(e.Status == coordinator.StatusCancelled && e.Attempts == 0)
+}
+
+// isFailure reports whether e belongs in the failures section: it failed,
+// timed out, or was cancelled while running.
+func isFailure(e coordinator.Envelope) bool {
+	return e.Status.Failed() || (e.Status == coordinator.StatusCancelled && e.Attempts > 0)
+}
+
+// where names the instance and host that ran e, or "" when none did.
+func where(e coordinator.Envelope) string {
+	if e.Host == "" || !ran(e) {
+		return ""
+	}
+	return fmt.Sprintf("%d (%s)", e.Instance, e.Host)
+}
+
+// duration is e's duration for people, or "" when it never ran.
+func duration(e coordinator.Envelope) string {
+	if !ran(e) {
+		return ""
+	}
+	return FormatDuration(time.Duration(e.DurationMS) * time.Millisecond)
+}
+
+// tailLines splits a log tail into its lines, without a trailing empty one.
+func tailLines(tail string) []string {
+	tail = strings.TrimRight(tail, "\n")
+	if tail == "" {
+		return nil
+	}
+	return strings.Split(tail, "\n")
 }
 
 // FormatDuration renders d for people: 850ms, 12.3s, 4m05s.

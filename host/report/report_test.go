@@ -1,0 +1,317 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modpipe/modpipe/host/secrets"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// fixture loads testdata/run.json: a failed run with every outcome, a
+// matrix, a log tail with Markdown- and XML-hostile characters and the
+// secret "hunter2" in a value, an error message and nowhere else.
+func fixture(t *testing.T) *Run {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run Run
+	if err := json.Unmarshal(data, &run); err != nil {
+		t.Fatalf("testdata/run.json: %v", err)
+	}
+	return &run
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (run go test -update and review the diff):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestRenderings(t *testing.T) {
+	masker := secrets.New("hunter2")
+	tests := []struct {
+		golden string
+		render func(*bytes.Buffer, *Run) error
+	}{
+		{"summary.golden", func(b *bytes.Buffer, r *Run) error { return WriteSummary(b, r) }},
+		{"junit.golden", func(b *bytes.Buffer, r *Run) error { return WriteJUnit(b, r) }},
+		{"markdown.golden", func(b *bytes.Buffer, r *Run) error { return WriteMarkdown(b, r) }},
+		{"json.golden", func(b *bytes.Buffer, r *Run) error { return WriteJSON(b, r) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			run := fixture(t)
+			var plain bytes.Buffer
+			if err := tt.render(&plain, run); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plain.String(), "hunter2") {
+				t.Fatal("the unmasked rendering should show the fixture's secret; the test would prove nothing")
+			}
+			var masked bytes.Buffer
+			if err := tt.render(&masked, run.Masked(masker)); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(masked.String(), "hunter2") {
+				t.Errorf("the masked rendering still shows the secret:\n%s", masked.String())
+			}
+			if !strings.Contains(masked.String(), secrets.Mask) {
+				t.Errorf("the masked rendering shows no %s", secrets.Mask)
+			}
+			golden(t, tt.golden, masked.Bytes())
+		})
+	}
+}
+
+func TestMaskedLeavesRunAlone(t *testing.T) {
+	run := fixture(t)
+	_ = run.Masked(secrets.New("hunter2"))
+	var b bytes.Buffer
+	if err := WriteJSON(&b, run); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "hunter2") {
+		t.Fatal("Masked changed the run it was given")
+	}
+}
+
+func TestSummaryFailuresFirst(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteSummary(&b, fixture(t)); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	var order []string
+	for _, l := range lines[1:] {
+		if l == "" {
+			break
+		}
+		order = append(order, strings.Fields(l)[1])
+	}
+	want := "failed timed_out cancelled cancelled skipped skipped succeeded succeeded succeeded"
+	if got := strings.Join(order, " "); got != want {
+		t.Fatalf("statuses in table order: %s\nwant %s", got, want)
+	}
+}
+
+func TestTotals(t *testing.T) {
+	tot := TotalsOf(fixture(t))
+	if tot.Modules != 9 || tot.Succeeded != 3 || tot.Failed != 1 || tot.TimedOut != 1 || tot.Skipped != 2 || tot.Cancelled != 2 {
+		t.Fatalf("counts: %+v", tot)
+	}
+	// 1.2 + 8 + 7.5 + 2 + 1 + 2.1 seconds of modules in a 12.5s run.
+	if tot.ModuleTime.Milliseconds() != 21800 || tot.Wall.Milliseconds() != 12500 {
+		t.Fatalf("times: %+v", tot)
+	}
+	if s := tot.Speedup(); s < 1.74 || s > 1.75 {
+		t.Fatalf("speedup %.3f, want 21.8/12.5", s)
+	}
+	if (Totals{}).Speedup() != 0 {
+		t.Fatal("a run that took no time has no speedup")
+	}
+}
+
+// TestJUnitStructure reads the report back the way a test reporter does
+// and checks each module became the testcase it should.
+func TestJUnitStructure(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteJUnit(&b, fixture(t)); err != nil {
+		t.Fatal(err)
+	}
+	var doc junitSuites
+	if err := xml.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatalf("the report is not XML: %v", err)
+	}
+	if len(doc.Suites) != 1 {
+		t.Fatalf("%d suites, want 1", len(doc.Suites))
+	}
+	s := doc.Suites[0]
+	if s.Tests != 9 || s.Failures != 1 || s.Errors != 2 || s.Skipped != 3 {
+		t.Fatalf("suite counts tests=%d failures=%d errors=%d skipped=%d", s.Tests, s.Failures, s.Errors, s.Skipped)
+	}
+	want := map[string]string{
+		"checkout": "pass", "build[linux]": "pass", "build[windows]": "pass",
+		"test": "failure", "lint": "error", "upload": "error",
+		"package": "skipped", "docs": "skipped", "notify": "skipped",
+	}
+	for _, c := range s.Cases {
+		got := "pass"
+		switch {
+		case c.Failure != nil:
+			got = "failure"
+		case c.Error != nil:
+			got = "error"
+		case c.Skipped != nil:
+			got = "skipped"
+		}
+		if got != want[c.Name] {
+			t.Errorf("testcase %s is %s, want %s", c.Name, got, want[c.Name])
+		}
+		if c.Classname != "release" {
+			t.Errorf("testcase %s classname %q, want the pipeline's name", c.Name, c.Classname)
+		}
+	}
+}
+
+// TestJUnitSchema validates the report against testdata/junit.xsd with
+// xmllint (Debian's libxml2-utils, installed by `make deps`), and checks
+// the schema is strict enough to refuse a broken report.
+func TestJUnitSchema(t *testing.T) {
+	xmllint, err := exec.LookPath("xmllint")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("xmllint is not installed: run `make deps` (apt-get install libxml2-utils) before the tests")
+		}
+		t.Skip("xmllint is not installed; `make deps` installs it (apt-get install libxml2-utils)")
+	}
+	dir := t.TempDir()
+	validate := func(doc []byte) error {
+		path := filepath.Join(dir, "report.xml")
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(xmllint, "--noout", "--schema", filepath.Join("testdata", "junit.xsd"), path).CombinedOutput()
+		if err != nil {
+			return errors.New(string(out))
+		}
+		return nil
+	}
+	for _, name := range []string{"full run", "empty run"} {
+		t.Run(name, func(t *testing.T) {
+			run := fixture(t)
+			if name == "empty run" {
+				run = &Run{Status: RunSucceeded}
+			}
+			var b bytes.Buffer
+			if err := WriteJUnit(&b, run.Masked(secrets.New("hunter2"))); err != nil {
+				t.Fatal(err)
+			}
+			if err := validate(b.Bytes()); err != nil {
+				t.Fatalf("the JUnit report does not validate:\n%s\n%s", err, b.String())
+			}
+		})
+	}
+	t.Run("schema refuses a broken report", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteJUnit(&b, fixture(t)); err != nil {
+			t.Fatal(err)
+		}
+		broken := strings.Replace(b.String(), `classname="release"`, "", 1)
+		if err := validate([]byte(broken)); err == nil {
+			t.Fatal("a testcase without classname validated: the schema checks nothing")
+		}
+	})
+}
+
+func TestParseSpec(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Spec
+		wantErr string
+	}{
+		{in: "json=out/r.json", want: Spec{Format: "json", Path: "out/r.json"}},
+		{in: "junit=r.xml", want: Spec{Format: "junit", Path: "r.xml"}},
+		{in: "xml=r.xml", want: Spec{Format: "junit", Path: "r.xml"}},
+		{in: "markdown=r.md", want: Spec{Format: "markdown", Path: "r.md"}},
+		{in: "MD=r.md", want: Spec{Format: "markdown", Path: "r.md"}},
+		{in: "json", wantErr: "want FORMAT=PATH"},
+		{in: "=x", wantErr: "want FORMAT=PATH"},
+		{in: "html=x.html", wantErr: `unknown format "html" (known: json, junit, markdown)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseSpec(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParseSpec = %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteEveryFormat(t *testing.T) {
+	dir := t.TempDir()
+	run := fixture(t)
+	for _, f := range Formats {
+		path := filepath.Join(dir, "nested", "report."+f)
+		if err := Write(Spec{Format: f, Path: path}, run); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		var want bytes.Buffer
+		if err := Render(&want, f, run); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("%s: the file differs from Render's output", f)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "nested"))
+	if len(entries) != len(Formats) {
+		t.Errorf("%d files in the report folder, want %d (temp files left behind?)", len(entries), len(Formats))
+	}
+}
+
+func TestWriteUnwritablePath(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Write(Spec{Format: "json", Path: filepath.Join(file, "r.json")}, fixture(t))
+	if err == nil || !strings.Contains(err.Error(), "write json report") {
+		t.Fatalf("err = %v, want a write json report error", err)
+	}
+}
+
+func TestAppendMarkdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "step_summary.md")
+	if err := os.WriteFile(path, []byte("# earlier step\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendMarkdown(path, fixture(t)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(got), "# earlier step\n## ") {
+		t.Fatalf("the summary should be appended after what other steps wrote:\n%s", got)
+	}
+}
+
+func TestMarkdownFenceOutlastsBackticks(t *testing.T) {
+	got := fence("text", "a ```` b")
+	if !strings.HasPrefix(got, "`````text\n") || !strings.HasSuffix(got, "\n`````") {
+		t.Fatalf("fence = %q", got)
+	}
+}
