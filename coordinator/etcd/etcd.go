@@ -772,7 +772,8 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		Commit()
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
-			return &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes()}
+			return fmt.Errorf("publish result of %s: etcd refused the request as too large, so its --max-request-bytes is below the configured MaxRequestBytes %d; set them equal: %w",
+				env.Module, s.c.cfg.MaxRequestBytes, &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes()})
 		}
 		return fmt.Errorf("publish result of %s: %w", env.Module, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/coordinator/coordinatortest"
@@ -434,5 +435,43 @@ func TestEtcdGoneEndsSessions(t *testing.T) {
 	}
 	if err := <-claimErr; !errors.Is(err, coordinator.ErrSessionLost) {
 		t.Errorf("blocked Claim returned %v, want ErrSessionLost", err)
+	}
+}
+
+// A server whose --max-request-bytes is below the configured limit refuses
+// the publish; the error is still an ErrTooLarge and says what to fix.
+func TestServerRefusesLargeRequest(t *testing.T) {
+	e, endpoint, err := startEtcd(t.TempDir(), nil, func(cfg *embed.Config) { cfg.MaxRequestBytes = 64 * 1024 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := guard(t)
+	c, err := New(ctx, Config{Endpoints: []string{endpoint}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m, err := c.JoinMaster(ctx, joinReq("small-server", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "big", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := m.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := coordinator.Envelope{Module: "big", Status: coordinator.StatusSucceeded, Value: []byte(`"` + strings.Repeat("z", 100*1024) + `"`)}
+	err = m.Publish(ctx, cl, env)
+	var tl *coordinator.ErrTooLarge
+	if !errors.As(err, &tl) || !strings.Contains(err.Error(), "max-request-bytes") {
+		t.Fatalf("Publish to a small server: %v, want an ErrTooLarge naming max-request-bytes", err)
+	}
+	// The claim is still held.
+	if err := m.Publish(ctx, cl, coordinator.Envelope{Module: "big", Status: coordinator.StatusFailed}); err != nil {
+		t.Fatalf("Publish of a small envelope afterwards: %v", err)
 	}
 }

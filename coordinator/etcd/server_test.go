@@ -57,7 +57,7 @@ func freePort() (int, error) {
 
 // startEtcd starts a single-member etcd in dir, serving clients over TLS
 // when tlsInfo is set.
-func startEtcd(dir string, tlsInfo *transport.TLSInfo) (*embed.Etcd, string, error) {
+func startEtcd(dir string, tlsInfo *transport.TLSInfo, modify ...func(*embed.Config)) (*embed.Etcd, string, error) {
 	cport, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -82,6 +82,9 @@ func startEtcd(dir string, tlsInfo *transport.TLSInfo) (*embed.Etcd, string, err
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	for _, m := range modify {
+		m(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, "", err
