@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -237,37 +236,10 @@ func TestPluginCancelKillsProcessGroup(t *testing.T) {
 	if child == 0 {
 		t.Fatal("the script's child pid never arrived")
 	}
-	waitGone(t, child)
+	plugintest.WaitGone(t, child)
 
 	resp, res, _ := execute(t, p, `{"command": ["echo", "after"]}`)
 	if !resp.Succeeded || res.Stdout != "after" {
 		t.Errorf("module after the cancellation: %+v %+v", resp, res)
-	}
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return errors.Is(err, os.ErrNotExist) == false && syscall.Kill(pid, 0) == nil
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
-}
-
-// waitGone waits for pid to disappear; the bound is only a deadlock guard
-// (the plugin's kill grace is 3s).
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("child process %d still running after the module was cancelled", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
