@@ -24,8 +24,12 @@ build: ## build bin/host and every plugin into bin/plugins/
 run: build ## build, then run this project's own pipeline.hcl on this machine
 	$(BIN)/host run pipeline.hcl
 
+.PHONY: deps
+deps: ## install the Debian tools the tests use (xmllint validates the JUnit report)
+	@command -v xmllint >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils; }
+
 .PHONY: test
-test: lint proto-check build ## every check and test (what CI runs)
+test: deps lint proto-check build ## every check and test (what CI runs)
 	$(GO) test -race -timeout 20m ./...
 
 .PHONY: lint
@@ -40,6 +44,12 @@ proto: ## regenerate the plugin protocol's Go code from proto/
 .PHONY: proto-check
 proto-check: proto ## fail if the committed generated code is stale
 	@git diff --exit-code --stat -- proto/ || { echo "proto/: generated code is stale: run 'make proto' and commit"; exit 1; }
+
+.PHONY: bench
+bench: ## run the benchmarks against make, ninja, asynq and Celery (QUICK=1: under a minute); writes bench/results.json
+	bash bench/setup.sh
+	$(GO) build -o $(BIN)/bench/modpipe-bench ./bench
+	$(BIN)/bench/modpipe-bench $(if $(filter 1,$(QUICK)),-quick) $(BENCHFLAGS)
 
 .PHONY: fuzz
 fuzz: ## fuzz the HCL loader and the envelope decoding for a while (FUZZTIME=30s)

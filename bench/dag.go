@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DAG is a layered module graph: Layers layers of Width modules, each
+// module after the first layer depending on Fanin distinct random modules
+// of the layer above. The same seed gives the same graph, so every tool
+// runs exactly the same work.
+type DAG struct {
+	Layers, Width, Fanin int
+	// Deps[l][i] are the indexes in layer l-1 that module (l, i) needs.
+	Deps [][][]int
+}
+
+// newDAG builds the graph from seed.
+func newDAG(layers, width, fanin int, seed uint64) *DAG {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	d := &DAG{Layers: layers, Width: width, Fanin: min(fanin, width), Deps: make([][][]int, layers)}
+	for l := range layers {
+		d.Deps[l] = make([][]int, width)
+		if l == 0 {
+			continue
+		}
+		for i := range width {
+			picked := map[int]bool{}
+			for len(picked) < d.Fanin {
+				picked[r.IntN(width)] = true
+			}
+			deps := make([]int, 0, d.Fanin)
+			for j := range width { // in index order, so the files are stable
+				if picked[j] {
+					deps = append(deps, j)
+				}
+			}
+			d.Deps[l][i] = deps
+		}
+	}
+	return d
+}
+
+// Modules is the number of modules.
+func (d *DAG) Modules() int { return d.Layers * d.Width }
+
+func name(l, i int) string { return fmt.Sprintf("m%d_%d", l, i) }
+
+// Pipeline renders the DAG as a pipeline.hcl. kind is the module kind
+// ("shell" or "bench.noop"); body is each module's attributes.
+func (d *DAG) Pipeline(kind, body string) string {
+	var b strings.Builder
+	b.WriteString("pipeline {\n  name = \"bench\"\n}\n\n")
+	for l := range d.Layers {
+		for i := range d.Width {
+			fmt.Fprintf(&b, "module %q %q {\n", kind, name(l, i))
+			if body != "" {
+				b.WriteString("  " + body + "\n")
+			}
+			if deps := d.Deps[l][i]; len(deps) > 0 {
+				refs := make([]string, len(deps))
+				for k, j := range deps {
+					refs[k] = "module." + name(l-1, j)
+				}
+				fmt.Fprintf(&b, "  depends_on = [%s]\n", strings.Join(refs, ", "))
+			}
+			b.WriteString("}\n")
+		}
+	}
+	return b.String()
+}
+
+// Makefile renders the DAG for GNU make: phony targets, so every run
+// runs every recipe. An empty recipe is make's own cost alone.
+func (d *DAG) Makefile(recipe string) string {
+	var b strings.Builder
+	var all []string
+	for i := range d.Width {
+		all = append(all, name(d.Layers-1, i))
+	}
+	fmt.Fprintf(&b, "all: %s\n", strings.Join(all, " "))
+	b.WriteString(".PHONY: all")
+	for l := range d.Layers {
+		for i := range d.Width {
+			b.WriteString(" " + name(l, i))
+		}
+	}
+	b.WriteString("\n")
+	for l := range d.Layers {
+		for i := range d.Width {
+			fmt.Fprintf(&b, "%s:", name(l, i))
+			for _, j := range d.Deps[l][i] {
+				b.WriteString(" " + name(l-1, j))
+			}
+			b.WriteString("\n")
+			if recipe != "" {
+				b.WriteString("\t@" + recipe + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// Ninja renders the DAG for ninja. With a command, each module is an
+// edge running it (its output never appears, so every run runs every
+// edge); without one, every module is a phony edge: ninja's own cost.
+func (d *DAG) Ninja(command string) string {
+	var b strings.Builder
+	rule := "phony"
+	if command != "" {
+		rule = "run"
+		fmt.Fprintf(&b, "rule run\n  command = %s\n\n", command)
+	}
+	for l := range d.Layers {
+		for i := range d.Width {
+			fmt.Fprintf(&b, "build %s: %s", name(l, i), rule)
+			if deps := d.Deps[l][i]; len(deps) > 0 {
+				if rule != "phony" {
+					b.WriteString(" |")
+				}
+				for _, j := range deps {
+					b.WriteString(" " + name(l-1, j))
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	var all []string
+	for i := range d.Width {
+		all = append(all, name(d.Layers-1, i))
+	}
+	fmt.Fprintf(&b, "build all: phony %s\ndefault all\n", strings.Join(all, " "))
+	return b.String()
+}
+
+// writeFile writes content to dir/name and returns the path.
+func writeFile(dir, name, content string) (string, error) {
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", p, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,150 @@
+// Package bare is the floor for modpipe's plugin call: the smallest
+// go-plugin gRPC plugin there is, with the same transport settings as the
+// host (gRPC, AutoMTLS, one process), serving one unary method that
+// returns a payload of the size asked for. The benchmark compares
+// modpipe's Execute round trip with this call measured in the same run.
+//
+// There is no .proto: the method is declared by hand with well-known
+// wrapper messages, so the floor carries no code generation of its own.
+package bare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Handshake differs from modpipe's, so neither binary is mistaken for the
+// other.
+var Handshake = goplugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "MODPIPE_BENCH_BARE",
+	MagicCookieValue: "bare-grpc-floor",
+}
+
+// PluginName is the name the plugin is dispensed under.
+const PluginName = "bare"
+
+// maxMessage allows the 1 MiB payloads (plus framing) the benchmark sends.
+const maxMessage = 8 << 20
+
+// method is the full gRPC method name of the one call.
+const method = "/modpipe.bench.Bare/Payload"
+
+// payloadServer is what the service handler calls.
+type payloadServer interface {
+	Payload(ctx context.Context, size *wrapperspb.Int64Value) (*wrapperspb.BytesValue, error)
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "modpipe.bench.Bare",
+	HandlerType: (*payloadServer)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Payload",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			in := new(wrapperspb.Int64Value)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			return srv.(payloadServer).Payload(ctx, in)
+		},
+	}},
+	Metadata: "bare.go",
+}
+
+// server answers Payload with a cached payload of the asked size, so the
+// call measures transport and encoding, not building the bytes.
+type server struct {
+	payloads map[int64][]byte
+}
+
+func (s *server) Payload(_ context.Context, size *wrapperspb.Int64Value) (*wrapperspb.BytesValue, error) {
+	n := size.GetValue()
+	if n < 0 || n > maxMessage/2 {
+		return nil, errors.New("size out of range")
+	}
+	b, ok := s.payloads[n]
+	if !ok {
+		b = []byte(strings.Repeat("x", int(n)))
+	}
+	return &wrapperspb.BytesValue{Value: b}, nil
+}
+
+// Plugin is the go-plugin side of the floor, for both the server (the
+// plugin binary) and the client (the benchmark).
+type Plugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
+
+// GRPCServer registers the Payload service.
+func (Plugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	srv := &server{payloads: map[int64][]byte{}}
+	for _, n := range []int64{0, 64 << 10, 1 << 20} {
+		srv.payloads[n] = []byte(strings.Repeat("x", int(n)))
+	}
+	s.RegisterService(&serviceDesc, srv)
+	return nil
+}
+
+// GRPCClient returns a *Client on the plugin's connection.
+func (Plugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return &Client{conn: conn}, nil
+}
+
+// Client calls the floor plugin.
+type Client struct {
+	conn *grpc.ClientConn
+}
+
+// Payload asks for size bytes and returns how many arrived.
+func (c *Client) Payload(ctx context.Context, size int) (int, error) {
+	out := new(wrapperspb.BytesValue)
+	if err := c.conn.Invoke(ctx, method, wrapperspb.Int64(int64(size)), out, grpc.MaxCallRecvMsgSize(maxMessage)); err != nil {
+		return 0, err
+	}
+	return len(out.GetValue()), nil
+}
+
+// ServeConfig is what the plugin binary passes to goplugin.Serve.
+func ServeConfig() *goplugin.ServeConfig {
+	return &goplugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         goplugin.PluginSet{PluginName: Plugin{}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage))
+			return grpc.NewServer(opts...)
+		},
+	}
+}
+
+// Start starts the floor plugin binary at path with the host's transport
+// settings (gRPC only, AutoMTLS) and returns its client and a function
+// that stops it.
+func Start(path string) (*Client, func(), error) {
+	c := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          goplugin.PluginSet{PluginName: Plugin{}},
+		Cmd:              exec.Command(path),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           hclog.NewNullLogger(),
+	})
+	rpc, err := c.Client()
+	if err != nil {
+		c.Kill()
+		return nil, nil, fmt.Errorf("start the floor plugin %s: %w", path, err)
+	}
+	raw, err := rpc.Dispense(PluginName)
+	if err != nil {
+		c.Kill()
+		return nil, nil, fmt.Errorf("dispense the floor plugin %s: %w", path, err)
+	}
+	return raw.(*Client), c.Kill, nil
+}

@@ -1,0 +1,255 @@
+// Command modpipe-bench is modpipe's benchmark suite (`make bench`): it
+// builds the host and the plugins it needs, runs each scenario with
+// modpipe and its peers alternately (A B C A B C ...) for a number of
+// rounds, prints one table (median and best round of each figure, the
+// ratio to each peer, the target and whether it was met) and writes the
+// same to bench/results.json. docs/benchmarks.md explains every scenario.
+//
+// Targets are reported, never asserted: this is a measurement, not a test.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+// bench carries what every scenario needs.
+type bench struct {
+	root   string // the repository
+	bin    string // built binaries
+	work   string // generated pipelines and scratch files
+	quick  bool
+	rounds int
+	jobs   int // -j / --parallelism for the local DAGs
+	logger hclog.Logger
+}
+
+// group is a set of scenarios that share setup.
+type group struct {
+	name string
+	run  func(b *bench, ctx context.Context) ([]Row, error)
+}
+
+func run() int {
+	var (
+		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run that finishes in under a minute (env QUICK=1)")
+		rounds = flag.Int("rounds", 0, "rounds per comparison (default 7, 3 with -quick)")
+		out    = flag.String("out", "bench/results.json", "where to write the results")
+		binDir = flag.String("bin", "bin/bench", "where to build the binaries")
+		only   = flag.String("only", "", "comma-separated groups to run: "+strings.Join(groupNames(), ","))
+		keep   = flag.Bool("keep", false, "keep the scratch directory (generated pipelines, logs)")
+		jobs   = flag.Int("j", 8, "parallelism for the local DAGs: host --parallelism, make -j, ninja -j")
+		level  = flag.String("log-level", "info", "progress log level")
+		md     = flag.String("markdown", "", "also write the table as Markdown to this file")
+	)
+	flag.Parse()
+	logger := hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.LevelFromString(*level), Output: os.Stderr})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root, err := os.Getwd()
+	if err != nil {
+		logger.Error("find the working directory", "error", err)
+		return 1
+	}
+	work, err := os.MkdirTemp("", "modpipe-bench-")
+	if err != nil {
+		logger.Error("create a scratch directory", "error", err)
+		return 1
+	}
+	if *keep {
+		logger.Info("keeping the scratch directory", "path", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	b := &bench{root: root, bin: absPath(root, *binDir), work: work, quick: *quick, rounds: *rounds, jobs: *jobs, logger: logger}
+	if b.rounds <= 0 {
+		b.rounds = 7
+		if b.quick {
+			b.rounds = 3
+		}
+	}
+	rep := Report{StartedAt: time.Now().UTC(), Machine: machine(), Quick: b.quick, Rounds: b.rounds}
+
+	if err := b.build(ctx); err != nil {
+		logger.Error("build", "error", err)
+		return 1
+	}
+	want := map[string]bool{}
+	for _, g := range strings.Split(*only, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			want[g] = true
+		}
+	}
+	failed := false
+	for _, g := range groups() {
+		if len(want) > 0 && !want[g.name] {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		start := time.Now()
+		logger.Info("running", "group", g.name)
+		rows, err := g.run(b, ctx)
+		if err != nil {
+			failed = true
+			logger.Error("scenario group failed", "group", g.name, "error", err)
+			rows = append(rows, Row{Scenario: g.name, Modpipe: newFigure(nil, false), Note: "did not complete: " + err.Error()})
+		}
+		logger.Info("done", "group", g.name, "took", time.Since(start).Round(time.Millisecond))
+		rep.Rows = append(rep.Rows, rows...)
+	}
+
+	fmt.Printf("\nmodpipe benchmarks: %d rounds%s on %s (%d CPUs); figures are median (best)\n\n",
+		b.rounds, map[bool]string{true: ", quick", false: ""}[b.quick], rep.Machine.CPU, rep.Machine.CPUs)
+	if err := writeTable(os.Stdout, rep.Rows); err != nil {
+		logger.Error("print the table", "error", err)
+		return 1
+	}
+	if err := writeJSON(absPath(root, *out), rep); err != nil {
+		logger.Error("write results", "error", err)
+		return 1
+	}
+	if *md != "" {
+		var buf bytes.Buffer
+		writeMarkdown(&buf, rep.Rows)
+		if err := os.WriteFile(*md, buf.Bytes(), 0o644); err != nil {
+			logger.Error("write markdown", "error", err)
+			return 1
+		}
+	}
+	fmt.Printf("\nwritten to %s\n", *out)
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+func groupNames() []string {
+	var names []string
+	for _, g := range groups() {
+		names = append(names, g.name)
+	}
+	return names
+}
+
+func absPath(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
+// build compiles the host, the plugins the scenarios use and the floor
+// plugin into b.bin (the Go build cache makes it cheap when nothing
+// changed).
+func (b *bench) build(ctx context.Context) error {
+	targets := []struct{ out, pkg string }{
+		{"host", "./cmd/host"},
+		{"plugins/modpipe-plugin-shell", "./plugins/shell"},
+		{"plugins/modpipe-plugin-bench", "./bench/plugin"},
+		{"modpipe-bench-bare", "./bench/bareplugin"},
+	}
+	for _, t := range targets {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(b.bin, t.out), t.pkg)
+		cmd.Dir = b.root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %w\n%s", t.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// procResult is what one finished command cost.
+type procResult struct {
+	Wall time.Duration
+	// CPU is user+system time of the process and the children it waited for.
+	CPU      time.Duration
+	MaxRSSKB int64
+	Stdout   []byte
+}
+
+// runProc runs a command to completion and measures it. A non-zero exit
+// is an error carrying the tail of its output.
+func runProc(ctx context.Context, dir string, env []string, name string, args ...string) (procResult, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	res := procResult{Wall: wall, Stdout: stdout.Bytes()}
+	if ps := cmd.ProcessState; ps != nil {
+		res.CPU = ps.UserTime() + ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			res.MaxRSSKB = ru.Maxrss
+		}
+	}
+	if err != nil {
+		return res, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(stderr.String()+stdout.String(), 1500))
+	}
+	return res, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// machine describes this machine for the report.
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPU: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		if _, err := fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb); err == nil {
+			m.MemoryMB = kb / 1024
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.Load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return m
+}
+
+// nan is a missing figure.
+var nan = math.NaN()
+
+// errSkipped marks a peer that is not installed.
+var errSkipped = errors.New("not installed")
