@@ -1,0 +1,536 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/report"
+	"github.com/modpipe/modpipe/host/secrets"
+)
+
+// Defaults for Options.
+const (
+	DefaultRefresh    = 250 * time.Millisecond
+	DefaultMaxRunning = 3
+	// DefaultMaxBuffered bounds the output one module's group holds in the
+	// CI styles; past it lines are counted and dropped, so a module that
+	// prints without end cannot exhaust the host's memory.
+	DefaultMaxBuffered = 8 << 20
+)
+
+// Options configure a Console.
+type Options struct {
+	Style Style
+	// Out receives everything; writes to it are serialised.
+	Out io.Writer
+	// Masker hides secrets in everything written; nil masks nothing.
+	Masker *secrets.Masker
+	// Total is the number of modules in the run, for "done/total".
+	Total int
+	// Width returns the terminal's width for the live view; nil means 80.
+	Width func() int
+	// Now is the clock for elapsed times; nil means time.Now.
+	Now func() time.Time
+	// Refresh is how often the live view redraws; 0 means DefaultRefresh.
+	// A negative value never redraws on a timer (tests redraw on events).
+	Refresh time.Duration
+	// MaxRunning is how many running modules the live view lists; 0 means
+	// DefaultMaxRunning.
+	MaxRunning int
+	// MaxBuffered is the byte limit of one module's buffered output in the
+	// CI styles; 0 means DefaultMaxBuffered.
+	MaxBuffered int
+}
+
+// Console prints a run's output and progress in one Style. Its methods
+// are safe for concurrent use: module output arrives from the plugins'
+// goroutines while the scheduler reports events from its own.
+type Console struct {
+	opts Options
+
+	mu      sync.Mutex
+	out     *secrets.LineWriter
+	closed  bool
+	running map[string]*running
+	done    int
+	failed  int
+	started time.Time
+	// drawn is how many live-view lines are on the screen below the output.
+	drawn int
+	// groups buffers each running module's output in the CI styles.
+	groups map[string]*group
+	// sections counts GitLab section names, which must be unique.
+	sections int
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// running is a module the live view shows.
+type running struct {
+	module   string
+	attempt  int
+	instance int
+	host     string
+	since    time.Time
+}
+
+// group is one module's output held until the module ends.
+type group struct {
+	lines   []string
+	bytes   int
+	dropped int
+}
+
+// New returns a Console. In the live style it starts redrawing on a
+// timer; Close stops it. In the GitHub style it registers every secret
+// with ::add-mask:: first, so GitHub hides them too in whatever it shows.
+func New(opts Options) *Console {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Width == nil {
+		opts.Width = func() int { return 80 }
+	}
+	if opts.Refresh == 0 {
+		opts.Refresh = DefaultRefresh
+	}
+	if opts.MaxRunning <= 0 {
+		opts.MaxRunning = DefaultMaxRunning
+	}
+	if opts.MaxBuffered <= 0 {
+		opts.MaxBuffered = DefaultMaxBuffered
+	}
+	c := &Console{
+		opts:    opts,
+		out:     secrets.NewLineWriter(opts.Out, opts.Masker),
+		running: map[string]*running{},
+		groups:  map[string]*group{},
+		started: opts.Now(),
+		stop:    make(chan struct{}),
+	}
+	if opts.Style == StyleGitHub {
+		// Written unmasked, straight to Out: this is how GitHub learns
+		// what to mask, and GitHub hides the command line itself.
+		for _, v := range opts.Masker.Values() {
+			if strings.ContainsAny(v, "\r\n") {
+				continue // its lines are registered one by one
+			}
+			fmt.Fprintf(opts.Out, "::add-mask::%s\n", escapeData(v))
+		}
+	}
+	if opts.Style == StyleLive && opts.Refresh > 0 {
+		c.wg.Add(1)
+		go c.tick()
+	}
+	return c
+}
+
+// tick redraws the live view so elapsed times move while nothing else
+// happens. Close stops it and waits.
+func (c *Console) tick() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.mu.Lock()
+			if !c.closed {
+				c.emit(nil)
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// Started tells the console attempt of module started on instance
+// (running on host). instance < 0 means not known yet: a distributed
+// master enqueued the module and no worker has claimed it; Claimed tells
+// the instance later.
+func (c *Console) Started(module string, attempt, instance int, host string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.running[module] = &running{module: module, attempt: attempt, instance: instance, host: host, since: c.opts.Now()}
+	if _, ok := c.groups[module]; !ok && c.buffers() {
+		c.groups[module] = &group{}
+	}
+	switch c.opts.Style {
+	case StylePlain, StyleGitHub, StyleGitLab:
+		c.emit([]string{fmt.Sprintf("▶ %s started%s%s", module, attemptNote(attempt), where(instance, host))})
+	case StyleLive:
+		c.emit(nil)
+	}
+	// Buildkite has no end marker: a line here would land in the group
+	// of whichever module finished last.
+}
+
+// Claimed tells the console which instance runs module (distributed runs).
+func (c *Console) Claimed(module string, instance int, host string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.running[module]; ok {
+		r.instance, r.host = instance, host
+	}
+	if c.opts.Style == StylePlain {
+		c.emit([]string{fmt.Sprintf("▶ %s claimed%s", module, where(instance, host))})
+	}
+}
+
+// Retrying tells the console attempt of module ended with env and the
+// module will run again after wait.
+func (c *Console) Retrying(module string, attempt int, env coordinator.Envelope, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.running, module)
+	line := fmt.Sprintf("↻ %s attempt %d %s%s, retrying in %s", module, attempt, env.Status, errorNote(env), report.FormatDuration(wait))
+	if g := c.groups[module]; g != nil {
+		// The retry belongs with the module's output, in its group.
+		g.add(line, c.opts.MaxBuffered)
+		return
+	}
+	c.emit([]string{line})
+}
+
+// Finished tells the console a module ended with env, its final envelope.
+func (c *Console) Finished(env coordinator.Envelope) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.running, env.Module)
+	c.done++
+	if env.Status.Failed() {
+		c.failed++
+	}
+	head := fmt.Sprintf("%s %s %s%s%s", statusMark(env.Status), env.Module, env.Status, durationNote(env), errorNote(env))
+	if env.Status == coordinator.StatusSkipped && env.SkipReason != "" {
+		head = fmt.Sprintf("%s %s skipped: %s", statusMark(env.Status), env.Module, env.SkipReason)
+	}
+	progress := fmt.Sprintf(" [%d/%d]", c.done, c.opts.Total)
+	g := c.groups[env.Module]
+	delete(c.groups, env.Module)
+	switch c.opts.Style {
+	case StylePlain, StyleLive:
+		c.emit([]string{head + progress})
+	case StyleGitHub:
+		lines := []string{}
+		if g != nil && len(g.lines) > 0 {
+			lines = append(lines, "::group::"+escapeData(head))
+			lines = append(lines, g.flush()...)
+			lines = append(lines, "::endgroup::")
+		} else {
+			lines = append(lines, head+progress)
+		}
+		if env.Status.Failed() {
+			msg := string(env.Status)
+			if env.Error != nil {
+				msg = env.Error.Message
+			}
+			lines = append(lines, fmt.Sprintf("::error title=%s::%s", escapeProperty(env.Module+" "+string(env.Status)), escapeData(msg)))
+		}
+		c.emit(lines)
+	case StyleGitLab:
+		if g == nil || len(g.lines) == 0 {
+			c.emit([]string{head + progress})
+			return
+		}
+		c.sections++
+		name := fmt.Sprintf("modpipe_%d_%s", c.sections, sectionName(env.Module))
+		start, end := env.StartedAt, env.EndedAt
+		if start.IsZero() || end.IsZero() {
+			start, end = c.opts.Now(), c.opts.Now()
+		}
+		collapsed := "[collapsed=true]"
+		if env.Status.Failed() {
+			collapsed = "" // open what the reader came for
+		}
+		lines := []string{fmt.Sprintf("\x1b[0Ksection_start:%d:%s%s\r\x1b[0K%s", start.Unix(), name, collapsed, head+progress)}
+		lines = append(lines, g.flush()...)
+		lines = append(lines, fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", end.Unix(), name))
+		c.emit(lines)
+	case StyleBuildkite:
+		lines := []string{"--- " + head + progress}
+		if g != nil {
+			lines = append(lines, g.flush()...)
+		}
+		if env.Status.Failed() {
+			lines = append(lines, "^^^ +++") // expand the failed module's group
+		}
+		c.emit(lines)
+	}
+}
+
+// Line prints one line of a module's output: prefixed with the module in
+// the plain and live styles, inside the module's group in the CI styles.
+func (c *Console) Line(module, stream, text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g := c.groups[module]; g != nil {
+		if stream == "stderr" {
+			// Marked so the reader can tell the streams apart, as the
+			// prefixed styles do.
+			text = "! " + text
+		}
+		g.add(text, c.opts.MaxBuffered)
+		return
+	}
+	sep := " | "
+	if stream == "stderr" {
+		sep = " ! "
+	}
+	c.emit([]string{module + sep + text})
+}
+
+// Eventf prints one line about the run itself.
+func (c *Console) Eventf(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.emit([]string{fmt.Sprintf(format, args...)})
+}
+
+// BeginSummary marks the start of the end-of-run summary. Buildkite gets
+// an expanded "+++ Summary" group, since without it the summary would land
+// in the group of the module that finished last; the other styles need
+// no marker.
+func (c *Console) BeginSummary() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opts.Style == StyleBuildkite {
+		c.writeLines([]string{"+++ Summary"})
+	}
+}
+
+// Write prints a block (the summary) as it is, masked line by line. In
+// the live style the view is taken down first and redrawn after.
+func (c *Console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearView()
+	n, err := c.out.Write(p)
+	if err == nil && !c.closed {
+		c.drawView()
+	}
+	return n, err
+}
+
+// Close ends the live view (taking its lines off the screen), prints the
+// output of modules that never finished, and flushes a partial line.
+// The console still prints afterwards, without the live view.
+func (c *Console) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.stop)
+	c.mu.Unlock()
+	c.wg.Wait()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearView()
+	names := make([]string, 0, len(c.groups))
+	for name := range c.groups {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if g := c.groups[name]; len(g.lines) > 0 {
+			c.writeLines(append([]string{"--- output of " + name + " (it did not finish)"}, g.flush()...))
+		}
+	}
+	c.groups = map[string]*group{}
+	return c.out.Flush()
+}
+
+// buffers reports whether the style holds output per module.
+func (c *Console) buffers() bool {
+	return c.opts.Style == StyleGitHub || c.opts.Style == StyleGitLab || c.opts.Style == StyleBuildkite
+}
+
+// emit prints lines above the live view (taking it down and redrawing
+// it in the same write, so it does not flicker) or, in the other styles,
+// just prints them. nil lines only redraw. Called with mu held.
+func (c *Console) emit(lines []string) {
+	if c.opts.Style != StyleLive || c.closed {
+		c.writeLines(lines)
+		return
+	}
+	var b strings.Builder
+	if c.drawn > 0 {
+		b.WriteString("\r")
+		b.WriteString(ansi.CursorUp(c.drawn))
+		b.WriteString(ansi.EraseScreenBelow)
+	}
+	for _, l := range lines {
+		b.WriteString(c.opts.Masker.String(l))
+		b.WriteString("\n")
+	}
+	view := c.view()
+	for _, l := range view {
+		b.WriteString(c.opts.Masker.String(l))
+		b.WriteString("\n")
+	}
+	c.drawn = len(view)
+	_, _ = io.WriteString(c.opts.Out, b.String())
+}
+
+// clearView takes the live view off the screen. Called with mu held.
+func (c *Console) clearView() {
+	if c.opts.Style != StyleLive || c.drawn == 0 {
+		return
+	}
+	_, _ = io.WriteString(c.opts.Out, "\r"+ansi.CursorUp(c.drawn)+ansi.EraseScreenBelow)
+	c.drawn = 0
+}
+
+// drawView draws the live view below what was printed. Called with mu held.
+func (c *Console) drawView() {
+	if c.opts.Style != StyleLive {
+		return
+	}
+	c.emit(nil)
+}
+
+// writeLines prints lines through the masker. Called with mu held.
+func (c *Console) writeLines(lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	_, _ = c.out.Write([]byte(strings.Join(lines, "\n") + "\n"))
+}
+
+// view renders the live view: a status line, then the longest-running
+// modules, then how many more, each cut to the terminal's width.
+func (c *Console) view() []string {
+	now := c.opts.Now()
+	width := max(c.opts.Width(), 20)
+	status := fmt.Sprintf("%d/%d done, %d running", c.done, c.opts.Total, len(c.running))
+	if c.failed > 0 {
+		status += fmt.Sprintf(", %d failed", c.failed)
+	}
+	status += " · " + report.FormatDuration(now.Sub(c.started).Truncate(100*time.Millisecond))
+	lines := []string{ansi.Truncate(status, width-1, "…")}
+
+	rs := make([]*running, 0, len(c.running))
+	for _, r := range c.running {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if !rs[i].since.Equal(rs[j].since) {
+			return rs[i].since.Before(rs[j].since)
+		}
+		return rs[i].module < rs[j].module
+	})
+	for i, r := range rs {
+		if i == c.opts.MaxRunning {
+			lines = append(lines, fmt.Sprintf("  … and %d more", len(rs)-i))
+			break
+		}
+		l := fmt.Sprintf("  %s %s%s%s", report.FormatDuration(now.Sub(r.since).Truncate(100*time.Millisecond)), r.module, attemptNote(r.attempt), where(r.instance, r.host))
+		lines = append(lines, ansi.Truncate(l, width-1, "…"))
+	}
+	return lines
+}
+
+func (g *group) add(line string, limit int) {
+	if g.bytes+len(line) > limit {
+		g.dropped++
+		return
+	}
+	g.bytes += len(line) + 1
+	g.lines = append(g.lines, line)
+}
+
+// flush returns the group's lines and a note on what was dropped.
+func (g *group) flush() []string {
+	lines := g.lines
+	if g.dropped > 0 {
+		lines = append(lines, fmt.Sprintf("… %d more lines not shown: the module printed more than a group holds", g.dropped))
+	}
+	g.lines, g.bytes, g.dropped = nil, 0, 0
+	return lines
+}
+
+func attemptNote(attempt int) string {
+	if attempt > 1 {
+		return fmt.Sprintf(" (attempt %d)", attempt)
+	}
+	return ""
+}
+
+func where(instance int, host string) string {
+	switch {
+	case instance < 0:
+		return " (waiting for an instance)"
+	case host == "":
+		return fmt.Sprintf(" on instance %d", instance)
+	}
+	return fmt.Sprintf(" on instance %d (%s)", instance, host)
+}
+
+func durationNote(env coordinator.Envelope) string {
+	if env.Status == coordinator.StatusSkipped || (env.Status == coordinator.StatusCancelled && env.Attempts == 0) {
+		return ""
+	}
+	return " in " + report.FormatDuration(time.Duration(env.DurationMS)*time.Millisecond)
+}
+
+func errorNote(env coordinator.Envelope) string {
+	if env.Error != nil && env.Error.Message != "" {
+		return ": " + firstLine(env.Error.Message)
+	}
+	if env.SkipReason != "" {
+		return ": " + firstLine(env.SkipReason)
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+func statusMark(s coordinator.Status) string {
+	switch s {
+	case coordinator.StatusSucceeded:
+		return "✔"
+	case coordinator.StatusFailed, coordinator.StatusTimedOut:
+		return "✘"
+	case coordinator.StatusCancelled:
+		return "■"
+	}
+	return "–"
+}
+
+// escapeData escapes a GitHub workflow command's message, which ends at
+// the line's end.
+func escapeData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+// escapeProperty escapes a workflow command's property value, which also
+// ends at ':' and ','.
+func escapeProperty(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
+}
+
+var sectionUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// sectionName makes a GitLab section name from a module address: letters,
+// digits, '_', '.' and '-' only.
+func sectionName(module string) string {
+	return strings.Trim(sectionUnsafe.ReplaceAllString(module, "_"), "_")
+}

@@ -1,0 +1,367 @@
+package ui
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/secrets"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// clock is a fake clock the test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func env(module string, status coordinator.Status, start, dur time.Duration, attempts int) coordinator.Envelope {
+	e := coordinator.Envelope{
+		Module: module, Status: status, Attempts: attempts,
+		StartedAt: t0.Add(start), EndedAt: t0.Add(start + dur), DurationMS: dur.Milliseconds(),
+		Host: "runner-1",
+	}
+	if status.Failed() {
+		e.Error = &coordinator.Error{Kind: "module", Message: "exit status 1: password hunter2 refused"}
+	}
+	return e
+}
+
+// script plays a small run on c: two modules interleaving output, one of
+// them retried and failing, one skipped.
+func script(c *Console, clk *clock) {
+	c.Started("build", 1, 0, "runner-1")
+	c.Started("test", 1, 0, "runner-1")
+	clk.add(300 * time.Millisecond)
+	c.Line("build", "stdout", "compiling")
+	c.Line("test", "stdout", "=== RUN TestLogin")
+	c.Line("build", "stderr", "warning: token hunter2 in env")
+	clk.add(time.Second)
+	c.Retrying("test", 1, env("test", coordinator.StatusFailed, 0, 1300*time.Millisecond, 1), 2*time.Second)
+	c.Finished(env("build", coordinator.StatusSucceeded, 0, 1300*time.Millisecond, 1))
+	clk.add(2 * time.Second)
+	c.Started("test", 2, 0, "runner-1")
+	c.Line("test", "stdout", "=== RUN TestLogin again")
+	clk.add(500 * time.Millisecond)
+	c.Finished(env("test", coordinator.StatusFailed, 3300*time.Millisecond, 500*time.Millisecond, 2))
+	skipped := coordinator.Envelope{Module: "deploy", Status: coordinator.StatusSkipped, SkipReason: "dependency test failed"}
+	c.Finished(skipped)
+	c.BeginSummary()
+	fmt.Fprintf(c, "SUMMARY line with hunter2\nand a second line\n")
+}
+
+func TestStyles(t *testing.T) {
+	for _, style := range []Style{StylePlain, StyleLive, StyleGitHub, StyleGitLab, StyleBuildkite} {
+		t.Run(style.String(), func(t *testing.T) {
+			var out bytes.Buffer
+			clk := &clock{now: t0}
+			c := New(Options{Style: style, Out: &out, Masker: secrets.New("hunter2"), Total: 3, Now: clk.Now, Refresh: -1, Width: func() int { return 60 }})
+			script(c, clk)
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			if style != StyleGitHub && strings.Contains(got, "hunter2") {
+				t.Errorf("the secret was printed:\n%s", got)
+			}
+			if style == StyleGitHub {
+				// The only place the secret may appear is its ::add-mask::.
+				if n := strings.Count(got, "hunter2"); n != 1 || !strings.HasPrefix(got, "::add-mask::hunter2\n") {
+					t.Errorf("want the secret exactly once, in ::add-mask:: first:\n%s", got)
+				}
+			}
+			if style == StylePlain || style == StyleGitHub || style == StyleBuildkite {
+				if strings.Contains(got, "\x1b") {
+					t.Errorf("%s output has control codes:\n%q", style, got)
+				}
+			}
+			golden(t, style.String()+".golden", []byte(got))
+		})
+	}
+}
+
+// TestGroupsNeverInterleave checks, in every grouping CI style, that each
+// module's lines come together after its group's header, whatever order
+// they arrived in.
+func TestGroupsNeverInterleave(t *testing.T) {
+	headers := map[Style]*regexp.Regexp{
+		StyleGitHub:    regexp.MustCompile(`^::group::. (\S+) `),
+		StyleGitLab:    regexp.MustCompile(`section_start:\d+:modpipe_\d+_(\S+?)(\[|\r)`),
+		StyleBuildkite: regexp.MustCompile(`^--- . (\S+) `),
+	}
+	for style, header := range headers {
+		t.Run(style.String(), func(t *testing.T) {
+			var out bytes.Buffer
+			c := New(Options{Style: style, Out: &out, Total: 3})
+			var wg sync.WaitGroup
+			for _, m := range []string{"a", "b", "c"} {
+				c.Started(m, 1, 0, "h")
+			}
+			for _, m := range []string{"a", "b", "c"} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 50 {
+						c.Line(m, "stdout", fmt.Sprintf("%s-line-%d", m, i))
+					}
+					c.Finished(coordinator.Envelope{Module: m, Status: coordinator.StatusSucceeded, Attempts: 1, StartedAt: t0, EndedAt: t0})
+				}()
+			}
+			wg.Wait()
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			current := ""
+			next := map[string]int{}
+			for _, l := range strings.Split(out.String(), "\n") {
+				if m := header.FindStringSubmatch(l); m != nil {
+					current = m[1]
+					continue
+				}
+				mod, n, ok := strings.Cut(l, "-line-")
+				if !ok {
+					continue
+				}
+				if mod != current {
+					t.Fatalf("line %q printed in the group of %q", l, current)
+				}
+				if want := strconv.Itoa(next[mod]); n != want {
+					t.Fatalf("line %q out of order, want line %s", l, want)
+				}
+				next[mod]++
+			}
+			for _, m := range []string{"a", "b", "c"} {
+				if next[m] != 50 {
+					t.Errorf("%s: %d lines printed, want 50", m, next[m])
+				}
+			}
+		})
+	}
+}
+
+// TestLiveViewOnScreen plays the live style's output through a small
+// terminal model and checks what a person would see: output lines above,
+// the view below, never more than a few lines of it, nothing of it left
+// after Close.
+func TestLiveViewOnScreen(t *testing.T) {
+	var out bytes.Buffer
+	clk := &clock{now: t0}
+	c := New(Options{Style: StyleLive, Out: &out, Total: 10, Now: clk.Now, Refresh: -1, MaxRunning: 2, Width: func() int { return 40 }})
+	for i := range 5 {
+		c.Started(fmt.Sprintf("mod%d", i), 1, i%2, "host")
+		clk.add(time.Second)
+	}
+	c.Line("mod0", "stdout", "hello from mod0")
+	c.Finished(coordinator.Envelope{Module: "mod1", Status: coordinator.StatusFailed, Attempts: 1, DurationMS: 1500, Error: &coordinator.Error{Message: "boom"}})
+
+	screen := playTerminal(t, out.String())
+	want := []string{
+		"hello from mod0", // as "mod0 | hello from mod0"
+		"✘ mod1 failed in 1.5s: boom [1/10]",
+		"1/10 done, 4 running, 1 failed · 5.0s",
+		"  5.0s mod0 on instance 0 (host)",
+		"  3.0s mod2 on instance 0 (host)",
+		"  … and 2 more",
+	}
+	if len(screen) != len(want) {
+		t.Fatalf("screen has %d lines, want %d:\n%s", len(screen), len(want), strings.Join(screen, "\n"))
+	}
+	if screen[0] != "mod0 | hello from mod0" {
+		t.Errorf("line 0 = %q", screen[0])
+	}
+	for i := 1; i < len(want); i++ {
+		if screen[i] != want[i] {
+			t.Errorf("line %d = %q, want %q", i, screen[i], want[i])
+		}
+	}
+	for _, l := range screen {
+		if w := len([]rune(l)); w > 40 {
+			t.Errorf("line %q is %d wide, wider than the terminal", l, w)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	screen = playTerminal(t, out.String())
+	if len(screen) != 2 {
+		t.Fatalf("after Close the view should be gone, leaving the 2 output lines:\n%s", strings.Join(screen, "\n"))
+	}
+}
+
+func TestLiveRedrawsOnTimer(t *testing.T) {
+	out := &syncBuffer{}
+	clk := &clock{now: t0}
+	c := New(Options{Style: StyleLive, Out: out, Total: 1, Now: clk.Now, Refresh: time.Millisecond})
+	c.Started("slow", 1, 0, "h")
+	clk.add(7 * time.Second)
+	// The timer, not an event, must bring the new elapsed time on screen;
+	// the bound only guards against a hang.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "7.0s slow") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the view was not redrawn:\n%q", out.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDetectStyle(t *testing.T) {
+	tests := []struct {
+		name       string
+		environ    []string
+		terminal   bool
+		noProgress bool
+		want       Style
+	}{
+		{"pipe", nil, false, false, StylePlain},
+		{"terminal", nil, true, false, StyleLive},
+		{"terminal without progress", nil, true, true, StylePlain},
+		{"dumb terminal", []string{"TERM=dumb"}, true, false, StylePlain},
+		{"github", []string{"GITHUB_ACTIONS=true"}, false, false, StyleGitHub},
+		{"github wins over a terminal", []string{"GITHUB_ACTIONS=true"}, true, false, StyleGitHub},
+		{"gitlab", []string{"GITLAB_CI=true"}, false, false, StyleGitLab},
+		{"buildkite", []string{"BUILDKITE=true"}, false, false, StyleBuildkite},
+		{"other CI", []string{"CI=true", "CIRCLECI=true"}, false, false, StylePlain},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DetectStyle(tt.environ, tt.terminal, tt.noProgress); got != tt.want {
+				t.Fatalf("DetectStyle = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGroupBufferIsBounded(t *testing.T) {
+	var out bytes.Buffer
+	c := New(Options{Style: StyleGitHub, Out: &out, Total: 1, MaxBuffered: 100})
+	c.Started("chatty", 1, 0, "h")
+	for i := range 50 {
+		c.Line("chatty", "stdout", fmt.Sprintf("line %02d", i))
+	}
+	c.Finished(coordinator.Envelope{Module: "chatty", Status: coordinator.StatusSucceeded, Attempts: 1})
+	got := out.String()
+	if !strings.Contains(got, "line 00") || strings.Contains(got, "line 49") {
+		t.Fatalf("want the first lines kept and the last dropped:\n%s", got)
+	}
+	if !strings.Contains(got, "more lines not shown") {
+		t.Fatalf("the dropped lines must be mentioned:\n%s", got)
+	}
+}
+
+func TestEscapes(t *testing.T) {
+	if got := escapeData("50% done\r\nnext"); got != "50%25 done%0D%0Anext" {
+		t.Errorf("escapeData = %q", got)
+	}
+	if got := escapeProperty("a:b,c"); got != "a%3Ab%2Cc" {
+		t.Errorf("escapeProperty = %q", got)
+	}
+	if got := sectionName("build[linux/amd64]"); got != "build_linux_amd64" {
+		t.Errorf("sectionName = %q", got)
+	}
+}
+
+// playTerminal interprets the few control sequences the live view uses
+// (\r, cursor up, erase below) on a model screen and returns its lines.
+func playTerminal(t *testing.T, s string) []string {
+	t.Helper()
+	var rows []string
+	row := 0
+	seq := regexp.MustCompile(`^\x1b\[(\d*)([AJ])`)
+	for len(s) > 0 {
+		switch {
+		case s[0] == '\r':
+			s = s[1:]
+		case s[0] == '\n':
+			row++
+			s = s[1:]
+		case s[0] == 0x1b:
+			m := seq.FindStringSubmatch(s)
+			if m == nil {
+				t.Fatalf("unexpected control sequence at %q", s[:min(len(s), 10)])
+			}
+			s = s[len(m[0]):]
+			if m[2] == "A" {
+				n := 1
+				if m[1] != "" {
+					n, _ = strconv.Atoi(m[1])
+				}
+				row = max(row-n, 0)
+			} else if row < len(rows) {
+				rows = rows[:row]
+			}
+		default:
+			end := strings.IndexAny(s, "\r\n\x1b")
+			if end < 0 {
+				end = len(s)
+			}
+			for len(rows) <= row {
+				rows = append(rows, "")
+			}
+			rows[row] += s[:end]
+			s = s[end:]
+		}
+	}
+	return rows
+}
+
+// syncBuffer is a bytes.Buffer the redraw goroutine and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (run go test -update and review the diff):\n--- got\n%q\n--- want\n%q", name, got, want)
+	}
+}
