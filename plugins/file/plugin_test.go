@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 // nothing.
 func TestPlugin(t *testing.T) {
 	p := plugintest.Start(t, "file", binary)
+	plugintest.CheckAttributeNames(t, p)
 	if k, ok := p.Kind(""); !ok || k.Name != "checksum" {
 		t.Fatalf("default kind = %+v, want checksum", k)
 	}

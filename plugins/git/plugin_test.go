@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 // TestPlugin drives the real binary through the host's plugin client.
 func TestPlugin(t *testing.T) {
 	p := plugintest.Start(t, "git", binary)
+	plugintest.CheckAttributeNames(t, p)
 	if k, ok := p.Kind(""); !ok || k.Name != "facts" || k.ResultType != FactsResultType {
 		t.Fatalf("default kind = %+v, want facts", k)
 	}

@@ -36,6 +36,7 @@ func startPlugin(t *testing.T) *pluginhost.Plugin { return plugintest.Start(t, "
 func TestPluginDescribe(t *testing.T) {
 	p := startPlugin(t)
 	info := p.Info()
+	plugintest.CheckAttributeNames(t, p)
 	if info.Name != "go" || info.Version != Version {
 		t.Errorf("info = %s %s, want go %s", info.Name, info.Version, Version)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -28,9 +29,11 @@ type CheckConfig struct {
 	ExpectStatus []int             `modpipe:"expect_status,optional" doc:"Acceptable status codes; default any 2xx."`
 	BodyContains string            `modpipe:"body_contains,optional" doc:"Text the response body must contain."`
 	JSON         bool              `modpipe:"json,optional" doc:"Parse the response body as JSON into the result's json attribute; invalid JSON fails the check."`
-	Timeout      time.Duration     `modpipe:"timeout,optional" doc:"Timeout of one request, e.g. \"10s\"; default 30s."`
-	Wait         time.Duration     `modpipe:"wait,optional" doc:"Keep retrying a failing check for up to this long (e.g. \"2m\" to wait for a service to come up); default no retry."`
-	Interval     time.Duration     `modpipe:"interval,optional" doc:"Pause between retries when wait is set; default 1s."`
+	// Not "timeout": that name is the host's meta-argument for the whole
+	// module.
+	Timeout  time.Duration `modpipe:"request_timeout,optional" doc:"Timeout of one request, e.g. \"10s\"; default 30s. The module's own timeout meta-argument bounds the whole check."`
+	Wait     time.Duration `modpipe:"wait,optional" doc:"Keep retrying a failing check for up to this long (e.g. \"2m\" to wait for a service to come up); default no retry."`
+	Interval time.Duration `modpipe:"interval,optional" doc:"Pause between retries when wait is set; default 1s."`
 }
 
 // Validate checks what the schema cannot.
@@ -44,7 +47,7 @@ func (c CheckConfig) Validate() error {
 		}
 	}
 	if c.Timeout < 0 || c.Wait < 0 || c.Interval < 0 {
-		return errors.New("timeout, wait and interval must not be negative")
+		return errors.New("request_timeout, wait and interval must not be negative")
 	}
 	return nil
 }
@@ -142,6 +145,11 @@ func checkOnce(ctx context.Context, client *http.Client, cfg CheckConfig, timeou
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// A *url.Error repeats the method and URL we already say.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return res, fmt.Errorf("%s %s: %w", cfg.method(), cfg.URL, err)
 	}
 	defer resp.Body.Close()

@@ -46,6 +46,7 @@ func execute(t *testing.T, p *pluginhost.Plugin, config string) (pluginhost.Resp
 func TestPluginDescribe(t *testing.T) {
 	p := startPlugin(t)
 	info := p.Info()
+	plugintest.CheckAttributeNames(t, p)
 	if info.Name != "shell" || info.Version != Version {
 		t.Errorf("info = %s %s, want shell %s", info.Name, info.Version, Version)
 	}

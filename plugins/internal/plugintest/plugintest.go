@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/pluginhost"
 )
 
@@ -122,4 +124,19 @@ type logWriter struct{ t testing.TB }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// CheckAttributeNames fails the test for every attribute of the plugin's
+// kinds that is named like one of the host's meta-arguments: the host owns
+// those names on every module block, so such an attribute could never be
+// set from a pipeline file.
+func CheckAttributeNames(t testing.TB, p *pluginhost.Plugin) {
+	t.Helper()
+	for _, k := range p.Info().Kinds {
+		for _, a := range k.Attributes {
+			if slices.Contains(config.MetaArguments, a.Name) {
+				t.Errorf("kind %q: attribute %q is a host meta-argument; rename it", k.Name, a.Name)
+			}
+		}
+	}
 }
