@@ -244,3 +244,28 @@ func TestPluginCancelKillsProcessGroup(t *testing.T) {
 		t.Errorf("module after the cancellation: %+v %+v", resp, res)
 	}
 }
+
+// BenchmarkPluginExec measures one shell module through the plugin
+// protocol: gRPC round trip, config decoding, fork/exec of a no-op command
+// and result encoding.
+func BenchmarkPluginExec(b *testing.B) {
+	p := plugintest.Start(b, "shell", binary)
+	ctx := context.Background()
+	req := pluginhost.Request{Module: "bench", Config: json.RawMessage(`{"command": ["true"]}`)}
+	for b.Loop() {
+		resp, err := p.Execute(ctx, req, func(pluginhost.Line) {})
+		if err != nil || !resp.Succeeded {
+			b.Fatalf("Execute: %+v %v", resp, err)
+		}
+	}
+}
+
+// BenchmarkExecDirect runs the same no-op command without the plugin
+// protocol, to tell process start cost from protocol cost.
+func BenchmarkExecDirect(b *testing.B) {
+	for b.Loop() {
+		if _, err := Exec(context.Background(), ExecConfig{Command: []string{"true"}}, Streams{}, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

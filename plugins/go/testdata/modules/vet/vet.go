@@ -8,7 +8,7 @@ func Greet(name string) string {
 	return fmt.Sprintf("hello %d", name)
 }
 
-// Copy copies a value holding a lock... kept simple: a second printf finding.
-func Copy(n int) string {
+// Count formats an int as a string on purpose: a second printf finding.
+func Count(n int) string {
 	return fmt.Sprintf("%s", n)
 }
