@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -87,7 +88,10 @@ func writePlan(w io.Writer, l *loaded) error {
 		name, len(l.graph.Nodes()), len(waves), l.opts.Parallelism, strings.Join(l.facts.Capabilities, ", "))
 	skipped := map[string]string{}
 	var later []string
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// tabwriter pads every cell but a line's last, so rows without a note
+	// would end in spaces: write through a buffer and trim them.
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	for i, wave := range waves {
 		fmt.Fprintf(tw, "\nwave %d\n", i+1)
 		for _, n := range wave {
@@ -106,6 +110,11 @@ func writePlan(w io.Writer, l *loaded) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n") {
+		if _, err := fmt.Fprintln(w, strings.TrimRight(line, " ")); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "\n%d would run, %d would be skipped", len(l.graph.Nodes())-len(skipped), len(skipped))
 	if len(later) > 0 {
