@@ -1,0 +1,8 @@
+# hang ignores cancellation: only killing its plugin stops it.
+pipeline {
+  name = "hang"
+}
+
+module "testkit.hang" "stuck" {
+  message = "forever"
+}
