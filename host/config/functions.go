@@ -47,7 +47,7 @@ func functions(dir string, environ map[string]string) map[string]function.Functi
 		"jsondecode":      stdlib.JSONDecodeFunc,
 		"jsonencode":      stdlib.JSONEncodeFunc,
 		"keys":            stdlib.KeysFunc,
-		"length":          stdlib.LengthFunc,
+		"length":          lengthFunc,
 		"log":             stdlib.LogFunc,
 		"lookup":          stdlib.LookupFunc,
 		"lower":           stdlib.LowerFunc,
@@ -134,6 +134,33 @@ func fileFunc(dir string) function.Function {
 		},
 	})
 }
+
+// lengthFunc is stdlib's length that also counts an object's attributes,
+// as Terraform's does: a matrix module's results (module.NAME) are an
+// object from instance key to result, and length(module.NAME) must work.
+var lengthFunc = function.New(&function.Spec{
+	Description: stdlib.LengthFunc.Description(),
+	Params: []function.Parameter{{
+		Name:             "collection",
+		Type:             cty.DynamicPseudoType,
+		AllowDynamicType: true,
+		AllowUnknown:     true,
+	}},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		if args[0].Type().IsObjectType() {
+			return cty.Number, nil
+		}
+		return stdlib.LengthFunc.ReturnTypeForValues(args)
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		if ty := args[0].Type(); ty.IsObjectType() {
+			// An object's attributes are fixed by its type, so its
+			// length is known even when the value is not.
+			return cty.NumberIntVal(int64(len(ty.AttributeTypes()))), nil
+		}
+		return stdlib.LengthFunc.Call(args)
+	},
+})
 
 var startsWithFunc = function.New(&function.Spec{
 	Description: "Reports whether a string starts with a prefix.",
