@@ -424,8 +424,9 @@ type ran struct {
 // echoed is the part of testkit's echo result these tests read.
 type echoed struct {
 	Config struct {
-		Text string   `json:"Text"`
-		Tags []string `json:"Tags"`
+		Text  string   `json:"Text"`
+		Count int      `json:"Count"`
+		Tags  []string `json:"Tags"`
 	} `json:"config"`
 	Module string            `json:"module"`
 	Matrix map[string]string `json:"matrix"`
@@ -495,15 +496,15 @@ func TestMatrix(t *testing.T) {
 		}
 	}
 
-	// release reads module.build[run.os] and the keys of module.test: a
-	// matrix module is a map from instance key to result.
+	// release reads module.build[run.os], and the keys and length of
+	// module.test: a matrix module is a map from instance key to result.
 	v := decodeValue[echoed](t, release)
 	if want := here + " build[" + here + "]"; v.Config.Text != want {
 		t.Errorf("release text %q, want %q", v.Config.Text, want)
 	}
 	wantKeys := []string{"target=linux,go=1.25", "target=linux,go=1.26", "target=macos,go=1.25", "target=macos,go=1.26", "target=windows,go=1.26"}
-	if !slices.Equal(v.Config.Tags, wantKeys) {
-		t.Errorf("keys(module.test) = %v, want %v", v.Config.Tags, wantKeys)
+	if !slices.Equal(v.Config.Tags, wantKeys) || v.Config.Count != len(wantKeys) {
+		t.Errorf("keys(module.test) = %v, length(module.test) = %d, want %v and %d", v.Config.Tags, v.Config.Count, wantKeys, len(wantKeys))
 	}
 
 	// A matrix without a target axis requires nothing; its failed

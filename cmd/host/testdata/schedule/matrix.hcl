@@ -25,6 +25,7 @@ module "testkit.echo" "test" {
 module "testkit.echo" "release" {
   text       = "${module.build[run.os].value.target} ${module.build[run.os].value.module}"
   tags       = keys(module.test)
+  count      = length(module.test)
   depends_on = [module.test]
 }
 
