@@ -5,30 +5,30 @@ pipeline {
 }
 
 module "testkit.sleep" "a" {
-  duration = "150ms"
+  duration = "250ms"
 }
 
 module "testkit.sleep" "b" {
-  duration = "150ms"
+  duration = "250ms"
 }
 
 module "testkit.sleep" "c" {
-  duration = "150ms"
+  duration = "250ms"
 }
 
 module "testkit.sleep" "solo" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = true
 }
 
 module "testkit.sleep" "d" {
-  duration = "150ms"
+  duration = "250ms"
 }
 
 module "testkit.sleep" "e" {
-  duration = "150ms"
+  duration = "250ms"
 }
 
 module "testkit.sleep" "f" {
-  duration = "150ms"
+  duration = "250ms"
 }

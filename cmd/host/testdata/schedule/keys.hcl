@@ -6,54 +6,54 @@ pipeline {
 }
 
 module "testkit.sleep" "db1" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db"]
 }
 
 module "testkit.sleep" "db2" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db"]
 }
 
 module "testkit.sleep" "db3" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db"]
 }
 
 module "testkit.sleep" "db4" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db"]
 }
 
 module "testkit.sleep" "db5" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db"]
 }
 
 module "testkit.sleep" "db6" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db"]
 }
 
 module "testkit.sleep" "both" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["db", "ports"]
 }
 
 module "testkit.sleep" "ports1" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["ports"]
 }
 
 module "testkit.sleep" "ports2" {
-  duration        = "150ms"
+  duration        = "250ms"
   not_in_parallel = ["ports"]
 }
 
 module "testkit.sleep" "free1" {
-  duration = "150ms"
+  duration = "250ms"
 }
 
 module "testkit.sleep" "free2" {
-  duration = "150ms"
+  duration = "250ms"
 }

@@ -13,46 +13,46 @@ limit "io" {
 }
 
 module "testkit.sleep" "heavy1" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["heavy"]
 }
 
 module "testkit.sleep" "heavy2" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["heavy"]
 }
 
 module "testkit.sleep" "heavy3" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["heavy"]
 }
 
 module "testkit.sleep" "heavy4" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["heavy"]
 }
 
 module "testkit.sleep" "heavy5" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["heavy"]
 }
 
 module "testkit.sleep" "heavy6" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["heavy"]
 }
 
 module "testkit.sleep" "io1" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["io"]
 }
 
 module "testkit.sleep" "io2" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["io", "heavy"]
 }
 
 module "testkit.sleep" "io3" {
-  duration = "150ms"
+  duration = "250ms"
   limits   = ["io"]
 }

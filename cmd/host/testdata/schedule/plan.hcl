@@ -43,8 +43,9 @@ module "testkit.sleep" "migrate" {
 
 # One instance of compile is skipped, the other runs: link still runs.
 module "testkit.sleep" "link" {
-  duration   = "1s"
-  depends_on = [module.compile]
+  duration      = "1s"
+  depends_on    = [module.compile]
+  pin_to_master = true
 }
 
 module "testkit.sleep" "gpu" {
