@@ -111,8 +111,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 // MaxEnvelopeBytes is the largest envelope Publish accepts.
 func (c *Coordinator) MaxEnvelopeBytes() int { return c.cfg.maxEnvelopeBytes() }
 
-// Close ends every open session (their claims are released) and closes
-// the etcd client.
+// Close ends every open session (their claims are released), waits for
+// the goroutines of every session not yet closed, and closes the etcd
+// client.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -370,9 +371,6 @@ func (s *Session) end(err error, revoke bool) {
 	close(s.done)
 	s.cancel()
 	s.mu.Unlock()
-	s.c.mu.Lock()
-	delete(s.c.sessions, s)
-	s.c.mu.Unlock()
 	s.log.Info("session ended", "reason", err)
 	if revoke {
 		ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.DialTimeout)
@@ -530,6 +528,9 @@ func (s *Session) Err() error {
 func (s *Session) Close() error {
 	s.end(coordinator.ErrSessionClosed, true)
 	s.wg.Wait()
+	s.c.mu.Lock()
+	delete(s.c.sessions, s)
+	s.c.mu.Unlock()
 	return nil
 }
 
@@ -539,6 +540,9 @@ func (s *Session) kill() {
 	s.end(coordinator.ErrSessionLost, true)
 	s.wg.Wait()
 }
+
+// Sessions stay in c.sessions until Close, even once ended, so that
+// Coordinator.Close waits for the goroutines of every session it created.
 
 // Members implements coordinator.Session. It reads etcd (not the local
 // view) so it is current even right after a join elsewhere.

@@ -116,7 +116,7 @@ func joinReq(run string, index int, caps ...string) coordinator.JoinRequest {
 	return coordinator.JoinRequest{
 		RunID:             run,
 		Member:            coordinator.Member{Index: index, Host: fmt.Sprintf("host-%d", index), Capabilities: caps},
-		HeartbeatInterval: 200 * time.Millisecond,
-		HeartbeatTimeout:  time.Second,
+		HeartbeatInterval: 250 * time.Millisecond,
+		HeartbeatTimeout:  2 * time.Second,
 	}
 }

@@ -51,14 +51,17 @@ type Coordinator struct {
 	mu     sync.Mutex
 	runs   map[string]*run
 	closed bool
-	seq    uint64 // enqueue order and claim tokens
+	// open holds every session not yet closed, ended or not, so Close can
+	// wait for their goroutines.
+	open map[*Session]struct{}
+	seq  uint64 // enqueue order and claim tokens
 }
 
 var _ coordinator.Coordinator = (*Coordinator)(nil)
 
 // New returns an empty coordinator.
 func New(opts ...Option) *Coordinator {
-	c := &Coordinator{log: hclog.NewNullLogger(), limit: DefaultMaxEnvelopeBytes, runs: map[string]*run{}}
+	c := &Coordinator{log: hclog.NewNullLogger(), limit: DefaultMaxEnvelopeBytes, runs: map[string]*run{}, open: map[*Session]struct{}{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -165,6 +168,7 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Session{c: c, r: r, member: member, done: make(chan struct{}), ctx: sctx, cancel: cancel}
 	r.members[member.Index] = s
+	c.open[s] = struct{}{}
 	if master != nil {
 		master.Session = s
 		r.master = master
@@ -186,10 +190,8 @@ func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	var all []*Session
-	for _, r := range c.runs {
-		for _, s := range r.members {
-			all = append(all, s)
-		}
+	for s := range c.open {
+		all = append(all, s)
 	}
 	for _, s := range all {
 		c.endLocked(s, errCoordinatorClosed)
@@ -302,6 +304,9 @@ func (s *Session) Close() error {
 	s.c.endLocked(s, coordinator.ErrSessionClosed)
 	s.c.mu.Unlock()
 	s.wg.Wait()
+	s.c.mu.Lock()
+	delete(s.c.open, s)
+	s.c.mu.Unlock()
 	return nil
 }
 
