@@ -25,6 +25,15 @@
 //
 // A running module reads a finished dependency's value with Result.
 //
+// Module output goes through the Module: Stdout, Stderr, Logf and Logger
+// stream lines to the host, which shows them prefixed with the module's
+// name. What the process writes to os.Stdout or os.Stderr is not module
+// output: the host keeps it in its debug log and, when the plugin dies,
+// shows the last stderr lines with the crash. A module that panics fails
+// with kind "crash" and its stack; the plugin keeps serving other modules.
+// One plugin process runs many modules, concurrently: keep per-module
+// state in the run function, not in globals.
+//
 // The package imports only go-plugin, gRPC, protobuf, go-hclog and the
 // protocol package, so a plugin binary never carries the host, HCL or
 // etcd; a test enforces it.

@@ -419,8 +419,14 @@ func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (Resp
 	}()
 
 	matrix := req.Matrix
-	streamCtx, cancel := context.WithCancel(ctx)
+	// The stream is cancelled only through ctx, and carries no deadline:
+	// gRPC would send ctx's deadline to the plugin, whose clock could end
+	// the stream before ctx itself is done, and the stream's end would not
+	// be recognisable as ctx's doing.
+	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stopCancel := context.AfterFunc(ctx, cancel)
+	defer stopCancel()
 	stream, err := pr.rpc.Execute(streamCtx, &pluginv1.ExecuteRequest{
 		Module:       req.Module,
 		Kind:         req.Kind,

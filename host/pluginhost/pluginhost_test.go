@@ -465,16 +465,26 @@ func TestCancellation(t *testing.T) {
 	if p.PID() != pid || p.Starts() != 1 {
 		t.Fatalf("plugin restarted after a clean cancellation: pid %d -> %d, starts %d", pid, p.PID(), p.Starts())
 	}
+
+	// A deadline is reported as one, so callers can tell a timeout apart.
+	tctx, tcancel := context.WithTimeout(guardCtx(t), 100*time.Millisecond)
+	defer tcancel()
+	_, err = p.Execute(tctx, pluginhost.Request{Module: "s", Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
 }
 
 func TestHungPluginIsKilledAndRestarted(t *testing.T) {
 	p := start(t, testkitBin, pluginhost.Options{KillGrace: 200 * time.Millisecond})
 	pid := p.PID()
-	ctx, cancel := context.WithTimeout(guardCtx(t), 300*time.Millisecond)
+	// Cancel once the module is surely running: it wrote its first line.
+	ctx, cancel := context.WithCancel(guardCtx(t))
 	defer cancel()
-	_, err := p.Execute(ctx, pluginhost.Request{Module: "h", Kind: "hang", Config: json.RawMessage(`{}`)}, nil)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	_, err := p.Execute(ctx, pluginhost.Request{Module: "h", Kind: "hang", Config: json.RawMessage(`{}`)},
+		func(pluginhost.Line) { cancel() })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if processAlive(pid) {
 		t.Fatalf("hung plugin process %d still alive", pid)
