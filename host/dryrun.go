@@ -116,7 +116,7 @@ func writePlan(w io.Writer, l *loaded) error {
 			return err
 		}
 	}
-	fmt.Fprintf(w, "\n%d would run, %d would be skipped", len(l.graph.Nodes())-len(skipped), len(skipped))
+	fmt.Fprintf(w, "\n%d would run, %d would be skipped", len(l.graph.Nodes())-len(skipped)-len(later), len(skipped))
 	if len(later) > 0 {
 		fmt.Fprintf(w, ", %d decided when ready (%s)", len(later), strings.Join(later, ", "))
 	}
