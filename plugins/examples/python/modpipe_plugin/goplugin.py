@@ -161,7 +161,7 @@ class _Health(health_pb2_grpc.HealthServicer):
     def Check(self, request, context):
         if request.service in ("", HEALTH_SERVICE):
             return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
-        context.abort(grpc.StatusCode.NOT_FOUND, "unknown service %r" % request.service)
+        context.abort(grpc.StatusCode.NOT_FOUND, "unknown service \"%s\"" % request.service)
 
 
 class _Controller(grpc_controller_pb2_grpc.GRPCControllerServicer):
@@ -244,7 +244,7 @@ class Broker(grpc_broker_pb2_grpc.GRPCBrokerServicer):
             elif info.network == "tcp":
                 target = info.address
             else:
-                raise BrokerError("the host announced broker id %d on network %r, which this plugin cannot dial"
+                raise BrokerError("the host announced broker id %d on network \"%s\", which this plugin cannot dial"
                                   % (broker_id, info.network))
             if self._tls is not None:
                 channel = grpc.secure_channel(target, self._tls.channel_credentials(), options=self._options)

@@ -111,7 +111,7 @@ class Render(Kind):
         for key in sorted(values):
             if not _NAME.match(key):
                 diags.append(Diagnostic(
-                    "Invalid value name %r" % key,
+                    "Invalid value name \"%s\"" % key,
                     "A value's name must be a letter or _ followed by letters, digits or _, so that the template "
                     "can name it as ${%s}." % re.sub(r"[^_a-zA-Z0-9]", "_", key),
                     "values." + key))
@@ -122,7 +122,7 @@ class Render(Kind):
                                     "from_module"))
         output = config.get("output")
         if output is not None and os.path.isdir(output):
-            diags.append(Diagnostic("output is a folder", "%r is a folder; name a file to write." % output,
+            diags.append(Diagnostic("output is a folder", "\"%s\" is a folder; name a file to write." % output,
                                     "output"))
 
         where = invalid_placeholder(template)
@@ -229,7 +229,7 @@ class Checksum(Kind):
                     diags.append(Diagnostic("Empty pattern", "Pattern %d is empty." % i, "patterns"))
         algorithm = config.get("algorithm")
         if algorithm is not None and algorithm not in ALGORITHMS:
-            diags.append(Diagnostic("Unknown algorithm %r" % algorithm,
+            diags.append(Diagnostic("Unknown algorithm \"%s\"" % algorithm,
                                     "Use one of: %s." % ", ".join(ALGORITHMS), "algorithm"))
         min_files = config.get("min_files")
         if min_files is not None and (not isinstance(min_files, (int, float)) or min_files < 0
@@ -240,7 +240,7 @@ class Checksum(Kind):
     def run(self, module, config):
         root = config.get("dir") or "."
         if not os.path.isdir(root):
-            raise Failure("dir %r is not a folder" % root, ERROR_CONFIG)
+            raise Failure("dir \"%s\" is not a folder" % root, ERROR_CONFIG)
         algorithm = config.get("algorithm") or "sha256"
         min_files = int(config.get("min_files") if config.get("min_files") is not None else 1)
 
@@ -249,6 +249,7 @@ class Checksum(Kind):
             for p in glob.glob(pattern, root_dir=root, recursive=True):
                 if os.path.isfile(os.path.join(root, p)):
                     paths.add(os.path.normpath(p))
+        module.log("hashing %d file%s with %s" % (len(paths), "" if len(paths) == 1 else "s", algorithm))
         files, listing, total = [], [], 0
         for path in sorted(paths):
             module.check_cancelled()

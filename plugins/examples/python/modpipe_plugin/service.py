@@ -166,9 +166,9 @@ class Module:
         if module not in self.dependencies:
             instances = [d for d in self.dependencies if d.startswith(module + "[")]
             if instances:
-                raise Failure("module %r is a matrix module; name one instance of it: %s"
+                raise Failure("module \"%s\" is a matrix module; name one instance of it: %s"
                               % (module, ", ".join(instances)), ERROR_CONFIG)
-            raise Failure("module %r is not a dependency of module %r (its dependencies: %s); reference it or add "
+            raise Failure("module \"%s\" is not a dependency of module \"%s\" (its dependencies: %s); reference it or add "
                           "it to depends_on" % (module, self.name, ", ".join(self.dependencies) or "none"),
                           ERROR_CONFIG)
         try:
@@ -178,18 +178,18 @@ class Module:
         except grpc.RpcError as e:
             code = e.code()
             if code == grpc.StatusCode.PERMISSION_DENIED:
-                raise Failure("the host refused the result of %r to module %r: not a dependency: %s"
+                raise Failure("the host refused the result of \"%s\" to module \"%s\": not a dependency: %s"
                               % (module, self.name, e.details()), ERROR_CONFIG) from None
             if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                raise Failure("module %r has not finished: %s" % (module, e.details())) from None
-            raise Failure("fetch the result of %r from the host: %s: %s" % (module, code.name, e.details()),
+                raise Failure("module \"%s\" has not finished: %s" % (module, e.details())) from None
+            raise Failure("fetch the result of \"%s\" from the host: %s: %s" % (module, code.name, e.details()),
                           ERROR_CRASH) from None
         except Exception as e:  # no broker connection
-            raise Failure("fetch the result of %r from the host: %s" % (module, e), ERROR_CRASH) from None
+            raise Failure("fetch the result of \"%s\" from the host: %s" % (module, e), ERROR_CRASH) from None
         try:
             return json.loads(resp.envelope_json)
         except ValueError as e:
-            raise Failure("the host sent the result envelope of %r as invalid JSON: %s" % (module, e),
+            raise Failure("the host sent the result envelope of \"%s\" as invalid JSON: %s" % (module, e),
                           ERROR_ENCODING) from None
 
 
@@ -235,7 +235,7 @@ class PluginService(plugin_pb2_grpc.PluginServicer):
             return self._default
         kind = self._kinds.get(name)
         if kind is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, "plugin %r has no module kind %r (it has: %s)"
+            context.abort(grpc.StatusCode.NOT_FOUND, "plugin \"%s\" has no module kind \"%s\" (it has: %s)"
                           % (self.name, name, ", ".join(sorted(self._kinds))))
         return kind
 
@@ -344,13 +344,13 @@ class PluginService(plugin_pb2_grpc.PluginServicer):
             self._log.error("module raised an exception", extra={"module": module.name, "kind": kind.name,
                                                                   "error": repr(e)})
             return failed(kind.result_type, Failure(
-                "module %r (kind %r) raised %s: %s" % (module.name, kind.name, type(e).__name__, e),
+                "module \"%s\" (kind \"%s\") raised %s: %s" % (module.name, kind.name, type(e).__name__, e),
                 ERROR_CRASH, tail=traceback.format_exc()))
         try:
             value_json = json.dumps(value, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as e:
             return failed(kind.result_type, Failure(
-                "encode the result of module %r (kind %r) as JSON: %s" % (module.name, kind.name, e), ERROR_ENCODING))
+                "encode the result of module \"%s\" (kind \"%s\") as JSON: %s" % (module.name, kind.name, e), ERROR_ENCODING))
         return plugin_pb2.Result(succeeded=True, type=kind.result_type, value_json=value_json)
 
     def stop(self, timeout=5.0):

@@ -63,7 +63,7 @@ class RenderValidateTest(unittest.TestCase):
             ("from without from_module", {"template": "${from.status}"},
              [("template", "Placeholder ${from.status} needs from_module")]),
             ("from with from_module", {"template": "${from.value.json.sha}", "from_module": "build"}, []),
-            ("bad value name", {"template": "x", "values": {"a-b": "1"}}, [("values.a-b", "Invalid value name 'a-b'")]),
+            ("bad value name", {"template": "x", "values": {"a-b": "1"}}, [("values.a-b", 'Invalid value name "a-b"')]),
             ("invalid placeholder", {"template": "line\ncost $5"}, [("template", "Invalid placeholder in template")]),
             ("empty from_module", {"template": "x", "from_module": " "}, [("from_module", "from_module is empty")]),
             ("null optional attributes", {"template": "x", "values": None, "from_module": None, "strict": None,
@@ -136,7 +136,7 @@ class ChecksumTest(unittest.TestCase):
             ("valid", {"patterns": ["*.go"], "algorithm": "sha512", "min_files": 0}, []),
             ("no patterns", {"patterns": []}, [("patterns", "No patterns")]),
             ("empty pattern", {"patterns": ["a", ""]}, [("patterns", "Empty pattern")]),
-            ("bad algorithm", {"patterns": ["a"], "algorithm": "sha3"}, [("algorithm", "Unknown algorithm 'sha3'")]),
+            ("bad algorithm", {"patterns": ["a"], "algorithm": "sha3"}, [("algorithm", "Unknown algorithm \"sha3\"")]),
             ("bad min_files", {"patterns": ["a"], "min_files": 1.5},
              [("min_files", "min_files must be a whole number, 0 or more")]),
         ]
