@@ -13,6 +13,7 @@ import unittest
 
 from modpipe_plugin.kinds import Checksum, Render, envelope_values, invalid_placeholder
 from modpipe_plugin.service import Cancelled, Failure, Module
+from modpipe.plugin.v1 import plugin_pb2
 
 
 class FakeRequest:
@@ -39,10 +40,13 @@ class RecordingModule(Module):
             raise Failure("not a dependency")
         return self._envelopes[module]
 
-    def lines(self):
+    def lines(self, stream=None):
+        """The output lines sent so far (of one stream, when given)."""
         out = []
         while not self.events.empty():
-            out.append(self.events.get().line.text)
+            line = self.events.get().line
+            if stream is None or line.stream == stream:
+                out.append(line.text)
         return out
 
 
@@ -152,7 +156,7 @@ class ChecksumTest(unittest.TestCase):
                           for p, d in (("src/a.txt", b"alpha\n"), ("src/deep/b.txt", b"beta\n")))
         self.assertEqual(v["digest"], hashlib.sha256(listing.encode()).hexdigest())
         self.assertEqual((v["count"], v["bytes"]), (2, 11))
-        self.assertEqual(m.lines()[:2], listing.splitlines())
+        self.assertEqual(m.lines(plugin_pb2.STREAM_STDOUT), listing.splitlines())
 
     def test_overlapping_patterns_count_once(self):
         v = Checksum().run(RecordingModule(), {"patterns": ["src/*.txt", "src/a.*"], "dir": self.dir.name})
