@@ -202,21 +202,43 @@ func TestPythonPluginErrors(t *testing.T) {
 	wantStatus(t, r.module(t, "producer"), coordinator.StatusSucceeded)
 }
 
-// TestPythonPluginCancel: a module the host cancels (here on Ctrl-C)
-// stops in the plugin, within the host's grace: the plugin is not killed
-// as hung.
-func TestPythonPluginCancel(t *testing.T) {
-	pythonPlugin(t)
-	dir := t.TempDir()
-	// Sparse: no disk used, but hashing it would take minutes.
+// hugeFile makes dir/huge.bin: sparse, so it uses no disk, but hashing it
+// takes minutes.
+func hugeFile(t *testing.T) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
 	f, err := os.Create(filepath.Join(dir, "huge.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
 	if err := f.Truncate(64 << 30); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	return dir
+}
+
+// TestPythonPluginTimeout: a module that runs past its timeout is
+// cancelled and stops in the plugin, which goes on serving the next
+// module in the same process (it is neither killed as hung nor restarted).
+func TestPythonPluginTimeout(t *testing.T) {
+	pythonPlugin(t)
+	r := runHost(t, "run", "testdata/python_timeout.hcl", "--var", "dir="+hugeFile(t), "--log-level", "info")
+	r.wantCode(t, 0)
+	wantStatus(t, r.module(t, "huge"), coordinator.StatusTimedOut)
+	wantStatus(t, r.module(t, "after"), coordinator.StatusSucceeded)
+	for _, bad := range []string{"as hung", "restarting plugin"} {
+		if strings.Contains(r.stderr, bad) {
+			t.Errorf("the plugin should stop the timed-out module itself; the host log says %q:\n%s", bad, r.stderr)
+		}
+	}
+}
+
+// TestPythonPluginCancel: a module the host cancels on Ctrl-C stops in the
+// plugin within the host's grace: the plugin is not killed as hung.
+func TestPythonPluginCancel(t *testing.T) {
+	pythonPlugin(t)
+	dir := hugeFile(t)
 
 	reportPath := filepath.Join(t.TempDir(), "report.json")
 	cmd := exec.Command(hostBin, "run", "testdata/python_cancel.hcl", "--var", "dir="+dir,
