@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -334,5 +335,87 @@ func TestPythonPluginUnitTests(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "OK") {
 		t.Fatalf("python unit tests did not report OK:\n%s", out)
+	}
+}
+
+// TestWritingPluginsDoc runs the examples of docs/writing-plugins.md: the
+// HCL blocks whose first line is "# file: NAME" are written to a folder,
+// each "$ bin/host ..." line of a console block is run there, and the
+// module output, plugin descriptions and diagnostics the page shows must
+// be in what the host printed. Paths, timings and summary tables vary by
+// machine and are not compared.
+func TestWritingPluginsDoc(t *testing.T) {
+	pythonPlugin(t)
+	doc, err := os.ReadFile("../../docs/writing-plugins.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	outDir := t.TempDir() // stands for the page's /tmp/out
+
+	type command struct {
+		line string
+		want []string
+	}
+	var (
+		cmds  []*command
+		files int
+		lang  string
+		block []string
+		fence bool
+	)
+	for _, line := range strings.Split(string(doc), "\n") {
+		switch {
+		case !fence && strings.HasPrefix(line, "```"):
+			fence, lang, block = true, strings.TrimPrefix(line, "```"), nil
+		case fence && line == "```":
+			fence = false
+			if lang == "hcl" && len(block) > 0 && strings.HasPrefix(block[0], "# file: ") {
+				name := strings.TrimPrefix(block[0], "# file: ")
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.Join(block, "\n")+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				files++
+			}
+		case fence && lang == "console" && strings.HasPrefix(line, "$ "):
+			cmds = append(cmds, &command{line: strings.TrimPrefix(line, "$ ")})
+		case fence && lang == "console" && len(cmds) > 0:
+			c := cmds[len(cmds)-1]
+			c.want = append(c.want, line)
+		case fence:
+			block = append(block, line)
+		}
+	}
+	if files < 3 || len(cmds) < 4 {
+		t.Fatalf("found %d example files and %d commands in the page; the examples are not where this test looks", files, len(cmds))
+	}
+
+	summaryRow := regexp.MustCompile(`^\S+\s+(succeeded|failed|skipped|cancelled|timed_out)\s`)
+	for _, c := range cmds {
+		t.Run(c.line, func(t *testing.T) {
+			args := strings.Fields(strings.ReplaceAll(c.line, "/tmp/out", outDir))
+			if args[0] != "bin/host" {
+				t.Fatalf("the page shows %q; only bin/host commands are checked here", c.line)
+			}
+			cmd := exec.Command(hostBin, args[1:]...)
+			cmd.Dir = dir
+			cmd.Env = env()
+			out, _ := cmd.CombinedOutput()
+			checked := 0
+			for _, w := range c.want {
+				w = strings.TrimRight(strings.ReplaceAll(w, "/tmp/out", outDir), " ")
+				if strings.TrimSpace(w) == "" || w == "..." || strings.Contains(w, "binary: ") ||
+					strings.HasPrefix(w, "MODULE ") || summaryRow.MatchString(w) {
+					continue
+				}
+				checked++
+				if !strings.Contains(string(out), w) {
+					t.Errorf("the page shows %q, but the host printed:\n%s", w, out)
+				}
+			}
+			if checked == 0 {
+				t.Errorf("nothing of the page's output for %q was checked", c.line)
+			}
+		})
 	}
 }
