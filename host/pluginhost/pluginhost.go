@@ -529,7 +529,8 @@ func (p *Plugin) awaitStop(pr *process, id, module string) {
 	switch {
 	case err == nil, status.Code(err) == codes.Unimplemented:
 		return
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, status.Code(err) == codes.DeadlineExceeded:
+		// The plugin got our deadline too and may report it first.
 		p.logger.Warn("plugin did not stop a cancelled module; killing the plugin as hung", "module", module, "pid", pr.pid(), "grace", p.opts.KillGrace)
 		p.discard(pr)
 	case pr.exited() || isConnectionLoss(err):
