@@ -82,6 +82,10 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}()
 
 	members := newMemberView(log)
+	// Seed the view so the first assignments do not wait for the watch.
+	if live, err := sess.Members(ctx); err == nil {
+		members.seed(live)
+	}
 	watch, err := sess.WatchMembers(helpers)
 	if err != nil {
 		return nil, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("watch the members of %s: %w", d.RunID, err)}
@@ -144,6 +148,16 @@ type memberView struct {
 
 func newMemberView(log hclog.Logger) *memberView {
 	return &memberView{log: log, live: map[int]coordinator.Member{}, changed: make(chan struct{})}
+}
+
+// seed records members known before the watch starts; the watch's first
+// events repeat them, which changes nothing.
+func (v *memberView) seed(members []coordinator.Member) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, m := range members {
+		v.live[m.Index] = m
+	}
 }
 
 // follow applies events until the channel closes.

@@ -8,20 +8,15 @@ import (
 	"github.com/modpipe/modpipe/coordinator"
 )
 
-// RoleFlags are the distributed settings given on the command line. A
-// field left at its zero value (Instance and Total at -1 meaning "not
-// given", see NoRoleFlags) falls back to the environment.
+// RoleFlags are the distributed settings given on the command line. A nil
+// or empty field was not given and falls back to the environment; the
+// zero value means nothing was given.
 type RoleFlags struct {
-	// Instance is --instance, or -1 when not given.
-	Instance int
-	// Total is --total, or -1 when not given.
-	Total int
-	// RunID is --run-id, or "" when not given.
+	// Instance is --instance; Total is --total.
+	Instance, Total *int
+	// RunID is --run-id.
 	RunID string
 }
-
-// NoRoleFlags is RoleFlags with nothing given on the command line.
-var NoRoleFlags = RoleFlags{Instance: -1, Total: -1}
 
 // Role is this process's place in a run: which instance it is, of how
 // many, in which run, and where that was learned (for messages).
@@ -77,11 +72,11 @@ func ResolveRole(flags RoleFlags, environ []string) (Role, error) {
 	}
 
 	switch {
-	case flags.Instance >= 0 || flags.Total >= 0:
-		if flags.Instance < 0 || flags.Total < 0 {
+	case flags.Instance != nil || flags.Total != nil:
+		if flags.Instance == nil || flags.Total == nil {
 			return Role{}, exitErrorf(ExitInvalid, "--instance and --total go together: give both (e.g. --instance 0 --total 3), or neither for single-machine mode")
 		}
-		role.Instance, role.Total, role.Source = flags.Instance, flags.Total, "--instance/--total"
+		role.Instance, role.Total, role.Source = *flags.Instance, *flags.Total, "--instance/--total"
 	case env["MODPIPE_INSTANCE"] != "" || env["MODPIPE_TOTAL"] != "":
 		var err error
 		if role.Instance, role.Total, err = envPair(env, "MODPIPE_INSTANCE", "MODPIPE_TOTAL", false); err != nil {
