@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/modpipe/modpipe/host/graph"
 	"github.com/modpipe/modpipe/host/pluginhost"
 	"github.com/modpipe/modpipe/host/schedule"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // envelopeSource gives the envelope of a finished module. The scheduler
@@ -37,6 +39,9 @@ type moduleRunner struct {
 	runID    string
 	instance int
 	hostName string
+	// masker hides the pipeline's secrets in output lines and in the
+	// envelope's error text before either leaves this instance (R7.4).
+	masker *secrets.Masker
 }
 
 func newModuleRunner(p *prepared, results envelopeSource, con *console, runID string, instance int) *moduleRunner {
@@ -44,7 +49,7 @@ func newModuleRunner(p *prepared, results envelopeSource, con *console, runID st
 	if err != nil {
 		host = "unknown"
 	}
-	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host}
+	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host, masker: pipelineMasker(p.cfg, p.opts.Environ)}
 }
 
 // Execute implements schedule.Executor.
@@ -69,7 +74,11 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	}
 	finish := func(status coordinator.Status, e *coordinator.Error) coordinator.Envelope {
 		env.Status = status
+		if e != nil {
+			e = &coordinator.Error{Kind: e.Kind, Message: r.masker.String(e.Message), Tail: r.masker.String(e.Tail)}
+		}
 		env.Error = e
+		env.SkipReason = r.masker.String(env.SkipReason)
 		env.EndedAt = time.Now().UTC()
 		env.DurationMS = env.EndedAt.Sub(env.StartedAt).Milliseconds()
 		return env
@@ -122,7 +131,9 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	}
 	r.logger.Debug("module start", "module", n.Address, "attempt", attempt, "plugin", m.Plugin)
 	resp, err := pl.Execute(runCtx, req, func(l pluginhost.Line) {
-		r.console.Line(n.Address, l.Stream, l.Text)
+		// Lines arrive whole (the plugins split output at newlines), so a
+		// secret written in pieces is whole again here.
+		r.console.Line(n.Address, l.Stream, r.masker.String(l.Text))
 	})
 	if err != nil {
 		var crash *pluginhost.CrashError
@@ -175,7 +186,19 @@ func (r *moduleRunner) scope(n *graph.Node) (config.Scope, error) {
 		s.Matrix = n.Instance.Values
 	}
 	for _, d := range n.Deps {
-		deps := r.p.graph.Instances(d.Module)
+		// Only a module the body or run_if refers to needs a value: a
+		// depends_on edge is ordering alone, and turning every
+		// dependency's result into a cty value was most of the host's
+		// CPU per module on large DAGs (bench: no-op DAG profile).
+		if !slices.Contains(n.Module.References, d.Module) {
+			continue
+		}
+		var deps []*graph.Node
+		for _, a := range d.Addresses {
+			if dn, ok := r.p.graph.Node(a); ok {
+				deps = append(deps, dn)
+			}
+		}
 		if len(deps) == 1 && deps[0].Instance == nil {
 			env, ok := r.results.Envelope(deps[0].Address)
 			if !ok {

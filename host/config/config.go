@@ -161,6 +161,13 @@ type Module struct {
 	// RefRanges holds, per depended-on module name (from depends_on or a
 	// reference), the range of the first place that names it.
 	RefRanges map[string]hcl.Range
+	// RefInstances narrows a dependency on a matrix module to some of its
+	// instances: when every reference to module NAME indexes it with a
+	// literal key (module.test["linux"], depends_on = [module.test["linux"]]),
+	// RefInstances[NAME] lists those keys. Absent means every instance.
+	RefInstances map[string][]string
+	// wholeRefs are the modules referred to without a literal index.
+	wholeRefs map[string]bool
 
 	Timeout       time.Duration // 0 = none
 	Retry         Retry

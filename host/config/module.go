@@ -49,6 +49,7 @@ func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnost
 		KindRange: b.LabelRanges[0],
 		RefRanges: map[string]hcl.Range{},
 		Retry:     Retry{Attempts: 1},
+		wholeRefs: map[string]bool{},
 		bodyAttrs: map[string]hcl.Expression{},
 		pipeline:  p,
 	}
@@ -201,6 +202,7 @@ func (m *Module) decodeDependsOn(a *hcl.Attribute) hcl.Diagnostics {
 		if !contains(m.DependsOn, name) {
 			m.DependsOn = append(m.DependsOn, name)
 		}
+		m.noteInstance(name, tr)
 		if _, seen := m.RefRanges[name]; !seen {
 			m.RefRanges[name] = tr.SourceRange()
 		}
@@ -340,3 +342,37 @@ func sourceText(f *hcl.File, rng hcl.Range) string {
 // RunIfSource returns the source text of m's run_if expression, for the
 // skip reason "run_if is false: <text>". It is "" when m has no run_if.
 func RunIfSource(m *Module) string { return m.runIfSource }
+
+// noteInstance records which instances of module name the traversal tr
+// (module.NAME...) refers to: one, when it is indexed with a literal key,
+// else all of them.
+func (m *Module) noteInstance(name string, tr hcl.Traversal) {
+	if m.wholeRefs[name] {
+		return
+	}
+	key, ok := instanceKey(tr)
+	if !ok {
+		m.wholeRefs[name] = true
+		delete(m.RefInstances, name)
+		return
+	}
+	if m.RefInstances == nil {
+		m.RefInstances = map[string][]string{}
+	}
+	if !contains(m.RefInstances[name], key) {
+		m.RefInstances[name] = append(m.RefInstances[name], key)
+	}
+}
+
+// instanceKey returns the literal string index that follows module.NAME
+// in tr, as in module.test["linux"].value.
+func instanceKey(tr hcl.Traversal) (string, bool) {
+	if len(tr) < 3 {
+		return "", false
+	}
+	idx, ok := tr[2].(hcl.TraverseIndex)
+	if !ok || !idx.Key.IsKnown() || idx.Key.IsNull() || idx.Key.Type() != cty.String {
+		return "", false
+	}
+	return idx.Key.AsString(), true
+}

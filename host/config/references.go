@@ -81,6 +81,7 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 			if !contains(m.References, name) {
 				m.References = append(m.References, name)
 			}
+			m.noteInstance(name, tr)
 			if _, seen := m.RefRanges[name]; !seen {
 				m.RefRanges[name] = rng
 			}

@@ -127,8 +127,13 @@ func Build(p *config.Pipeline) (*Graph, hcl.Diagnostics) {
 	}
 	for _, n := range g.nodes {
 		for _, d := range deps[n.Module.Name] {
-			n.Deps = append(n.Deps, Dep{Module: d, Addresses: append([]string(nil), byModule[d]...)})
+			addrs, d2 := instancesReferred(p, n.Module, d, byModule[d])
+			diags = append(diags, d2...)
+			n.Deps = append(n.Deps, Dep{Module: d, Addresses: addrs})
 		}
+	}
+	if diags.HasErrors() {
+		return nil, diags
 	}
 	g.index()
 	return g, diags
@@ -390,4 +395,58 @@ func sortDiagnostics(diags hcl.Diagnostics) {
 		}
 		return a.Start.Byte < b.Start.Byte
 	})
+}
+
+// instancesReferred narrows m's dependency on module dep to the instances
+// its references name with a literal key (module.test["linux"]); a
+// reference without one depends on every instance. all are dep's
+// addresses in order.
+func instancesReferred(p *config.Pipeline, m *config.Module, dep string, all []string) ([]string, hcl.Diagnostics) {
+	keys := m.RefInstances[dep]
+	target := p.Module(dep)
+	if len(keys) == 0 || target.Matrix == nil {
+		return append([]string(nil), all...), nil
+	}
+	var out []string
+	var diags hcl.Diagnostics
+	for _, k := range keys {
+		addr := dep + "[" + k + "]"
+		found := false
+		for _, a := range all {
+			if a == addr {
+				found = true
+				break
+			}
+		}
+		if !found {
+			var known []string
+			for _, in := range target.Matrix.Instances() {
+				known = append(known, in.Key)
+			}
+			detail := fmt.Sprintf("Module %q refers to instance %q of matrix module %q, which has the instances %s.", m.Name, k, dep, strings.Join(known, ", "))
+			if s := config.Suggest(k, known); s != "" {
+				detail += fmt.Sprintf(" Did you mean %q?", s)
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Reference to an unknown matrix instance",
+				Detail:   detail,
+				Subject:  rangePtr(m.RefRanges[dep]),
+			})
+			continue
+		}
+		out = append(out, addr)
+	}
+	// Keep the matrix's own order, whatever order the references came in.
+	sort.Slice(out, func(i, j int) bool { return indexOf(all, out[i]) < indexOf(all, out[j]) })
+	return out, diags
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
 }
