@@ -677,3 +677,20 @@ func TestDistributedSummaryEqualsSingleMachine(t *testing.T) {
 		})
 	}
 }
+
+func TestDistributedMasterThatCannotStartEndsTheRun(t *testing.T) {
+	f := newFleet(t, "bad_attribute.hcl", nil)
+	f.startWorker(member{index: 1})
+	// Wait until the worker has joined, so it waits for the run record.
+	deadline := time.Now().Add(deadlockGuard)
+	for f.coord.session(1) == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.startMaster(member{index: 0})
+	if _, err := f.waitMaster(); ExitCode(err) != ExitInvalid {
+		t.Errorf("master: %v, want exit %d for the invalid file", err, ExitInvalid)
+	}
+	if err := f.waitWorker(1); ExitCode(err) != ExitFailed || !strings.Contains(err.Error(), "finished with status failed") {
+		t.Errorf("worker: %v, want exit %d because the run failed", err, ExitFailed)
+	}
+}

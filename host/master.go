@@ -27,7 +27,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}
 	l, err := load(opts.Options)
 	if err != nil {
-		return nil, err
+		return nil, abandonRun(ctx, coord, d.withDefaults(nil), err, opts.Logger)
 	}
 	d = d.withDefaults(l.cfg.Distributed)
 	log := opts.Logger.Named("distributed").With("run_id", d.RunID, "instance", 0)
@@ -35,7 +35,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	src := &lateSource{}
 	p, err := prepare(ctx, l, resultFunc(l.graph, src))
 	if err != nil {
-		return nil, err
+		return nil, abandonRun(ctx, coord, d, err, opts.Logger)
 	}
 	defer p.close()
 
@@ -135,6 +135,30 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	stopHelpers()
 	wg.Wait()
 	return finishRun(p, con, d.RunID, opts.Reports, started, ended, res)
+}
+
+// abandonRun ends a run whose master could not start it (the file does not
+// load, a plugin does not start): it joins only to finish the run as
+// failed, so workers already waiting exit instead of waiting for a master
+// that will never come. It returns cause, the error to report.
+func abandonRun(ctx context.Context, coord coordinator.Coordinator, d DistributedOptions, cause error, logger hclog.Logger) error {
+	log := logger.Named("distributed").With("run_id", d.RunID, "instance", 0)
+	sess, err := coord.JoinMaster(ctx, d.joinRequest(nil))
+	if err != nil {
+		log.Warn("could not tell the workers that the run failed to start", "error", err)
+		return cause
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if err := sess.Finish(fctx, coordinator.StatusFailed); err != nil {
+		log.Warn("could not tell the workers that the run failed to start", "error", err)
+	} else {
+		log.Info("run finished before it started: the master could not start it", "cause", cause)
+	}
+	if err := sess.Close(); err != nil {
+		log.Warn("leave the run", "error", err)
+	}
+	return cause
 }
 
 // memberView is the master's live picture of the run's members, fed by
