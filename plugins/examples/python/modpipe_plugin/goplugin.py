@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from modpipe_plugin import hclog
 from plugin import grpc_broker_pb2_grpc, grpc_controller_pb2, grpc_controller_pb2_grpc
 
 # CORE_PROTOCOL_VERSION is go-plugin's own protocol version: always 1.
@@ -208,10 +209,10 @@ class Broker(grpc_broker_pb2_grpc.GRPCBrokerServicer):
             for info in request_iterator:
                 if info.HasField("knock"):
                     self._log.warning("the host sent a broker knock, but this plugin does not multiplex broker "
-                                      "connections; ignoring it", extra={"broker_id": info.service_id})
+                                      "connections; ignoring it", extra=hclog.kv(broker_id=info.service_id))
                     continue
                 self._log.debug("broker connection announced",
-                                extra={"broker_id": info.service_id, "network": info.network, "address": info.address})
+                                extra=hclog.kv(broker_id=info.service_id, network=info.network, address=info.address))
                 with self._cond:
                     self._announced[info.service_id] = info
                     self._cond.notify_all()
@@ -333,8 +334,8 @@ class GoPluginServer:
                              tls.handshake_cert() if tls else ""])
             self._stdout.write(line + "\n")
             self._stdout.flush()
-            self._log.debug("plugin serving", extra={"network": "unix", "address": address, "protocol": version,
-                                                     "mtls": tls is not None})
+            self._log.debug("plugin serving", extra=hclog.kv(network="unix", address=address, protocol=version,
+                                                     mtls=tls is not None))
 
             self._shutdown.wait()
             self._log.debug("plugin shutting down")

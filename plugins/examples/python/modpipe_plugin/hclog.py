@@ -21,14 +21,16 @@ _LEVELS = {
     logging.CRITICAL: "error",
 }
 
-# The attributes every LogRecord has; anything else came from extra= and is
-# a key/value pair of the entry.
-_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+def kv(**pairs):
+    """Key/value pairs for a log call: ``log.info("msg", extra=kv(module="build"))``.
+    They travel in one attribute of the record, so no key can clash with a
+    LogRecord attribute (module, name, ...)."""
+    return {"hclog_kv": pairs}
 
 
 class HclogFormatter(logging.Formatter):
-    """Formats records as hclog JSON lines. Key/value pairs are passed as
-    ``extra={"module": "build"}``."""
+    """Formats records as hclog JSON lines, with the pairs given by kv."""
 
     def format(self, record):
         entry = {
@@ -38,8 +40,8 @@ class HclogFormatter(logging.Formatter):
             # "2006-01-02T15:04:05.000000Z07:00").
             "@timestamp": datetime.datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="microseconds"),
         }
-        for key, value in vars(record).items():
-            if key not in _RECORD_FIELDS and not key.startswith("_"):
+        for key, value in getattr(record, "hclog_kv", {}).items():
+            if not key.startswith("@"):
                 entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)

@@ -16,6 +16,7 @@ import traceback
 import grpc
 
 from modpipe.plugin.v1 import plugin_pb2, plugin_pb2_grpc
+from modpipe_plugin import hclog
 
 PROTOCOL_VERSION = 1
 
@@ -250,7 +251,7 @@ class PluginService(plugin_pb2_grpc.PluginServicer):
                 self._host_client(request.host_broker_id)
             except Exception as e:
                 self._log.warning("cannot reach the host's result service; from_module will fail",
-                                  extra={"error": str(e)})
+                                  extra=hclog.kv(error=str(e)))
         kinds = []
         for k in self._kinds.values():
             mk = k.describe()
@@ -314,7 +315,12 @@ class PluginService(plugin_pb2_grpc.PluginServicer):
         """Runs one module in its own thread and always ends with exactly
         one result event."""
         try:
-            result = self._execute(kind, module, request)
+            try:
+                result = self._execute(kind, module, request)
+            except BaseException as e:  # a bug here must not leave the stream without its result
+                result = failed(kind.result_type, Failure(
+                    "plugin %s failed running module \"%s\": %s: %s" % (self.name, module.name, type(e).__name__, e),
+                    ERROR_CRASH, tail=traceback.format_exc()))
             events.put(plugin_pb2.ExecuteEvent(result=result))
         finally:
             done.set()
@@ -341,8 +347,8 @@ class PluginService(plugin_pb2_grpc.PluginServicer):
                 f.tail = module.tail()
             return failed(kind.result_type, f)
         except Exception as e:  # a bug in the kind: fail this module, keep serving the others
-            self._log.error("module raised an exception", extra={"module": module.name, "kind": kind.name,
-                                                                  "error": repr(e)})
+            self._log.error("module raised an exception", extra=hclog.kv(module=module.name, kind=kind.name,
+                                                                  error=repr(e)))
             return failed(kind.result_type, Failure(
                 "module \"%s\" (kind \"%s\") raised %s: %s" % (module.name, kind.name, type(e).__name__, e),
                 ERROR_CRASH, tail=traceback.format_exc()))

@@ -2,6 +2,8 @@
 certificate and the broker's bookkeeping."""
 
 import base64
+import io
+import json
 import threading
 import unittest
 
@@ -92,3 +94,17 @@ class BrokerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HclogTest(unittest.TestCase):
+    def test_lines_are_what_go_plugin_parses(self):
+        out = io.StringIO()
+        log = hclog.new_logger("hclog-test", out)
+        log.warning("careful", extra=hclog.kv(module="build", count=2, name="x"))
+        entry = json.loads(out.getvalue())
+        self.assertEqual(entry["@level"], "warn")
+        self.assertEqual(entry["@message"], "careful")
+        # Go's "2006-01-02T15:04:05.000000Z07:00", else go-plugin keeps the
+        # line as plain text.
+        self.assertRegex(entry["@timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}([+-]\d\d:\d\d|Z)$")
+        self.assertEqual((entry["module"], entry["count"], entry["name"]), ("build", 2, "x"))
