@@ -1,49 +1,103 @@
 package host
 
 import (
-	"bytes"
-	"fmt"
 	"io"
-	"sync"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/config"
+	"github.com/modpipe/modpipe/host/schedule"
+	"github.com/modpipe/modpipe/host/secrets"
+	"github.com/modpipe/modpipe/host/ui"
 )
 
-// console serialises what the run prints: module output lines, prefixed
-// with the module's address so interleaved output stays readable, and
-// progress events. Every write is one whole line.
+// console is what a run prints through: module output and progress in
+// the style the environment calls for (host/ui), with the pipeline's
+// secrets masked. It is the scheduler's Observer, so the live view and
+// the event lines follow the scheduler's decisions.
 type console struct {
-	mu  sync.Mutex
-	w   io.Writer
-	buf bytes.Buffer
+	*ui.Console
+	style ui.Style
+	// instance and host are where this console's modules run, for the
+	// live view; a distributed master sets instance to -1 and reports the
+	// claiming instance with Claimed.
+	instance int
+	host     string
 }
 
-func newConsole(w io.Writer) *console { return &console{w: w} }
+// newConsole returns a plain console on w that masks nothing: for
+// callers that have no pipeline yet. Module output is masked before it
+// gets here (moduleRunner), and reports in finishRun.
+func newConsole(w io.Writer) *console {
+	host, _ := os.Hostname()
+	return &console{Console: ui.New(ui.Options{Style: ui.StylePlain, Out: w}), style: ui.StylePlain, host: host}
+}
 
-// Line prints one line of a module's output.
-func (c *console) Line(module, stream, text string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf.Reset()
-	c.buf.WriteString(module)
-	if stream == "stderr" {
-		c.buf.WriteString(" ! ")
-	} else {
-		c.buf.WriteString(" | ")
+// newRunConsole returns the console for running p: live on a terminal
+// unless noProgress, a CI's own groups inside a CI, plain otherwise.
+func newRunConsole(p *prepared, noProgress bool, total int) *console {
+	opts := p.opts
+	terminal := false
+	width := func() int { return 80 }
+	if f, ok := opts.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		terminal = true
+		fd := int(f.Fd())
+		width = func() int {
+			if w, _, err := term.GetSize(fd); err == nil && w > 0 {
+				return w
+			}
+			return 80
+		}
 	}
-	c.buf.WriteString(text)
-	c.buf.WriteByte('\n')
-	_, _ = c.w.Write(c.buf.Bytes())
+	style := ui.DetectStyle(opts.Environ, terminal, noProgress)
+	host, _ := os.Hostname()
+	return &console{
+		Console: ui.New(ui.Options{
+			Style:  style,
+			Out:    opts.Stdout,
+			Masker: pipelineMasker(p.cfg, opts.Environ),
+			Total:  total,
+			Width:  width,
+		}),
+		style: style,
+		host:  host,
+	}
 }
 
-// Eventf prints one line about the run itself.
-func (c *console) Eventf(format string, args ...any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fmt.Fprintf(c.w, format+"\n", args...)
+// TaskStarted implements schedule.Observer.
+func (c *console) TaskStarted(t *schedule.Task, attempt int) {
+	c.Started(t.ID, attempt, c.instance, c.host)
 }
 
-// Write lets whole blocks (the summary) go out without interleaving.
-func (c *console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.w.Write(p)
+// TaskRetrying implements schedule.Observer.
+func (c *console) TaskRetrying(t *schedule.Task, attempt int, env coordinator.Envelope, wait time.Duration) {
+	c.Retrying(t.ID, attempt, env, wait)
+}
+
+// TaskFinished implements schedule.Observer.
+func (c *console) TaskFinished(t *schedule.Task, env coordinator.Envelope) {
+	c.Finished(env)
+}
+
+// pipelineMasker collects the values to hide (R7.4): every variable
+// marked sensitive (each string or number inside it) and every
+// environment variable the pipeline block names in secrets.
+func pipelineMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
+	if cfg == nil {
+		return nil
+	}
+	var values []string
+	for _, v := range cfg.Variables {
+		if v.Sensitive {
+			values = append(values, secrets.CtyValues(v.Value)...)
+		}
+	}
+	env := envMap(environ)
+	for _, name := range cfg.Secrets {
+		values = append(values, env[name])
+	}
+	return secrets.New(values...)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/modpipe/modpipe/host/graph"
 	"github.com/modpipe/modpipe/host/report"
 	"github.com/modpipe/modpipe/host/schedule"
+	"github.com/modpipe/modpipe/host/ui"
 )
 
 // RunOptions add what only `host run` needs to Options.
@@ -18,6 +19,9 @@ type RunOptions struct {
 	Options
 	// Reports are files to write at the end (--report FORMAT=PATH).
 	Reports []report.Spec
+	// NoProgress turns the live view off on a terminal (--no-progress):
+	// plain lines instead.
+	NoProgress bool
 }
 
 // lateSource lets the plugins' result service start before the scheduler
@@ -63,13 +67,15 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	if runID == "" {
 		runID = localRunID(opts.Environ)
 	}
-	con := newConsole(opts.Stdout)
+	con := newRunConsole(p, opts.NoProgress, len(l.graph.Nodes()))
+	defer con.Close()
 	runner := newModuleRunner(p, src, con, runID, 0)
 	sched, err := schedule.New(tasks(l.graph), runner, schedule.Options{
 		Parallelism: opts.Parallelism,
 		Limits:      limits(p),
 		OnFailure:   onFailure(p.cfg.OnFailure),
 		Logger:      opts.Logger.Named("schedule"),
+		Observer:    con,
 	})
 	if err != nil {
 		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", opts.File, err)
@@ -106,11 +112,22 @@ func finishRun(p *prepared, con *console, runID string, reports []report.Spec, s
 		run.Status = report.RunFailed
 	}
 
+	// Reports carry no secret (R7.4); the run returned keeps the values
+	// for callers that need them.
+	masked := run.Masked(pipelineMasker(p.cfg, opts.Environ))
+	_ = con.Close() // the live view ends before the summary
+	con.BeginSummary()
 	fmt.Fprintln(con)
-	_ = report.WriteSummary(con, run)
+	_ = report.WriteSummary(con, masked)
 	var errs []error
+	if path := envMap(opts.Environ)["GITHUB_STEP_SUMMARY"]; path != "" && con.style == ui.StyleGitHub {
+		if err := report.AppendMarkdown(path, masked); err != nil {
+			errs = append(errs, err)
+			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
+		}
+	}
 	for _, spec := range reports {
-		if err := report.Write(spec, run); err != nil {
+		if err := report.Write(spec, masked); err != nil {
 			errs = append(errs, err)
 			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
 		}

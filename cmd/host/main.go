@@ -89,6 +89,7 @@ func run(args []string) int {
 		reports     []string
 		runID       string
 		dryRun      bool
+		noProgress  bool
 		grace       time.Duration
 	)
 	runCmd := &cobra.Command{
@@ -116,7 +117,7 @@ func run(args []string) int {
 			if dryRun {
 				return finish(host.DryRun(opts))
 			}
-			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs})
+			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress})
 			return finish(err)
 		},
 	}
@@ -126,6 +127,7 @@ func run(args []string) int {
 	runCmd.Flags().StringArrayVar(&skip, "skip", nil, "do not run this module, nor what depends on it (repeatable)")
 	runCmd.Flags().StringArrayVar(&categories, "category", nil, "run only modules of this category and what they depend on (repeatable)")
 	runCmd.Flags().StringArrayVar(&reports, "report", nil, "write a report: FORMAT=PATH, FORMAT one of "+strings.Join(report.Formats, ", ")+" (repeatable)")
+	runCmd.Flags().BoolVar(&noProgress, "no-progress", false, "on a terminal, print plain lines instead of the live view")
 	runCmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (waves, what would be skipped and why) and run nothing")
 	runCmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long running modules get to stop before their plugins are killed")
 	runCmd.Flags().StringVar(&runID, "run-id", os.Getenv("MODPIPE_RUN_ID"), "the run's id in reports (env MODPIPE_RUN_ID; default from the CI, else the time)")

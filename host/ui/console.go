@@ -215,7 +215,10 @@ func (c *Console) Finished(env coordinator.Envelope) {
 	if env.Status == coordinator.StatusSkipped && env.SkipReason != "" {
 		head = fmt.Sprintf("%s %s skipped: %s", statusMark(env.Status), env.Module, env.SkipReason)
 	}
-	progress := fmt.Sprintf(" [%d/%d]", c.done, c.opts.Total)
+	progress := ""
+	if c.opts.Total > 0 {
+		progress = fmt.Sprintf(" [%d/%d]", c.done, c.opts.Total)
+	}
 	g := c.groups[env.Module]
 	delete(c.groups, env.Module)
 	switch c.opts.Style {
@@ -415,7 +418,10 @@ func (c *Console) writeLines(lines []string) {
 func (c *Console) view() []string {
 	now := c.opts.Now()
 	width := max(c.opts.Width(), 20)
-	status := fmt.Sprintf("%d/%d done, %d running", c.done, c.opts.Total, len(c.running))
+	status := fmt.Sprintf("%d done, %d running", c.done, len(c.running))
+	if c.opts.Total > 0 {
+		status = fmt.Sprintf("%d/%d done, %d running", c.done, c.opts.Total, len(c.running))
+	}
 	if c.failed > 0 {
 		status += fmt.Sprintf(", %d failed", c.failed)
 	}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modpipe/modpipe/host/report"
+)
+
+// The values testdata/secrets.hcl hides: its sensitive variables'
+// defaults and the DEPLOY_KEY environment secret the test sets.
+var secretValues = []string{"hunter2", "hunter2-deploy-key", "pa55-w0rd-db", "svc-reader"}
+
+const deployKey = "hunter2-deploy-key"
+
+// runSecrets runs testdata/secrets.hcl with every report format and the
+// extra environment, and returns stdout, stderr and each report's text.
+func runSecrets(t *testing.T, extra ...string) (stdout, stderr string, reports map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	reports = map[string]string{}
+	args := []string{"run", "testdata/secrets.hcl", "--no-progress"}
+	for _, f := range report.Formats {
+		args = append(args, "--report", f+"="+filepath.Join(dir, "report."+f))
+	}
+	cmd := exec.Command(hostBin, args...)
+	cmd.Env = env(append([]string{"DEPLOY_KEY=" + deployKey}, extra...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err == nil || !asExitError(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("want exit code 1 (one module fails), got %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	for _, f := range report.Formats {
+		b, err := os.ReadFile(filepath.Join(dir, "report."+f))
+		if err != nil {
+			t.Fatalf("%s report: %v", f, err)
+		}
+		reports[f] = string(b)
+	}
+	return out.String(), errb.String(), reports
+}
+
+func asExitError(err error, target **exec.ExitError) bool {
+	ee, ok := err.(*exec.ExitError)
+	*target = ee
+	return ok
+}
+
+// TestSecretsMaskedEverywhere runs modules that print a sensitive
+// variable and an environment secret (whole, split across two writes,
+// one containing the other, on stderr into the failure's tail) and checks
+// that no secret reaches stdout, stderr or any report, and that *** stands
+// where each was.
+func TestSecretsMaskedEverywhere(t *testing.T) {
+	stdout, stderr, reports := runSecrets(t)
+	texts := map[string]string{"stdout": stdout, "stderr": stderr}
+	for f, r := range reports {
+		texts[f+" report"] = r
+	}
+	for where, text := range texts {
+		for _, s := range secretValues {
+			if strings.Contains(text, s) {
+				t.Errorf("%s shows the secret %q:\n%s", where, s, text)
+			}
+		}
+	}
+	for _, want := range []string{
+		"echo_var | token=*** password=***",
+		"split | key=***",             // written in two pieces
+		"overlap | both: *** and ***", // the longer secret masked whole
+		"fails ! denied for ***",
+		"  | denied for ***", // the failure's tail in the summary
+		"fails | user ***",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	// The module really printed the secrets: the envelope's value, masked
+	// in the report, held the masked stdout.
+	var run report.Run
+	if err := json.Unmarshal([]byte(reports["json"]), &run); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range run.Modules {
+		if e.Module == "split" && !strings.Contains(string(e.Value), "key=***") {
+			t.Errorf("split's value in the JSON report: %s", e.Value)
+		}
+		if e.Module == "fails" && (e.Error == nil || !strings.Contains(e.Error.Tail, "denied for ***")) {
+			t.Errorf("fails' error in the JSON report: %+v", e.Error)
+		}
+	}
+}
+
+// TestSecretsOnGitHubActions checks the GitHub style end to end: secrets
+// registered with ::add-mask:: before anything else, each module's output
+// in a group, the failure as an ::error annotation, and the Markdown
+// summary appended to $GITHUB_STEP_SUMMARY, masked.
+func TestSecretsOnGitHubActions(t *testing.T) {
+	summary := filepath.Join(t.TempDir(), "step-summary.md")
+	if err := os.WriteFile(summary, []byte("previous step\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, _ := runSecrets(t, "GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY="+summary)
+
+	lines := strings.Split(stdout, "\n")
+	masks := map[string]bool{}
+	for _, l := range lines {
+		v, ok := strings.CutPrefix(l, "::add-mask::")
+		if !ok {
+			break // every ::add-mask:: comes first
+		}
+		masks[v] = true
+	}
+	for _, s := range secretValues {
+		if !masks[s] {
+			t.Errorf("%q was not registered with ::add-mask:: before the output:\n%s", s, stdout)
+		}
+	}
+	rest := strings.Join(lines[len(masks):], "\n")
+	for _, s := range secretValues {
+		if strings.Contains(rest, s) {
+			t.Errorf("the secret %q is printed after ::add-mask::\n%s", s, rest)
+		}
+	}
+	for _, want := range []string{
+		"::group::✔ split succeeded", "key=***\n::endgroup::",
+		"::group::✘ fails failed", "::error title=fails failed::command failed: exit status 3",
+	} {
+		if !strings.Contains(rest, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, rest)
+		}
+	}
+	b, err := os.ReadFile(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	if !strings.HasPrefix(got, "previous step\n## ❌ secrets failed") || !strings.Contains(got, "denied for ***") {
+		t.Errorf("$GITHUB_STEP_SUMMARY:\n%s", got)
+	}
+	for _, s := range secretValues {
+		if strings.Contains(got, s) {
+			t.Errorf("$GITHUB_STEP_SUMMARY shows %q", s)
+		}
+	}
+}
