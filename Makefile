@@ -19,6 +19,7 @@ build: ## build bin/host and every plugin into bin/plugins/
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/host ./cmd/host
 	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p || exit 1; done
 	@for p in $(EXAMPLE_PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p"; $(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p || exit 1; done
+	bash plugins/examples/python/build.sh $(BIN)/plugins/modpipe-plugin-template
 
 .PHONY: run
 run: build ## build, then run this project's own pipeline.hcl on this machine

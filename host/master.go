@@ -69,7 +69,11 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		return nil, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("publish the run record of %s: %w", d.RunID, err)}
 	}
 
-	con := newConsole(opts.Stdout)
+	// The live view and event lines follow the scheduler; where a module
+	// runs is decided by whoever claims it, which the master does not see.
+	con := newRunConsole(p, opts.NoProgress, len(l.graph.Nodes()))
+	con.instance = -1
+	defer con.Close()
 	runner := newModuleRunner(p, src, con, d.RunID, 0)
 	runner.hostName = d.HostName
 
@@ -103,6 +107,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		Limits:      limits(p),
 		OnFailure:   onFailure(p.cfg.OnFailure),
 		Logger:      opts.Logger.Named("schedule"),
+		Observer:    con,
 	})
 	if err != nil {
 		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", opts.File, err)
@@ -494,6 +499,8 @@ type puller struct {
 	// is leaving the run (interrupted): the envelope is not published, so
 	// the claim is reported lost and the master re-queues or fails it.
 	abandon context.Context
+	// worker says the console hears of modules only from this loop.
+	worker bool
 }
 
 // loop claims and runs until ctx is done or the session ends.
@@ -557,7 +564,19 @@ func (p *puller) runClaim(c coordinator.Claim) {
 		defer watcher.Wait()
 		defer close(finished)
 	}
+	// The console hears of the module here: a worker has no scheduler to
+	// tell it, and the master's scheduler does not know who claimed what.
+	if con := p.runner.console; con != nil {
+		if p.worker {
+			con.Started(a.Module, a.Attempt, p.runner.instance, p.runner.hostName)
+		} else {
+			con.Claimed(a.Module, p.runner.instance, p.runner.hostName)
+		}
+	}
 	env := p.runner.run(mctx, n, a.Attempt)
+	if con := p.runner.console; con != nil && p.worker {
+		con.Finished(env)
+	}
 	if p.abandon != nil && p.abandon.Err() != nil {
 		p.log.Warn("leaving the run: not publishing, the master will see the claim lost", "module", a.Module, "attempt", a.Attempt)
 		return

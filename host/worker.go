@@ -80,7 +80,9 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}
 	defer p.close()
 
-	con := newConsole(opts.Stdout)
+	con := newRunConsole(p, opts.NoProgress, 0)
+	con.instance = d.Instance
+	defer con.Close()
 	runner := newModuleRunner(p, results, con, d.RunID, d.Instance)
 	runner.hostName = d.HostName
 
@@ -91,7 +93,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	claiming, stopClaiming := context.WithCancel(ctx)
 	defer stopClaiming()
 
-	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, modules: modules, abandon: ctx}
+	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, modules: modules, abandon: ctx, worker: true}
 	var wg sync.WaitGroup
 	for range d.Slots {
 		wg.Add(1)

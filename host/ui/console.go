@@ -478,7 +478,7 @@ func attemptNote(attempt int) string {
 func where(instance int, host string) string {
 	switch {
 	case instance < 0:
-		return " (waiting for an instance)"
+		return " (in the fleet)"
 	case host == "":
 		return fmt.Sprintf(" on instance %d", instance)
 	}
