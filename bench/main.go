@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +60,7 @@ func run() int {
 		jobs   = flag.Int("j", 8, "parallelism for the local DAGs: host --parallelism, make -j, ninja -j")
 		level  = flag.String("log-level", "info", "progress log level")
 		md     = flag.String("markdown", "", "also write the table as Markdown to this file")
+		prof   = flag.String("profile", "", "instead of benchmarking, profile the host in-process at 10,000 no-op modules into this directory")
 	)
 	flag.Parse()
 	logger := hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.LevelFromString(*level), Output: os.Stderr})
@@ -93,6 +95,14 @@ func run() int {
 	if err := b.build(ctx); err != nil {
 		logger.Error("build", "error", err)
 		return 1
+	}
+	if *prof != "" {
+		if err := b.profileHost(ctx, absPath(root, *prof)); err != nil {
+			logger.Error("profile", "error", err)
+			return 1
+		}
+		logger.Info("profiles written", "dir", *prof)
+		return 0
 	}
 	want := map[string]bool{}
 	for _, g := range strings.Split(*only, ",") {
@@ -191,8 +201,20 @@ type procResult struct {
 
 // runProc runs a command to completion and measures it. A non-zero exit
 // is an error carrying the tail of its output.
+//
+// The command runs under GNU time for its peak RSS: Go starts children
+// with vfork, and exec records the parent's high-water RSS as the child's,
+// so a small child's own rusage would report this benchmark's memory.
+// GNU time forks from its own small image. The wrapper costs every tool
+// the same fork.
 func runProc(ctx context.Context, dir string, env []string, name string, args ...string) (procResult, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
+	rssFile, err := os.CreateTemp("", "modpipe-bench-rss-")
+	if err != nil {
+		return procResult{}, err
+	}
+	rssFile.Close()
+	defer os.Remove(rssFile.Name())
+	cmd := exec.CommandContext(ctx, gnuTime, append([]string{"-q", "-f", "%M", "-o", rssFile.Name(), name}, args...)...)
 	cmd.Dir = dir
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
@@ -200,13 +222,16 @@ func runProc(ctx context.Context, dir string, env []string, name string, args ..
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	wall := time.Since(start)
 	res := procResult{Wall: wall, Stdout: stdout.Bytes()}
 	if ps := cmd.ProcessState; ps != nil {
 		res.CPU = ps.UserTime() + ps.SystemTime()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			res.MaxRSSKB = ru.Maxrss
+	}
+	if b, rerr := os.ReadFile(rssFile.Name()); rerr == nil {
+		fields := strings.Fields(string(b))
+		if len(fields) > 0 {
+			res.MaxRSSKB, _ = strconv.ParseInt(fields[len(fields)-1], 10, 64)
 		}
 	}
 	if err != nil {
@@ -247,6 +272,9 @@ func machine() Machine {
 	}
 	return m
 }
+
+// gnuTime is GNU time, installed by bench/setup.sh (Debian "time").
+const gnuTime = "/usr/bin/time"
 
 // nan is a missing figure.
 var nan = math.NaN()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the benchmark's peers when they are missing, so a clean machine
 # (CI, a new laptop) runs `make bench` with nothing installed by hand:
-# GNU make and ninja (local DAGs), redis-server (broker of asynq and
+# GNU make and ninja (local DAGs), GNU time (peak RSS of each command), redis-server (broker of asynq and
 # Celery), Celery with its Redis transport (for Debian's /usr/bin/python3,
 # which the benchmark uses whatever python3 comes first on PATH). The asynq peer is a Go module
 # under bench/peers, built by the benchmark itself.
@@ -9,6 +9,7 @@ set -euo pipefail
 
 need=()
 command -v make >/dev/null || need+=(make)
+[ -x /usr/bin/time ] || need+=(time)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v redis-server >/dev/null || need+=(redis-server)
 /usr/bin/python3 -c 'import celery' 2>/dev/null || need+=(python3-celery)
