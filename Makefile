@@ -25,6 +25,15 @@ build: ## build bin/host and every plugin into bin/plugins/
 run: build ## build, then run this project's own pipeline.hcl on this machine
 	$(BIN)/host run pipeline.hcl
 
+.PHONY: etcd
+etcd: ## build bin/etcd from the pinned go.etcd.io/etcd/server/v3 module (for fleets and their tests)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/etcd go.etcd.io/etcd/server/v3
+
+.PHONY: fleet
+fleet: build etcd ## run examples/fleet/pipeline.hcl as a real fleet: etcd, a master and 3 workers (WORKERS=n) on this machine
+	bash examples/fleet/run-fleet.sh
+
 .PHONY: deps
 deps: ## install the Debian tools the tests use (xmllint validates the JUnit report)
 	@command -v xmllint >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils; }

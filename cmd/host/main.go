@@ -91,6 +91,7 @@ func run(args []string) int {
 		dryRun      bool
 		noProgress  bool
 		grace       time.Duration
+		fleet       fleetFlags
 	)
 	runCmd := &cobra.Command{
 		Use:   "run FILE",
@@ -117,6 +118,13 @@ func run(args []string) int {
 			if dryRun {
 				return finish(host.DryRun(opts))
 			}
+			role, err := host.ResolveRole(fleet.roleFlags(cmd, runID), os.Environ())
+			if err != nil {
+				return finish(err)
+			}
+			if role.Distributed() {
+				return finish(runFleet(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress}, role, fleet))
+			}
 			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress})
 			return finish(err)
 		},
@@ -130,7 +138,8 @@ func run(args []string) int {
 	runCmd.Flags().BoolVar(&noProgress, "no-progress", false, "on a terminal, print plain lines instead of the live view")
 	runCmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (waves, what would be skipped and why) and run nothing")
 	runCmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long running modules get to stop before their plugins are killed")
-	runCmd.Flags().StringVar(&runID, "run-id", os.Getenv("MODPIPE_RUN_ID"), "the run's id in reports (env MODPIPE_RUN_ID; default from the CI, else the time)")
+	runCmd.Flags().StringVar(&runID, "run-id", os.Getenv("MODPIPE_RUN_ID"), "the run's id in reports and, in a distributed run, on the coordinator: every instance gives the same (env MODPIPE_RUN_ID; default from the CI, else the time)")
+	addFleetFlags(runCmd, &fleet)
 
 	validateCmd := &cobra.Command{
 		Use:   "validate FILE",
