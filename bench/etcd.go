@@ -1,5 +1,420 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
 
-func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) { return nil, nil }
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/modpipe/modpipe/coordinator"
+	etcdcoord "github.com/modpipe/modpipe/coordinator/etcd"
+)
+
+// etcdServer is an etcd process started by the benchmark.
+type etcdServer struct {
+	cmd      *exec.Cmd
+	endpoint string
+	done     chan error
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startEtcd starts bin/bench/etcd with its data in dataDir (on disk or on
+// tmpfs) and waits until it answers.
+func (b *bench) startEtcd(ctx context.Context, dataDir string) (*etcdServer, error) {
+	cp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	client := fmt.Sprintf("http://127.0.0.1:%d", cp)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", pp)
+	if err := os.RemoveAll(dataDir); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(b.bin, "etcd"), "--name", "bench", "--data-dir", dataDir,
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "bench="+peer, "--log-level", "error")
+	logf, err := os.Create(dataDir + ".log")
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start etcd: %w", err)
+	}
+	s := &etcdServer{cmd: cmd, endpoint: client, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait(); logf.Close() }()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(30 * time.Second) // a guard, not a measurement
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := cli.Get(cctx, "health")
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.stop()
+			return nil, fmt.Errorf("etcd at %s did not answer (log: %s.log): %w", client, dataDir, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *etcdServer) stop() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// cluster is a master and its workers on one run, each with its own
+// coordinator client as separate instances would have.
+type cluster struct {
+	coords  []*etcdcoord.Coordinator
+	master  coordinator.MasterSession
+	workers []coordinator.Session
+}
+
+func (b *bench) newCluster(ctx context.Context, endpoint, runID string, workers int) (*cluster, error) {
+	cl := &cluster{}
+	join := func(i int) (coordinator.Session, error) {
+		c, err := etcdcoord.New(ctx, etcdcoord.Config{Endpoints: []string{endpoint}, Prefix: "/bench"})
+		if err != nil {
+			return nil, err
+		}
+		cl.coords = append(cl.coords, c)
+		req := coordinator.JoinRequest{RunID: runID, Member: coordinator.Member{Index: i, Host: fmt.Sprintf("bench-%d", i), Slots: 1},
+			HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 3 * time.Second}
+		if i == 0 {
+			return c.JoinMaster(ctx, req)
+		}
+		return c.Join(ctx, req)
+	}
+	s, err := join(0)
+	if err != nil {
+		cl.close()
+		return nil, fmt.Errorf("join the master: %w", err)
+	}
+	cl.master = s.(coordinator.MasterSession)
+	for i := 1; i <= workers; i++ {
+		w, err := join(i)
+		if err != nil {
+			cl.close()
+			return nil, fmt.Errorf("join worker %d: %w", i, err)
+		}
+		cl.workers = append(cl.workers, w)
+	}
+	return cl, nil
+}
+
+func (cl *cluster) close() {
+	for _, w := range cl.workers {
+		_ = w.Close()
+	}
+	if cl.master != nil {
+		_ = cl.master.Close()
+	}
+	for _, c := range cl.coords {
+		_ = c.Close()
+	}
+}
+
+// claimed is one claim as a worker saw it.
+type claimed struct {
+	module    string
+	claimedAt time.Time
+	worker    int
+}
+
+// runWorkers makes every worker claim and publish at once (a no-op
+// module) until ctx ends, reporting each claim on out. hold delays the
+// publish (the module's run time). It returns a wait function.
+func (cl *cluster) runWorkers(ctx context.Context, out chan<- claimed, publishing chan<- claimed) func() error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cl.workers))
+	for i, w := range cl.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := w.Claim(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs <- fmt.Errorf("worker %d claim: %w", i+1, err)
+					}
+					return
+				}
+				at := time.Now()
+				if out != nil {
+					out <- claimed{module: c.Assignment.Module, claimedAt: at, worker: i + 1}
+				}
+				if publishing != nil {
+					publishing <- claimed{module: c.Assignment.Module, claimedAt: time.Now(), worker: i + 1}
+				}
+				env := coordinator.Envelope{Module: c.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1,
+					StartedAt: at, EndedAt: time.Now(), Instance: i + 1}
+				if err := w.Publish(context.WithoutCancel(ctx), c, env); err != nil {
+					errs <- fmt.Errorf("worker %d publish %s: %w", i+1, c.Assignment.Module, err)
+					return
+				}
+			}
+		}()
+	}
+	return func() error {
+		wg.Wait()
+		close(errs)
+		return errors.Join(func() []error {
+			var out []error
+			for e := range errs {
+				out = append(out, e)
+			}
+			return out
+		}()...)
+	}
+}
+
+// etcdRound is one round's figures on one etcd.
+type etcdRound struct {
+	chain, sparse, floor []float64 // ms per sample
+	throughput           float64   // modules/s
+}
+
+// etcdOnce runs the dispatch, floor and throughput measurements once.
+func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainLen, sparseN, floorN, thrN int) (etcdRound, error) {
+	var r etcdRound
+	// Raw etcd floor: one create-if-absent Txn, what the cheapest possible
+	// claim costs.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return r, err
+	}
+	for i := range floorN {
+		k := fmt.Sprintf("/floor/%d/%d", round, i)
+		t := time.Now()
+		_, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, "x")).Commit()
+		if err != nil {
+			cli.Close()
+			return r, fmt.Errorf("floor txn: %w", err)
+		}
+		r.floor = append(r.floor, toMS(time.Since(t)))
+	}
+	cli.Close()
+
+	// Chain: module i+1 is enqueued when the master sees module i's result;
+	// dispatch = publish started on a worker -> next claim returned on a
+	// worker.
+	{
+		cl, err := b.newCluster(ctx, endpoint, fmt.Sprintf("chain-%d-%d", round, time.Now().UnixNano()), 3)
+		if err != nil {
+			return r, err
+		}
+		wctx, stop := context.WithCancel(ctx)
+		claims := make(chan claimed, chainLen)
+		pubs := make(chan claimed, chainLen)
+		wait := cl.runWorkers(wctx, claims, pubs)
+		var lastPub time.Time
+		var runErr error
+		for i := range chainLen {
+			if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("c%d", i), Attempt: 1}); err != nil {
+				runErr = err
+				break
+			}
+			c := <-claims
+			if i > 0 {
+				r.chain = append(r.chain, toMS(c.claimedAt.Sub(lastPub)))
+			}
+			p := <-pubs
+			lastPub = p.claimedAt
+			<-cl.master.Results()
+		}
+		stop()
+		werr := wait()
+		cl.close()
+		if err := errors.Join(runErr, werr); err != nil {
+			return r, fmt.Errorf("chain: %w", err)
+		}
+	}
+
+	// Sparse arrivals: independent modules enqueued 20 ms apart; dispatch
+	// = enqueue called -> claim returned.
+	{
+		cl, err := b.newCluster(ctx, endpoint, fmt.Sprintf("sparse-%d-%d", round, time.Now().UnixNano()), 4)
+		if err != nil {
+			return r, err
+		}
+		wctx, stop := context.WithCancel(ctx)
+		claims := make(chan claimed, sparseN)
+		wait := cl.runWorkers(wctx, claims, nil)
+		var runErr error
+		enq := map[string]time.Time{}
+		for i := range sparseN {
+			m := fmt.Sprintf("s%d", i)
+			enq[m] = time.Now()
+			if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: m, Attempt: 1}); err != nil {
+				runErr = err
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for range len(enq) {
+			if runErr != nil {
+				break
+			}
+			c := <-claims
+			r.sparse = append(r.sparse, toMS(c.claimedAt.Sub(enq[c.module])))
+			<-cl.master.Results()
+		}
+		stop()
+		werr := wait()
+		cl.close()
+		if err := errors.Join(runErr, werr); err != nil {
+			return r, fmt.Errorf("sparse: %w", err)
+		}
+	}
+
+	// Throughput: thrN independent modules enqueued at once, 4 workers;
+	// first enqueue -> last result seen by the master.
+	{
+		cl, err := b.newCluster(ctx, endpoint, fmt.Sprintf("thr-%d-%d", round, time.Now().UnixNano()), 4)
+		if err != nil {
+			return r, err
+		}
+		wctx, stop := context.WithCancel(ctx)
+		wait := cl.runWorkers(wctx, nil, nil)
+		start := time.Now()
+		enqErr := make(chan error, 1)
+		go func() {
+			for i := range thrN {
+				if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("t%d", i), Attempt: 1}); err != nil {
+					enqErr <- err
+					return
+				}
+			}
+			enqErr <- nil
+		}()
+		var runErr error
+		for range thrN {
+			<-cl.master.Results()
+		}
+		r.throughput = float64(thrN) / time.Since(start).Seconds()
+		runErr = <-enqErr
+		stop()
+		werr := wait()
+		cl.close()
+		if err := errors.Join(runErr, werr); err != nil {
+			return r, fmt.Errorf("throughput: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// etcdScenarios: dispatch latency (chain and sparse arrivals), the raw
+// Txn floor and throughput, with etcd's data on disk and on tmpfs,
+// alternating the two per round.
+func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
+	if err := b.buildEtcd(ctx); err != nil {
+		return nil, err
+	}
+	chainLen, sparseN, floorN, thrN := 200, 100, 200, 2000
+	rounds := b.rounds
+	if b.quick {
+		chainLen, sparseN, floorN, thrN, rounds = 60, 25, 100, 400, 2
+	}
+	media := []struct{ name, dir string }{
+		{"disk", filepath.Join(b.work, "etcd-disk")},
+		{"tmpfs", filepath.Join("/dev/shm", filepath.Base(b.work)+"-etcd")},
+	}
+	type agg struct{ c50, c99, s50, s99, f50, f99, thr []float64 }
+	res := map[string]*agg{}
+	for _, m := range media {
+		res[m.name] = &agg{}
+		defer os.RemoveAll(m.dir)
+	}
+	for round := range rounds {
+		for _, m := range media {
+			srv, err := b.startEtcd(ctx, m.dir)
+			if err != nil {
+				return nil, err
+			}
+			r, err := b.etcdOnce(ctx, srv.endpoint, round, chainLen, sparseN, floorN, thrN)
+			srv.stop()
+			if err != nil {
+				return nil, fmt.Errorf("etcd on %s: %w", m.name, err)
+			}
+			a := res[m.name]
+			a.c50 = append(a.c50, percentile(r.chain, 50))
+			a.c99 = append(a.c99, percentile(r.chain, 99))
+			a.s50 = append(a.s50, percentile(r.sparse, 50))
+			a.s99 = append(a.s99, percentile(r.sparse, 99))
+			a.f50 = append(a.f50, percentile(r.floor, 50))
+			a.f99 = append(a.f99, percentile(r.floor, 99))
+			a.thr = append(a.thr, r.throughput)
+			b.logger.Debug("round", "scenario", "etcd", "media", m.name, "round", round)
+		}
+	}
+	var rows []Row
+	for _, m := range media {
+		a := res[m.name]
+		floor50 := Peer{"raw etcd Txn (floor)", newFigure(a.f50, false)}
+		floor99 := Peer{"raw etcd Txn (floor)", newFigure(a.f99, false)}
+		c50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, chain of %d, master+3 workers (%s)", chainLen, m.name), Unit: "ms",
+			Modpipe: newFigure(a.c50, false), Peers: []Peer{floor50},
+			Note: "coordinator API (publish -> master sees result -> enqueue -> worker claims); host distributed mode not yet in this measurement"}
+		c99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, chain of %d (%s)", chainLen, m.name), Unit: "ms",
+			Modpipe: newFigure(a.c99, false), Peers: []Peer{floor99}}
+		if m.name == "disk" {
+			c50.Target, c99.Target = "<= 3 ms", "<= 10 ms"
+			c50.judge(c50.Modpipe.Median <= 3, c50.Modpipe.Median)
+			c99.judge(c99.Modpipe.Median <= 10, c99.Modpipe.Median)
+		} else {
+			c50.Target = "<= 2 ms"
+			c50.judge(c50.Modpipe.Median <= 2, c50.Modpipe.Median)
+		}
+		s50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 4 workers (%s)", m.name), Unit: "ms",
+			Modpipe: newFigure(a.s50, false), Peers: []Peer{floor50}, Note: "enqueue called -> claim returned"}
+		s99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals (%s)", m.name), Unit: "ms",
+			Modpipe: newFigure(a.s99, false), Peers: []Peer{floor99}}
+		thr := Row{Scenario: fmt.Sprintf("etcd throughput, %d no-op modules, 4 workers (%s)", thrN, m.name), Unit: "modules/s", HigherBetter: true,
+			Modpipe: newFigure(a.thr, true), Note: "first enqueue -> last result seen by the master"}
+		if m.name == "disk" {
+			thr.Target = ">= 800"
+			thr.judge(thr.Modpipe.Median >= 800, thr.Modpipe.Median)
+		}
+		rows = append(rows, c50, c99, s50, s99, thr)
+	}
+	return rows, nil
+}
+
+// buildEtcd builds the etcd server from the module version go.mod pins.
+func (b *bench) buildEtcd(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(b.bin, "etcd"), "go.etcd.io/etcd/server/v3")
+	cmd.Dir = b.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build etcd: %w\n%s", err, out)
+	}
+	return nil
+}
