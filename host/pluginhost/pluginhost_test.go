@@ -151,7 +151,7 @@ func TestDescribe(t *testing.T) {
 		"items":   {cty.List(cty.ObjectWithOptionalAttrs(map[string]cty.Type{"name": cty.String, "deep": cty.Bool}, []string{"deep"})), false},
 		"extra":   {cty.DynamicPseudoType, false},
 		"raw":     {cty.DynamicPseudoType, false},
-		"timeout": {cty.String, false},
+		"wait": {cty.String, false},
 	}
 	if len(def.Attributes) != len(want) {
 		t.Fatalf("echo has %d attributes, want %d: %+v", len(def.Attributes), len(want), def.Attributes)
@@ -197,7 +197,7 @@ func TestValidate(t *testing.T) {
 		name, kind, config string
 		want               []pluginhost.Diagnostic
 	}{
-		{name: "valid", kind: "echo", config: `{"text":"x","count":3,"tags":["a"],"nested":{"name":"n"},"timeout":"2s"}`},
+		{name: "valid", kind: "echo", config: `{"text":"x","count":3,"tags":["a"],"nested":{"name":"n"},"wait":"2s"}`},
 		{name: "nulls are absent", kind: "echo", config: `{"text":"x","count":null,"nested":null}`},
 		{name: "missing required", kind: "echo", config: `{}`, want: []pluginhost.Diagnostic{
 			{Severity: "error", Summary: "Missing required attribute", Detail: `The attribute "text" is required, but no value was given.`, Attribute: "text"}}},
@@ -209,8 +209,8 @@ func TestValidate(t *testing.T) {
 			{Severity: "error", Summary: "Incorrect attribute value type", Detail: `attribute "tags" must be a list, got "a"`, Attribute: "tags"}}},
 		{name: "nested", kind: "echo", config: `{"text":"x","items":[{"name":"a"},{"deep":true}]}`, want: []pluginhost.Diagnostic{
 			{Severity: "error", Summary: "Missing required attribute", Detail: `The attribute "items[1].name" is required, but no value was given.`, Attribute: "items[1].name"}}},
-		{name: "bad duration", kind: "echo", config: `{"text":"x","timeout":"soon"}`, want: []pluginhost.Diagnostic{
-			{Severity: "error", Summary: "Invalid duration", Detail: `attribute "timeout": "soon" is not a duration; write it like "30s", "5m" or "1h30m"`, Attribute: "timeout"}}},
+		{name: "bad duration", kind: "echo", config: `{"text":"x","wait":"soon"}`, want: []pluginhost.Diagnostic{
+			{Severity: "error", Summary: "Invalid duration", Detail: `attribute "wait": "soon" is not a duration; write it like "30s", "5m" or "1h30m"`, Attribute: "wait"}}},
 		{name: "check", kind: "pick", config: `{"command":["a"],"script":"b"}`, want: []pluginhost.Diagnostic{
 			{Severity: "error", Summary: "Invalid attribute value", Detail: "set exactly one of command or script", Attribute: "command"}}},
 		{name: "check passes", kind: "pick", config: `{"script":"b"}`},
@@ -233,7 +233,7 @@ func TestValidate(t *testing.T) {
 
 func TestExecuteEcho(t *testing.T) {
 	p := start(t, testkitBin, pluginhost.Options{})
-	cfg := `{"text":"hi","count":7,"ratio":0.5,"enabled":true,"tags":["a","b"],"env":{"K":"V"},"nested":{"name":"n","deep":true},"items":[{"name":"i"}],"extra":{"any":[1,"x"]},"raw":[true],"timeout":"1m30s"}`
+	cfg := `{"text":"hi","count":7,"ratio":0.5,"enabled":true,"tags":["a","b"],"env":{"K":"V"},"nested":{"name":"n","deep":true},"items":[{"name":"i"}],"extra":{"any":[1,"x"]},"raw":[true],"wait":"1m30s"}`
 	resp, _, err := execute(t, p, pluginhost.Request{
 		Module: "e[linux]", Config: json.RawMessage(cfg), Matrix: map[string]string{"target": "linux"},
 		Attempt: 2, Instance: 3, RunID: "run-1",
@@ -241,7 +241,7 @@ func TestExecuteEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"config":{"Text":"hi","Count":7,"Ratio":0.5,"Enabled":true,"Tags":["a","b"],"Env":{"K":"V"},"Nested":{"Name":"n","Deep":true},"Items":[{"Name":"i","Deep":false}],"Extra":{"any":[1,"x"]},"Raw":[true],"Timeout":90000000000},"timeout_ms":90000,"module":"e[linux]","matrix":{"target":"linux"},"target":"linux","attempt":2,"instance":3,"run_id":"run-1"}`
+	want := `{"config":{"Text":"hi","Count":7,"Ratio":0.5,"Enabled":true,"Tags":["a","b"],"Env":{"K":"V"},"Nested":{"Name":"n","Deep":true},"Items":[{"Name":"i","Deep":false}],"Extra":{"any":[1,"x"]},"Raw":[true],"Wait":90000000000},"wait_ms":90000,"module":"e[linux]","matrix":{"target":"linux"},"target":"linux","attempt":2,"instance":3,"run_id":"run-1"}`
 	if !resp.Succeeded || resp.Type != "testkit.echo/v1" || string(resp.Value) != want {
 		t.Fatalf("resp = %+v\nvalue %s\nwant  %s", resp, resp.Value, want)
 	}

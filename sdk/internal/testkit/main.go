@@ -101,7 +101,7 @@ type EchoConfig struct {
 	Items   []Nested          `modpipe:"items,optional"`
 	Extra   any               `modpipe:"extra,optional"`
 	Raw     json.RawMessage   `modpipe:"raw,optional"`
-	Timeout time.Duration     `modpipe:"timeout,optional"`
+	Wait    time.Duration     `modpipe:"wait,optional"`
 }
 
 // Nested is an object attribute.
@@ -112,18 +112,18 @@ type Nested struct {
 
 // Echoed is echo's result: the decoded config and the module's facts.
 type Echoed struct {
-	Config    EchoConfig        `json:"config"`
-	TimeoutMS int64             `json:"timeout_ms"`
-	Module    string            `json:"module"`
-	Matrix    map[string]string `json:"matrix"`
-	Target    string            `json:"target"`
-	Attempt   int               `json:"attempt"`
-	Instance  int               `json:"instance"`
-	RunID     string            `json:"run_id"`
+	Config   EchoConfig        `json:"config"`
+	WaitMS   int64             `json:"wait_ms"`
+	Module   string            `json:"module"`
+	Matrix   map[string]string `json:"matrix"`
+	Target   string            `json:"target"`
+	Attempt  int               `json:"attempt"`
+	Instance int               `json:"instance"`
+	RunID    string            `json:"run_id"`
 }
 
 func echo(_ context.Context, m *sdk.Module, c EchoConfig) (Echoed, error) {
-	return Echoed{Config: c, TimeoutMS: c.Timeout.Milliseconds(), Module: m.Name(), Matrix: m.Matrix(),
+	return Echoed{Config: c, WaitMS: c.Wait.Milliseconds(), Module: m.Name(), Matrix: m.Matrix(),
 		Target: m.MatrixTarget(), Attempt: m.Attempt(), Instance: m.Instance(), RunID: m.RunID()}, nil
 }
 
