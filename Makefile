@@ -62,8 +62,10 @@ bench: ## run the benchmarks against make, ninja, asynq and Celery (QUICK=1: und
 	$(BIN)/bench/modpipe-bench $(if $(filter 1,$(QUICK)),-quick) $(BENCHFLAGS)
 
 .PHONY: fuzz
-fuzz: ## fuzz the HCL loader and the envelope decoding for a while (FUZZTIME=30s)
-	$(GO) test ./host/config -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-30s}
+fuzz: ## fuzz the HCL loader and the envelope decoding for a while each (FUZZTIME=30s)
+	$(GO) test ./host/config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./host/config -run '^$$' -fuzz '^FuzzModuleValue$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzEnvelope$$' -fuzztime $${FUZZTIME:-30s}
 
 .PHONY: clean
 clean: ## remove build output
