@@ -12,6 +12,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/modpipe/modpipe/coordinator"
 	etcdcoord "github.com/modpipe/modpipe/coordinator/etcd"
@@ -64,7 +65,7 @@ func (b *bench) startEtcd(ctx context.Context, dataDir string) (*etcdServer, err
 	}
 	s := &etcdServer{cmd: cmd, endpoint: client, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logf.Close() }()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		s.stop()
 		return nil, err
@@ -342,7 +343,7 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 	chainLen, sparseN, floorN, thrN := 200, 100, 200, 2000
 	rounds := b.rounds
 	if b.quick {
-		chainLen, sparseN, floorN, thrN, rounds = 60, 25, 100, 400, 2
+		chainLen, sparseN, floorN, thrN, rounds = 60, 25, 100, 300, 1
 	}
 	media := []struct{ name, dir string }{
 		{"disk", filepath.Join(b.work, "etcd-disk")},
@@ -350,6 +351,20 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 	}
 	type agg struct{ c50, c99, s50, s99, f50, f99, thr []float64 }
 	res := map[string]*agg{}
+	peers, err := b.startPeers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer peers.stop()
+	peer := map[string]*agg{"asynq": {}, "celery": {}}
+	peerRun := map[string]func(context.Context, string, int) (peerResult, error){"asynq": peers.asynq, "celery": peers.celeryRun}
+	asynqN := sparseN
+	if asynqN > 20 {
+		asynqN = 20 // each task waits out asynq's idle poll: 20 samples already take seconds
+	}
+	if b.quick {
+		asynqN = 5
+	}
 	for _, m := range media {
 		res[m.name] = &agg{}
 		defer os.RemoveAll(m.dir)
@@ -375,6 +390,30 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			a.thr = append(a.thr, r.throughput)
 			b.logger.Debug("round", "scenario", "etcd", "media", m.name, "round", round)
 		}
+		for _, name := range []string{"asynq", "celery"} {
+			n := sparseN
+			if name == "asynq" {
+				n = asynqN
+			}
+			sp, err := peerRun[name](ctx, "sparse", n)
+			if err == errSkipped {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			th, err := peerRun[name](ctx, "throughput", thrN)
+			if err != nil {
+				return nil, err
+			}
+			a := peer[name]
+			a.s50 = append(a.s50, percentile(sp.LatenciesMS, 50))
+			a.s99 = append(a.s99, percentile(sp.LatenciesMS, 99))
+			a.thr = append(a.thr, th.PerSecond)
+		}
+	}
+	qp := func(pick func(*agg) []float64, higher bool) []Peer {
+		return []Peer{{"asynq", newFigure(pick(peer["asynq"]), higher)}, {"celery", newFigure(pick(peer["celery"]), higher)}}
 	}
 	var rows []Row
 	for _, m := range media {
@@ -395,12 +434,19 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			c50.judge(c50.Modpipe.Median <= 2, c50.Modpipe.Median)
 		}
 		s50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 4 workers (%s)", m.name), Unit: "ms",
-			Modpipe: newFigure(a.s50, false), Peers: []Peer{floor50}, Note: "enqueue called -> claim returned"}
+			Modpipe: newFigure(a.s50, false), Peers: append([]Peer{floor50}, qp(func(a *agg) []float64 { return a.s50 }, false)...),
+			Note: "modpipe: enqueue called -> claim returned; asynq, Celery: enqueue -> task started, on Redis, 4 workers"}
 		s99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals (%s)", m.name), Unit: "ms",
-			Modpipe: newFigure(a.s99, false), Peers: []Peer{floor99}}
+			Modpipe: newFigure(a.s99, false), Peers: append([]Peer{floor99}, qp(func(a *agg) []float64 { return a.s99 }, false)...)}
+		if m.name == "disk" {
+			as, ce := s50.Peers[1].Median, s50.Peers[2].Median
+			s50.Target = ">= 50x faster than asynq, >= 1.5x faster than Celery"
+			s50.judge(s50.Modpipe.Median*50 <= as && s50.Modpipe.Median*1.5 <= ce, s50.Modpipe.Median, as, ce)
+		}
 		thr := Row{Scenario: fmt.Sprintf("etcd throughput, %d no-op modules, 4 workers (%s)", thrN, m.name), Unit: "modules/s", HigherBetter: true,
 			Modpipe: newFigure(a.thr, true), Note: "first enqueue -> last result seen by the master"}
 		if m.name == "disk" {
+			thr.Peers = qp(func(a *agg) []float64 { return a.thr }, true)
 			thr.Target = ">= 800"
 			thr.judge(thr.Modpipe.Median >= 800, thr.Modpipe.Median)
 		}

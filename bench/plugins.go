@@ -287,7 +287,7 @@ func (b *bench) roundTrips(ctx context.Context) ([]Row, error) {
 			Note: "timed inside the plugin around sdk.ResultEnvelope; the host answers from memory"},
 		Row{Scenario: "sdk.Result callback round trip p99", Unit: "µs",
 			Modpipe: newFigure(cbP99, false), Peers: []Peer{{"bare go-plugin call", newFigure(per[0].bp99, false)}}},
-		Row{Scenario: "client CPU per call, 0 B (this process)", Unit: "µs",
+		Row{Scenario: rpcCPURowName, Unit: "µs",
 			Modpipe: newFigure(hostCPU, false), Peers: []Peer{{"bare go-plugin call", newFigure(bareCPU, false)}},
 			Note: "pluginhost.Execute vs the bare call: the RPC's own cost that the host CPU target excludes"},
 	)
