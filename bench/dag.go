@@ -47,6 +47,17 @@ func newDAG(layers, width, fanin int, seed uint64) *DAG {
 // Modules is the number of modules.
 func (d *DAG) Modules() int { return d.Layers * d.Width }
 
+// names lists every module, layer by layer.
+func (d *DAG) names() []string {
+	out := make([]string, 0, d.Modules())
+	for l := range d.Layers {
+		for i := range d.Width {
+			out = append(out, name(l, i))
+		}
+	}
+	return out
+}
+
 func name(l, i int) string { return fmt.Sprintf("m%d_%d", l, i) }
 
 // Pipeline renders the DAG as a pipeline.hcl. kind is the module kind
@@ -77,10 +88,9 @@ func (d *DAG) Pipeline(kind, body string) string {
 // runs every recipe. An empty recipe is make's own cost alone.
 func (d *DAG) Makefile(recipe string) string {
 	var b strings.Builder
-	var all []string
-	for i := range d.Width {
-		all = append(all, name(d.Layers-1, i))
-	}
+	// all names every module: a module no one depends on (possible with
+	// random edges) must run too, as it does under modpipe.
+	all := d.names()
 	fmt.Fprintf(&b, "all: %s\n", strings.Join(all, " "))
 	b.WriteString(".PHONY: all")
 	for l := range d.Layers {
@@ -128,11 +138,7 @@ func (d *DAG) Ninja(command string) string {
 			b.WriteString("\n")
 		}
 	}
-	var all []string
-	for i := range d.Width {
-		all = append(all, name(d.Layers-1, i))
-	}
-	fmt.Fprintf(&b, "build all: phony %s\ndefault all\n", strings.Join(all, " "))
+	fmt.Fprintf(&b, "build all: phony %s\ndefault all\n", strings.Join(d.names(), " "))
 	return b.String()
 }
 
