@@ -149,7 +149,7 @@ func TestTableGolden(t *testing.T) {
 	met := true
 	rows := []Row{
 		{Scenario: "local DAG", Unit: "ms", Modpipe: newFigure([]float64{10, 12, 11}, false),
-			Peers: []Peer{{"make", newFigure([]float64{20, 22, 21}, false)}, {"ninja", newFigure(nil, false)}},
+			Peers:  []Peer{{"make", newFigure([]float64{20, 22, 21}, false)}, {"ninja", newFigure(nil, false)}},
 			Target: "<= 1.2x make"},
 		{Scenario: "rate", Unit: "modules/s", HigherBetter: true, Modpipe: newFigure([]float64{7000, 6500}, true), Target: ">= 6000"},
 		{Scenario: "not run", Modpipe: newFigure(nil, false), Note: "did not complete"},
