@@ -212,8 +212,15 @@ func variableValues(cfg *config.Pipeline) map[string]cty.Value {
 // master still learns the module's outcome. It must run even when the
 // run's context is already cancelled, hence its own bounded context.
 func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordinator.Envelope, log hclog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	ctx, cancel := sessionContext(sess, publishTimeout)
 	defer cancel()
+	if sess.Err() != nil {
+		// An ended session holds no claim any more (the master was told
+		// they are lost), and its coordinator may be unreachable: waiting
+		// publishTimeout for it would only delay the exit.
+		log.Warn("not publishing: this instance's coordinator session ended", "module", env.Module, "attempt", c.Assignment.Attempt, "reason", sess.Err())
+		return
+	}
 	err := sess.Publish(ctx, c, env)
 	var tooLarge *coordinator.ErrTooLarge
 	if errors.As(err, &tooLarge) {
@@ -232,6 +239,29 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 		return
 	}
 	log.Info("result published", "module", env.Module, "attempt", c.Assignment.Attempt, "status", env.Status)
+}
+
+// sessionContext returns a context for a coordinator call that must run
+// even after the run's context is done (publishing, finishing), bounded by
+// timeout and ended as soon as sess ends: an ended session's calls cannot
+// succeed, and when etcd is gone they would otherwise wait the whole
+// timeout. cancel waits for the helper goroutine.
+func sessionContext(sess coordinator.Session, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // claimLog logs a claim with how long the assignment waited in the queue.

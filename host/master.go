@@ -130,16 +130,28 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	case res.Succeeded:
 		status = coordinator.StatusSucceeded
 	}
-	fctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	if err := sess.Finish(fctx, status); err != nil {
-		log.Error("finish the run", "error", err)
-	} else {
-		log.Info("run finished", "status", status)
+	// A master whose session ended (etcd unreachable or its lease lost)
+	// cannot finish the run; the workers see its lease go and exit with
+	// "master lost". It still reports what it knows, and exits with the
+	// coordinator's exit code rather than a plain pipeline failure.
+	lost := sess.Err()
+	if lost == nil {
+		fctx, cancel := sessionContext(sess, publishTimeout)
+		if err := sess.Finish(fctx, status); err != nil {
+			log.Error("finish the run", "error", err)
+		} else {
+			log.Info("run finished", "status", status)
+		}
+		cancel()
 	}
-	cancel()
 	stopHelpers()
 	wg.Wait()
-	return finishRun(p, con, d.RunID, opts.Reports, started, ended, res)
+	run, err := finishRun(p, con, d.RunID, opts.Reports, started, ended, res)
+	if lost != nil && ctx.Err() == nil {
+		log.Error("the master's coordinator session ended before the run finished", "error", lost)
+		return run, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("master of run %s: %w; the run could not finish: check the connection to the coordinator (its endpoints, TLS and credentials) and rerun", d.RunID, lost)}
+	}
+	return run, err
 }
 
 // abandonRun ends a run whose master could not start it (the file does not
