@@ -1,0 +1,865 @@
+package main
+
+// Fleet tests: real `host run` processes (a master and workers) and real
+// etcd processes on loopback, with real failures: SIGKILL of a worker, of
+// the master, of etcd or of one member of an etcd cluster. Each test owns
+// every process it starts (its own process group, killed in t.Cleanup)
+// and checks at the end that none of them, nor any plugin or command they
+// started, is left: every process carries MODPIPE_FLEET_TEST=<test id> in
+// its environment, which children inherit, and /proc is searched for it.
+//
+// Waits are bounded only as deadlock guards, except where the requirement
+// is itself a bound (re-run or exit within heartbeat_timeout + 2s).
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/report"
+)
+
+// guard bounds every wait that should end by itself: reaching it means a
+// hang, not slowness.
+const guard = 60 * time.Second
+
+var (
+	etcdOnce sync.Once
+	etcdBin  string
+	etcdErr  error
+)
+
+// etcdBinary builds the etcd server from the module pinned in go.mod,
+// once per test binary, next to the host binary.
+func etcdBinary(t *testing.T) string {
+	t.Helper()
+	etcdOnce.Do(func() {
+		root, err := filepath.Abs("../..")
+		if err != nil {
+			etcdErr = err
+			return
+		}
+		out := filepath.Join(binDir, "etcd")
+		cmd := exec.Command("go", "build", "-o", out, "go.etcd.io/etcd/server/v3")
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			etcdErr = fmt.Errorf("go build go.etcd.io/etcd/server/v3: %v\n%s", err, b)
+			return
+		}
+		etcdBin = out
+	})
+	if etcdErr != nil {
+		t.Fatal(etcdErr)
+	}
+	return etcdBin
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output goroutine and
+// the test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is one process started by a fleet test, in its own process group.
+type proc struct {
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{} // closed once the process is reaped
+	exitedAt       time.Time     // set before done closes
+}
+
+// code is the exit code; -1 when a signal ended the process. Call after done.
+func (p *proc) code() int { return p.cmd.ProcessState.ExitCode() }
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill SIGKILLs the process's whole group: the process and the plugins it
+// started, as when its machine dies.
+func (p *proc) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+func (p *proc) output() string {
+	return fmt.Sprintf("--- %s stdout:\n%s\n--- %s stderr:\n%s", p.name, p.stdout, p.name, p.stderr)
+}
+
+// wait waits for the process to end (bounded by guard) and returns its code.
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code()
+	case <-time.After(guard):
+		t.Fatalf("%s did not exit within %s\n%s", p.name, guard, p.output())
+		return 0
+	}
+}
+
+// fleet is one test's set of processes.
+type fleet struct {
+	t     *testing.T
+	tag   string // MODPIPE_FLEET_TEST of every process of this test
+	dir   string
+	procs []*proc
+	mu    sync.Mutex
+}
+
+var fleetSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newFleet(t *testing.T) *fleet {
+	fleetSeq.Lock()
+	fleetSeq.n++
+	n := fleetSeq.n
+	fleetSeq.Unlock()
+	f := &fleet{t: t, tag: fmt.Sprintf("%d-%d", os.Getpid(), n), dir: t.TempDir()}
+	// Registered first, so it runs after every process's own cleanup.
+	t.Cleanup(func() {
+		if left := f.waitNoneLeft(nil); len(left) > 0 {
+			t.Errorf("processes of this test are still running after it killed its own:\n%s", strings.Join(left, "\n"))
+		}
+	})
+	return f
+}
+
+// start starts bin with args as a process of this test.
+func (f *fleet) start(name, bin string, args []string, extraEnv ...string) *proc {
+	f.t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env(append([]string{"MODPIPE_FLEET_TEST=" + f.tag}, extraEnv...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &proc{name: name, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		f.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		p.exitedAt = time.Now()
+		close(p.done)
+	}()
+	f.mu.Lock()
+	f.procs = append(f.procs, p)
+	f.mu.Unlock()
+	f.t.Cleanup(func() {
+		p.kill()
+		select {
+		case <-p.done:
+		case <-time.After(guard):
+			f.t.Errorf("%s survived SIGKILL for %s", name, guard)
+		}
+		if f.t.Failed() {
+			f.t.Logf("%s exited (code %d)\n%s", name, p.cmd.ProcessState.ExitCode(), p.output())
+		}
+	})
+	return p
+}
+
+// procInfo is a running process found in /proc.
+type procInfo struct {
+	pid, pgid int
+	cmdline   string
+}
+
+// tagged lists the live processes (zombies excluded) that carry this
+// test's tag.
+func (f *fleet) tagged() []procInfo {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		f.t.Fatalf("list processes: %v", err)
+	}
+	want := []byte("MODPIPE_FLEET_TEST=" + f.tag + "\x00")
+	var out []procInfo
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(append(environ, 0), want) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 3 || fields[0] == "Z" {
+			continue
+		}
+		pgid, _ := strconv.Atoi(fields[2])
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, procInfo{pid: pid, pgid: pgid, cmdline: strings.ReplaceAll(string(bytes.TrimRight(cmdline, "\x00")), "\x00", " ")})
+	}
+	return out
+}
+
+// waitNoneLeft waits (bounded) until no process of this test is running
+// except those in the process groups of keep, and returns what is left.
+func (f *fleet) waitNoneLeft(keep []*proc) []string {
+	kept := map[int]bool{}
+	for _, p := range keep {
+		kept[p.cmd.Process.Pid] = true
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var left []string
+		for _, pi := range f.tagged() {
+			if !kept[pi.pgid] {
+				left = append(left, fmt.Sprintf("pid %d (group %d): %s", pi.pid, pi.pgid, pi.cmdline))
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// assertNoneLeft fails the test if any process other than keep's groups
+// (the etcd servers, typically) is still running once the instances ended.
+func (f *fleet) assertNoneLeft(keep ...*proc) {
+	f.t.Helper()
+	if left := f.waitNoneLeft(keep); len(left) > 0 {
+		f.t.Errorf("processes left behind by the instances:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// freePorts returns n distinct loopback ports nothing listens on.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// etcdMember is one etcd server process of a test cluster.
+type etcdMember struct {
+	name                 string
+	dataDir              string
+	clientPort, peerPort int
+	cluster              string // --initial-cluster
+	proc                 *proc
+}
+
+func (m *etcdMember) endpoint() string { return fmt.Sprintf("127.0.0.1:%d", m.clientPort) }
+
+// startEtcd starts an n-member etcd cluster on loopback and waits until
+// every member reports healthy.
+func (f *fleet) startEtcd(n int) []*etcdMember {
+	f.t.Helper()
+	ports := freePorts(f.t, 2*n)
+	var members []*etcdMember
+	var cluster []string
+	for i := range n {
+		m := &etcdMember{name: fmt.Sprintf("etcd%d", i), dataDir: filepath.Join(f.dir, fmt.Sprintf("etcd%d", i)), clientPort: ports[2*i], peerPort: ports[2*i+1]}
+		members = append(members, m)
+		cluster = append(cluster, fmt.Sprintf("%s=http://127.0.0.1:%d", m.name, m.peerPort))
+	}
+	for _, m := range members {
+		m.cluster = strings.Join(cluster, ",")
+		f.runEtcd(m)
+	}
+	for _, m := range members {
+		f.waitHealthy(m)
+	}
+	return members
+}
+
+// runEtcd starts (or restarts, on the same data dir) m's process.
+func (f *fleet) runEtcd(m *etcdMember) {
+	f.t.Helper()
+	client := fmt.Sprintf("http://127.0.0.1:%d", m.clientPort)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", m.peerPort)
+	m.proc = f.start(m.name, etcdBinary(f.t), []string{
+		"--name", m.name, "--data-dir", m.dataDir,
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", m.cluster, "--initial-cluster-token", "modpipe-" + f.tag,
+		"--heartbeat-interval", "50", "--election-timeout", "500",
+		"--log-level", "error",
+	})
+}
+
+// waitHealthy waits until m answers /health with a leader.
+func (f *fleet) waitHealthy(m *etcdMember) {
+	f.t.Helper()
+	url := fmt.Sprintf("http://%s/health", m.endpoint())
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(guard)
+	for time.Now().Before(deadline) {
+		if m.proc.exited() {
+			f.t.Fatalf("%s exited while starting\n%s", m.name, m.proc.output())
+		}
+		resp, err := c.Get(url)
+		if err == nil {
+			var h struct {
+				Health string `json:"health"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if h.Health == "true" {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.t.Fatalf("%s not healthy within %s\n%s", m.name, guard, m.proc.output())
+}
+
+// etcdLeader asks each member for its status (the v3 JSON gateway's
+// maintenance/status) and returns the one that is the leader.
+func (f *fleet) etcdLeader(members []*etcdMember) *etcdMember {
+	f.t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	var leader string
+	ids := map[string]*etcdMember{}
+	for _, m := range members {
+		resp, err := c.Post(fmt.Sprintf("http://%s/v3/maintenance/status", m.endpoint()), "application/json", strings.NewReader("{}"))
+		if err != nil {
+			f.t.Fatalf("status of %s: %v", m.name, err)
+		}
+		var st struct {
+			Header struct {
+				MemberID string `json:"member_id"`
+			} `json:"header"`
+			Leader string `json:"leader"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Leader == "" {
+			f.t.Fatalf("status of %s: %v (leader %q)", m.name, err, st.Leader)
+		}
+		ids[st.Header.MemberID] = m
+		leader = st.Leader
+	}
+	m := ids[leader]
+	if m == nil {
+		f.t.Fatalf("the leader %s is none of the members %v", leader, ids)
+	}
+	return m
+}
+
+// endpoints joins the members' client endpoints for --etcd.
+func endpoints(members []*etcdMember) string {
+	var eps []string
+	for _, m := range members {
+		eps = append(eps, m.endpoint())
+	}
+	return strings.Join(eps, ",")
+}
+
+// instance is one `host run` process of a fleet.
+type instance struct {
+	*proc
+	index      int
+	reportPath string
+}
+
+// host starts instance index of total for runID against etcd endpoints.
+func (f *fleet) host(file string, index, total int, runID, etcd string, args ...string) *instance {
+	f.t.Helper()
+	reportPath := filepath.Join(f.dir, fmt.Sprintf("report-%s-%d.json", runID, index))
+	all := append([]string{"run", file,
+		"--instance", strconv.Itoa(index), "--total", strconv.Itoa(total),
+		"--run-id", runID, "--etcd", etcd, "--slots", "2",
+		"--no-progress", "--log-level", "info", "--report", "json=" + reportPath,
+	}, args...)
+	p := f.start(fmt.Sprintf("%s/instance %d", runID, index), hostBin, all)
+	return &instance{proc: p, index: index, reportPath: reportPath}
+}
+
+// report reads the master's JSON report.
+func (i *instance) report(t *testing.T) *report.Run {
+	t.Helper()
+	b, err := os.ReadFile(i.reportPath)
+	if err != nil {
+		t.Fatalf("%s wrote no report: %v\n%s", i.name, err, i.output())
+	}
+	var r report.Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s report: %v\n%s", i.name, err, b)
+	}
+	return &r
+}
+
+func (i *instance) wantCode(t *testing.T, code int) {
+	t.Helper()
+	if got := i.wait(t); got != code {
+		t.Fatalf("%s: exit code %d, want %d\n%s", i.name, got, code, i.output())
+	}
+}
+
+// waitFile waits (bounded) until path exists and returns its trimmed
+// content and when it was seen.
+func waitFile(t *testing.T, path string, watch ...*instance) (string, time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b)), time.Now()
+		}
+		for _, w := range watch {
+			if w.exited() {
+				t.Fatalf("%s exited (code %d) before %s appeared\n%s", w.name, w.code(), path, w.output())
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear within %s", path, guard)
+	return "", time.Time{}
+}
+
+func moduleOf(t *testing.T, r *report.Run, name string) coordinator.Envelope {
+	t.Helper()
+	for _, e := range r.Modules {
+		if e.Module == name {
+			return e
+		}
+	}
+	t.Fatalf("module %s not in the report", name)
+	return coordinator.Envelope{}
+}
+
+// normalized is a report without what legitimately differs between runs
+// of the same pipeline: timings, the run id, and where modules ran.
+func normalized(t *testing.T, r *report.Run) any {
+	t.Helper()
+	c := *r
+	c.RunID, c.StartedAt, c.EndedAt, c.DurationMS = "", time.Time{}, time.Time{}, 0
+	c.Modules = append([]coordinator.Envelope(nil), r.Modules...)
+	for i := range c.Modules {
+		m := &c.Modules[i]
+		m.StartedAt, m.EndedAt, m.DurationMS = time.Time{}, time.Time{}, 0
+		m.Instance, m.Host = 0, ""
+	}
+	sort.Slice(c.Modules, func(i, j int) bool { return c.Modules[i].Module < c.Modules[j].Module })
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestFleetThirtyModulesOverMasterAndThreeWorkers(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/wide.hcl"
+	const total = 4
+	var workers []*instance
+	for i := 1; i < total; i++ {
+		workers = append(workers, f.host(file, i, total, "wide", endpoints(etcd)))
+	}
+	master := f.host(file, 0, total, "wide", endpoints(etcd))
+	master.wantCode(t, 0)
+	for _, w := range workers {
+		w.wantCode(t, 0)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+
+	fleetRun := master.report(t)
+	if len(fleetRun.Modules) != 30 || fleetRun.Status != report.RunSucceeded || fleetRun.RunID != "wide" {
+		t.Fatalf("fleet report: %d modules, status %s, run id %q", len(fleetRun.Modules), fleetRun.Status, fleetRun.RunID)
+	}
+	ran := map[int]int{}
+	for _, e := range fleetRun.Modules {
+		wantStatus(t, e, coordinator.StatusSucceeded)
+		ran[e.Instance]++
+	}
+	t.Logf("modules per instance: %v", ran)
+	for i := range total {
+		if ran[i] == 0 {
+			t.Errorf("instance %d ran no module; per instance: %v", i, ran)
+		}
+	}
+
+	single := runHost(t, "run", file)
+	single.wantCode(t, 0)
+	if want, got := normalized(t, single.report), normalized(t, fleetRun); !reflect.DeepEqual(want, got) {
+		wb, _ := json.MarshalIndent(want, "", "  ")
+		gb, _ := json.MarshalIndent(got, "", "  ")
+		t.Errorf("the fleet's report differs from the single machine's beyond timings and placement\nsingle:\n%s\nfleet:\n%s", wb, gb)
+	}
+}
+
+func TestFleetWorkerKilled(t *testing.T) {
+	const heartbeatTimeout = 2 * time.Second // lost.hcl
+	for _, tc := range []struct {
+		name     string
+		attempts int
+	}{
+		{name: "attempts left", attempts: 2},
+		{name: "no attempts left", attempts: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t)
+			etcd := f.startEtcd(1)
+			file := "testdata/fleet/lost.hcl"
+			vars := []string{"--var", "dir=" + f.dir, "--var", "attempts=" + strconv.Itoa(tc.attempts)}
+			runID := "lost-" + strconv.Itoa(tc.attempts)
+			workers := map[int]*instance{}
+			for i := 1; i <= 2; i++ {
+				workers[i] = f.host(file, i, 3, runID, endpoints(etcd), append([]string{"--capability", "fragile"}, vars...)...)
+			}
+			master := f.host(file, 0, 3, runID, endpoints(etcd), vars...)
+
+			holder, _ := waitFile(t, filepath.Join(f.dir, "started"), master)
+			index, err := strconv.Atoi(holder)
+			if err != nil || workers[index] == nil {
+				t.Fatalf("victim started on %q, want worker 1 or 2", holder)
+			}
+			victim, other := workers[index], workers[3-index]
+			victim.kill()
+			killed := time.Now()
+			<-victim.done
+
+			if tc.attempts > 1 {
+				where, seen := waitFile(t, filepath.Join(f.dir, "rerun"), master)
+				delay := seen.Sub(killed)
+				t.Logf("the module ran again on instance %s %s after the kill", where, delay)
+				if where != strconv.Itoa(other.index) {
+					t.Errorf("the module ran again on instance %s, want the surviving worker %d", where, other.index)
+				}
+				if delay > heartbeatTimeout+2*time.Second {
+					t.Errorf("the module ran again %s after its worker was killed; want within heartbeat_timeout + 2s (%s)", delay, heartbeatTimeout+2*time.Second)
+				}
+				master.wantCode(t, 0)
+				other.wantCode(t, 0)
+				t.Logf("master exited %s, worker %s after the kill", master.exitedAt.Sub(killed), other.exitedAt.Sub(killed))
+				r := master.report(t)
+				v := moduleOf(t, r, "victim")
+				wantStatus(t, v, coordinator.StatusSucceeded)
+				if v.Attempts != 2 || v.Instance != other.index {
+					t.Errorf("victim: attempts %d on instance %d, want 2 on %d", v.Attempts, v.Instance, other.index)
+				}
+				wantStatus(t, moduleOf(t, r, "after"), coordinator.StatusSucceeded)
+			} else {
+				master.wantCode(t, 1)
+				other.wantCode(t, 1)
+				lostAfter := master.exitedAt.Sub(killed)
+				t.Logf("the master ended the run %s after the kill", lostAfter)
+				r := master.report(t)
+				v := moduleOf(t, r, "victim")
+				wantStatus(t, v, coordinator.StatusFailed)
+				wantMsg := fmt.Sprintf("instance %d", index)
+				if v.Error == nil || v.Error.Kind != coordinator.ErrorKindLost || !strings.Contains(v.Error.Message, "was lost while running victim") || !strings.Contains(v.Error.Message, wantMsg) {
+					t.Errorf("victim's error: %+v; want kind %q naming %s lost while running victim", v.Error, coordinator.ErrorKindLost, wantMsg)
+				}
+				after := moduleOf(t, r, "after")
+				wantStatus(t, after, coordinator.StatusSkipped)
+				if !strings.Contains(after.SkipReason, "victim") {
+					t.Errorf("after's skip reason %q does not name victim", after.SkipReason)
+				}
+			}
+			f.assertNoneLeft(etcd[0].proc)
+		})
+	}
+}
+
+func TestFleetMasterKilled(t *testing.T) {
+	const heartbeatTimeout = 2 * time.Second // hold.hcl's default
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/hold.hcl"
+	vars := []string{"--var", "dir=" + f.dir}
+	w1 := f.host(file, 1, 3, "master-killed", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
+	w2 := f.host(file, 2, 3, "master-killed", endpoints(etcd), vars...)
+	master := f.host(file, 0, 3, "master-killed", endpoints(etcd), vars...)
+	waitFile(t, filepath.Join(f.dir, "holding"), master, w1, w2)
+
+	master.kill()
+	killed := time.Now()
+	for _, w := range []*instance{w1, w2} {
+		if code := w.wait(t); code == 0 {
+			t.Errorf("%s exited 0 after the master was killed\n%s", w.name, w.output())
+		}
+		if !strings.Contains(w.stderr.String(), "master lost") {
+			t.Errorf("%s does not say \"master lost\"\n%s", w.name, w.output())
+		}
+		delay := w.exitedAt.Sub(killed)
+		t.Logf("%s exited with %d %s after the master was killed", w.name, w.code(), delay)
+		if delay > heartbeatTimeout+2*time.Second {
+			t.Errorf("%s exited %s after the master was killed; want within heartbeat_timeout + 2s (%s)", w.name, delay, heartbeatTimeout+2*time.Second)
+		}
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
+func TestFleetEtcdStoppedForGood(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/hold.hcl"
+	vars := []string{"--var", "dir=" + f.dir}
+	w1 := f.host(file, 1, 3, "etcd-gone", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
+	w2 := f.host(file, 2, 3, "etcd-gone", endpoints(etcd), vars...)
+	master := f.host(file, 0, 3, "etcd-gone", endpoints(etcd), vars...)
+	waitFile(t, filepath.Join(f.dir, "holding"), master, w1, w2)
+
+	etcd[0].proc.kill()
+	stopped := time.Now()
+	<-etcd[0].proc.done
+	for _, i := range []*instance{master, w1, w2} {
+		code := i.wait(t)
+		t.Logf("%s exited with %d %s after etcd stopped", i.name, code, i.exitedAt.Sub(stopped))
+		if code != 4 {
+			t.Errorf("%s: exit code %d, want 4 (coordinator error)\n%s", i.name, code, i.output())
+		}
+		if !strings.Contains(i.stderr.String(), "Error:") {
+			t.Errorf("%s exited without saying why\n%s", i.name, i.output())
+		}
+	}
+	f.assertNoneLeft()
+}
+
+func TestFleetEtcdRestarted(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/hold.hcl"
+	// Heartbeats must outlast the outage: a member that cannot renew
+	// within heartbeat_timeout leaves the run.
+	vars := []string{"--var", "dir=" + f.dir, "--var", "heartbeat_timeout=15s"}
+	w1 := f.host(file, 1, 3, "etcd-restart", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
+	w2 := f.host(file, 2, 3, "etcd-restart", endpoints(etcd), vars...)
+	master := f.host(file, 0, 3, "etcd-restart", endpoints(etcd), vars...)
+	waitFile(t, filepath.Join(f.dir, "holding"), master, w1, w2)
+
+	etcd[0].proc.kill()
+	<-etcd[0].proc.done
+	time.Sleep(2 * time.Second) // the outage
+	f.runEtcd(etcd[0])
+	f.waitHealthy(etcd[0])
+	if err := os.WriteFile(filepath.Join(f.dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	master.wantCode(t, 0)
+	w1.wantCode(t, 0)
+	w2.wantCode(t, 0)
+	r := master.report(t)
+	for _, name := range []string{"first", "hold", "last"} {
+		wantStatus(t, moduleOf(t, r, name), coordinator.StatusSucceeded)
+	}
+	if h := moduleOf(t, r, "hold"); h.Instance != 1 || h.Attempts != 1 {
+		t.Errorf("hold ran %d times, last on instance %d; want once, on worker 1", h.Attempts, h.Instance)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
+func TestFleetEtcdClusterMemberKilled(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(3)
+	file := "testdata/fleet/hold.hcl"
+	vars := []string{"--var", "dir=" + f.dir, "--var", "heartbeat_timeout=10s"}
+	eps := endpoints(etcd)
+	w1 := f.host(file, 1, 3, "cluster", eps, append([]string{"--capability", "holder"}, vars...)...)
+	w2 := f.host(file, 2, 3, "cluster", eps, vars...)
+	master := f.host(file, 0, 3, "cluster", eps, vars...)
+	waitFile(t, filepath.Join(f.dir, "holding"), master, w1, w2)
+
+	// Kill the leader: the cluster elects another, and every client must
+	// move its requests, watches and lease keepalives to the survivors.
+	leader := f.etcdLeader(etcd)
+	t.Logf("killing the leader %s", leader.name)
+	leader.proc.kill()
+	<-leader.proc.done
+	// Hold the run a while on two members: heartbeats every 200ms must
+	// keep going through them for the run to survive.
+	time.Sleep(2 * time.Second)
+	if err := os.WriteFile(filepath.Join(f.dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	master.wantCode(t, 0)
+	w1.wantCode(t, 0)
+	w2.wantCode(t, 0)
+	r := master.report(t)
+	if r.Status != report.RunSucceeded {
+		t.Errorf("run status %s", r.Status)
+	}
+	for _, name := range []string{"first", "hold", "last"} {
+		wantStatus(t, moduleOf(t, r, name), coordinator.StatusSucceeded)
+	}
+	if h := moduleOf(t, r, "hold"); h.Instance != 1 || h.Attempts != 1 {
+		t.Errorf("hold ran %d times, last on instance %d; want once, on worker 1 (no session was lost)", h.Attempts, h.Instance)
+	}
+	var survivors []*proc
+	for _, m := range etcd {
+		if m != leader {
+			survivors = append(survivors, m.proc)
+		}
+	}
+	f.assertNoneLeft(survivors...)
+}
+
+func TestFleetLateWorkerAndMasterAlone(t *testing.T) {
+	file := "testdata/fleet/late.hcl"
+	t.Run("late worker gets work", func(t *testing.T) {
+		f := newFleet(t)
+		etcd := f.startEtcd(1)
+		w1 := f.host(file, 1, 3, "late", endpoints(etcd))
+		master := f.host(file, 0, 3, "late", endpoints(etcd))
+		// The worker with "late" joins only once the early modules ran.
+		deadline := time.Now().Add(guard)
+		for !strings.Contains(master.stdout.String(), "early 4 of run a") {
+			if time.Now().After(deadline) || master.exited() {
+				t.Fatalf("the early modules did not run\n%s", master.output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		w2 := f.host(file, 2, 3, "late", endpoints(etcd), "--capability", "late")
+		master.wantCode(t, 0)
+		w1.wantCode(t, 0)
+		w2.wantCode(t, 0)
+		late := moduleOf(t, master.report(t), "late")
+		wantStatus(t, late, coordinator.StatusSucceeded)
+		if late.Instance != 2 {
+			t.Errorf("late ran on instance %d, want the late worker 2", late.Instance)
+		}
+		f.assertNoneLeft(etcd[0].proc)
+	})
+	t.Run("master alone", func(t *testing.T) {
+		f := newFleet(t)
+		etcd := f.startEtcd(1)
+		master := f.host(file, 0, 3, "alone", endpoints(etcd), "--capability", "late")
+		master.wantCode(t, 0)
+		r := master.report(t)
+		if len(r.Modules) != 5 {
+			t.Fatalf("%d modules, want 5", len(r.Modules))
+		}
+		for _, e := range r.Modules {
+			wantStatus(t, e, coordinator.StatusSucceeded)
+			if e.Instance != 0 {
+				t.Errorf("%s ran on instance %d with no worker in the run", e.Module, e.Instance)
+			}
+		}
+		f.assertNoneLeft(etcd[0].proc)
+	})
+}
+
+func TestFleetConcurrentRunsDoNotInterfere(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/late.hcl"
+	type run struct {
+		id, tag        string
+		master, worker *instance
+	}
+	runs := []*run{{id: "concurrent-a", tag: "a"}, {id: "concurrent-b", tag: "b"}}
+	for _, r := range runs {
+		// Only the worker offers "late", so each run's late module must go
+		// to its own run's worker.
+		r.worker = f.host(file, 1, 2, r.id, endpoints(etcd), "--capability", "late", "--var", "tag="+r.tag)
+		r.master = f.host(file, 0, 2, r.id, endpoints(etcd), "--var", "tag="+r.tag)
+	}
+	for _, r := range runs {
+		r.master.wantCode(t, 0)
+		r.worker.wantCode(t, 0)
+		rep := r.master.report(t)
+		if rep.RunID != r.id || len(rep.Modules) != 5 {
+			t.Errorf("run %s: report of run %q with %d modules", r.id, rep.RunID, len(rep.Modules))
+		}
+		for _, e := range rep.Modules {
+			wantStatus(t, e, coordinator.StatusSucceeded)
+			var v struct {
+				Stdout string `json:"stdout"`
+			}
+			if err := json.Unmarshal(e.Value, &v); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(v.Stdout, "of run "+r.tag) {
+				t.Errorf("run %s: %s printed %q, which is not this run's", r.id, e.Module, v.Stdout)
+			}
+		}
+		if late := moduleOf(t, rep, "late"); late.Instance != 1 {
+			t.Errorf("run %s: late ran on instance %d", r.id, late.Instance)
+		}
+		if other := runs[0]; other != r && strings.Contains(r.master.stdout.String(), "of run "+other.tag) {
+			t.Errorf("run %s shows output of run %s\n%s", r.id, other.id, r.master.output())
+		}
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
+func TestFleetDuplicateIndexRefused(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/hold.hcl"
+	vars := []string{"--var", "dir=" + f.dir}
+	w1 := f.host(file, 1, 2, "duplicate", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
+	master := f.host(file, 0, 2, "duplicate", endpoints(etcd), vars...)
+	waitFile(t, filepath.Join(f.dir, "holding"), master, w1)
+
+	second := f.host(file, 1, 2, "duplicate", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
+	second.wantCode(t, 2)
+	msg := second.stderr.String()
+	if !strings.Contains(msg, coordinator.ErrDuplicateIndex.Error()) || !strings.Contains(msg, "instance 1 of run duplicate") {
+		t.Errorf("the second instance 1 was not refused with the duplicate-index error\n%s", second.output())
+	}
+
+	// The holder was not disturbed: the run completes with it.
+	if err := os.WriteFile(filepath.Join(f.dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	master.wantCode(t, 0)
+	w1.wantCode(t, 0)
+	if h := moduleOf(t, master.report(t), "hold"); h.Instance != 1 || h.Status != coordinator.StatusSucceeded {
+		t.Errorf("hold: %s on instance %d", h.Status, h.Instance)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
