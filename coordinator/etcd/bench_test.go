@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,5 +169,164 @@ func BenchmarkTxn(b *testing.B) {
 			b.Fatalf("txn: %v, succeeded %v", err, t != nil && t.Succeeded)
 		}
 		rev = t.Header.Revision
+	}
+}
+
+// fleet is a master and workers on one run, each member with its own
+// Coordinator (its own etcd client and connection) as separate instances
+// of a real fleet would have, each member with one claimer.
+type fleet struct {
+	master  *Master
+	members []coordinator.Session // master first
+	coords  []*Coordinator
+}
+
+func newFleet(b *testing.B, workers int) *fleet {
+	ctx := context.Background()
+	run := benchRunID("fleet")
+	f := &fleet{}
+	for i := 0; i <= workers; i++ {
+		c := newTestCoordinator(b)
+		f.coords = append(f.coords, c)
+		req := joinReq(run, i)
+		req.Member.Slots = 1
+		if i == 0 {
+			m, err := c.JoinMaster(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.master = m.(*Master)
+			f.members = append(f.members, m)
+			continue
+		}
+		w, err := c.Join(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.members = append(f.members, w)
+	}
+	b.Cleanup(func() {
+		for i := len(f.members) - 1; i >= 0; i-- {
+			_ = f.members[i].Close()
+		}
+	})
+	return f
+}
+
+func (f *fleet) conflicts() int64 {
+	var n int64
+	for _, c := range f.coords {
+		n += c.conflicts.Load()
+	}
+	return n
+}
+
+// runClaimers starts one claim-and-publish loop on each worker (not the
+// master); claimed, if set, gets each claim as it returns and publishing
+// the time a publish starts. It returns a stop function that waits.
+func (f *fleet) runClaimers(b *testing.B, claimed chan<- time.Time, publishing chan<- time.Time) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range f.members[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				cl, err := s.Claim(ctx)
+				if err != nil {
+					return
+				}
+				if claimed != nil {
+					claimed <- time.Now()
+				}
+				if publishing != nil {
+					publishing <- time.Now()
+				}
+				if err := s.Publish(context.WithoutCancel(ctx), cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// BenchmarkDispatchChain is one step of a chain over a master and 3
+// workers: a worker publishes, the master sees the result and enqueues
+// the dependent, another worker's Claim returns. It reports the p50 and
+// p99 of publish start -> next claim returned, the latency the issue's
+// dispatch target is about.
+func BenchmarkDispatchChain(b *testing.B) {
+	ctx := context.Background()
+	f := newFleet(b, 3)
+	claims := make(chan time.Time, 1)
+	pubs := make(chan time.Time, 1)
+	stop := f.runClaimers(b, claims, pubs)
+	defer stop()
+	lat := make([]time.Duration, 0, b.N)
+	var lastPub time.Time
+	b.ResetTimer()
+	for i := range b.N + 1 {
+		if err := f.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("c%d", i), Attempt: 1}); err != nil {
+			b.Fatal(err)
+		}
+		c := <-claims
+		if i > 0 {
+			lat = append(lat, c.Sub(lastPub))
+		}
+		lastPub = <-pubs
+		<-f.master.Results()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(f.conflicts())/float64(b.N), "conflicts/op")
+}
+
+// BenchmarkThroughput is the throughput scenario: b.N independent
+// no-op assignments over a master and 4 workers with one claimer each,
+// from the first enqueue to the master having seen every result.
+// "serial" enqueues from one goroutine; "concurrent" from 16, as the
+// engine's scheduler does when many modules become ready at once.
+func BenchmarkThroughput(b *testing.B) {
+	for _, enqueuers := range []int{1, 16} {
+		name := "serial"
+		if enqueuers > 1 {
+			name = "concurrent"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			f := newFleet(b, 4)
+			stop := f.runClaimers(b, nil, nil)
+			defer stop()
+			b.ResetTimer()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range enqueuers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						if err := f.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("t%d", i), Attempt: 1}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			for range b.N {
+				<-f.master.Results()
+			}
+			b.StopTimer()
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "modules/s")
+			b.ReportMetric(float64(f.conflicts())/float64(b.N), "conflicts/op")
+		})
 	}
 }

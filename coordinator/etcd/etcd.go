@@ -23,9 +23,12 @@
 // claiming never rescans the queue prefix: its cost does not grow with the
 // number of queue keys deleted before it. A claim is one Txn comparing the
 // queue key's mod revision and creating claims/MOD on the claimer's lease
-// while deleting the queue key. Claimers start at the head of the queue and,
-// once they see contention, spread over the first ready keys of the top
-// priority by member index so they stop racing for the same key.
+// while deleting the queue key. Each new ready key is designated to one
+// member with a free slot (every member computes the same choice from the
+// same watch events), so idle members do not all race for it; other
+// members take it only after a short grace. Keys nobody has a slot for are
+// open: claimers start at their head and, once they see contention, spread
+// over the first ready keys of the top priority by member index.
 package etcd
 
 import (
@@ -63,6 +66,10 @@ type Coordinator struct {
 
 	// conflicts counts claim Txns lost to another claimer (benchmarks).
 	conflicts atomic.Int64
+
+	// grace is how long an item designated to another member is left to
+	// it (DefaultDesignationGrace; tests change it).
+	grace time.Duration
 
 	// testWatchContext, when set by a test, runs before each watch starts
 	// and may block or return a context it cancels to cut the watch.
@@ -105,6 +112,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		cfg: cfg, cli: cli, log: cfg.Logger,
 		runLeases: map[string]clientv3.LeaseID{},
 		sessions:  map[*Session]struct{}{},
+		grace:     DefaultDesignationGrace,
 	}, nil
 }
 
@@ -614,30 +622,65 @@ type claimValue struct {
 // spreadWidth bounds how many ready keys contending claimers spread over.
 const spreadWidth = 16
 
-// pickLocked chooses the queue item to try next, or nil. Uncontended, it
-// is the head of what this member can run. Once claims have been lost to
-// other claimers, the top-priority ready keys are split into one band per
-// live member (by rank of index), and this session's concurrent claimers
-// start inside its own band, so members stop racing for the same key.
-func (s *Session) pickLocked() *qitem {
+// designScan bounds how far into the top priority a claimer looks for an
+// item designated to its member.
+const designScan = 256
+
+// DefaultDesignationGrace is how long other members leave a ready item to
+// the member it is designated to before they may try it too.
+const DefaultDesignationGrace = 20 * time.Millisecond
+
+// pickLocked chooses the queue item to try next, or nil and the time at
+// which an item designated to another member becomes open to this one
+// (zero: wait for the view to change). Only the top priority this member
+// can run is considered. An item designated to this member comes first;
+// then open items: uncontended, the head; once claims have been lost to
+// other claimers, the first open keys are split into one band per live
+// member (by rank of index), and this session's concurrent claimers start
+// inside its own band, so members stop racing for the same key.
+func (s *Session) pickLocked(now time.Time) (*qitem, time.Time) {
 	var group []*qitem
+	var wake time.Time
+	started, top, scanned := false, 0, 0
 	for _, it := range s.view.queue {
 		if s.taken[it.key] == it.modRev || !coordinator.CanRun(it.a, s.member) {
 			continue
 		}
-		if s.contention == 0 && !s.inflight[it.key] {
-			return it // uncontended: strict head of the queue
+		if !started {
+			started, top = true, it.a.Priority
+		} else if it.a.Priority != top {
+			break // never take a lower priority while a higher one is ready
 		}
-		if len(group) > 0 && it.a.Priority != group[0].a.Priority {
-			break // never spread into a lower priority
-		}
-		group = append(group, it)
-		if len(group) == spreadWidth {
+		if scanned++; scanned > designScan {
 			break
+		}
+		if it.designee == s.member.Index {
+			if !s.inflight[it.key] {
+				return it, time.Time{}
+			}
+			continue
+		}
+		if it.designee >= 0 {
+			if open := it.seen.Add(s.c.grace); now.Before(open) {
+				if wake.IsZero() || open.Before(wake) {
+					wake = open
+				}
+				continue
+			}
+		}
+		if len(group) < spreadWidth {
+			group = append(group, it)
 		}
 	}
 	if len(group) == 0 {
-		return nil
+		return nil, wake
+	}
+	if s.contention == 0 {
+		for _, it := range group {
+			if !s.inflight[it.key] {
+				return it, time.Time{} // uncontended: strict head of the open items
+			}
+		}
 	}
 	rank, members := 0, max(len(s.view.members), 1)
 	for idx := range s.view.members {
@@ -649,10 +692,10 @@ func (s *Session) pickLocked() *qitem {
 	start := rank*band + len(s.inflight)
 	for i := range group {
 		if it := group[(start+i)%len(group)]; !s.inflight[it.key] {
-			return it
+			return it, time.Time{}
 		}
 	}
-	return nil
+	return nil, wake
 }
 
 // Claim implements coordinator.Session.
@@ -669,14 +712,23 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			return coordinator.Claim{}, err
 		}
 		var it *qitem
+		var wake time.Time
 		if s.viewRev >= s.wroteRev {
-			it = s.pickLocked()
+			it, wake = s.pickLocked(time.Now())
 		}
 		if it == nil {
 			changed := s.changed
 			s.mu.Unlock()
+			var timeout <-chan time.Time
+			if !wake.IsZero() {
+				// An item designated to another member opens to us then.
+				t := time.NewTimer(time.Until(wake))
+				defer t.Stop()
+				timeout = t.C
+			}
 			select {
 			case <-changed:
+			case <-timeout:
 			case <-s.done:
 			case <-ctx.Done():
 			}
@@ -692,7 +744,9 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 		switch {
 		case err != nil:
 		case ok:
-			s.view.removeQueued(it.key)
+			// Skipped until the watch removes it: the view (and with it
+			// every member's designation) changes only by watch events.
+			s.taken[it.key] = it.modRev
 			if s.contention > 0 {
 				s.contention--
 			}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,6 +19,11 @@ type qitem struct {
 	a         coordinator.Assignment
 	createRev int64
 	modRev    int64
+	// designee is the member index this item is meant for, or -1 (open:
+	// anyone may try it). seen is when it became visible or designated
+	// here; other members may take it once the grace after seen passes.
+	designee int
+	seen     time.Time
 }
 
 // view is a session's local copy of its run, kept by the watch.
@@ -33,6 +39,12 @@ type view struct {
 	info    *coordinator.RunInfo
 	cancel  *string
 	end     *coordinator.Status
+
+	// Designation (see designate): claims held and queued items designated
+	// per member index, and the members seen claiming at least once.
+	held     map[int]int
+	pending  map[int]int
+	claimers map[int]bool
 }
 
 type memberEntry struct {
@@ -52,6 +64,7 @@ func newView() *view {
 		qindex:  map[string]*qitem{},
 		claims:  map[string]claimEntry{},
 		results: map[string]int64{},
+		held:    map[int]int{}, pending: map[int]int{}, claimers: map[int]bool{},
 	}
 }
 
@@ -95,11 +108,105 @@ func (v *view) removeQueued(key string) {
 		return
 	}
 	delete(v.qindex, key)
+	if it.designee >= 0 {
+		v.pending[it.designee]--
+	}
 	if i, found := slices.BinarySearchFunc(v.queue, it, queueLess); found && v.queue[i] == it {
 		v.queue = slices.Delete(v.queue, i, i+1)
 		return
 	}
 	v.queue = slices.DeleteFunc(v.queue, func(x *qitem) bool { return x == it })
+}
+
+// Designation keeps idle members from racing for the same new key (every
+// losing claim Txn is still a raft proposal, fsynced like a winning one).
+// Each ready item is designated to one member with a free slot: Slots
+// minus the claims it holds minus the items already designated to it.
+// Only members that have claimed before are candidates, so a member that
+// never runs claim loops (a master that only schedules) is never waited
+// for. The choice is a pure function of the view, and every session
+// applies the same events in the same revision order, so all members agree
+// on the designee without talking to each other. The designee's claimers
+// take the item first; others skip it for a short grace and then treat it
+// as open, so a designee that does not claim (its claimers are elsewhere,
+// it stopped) delays the item but never strands it. Items nobody has room
+// for stay open and are designated as slots free up, in queue order.
+
+// designate designates it to the member with the most free slots that can
+// run it (ties split by the item's create revision), if any has one.
+func (v *view) designate(it *qitem, now time.Time) {
+	var tied []int
+	best := 0
+	for idx, e := range v.members {
+		if e.m.Slots <= 0 || !v.claimers[idx] || !coordinator.CanRun(it.a, e.m) {
+			continue
+		}
+		free := e.m.Slots - v.held[idx] - v.pending[idx]
+		switch {
+		case free <= 0 || free < best:
+		case free > best:
+			best, tied = free, append(tied[:0], idx)
+		default:
+			tied = append(tied, idx)
+		}
+	}
+	if len(tied) == 0 {
+		return
+	}
+	slices.Sort(tied)
+	it.designee = tied[it.createRev%int64(len(tied))]
+	it.seen = now
+	v.pending[it.designee]++
+}
+
+// anyFree reports whether some candidate member has a free slot.
+func (v *view) anyFree() bool {
+	for idx, e := range v.members {
+		if e.m.Slots > 0 && v.claimers[idx] && e.m.Slots-v.held[idx]-v.pending[idx] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// redesignate designates open items, in claim order, while slots are free.
+func (v *view) redesignate(now time.Time) {
+	for _, it := range v.queue {
+		if !v.anyFree() {
+			return
+		}
+		if it.designee < 0 {
+			v.designate(it, now)
+		}
+	}
+}
+
+// claimAdded counts a new claim of member idx.
+func (v *view) claimAdded(idx int, now time.Time) {
+	v.held[idx]++
+	if !v.claimers[idx] {
+		v.claimers[idx] = true
+		v.redesignate(now)
+	}
+}
+
+// claimRemoved frees the slot of a claim of member idx.
+func (v *view) claimRemoved(idx int, now time.Time) {
+	v.held[idx]--
+	v.redesignate(now)
+}
+
+// memberGone opens the items designated to member idx and forgets it.
+func (v *view) memberGone(idx int, now time.Time) {
+	for _, it := range v.queue {
+		if it.designee == idx {
+			it.designee = -1
+		}
+	}
+	delete(v.pending, idx)
+	delete(v.held, idx)
+	delete(v.claimers, idx)
+	v.redesignate(now)
 }
 
 // kind splits a key of the run into its kind ("members", "queue", "run",
@@ -128,6 +235,7 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 	}
 	var toEnd error
 	queueGrew := false
+	now := time.Now()
 	for _, ev := range events {
 		kind, _ := s.kind(ev.Kv.Key)
 		key := string(ev.Kv.Key)
@@ -144,6 +252,7 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 				if err := s.memberLeftLocked(m, ev.PrevKv.Lease); err != nil && toEnd == nil {
 					toEnd = err
 				}
+				s.view.memberGone(m.Index, now)
 			case "queue":
 				s.view.removeQueued(key)
 				delete(s.taken, key)
@@ -156,7 +265,10 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 				if json.Unmarshal(ev.PrevKv.Value, &cv) != nil {
 					continue
 				}
-				delete(s.view.claims, cv.Module)
+				if _, ok := s.view.claims[cv.Module]; ok {
+					delete(s.view.claims, cv.Module)
+					s.view.claimRemoved(cv.Member.Index, now)
+				}
 				if published[cv.Module] != ev.Kv.ModRevision {
 					s.claimLostLocked(cv)
 				}
@@ -172,13 +284,18 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 		case "queue":
 			var a coordinator.Assignment
 			if json.Unmarshal(ev.Kv.Value, &a) == nil {
-				if s.view.putQueued(&qitem{key: key, a: a, createRev: ev.Kv.CreateRevision, modRev: ev.Kv.ModRevision}) {
+				it := &qitem{key: key, a: a, createRev: ev.Kv.CreateRevision, modRev: ev.Kv.ModRevision, designee: -1}
+				if s.view.putQueued(it) {
+					s.view.designate(it, now)
 					queueGrew = true
 				}
 			}
 		case "claims":
 			var cv claimValue
 			if json.Unmarshal(ev.Kv.Value, &cv) == nil {
+				if _, ok := s.view.claims[cv.Module]; !ok {
+					s.view.claimAdded(cv.Member.Index, now)
+				}
 				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: ev.Kv.CreateRevision}
 			}
 		case "results":
@@ -216,12 +333,14 @@ func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
 		case "queue":
 			var a coordinator.Assignment
 			if json.Unmarshal(kv.Value, &a) == nil {
-				s.view.putQueued(&qitem{key: string(kv.Key), a: a, createRev: kv.CreateRevision, modRev: kv.ModRevision})
+				s.view.putQueued(&qitem{key: string(kv.Key), a: a, createRev: kv.CreateRevision, modRev: kv.ModRevision, designee: -1})
 			}
 		case "claims":
 			var cv claimValue
 			if json.Unmarshal(kv.Value, &cv) == nil {
 				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: kv.CreateRevision}
+				s.view.held[cv.Member.Index]++
+				s.view.claimers[cv.Member.Index] = true
 			}
 		case "results":
 			newResults = append(newResults, kv)
@@ -234,6 +353,15 @@ func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
 	for _, kv := range newResults {
 		s.resultLocked(kv)
 	}
+	// Members that claimed before stay candidates; then designate the
+	// queue afresh (a re-read may disagree with other members' histories
+	// for a moment; that costs at most a lost race, never a claim).
+	for idx := range old.claimers {
+		if _, ok := s.view.members[idx]; ok {
+			s.view.claimers[idx] = true
+		}
+	}
+	s.view.redesignate(time.Now())
 	// Membership differences, in index order.
 	for _, m := range old.sortedMembers() {
 		now, ok := s.view.members[m.Index]
