@@ -29,7 +29,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/report"
 )
 
@@ -411,13 +414,19 @@ type instance struct {
 // host starts instance index of total for runID against etcd endpoints.
 func (f *fleet) host(file string, index, total int, runID, etcd string, args ...string) *instance {
 	f.t.Helper()
+	return f.hostEnv(nil, file, index, total, runID, etcd, args...)
+}
+
+// hostEnv is host with extra environment variables.
+func (f *fleet) hostEnv(extraEnv []string, file string, index, total int, runID, etcd string, args ...string) *instance {
+	f.t.Helper()
 	reportPath := filepath.Join(f.dir, fmt.Sprintf("report-%s-%d.json", runID, index))
 	all := append([]string{"run", file,
 		"--instance", strconv.Itoa(index), "--total", strconv.Itoa(total),
 		"--run-id", runID, "--etcd", etcd, "--slots", "2",
 		"--no-progress", "--log-level", "info", "--report", "json=" + reportPath,
 	}, args...)
-	p := f.start(fmt.Sprintf("%s/instance %d", runID, index), hostBin, all)
+	p := f.start(fmt.Sprintf("%s/instance %d", runID, index), hostBin, all, extraEnv...)
 	return &instance{proc: p, index: index, reportPath: reportPath}
 }
 
@@ -862,4 +871,111 @@ func TestFleetDuplicateIndexRefused(t *testing.T) {
 		t.Errorf("hold: %s on instance %d", h.Status, h.Instance)
 	}
 	f.assertNoneLeft(etcd[0].proc)
+}
+
+// etcdAPI posts body to the v3 JSON gateway of m and fails the test on an
+// error status.
+func (f *fleet) etcdAPI(m *etcdMember, path, body string) {
+	f.t.Helper()
+	resp, err := http.Post(fmt.Sprintf("http://%s%s", m.endpoint(), path), "application/json", strings.NewReader(body))
+	if err != nil {
+		f.t.Fatalf("etcd %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var out bytes.Buffer
+	_, _ = out.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		f.t.Fatalf("etcd %s: %s: %s", path, resp.Status, out.String())
+	}
+}
+
+// TestFleetExampleWithAuth runs examples/fleet/pipeline.hcl, whose etcd
+// block takes its credentials from the environment, against an etcd with
+// authentication on: the right password runs it, a wrong one is exit 4.
+func TestFleetExampleWithAuth(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	for _, call := range [][2]string{
+		{"/v3/auth/role/add", `{"name": "root"}`},
+		{"/v3/auth/user/add", `{"name": "root", "password": "s3cret"}`},
+		{"/v3/auth/user/grant", `{"user": "root", "role": "root"}`},
+		{"/v3/auth/enable", `{}`},
+	} {
+		f.etcdAPI(etcd[0], call[0], call[1])
+	}
+	file := filepath.Join("..", "..", "examples", "fleet", "pipeline.hcl")
+
+	// A master alone, with the capability the integration module needs.
+	start := func(runID, password string) *instance {
+		return f.hostEnv([]string{"ETCD_USERNAME=root", "ETCD_PASSWORD=" + password},
+			file, 0, 2, runID, endpoints(etcd), "--capability", "docker")
+	}
+
+	wrong := start("auth-wrong", "guess")
+	wrong.wantCode(t, 4)
+	if msg := wrong.stderr.String(); !strings.Contains(msg, "connect to etcd at "+endpoints(etcd)) || !strings.Contains(msg, "authentication failed") {
+		t.Errorf("a wrong password should fail to connect, naming the endpoint and the cause\n%s", wrong.output())
+	}
+
+	ok := start("auth-right", "s3cret")
+	ok.wantCode(t, 0)
+	r := ok.report(t)
+	if r.Pipeline != "fleet-example" || len(r.Modules) != 13 || r.Status != report.RunSucceeded {
+		t.Errorf("example run: pipeline %q, %d modules, status %s", r.Pipeline, len(r.Modules), r.Status)
+	}
+	publish := moduleOf(t, r, "publish")
+	var v struct {
+		Stdout string `json:"stdout"`
+	}
+	if err := json.Unmarshal(publish.Value, &v); err != nil {
+		t.Fatal(err)
+	}
+	if want := "published app-3f2a9c1.tar.gz (built on instance 0, commit 3f2a9c1)"; v.Stdout != want {
+		t.Errorf("publish printed %q, want %q", v.Stdout, want)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
+func TestEtcdConfigSources(t *testing.T) {
+	block := &config.Distributed{Etcd: &config.Etcd{
+		Endpoints: []string{"file-1:2379", "file-2:2379"},
+		Prefix:    "/team", Username: "ci", Password: "pw",
+		CAFile: "/ca.pem", CertFile: "/cert.pem", KeyFile: "/key.pem",
+	}}
+	for _, tc := range []struct {
+		name      string
+		block     *config.Distributed
+		flag      string
+		environ   []string
+		endpoints []string
+		wantErr   string
+	}{
+		{name: "flag wins", block: block, flag: "flag:2379, flag2:2379", environ: []string{"MODPIPE_ETCD_ENDPOINTS=env:2379"}, endpoints: []string{"flag:2379", "flag2:2379"}},
+		{name: "env over file", block: block, environ: []string{"MODPIPE_ETCD_ENDPOINTS=env:2379"}, endpoints: []string{"env:2379"}},
+		{name: "file", block: block, endpoints: []string{"file-1:2379", "file-2:2379"}},
+		{name: "no block", flag: "flag:2379", endpoints: []string{"flag:2379"}},
+		{name: "none", block: &config.Distributed{}, wantErr: "a distributed run needs an etcd cluster"},
+		{name: "other coordinator", block: &config.Distributed{Coordinator: "memory"}, flag: "x:1", wantErr: `coordinator = "memory"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := etcdConfig(tc.block, tc.flag, tc.environ, hclog.NewNullLogger())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(cfg.Endpoints, tc.endpoints) {
+				t.Errorf("endpoints %q, want %q", cfg.Endpoints, tc.endpoints)
+			}
+			if tc.block != nil && tc.block.Etcd != nil {
+				if cfg.Prefix != "/team" || cfg.Username != "ci" || cfg.Password != "pw" || cfg.CAFile != "/ca.pem" || cfg.CertFile != "/cert.pem" || cfg.KeyFile != "/key.pem" {
+					t.Errorf("the etcd block's settings were not all carried over: %+v", cfg)
+				}
+			}
+		})
+	}
 }

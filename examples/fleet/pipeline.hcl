@@ -19,6 +19,20 @@ distributed {
   heartbeat_timeout  = "5s"
   # A module that no live instance can run waits this long for one to join.
   capability_timeout = "2m"
+
+  etcd {
+    # Endpoints come from --etcd or MODPIPE_ETCD_ENDPOINTS (make fleet, the
+    # GitHub Actions example) and would otherwise be listed here:
+    #   endpoints = ["etcd-1.internal:2379", "etcd-2.internal:2379"]
+    prefix = "/modpipe-example"
+    # Credentials and TLS files from the environment, so no secret is in
+    # the file; empty values leave authentication and TLS off.
+    username  = env("ETCD_USERNAME")
+    password  = env("ETCD_PASSWORD")
+    ca_file   = env("ETCD_CA_FILE")
+    cert_file = env("ETCD_CERT_FILE")
+    key_file  = env("ETCD_KEY_FILE")
+  }
 }
 
 # Pinned: runs on the master only (instance 0), e.g. because only the
