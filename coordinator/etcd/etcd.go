@@ -477,7 +477,7 @@ func (s *Session) watch(rev int64) {
 		if s.c.testWatchContext != nil {
 			wctx = s.c.testWatchContext(s, wctx)
 		}
-		wch := s.c.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+		wch := s.c.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
 				s.log.Info("watch compacted; re-reading the run", "compact_revision", resp.CompactRevision)

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"encoding/json"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,13 +223,17 @@ func (s *Session) kind(key []byte) (string, string) {
 // Caller holds s.mu.
 func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 	// A result put and the claim delete of one Publish share a revision.
-	published := map[string]int64{}
+	// The module comes from the key: decoding envelopes here would cost
+	// every member a JSON decode of every result.
+	var published map[string]int64
 	for _, ev := range events {
 		if ev.Type == mvccpb.PUT {
-			if k, _ := s.kind(ev.Kv.Key); k == "results" {
-				var env coordinator.Envelope
-				if json.Unmarshal(ev.Kv.Value, &env) == nil {
-					published[env.Module] = ev.Kv.ModRevision
+			if k, rest := s.kind(ev.Kv.Key); k == "results" {
+				if mod, err := url.PathUnescape(rest); err == nil {
+					if published == nil {
+						published = map[string]int64{}
+					}
+					published[mod] = ev.Kv.ModRevision
 				}
 			}
 		}
@@ -237,40 +242,44 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 	queueGrew := false
 	now := time.Now()
 	for _, ev := range events {
-		kind, _ := s.kind(ev.Kv.Key)
+		kind, rest := s.kind(ev.Kv.Key)
 		key := string(ev.Kv.Key)
 		if ev.Type == mvccpb.DELETE {
+			// Deletes carry no previous value (the watch does not ask for
+			// it: that would make etcd read and send every deleted queue
+			// entry to every member). Every key deleted was in the join
+			// snapshot or created since, so the view holds what it was.
 			switch kind {
 			case "members":
-				if ev.PrevKv == nil {
+				idx, err := strconv.Atoi(rest)
+				if err != nil {
 					continue
 				}
-				var m coordinator.Member
-				if json.Unmarshal(ev.PrevKv.Value, &m) != nil {
+				e, ok := s.view.members[idx]
+				if !ok {
 					continue
 				}
-				if err := s.memberLeftLocked(m, ev.PrevKv.Lease); err != nil && toEnd == nil {
+				if err := s.memberLeftLocked(e.m, e.lease); err != nil && toEnd == nil {
 					toEnd = err
 				}
-				s.view.memberGone(m.Index, now)
+				s.view.memberGone(idx, now)
 			case "queue":
 				s.view.removeQueued(key)
 				delete(s.taken, key)
 				queueGrew = true // wakes claimers waiting for the view to catch up
 			case "claims":
-				if ev.PrevKv == nil {
+				mod, err := url.PathUnescape(rest)
+				if err != nil {
 					continue
 				}
-				var cv claimValue
-				if json.Unmarshal(ev.PrevKv.Value, &cv) != nil {
+				ce, ok := s.view.claims[mod]
+				if !ok {
 					continue
 				}
-				if _, ok := s.view.claims[cv.Module]; ok {
-					delete(s.view.claims, cv.Module)
-					s.view.claimRemoved(cv.Member.Index, now)
-				}
-				if published[cv.Module] != ev.Kv.ModRevision {
-					s.claimLostLocked(cv)
+				delete(s.view.claims, mod)
+				s.view.claimRemoved(ce.v.Member.Index, now)
+				if published[mod] != ev.Kv.ModRevision {
+					s.claimLostLocked(ce.v)
 				}
 			}
 			continue
@@ -444,6 +453,15 @@ func (s *Session) claimLostLocked(cv claimValue) {
 }
 
 func (s *Session) resultLocked(kv *mvccpb.KeyValue) {
+	if !s.master {
+		// Workers only need to know a result exists (Result reads etcd).
+		if _, rest := s.kind(kv.Key); rest != "" {
+			if mod, err := url.PathUnescape(rest); err == nil {
+				s.view.results[mod] = kv.ModRevision
+			}
+		}
+		return
+	}
 	var env coordinator.Envelope
 	if err := json.Unmarshal(kv.Value, &env); err != nil {
 		s.log.Error("undecodable result envelope in etcd; ignored", "key", string(kv.Key), "error", err)
@@ -453,11 +471,9 @@ func (s *Session) resultLocked(kv *mvccpb.KeyValue) {
 		return
 	}
 	s.view.results[env.Module] = kv.ModRevision
-	if s.master {
-		s.delivered[env.Module] = kv.ModRevision
-		s.results.Put(env)
-		s.log.Debug("result received", "module", env.Module, "status", env.Status, "member", env.Instance, "host", env.Host)
-	}
+	s.delivered[env.Module] = kv.ModRevision
+	s.results.Put(env)
+	s.log.Debug("result received", "module", env.Module, "status", env.Status, "member", env.Instance, "host", env.Host)
 }
 
 // singletonLocked applies run, cancel and end.
