@@ -117,6 +117,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
 			cmd.Env = append(append(os.Environ(), p.spec.Env...), tmpl.Env...)
+			cmd.SysProcAttr = pluginProcAttr()
 			r, err := newCmdRunner(l, cmd)
 			pr.run = r
 			return r, err
