@@ -5,11 +5,12 @@ import (
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/charmbracelet/x/ansi"
+	"github.com/clipperhouse/displaywidth"
 
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/report"
@@ -372,8 +373,8 @@ func (c *Console) emit(lines []string) {
 	var b strings.Builder
 	if c.drawn > 0 {
 		b.WriteString("\r")
-		b.WriteString(ansi.CursorUp(c.drawn))
-		b.WriteString(ansi.EraseScreenBelow)
+		b.WriteString(cursorUp(c.drawn))
+		b.WriteString(eraseScreenBelow)
 	}
 	for _, l := range lines {
 		b.WriteString(c.opts.Masker.String(l))
@@ -393,7 +394,7 @@ func (c *Console) clearView() {
 	if c.opts.Style != StyleLive || c.drawn == 0 {
 		return
 	}
-	_, _ = io.WriteString(c.opts.Out, "\r"+ansi.CursorUp(c.drawn)+ansi.EraseScreenBelow)
+	_, _ = io.WriteString(c.opts.Out, "\r"+cursorUp(c.drawn)+eraseScreenBelow)
 	c.drawn = 0
 }
 
@@ -426,7 +427,7 @@ func (c *Console) view() []string {
 		status += fmt.Sprintf(", %d failed", c.failed)
 	}
 	status += " · " + report.FormatDuration(now.Sub(c.started).Truncate(100*time.Millisecond))
-	lines := []string{ansi.Truncate(status, width-1, "…")}
+	lines := []string{truncate(status, width-1, "…")}
 
 	rs := make([]*running, 0, len(c.running))
 	for _, r := range c.running {
@@ -444,7 +445,7 @@ func (c *Console) view() []string {
 			break
 		}
 		l := fmt.Sprintf("  %s %s%s%s", report.FormatDuration(now.Sub(r.since).Truncate(100*time.Millisecond)), r.module, attemptNote(r.attempt), where(r.instance, r.host))
-		lines = append(lines, ansi.Truncate(l, width-1, "…"))
+		lines = append(lines, truncate(l, width-1, "…"))
 	}
 	return lines
 }
@@ -539,4 +540,31 @@ var sectionUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 // digits, '_', '.' and '-' only.
 func sectionName(module string) string {
 	return strings.Trim(sectionUnsafe.ReplaceAllString(module, "_"), "_")
+}
+
+// The live view needs two escape sequences and a width-aware cut, written
+// here rather than taken from charmbracelet/x/ansi: that package pulls in
+// go-runewidth, whose init builds a table of every Unicode code point and
+// cost 40 to 100 ms of every host command's start (GODEBUG=inittrace=1),
+// half the cold start of a whole run.
+
+// eraseScreenBelow clears from the cursor to the end of the screen (ED 0).
+const eraseScreenBelow = "\x1b[J"
+
+// cursorUp moves the cursor up n lines (CUU).
+func cursorUp(n int) string {
+	if n <= 1 {
+		return "\x1b[A"
+	}
+	return "\x1b[" + strconv.Itoa(n) + "A"
+}
+
+// viewWidth measures terminal cells, skipping escape sequences, so a
+// wide character counts twice and a colour code not at all.
+var viewWidth = displaywidth.Options{ControlSequences: true}
+
+// truncate cuts s to at most w terminal cells, ending it with tail when
+// it was cut.
+func truncate(s string, w int, tail string) string {
+	return viewWidth.TruncateString(s, w, tail)
 }
