@@ -240,10 +240,21 @@ func exitOf(ps *os.ProcessState) Exit {
 	return Exit{Code: ps.ExitCode()}
 }
 
+// lineReaders recycles the line readers' buffers. Each command needs two
+// of MaxLineBytes, and allocating them afresh was the shell plugin's
+// largest allocation and most of its GC work per module (128 KiB for a
+// /bin/true that prints nothing).
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxLineBytes) }}
+
 // readLines calls fn with each line read from r until EOF or a read error.
 // A final line without a newline is delivered too.
 func readLines(r io.Reader, fn func(string)) {
-	br := bufio.NewReaderSize(r, MaxLineBytes)
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil) // drop the pipe; the buffer is what is worth keeping
+		lineReaders.Put(br)
+	}()
 	for {
 		chunk, err := br.ReadSlice('\n')
 		switch {
