@@ -337,9 +337,6 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 // Txn floor and throughput, with etcd's data on disk and on tmpfs,
 // alternating the two per round.
 func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
-	if err := b.buildEtcd(ctx); err != nil {
-		return nil, err
-	}
 	chainLen, sparseN, floorN, thrN := 200, 100, 200, 2000
 	rounds := b.rounds
 	if b.quick {
@@ -420,19 +417,13 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 		a := res[m.name]
 		floor50 := Peer{"raw etcd Txn (floor)", newFigure(a.f50, false)}
 		floor99 := Peer{"raw etcd Txn (floor)", newFigure(a.f99, false)}
-		c50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, chain of %d, master+3 workers (%s)", chainLen, m.name), Unit: "ms",
+		// The targets are judged on the same chain run by host processes
+		// (the fleet group); this is the coordinator's share of it.
+		c50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, chain of %d, coordinator API, master+3 workers (%s)", chainLen, m.name), Unit: "ms",
 			Modpipe: newFigure(a.c50, false), Peers: []Peer{floor50},
-			Note: "coordinator API (publish -> master sees result -> enqueue -> worker claims); host distributed mode not yet in this measurement"}
-		c99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, chain of %d (%s)", chainLen, m.name), Unit: "ms",
+			Note: "coordinator API in one process (publish -> master sees result -> enqueue -> worker claims); the host-process row in the fleet group carries the target"}
+		c99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, chain of %d, coordinator API (%s)", chainLen, m.name), Unit: "ms",
 			Modpipe: newFigure(a.c99, false), Peers: []Peer{floor99}}
-		if m.name == "disk" {
-			c50.Target, c99.Target = "<= 3 ms", "<= 10 ms"
-			c50.judge(c50.Modpipe.Median <= 3, c50.Modpipe.Median)
-			c99.judge(c99.Modpipe.Median <= 10, c99.Modpipe.Median)
-		} else {
-			c50.Target = "<= 2 ms"
-			c50.judge(c50.Modpipe.Median <= 2, c50.Modpipe.Median)
-		}
 		s50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 4 workers (%s)", m.name), Unit: "ms",
 			Modpipe: newFigure(a.s50, false), Peers: append([]Peer{floor50}, qp(func(a *agg) []float64 { return a.s50 }, false)...),
 			Note: "modpipe: enqueue called -> claim returned; asynq, Celery: enqueue -> task started, on Redis, 4 workers"}
@@ -453,14 +444,4 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 		rows = append(rows, c50, c99, s50, s99, thr)
 	}
 	return rows, nil
-}
-
-// buildEtcd builds the etcd server from the module version go.mod pins.
-func (b *bench) buildEtcd(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(b.bin, "etcd"), "go.etcd.io/etcd/server/v3")
-	cmd.Dir = b.root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build etcd: %w\n%s", err, out)
-	}
-	return nil
 }

@@ -20,6 +20,7 @@ func groups() []group {
 		{"noop", (*bench).noopDAG},
 		{"plugins", (*bench).pluginScenarios},
 		{"etcd", (*bench).etcdScenarios},
+		{"fleet", (*bench).fleetScenarios},
 	}
 }
 

@@ -44,9 +44,11 @@ func (b *bench) startPeers(ctx context.Context) (*queuePeers, error) {
 	if err := q.start(q.redis, filepath.Join(b.work, "redis.log")); err != nil {
 		return nil, err
 	}
-	q.asynqBin = filepath.Join(b.bin, "asynqpeer")
-	build := exec.CommandContext(ctx, "go", "build", "-o", q.asynqBin, "./asynqpeer")
+	// go install, like bench.build: no relink when it is up to date.
+	q.asynqBin = filepath.Join(b.bin, ".gobin", "asynqpeer")
+	build := exec.CommandContext(ctx, "go", "install", "./asynqpeer")
 	build.Dir = filepath.Join(b.root, "bench", "peers")
+	build.Env = append(os.Environ(), "GOBIN="+filepath.Dir(q.asynqBin))
 	if out, err := build.CombinedOutput(); err != nil {
 		q.stop()
 		return nil, fmt.Errorf("build the asynq peer: %w\n%s", err, out)

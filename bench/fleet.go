@@ -1,0 +1,602 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/report"
+)
+
+// The fleet group runs real `host run` processes (a master and workers)
+// over a real etcd process: scaling, dispatch along a chain, failure
+// detection; and, through the coordinator API, queue hygiene over one
+// long run.
+
+// workerCap is the capability every benchmark worker offers and the
+// master does not, so modules that require it run on workers only and a
+// figure "on W workers" means W slots, not W+1.
+const workerCap = "bench-worker"
+
+// hostProc is one `host run` instance of a fleet.
+type hostProc struct {
+	name     string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
+	exitedAt time.Time
+	log      string
+}
+
+// startHost starts one instance in its own process group, so a SIGKILL of
+// the group also takes the plugins it started.
+func (b *bench) startHost(dir, pipeline string, instance, total int, runID, endpoint string, extra ...string) (*hostProc, error) {
+	name := fmt.Sprintf("instance-%d", instance)
+	args := append([]string{"run", pipeline, "--instance", strconv.Itoa(instance), "--total", strconv.Itoa(total),
+		"--run-id", runID, "--etcd", endpoint, "--no-progress"}, extra...)
+	cmd := exec.Command(filepath.Join(b.bin, "host"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MODPIPE_LOG_LEVEL=error")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &hostProc{name: name, cmd: cmd, done: make(chan struct{}), log: filepath.Join(dir, name+".log")}
+	logf, err := os.Create(p.log)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		p.exitedAt = time.Now()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// kill SIGKILLs the instance's process group and waits for it.
+func (p *hostProc) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// wait waits for the instance to exit on its own within guard (a deadlock
+// guard, not a measurement), else kills it.
+func (p *hostProc) wait(guard time.Duration) error {
+	select {
+	case <-p.done:
+	case <-time.After(guard):
+		p.kill()
+		return fmt.Errorf("%s did not exit within %s; killed (log: %s)", p.name, guard, p.log)
+	}
+	if p.err != nil {
+		out, _ := os.ReadFile(p.log)
+		return fmt.Errorf("%s: %w\n%s", p.name, p.err, tail(string(out), 1500))
+	}
+	return nil
+}
+
+// fleet is a running fleet: the master last in procs.
+type fleet struct {
+	dir     string
+	master  *hostProc
+	workers []*hostProc
+	// launched is when the first process was started.
+	launched time.Time
+}
+
+// startFleet starts the workers, then the master, of one run on
+// endpoint. workerArgs(i) are worker i's extra flags.
+func (b *bench) startFleet(dir, pipeline, runID, endpoint string, workers int, workerArgs func(i int) []string) (*fleet, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f := &fleet{dir: dir, launched: time.Now()}
+	total := workers + 1
+	for i := 1; i <= workers; i++ {
+		p, err := b.startHost(dir, pipeline, i, total, runID, endpoint, append([]string{"--slots", "1"}, workerArgs(i)...)...)
+		if err != nil {
+			f.killAll()
+			return nil, err
+		}
+		f.workers = append(f.workers, p)
+	}
+	m, err := b.startHost(dir, pipeline, 0, total, runID, endpoint, "--slots", "1", "--report", "json="+filepath.Join(dir, "report.json"))
+	if err != nil {
+		f.killAll()
+		return nil, err
+	}
+	f.master = m
+	return f, nil
+}
+
+func (f *fleet) killAll() {
+	for _, p := range append(slices.Clone(f.workers), f.master) {
+		if p != nil {
+			p.kill()
+		}
+	}
+}
+
+// finish waits for the master and then every worker (except those in
+// skip) and returns the master's report.
+func (f *fleet) finish(skip ...*hostProc) (*report.Run, error) {
+	var errs []error
+	if err := f.master.wait(10 * time.Minute); err != nil {
+		errs = append(errs, err)
+	}
+	for _, w := range f.workers {
+		if slices.Contains(skip, w) {
+			continue
+		}
+		if err := w.wait(30 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		f.killAll()
+		return nil, err
+	}
+	raw, err := os.ReadFile(filepath.Join(f.dir, "report.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read the master's report: %w", err)
+	}
+	var run report.Run
+	if err := json.Unmarshal(raw, &run); err != nil {
+		return nil, fmt.Errorf("decode the master's report: %w", err)
+	}
+	if run.Status != report.RunSucceeded {
+		return &run, fmt.Errorf("the fleet run in %s did not succeed: %s", f.dir, run.Status)
+	}
+	return &run, nil
+}
+
+// envelopeOf finds a module's envelope in a report.
+func envelopeOf(run *report.Run, module string) (coordinator.Envelope, bool) {
+	for _, e := range run.Modules {
+		if e.Module == module {
+			return e, true
+		}
+	}
+	return coordinator.Envelope{}, false
+}
+
+// fleetScenarios: scaling, dispatch along a chain and failure detection
+// with real host processes over a real etcd, and queue hygiene through the
+// coordinator API.
+func (b *bench) fleetScenarios(ctx context.Context) ([]Row, error) {
+	var rows []Row
+	for _, s := range []func(context.Context) ([]Row, error){b.fleetChain, b.failureDetection, b.scaling, b.queueHygiene} {
+		if ctx.Err() != nil {
+			return rows, ctx.Err()
+		}
+		r, err := s(ctx)
+		rows = append(rows, r...)
+		if err != nil {
+			return rows, err
+		}
+	}
+	return rows, nil
+}
+
+// withEtcd runs fn against a fresh etcd with its data in dataDir.
+func (b *bench) withEtcd(ctx context.Context, dataDir string, fn func(endpoint string) error) error {
+	srv, err := b.startEtcd(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.stop()
+		_ = os.RemoveAll(dataDir)
+	}()
+	return fn(strings.TrimPrefix(srv.endpoint, "http://"))
+}
+
+// chainPipeline is a chain of n no-op modules; module i requires the
+// capability of worker i%3+1, so every step crosses to another instance
+// and the master only schedules.
+func chainPipeline(n int) string {
+	var sb strings.Builder
+	sb.WriteString("pipeline {\n  name = \"bench-chain\"\n}\n\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "module \"bench\" \"c%d\" {\n  requires = [\"w%d\"]\n", i, i%3+1)
+		if i > 0 {
+			fmt.Fprintf(&sb, "  depends_on = [module.c%d]\n", i-1)
+		}
+		sb.WriteString("}\n")
+	}
+	return sb.String()
+}
+
+// fleetChain: the etcd dispatch scenario with real host processes: a
+// master and 3 workers, a chain of no-op modules; each step is the end of
+// a module (its envelope's ended_at) to the start of its dependent on
+// another worker (started_at), from the master's JSON report. The
+// instances share this machine's clock.
+func (b *bench) fleetChain(ctx context.Context) ([]Row, error) {
+	n := 200
+	rounds := b.rounds
+	if b.quick {
+		n, rounds = 40, 1
+	}
+	pipeline, err := writeFile(filepath.Join(b.work, "fleet-chain"), "pipeline.hcl", chainPipeline(n))
+	if err != nil {
+		return nil, err
+	}
+	media := []struct{ name, dir string }{
+		{"disk", filepath.Join(b.work, "fleet-etcd-disk")},
+		{"tmpfs", filepath.Join("/dev/shm", filepath.Base(b.work)+"-fleet-etcd")},
+	}
+	if b.quick {
+		media = media[:1] // a quick run must stay under a minute
+	}
+	p50, p99 := map[string][]float64{}, map[string][]float64{}
+	for round := range rounds {
+		for _, m := range media {
+			err := b.withEtcd(ctx, m.dir, func(ep string) error {
+				dir := filepath.Join(b.work, fmt.Sprintf("fleet-chain-%s-%d", m.name, round))
+				f, err := b.startFleet(dir, pipeline, fmt.Sprintf("chain-%d", round), ep, 3, func(i int) []string {
+					return []string{"--capability", fmt.Sprintf("w%d", i)}
+				})
+				if err != nil {
+					return err
+				}
+				run, err := f.finish()
+				if err != nil {
+					return err
+				}
+				var steps []float64
+				for i := 1; i < n; i++ {
+					prev, ok1 := envelopeOf(run, fmt.Sprintf("c%d", i-1))
+					cur, ok2 := envelopeOf(run, fmt.Sprintf("c%d", i))
+					if !ok1 || !ok2 {
+						return fmt.Errorf("the chain's report lacks c%d or c%d", i-1, i)
+					}
+					if prev.Instance == cur.Instance {
+						return fmt.Errorf("c%d and c%d both ran on instance %d; the chain must cross instances", i-1, i, cur.Instance)
+					}
+					steps = append(steps, toMS(cur.StartedAt.Sub(prev.EndedAt)))
+				}
+				p50[m.name] = append(p50[m.name], percentile(steps, 50))
+				p99[m.name] = append(p99[m.name], percentile(steps, 99))
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("fleet chain on %s: %w", m.name, err)
+			}
+		}
+	}
+	var rows []Row
+	for _, m := range media {
+		r50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, chain of %d, host master+3 workers (%s)", n, m.name), Unit: "ms",
+			Modpipe: newFigure(p50[m.name], false),
+			Note:    "real host processes: a module's ended_at on one worker -> its dependent's started_at on another, from the master's report"}
+		r99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, chain of %d, host processes (%s)", n, m.name), Unit: "ms",
+			Modpipe: newFigure(p99[m.name], false)}
+		if m.name == "disk" {
+			r50.Target, r99.Target = "<= 3 ms", "<= 10 ms"
+			r50.judge(r50.Modpipe.Median <= 3, r50.Modpipe.Median)
+			r99.judge(r99.Modpipe.Median <= 10, r99.Modpipe.Median)
+		} else {
+			r50.Target = "<= 2 ms"
+			r50.judge(r50.Modpipe.Median <= 2, r50.Modpipe.Median)
+		}
+		rows = append(rows, r50, r99)
+	}
+	return rows, nil
+}
+
+// failurePipeline: a module only workers run; its first attempt writes a
+// marker and hangs until its worker is killed, a later attempt returns at
+// once. heartbeat_timeout is the figure's yardstick.
+func failurePipeline(dir string, heartbeatTimeout time.Duration) string {
+	return fmt.Sprintf(`pipeline {
+  name = "bench-failure"
+}
+
+distributed {
+  heartbeat_interval = "200ms"
+  heartbeat_timeout  = %q
+}
+
+module "shell" "victim" {
+  requires = [%q]
+  script   = "if [ -e %[3]s/started ]; then echo rerun; else echo ${run.instance} > %[3]s/started.tmp; mv %[3]s/started.tmp %[3]s/started; exec sleep 30; fi"
+
+  retry {
+    attempts = 2
+    backoff  = "1ms"
+  }
+}
+`, heartbeatTimeout.String(), workerCap, dir)
+}
+
+// failureDetection: SIGKILL the worker running a module with attempts
+// left; the figure is the kill to the module's second attempt starting on
+// the other worker (its started_at in the master's report), beside the
+// configured heartbeat_timeout.
+func (b *bench) failureDetection(ctx context.Context) ([]Row, error) {
+	// 2 s: etcd grants no lease shorter than its minimum TTL (1.5 s at
+	// its default election timeout), and modpipe rounds up to seconds.
+	const heartbeatTimeout = 2 * time.Second
+	rounds := b.rounds
+	if b.quick {
+		rounds = 1
+	}
+	var delays []float64
+	for round := range rounds {
+		dir := filepath.Join(b.work, fmt.Sprintf("fleet-failure-%d", round))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		pipeline, err := writeFile(dir, "pipeline.hcl", failurePipeline(dir, heartbeatTimeout))
+		if err != nil {
+			return nil, err
+		}
+		err = b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-failure"), func(ep string) error {
+			f, err := b.startFleet(dir, pipeline, fmt.Sprintf("failure-%d", round), ep, 2, func(int) []string {
+				return []string{"--capability", workerCap}
+			})
+			if err != nil {
+				return err
+			}
+			holder, err := waitMarker(ctx, filepath.Join(dir, "started"), f.master)
+			if err != nil {
+				f.killAll()
+				return err
+			}
+			idx, err := strconv.Atoi(holder)
+			if err != nil || idx < 1 || idx > len(f.workers) {
+				f.killAll()
+				return fmt.Errorf("the victim started on instance %q, want a worker", holder)
+			}
+			victim := f.workers[idx-1]
+			killed := time.Now()
+			victim.kill()
+			run, err := f.finish(victim)
+			if err != nil {
+				return err
+			}
+			e, ok := envelopeOf(run, "victim")
+			if !ok || e.Attempts != 2 || e.Instance == idx {
+				return fmt.Errorf("victim: attempts %d on instance %d, want its second attempt on the other worker than %d", e.Attempts, e.Instance, idx)
+			}
+			delays = append(delays, toMS(e.StartedAt.Sub(killed)))
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("failure detection: %w", err)
+		}
+	}
+	limit := toMS(heartbeatTimeout + time.Second)
+	row := Row{Scenario: fmt.Sprintf("failure detection: SIGKILL of a worker mid-module -> module runs again elsewhere (heartbeat_timeout %s)", heartbeatTimeout),
+		Unit: "ms", Modpipe: newFigure(delays, false),
+		Peers:  []Peer{{"heartbeat_timeout", newFigure([]float64{toMS(heartbeatTimeout)}, false)}},
+		Target: fmt.Sprintf("<= heartbeat_timeout + 1 s (%.0f ms)", limit),
+		Note:   "kill -> the second attempt's started_at on the other worker, from the master's report; heartbeat_interval 200ms"}
+	row.judge(row.Modpipe.Median <= limit, row.Modpipe.Median)
+	return []Row{row}, nil
+}
+
+// waitMarker waits for a file a module writes and returns its content; a
+// guard of 60 s, or the master exiting, ends the wait with an error.
+func waitMarker(ctx context.Context, path string, master *hostProc) (string, error) {
+	guard := time.After(60 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b)), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-master.done:
+			return "", fmt.Errorf("the master exited before %s appeared (log: %s)", path, master.log)
+		case <-guard:
+			return "", fmt.Errorf("%s did not appear within 60s", path)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// scalingPipeline is n independent modules that each sleep d, on workers
+// only.
+func scalingPipeline(n int, d time.Duration) string {
+	var sb strings.Builder
+	sb.WriteString("pipeline {\n  name = \"bench-scaling\"\n}\n\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "module \"bench.sleep\" \"s%d\" {\n  duration = %q\n  requires = [%q]\n}\n", i, d.String(), workerCap)
+	}
+	return sb.String()
+}
+
+// scaling: n modules that each sleep d on 1, 2, 4, 8 and 16 single-slot
+// workers (the master schedules but runs none: the modules require a
+// capability only workers offer). Wall time is from the master's start of
+// the run (its report's started_at, after it loaded the file) to the last
+// module's end; workers are launched at the same moment as the master, so
+// their process start, plugin start and join are inside the figure.
+// Worker counts alternate within each round.
+func (b *bench) scaling(ctx context.Context) ([]Row, error) {
+	n, d := 200, 500*time.Millisecond
+	counts := []int{1, 2, 4, 8, 16}
+	rounds := b.scalingRounds
+	if b.quick {
+		n, d, counts, rounds = 16, 50*time.Millisecond, []int{1, 16}, 1
+	}
+	pipeline, err := writeFile(filepath.Join(b.work, "fleet-scaling"), "pipeline.hcl", scalingPipeline(n, d))
+	if err != nil {
+		return nil, err
+	}
+	wall := map[int][]float64{}
+	launch := map[int][]float64{}
+	phase := map[int][]float64{}
+	for round := range rounds {
+		for _, w := range counts {
+			err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-scaling"), func(ep string) error {
+				dir := filepath.Join(b.work, fmt.Sprintf("fleet-scaling-%d-%d", w, round))
+				f, err := b.startFleet(dir, pipeline, fmt.Sprintf("scaling-%d-%d", w, round), ep, w, func(int) []string {
+					return []string{"--capability", workerCap}
+				})
+				if err != nil {
+					return err
+				}
+				run, err := f.finish()
+				if err != nil {
+					return err
+				}
+				if len(run.Modules) != n {
+					return fmt.Errorf("the scaling run reported %d modules, want %d", len(run.Modules), n)
+				}
+				var first, last time.Time
+				for _, e := range run.Modules {
+					if e.Instance == 0 {
+						return fmt.Errorf("%s ran on the master; the scaling modules are for workers only", e.Module)
+					}
+					if first.IsZero() || e.StartedAt.Before(first) {
+						first = e.StartedAt
+					}
+					if e.EndedAt.After(last) {
+						last = e.EndedAt
+					}
+				}
+				wall[w] = append(wall[w], toMS(last.Sub(run.StartedAt)))
+				launch[w] = append(launch[w], toMS(f.master.exitedAt.Sub(f.launched)))
+				phase[w] = append(phase[w], toMS(last.Sub(first)))
+				b.logger.Debug("round", "scenario", "scaling", "workers", w, "round", round, "wall_ms", wall[w][len(wall[w])-1])
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("scaling on %d workers: %w", w, err)
+			}
+		}
+	}
+	var rows []Row
+	ideal := func(w int) float64 { return toMS(time.Duration(n) * d / time.Duration(w)) }
+	for _, w := range counts {
+		var eff, speedup, phaseEff []float64
+		for i, ms := range wall[w] {
+			eff = append(eff, ideal(w)/ms)
+			phaseEff = append(phaseEff, ideal(w)/phase[w][i])
+			if i < len(wall[counts[0]]) {
+				speedup = append(speedup, wall[counts[0]][i]/ms)
+			}
+		}
+		rows = append(rows, Row{Scenario: fmt.Sprintf("scaling: %d x sleep %s on %d single-slot worker(s) (wall)", n, d, w), Unit: "ms",
+			Modpipe: newFigure(wall[w], false),
+			Note: fmt.Sprintf("ideal %.0f ms; master's run start -> last module end; launch of all processes -> master exit: median %.0f ms",
+				ideal(w), median(launch[w]))})
+		e := Row{Scenario: fmt.Sprintf("scaling efficiency on %d worker(s) (ideal / wall)", w), Unit: "ratio", HigherBetter: true,
+			Modpipe: newFigure(eff, true),
+			Note: fmt.Sprintf("speedup vs 1 worker: median %.2f; first module start -> last end: efficiency %.3f",
+				median(speedup), median(phaseEff))}
+		if w == 16 {
+			e.Target = ">= 0.95"
+			e.judge(e.Modpipe.Median >= 0.95, e.Modpipe.Median)
+		}
+		rows = append(rows, e)
+	}
+	return rows, nil
+}
+
+// queueHygiene: one long run on the coordinator API (a master and 4
+// workers, each its own etcd client): claim latency (enqueue called ->
+// claim returned, one module at a time, as in the sparse scenario) over
+// probes at the start, then n no-op modules through the same run, then
+// the same probes at the end. Deleted queue and claim keys must not slow
+// claims down. The coordinator API, not host processes: 50,000 modules
+// through host processes take longer than the whole benchmark's budget.
+func (b *bench) queueHygiene(ctx context.Context) ([]Row, error) {
+	n, probes := 50000, 200
+	if b.quick {
+		n, probes = 1000, 30
+	}
+	dataDir := filepath.Join("/dev/shm", filepath.Base(b.work)+"-hygiene-etcd")
+	var start, end []float64
+	var took time.Duration
+	err := b.withEtcd(ctx, dataDir, func(ep string) error {
+		cl, err := b.newCluster(ctx, "http://"+ep, fmt.Sprintf("hygiene-%d", time.Now().UnixNano()), 4)
+		if err != nil {
+			return err
+		}
+		defer cl.close()
+		wctx, stop := context.WithCancel(ctx)
+		claims := make(chan claimed, n+2*probes)
+		wait := cl.runWorkers(wctx, claims, nil)
+		probe := func(tag string) ([]float64, error) {
+			var out []float64
+			for i := range probes {
+				m := fmt.Sprintf("%s%d", tag, i)
+				at := time.Now()
+				if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: m, Attempt: 1}); err != nil {
+					return nil, err
+				}
+				c := <-claims
+				if c.module != m {
+					return nil, fmt.Errorf("probe claimed %s, want %s", c.module, m)
+				}
+				out = append(out, toMS(c.claimedAt.Sub(at)))
+				<-cl.master.Results()
+			}
+			return out, nil
+		}
+		runErr := func() error {
+			var err error
+			if start, err = probe("start"); err != nil {
+				return err
+			}
+			// The bulk: at most window modules queued at once, as a DAG
+			// releases them; every one is enqueued, claimed, published,
+			// its result seen.
+			const window = 500
+			t := time.Now()
+			sent, seen := 0, 0
+			for seen < n {
+				for sent < n && sent-seen < window {
+					if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("bulk%d", sent), Attempt: 1}); err != nil {
+						return err
+					}
+					sent++
+				}
+				select {
+				case <-cl.master.Results():
+					seen++
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			took = time.Since(t)
+			for range n {
+				<-claims
+			}
+			end, err = probe("end")
+			return err
+		}()
+		stop()
+		return errors.Join(runErr, wait())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue hygiene: %w", err)
+	}
+	s50, e50 := percentile(start, 50), percentile(end, 50)
+	row := Row{Scenario: fmt.Sprintf("queue hygiene: claim latency p50 after %d modules in one run (coordinator API, tmpfs)", n), Unit: "ms",
+		Modpipe: newFigure([]float64{e50}, false),
+		Peers:   []Peer{{"same run at its start", newFigure([]float64{s50}, false)}},
+		Target:  "<= 1.5x the start",
+		Note: fmt.Sprintf("enqueue -> claim returned, %d probes one at a time before and after; p99 start %.2f ms, end %.2f ms; the %d modules took %s (%.0f/s), master + 4 workers",
+			probes, percentile(start, 99), percentile(end, 99), n, took.Round(time.Millisecond), float64(n)/took.Seconds())}
+	row.judge(e50 <= 1.5*s50, e50, s50)
+	return []Row{row}, nil
+}
