@@ -125,11 +125,19 @@ func Build(p *config.Pipeline) (*Graph, hcl.Diagnostics) {
 	for _, n := range g.nodes {
 		byModule[n.Module.Name] = append(byModule[n.Module.Name], n.Address)
 	}
-	for _, n := range g.nodes {
-		for _, d := range deps[n.Module.Name] {
-			addrs, d2 := instancesReferred(p, n.Module, d, byModule[d])
+	// Narrow each module's dependencies once, not once per instance, so a
+	// bad index is reported once.
+	narrowed := map[string][]Dep{}
+	for _, m := range p.Modules {
+		for _, d := range deps[m.Name] {
+			addrs, d2 := instancesReferred(p, m, d, byModule[d])
 			diags = append(diags, d2...)
-			n.Deps = append(n.Deps, Dep{Module: d, Addresses: addrs})
+			narrowed[m.Name] = append(narrowed[m.Name], Dep{Module: d, Addresses: addrs})
+		}
+	}
+	for _, n := range g.nodes {
+		for _, d := range narrowed[n.Module.Name] {
+			n.Deps = append(n.Deps, Dep{Module: d.Module, Addresses: append([]string(nil), d.Addresses...)})
 		}
 	}
 	if diags.HasErrors() {

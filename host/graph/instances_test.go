@@ -48,7 +48,7 @@ func TestIndexedReferencesNarrowDependencies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := "module \"shell\" \"compile\" {\n  matrix = [\"vax\", \"sparc\"]\n}\nmodule \"shell\" \"use\" {\n" + tt.body + "\n}\n"
+			src := "module \"shell\" \"compile\" {\n  matrix = [\"vax\", \"sparc\"]\n}\nmodule \"shell\" \"use\" {\n" + tt.body + "\n}\nmodule \"shell\" \"many\" {\n  matrix = [\"a\", \"b\", \"c\"]\n" + tt.body + "\n}\n"
 			p, diags := config.LoadSource("p.hcl", []byte(src), config.Options{Facts: config.Facts{OS: "linux"}})
 			if diags.HasErrors() {
 				t.Fatalf("load: %s", diags.Error())
@@ -57,6 +57,11 @@ func TestIndexedReferencesNarrowDependencies(t *testing.T) {
 			if tt.err != "" {
 				if !diags.HasErrors() || !strings.Contains(diags.Error(), tt.err) {
 					t.Fatalf("want an error containing %q, got %v", tt.err, diags)
+				}
+				// One error per module that has the bad reference, not one
+				// per matrix instance of it.
+				if len(diags) != 2 {
+					t.Fatalf("want 2 diagnostics (use, many), got %d: %v", len(diags), diags)
 				}
 				return
 			}
