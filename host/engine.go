@@ -90,6 +90,14 @@ type prepared struct {
 	plugins *pluginSet
 	// kinds maps a module name to its kind's schema.
 	kinds map[string]*schema.Kind
+	// staticConfigs maps a node address to its config JSON when that
+	// config cannot change between validation and the module's run: it
+	// refers to no module results and calls no functions (file() and
+	// env() read the world when called), and everything else it can see
+	// (var, local, run, matrix) is fixed for this instance's run.
+	// Evaluating it once here instead of again per run took the
+	// EvalContext and hcldec work off every such module's path.
+	staticConfigs map[string][]byte
 }
 
 // Facts returns what this instance knows about itself: the run.* values
@@ -243,7 +251,7 @@ func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*pr
 		}
 		return nil, &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
 	}
-	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}}
+	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}, staticConfigs: map[string][]byte{}}
 	for _, m := range mods {
 		pl, _ := set.Get(m.Plugin)
 		k, ok := pl.Kind(m.Kind)
@@ -317,6 +325,9 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		if d.HasErrors() {
 			continue
 		}
+		if !callsFunctions(m.Body) {
+			p.staticConfigs[n.Address] = cfgJSON
+		}
 		key := m.Plugin + "\x00" + k.Name + "\x00" + string(cfgJSON)
 		v, ok := seen[key]
 		if !ok {
@@ -335,6 +346,24 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// callsFunctions reports whether body calls any function, or is not HCL
+// native syntax and so cannot be inspected: either way its value may
+// differ between two evaluations.
+func callsFunctions(body hcl.Body) bool {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return true
+	}
+	calls := false
+	hclsyntax.VisitAll(sb, func(n hclsyntax.Node) hcl.Diagnostics {
+		if _, ok := n.(*hclsyntax.FunctionCallExpr); ok {
+			calls = true
+		}
+		return nil
+	})
+	return calls
 }
 
 // pluginDiagnostic places a plugin's diagnostic on the attribute it names

@@ -90,22 +90,30 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		return finish(coordinator.StatusSkipped, nil)
 	}
 
-	scope, err := r.scope(n)
-	if err != nil {
-		return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: err.Error()})
-	}
-	evalCtx := r.p.cfg.EvalContext(scope)
-	ok, diags := m.EvalRunIf(evalCtx)
-	if diags.HasErrors() {
-		return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diags.Error()})
-	}
-	if !ok {
-		env.SkipReason = "run_if is false: " + config.RunIfSource(m)
-		return finish(coordinator.StatusSkipped, nil)
-	}
-	cfgJSON, diags := m.EvalConfig(evalCtx, kind)
-	if diags.HasErrors() {
-		return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diags.Error()})
+	// A config already evaluated when the run was prepared is the same
+	// now (see prepared.staticConfigs); with no run_if to evaluate either,
+	// the module needs no EvalContext at all.
+	cfgJSON, static := r.p.staticConfigs[n.Address]
+	if !static || m.RunIf != nil {
+		scope, err := r.scope(n)
+		if err != nil {
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: err.Error()})
+		}
+		evalCtx := r.p.cfg.EvalContext(scope)
+		ok, diags := m.EvalRunIf(evalCtx)
+		if diags.HasErrors() {
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diags.Error()})
+		}
+		if !ok {
+			env.SkipReason = "run_if is false: " + config.RunIfSource(m)
+			return finish(coordinator.StatusSkipped, nil)
+		}
+		if !static {
+			cfgJSON, diags = m.EvalConfig(evalCtx, kind)
+			if diags.HasErrors() {
+				return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diags.Error()})
+			}
+		}
 	}
 
 	req := pluginhost.Request{
