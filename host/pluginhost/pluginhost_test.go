@@ -151,7 +151,7 @@ func TestDescribe(t *testing.T) {
 		"items":   {cty.List(cty.ObjectWithOptionalAttrs(map[string]cty.Type{"name": cty.String, "deep": cty.Bool}, []string{"deep"})), false},
 		"extra":   {cty.DynamicPseudoType, false},
 		"raw":     {cty.DynamicPseudoType, false},
-		"wait": {cty.String, false},
+		"wait":    {cty.String, false},
 	}
 	if len(def.Attributes) != len(want) {
 		t.Fatalf("echo has %d attributes, want %d: %+v", len(def.Attributes), len(want), def.Attributes)
