@@ -37,6 +37,7 @@ type Module struct {
 	srv      *server
 
 	stdout, stderr, log *lineWriter
+	loggerOnce          sync.Once
 	logger              hclog.Logger
 
 	mu     sync.Mutex // guards send, closed and tail
@@ -72,12 +73,6 @@ func newModule(req *pluginv1.ExecuteRequest, srv *server, send func(*pluginv1.Ou
 	m.stdout = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_STDOUT, s) }}
 	m.stderr = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_STDERR, s) }}
 	m.log = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_LOG, s) }}
-	m.logger = hclog.New(&hclog.LoggerOptions{
-		Name:        m.name,
-		Level:       hclog.Trace,
-		Output:      m.log,
-		DisableTime: true, // the host stamps lines as they arrive
-	})
 	return m
 }
 
@@ -122,7 +117,20 @@ func (m *Module) Logf(format string, args ...any) {
 }
 
 // Logger is a structured logger whose lines go to the host as log lines.
-func (m *Module) Logger() hclog.Logger { return m.logger }
+//
+// It is made on first use: most modules never log, and building an hclog
+// logger for every call was a measurable part of the sdk's per-call cost.
+func (m *Module) Logger() hclog.Logger {
+	m.loggerOnce.Do(func() {
+		m.logger = hclog.New(&hclog.LoggerOptions{
+			Name:        m.name,
+			Level:       hclog.Trace,
+			Output:      m.log,
+			DisableTime: true, // the host stamps lines as they arrive
+		})
+	})
+	return m.logger
+}
 
 // emit sends one line unless the module is finished. Sending under the
 // lock keeps lines in order and gives the module backpressure when the
