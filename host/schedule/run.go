@@ -58,6 +58,13 @@ type run struct {
 
 	done chan completion
 	wg   sync.WaitGroup // the executor goroutines
+	// jobs hands attempts to executor goroutines that finished their last
+	// one; idle counts those waiting on it. Reusing a goroutine keeps its
+	// stack, already grown through the executor's deep call chain (gRPC),
+	// where a fresh goroutine per attempt grew one every time: copystack
+	// was 12% of the host's CPU in a 10,000 no-op module run.
+	jobs chan job
+	idle int
 
 	remaining []int32 // unfinished distinct dependencies
 	state     []taskState
@@ -108,6 +115,7 @@ func (s *Scheduler) newRun(ctx context.Context) *run {
 		obs:        s.opts.Observer,
 		callerCtx:  ctx,
 		done:       make(chan completion, min(n, 1024)),
+		jobs:       make(chan job),
 		remaining:  make([]int32, n),
 		state:      make([]taskState, n),
 		attempt:    make([]int32, n),
@@ -180,6 +188,7 @@ func (r *run) loop() {
 		}
 		r.dispatch()
 	}
+	close(r.jobs) // every goroutine is idle now: let them go
 	r.wg.Wait()
 }
 
@@ -295,7 +304,16 @@ func (r *run) refill() bool {
 	return moved
 }
 
-// start hands one attempt of n to the executor on a goroutine of its own.
+// job is one attempt for an executor goroutine.
+type job struct {
+	n       int32
+	t       *Task
+	ctx     context.Context
+	attempt int
+}
+
+// start hands one attempt of n to the executor: on an idle executor
+// goroutine, or on a new one when none is idle.
 func (r *run) start(n int32) {
 	nd := &r.s.nodes[n]
 	t := nd.task
@@ -319,16 +337,31 @@ func (r *run) start(n int32) {
 	if t.AlwaysRun {
 		ctx = r.callerCtx
 	}
+	j := job{n: n, t: t, ctx: ctx, attempt: attempt}
+	if r.idle > 0 {
+		// An idle goroutine has sent its completion and nothing else
+		// stands between it and receiving this.
+		r.idle--
+		r.jobs <- j
+		return
+	}
 	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		env := r.s.exec.Execute(ctx, t, attempt)
-		r.done <- completion{n: n, env: env}
-	}()
+	go r.execute(j)
+}
+
+// execute runs j and then every job it is handed, until the run closes
+// jobs.
+func (r *run) execute(j job) {
+	defer r.wg.Done()
+	for ok := true; ok; j, ok = <-r.jobs {
+		env := r.s.exec.Execute(j.ctx, j.t, j.attempt)
+		r.done <- completion{n: j.n, env: env}
+	}
 }
 
 // completed takes one attempt's envelope: retry, or finish the task.
 func (r *run) completed(c completion) {
+	r.idle++ // the goroutine that ran it now waits for a job
 	n := c.n
 	nd := &r.s.nodes[n]
 	t := nd.task
