@@ -29,6 +29,14 @@
 // members take it only after a short grace. Keys nobody has a slot for are
 // open: claimers start at their head and, once they see contention, spread
 // over the first ready keys of the top priority by member index.
+//
+// Group commit (batch.go): a session's concurrent Enqueues, and separately
+// its concurrent Publishes, share one Txn of nested Txns, one per caller,
+// each with its own compares and result, so every caller gets exactly the
+// answer its own Txn would have given while they share one raft proposal.
+// A batch is whatever waits when the previous Txn returns (no timers), so
+// a lone caller is written at once and its sequential writes keep their
+// order.
 package etcd
 
 import (
@@ -282,6 +290,10 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		view:     newView(),
 		results:  mailbox.New[coordinator.Envelope](), lost: mailbox.New[coordinator.LostClaim](),
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
+		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
+	}
+	if master {
+		s.enq = newCommitter(c.cli, c.cfg.MaxRequestBytes)
 	}
 	// The first snapshot is read after our member key exists, so it
 	// includes us, and the watch continues exactly from it.
@@ -298,11 +310,13 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 	c.mu.Lock()
 	c.sessions[s] = struct{}{}
 	c.mu.Unlock()
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.heartbeat(time.Now())
 	go s.watch(snap.Header.Revision)
+	go func() { defer s.wg.Done(); s.pub.run(s.ctx) }()
 	if master {
-		s.wg.Add(2)
+		s.wg.Add(3)
+		go func() { defer s.wg.Done(); s.enq.run(s.ctx) }()
 		go func() { defer s.wg.Done(); s.results.Run(s.ctx) }()
 		go func() { defer s.wg.Done(); s.lost.Run(s.ctx) }()
 	}
@@ -359,6 +373,10 @@ type Session struct {
 	results   *mailbox.Mailbox[coordinator.Envelope]
 	lost      *mailbox.Mailbox[coordinator.LostClaim]
 	delivered map[string]int64
+
+	// pub group-commits this session's concurrent Publishes; enq (master
+	// only) its concurrent Enqueues. See batch.go.
+	pub, enq *committer
 
 	stopHeartbeat chan struct{} // tests: stop renewing without ending
 	resyncs       atomic.Int64  // re-reads after compaction, for tests
@@ -822,20 +840,20 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		return fmt.Errorf("publish result of %s: claim token %q is not from this coordinator: %w", env.Module, cl.Token, coordinator.ErrNotClaimant)
 	}
 	ckey := s.prefix + "claims/" + escape(env.Module)
-	resp, err := s.c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)).
+	r := s.pub.submit(ctx, newTxnOp(env.Module,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)},
 		// Put before delete: the master pairs the claim's delete with a
 		// result put of the same revision.
-		Then(clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)).
-		Commit()
-	if err != nil {
+		[]clientv3.Op{clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)},
+		nil))
+	if err := r.err; err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
 			return fmt.Errorf("publish result of %s: etcd refused the request as too large, so its --max-request-bytes is below the configured MaxRequestBytes %d; set them equal: %w",
 				env.Module, s.c.cfg.MaxRequestBytes, &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes()})
 		}
 		return fmt.Errorf("publish result of %s: %w", env.Module, err)
 	}
-	if !resp.Succeeded {
+	if !r.succeeded {
 		return fmt.Errorf("publish result of %s attempt %d: %w (the claim was lost or already published; the result is discarded)", env.Module, cl.Assignment.Attempt, coordinator.ErrNotClaimant)
 	}
 	s.log.Debug("result published", "module", env.Module, "status", env.Status)
@@ -924,16 +942,15 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	}
 	qkey := fmt.Sprintf("%squeue/%s/%d", m.prefix, escape(a.Module), a.Attempt)
 	ckey := m.prefix + "claims/" + escape(a.Module)
-	resp, err := m.c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
-		Then(clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))).
-		Else(clientv3.OpGet(ckey)).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, err)
+	r := m.enq.submit(ctx, newTxnOp(a.Module,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)},
+		[]clientv3.Op{clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))},
+		[]clientv3.Op{clientv3.OpGet(ckey)}))
+	if r.err != nil {
+		return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, r.err)
 	}
-	if !resp.Succeeded {
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+	if !r.succeeded {
+		if kvs := r.responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			var cv claimValue
 			_ = json.Unmarshal(kvs[0].Value, &cv)
 			return fmt.Errorf("enqueue %s attempt %d: attempt %d is still claimed by %s; requeue only after its LostClaim", a.Module, a.Attempt, cv.Attempt, cv.Member)
@@ -941,7 +958,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 		return fmt.Errorf("enqueue %s attempt %d: already queued", a.Module, a.Attempt)
 	}
 	m.mu.Lock()
-	m.wroteRev = max(m.wroteRev, resp.Header.Revision)
+	m.wroteRev = max(m.wroteRev, r.rev)
 	m.mu.Unlock()
 	m.log.Debug("enqueued", "module", a.Module, "attempt", a.Attempt, "priority", a.Priority, "requires", a.Requires)
 	return nil
