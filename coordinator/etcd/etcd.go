@@ -478,6 +478,9 @@ func (s *Session) watch(rev int64) {
 				}
 				continue
 			}
+			// Counted before the view delivers what the re-read found, so
+			// whoever receives those results or lost claims sees the count.
+			s.resyncs.Add(1)
 			s.mu.Lock()
 			toEnd := s.applySnapshotLocked(snap)
 			s.viewRev = max(s.viewRev, snap.Header.Revision)
@@ -488,7 +491,6 @@ func (s *Session) watch(rev int64) {
 			}
 			rev = snap.Header.Revision
 			resync = false
-			s.resyncs.Add(1)
 			s.log.Debug("re-read the run after compaction", "revision", rev)
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
