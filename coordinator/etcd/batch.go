@@ -201,13 +201,24 @@ func (c *committer) submit(ctx context.Context, op *txnOp) txnResult {
 		// Not yet sent: withdraw it. Already in a Txn: it may still be
 		// applied, as when a caller's own Txn is cancelled in flight.
 		c.mu.Lock()
+		withdrawn := false
 		for i, q := range c.queue {
 			if q == op {
 				c.queue = append(c.queue[:i:i], c.queue[i+1:]...)
+				withdrawn = true
 				break
 			}
 		}
 		c.mu.Unlock()
+		if !withdrawn {
+			select {
+			case r := <-op.done:
+				if !errors.Is(r.err, errCommitterClosed) {
+					return r // answered as ctx ended: the answer is known
+				}
+			default:
+			}
+		}
 		return txnResult{err: ctx.Err()}
 	}
 }

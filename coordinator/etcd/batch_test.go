@@ -298,3 +298,47 @@ func TestTakeRespectsLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupCommitWithdrawsCancelled: a write whose caller gives up while
+// it waits for a batch is never sent, so the caller's error is the whole
+// truth (the same enqueue then succeeds).
+func TestGroupCommitWithdrawsCancelled(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	ms, err := c.JoinMaster(ctx, joinReq(benchRunID("withdraw"), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	m := ms.(*Master)
+	release := make(chan struct{})
+	m.enq.mu.Lock()
+	m.enq.testGate = func() {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	m.enq.mu.Unlock()
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Enqueue(cctx, coordinator.Assignment{Module: "x", Attempt: 1}) }()
+	for m.enq.pending() < 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the enqueue never reached the committer")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled enqueue: %v, want context.Canceled", err)
+	}
+	if n := m.enq.pending(); n != 0 {
+		t.Fatalf("%d writes still queued after the caller gave up", n)
+	}
+	close(release)
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "x", Attempt: 1}); err != nil {
+		t.Fatalf("enqueue after the cancelled one was withdrawn: %v", err)
+	}
+}
