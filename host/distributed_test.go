@@ -555,7 +555,7 @@ func TestDistributedCancellationReachesEveryWorker(t *testing.T) {
 
 func TestDistributedMasterLoss(t *testing.T) {
 	dir := t.TempDir()
-	f := newFleet(t, "cancel.hcl", map[string]string{"dir": dir})
+	f := newFleet(t, "masterloss.hcl", map[string]string{"dir": dir})
 	f.start(member{index: 0}, workers3(greek...)...)
 	for _, m := range []string{"alpha", "beta", "gamma"} {
 		waitFile(t, filepath.Join(dir, m))
