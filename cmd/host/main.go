@@ -28,8 +28,10 @@ var version = "dev"
 // softMemoryLimit keeps the host small at 10,000 modules: its live heap
 // peaks near 70 MB, and with the default GC pacing the process grows to
 // twice that before collecting. A soft limit makes the GC work harder
-// only when the heap nears it. GOMEMLIMIT overrides it.
-const softMemoryLimit = 100 << 20
+// only when the heap nears it. 120 MiB was measured as the balance
+// (bench, 10,000 no-op modules): peak RSS 135 MB and 218 µs of host CPU
+// per module, where 100 MiB gave 122 MB but 355 µs. GOMEMLIMIT overrides.
+const softMemoryLimit = 120 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
