@@ -830,6 +830,12 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	if env.Module != cl.Assignment.Module {
 		return fmt.Errorf("publish result of %q for the claim of %q: the envelope's module must be the claimed module", env.Module, cl.Assignment.Module)
 	}
+	// An ended session holds no claims (its lease is gone or going), so
+	// the answer is known without asking etcd, which may be the very
+	// thing that is down.
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("publish result of %s attempt %d: the session has ended (%v), so its claims are gone: %w", env.Module, cl.Assignment.Attempt, err, coordinator.ErrNotClaimant)
+	}
 	data, err := json.Marshal(env)
 	if err != nil {
 		return fmt.Errorf("publish result of %s: encode envelope: %w", env.Module, err)
