@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/graph"
 )
@@ -30,7 +31,7 @@ func DryRun(opts Options) error {
 // Conditions that read module results cannot be known yet.
 func planReason(l *loaded, n *graph.Node, skipped map[string]string) (reason string, later bool) {
 	m := n.Module
-	if missing := missingCaps(n.Requires, l.facts.Capabilities); len(missing) > 0 {
+	if missing := coordinator.MissingCapabilities(n.Requires, l.facts.Capabilities); len(missing) > 0 {
 		return fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
 			strings.Join(missing, ", "), strings.Join(l.facts.Capabilities, ", ")), false
 	}

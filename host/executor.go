@@ -84,7 +84,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		return env
 	}
 
-	if missing := missingCaps(n.Requires, r.p.facts.Capabilities); len(missing) > 0 {
+	if missing := coordinator.MissingCapabilities(n.Requires, r.p.facts.Capabilities); len(missing) > 0 {
 		env.SkipReason = fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
 			strings.Join(missing, ", "), strings.Join(r.p.facts.Capabilities, ", "))
 		return finish(coordinator.StatusSkipped, nil)
@@ -234,22 +234,6 @@ func (r *moduleRunner) scope(n *graph.Node) (config.Scope, error) {
 		s.Modules[d.Module] = config.MatrixValue(inst)
 	}
 	return s, nil
-}
-
-// missingCaps returns the requirements not among caps (both compared
-// lower-case; caps are already normalised).
-func missingCaps(requires, caps []string) []string {
-	have := map[string]bool{}
-	for _, c := range caps {
-		have[c] = true
-	}
-	var missing []string
-	for _, r := range requires {
-		if !have[strings.ToLower(r)] {
-			missing = append(missing, r)
-		}
-	}
-	return missing
 }
 
 // resultFunc serves sdk.Result calls: a running module may read the
