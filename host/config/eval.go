@@ -150,7 +150,7 @@ func attrSpec(k *schema.Kind) hcldec.ObjectSpec {
 // omitted.
 func (m *Module) EvalConfig(ctx *hcl.EvalContext, k *schema.Kind) (json.RawMessage, hcl.Diagnostics) {
 	val, diags := hcldec.Decode(m.Body, attrSpec(k), ctx)
-	sortDiagnostics(diags)
+	SortDiagnostics(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -276,7 +276,7 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 			})
 		}
 	}
-	sortDiagnostics(diags)
+	SortDiagnostics(diags)
 	return diags
 }
 

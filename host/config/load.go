@@ -137,14 +137,14 @@ func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagn
 	for _, m := range p.Modules {
 		diags = append(diags, m.checkReferences()...)
 	}
-	sortDiagnostics(diags)
+	SortDiagnostics(diags)
 	return p, diags
 }
 
-// sortDiagnostics orders diagnostics by their position in the file, those
+// SortDiagnostics orders diagnostics by their position in the file, those
 // without a position first, so that output is stable (hcl reports some
 // problems in map order) and reads top to bottom.
-func sortDiagnostics(diags hcl.Diagnostics) {
+func SortDiagnostics(diags hcl.Diagnostics) {
 	sort.SliceStable(diags, func(i, j int) bool {
 		a, b := diags[i].Subject, diags[j].Subject
 		if a == nil || b == nil {

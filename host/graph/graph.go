@@ -105,7 +105,7 @@ func Build(p *config.Pipeline) (*Graph, hcl.Diagnostics) {
 		deps[m.Name] = list
 	}
 	diags = append(diags, cycles(p, deps)...)
-	sortDiagnostics(diags)
+	config.SortDiagnostics(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -390,19 +390,6 @@ func shortestPath(deps map[string][]string, in map[string]bool, from string, goa
 	}
 	// Unreachable inside a strongly connected component.
 	return []string{from}
-}
-
-func sortDiagnostics(diags hcl.Diagnostics) {
-	sort.SliceStable(diags, func(i, j int) bool {
-		a, b := diags[i].Subject, diags[j].Subject
-		if a == nil || b == nil {
-			return a == nil && b != nil
-		}
-		if a.Filename != b.Filename {
-			return a.Filename < b.Filename
-		}
-		return a.Start.Byte < b.Start.Byte
-	})
 }
 
 // instancesReferred narrows m's dependency on module dep to the instances
