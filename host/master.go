@@ -102,15 +102,9 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	go func() { defer wg.Done(); rt.route(helpers, sess) }()
 
 	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: ctx, capabilityTimeout: d.CapabilityTimeout}
-	sched, err := schedule.New(tasks(l.graph), exec, schedule.Options{
-		Parallelism: 0, // members have their own slots
-		Limits:      limits(p),
-		OnFailure:   onFailure(p.cfg.OnFailure),
-		Logger:      opts.Logger.Named("schedule"),
-		Observer:    con,
-	})
+	sched, err := newScheduler(p, exec, 0 /* members have their own slots */, con)
 	if err != nil {
-		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", opts.File, err)
+		return nil, err
 	}
 	src.set(sched)
 

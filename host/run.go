@@ -70,15 +70,9 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	con := newRunConsole(p, opts.NoProgress, len(l.graph.Nodes()))
 	defer con.Close()
 	runner := newModuleRunner(p, src, con, runID, 0)
-	sched, err := schedule.New(tasks(l.graph), runner, schedule.Options{
-		Parallelism: opts.Parallelism,
-		Limits:      limits(p),
-		OnFailure:   onFailure(p.cfg.OnFailure),
-		Logger:      opts.Logger.Named("schedule"),
-		Observer:    con,
-	})
+	sched, err := newScheduler(p, runner, opts.Parallelism, con)
 	if err != nil {
-		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", opts.File, err)
+		return nil, err
 	}
 	src.set(sched)
 
@@ -177,6 +171,22 @@ func limits(p *prepared) map[string]int {
 		m[name] = l.Max
 	}
 	return m
+}
+
+// newScheduler builds the one scheduler every mode runs, over the
+// prepared graph, with the executor that decides where modules run.
+func newScheduler(p *prepared, exec schedule.Executor, parallelism int, con *console) (*schedule.Scheduler, error) {
+	sched, err := schedule.New(tasks(p.graph), exec, schedule.Options{
+		Parallelism: parallelism,
+		Limits:      limits(p),
+		OnFailure:   onFailure(p.cfg.OnFailure),
+		Logger:      p.opts.Logger.Named("schedule"),
+		Observer:    con,
+	})
+	if err != nil {
+		return nil, exitErrorf(ExitInvalid, "schedule %s: %v", p.opts.File, err)
+	}
+	return sched, nil
 }
 
 func onFailure(s string) schedule.OnFailure {
