@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 
@@ -45,7 +46,44 @@ func Serve(p Plugin) {
 		fmt.Fprintf(os.Stderr, "plugin %q: %v\n", p.Name, err)
 		os.Exit(1)
 	}
+	stop := startCPUProfile(srv.logger)
+	defer stop()
 	goplugin.Serve(srv.serveConfig())
+}
+
+// sessionsEnv set to "off" makes the plugin run every module through an
+// Execute call of its own instead of the Session stream: slower, for
+// telling a problem of the stream apart from one of the module, and for
+// testing hosts against plugins that do not serve sessions.
+const sessionsEnv = "MODPIPE_PLUGIN_SESSIONS"
+
+// cpuProfileEnv names a file prefix under which a plugin writes a CPU
+// profile of its whole life (PREFIX.PID, for go tool pprof). It is for
+// finding where a plugin spends its time in a real run, beside the host's
+// own profile; unset (the default), nothing is profiled.
+const cpuProfileEnv = "MODPIPE_PLUGIN_CPUPROFILE"
+
+// startCPUProfile starts the profile cpuProfileEnv asks for and returns
+// what stops it.
+func startCPUProfile(logger hclog.Logger) (stop func()) {
+	prefix := os.Getenv(cpuProfileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+	if err != nil {
+		logger.Warn("cannot write the CPU profile", "error", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		logger.Warn("cannot start the CPU profile", "error", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // streamWorkers is how many goroutines serve calls: more than the host's
@@ -103,6 +141,9 @@ type server struct {
 	logger        hclog.Logger
 	broker        *goplugin.GRPCBroker // set once before serving
 
+	// sessions is whether Describe offers the Session RPC; see sessionsEnv.
+	sessions bool
+
 	// stderr is the process's real stderr; see restoreStderr.
 	stderr     *os.File
 	stderrOnce sync.Once
@@ -126,6 +167,9 @@ func newServer(p Plugin) (*server, error) {
 		hostCli: map[uint32]pluginv1.HostClient{},
 		running: map[string]chan struct{}{},
 		stderr:  os.Stderr,
+		// Off only on request: it is for telling a problem of the Session
+		// stream apart from one of the module.
+		sessions: os.Getenv(sessionsEnv) != "off",
 	}
 	if s.logger == nil {
 		level := hclog.LevelFromString(os.Getenv("MODPIPE_PLUGIN_LOG_LEVEL"))
@@ -197,7 +241,7 @@ func (s *server) Describe(_ context.Context, req *pluginv1.DescribeRequest) (*pl
 			s.logger.Warn("cannot reach the host's result service; sdk.Result will fail", "error", err)
 		}
 	}
-	resp := &pluginv1.DescribeResponse{Name: s.name, Version: s.version, ProtocolVersion: pluginv1.ProtocolVersion}
+	resp := &pluginv1.DescribeResponse{Name: s.name, Version: s.version, ProtocolVersion: pluginv1.ProtocolVersion, Sessions: s.sessions}
 	for _, k := range s.kinds {
 		mk := k.describe()
 		mk.Default = k == s.defaultKind
@@ -245,6 +289,92 @@ func (s *server) Await(ctx context.Context, req *pluginv1.AwaitRequest) (*plugin
 // Execute implements pluginv1.PluginServer.
 func (s *server) Execute(req *pluginv1.ExecuteRequest, stream grpc.ServerStreamingServer[pluginv1.ExecuteEvent]) error {
 	s.restoreStderr()
+	result := s.serveModule(stream.Context(), req, func(line *pluginv1.OutputLine) error {
+		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
+	})
+	return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
+}
+
+// Session implements pluginv1.PluginServer: every module the host starts
+// on the stream runs in a goroutine of its own, as an Execute call would,
+// and its events go back on the same stream tagged with its execution id.
+func (s *server) Session(stream grpc.BidiStreamingServer[pluginv1.SessionRequest, pluginv1.SessionEvent]) error {
+	s.restoreStderr()
+	ctx, cancelAll := context.WithCancel(stream.Context())
+	var (
+		sendMu  sync.Mutex // a gRPC stream's Send is not safe for concurrent use
+		mu      sync.Mutex
+		cancels = map[string]context.CancelFunc{}
+		modules sync.WaitGroup
+		// work hands a module to a worker goroutine idle since its last
+		// one. A fresh goroutine per module grew its stack through the
+		// module's deep call chain every time (copystack was 18% of the
+		// shell plugin's CPU in the bench's /bin/true DAG); a worker keeps
+		// its grown stack. Workers are as many as modules ever ran at once.
+		work = make(chan func())
+	)
+	// The modules end before Session returns: gRPC forbids Send after it.
+	defer modules.Wait()
+	defer close(work)
+	defer cancelAll()
+	send := func(id string, ev *pluginv1.ExecuteEvent) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(&pluginv1.SessionEvent{ExecutionId: id, Event: ev})
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			// io.EOF: the host closed its side; anything else: the
+			// connection or the host's context ended. Either way no one
+			// waits for the modules still running: cancel them.
+			return nil
+		}
+		switch r := msg.GetRequest().(type) {
+		case *pluginv1.SessionRequest_Execute:
+			req := r.Execute
+			id := req.GetExecutionId()
+			mctx, cancel := context.WithCancel(ctx)
+			mu.Lock()
+			cancels[id] = cancel
+			mu.Unlock()
+			job := func() {
+				defer func() {
+					mu.Lock()
+					delete(cancels, id)
+					mu.Unlock()
+					cancel()
+				}()
+				result := s.serveModule(mctx, req, func(line *pluginv1.OutputLine) error {
+					return send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
+				})
+				// A failed send means the session is gone; its modules
+				// are being cancelled and no one reads the result.
+				_ = send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
+			}
+			select {
+			case work <- job:
+			default:
+				modules.Go(func() {
+					for job := job; job != nil; job = <-work {
+						job()
+					}
+				})
+			}
+		case *pluginv1.SessionRequest_Cancel:
+			mu.Lock()
+			cancel := cancels[r.Cancel]
+			mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		}
+	}
+}
+
+// serveModule runs one module for Execute or Session, registered under
+// its execution id for Await while it runs, and returns its result.
+func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, send func(*pluginv1.OutputLine) error) *pluginv1.Result {
 	if id := req.GetExecutionId(); id != "" {
 		done := make(chan struct{})
 		s.mu.Lock()
@@ -257,12 +387,7 @@ func (s *server) Execute(req *pluginv1.ExecuteRequest, stream grpc.ServerStreami
 			close(done)
 		}()
 	}
-	send := func(line *pluginv1.OutputLine) error {
-		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
-	}
-	m := newModule(req, s, send)
-	result := s.execute(stream.Context(), req, m)
-	return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
+	return s.execute(ctx, req, newModule(req, s, send))
 }
 
 // execute runs the module and builds its final result. Every path ends in

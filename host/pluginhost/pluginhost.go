@@ -76,6 +76,8 @@ type Info struct {
 	Version         string
 	ProtocolVersion int
 	Kinds           []schema.Kind
+	// sessions says the plugin serves the Session RPC.
+	sessions bool
 }
 
 // Diagnostic is a problem a plugin found in a module's config.
@@ -129,8 +131,9 @@ type Plugin struct {
 
 	execSeq atomic.Uint64
 
-	mu     sync.Mutex // guards cur, closed, starts
+	mu     sync.Mutex // guards cur, sess, closed, starts
 	cur    *process   // nil after a crash until the next call restarts it
+	sess   *session   // cur's Session stream, opened on first use
 	closed bool
 	starts int // processes started, for tests and logs
 
@@ -232,7 +235,7 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 			Found:    "protocol version " + strconv.Itoa(v),
 		}
 	}
-	info := Info{Name: resp.GetName(), Version: resp.GetVersion(), ProtocolVersion: int(resp.GetProtocolVersion())}
+	info := Info{Name: resp.GetName(), Version: resp.GetVersion(), ProtocolVersion: int(resp.GetProtocolVersion()), sessions: resp.GetSessions()}
 	if len(resp.GetKinds()) == 0 {
 		return fail("the plugin declares no module kinds", nil)
 	}
@@ -316,6 +319,7 @@ func (p *Plugin) acquire(ctx context.Context) (*process, error) {
 		return p.cur, nil
 	}
 	if p.cur != nil { // died between calls: reap it
+		p.dropSession(p.cur)
 		p.cur.kill()
 		p.cur = nil
 	}
@@ -351,8 +355,40 @@ func (p *Plugin) discard(pr *process) {
 	if p.cur == pr {
 		p.cur = nil
 	}
+	p.dropSession(pr)
 	p.mu.Unlock()
 	pr.kill()
+}
+
+// session returns pr's Session stream, opening it on first use or after
+// the last one ended; nil when the plugin does not serve sessions.
+func (p *Plugin) session(pr *process) (*session, error) {
+	if !p.info.sessions {
+		return nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.sess; s != nil && s.pr == pr && !s.ended() {
+		return s, nil
+	}
+	if p.cur != pr {
+		return nil, fmt.Errorf("plugin %q: the process was replaced", p.spec.Name)
+	}
+	p.dropSession(pr)
+	s, err := openSession(pr)
+	if err != nil {
+		return nil, err
+	}
+	p.sess = s
+	return s, nil
+}
+
+// dropSession closes pr's session, if it has one. The caller holds p.mu.
+func (p *Plugin) dropSession(pr *process) {
+	if p.sess != nil && p.sess.pr == pr {
+		p.sess.close()
+		p.sess = nil
+	}
 }
 
 // Validate asks the plugin to check a module's config.
@@ -418,7 +454,26 @@ func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (Resp
 		p.inflightMu.Unlock()
 	}()
 
-	matrix := req.Matrix
+	preq := &pluginv1.ExecuteRequest{
+		Module:       req.Module,
+		Kind:         req.Kind,
+		ConfigJson:   string(req.Config),
+		Matrix:       req.Matrix,
+		Attempt:      int32(req.Attempt),
+		Instance:     int32(req.Instance),
+		RunId:        req.RunID,
+		Dependencies: req.Deps,
+		HostBrokerId: pr.brokerID,
+		ExecutionId:  id,
+	}
+	sess, err := p.session(pr)
+	if err != nil {
+		return Response{}, p.noResult(ctx, pr, id, req.Module, err)
+	}
+	if sess != nil {
+		return p.executeOnSession(ctx, pr, sess, preq, out)
+	}
+
 	// The stream is cancelled only through ctx, and carries no deadline:
 	// gRPC would send ctx's deadline to the plugin, whose clock could end
 	// the stream before ctx itself is done, and the stream's end would not
@@ -427,18 +482,7 @@ func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (Resp
 	defer cancel()
 	stopCancel := context.AfterFunc(ctx, cancel)
 	defer stopCancel()
-	stream, err := pr.rpc.Execute(streamCtx, &pluginv1.ExecuteRequest{
-		Module:       req.Module,
-		Kind:         req.Kind,
-		ConfigJson:   string(req.Config),
-		Matrix:       matrix,
-		Attempt:      int32(req.Attempt),
-		Instance:     int32(req.Instance),
-		RunId:        req.RunID,
-		Dependencies: req.Deps,
-		HostBrokerId: pr.brokerID,
-		ExecutionId:  id,
-	})
+	stream, err := pr.rpc.Execute(streamCtx, preq)
 	if err != nil {
 		return Response{}, p.noResult(ctx, pr, id, req.Module, err)
 	}
@@ -454,6 +498,39 @@ func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (Resp
 			}
 		case *pluginv1.ExecuteEvent_Result:
 			return p.response(req.Module, e.Result)
+		}
+	}
+}
+
+// executeOnSession is Execute over the process's Session stream: the same
+// events, results and errors as an Execute call of its own.
+func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *session, req *pluginv1.ExecuteRequest, out func(Line)) (Response, error) {
+	id, module := req.GetExecutionId(), req.GetModule()
+	call, err := sess.start(req)
+	if err != nil {
+		return Response{}, p.noResult(ctx, pr, id, module, err)
+	}
+	var events []*pluginv1.ExecuteEvent
+	for {
+		select {
+		case <-call.ready:
+		case <-ctx.Done():
+			sess.cancelCall(id)
+			return Response{}, p.noResult(ctx, pr, id, module, ctx.Err())
+		}
+		events, err = call.take(events)
+		for _, ev := range events {
+			switch e := ev.GetEvent().(type) {
+			case *pluginv1.ExecuteEvent_Line:
+				if out != nil {
+					out(Line{Stream: streamName(e.Line.GetStream()), Text: e.Line.GetText()})
+				}
+			case *pluginv1.ExecuteEvent_Result:
+				return p.response(module, e.Result)
+			}
+		}
+		if err != nil {
+			return Response{}, p.noResult(ctx, pr, id, module, err)
 		}
 	}
 }
@@ -562,6 +639,9 @@ func (p *Plugin) Close() error {
 	p.closed = true
 	pr := p.cur
 	p.cur = nil
+	if pr != nil {
+		p.dropSession(pr)
+	}
 	p.mu.Unlock()
 	if pr != nil {
 		pr.kill()

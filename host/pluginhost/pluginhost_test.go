@@ -743,3 +743,45 @@ func TestResultLongAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// TestExecuteWithoutSessions runs modules in a plugin that does not offer
+// the Session stream (as plugins built without the Go sdk may not): the
+// host falls back to an Execute call per module, with the same lines,
+// results and cancellation.
+func TestExecuteWithoutSessions(t *testing.T) {
+	ctx := guardCtx(t)
+	p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin, Env: []string{"MODPIPE_PLUGIN_SESSIONS=off"}}, pluginhost.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+
+	resp, lines, err := execute(t, p, pluginhost.Request{Module: "l", Kind: "lines", Config: json.RawMessage(`{"count":2}`)})
+	if err != nil || !resp.Succeeded || string(resp.Value) != `{"count":2}` {
+		t.Fatalf("lines: resp = %+v, err = %v", resp, err)
+	}
+	if len(lines) != 8 || lines[0] != (pluginhost.Line{Stream: "stdout", Text: "out 0"}) {
+		t.Fatalf("lines = %v", lines)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	started := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Execute(cctx, pluginhost.Request{Module: "s", Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)}, func(pluginhost.Line) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+		})
+		done <- err
+	}()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if p.Starts() != 1 {
+		t.Fatalf("plugin restarted after a clean cancellation: starts %d", p.Starts())
+	}
+}

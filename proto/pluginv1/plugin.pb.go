@@ -191,8 +191,11 @@ type DescribeResponse struct {
 	// protocol_version is the version of this protocol the plugin speaks (1).
 	ProtocolVersion int32         `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	Kinds           []*ModuleKind `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// sessions says the plugin serves Plugin.Session; a plugin that does not
+	// leaves it false and gets an Execute call per module.
+	Sessions      bool `protobuf:"varint,5,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -251,6 +254,13 @@ func (x *DescribeResponse) GetKinds() []*ModuleKind {
 		return x.Kinds
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetSessions() bool {
+	if x != nil {
+		return x.Sessions
+	}
+	return false
 }
 
 // ModuleKind is one kind of module a plugin can run.
@@ -789,6 +799,146 @@ func (*ExecuteEvent_Line) isExecuteEvent_Event() {}
 
 func (*ExecuteEvent_Result) isExecuteEvent_Event() {}
 
+// SessionRequest is one message from the host on a Session stream.
+type SessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*SessionRequest_Execute
+	//	*SessionRequest_Cancel
+	Request       isSessionRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SessionRequest) GetRequest() isSessionRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetExecute() *ExecuteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*SessionRequest_Execute); ok {
+			return x.Execute
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetCancel() string {
+	if x != nil {
+		if x, ok := x.Request.(*SessionRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return ""
+}
+
+type isSessionRequest_Request interface {
+	isSessionRequest_Request()
+}
+
+type SessionRequest_Execute struct {
+	// execute starts a module; its execution_id is set and unique.
+	Execute *ExecuteRequest `protobuf:"bytes,1,opt,name=execute,proto3,oneof"`
+}
+
+type SessionRequest_Cancel struct {
+	// cancel is the execution id of a module to cancel, as cancelling its
+	// Execute stream would. The module still ends with a result event.
+	Cancel string `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
+}
+
+func (*SessionRequest_Execute) isSessionRequest_Request() {}
+
+func (*SessionRequest_Cancel) isSessionRequest_Request() {}
+
+// SessionEvent is one message from the plugin on a Session stream: an
+// event of the module started with execution_id.
+type SessionEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Event         *ExecuteEvent          `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEvent) Reset() {
+	*x = SessionEvent{}
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEvent) ProtoMessage() {}
+
+func (x *SessionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
+func (*SessionEvent) Descriptor() ([]byte, []int) {
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SessionEvent) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *SessionEvent) GetEvent() *ExecuteEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 // OutputLine is one line of module output, without its trailing newline.
 type OutputLine struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -800,7 +950,7 @@ type OutputLine struct {
 
 func (x *OutputLine) Reset() {
 	*x = OutputLine{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +962,7 @@ func (x *OutputLine) String() string {
 func (*OutputLine) ProtoMessage() {}
 
 func (x *OutputLine) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +975,7 @@ func (x *OutputLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputLine.ProtoReflect.Descriptor instead.
 func (*OutputLine) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OutputLine) GetStream() Stream {
@@ -859,7 +1009,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1021,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1034,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Result) GetSucceeded() bool {
@@ -930,7 +1080,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1092,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1105,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetMessage() string {
@@ -988,7 +1138,7 @@ type AwaitRequest struct {
 
 func (x *AwaitRequest) Reset() {
 	*x = AwaitRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1150,7 @@ func (x *AwaitRequest) String() string {
 func (*AwaitRequest) ProtoMessage() {}
 
 func (x *AwaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1163,7 @@ func (x *AwaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitRequest.ProtoReflect.Descriptor instead.
 func (*AwaitRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AwaitRequest) GetExecutionId() string {
@@ -1031,7 +1181,7 @@ type AwaitResponse struct {
 
 func (x *AwaitResponse) Reset() {
 	*x = AwaitResponse{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1193,7 @@ func (x *AwaitResponse) String() string {
 func (*AwaitResponse) ProtoMessage() {}
 
 func (x *AwaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1206,7 @@ func (x *AwaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitResponse.ProtoReflect.Descriptor instead.
 func (*AwaitResponse) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 type GetResultRequest struct {
@@ -1071,7 +1221,7 @@ type GetResultRequest struct {
 
 func (x *GetResultRequest) Reset() {
 	*x = GetResultRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1233,7 @@ func (x *GetResultRequest) String() string {
 func (*GetResultRequest) ProtoMessage() {}
 
 func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1246,7 @@ func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultRequest.ProtoReflect.Descriptor instead.
 func (*GetResultRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetResultRequest) GetCaller() string {
@@ -1124,7 +1274,7 @@ type GetResultResponse struct {
 
 func (x *GetResultResponse) Reset() {
 	*x = GetResultResponse{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1286,7 @@ func (x *GetResultResponse) String() string {
 func (*GetResultResponse) ProtoMessage() {}
 
 func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1299,7 @@ func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultResponse.ProtoReflect.Descriptor instead.
 func (*GetResultResponse) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetResultResponse) GetEnvelopeJson() string {
@@ -1165,12 +1315,13 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x1emodpipe/plugin/v1/plugin.proto\x12\x11modpipe.plugin.v1\"7\n" +
 	"\x0fDescribeRequest\x12$\n" +
-	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\"\xa0\x01\n" +
+	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\"\xbc\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x123\n" +
-	"\x05kinds\x18\x04 \x03(\v2\x1d.modpipe.plugin.v1.ModuleKindR\x05kinds\"\xab\x01\n" +
+	"\x05kinds\x18\x04 \x03(\v2\x1d.modpipe.plugin.v1.ModuleKindR\x05kinds\x12\x1a\n" +
+	"\bsessions\x18\x05 \x01(\bR\bsessions\"\xab\x01\n" +
 	"\n" +
 	"ModuleKind\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1217,7 +1368,14 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\fExecuteEvent\x123\n" +
 	"\x04line\x18\x01 \x01(\v2\x1d.modpipe.plugin.v1.OutputLineH\x00R\x04line\x123\n" +
 	"\x06result\x18\x02 \x01(\v2\x19.modpipe.plugin.v1.ResultH\x00R\x06resultB\a\n" +
-	"\x05event\"S\n" +
+	"\x05event\"t\n" +
+	"\x0eSessionRequest\x12=\n" +
+	"\aexecute\x18\x01 \x01(\v2!.modpipe.plugin.v1.ExecuteRequestH\x00R\aexecute\x12\x18\n" +
+	"\x06cancel\x18\x02 \x01(\tH\x00R\x06cancelB\t\n" +
+	"\arequest\"h\n" +
+	"\fSessionEvent\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x125\n" +
+	"\x05event\x18\x02 \x01(\v2\x1f.modpipe.plugin.v1.ExecuteEventR\x05event\"S\n" +
 	"\n" +
 	"OutputLine\x121\n" +
 	"\x06stream\x18\x01 \x01(\x0e2\x19.modpipe.plugin.v1.StreamR\x06stream\x12\x12\n" +
@@ -1249,12 +1407,13 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
 	"\rSTREAM_STDERR\x10\x02\x12\x0e\n" +
 	"\n" +
-	"STREAM_LOG\x10\x032\xcf\x02\n" +
+	"STREAM_LOG\x10\x032\xa2\x03\n" +
 	"\x06Plugin\x12S\n" +
 	"\bDescribe\x12\".modpipe.plugin.v1.DescribeRequest\x1a#.modpipe.plugin.v1.DescribeResponse\x12S\n" +
 	"\bValidate\x12\".modpipe.plugin.v1.ValidateRequest\x1a#.modpipe.plugin.v1.ValidateResponse\x12O\n" +
 	"\aExecute\x12!.modpipe.plugin.v1.ExecuteRequest\x1a\x1f.modpipe.plugin.v1.ExecuteEvent0\x01\x12J\n" +
-	"\x05Await\x12\x1f.modpipe.plugin.v1.AwaitRequest\x1a .modpipe.plugin.v1.AwaitResponse2^\n" +
+	"\x05Await\x12\x1f.modpipe.plugin.v1.AwaitRequest\x1a .modpipe.plugin.v1.AwaitResponse\x12Q\n" +
+	"\aSession\x12!.modpipe.plugin.v1.SessionRequest\x1a\x1f.modpipe.plugin.v1.SessionEvent(\x010\x012^\n" +
 	"\x04Host\x12V\n" +
 	"\tGetResult\x12#.modpipe.plugin.v1.GetResultRequest\x1a$.modpipe.plugin.v1.GetResultResponseB4Z2github.com/modpipe/modpipe/proto/pluginv1;pluginv1b\x06proto3"
 
@@ -1271,7 +1430,7 @@ func file_modpipe_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_modpipe_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_modpipe_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_modpipe_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_modpipe_plugin_v1_plugin_proto_goTypes = []any{
 	(Severity)(0),             // 0: modpipe.plugin.v1.Severity
 	(Stream)(0),               // 1: modpipe.plugin.v1.Stream
@@ -1284,40 +1443,46 @@ var file_modpipe_plugin_v1_plugin_proto_goTypes = []any{
 	(*Diagnostic)(nil),        // 8: modpipe.plugin.v1.Diagnostic
 	(*ExecuteRequest)(nil),    // 9: modpipe.plugin.v1.ExecuteRequest
 	(*ExecuteEvent)(nil),      // 10: modpipe.plugin.v1.ExecuteEvent
-	(*OutputLine)(nil),        // 11: modpipe.plugin.v1.OutputLine
-	(*Result)(nil),            // 12: modpipe.plugin.v1.Result
-	(*Error)(nil),             // 13: modpipe.plugin.v1.Error
-	(*AwaitRequest)(nil),      // 14: modpipe.plugin.v1.AwaitRequest
-	(*AwaitResponse)(nil),     // 15: modpipe.plugin.v1.AwaitResponse
-	(*GetResultRequest)(nil),  // 16: modpipe.plugin.v1.GetResultRequest
-	(*GetResultResponse)(nil), // 17: modpipe.plugin.v1.GetResultResponse
-	nil,                       // 18: modpipe.plugin.v1.ExecuteRequest.MatrixEntry
+	(*SessionRequest)(nil),    // 11: modpipe.plugin.v1.SessionRequest
+	(*SessionEvent)(nil),      // 12: modpipe.plugin.v1.SessionEvent
+	(*OutputLine)(nil),        // 13: modpipe.plugin.v1.OutputLine
+	(*Result)(nil),            // 14: modpipe.plugin.v1.Result
+	(*Error)(nil),             // 15: modpipe.plugin.v1.Error
+	(*AwaitRequest)(nil),      // 16: modpipe.plugin.v1.AwaitRequest
+	(*AwaitResponse)(nil),     // 17: modpipe.plugin.v1.AwaitResponse
+	(*GetResultRequest)(nil),  // 18: modpipe.plugin.v1.GetResultRequest
+	(*GetResultResponse)(nil), // 19: modpipe.plugin.v1.GetResultResponse
+	nil,                       // 20: modpipe.plugin.v1.ExecuteRequest.MatrixEntry
 }
 var file_modpipe_plugin_v1_plugin_proto_depIdxs = []int32{
 	4,  // 0: modpipe.plugin.v1.DescribeResponse.kinds:type_name -> modpipe.plugin.v1.ModuleKind
 	5,  // 1: modpipe.plugin.v1.ModuleKind.attributes:type_name -> modpipe.plugin.v1.Attribute
 	8,  // 2: modpipe.plugin.v1.ValidateResponse.diagnostics:type_name -> modpipe.plugin.v1.Diagnostic
 	0,  // 3: modpipe.plugin.v1.Diagnostic.severity:type_name -> modpipe.plugin.v1.Severity
-	18, // 4: modpipe.plugin.v1.ExecuteRequest.matrix:type_name -> modpipe.plugin.v1.ExecuteRequest.MatrixEntry
-	11, // 5: modpipe.plugin.v1.ExecuteEvent.line:type_name -> modpipe.plugin.v1.OutputLine
-	12, // 6: modpipe.plugin.v1.ExecuteEvent.result:type_name -> modpipe.plugin.v1.Result
-	1,  // 7: modpipe.plugin.v1.OutputLine.stream:type_name -> modpipe.plugin.v1.Stream
-	13, // 8: modpipe.plugin.v1.Result.error:type_name -> modpipe.plugin.v1.Error
-	2,  // 9: modpipe.plugin.v1.Plugin.Describe:input_type -> modpipe.plugin.v1.DescribeRequest
-	6,  // 10: modpipe.plugin.v1.Plugin.Validate:input_type -> modpipe.plugin.v1.ValidateRequest
-	9,  // 11: modpipe.plugin.v1.Plugin.Execute:input_type -> modpipe.plugin.v1.ExecuteRequest
-	14, // 12: modpipe.plugin.v1.Plugin.Await:input_type -> modpipe.plugin.v1.AwaitRequest
-	16, // 13: modpipe.plugin.v1.Host.GetResult:input_type -> modpipe.plugin.v1.GetResultRequest
-	3,  // 14: modpipe.plugin.v1.Plugin.Describe:output_type -> modpipe.plugin.v1.DescribeResponse
-	7,  // 15: modpipe.plugin.v1.Plugin.Validate:output_type -> modpipe.plugin.v1.ValidateResponse
-	10, // 16: modpipe.plugin.v1.Plugin.Execute:output_type -> modpipe.plugin.v1.ExecuteEvent
-	15, // 17: modpipe.plugin.v1.Plugin.Await:output_type -> modpipe.plugin.v1.AwaitResponse
-	17, // 18: modpipe.plugin.v1.Host.GetResult:output_type -> modpipe.plugin.v1.GetResultResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	20, // 4: modpipe.plugin.v1.ExecuteRequest.matrix:type_name -> modpipe.plugin.v1.ExecuteRequest.MatrixEntry
+	13, // 5: modpipe.plugin.v1.ExecuteEvent.line:type_name -> modpipe.plugin.v1.OutputLine
+	14, // 6: modpipe.plugin.v1.ExecuteEvent.result:type_name -> modpipe.plugin.v1.Result
+	9,  // 7: modpipe.plugin.v1.SessionRequest.execute:type_name -> modpipe.plugin.v1.ExecuteRequest
+	10, // 8: modpipe.plugin.v1.SessionEvent.event:type_name -> modpipe.plugin.v1.ExecuteEvent
+	1,  // 9: modpipe.plugin.v1.OutputLine.stream:type_name -> modpipe.plugin.v1.Stream
+	15, // 10: modpipe.plugin.v1.Result.error:type_name -> modpipe.plugin.v1.Error
+	2,  // 11: modpipe.plugin.v1.Plugin.Describe:input_type -> modpipe.plugin.v1.DescribeRequest
+	6,  // 12: modpipe.plugin.v1.Plugin.Validate:input_type -> modpipe.plugin.v1.ValidateRequest
+	9,  // 13: modpipe.plugin.v1.Plugin.Execute:input_type -> modpipe.plugin.v1.ExecuteRequest
+	16, // 14: modpipe.plugin.v1.Plugin.Await:input_type -> modpipe.plugin.v1.AwaitRequest
+	11, // 15: modpipe.plugin.v1.Plugin.Session:input_type -> modpipe.plugin.v1.SessionRequest
+	18, // 16: modpipe.plugin.v1.Host.GetResult:input_type -> modpipe.plugin.v1.GetResultRequest
+	3,  // 17: modpipe.plugin.v1.Plugin.Describe:output_type -> modpipe.plugin.v1.DescribeResponse
+	7,  // 18: modpipe.plugin.v1.Plugin.Validate:output_type -> modpipe.plugin.v1.ValidateResponse
+	10, // 19: modpipe.plugin.v1.Plugin.Execute:output_type -> modpipe.plugin.v1.ExecuteEvent
+	17, // 20: modpipe.plugin.v1.Plugin.Await:output_type -> modpipe.plugin.v1.AwaitResponse
+	12, // 21: modpipe.plugin.v1.Plugin.Session:output_type -> modpipe.plugin.v1.SessionEvent
+	19, // 22: modpipe.plugin.v1.Host.GetResult:output_type -> modpipe.plugin.v1.GetResultResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_modpipe_plugin_v1_plugin_proto_init() }
@@ -1329,13 +1494,17 @@ func file_modpipe_plugin_v1_plugin_proto_init() {
 		(*ExecuteEvent_Line)(nil),
 		(*ExecuteEvent_Result)(nil),
 	}
+	file_modpipe_plugin_v1_plugin_proto_msgTypes[9].OneofWrappers = []any{
+		(*SessionRequest_Execute)(nil),
+		(*SessionRequest_Cancel)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_modpipe_plugin_v1_plugin_proto_rawDesc), len(file_modpipe_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -35,6 +35,7 @@ const (
 	Plugin_Validate_FullMethodName = "/modpipe.plugin.v1.Plugin/Validate"
 	Plugin_Execute_FullMethodName  = "/modpipe.plugin.v1.Plugin/Execute"
 	Plugin_Await_FullMethodName    = "/modpipe.plugin.v1.Plugin/Await"
+	Plugin_Session_FullMethodName  = "/modpipe.plugin.v1.Plugin/Session"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -60,6 +61,17 @@ type PluginClient interface {
 	// its process is killed. A plugin that does not implement Await is
 	// trusted to stop on cancellation.
 	Await(ctx context.Context, in *AwaitRequest, opts ...grpc.CallOption) (*AwaitResponse, error)
+	// Session runs many modules over one stream. A module costs far less on
+	// it than an Execute call of its own, which opens a new HTTP/2 stream
+	// (headers, a goroutine and flow-control state on both sides). The host
+	// opens one session per plugin process, when DescribeResponse.sessions
+	// says the plugin serves it (else it calls Execute per module), and sends
+	// a SessionRequest to start each module and to cancel one. The plugin
+	// sends each module's events, the ones Execute would send, tagged with
+	// its execution id, and may interleave events of different modules. When
+	// the stream ends (the host went away or gave up on the session), every
+	// module started on it is cancelled.
+	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionEvent], error)
 }
 
 type pluginClient struct {
@@ -119,6 +131,19 @@ func (c *pluginClient) Await(ctx context.Context, in *AwaitRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *pluginClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[1], Plugin_Session_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRequest, SessionEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_SessionClient = grpc.BidiStreamingClient[SessionRequest, SessionEvent]
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -142,6 +167,17 @@ type PluginServer interface {
 	// its process is killed. A plugin that does not implement Await is
 	// trusted to stop on cancellation.
 	Await(context.Context, *AwaitRequest) (*AwaitResponse, error)
+	// Session runs many modules over one stream. A module costs far less on
+	// it than an Execute call of its own, which opens a new HTTP/2 stream
+	// (headers, a goroutine and flow-control state on both sides). The host
+	// opens one session per plugin process, when DescribeResponse.sessions
+	// says the plugin serves it (else it calls Execute per module), and sends
+	// a SessionRequest to start each module and to cancel one. The plugin
+	// sends each module's events, the ones Execute would send, tagged with
+	// its execution id, and may interleave events of different modules. When
+	// the stream ends (the host went away or gave up on the session), every
+	// module started on it is cancelled.
+	Session(grpc.BidiStreamingServer[SessionRequest, SessionEvent]) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -163,6 +199,9 @@ func (UnimplementedPluginServer) Execute(*ExecuteRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedPluginServer) Await(context.Context, *AwaitRequest) (*AwaitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Await not implemented")
+}
+func (UnimplementedPluginServer) Session(grpc.BidiStreamingServer[SessionRequest, SessionEvent]) error {
+	return status.Error(codes.Unimplemented, "method Session not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -250,6 +289,13 @@ func _Plugin_Await_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PluginServer).Session(&grpc.GenericServerStream[SessionRequest, SessionEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_SessionServer = grpc.BidiStreamingServer[SessionRequest, SessionEvent]
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -275,6 +321,12 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Execute",
 			Handler:       _Plugin_Execute_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Session",
+			Handler:       _Plugin_Session_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "modpipe/plugin/v1/plugin.proto",
