@@ -58,6 +58,7 @@ func run(n, jobs, rounds int, prog, makefile string) error {
 		{"os/exec, own pipes, pgid, reader goroutines (like plugins/internal/proc)", procLike},
 		{"os/exec, *os.File /dev/null, pgid", func(p string) error { return osExecFiles(p, devnull, true) }},
 		{"os/exec, *os.File /dev/null, no pgid", func(p string) error { return osExecFiles(p, devnull, false) }},
+		{"syscall.ForkExec + Wait4, os.Pipe, pgid, reader goroutines", func(p string) error { return forkExecOSPipes(p, devnull) }},
 		{"syscall.ForkExec + Wait4, pipes read raw", func(p string) error { return forkExecPipes(p) }},
 		{"syscall.ForkExec + Wait4, /dev/null", func(p string) error { return forkExec(p, int(devnull.Fd())) }},
 	}
@@ -241,5 +242,42 @@ func forkExecPipes(prog string) error {
 	}
 	var ws syscall.WaitStatus
 	_, err = syscall.Wait4(pid, &ws, 0, nil)
+	return err
+}
+
+// forkExecOSPipes is procLike without os/exec and os.StartProcess: the
+// same pipes, process group and reader goroutines, a shared /dev/null for
+// stdin, and Wait4 on the pid.
+func forkExecOSPipes(prog string, devnull *os.File) error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	pid, err := syscall.ForkExec(prog, []string{prog}, &syscall.ProcAttr{
+		Env: os.Environ(), Files: []uintptr{devnull.Fd(), outW.Fd(), errW.Fd()},
+		Sys: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { drain(errR); close(done) }()
+	drain(outR)
+	<-done
+	waited := make(chan error, 1)
+	go func() {
+		var ws syscall.WaitStatus
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		waited <- err
+	}()
+	err = <-waited
+	outR.Close()
+	errR.Close()
 	return err
 }

@@ -121,54 +121,72 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 		return Exit{}, fmt.Errorf("run %q: create stderr pipe: %w", c.Argv[0], err)
 	}
 
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   c.Argv,
-		Dir:    c.Dir,
-		Env:    c.Env,
-		Stdin:  nil, // /dev/null: a module never reads the plugin's stdin
-		Stdout: outW,
-		Stderr: errW,
+	stdin, err := devNull()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return Exit{}, fmt.Errorf("run %q: open %s for stdin: %w", c.Argv[0], os.DevNull, err)
+	}
+	env, err := environ(c)
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return Exit{}, fmt.Errorf("run %q: %w", c.Argv[0], err)
+	}
+	// os.StartProcess rather than os/exec: with every descriptor an
+	// *os.File already, exec.Cmd only adds work per command (opening
+	// /dev/null, copying and de-duplicating the environment, its own
+	// bookkeeping), which showed in the shell plugin's profile of a DAG of
+	// /bin/true modules.
+	proc, err := os.StartProcess(path, c.Argv, &os.ProcAttr{
+		Dir: c.Dir,
+		Env: env,
+		// A module never reads the plugin's stdin.
+		Files: []*os.File{stdin, outW, errW},
 		// A process group of its own lets us signal the command and
 		// everything it started, in one call.
-		SysProcAttr: sysProcAttr(),
-	}
-	err = cmd.Start()
+		Sys: sysProcAttr(),
+	})
 	// The child holds its own copies; ours must go so EOF can arrive.
 	outW.Close()
 	errW.Close()
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 			return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
 		}
 		return Exit{}, fmt.Errorf("start %q: %w", c.Argv[0], err)
 	}
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() { defer readers.Done(); readLines(outR, c.Stdout) }()
-	go func() { defer readers.Done(); readLines(errR, c.Stderr) }()
+	stderrDone := make(chan struct{})
+	go func() { defer close(stderrDone); readLines(errR, c.Stderr) }()
 	readersDone := make(chan struct{})
-	go func() { readers.Wait(); close(readersDone) }()
-
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
-
+	go func() { readLines(outR, c.Stdout); <-stderrDone; close(readersDone) }()
+	// The wait has a goroutine of its own so that cancellation can
+	// interrupt it.
+	waited := make(chan waitResult, 1)
+	go func() {
+		st, err := proc.Wait()
+		waited <- waitResult{st, err}
+	}()
 	var (
-		werr      error
+		w         waitResult
 		cancelled bool
 	)
 	select {
-	case werr = <-waitErr:
+	case w = <-waited:
 	case <-ctx.Done():
 		cancelled = true
-		werr = terminate(cmd.Process, grace, waitErr)
+		w = terminate(proc, grace, waited)
 	}
 	// The main process is gone. Whatever else is left in its group would
 	// hold the pipes open and outlive the module: give it the same
 	// SIGTERM, grace period, SIGKILL.
-	cleanupGroup(cmd.Process, grace)
+	cleanupGroup(proc, grace)
 	// The pipes close when the last writer is gone. A process that left
 	// the group (setsid) but kept them open is out of reach: stop reading
 	// after the grace period so the module can finish.
@@ -182,29 +200,71 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	outR.Close()
 	errR.Close()
 
-	exit := exitOf(cmd.ProcessState)
+	exit := exitOf(w.state)
 	if cancelled {
 		return exit, fmt.Errorf("run %q: stopped because the module was cancelled: %w", c.Argv[0], context.Cause(ctx))
 	}
-	var ee *exec.ExitError
-	if werr != nil && !errors.As(werr, &ee) {
-		return exit, fmt.Errorf("wait for %q: %w", c.Argv[0], werr)
+	if w.err != nil {
+		return exit, fmt.Errorf("wait for %q: %w", c.Argv[0], w.err)
 	}
 	return exit, nil
 }
 
+// environ is the command's environment as os/exec would pass it: the
+// plugin's own when c.Env is nil (with PWD set to Dir when there is one),
+// and without duplicate keys, the last value winning, where a C program's
+// getenv would find the first.
+func environ(c Command) ([]string, error) {
+	env := c.Env
+	if env == nil {
+		env = os.Environ()
+		if c.Dir != "" && runtime.GOOS != "windows" {
+			pwd, err := filepath.Abs(c.Dir)
+			if err != nil {
+				return nil, err
+			}
+			env = append(env, "PWD="+pwd)
+		}
+	}
+	seen := make(map[string]int, len(env))
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if runtime.GOOS == "windows" {
+			k = strings.ToUpper(k)
+		}
+		if i, dup := seen[k]; dup {
+			out[i] = kv
+			continue
+		}
+		seen[k] = len(out)
+		out = append(out, kv)
+	}
+	return out, nil
+}
+
+// waitResult is what os.Process.Wait returned.
+type waitResult struct {
+	state *os.ProcessState
+	err   error
+}
+
+// devNull is every command's stdin: opened once and shared, since a
+// descriptor the children only inherit is never changed by them.
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
 // terminate asks the command's group to stop, waits up to grace for the
 // main process, then kills the group and waits for the main process.
-func terminate(p *os.Process, grace time.Duration, waitErr <-chan error) error {
+func terminate(p *os.Process, grace time.Duration, waited <-chan waitResult) waitResult {
 	signalTerm(p)
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
-	case err := <-waitErr:
-		return err
+	case w := <-waited:
+		return w
 	case <-timer.C:
 		signalKill(p)
-		return <-waitErr
+		return <-waited
 	}
 }
 

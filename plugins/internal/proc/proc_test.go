@@ -335,3 +335,36 @@ func TestRunEscapedChildDoesNotHang(t *testing.T) {
 		t.Error("the child's pid was not read before the pipes were closed")
 	}
 }
+
+func TestEnvironLastValueWins(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		cmd  Command
+		want map[string]string
+	}{
+		{name: "duplicate key", cmd: Command{Env: []string{"A=1", "B=2", "A=3"}}, want: map[string]string{"A": "3", "B": "2"}},
+		{name: "inherited with PWD", cmd: Command{Dir: dir}, want: map[string]string{"PWD": dir}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, err := environ(tt.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, kv := range env {
+				k, v, _ := strings.Cut(kv, "=")
+				if _, dup := got[k]; dup {
+					t.Fatalf("key %s twice in %q", k, env)
+				}
+				got[k] = v
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+		})
+	}
+}
