@@ -111,7 +111,8 @@ func (s *server) serveConfig() *goplugin.ServeConfig {
 				grpc.NumStreamWorkers(streamWorkers))
 			return grpc.NewServer(opts...)
 		},
-		Logger: s.logger,
+		Logger:      s.logger,
+		TLSProvider: autoMTLS,
 	}
 }
 

@@ -100,6 +100,10 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 	logger := p.logger
 	stdio := &lineLogger{tail: pr.tail, log: func(s string) { logger.Debug("plugin output", "line", s) }}
 	hp := &hostPlugin{p: p, pr: pr}
+	id, err := newMTLSIdentity()
+	if err != nil {
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "could not make the host's TLS certificate for the plugin", Err: err}
+	}
 	pr.client = goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
 			MagicCookieKey:   pluginv1.MagicCookieKey,
@@ -110,20 +114,26 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		},
 		SkipHostEnv: true,
 		// go-plugin passes a template command carrying only its own
-		// environment (cookie, mTLS certificate, ...). Ours comes first so
-		// the spec's entries win over the host's (exec keeps the last of
-		// duplicate keys) and go-plugin's win over both. Stdin stays
-		// empty: a plugin never reads the host's terminal.
+		// environment (cookie, protocol versions, socket dir, ...). Ours
+		// comes first so the spec's entries win over the host's (exec
+		// keeps the last of duplicate keys) and go-plugin's and the mTLS
+		// certificate win over both. Stdin stays empty: a plugin never
+		// reads the host's terminal.
 		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
-			cmd.Env = append(append(os.Environ(), p.spec.Env...), tmpl.Env...)
+			cmd.Env = append(append(append(os.Environ(), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM))
 			cmd.SysProcAttr = pluginProcAttr()
 			r, err := newCmdRunner(l, cmd)
 			pr.run = r
 			return r, err
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		// AutoMTLS done by hand (see newMTLSIdentity): the same exchange
+		// on the wire, with a cheaper certificate. go-plugin still reads
+		// the plugin's certificate from the handshake line into
+		// TLSConfig's roots.
+		AutoMTLS:  false,
+		TLSConfig: id.config,
 		// No broker multiplexing: plugins in other languages rarely
 		// support it, and go-plugin refuses a plugin that does not.
 		GRPCBrokerMultiplex: false,
