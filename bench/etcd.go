@@ -198,6 +198,10 @@ func (cl *cluster) runWorkers(ctx context.Context, out chan<- claimed, publishin
 	}
 }
 
+// thrEnqueuers is how many goroutines enqueue the throughput scenario's
+// modules at once.
+const thrEnqueuers = 32
+
 // etcdRound is one round's figures on one etcd.
 type etcdRound struct {
 	chain, sparse, floor []float64 // ms per sample
@@ -307,23 +311,53 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 		wctx, stop := context.WithCancel(ctx)
 		wait := cl.runWorkers(wctx, nil, nil)
 		start := time.Now()
-		enqErr := make(chan error, 1)
+		// Enqueue from many goroutines at once, as the host's master does
+		// (one executor goroutine per ready module), so the coordinator's
+		// group commit can batch them; a single serial enqueuer would
+		// measure one commit per module instead.
+		next := make(chan int)
+		enqErr := make(chan error, thrEnqueuers)
+		var enqWG sync.WaitGroup
+		for range thrEnqueuers {
+			enqWG.Add(1)
+			go func() {
+				defer enqWG.Done()
+				for i := range next {
+					if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("t%d", i), Attempt: 1}); err != nil {
+						enqErr <- err
+						return
+					}
+				}
+			}()
+		}
+		enqWG.Add(1)
 		go func() {
+			defer enqWG.Done()
+			defer close(next)
 			for i := range thrN {
-				if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("t%d", i), Attempt: 1}); err != nil {
-					enqErr <- err
+				select {
+				case next <- i:
+				case <-wctx.Done():
 					return
 				}
 			}
-			enqErr <- nil
 		}()
 		var runErr error
 		for range thrN {
-			<-cl.master.Results()
+			select {
+			case <-cl.master.Results():
+				continue
+			case runErr = <-enqErr:
+			}
+			break
 		}
 		r.throughput = float64(thrN) / time.Since(start).Seconds()
-		runErr = <-enqErr
 		stop()
+		enqWG.Wait()
+		close(enqErr)
+		for err := range enqErr {
+			runErr = errors.Join(runErr, err)
+		}
 		werr := wait()
 		cl.close()
 		if err := errors.Join(runErr, werr); err != nil {

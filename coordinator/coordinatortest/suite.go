@@ -77,6 +77,9 @@ func Run(t *testing.T, h Harness) {
 		{"RunRecord", testRunRecord},
 		{"WatchMembers", testWatchMembers},
 		{"BadRequestsRefused", testBadRequests},
+		{"BlockedClaimersGetWhatTheyCanRun", testBlockedClaimers},
+		{"CancelledClaimLosesNothing", testCancelledClaim},
+		{"WorkTakenWhileWaitingLostOnKill", testWaitingClaimLost},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -892,5 +895,146 @@ func testBadRequests(t *testing.T, e *env) {
 	publish(t, ctx, m, c, `1`)
 	if err := m.Finish(ctx, coordinator.Status("bogus")); err == nil {
 		t.Errorf("Finish with an unknown status succeeded")
+	}
+}
+
+// testBlockedClaimers: assignments enqueued while claimers are already
+// blocked (an implementation may hand them straight to a waiting claimer)
+// still go only to members that can run them, higher priority first.
+func testBlockedClaimers(t *testing.T, e *env) {
+	ctx, run := e.ctx(t), e.runID(t)
+	m := e.master(t, run)
+	plain := e.worker(t, run, 1)
+	gpu := e.worker(t, run, 2, "gpu")
+	claimAsync := func(s coordinator.Session) <-chan coordinator.Claim {
+		out := make(chan coordinator.Claim, 1)
+		go func() {
+			defer close(out)
+			if c, err := s.Claim(ctx); err == nil {
+				out <- c
+			}
+		}()
+		return out
+	}
+	pc, gc := claimAsync(plain), claimAsync(gpu)
+	enqueue(t, ctx, m,
+		coordinator.Assignment{Module: "needs-gpu", Requires: []string{"GPU"}},
+		coordinator.Assignment{Module: "pinned-to-2"}.OnlyOn(2),
+		coordinator.Assignment{Module: "anyone"},
+	)
+	if c := recv(t, e, gc, "gpu worker's claim"); c.Assignment.Module != "needs-gpu" {
+		t.Fatalf("gpu worker claimed %s, want needs-gpu (the first it can run)", c.Assignment.Module)
+	}
+	if c := recv(t, e, pc, "plain worker's claim"); c.Assignment.Module != "anyone" {
+		t.Fatalf("plain worker claimed %s, want anyone (it cannot run the others)", c.Assignment.Module)
+	}
+	if c := claim(t, ctx, gpu); c.Assignment.Module != "pinned-to-2" {
+		t.Fatalf("gpu worker claimed %s, want pinned-to-2", c.Assignment.Module)
+	}
+	// A blocked claimer and a queue with a higher priority it can run:
+	// the higher one first, even though the lower one arrives later.
+	pc = claimAsync(plain)
+	enqueue(t, ctx, m, coordinator.Assignment{Module: "first-low", Priority: 1})
+	if c := recv(t, e, pc, "plain worker's claim"); c.Assignment.Module != "first-low" {
+		t.Fatalf("plain worker claimed %s, want first-low", c.Assignment.Module)
+	}
+	enqueue(t, ctx, m,
+		coordinator.Assignment{Module: "high", Priority: 9},
+		coordinator.Assignment{Module: "low", Priority: 1},
+	)
+	for _, want := range []string{"high", "low"} {
+		if c := claim(t, ctx, plain); c.Assignment.Module != want {
+			t.Fatalf("plain worker claimed %s, want %s", c.Assignment.Module, want)
+		}
+	}
+}
+
+// testCancelledClaim: a Claim whose ctx ends as an assignment arrives
+// either returns it or leaves it for the next claimer with the same
+// attempt; it is never lost, reported lost, or taken twice.
+func testCancelledClaim(t *testing.T, e *env) {
+	const rounds = 20
+	ctx, run := e.ctx(t), e.runID(t)
+	m := e.master(t, run)
+	w := e.worker(t, run, 1)
+	other := e.worker(t, run, 2, "other")
+	for i := range rounds {
+		mod := fmt.Sprintf("c%02d", i)
+		cctx, cancel := context.WithCancel(ctx)
+		res := make(chan coordinator.Claim, 1)
+		go func() {
+			defer close(res)
+			if c, err := w.Claim(cctx); err == nil {
+				res <- c
+			}
+		}()
+		// Cancel before, with or after the enqueue, varying the race.
+		if i%3 == 0 {
+			cancel()
+		}
+		enqueue(t, ctx, m, coordinator.Assignment{Module: mod})
+		if i%3 == 1 {
+			cancel()
+		}
+		c, ok := <-res
+		cancel()
+		if !ok {
+			c = claim(t, ctx, w)
+		}
+		if c.Assignment.Module != mod || c.Assignment.Attempt != 1 {
+			t.Fatalf("round %d: claimed %s attempt %d, want %s attempt 1", i, c.Assignment.Module, c.Assignment.Attempt, mod)
+		}
+		publish(t, ctx, w, c, `1`)
+		if r := recv(t, e, m.Results(), "result of "+mod); r.Module != mod {
+			t.Fatalf("round %d: result of %s, want %s", i, r.Module, mod)
+		}
+	}
+	// No claim of the rounds was reported lost: the first lost claim is
+	// this marker's.
+	enqueue(t, ctx, m, coordinator.Assignment{Module: "marker", Requires: []string{"other"}})
+	claim(t, ctx, other)
+	e.h.Kill(t, other)
+	if l := recv(t, e, m.LostClaims(), "lost claim of marker"); l.Module != "marker" {
+		t.Fatalf("lost claim of %s attempt %d reported; want only the marker's", l.Module, l.Attempt)
+	}
+}
+
+// testWaitingClaimLost: work a blocked claimer received is reported lost
+// exactly once when that member dies, and can be requeued.
+func testWaitingClaimLost(t *testing.T, e *env) {
+	ctx, run := e.ctx(t), e.runID(t)
+	m := e.master(t, run)
+	w := e.worker(t, run, 1)
+	other := e.worker(t, run, 2, "other")
+	res := make(chan coordinator.Claim, 1)
+	go func() {
+		defer close(res)
+		if c, err := w.Claim(ctx); err == nil {
+			res <- c
+		}
+	}()
+	enqueue(t, ctx, m, coordinator.Assignment{Module: "x"})
+	if c := recv(t, e, res, "claim of x"); c.Assignment.Module != "x" {
+		t.Fatalf("claimed %s, want x", c.Assignment.Module)
+	}
+	e.h.Kill(t, w)
+	if l := recv(t, e, m.LostClaims(), "lost claim of x"); l.Module != "x" || l.Attempt != 1 || l.Member.Index != 1 {
+		t.Fatalf("lost claim = %+v, want x attempt 1 of member 1", l)
+	}
+	enqueue(t, ctx, m, coordinator.Assignment{Module: "x", Attempt: 2, Requires: []string{"other"}})
+	c := claim(t, ctx, other)
+	if c.Assignment.Module != "x" || c.Assignment.Attempt != 2 {
+		t.Fatalf("requeued claim = %+v, want x attempt 2", c.Assignment)
+	}
+	publish(t, ctx, other, c, `1`)
+	if r := recv(t, e, m.Results(), "result of x"); r.Module != "x" || r.Attempts != 2 {
+		t.Fatalf("result of %s attempt %d, want x attempt 2", r.Module, r.Attempts)
+	}
+	// Exactly once: the next lost claim is a new one's.
+	enqueue(t, ctx, m, coordinator.Assignment{Module: "marker", Requires: []string{"other"}})
+	claim(t, ctx, other)
+	e.h.Kill(t, other)
+	if l := recv(t, e, m.LostClaims(), "lost claim of marker"); l.Module != "marker" {
+		t.Fatalf("lost claim of %s attempt %d reported again; want the marker's", l.Module, l.Attempt)
 	}
 }

@@ -46,7 +46,10 @@ type txnOp struct {
 	cmps      []clientv3.Cmp
 	then, els []clientv3.Op
 	size      int // estimated bytes on the wire
-	done      chan txnResult
+	// nested is the width of a Txn nested in then or els (0: none): the
+	// server gives it what its parent leaves of the ops limit.
+	nested int
+	done   chan txnResult
 }
 
 // txnResult is what a Txn of the op's own would have returned.
@@ -65,6 +68,10 @@ func newTxnOp(module string, cmps []clientv3.Cmp, then, els []clientv3.Op) *txnO
 	for _, ops := range [][]clientv3.Op{then, els} {
 		for _, o := range ops {
 			size += len(o.KeyBytes()) + len(o.ValueBytes()) + opOverhead
+			if o.IsTxn() {
+				cmps, thn, el := o.Txn()
+				size += newTxnOp(module, cmps, thn, el).size
+			}
 		}
 	}
 	return &txnOp{module: module, cmps: cmps, then: then, els: els, size: size, done: make(chan txnResult, 1)}
@@ -72,7 +79,7 @@ func newTxnOp(module string, cmps []clientv3.Cmp, then, els []clientv3.Op) *txnO
 
 // width is what the server counts for a Txn: the longest of its compare,
 // success and failure lists.
-func (o *txnOp) width() int { return max(len(o.cmps), len(o.then), len(o.els)) }
+func (o *txnOp) width() int { return max(len(o.cmps), len(o.then), len(o.els)) + o.nested }
 
 // committer group-commits one kind of write of one session. Its run
 // goroutine is owned by the session (s.wg) and stops with it.

@@ -283,6 +283,7 @@ func BenchmarkDispatchChain(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(f.conflicts())/float64(b.N), "conflicts/op")
+	b.ReportMetric(float64(f.coords[0].pushes.Load())/float64(b.N), "pushes/op")
 }
 
 // BenchmarkThroughput is the throughput scenario: b.N independent

@@ -72,8 +72,9 @@ type Coordinator struct {
 	runLeases map[string]clientv3.LeaseID
 	sessions  map[*Session]struct{}
 
-	// conflicts counts claim Txns lost to another claimer (benchmarks).
-	conflicts atomic.Int64
+	// conflicts counts claim Txns lost to another claimer, pushes the
+	// enqueues pushed straight to a waiting claimer (tests, benchmarks).
+	conflicts, pushes atomic.Int64
 
 	// grace is how long an item designated to another member is left to
 	// it (DefaultDesignationGrace; tests change it).
@@ -82,6 +83,9 @@ type Coordinator struct {
 	// testWatchContext, when set by a test, runs before each watch starts
 	// and may block or return a context it cancels to cut the watch.
 	testWatchContext func(*Session, context.Context) context.Context
+	// testPushed, when set by a test, runs when a Claim call finds the
+	// claim pushed to it, before it checks its ctx and returns it.
+	testPushed func(*Session, context.Context)
 }
 
 var _ coordinator.Coordinator = (*Coordinator)(nil)
@@ -290,6 +294,7 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		view:     newView(),
 		results:  mailbox.New[coordinator.Envelope](), lost: mailbox.New[coordinator.LostClaim](),
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
+		owned: map[string]bool{}, pushed: map[string]coordinator.Claim{}, advanced: make(chan struct{}),
 		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
 	}
 	if master {
@@ -368,6 +373,10 @@ type Session struct {
 	viewRev, wroteRev int64
 	watchers          map[*mailbox.Mailbox[coordinator.MemberEvent]]struct{}
 
+	// Master only: its Enqueues in flight or not yet in the view, so a
+	// push never overtakes work the view does not show yet (push.go).
+	ownEnqueues []*ownEnqueue
+
 	// Master only: results by mod revision already delivered, so a
 	// re-read after compaction does not deliver them twice.
 	results   *mailbox.Mailbox[coordinator.Envelope]
@@ -377,6 +386,19 @@ type Session struct {
 	// pub group-commits this session's concurrent Publishes; enq (master
 	// only) its concurrent Enqueues. See batch.go.
 	pub, enq *committer
+
+	// Pushed assignments (push.go). waitSeq numbers this session's
+	// waiters; owned are the waiters of Claim calls in progress; pushed
+	// holds the claims pushed to them and not yet returned, by waiter key;
+	// inbox holds pushed claims no call owns any more, which the next
+	// Claim takes first; closing stops new waiters once Close began.
+	waitSeq int64
+	owned   map[string]bool
+	pushed  map[string]coordinator.Claim
+	inbox   []coordinator.Claim
+	closing bool
+	// advanced is closed and replaced whenever viewRev moves.
+	advanced chan struct{}
 
 	stopHeartbeat chan struct{} // tests: stop renewing without ending
 	resyncs       atomic.Int64  // re-reads after compaction, for tests
@@ -484,6 +506,7 @@ func (s *Session) watch(rev int64) {
 			s.mu.Lock()
 			toEnd := s.applySnapshotLocked(snap)
 			s.viewRev = max(s.viewRev, snap.Header.Revision)
+			s.advanceLocked()
 			s.mu.Unlock()
 			if toEnd != nil {
 				s.end(toEnd, true)
@@ -513,6 +536,7 @@ func (s *Session) watch(rev int64) {
 			s.mu.Lock()
 			toEnd := s.applyEventsLocked(resp.Events)
 			s.viewRev = max(s.viewRev, resp.Header.Revision)
+			s.advanceLocked()
 			s.mu.Unlock()
 			if resp.Header.Revision > rev {
 				rev = resp.Header.Revision
@@ -536,6 +560,12 @@ func (s *Session) watch(rev int64) {
 	}
 }
 
+// advanceLocked wakes those waiting for the view to reach a revision.
+func (s *Session) advanceLocked() {
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+}
+
 // RunID implements coordinator.Session.
 func (s *Session) RunID() string { return s.runID }
 
@@ -554,6 +584,7 @@ func (s *Session) Err() error {
 
 // Close implements coordinator.Session.
 func (s *Session) Close() error {
+	s.releaseHeld()
 	s.end(coordinator.ErrSessionClosed, true)
 	s.wg.Wait()
 	s.c.mu.Lock()
@@ -637,6 +668,11 @@ type claimValue struct {
 	Attempt int                `json:"attempt"`
 	Member  coordinator.Member `json:"member"`
 	Lease   int64              `json:"lease"`
+	// Waiter and Assignment are set on a claim the master pushed to a
+	// waiting Claim call (push.go): the call finds its claim by the
+	// waiter key and returns the assignment from it.
+	Waiter     string                  `json:"waiter,omitempty"`
+	Assignment *coordinator.Assignment `json:"assignment,omitempty"`
 }
 
 // spreadWidth bounds how many ready keys contending claimers spread over.
@@ -718,25 +754,81 @@ func (s *Session) pickLocked(now time.Time) (*qitem, time.Time) {
 	return nil, wake
 }
 
-// Claim implements coordinator.Session.
+// Claim implements coordinator.Session. It takes what the local view
+// offers; when that is nothing, it registers a waiter so the master can
+// push the next assignment straight to it (push.go).
 func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
+	var w *waiter
+	noWaiter := false // registering failed: wait as without pushes
 	backoff := 50 * time.Millisecond
+	// giveUp ends the call without an assignment: withdraw the waiter, and
+	// release whatever was pushed to it in the meantime.
+	giveUp := func(err error) (coordinator.Claim, error) {
+		if cl := s.withdraw(w); cl != nil {
+			s.release(*cl)
+		}
+		return coordinator.Claim{}, err
+	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return coordinator.Claim{}, err
+			return giveUp(err)
 		}
 		s.mu.Lock()
 		if s.err != nil {
 			err := s.err
 			s.mu.Unlock()
-			return coordinator.Claim{}, err
+			return coordinator.Claim{}, err // the waiter went with the lease
+		}
+		if w != nil {
+			if cl, ok := s.pushed[w.key]; ok {
+				delete(s.pushed, w.key)
+				delete(s.owned, w.key)
+				hook := s.c.testPushed
+				s.mu.Unlock()
+				if hook != nil {
+					hook(s, ctx)
+				}
+				if err := ctx.Err(); err != nil {
+					s.release(cl)
+					return coordinator.Claim{}, err
+				}
+				s.log.Debug("claimed (pushed)", "module", cl.Assignment.Module, "attempt", cl.Assignment.Attempt, "queue_wait", cl.ClaimedAt.Sub(cl.Assignment.EnqueuedAt))
+				return cl, nil
+			}
+		}
+		if len(s.inbox) > 0 {
+			cl := s.inbox[0]
+			s.inbox = s.inbox[1:]
+			s.mu.Unlock()
+			if pcl := s.withdraw(w); pcl != nil {
+				s.mu.Lock()
+				s.inbox = append(s.inbox, *pcl)
+				s.mu.Unlock()
+			}
+			return cl, nil
 		}
 		var it *qitem
 		var wake time.Time
-		if s.viewRev >= s.wroteRev {
+		if s.viewRev >= s.wroteRev && (w == nil || !w.consumed) {
 			it, wake = s.pickLocked(time.Now())
 		}
 		if it == nil {
+			if w == nil && !noWaiter && !s.closing {
+				s.mu.Unlock()
+				var err error
+				w, err = s.register(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return giveUp(ctx.Err())
+					}
+					s.log.Warn("could not register a waiter; waiting without one", "error", err)
+					if cl := s.withdraw(w); cl != nil {
+						return *cl, nil
+					}
+					w, noWaiter = nil, true
+				}
+				continue // the queue may have grown meanwhile
+			}
 			changed := s.changed
 			s.mu.Unlock()
 			var timeout <-chan time.Time
@@ -757,7 +849,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 		s.inflight[it.key] = true
 		s.mu.Unlock()
 
-		cl, ok, err := s.tryClaim(ctx, it)
+		cl, ok, waiterGone, err := s.tryClaim(ctx, it, w)
 
 		s.mu.Lock()
 		delete(s.inflight, it.key)
@@ -770,6 +862,13 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			if s.contention > 0 {
 				s.contention--
 			}
+			if w != nil {
+				delete(s.owned, w.key)
+			}
+		case waiterGone:
+			// A push took our waiter first: its claim is on the way; the
+			// queue key may well still be free.
+			w.consumed = true
 		default:
 			s.taken[it.key] = it.modRev
 			s.contention = 4 * spreadWidth
@@ -782,7 +881,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return coordinator.Claim{}, ctx.Err()
+				return giveUp(ctx.Err())
 			}
 			// A transient etcd error: retry while the session lives; if
 			// etcd stays away the heartbeat ends the session.
@@ -801,28 +900,40 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 
 // tryClaim is the claim Txn: the queue key still at the revision we saw,
 // and no claim on the module, then delete the queue key and create the
-// claim on our lease, atomically.
-func (s *Session) tryClaim(ctx context.Context, it *qitem) (coordinator.Claim, bool, error) {
+// claim on our lease, atomically. With a waiter, the Txn also deletes it
+// and requires that it still exists (else nothing is written, and
+// waiterGone says a push took it).
+func (s *Session) tryClaim(ctx context.Context, it *qitem, w *waiter) (cl coordinator.Claim, ok, waiterGone bool, err error) {
 	ckey := s.prefix + "claims/" + escape(it.a.Module)
 	val, err := json.Marshal(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
 	if err != nil {
-		return coordinator.Claim{}, false, fmt.Errorf("encode claim: %w", err)
+		return coordinator.Claim{}, false, false, fmt.Errorf("encode claim: %w", err)
 	}
-	resp, err := s.c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(it.key), "=", it.modRev), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
-		Then(clientv3.OpDelete(it.key), clientv3.OpPut(ckey, string(val), clientv3.WithLease(s.lease))).
-		Commit()
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(it.key), "=", it.modRev), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)}
+	then := []clientv3.Op{clientv3.OpDelete(it.key), clientv3.OpPut(ckey, string(val), clientv3.WithLease(s.lease))}
+	var els []clientv3.Op
+	if w != nil {
+		if w.rev < 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(w.key), ">", 0))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(w.key), "=", w.rev))
+		}
+		then = append(then, clientv3.OpDelete(w.key))
+		els = append(els, clientv3.OpGet(w.key, clientv3.WithCountOnly()))
+	}
+	resp, err := s.c.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	if err != nil {
-		return coordinator.Claim{}, false, fmt.Errorf("claim %s: %w", it.a.Module, err)
+		return coordinator.Claim{}, false, false, fmt.Errorf("claim %s: %w", it.a.Module, err)
 	}
 	if !resp.Succeeded {
-		return coordinator.Claim{}, false, nil
+		gone := w != nil && len(resp.Responses) == 1 && resp.Responses[0].GetResponseRange().GetCount() == 0
+		return coordinator.Claim{}, false, gone, nil
 	}
 	return coordinator.Claim{
 		Assignment: it.a,
 		ClaimedAt:  time.Now(),
 		Token:      strconv.FormatInt(resp.Header.Revision, 10),
-	}, true, nil
+	}, true, false, nil
 }
 
 // Publish implements coordinator.Session.
@@ -950,12 +1061,52 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	}
 	qkey := fmt.Sprintf("%squeue/%s/%d", m.prefix, escape(a.Module), a.Attempt)
 	ckey := m.prefix + "claims/" + escape(a.Module)
-	r := m.enq.submit(ctx, newTxnOp(a.Module,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))},
-		[]clientv3.Op{clientv3.OpGet(ckey)}))
+	enqCmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)}
+	enqThen := []clientv3.Op{clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))}
+	enqElse := []clientv3.Op{clientv3.OpGet(ckey)}
+	m.mu.Lock()
+	w := m.pickWaiterLocked(a)
+	own := &ownEnqueue{a: a}
+	m.ownEnqueues = append(m.ownEnqueues, own)
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if own.rev == 0 {
+			own.done = true
+		}
+		m.mu.Unlock()
+	}()
+	var op *txnOp
+	if w != nil {
+		e := m.memberOf(w.idx)
+		cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: w.lease, Waiter: w.key, Assignment: &a})
+		if err != nil {
+			m.unuse(w)
+			return fmt.Errorf("enqueue %s: %w", a.Module, err)
+		}
+		// One commit either way: pushed to the waiter, or (any compare
+		// failed) the ordinary enqueue in the else branch.
+		op = newTxnOp(a.Module,
+			append([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(w.key), "=", w.createRev)}, enqCmps...),
+			[]clientv3.Op{clientv3.OpDelete(w.key), clientv3.OpPut(ckey, string(cv), clientv3.WithLease(clientv3.LeaseID(w.lease)))},
+			[]clientv3.Op{clientv3.OpTxn(enqCmps, enqThen, enqElse)})
+		op.nested = max(len(enqCmps), len(enqThen), len(enqElse))
+	} else {
+		op = newTxnOp(a.Module, enqCmps, enqThen, enqElse)
+	}
+	r := m.enq.submit(ctx, op)
 	if r.err != nil {
+		m.unuse(w)
 		return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, r.err)
+	}
+	pushed := w != nil && r.succeeded
+	if w != nil && !r.succeeded {
+		m.unuse(w)
+		inner := r.responses[0].GetResponseTxn()
+		if inner == nil {
+			return fmt.Errorf("enqueue %s attempt %d: etcd answered the enqueue with %T, not a Txn result", a.Module, a.Attempt, r.responses[0].Response)
+		}
+		r.succeeded, r.responses = inner.Succeeded, inner.Responses
 	}
 	if !r.succeeded {
 		if kvs := r.responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
@@ -967,9 +1118,34 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	}
 	m.mu.Lock()
 	m.wroteRev = max(m.wroteRev, r.rev)
+	if !pushed {
+		own.rev = r.rev // queued: counts until the view has it
+	}
 	m.mu.Unlock()
+	if pushed {
+		m.c.pushes.Add(1)
+		m.log.Debug("enqueued and pushed to a waiting member", "module", a.Module, "attempt", a.Attempt, "member", w.idx)
+		return nil
+	}
 	m.log.Debug("enqueued", "module", a.Module, "attempt", a.Attempt, "priority", a.Priority, "requires", a.Requires)
 	return nil
+}
+
+// memberOf returns the member record of index idx from the view.
+func (m *Master) memberOf(idx int) coordinator.Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.view.members[idx].m
+}
+
+// unuse makes w available to pushes again (nil: nothing to do).
+func (m *Master) unuse(w *waiterEntry) {
+	if w == nil {
+		return
+	}
+	m.mu.Lock()
+	w.used = false
+	m.mu.Unlock()
 }
 
 // Results implements coordinator.MasterSession.

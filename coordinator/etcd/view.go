@@ -46,6 +46,10 @@ type view struct {
 	held     map[int]int
 	pending  map[int]int
 	claimers map[int]bool
+
+	// waiters: blocked Claim calls of every member, by key (master only:
+	// it is the one that pushes assignments to them; see push.go).
+	waiters map[string]*waiterEntry
 }
 
 type memberEntry struct {
@@ -66,6 +70,7 @@ func newView() *view {
 		claims:  map[string]claimEntry{},
 		results: map[string]int64{},
 		held:    map[int]int{}, pending: map[int]int{}, claimers: map[int]bool{},
+		waiters: map[string]*waiterEntry{},
 	}
 }
 
@@ -225,15 +230,25 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 	// A result put and the claim delete of one Publish share a revision.
 	// The module comes from the key: decoding envelopes here would cost
 	// every member a JSON decode of every result.
-	var published map[string]int64
+	// A claim released back to the queue (push.go) deletes the claim and
+	// puts its queue key in one revision too: neither is a lost claim.
+	var published, requeued map[string]int64
 	for _, ev := range events {
 		if ev.Type == mvccpb.PUT {
-			if k, rest := s.kind(ev.Kv.Key); k == "results" {
+			switch k, rest := s.kind(ev.Kv.Key); k {
+			case "results":
 				if mod, err := url.PathUnescape(rest); err == nil {
 					if published == nil {
 						published = map[string]int64{}
 					}
 					published[mod] = ev.Kv.ModRevision
+				}
+			case "queue":
+				if mod, ok := queueModule(rest); ok {
+					if requeued == nil {
+						requeued = map[string]int64{}
+					}
+					requeued[mod] = ev.Kv.ModRevision
 				}
 			}
 		}
@@ -278,9 +293,11 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 				}
 				delete(s.view.claims, mod)
 				s.view.claimRemoved(ce.v.Member.Index, now)
-				if published[mod] != ev.Kv.ModRevision {
+				if published[mod] != ev.Kv.ModRevision && requeued[mod] != ev.Kv.ModRevision {
 					s.claimLostLocked(ce.v)
 				}
+			case "waiters":
+				delete(s.view.waiters, key)
 			}
 			continue
 		}
@@ -306,7 +323,12 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 					s.view.claimAdded(cv.Member.Index, now)
 				}
 				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: ev.Kv.CreateRevision}
+				if s.pushedLocked(cv, ev.Kv.CreateRevision, now) {
+					queueGrew = true // wakes the Claim call the assignment was pushed to
+				}
 			}
+		case "waiters":
+			s.waiterPutLocked(key, rest, ev.Kv)
 		case "results":
 			s.resultLocked(ev.Kv)
 		default:
@@ -350,7 +372,13 @@ func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
 				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: kv.CreateRevision}
 				s.view.held[cv.Member.Index]++
 				s.view.claimers[cv.Member.Index] = true
+				if _, ok := s.pushed[cv.Waiter]; !ok && s.owned[cv.Waiter] {
+					s.pushedLocked(cv, kv.CreateRevision, time.Now())
+				}
 			}
+		case "waiters":
+			_, rest := s.kind(kv.Key)
+			s.waiterPutLocked(string(kv.Key), rest, kv)
 		case "results":
 			newResults = append(newResults, kv)
 		default:
@@ -395,11 +423,19 @@ func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
 		if s.view.results[mod] > ce.createRev {
 			continue
 		}
+		if s.view.requeuedSince(mod, ce.createRev) {
+			continue // released back to the queue, same attempt
+		}
 		s.claimLostLocked(ce.v)
 	}
 	for key := range s.taken {
 		if _, ok := s.view.qindex[key]; !ok {
 			delete(s.taken, key)
+		}
+	}
+	for _, w := range old.waiters {
+		if nw, ok := s.view.waiters[w.key]; ok && w.used {
+			nw.used = true // a push to it may still be in flight
 		}
 	}
 	close(s.changed)

@@ -1,0 +1,231 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/modpipe/modpipe/coordinator"
+)
+
+// waitWaiters waits until the master's view shows n waiters.
+func waitWaiters(t *testing.T, ctx context.Context, m *Master, n int) {
+	t.Helper()
+	for {
+		m.mu.Lock()
+		got, adv := len(m.view.waiters), m.advanced
+		m.mu.Unlock()
+		if got == n {
+			return
+		}
+		select {
+		case <-adv:
+		case <-ctx.Done():
+			t.Fatalf("master's view has %d waiters, want %d", got, n)
+		}
+	}
+}
+
+func claimAsync(ctx context.Context, s coordinator.Session) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		_, err := s.Claim(ctx)
+		out <- err
+	}()
+	return out
+}
+
+func join2(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session) {
+	t.Helper()
+	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ms.Close() })
+	var ws []*Session
+	for i := 1; i <= 2; i++ {
+		w, err := c.Join(ctx, joinReq(run, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close() })
+		ws = append(ws, w.(*Session))
+	}
+	return ms.(*Master), ws[0], ws[1]
+}
+
+// An assignment enqueued while a claimer waits is pushed to it in the
+// enqueue's own Txn, and the pushed claim is fenced like any other.
+func TestPushToWaitingClaimer(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w, _ := join2(t, ctx, c, "push-waiting")
+	got := make(chan coordinator.Claim, 1)
+	go func() {
+		if cl, err := w.Claim(ctx); err == nil {
+			got <- cl
+		}
+		close(got)
+	}()
+	waitWaiters(t, ctx, m, 1)
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1, Priority: 3}); err != nil {
+		t.Fatal(err)
+	}
+	cl, ok := <-got
+	if !ok || cl.Assignment.Module != "a" || cl.Assignment.Attempt != 1 || cl.Assignment.Priority != 3 {
+		t.Fatalf("claim = %+v (ok %v), want a attempt 1 priority 3", cl, ok)
+	}
+	if n := c.pushes.Load(); n != 1 {
+		t.Fatalf("%d pushes, want 1", n)
+	}
+	waitWaiters(t, ctx, m, 0)
+	env := coordinator.Envelope{Module: "a", Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}
+	if err := w.Publish(ctx, cl, env); err != nil {
+		t.Fatalf("Publish of a pushed claim: %v", err)
+	}
+	if r := <-m.Results(); r.Module != "a" {
+		t.Fatalf("result of %s, want a", r.Module)
+	}
+	if err := w.Publish(ctx, cl, env); !errors.Is(err, coordinator.ErrNotClaimant) {
+		t.Fatalf("second Publish: %v, want ErrNotClaimant", err)
+	}
+}
+
+// A Claim whose ctx ends just as a push lands releases the pushed claim
+// back to the queue with the same attempt; the master reports nothing
+// lost and another member takes it.
+func TestPushedClaimReleasedWhenClaimEnds(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w1, w2 := join2(t, ctx, c, "push-release")
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var once sync.Once
+	c.testPushed = func(s *Session, _ context.Context) {
+		if s == w1 {
+			once.Do(cancel)
+		}
+	}
+	res := claimAsync(cctx, w1)
+	waitWaiters(t, ctx, m, 1)
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Claim = %v, want context.Canceled", err)
+	}
+	if n := c.pushes.Load(); n != 1 {
+		t.Fatalf("%d pushes, want 1", n)
+	}
+	cl, err := w2.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Assignment.Module != "a" || cl.Assignment.Attempt != 1 {
+		t.Fatalf("second claimer got %+v, want a attempt 1", cl.Assignment)
+	}
+	if err := w2.Publish(ctx, cl, coordinator.Envelope{Module: "a", Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-m.Results(); r.Module != "a" || r.Instance != 2 {
+		t.Fatalf("result %+v, want a from member 2", r)
+	}
+	// Nothing was reported lost: the first lost claim is the marker's.
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "marker", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w2.kill()
+	if l := <-m.LostClaims(); l.Module != "marker" {
+		t.Fatalf("lost claim of %s attempt %d, want only the marker's", l.Module, l.Attempt)
+	}
+}
+
+// A graceful Close puts a pushed claim that no Claim call returned back
+// in the queue with the same attempt.
+func TestCloseReleasesPushedClaim(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w1, w2 := join2(t, ctx, c, "push-close")
+	// A waiter whose Claim call never collects what is pushed to it: the
+	// state of a worker closing while a push is under way.
+	wt, err := w1.register(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWaiters(t, ctx, m, 1)
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.waitPushed(ctx, wt); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := w2.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Assignment.Module != "a" || cl.Assignment.Attempt != 1 {
+		t.Fatalf("claim after close = %+v, want a attempt 1", cl.Assignment)
+	}
+	// Nothing was reported lost: the first lost claim is this one's.
+	w2.kill()
+	if l := <-m.LostClaims(); l.Module != "a" || l.Member.Index != 2 {
+		t.Fatalf("lost claim %+v, want a of member 2 only", l)
+	}
+}
+
+// The master pushes only to a member that can run the assignment and has
+// nothing queued it could take instead at that priority or above.
+func TestPickWaiter(t *testing.T) {
+	gpu := coordinator.Member{Index: 1, Capabilities: []string{"gpu"}}
+	plain := coordinator.Member{Index: 2}
+	newMaster := func(queued ...coordinator.Assignment) *Master {
+		s := &Session{view: newView()}
+		s.view.members[1] = memberEntry{m: gpu, lease: 11}
+		s.view.members[2] = memberEntry{m: plain, lease: 12}
+		s.view.waiters["w1"] = &waiterEntry{key: "w1", idx: 1, lease: 11, createRev: 5}
+		s.view.waiters["w2"] = &waiterEntry{key: "w2", idx: 2, lease: 12, createRev: 7}
+		for i, a := range queued {
+			s.view.putQueued(&qitem{key: a.Module, a: a, createRev: int64(100 + i), designee: -1})
+		}
+		return &Master{Session: s}
+	}
+	tests := []struct {
+		name   string
+		queued []coordinator.Assignment
+		a      coordinator.Assignment
+		want   string
+	}{
+		{"oldest waiter first", nil, coordinator.Assignment{Module: "x"}, "w1"},
+		{"capabilities", nil, coordinator.Assignment{Module: "x", Requires: []string{"GPU"}}, "w1"},
+		{"pin", nil, coordinator.Assignment{Module: "x"}.OnlyOn(2), "w2"},
+		{"nobody can run it", nil, coordinator.Assignment{Module: "x", Requires: []string{"tpu"}}, ""},
+		{"queued work first", []coordinator.Assignment{{Module: "q", Priority: 5}}, coordinator.Assignment{Module: "x", Priority: 5}, ""},
+		{"queued work only for the other", []coordinator.Assignment{{Module: "q", Priority: 5, Requires: []string{"gpu"}}}, coordinator.Assignment{Module: "x", Priority: 5}, "w2"},
+		{"queued lower priority does not hold it back", []coordinator.Assignment{{Module: "q", Priority: 1}}, coordinator.Assignment{Module: "x", Priority: 5}, "w1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMaster(tc.queued...)
+			got := ""
+			if w := m.pickWaiterLocked(tc.a); w != nil {
+				got = w.key
+				if !w.used {
+					t.Errorf("picked waiter %s not marked used", w.key)
+				}
+				if again := m.pickWaiterLocked(tc.a); again != nil && again.key == got {
+					t.Errorf("waiter %s picked twice", got)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("picked %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
