@@ -83,8 +83,10 @@ type Pipeline struct {
 	facts       Facts
 	byName      map[string]*Module
 
-	unknownModulesOnce sync.Once
-	unknownModules     cty.Value
+	// static is the evaluation context of static checks, built once; see
+	// Module.staticContext.
+	staticOnce sync.Once
+	static     *hcl.EvalContext
 }
 
 // PluginBlock is a plugin "NAME" block.
