@@ -62,6 +62,8 @@ type kindDef struct {
 	configType            reflect.Type
 	attrs                 []*pluginv1.Attribute
 	checks                []checkFunc
+	// fields are the config's struct types' attributes, for decoding.
+	fields map[reflect.Type][]field
 	// run decodes nothing: it gets the decoded config (a C) and returns
 	// the result (an R) and the run's error.
 	run func(ctx context.Context, m *Module, cfg any) (any, error)
@@ -103,6 +105,7 @@ func NewKind[C any, R any](name, resultType string, run func(ctx context.Context
 		resultType: resultType,
 		configType: ct,
 		attrs:      attrs,
+		fields:     structFieldsOf(ct),
 		run: func(ctx context.Context, m *Module, cfg any) (any, error) {
 			return run(ctx, m, cfg.(C))
 		},
@@ -122,7 +125,7 @@ func NewKind[C any, R any](name, resultType string, run func(ctx context.Context
 // the config's problems, all of them.
 func (k *kindDef) decodeConfig(configJSON string) (any, []configError) {
 	v := reflect.New(k.configType).Elem()
-	var d decoder
+	d := decoder{fields: k.fields}
 	raw := json.RawMessage(configJSON)
 	if isNull(raw) {
 		raw = json.RawMessage("{}")
