@@ -694,3 +694,44 @@ func TestDistributedMasterThatCannotStartEndsTheRun(t *testing.T) {
 		t.Errorf("worker: %v, want exit %d because the run failed", err, ExitFailed)
 	}
 }
+
+// A worker runs from its own load of the file only when its variables
+// and locals are the master's; otherwise (other --var values, or none)
+// it evaluates the file again with the master's.
+func TestDistributedWorkerRunsWithTheMastersValues(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		workerVars map[string]string
+	}{
+		{"worker without --var", nil},
+		{"worker with the same --var as the master", map[string]string{"greeting": "hello"}},
+		{"worker with another --var", map[string]string{"greeting": "bye"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t, "values.hcl", map[string]string{"greeting": "hello"})
+			out := &syncBuffer{}
+			opts, d := f.options(member{index: 1, caps: []string{"alpha"}}, out, out)
+			opts.Vars = tc.workerVars
+			worker := make(chan error, 1)
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				_, err := RunDistributed(f.ctx, opts, d, f.coord)
+				worker <- err
+			}()
+			f.startMaster(member{index: 0})
+			run, err := f.waitMaster()
+			if err != nil {
+				t.Fatalf("master: %v", err)
+			}
+			e := envelopes(run)["echo"]
+			var res struct{ Stdout string }
+			if err := json.Unmarshal(e.Value, &res); err != nil || e.Instance != 1 || strings.TrimSpace(res.Stdout) != "hello HELLO" {
+				t.Errorf("echo on instance %d printed %q (%v), want \"hello HELLO\" on instance 1", e.Instance, res.Stdout, err)
+			}
+			if err := <-worker; err != nil {
+				t.Errorf("worker: %v\n%s", err, out.String())
+			}
+		})
+	}
+}

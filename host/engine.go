@@ -163,31 +163,42 @@ func load(opts Options) (*loaded, error) {
 func loadAs(opts Options, instance int, values, locals map[string]cty.Value) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, instance)
 	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts, Values: values, Locals: locals})
+	l, warnings, err := loadedFrom(opts, facts, cfg, diags)
+	if err != nil {
+		return nil, err
+	}
+	if len(warnings) > 0 {
+		_ = l.report(warnings, ExitOK)
+	}
+	return l, nil
+}
+
+// loadedFrom builds and filters the graph of a config.Load result made
+// with facts. Errors are reported as loadAs does; warnings are returned
+// for the caller to report.
+func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hcl.Diagnostics) (*loaded, hcl.Diagnostics, error) {
 	if cfg != nil && cfg.Distributed != nil && len(cfg.Distributed.Capabilities) > 0 {
 		facts.Capabilities = normalizeCaps(append(facts.Capabilities, cfg.Distributed.Capabilities...))
 	}
 	l := &loaded{opts: opts, cfg: cfg, facts: facts}
 	if diags.HasErrors() || cfg == nil {
-		return nil, l.report(diags, ExitInvalid)
+		return nil, nil, l.report(diags, ExitInvalid)
 	}
 	g, gdiags := graph.Build(cfg)
 	diags = append(diags, gdiags...)
 	if diags.HasErrors() {
-		return nil, l.report(diags, ExitInvalid)
+		return nil, nil, l.report(diags, ExitInvalid)
 	}
 	if len(opts.Only) > 0 || len(opts.Skip) > 0 || len(opts.Categories) > 0 {
 		sel, sdiags := g.Select(opts.Only, opts.Skip, opts.Categories)
 		diags = append(diags, sdiags...)
 		if diags.HasErrors() {
-			return nil, l.report(diags, ExitInvalid)
+			return nil, nil, l.report(diags, ExitInvalid)
 		}
 		g = sel
 	}
 	l.graph = g
-	if len(diags) > 0 {
-		_ = l.report(diags, ExitOK) // warnings only
-	}
-	return l, nil
+	return l, diags, nil // warnings only
 }
 
 // report writes diags and returns an ExitError with code when they hold
@@ -239,8 +250,16 @@ func (l *loaded) modules() []*config.Module {
 // against its kind's schema, and every statically known config against
 // the plugin's own validation.
 func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*prepared, error) {
-	mods := l.modules()
-	specs, diags := pluginSpecs(l.cfg, mods, *l.opts.Locator)
+	set, err := l.startPlugins(ctx, results)
+	if err != nil {
+		return nil, err
+	}
+	return prepareStarted(ctx, l, set)
+}
+
+// startPlugins starts the plugins l's graph needs.
+func (l *loaded) startPlugins(ctx context.Context, results pluginhost.ResultFunc) (*pluginSet, error) {
+	specs, diags := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
 	if diags.HasErrors() {
 		return nil, l.report(diags, ExitPluginStart)
 	}
@@ -251,6 +270,14 @@ func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*pr
 		}
 		return nil, &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
 	}
+	return set, nil
+}
+
+// prepareStarted is prepare with l's plugins already started (set); it
+// owns set from then on and stops it when it fails.
+func prepareStarted(ctx context.Context, l *loaded, set *pluginSet) (*prepared, error) {
+	mods := l.modules()
+	var diags hcl.Diagnostics
 	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}, staticConfigs: map[string][]byte{}}
 	for _, m := range mods {
 		pl, _ := set.Get(m.Plugin)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/graph"
@@ -25,7 +26,15 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	if err != nil {
 		return nil, err
 	}
-	l, err := load(opts.Options)
+	var l *loaded
+	if pre := d.Preloaded.usable(opts.File, 0); pre != nil {
+		var warnings hcl.Diagnostics
+		if l, warnings, err = loadedFrom(opts.Options, pre.facts, pre.cfg, pre.diags); err == nil && len(warnings) > 0 {
+			_ = l.report(warnings, ExitOK)
+		}
+	} else {
+		l, err = load(opts.Options)
+	}
 	if err != nil {
 		return nil, abandonRun(ctx, coord, d.withDefaults(nil), err, opts.Logger)
 	}

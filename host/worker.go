@@ -1,8 +1,12 @@
 package host
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -10,6 +14,7 @@ import (
 
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/config"
+	"github.com/modpipe/modpipe/host/pluginhost"
 )
 
 // runWorker is instance d.Instance >= 1 of a distributed run: it joins
@@ -22,16 +27,33 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	if err != nil {
 		return err
 	}
-	facts := Facts(opts.Environ, opts.Capabilities, d.Instance)
-	block, err := preload(opts.Options, facts)
+	pre := d.Preloaded
+	if pre == nil || pre.file != opts.File || pre.instance != d.Instance {
+		pre = PreloadInstance(opts.Options, d.Instance)
+	}
+	block, err := preload(opts.Options, pre)
 	if err != nil {
 		return err
 	}
+	facts := pre.facts
 	if block != nil {
-		facts.Capabilities = normalizeCaps(append(facts.Capabilities, block.Capabilities...))
+		facts.Capabilities = normalizeCaps(append(slices.Clip(facts.Capabilities), block.Capabilities...))
 	}
 	d = d.withDefaults(block)
 	log := opts.Logger.Named("distributed").With("run_id", d.RunID, "instance", d.Instance)
+
+	// The master's values replace this instance's own --var settings.
+	own := opts.Options
+	own.Vars = nil
+
+	// The plugins start while this instance joins and waits for the
+	// master: on a fleet launched at once, plugin start is the longest
+	// step before a worker's first claim, and the master needs a while
+	// to publish the run anyway. A plugin's sdk.Result calls are served
+	// once the session and the graph are known; no module runs before.
+	late := &lateResults{}
+	early := startEarly(ctx, own, pre, late.call)
+	defer early.discard()
 
 	sess, err := coord.Join(ctx, d.joinRequest(facts.Capabilities))
 	if err != nil {
@@ -57,24 +79,36 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		return exitErrorf(ExitInvalid, "instance %d refuses to run: its pipeline file %s (%s) differs from the master's (%s); run every instance of run %s from the same commit and file",
 			d.Instance, opts.File, hash, info.PipelineHash, d.RunID)
 	}
-	values, err := decodeValues(info.Variables)
-	if err != nil {
-		return &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("decode the variables the master published for run %s: %w", d.RunID, err)}
-	}
-	locals, err := decodeValues(info.Locals)
-	if err != nil {
-		return &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("decode the locals the master published for run %s: %w", d.RunID, err)}
-	}
 
-	// The master's values replace this instance's own --var settings.
-	own := opts.Options
-	own.Vars = nil
-	l, err := loadAs(own, d.Instance, values, locals)
-	if err != nil {
-		return err
+	// This instance's own load stands when its variables and locals are
+	// the master's (the common case: every instance gets the same
+	// settings); else the file is evaluated again with the master's.
+	l := early.loadedIf(info)
+	if l == nil {
+		values, err := decodeValues(info.Variables)
+		if err != nil {
+			return &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("decode the variables the master published for run %s: %w", d.RunID, err)}
+		}
+		locals, err := decodeValues(info.Locals)
+		if err != nil {
+			return &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("decode the locals the master published for run %s: %w", d.RunID, err)}
+		}
+		if l, err = loadAs(own, d.Instance, values, locals); err != nil {
+			return err
+		}
 	}
 	results := &sessionSource{ctx: ctx, sess: sess, log: log, cache: map[string]coordinator.Envelope{}}
-	p, err := prepare(ctx, l, resultFunc(l.graph, results))
+	late.set(resultFunc(l.graph, results))
+	var p *prepared
+	set, err := early.take(l)
+	switch {
+	case err != nil:
+		return err
+	case set != nil:
+		p, err = prepareStarted(ctx, l, set)
+	default:
+		p, err = prepare(ctx, l, late.call)
+	}
 	if err != nil {
 		return err
 	}
@@ -126,24 +160,23 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}
 }
 
-// preload reads the file once before joining, for what the join needs
-// (the distributed block: capabilities and heartbeats). Errors that the
-// master's published values will fix (a variable with no value on this
-// instance) are left for the real load; any other error is reported now,
-// so a broken file never joins.
-func preload(opts Options, facts config.Facts) (*config.Distributed, error) {
-	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+// preload checks the file as this instance loaded it (pre), for what the
+// join needs (the distributed block: capabilities and heartbeats). Errors
+// that the master's published values will fix (a variable with no value
+// on this instance) are left for the real load; any other error is
+// reported now, so a broken file never joins.
+func preload(opts Options, pre *Preloaded) (*config.Distributed, error) {
 	var real hcl.Diagnostics
-	for _, d := range diags {
+	for _, d := range pre.diags {
 		if d.Severity == hcl.DiagError && !variableValueError(d) {
 			real = append(real, d)
 		}
 	}
-	if real.HasErrors() || cfg == nil {
-		l := &loaded{opts: opts, cfg: cfg}
+	if real.HasErrors() || pre.cfg == nil {
+		l := &loaded{opts: opts, cfg: pre.cfg}
 		return nil, l.report(real, ExitInvalid)
 	}
-	return cfg.Distributed, nil
+	return pre.cfg.Distributed, nil
 }
 
 // variableValueError reports whether d is about a variable's value, which
@@ -155,4 +188,117 @@ func variableValueError(d *hcl.Diagnostic) bool {
 		}
 	}
 	return false
+}
+
+// lateResults serves plugins' sdk.Result calls through a ResultFunc set
+// once the worker has its session and graph, after its plugins started.
+type lateResults struct {
+	mu sync.Mutex
+	f  pluginhost.ResultFunc
+}
+
+func (r *lateResults) set(f pluginhost.ResultFunc) {
+	r.mu.Lock()
+	r.f = f
+	r.mu.Unlock()
+}
+
+func (r *lateResults) call(ctx context.Context, caller, dep string) (*coordinator.Envelope, error) {
+	r.mu.Lock()
+	f := r.f
+	r.mu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("result of %s asked for before any module runs", dep)
+	}
+	return f(ctx, caller, dep)
+}
+
+// earlyPlugins are a worker's plugins started from its own load of the
+// file, before it knows the master's values. nil when that load had
+// errors (a variable only the master gives), and then nothing starts
+// early.
+type earlyPlugins struct {
+	l      *loaded
+	vars   json.RawMessage // l's variables and locals as the master encodes them
+	locals json.RawMessage
+	done   chan struct{}
+	set    *pluginSet
+	err    error
+	taken  bool
+}
+
+// startEarly builds pre's graph and starts its plugins in the background.
+func startEarly(ctx context.Context, opts Options, pre *Preloaded, results pluginhost.ResultFunc) *earlyPlugins {
+	if pre.cfg == nil || pre.diags.HasErrors() {
+		return nil
+	}
+	l, warnings, err := loadedFrom(opts, pre.facts, pre.cfg, slices.Clip(pre.diags))
+	if err != nil {
+		return nil
+	}
+	if len(warnings) > 0 {
+		_ = l.report(warnings, ExitOK)
+	}
+	e := &earlyPlugins{l: l, done: make(chan struct{})}
+	// A value that cannot be encoded cannot match the master's either.
+	e.vars, _ = encodeValues(variableValues(l.cfg))
+	e.locals, _ = encodeValues(l.cfg.Locals)
+	go func() {
+		defer close(e.done)
+		e.set, e.err = l.startPlugins(ctx, results)
+	}()
+	return e
+}
+
+// loadedIf returns the early load when its variables and locals are those
+// the master published, else nil.
+func (e *earlyPlugins) loadedIf(info coordinator.RunInfo) *loaded {
+	if e == nil || e.vars == nil || e.locals == nil {
+		return nil
+	}
+	if !bytes.Equal(e.vars, info.Variables) || !bytes.Equal(e.locals, info.Locals) {
+		return nil
+	}
+	return e.l
+}
+
+// take waits for the early plugins and hands them over when they are the
+// ones l needs (nil, nil when they are not, or nothing started early). A
+// start failure of the same plugins is returned as it is: it was
+// reported, and starting again would fail alike.
+func (e *earlyPlugins) take(l *loaded) (*pluginSet, error) {
+	if e == nil {
+		return nil, nil
+	}
+	<-e.done
+	same := l == e.l
+	if !same {
+		want, diags := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
+		got, _ := pluginSpecs(e.l.cfg, e.l.modules(), *e.l.opts.Locator)
+		same = !diags.HasErrors() && reflect.DeepEqual(want, got)
+	}
+	if !same {
+		// The master's values need other plugins: stop these now rather
+		// than beside the ones prepare starts.
+		e.set.Close()
+		e.set = nil
+		return nil, nil
+	}
+	e.taken = true
+	return e.set, e.err
+}
+
+// discard stops the early plugins unless take handed them over. It lets
+// a start in progress finish rather than cancel it: pluginhost.Start
+// cancelled mid-handshake waits for its broker forever (seen as a hung
+// TestDistributedDuplicateIndexRefused), and a start lasts well under a
+// second.
+func (e *earlyPlugins) discard() {
+	if e == nil {
+		return
+	}
+	<-e.done
+	if !e.taken {
+		e.set.Close()
+	}
 }

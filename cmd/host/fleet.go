@@ -52,7 +52,10 @@ func runFleet(ctx context.Context, opts host.RunOptions, role host.Role, f fleet
 	if environ == nil {
 		environ = os.Environ()
 	}
-	block, loadErr := distributedBlock(opts.Options, environ, role.Instance)
+	o := opts.Options
+	o.Environ = environ
+	pre := host.PreloadInstance(o, role.Instance)
+	block, loadErr := pre.Distributed(), pre.Err()
 	cfg, err := etcdConfig(block, f.etcd, environ, opts.Logger)
 	if err != nil {
 		if loadErr != nil {
@@ -82,29 +85,11 @@ func runFleet(ctx context.Context, opts host.RunOptions, role host.Role, f fleet
 		RunID:    role.RunID,
 		Slots:    f.slots,
 		Version:  version,
+		// The instance runs from this load rather than parsing the file
+		// again.
+		Preloaded: pre,
 	}, coord)
 	return err
-}
-
-// distributedBlock reads the file's distributed block for the coordinator
-// settings. Errors are left to the engine, which reports them with their
-// source snippets; a worker's variables come from the master, so their
-// absence here is not an error. The error returned only says whether the
-// file loaded.
-func distributedBlock(opts host.Options, environ []string, instance int) (*config.Distributed, error) {
-	cfg, diags := config.Load(opts.File, config.Options{
-		Vars:    opts.Vars,
-		Environ: environ,
-		Facts:   host.Facts(environ, opts.Capabilities, instance),
-	})
-	var block *config.Distributed
-	if cfg != nil {
-		block = cfg.Distributed
-	}
-	if diags.HasErrors() {
-		return block, diags
-	}
-	return block, nil
 }
 
 // etcdConfig builds the etcd coordinator's settings. Endpoints come from
