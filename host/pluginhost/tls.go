@@ -1,7 +1,6 @@
 package pluginhost
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -38,16 +37,12 @@ type mtlsIdentity struct {
 // the handshake line still carries its certificate, which stock go-plugin
 // plugins and the Python plugin make as they always did.
 func newMTLSIdentity() (*mtlsIdentity, error) {
-	certPEM, keyPEM, err := generateCert()
+	cert, err := generateCert()
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("load the host's TLS certificate: %w", err)
-	}
 	return &mtlsIdentity{
-		certPEM: certPEM,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
 		config: &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			// go-plugin uses the same config for the broker's listener,
@@ -63,15 +58,17 @@ func newMTLSIdentity() (*mtlsIdentity, error) {
 
 // generateCert makes a key and a self-signed certificate shaped like
 // go-plugin's generateCert (localhost, client and server auth, a CA so
-// the peer can use it as its only root), in PEM.
-func generateCert() (certPEM, keyPEM []byte, err error) {
+// the peer can use it as its only root). It builds the tls.Certificate
+// directly: go-plugin's PEM round trip through tls.X509KeyPair costs
+// another parse and key check.
+func generateCert() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("generate the TLS key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("generate the TLS key: %w", err)
 	}
 	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 	if err != nil {
-		return nil, nil, fmt.Errorf("generate the certificate's serial number: %w", err)
+		return tls.Certificate{}, fmt.Errorf("generate the certificate's serial number: %w", err)
 	}
 	const host = "localhost"
 	now := time.Now()
@@ -95,14 +92,11 @@ func generateCert() (certPEM, keyPEM []byte, err error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create the TLS certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("create the TLS certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode the TLS key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("parse the TLS certificate: %w", err)
 	}
-	var c, k bytes.Buffer
-	_ = pem.Encode(&c, &pem.Block{Type: "CERTIFICATE", Bytes: der}) // writes to memory cannot fail
-	_ = pem.Encode(&k, &pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	return c.Bytes(), k.Bytes(), nil
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
