@@ -59,7 +59,13 @@ func TestGroupCommitErrorsPerCaller(t *testing.T) {
 	const n = 12
 	for i := range n {
 		for _, mod := range []string{fmt.Sprintf("h%d", i), fmt.Sprintf("p%d", i), fmt.Sprintf("k%d", i), fmt.Sprintf("q%d", i)} {
-			if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1, Priority: prioOf(mod)}); err != nil {
+			a := coordinator.Assignment{Module: mod, Attempt: 1, Priority: prioOf(mod)}
+			if mod[0] == 'q' {
+				// Only queued: a worker's Publish would otherwise claim
+				// it ahead (ahead.go).
+				a.Requires = []string{"nobody"}
+			}
+			if err := m.Enqueue(ctx, a); err != nil {
 				t.Fatal(err)
 			}
 		}

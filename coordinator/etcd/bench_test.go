@@ -328,6 +328,11 @@ func BenchmarkThroughput(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "modules/s")
 			b.ReportMetric(float64(f.conflicts())/float64(b.N), "conflicts/op")
+			var aheads int64
+			for _, c := range f.coords {
+				aheads += c.aheads.Load()
+			}
+			b.ReportMetric(float64(aheads)/float64(b.N), "aheads/op")
 			if txns := f.master.enq.txns.Load(); txns > 0 {
 				b.ReportMetric(float64(f.master.enq.writes.Load())/float64(txns), "enqueues/txn")
 			}

@@ -75,6 +75,8 @@ type Coordinator struct {
 	// conflicts counts claim Txns lost to another claimer, pushes the
 	// enqueues pushed straight to a waiting claimer (tests, benchmarks).
 	conflicts, pushes atomic.Int64
+	// aheads counts claims taken ahead by Publish (tests, benchmarks).
+	aheads atomic.Int64
 
 	// grace is how long an item designated to another member is left to
 	// it (DefaultDesignationGrace; tests change it).
@@ -397,6 +399,8 @@ type Session struct {
 	pushed  map[string]coordinator.Claim
 	inbox   []coordinator.Claim
 	closing bool
+	// ahead: claims Publish took for the next Claim call (ahead.go).
+	ahead []*heldClaim
 	// advanced is closed and replaced whenever viewRev moves.
 	advanced chan struct{}
 
@@ -796,9 +800,15 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 				return cl, nil
 			}
 		}
-		if len(s.inbox) > 0 {
-			cl := s.inbox[0]
-			s.inbox = s.inbox[1:]
+		if len(s.ahead) > 0 || len(s.inbox) > 0 {
+			var cl coordinator.Claim
+			if len(s.ahead) > 0 {
+				cl = s.ahead[0].cl
+				s.ahead = s.ahead[1:]
+			} else {
+				cl = s.inbox[0]
+				s.inbox = s.inbox[1:]
+			}
 			s.mu.Unlock()
 			if pcl := s.withdraw(w); pcl != nil {
 				s.mu.Lock()
@@ -816,7 +826,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			if w == nil && !noWaiter && !s.closing {
 				s.mu.Unlock()
 				var err error
-				w, err = s.register(ctx)
+				w, err = s.register()
 				if err != nil {
 					if ctx.Err() != nil {
 						return giveUp(ctx.Err())
@@ -875,6 +885,11 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			s.c.conflicts.Add(1)
 		}
 		s.mu.Unlock()
+		if ok && ctx.Err() != nil {
+			// Taken as the caller gave up: put it back, same attempt.
+			s.release(cl)
+			return coordinator.Claim{}, ctx.Err()
+		}
 		if ok {
 			s.log.Debug("claimed", "module", it.a.Module, "attempt", it.a.Attempt, "queue_wait", cl.ClaimedAt.Sub(it.a.EnqueuedAt))
 			return cl, nil
@@ -921,7 +936,12 @@ func (s *Session) tryClaim(ctx context.Context, it *qitem, w *waiter) (cl coordi
 		then = append(then, clientv3.OpDelete(w.key))
 		els = append(els, clientv3.OpGet(w.key, clientv3.WithCountOnly()))
 	}
-	resp, err := s.c.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	// Not the caller's ctx: a Txn cancelled in flight may still be
+	// applied, and its claim would then be held with nobody to run it.
+	// The caller's ctx is judged once the answer is known.
+	tctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.DialTimeout)
+	defer cancel()
+	resp, err := s.c.cli.Txn(tctx).If(cmps...).Then(then...).Else(els...).Commit()
 	if err != nil {
 		return coordinator.Claim{}, false, false, fmt.Errorf("claim %s: %w", it.a.Module, err)
 	}
@@ -959,12 +979,22 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		return fmt.Errorf("publish result of %s: claim token %q is not from this coordinator: %w", env.Module, cl.Token, coordinator.ErrNotClaimant)
 	}
 	ckey := s.prefix + "claims/" + escape(env.Module)
-	r := s.pub.submit(ctx, newTxnOp(env.Module,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)},
+	then := []clientv3.Op{
 		// Put before delete: the master pairs the claim's delete with a
 		// result put of the same revision.
-		[]clientv3.Op{clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)},
-		nil))
+		clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)}
+	ahead := s.planAhead(len(data)) // ahead.go
+	if ahead != nil {
+		then = append(then, ahead.op)
+	}
+	op := newTxnOp(env.Module,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)},
+		then, nil)
+	if ahead != nil {
+		op.nested = 2
+	}
+	r := s.pub.submit(ctx, op)
+	s.finishAhead(ahead, r)
 	if err := r.err; err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
 			return fmt.Errorf("publish result of %s: etcd refused the request as too large, so its --max-request-bytes is below the configured MaxRequestBytes %d; set them equal: %w",

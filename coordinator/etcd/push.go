@@ -138,12 +138,16 @@ func (s *Session) newWaiterKey() string {
 }
 
 // register creates a waiter for one Claim call.
-func (s *Session) register(ctx context.Context) (*waiter, error) {
+func (s *Session) register() (*waiter, error) {
 	key := s.newWaiterKey()
 	if key == "" {
 		return nil, fmt.Errorf("register a waiter: %w", coordinator.ErrSessionClosed)
 	}
-	resp, err := s.c.cli.Put(ctx, key, "", clientv3.WithLease(s.lease))
+	// Not the caller's ctx, for the reason tryClaim gives: a waiter
+	// written after its withdrawal would take a push nobody waits for.
+	pctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.DialTimeout)
+	defer cancel()
+	resp, err := s.c.cli.Put(pctx, key, "", clientv3.WithLease(s.lease))
 	if err != nil {
 		// It may have been written: withdraw deletes it if so.
 		return &waiter{key: key, rev: -1}, fmt.Errorf("register a waiter: %w", err)
@@ -290,7 +294,7 @@ func (s *Session) releaseHeld() {
 		return
 	}
 	s.closing = true
-	any := len(s.owned) > 0 || len(s.pushed) > 0 || len(s.inbox) > 0
+	any := len(s.owned) > 0 || len(s.pushed) > 0 || len(s.inbox) > 0 || len(s.ahead) > 0
 	s.mu.Unlock()
 	if !any {
 		return
@@ -304,6 +308,10 @@ func (s *Session) releaseHeld() {
 	s.mu.Lock()
 	held := s.inbox
 	s.inbox = nil
+	for _, h := range s.ahead {
+		held = append(held, h.cl)
+	}
+	s.ahead = nil
 	for k, cl := range s.pushed {
 		held = append(held, cl)
 		delete(s.pushed, k)

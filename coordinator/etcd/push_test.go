@@ -152,7 +152,7 @@ func TestCloseReleasesPushedClaim(t *testing.T) {
 	m, w1, w2 := join2(t, ctx, c, "push-close")
 	// A waiter whose Claim call never collects what is pushed to it: the
 	// state of a worker closing while a push is under way.
-	wt, err := w1.register(ctx)
+	wt, err := w1.register()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,5 +227,54 @@ func TestPickWaiter(t *testing.T) {
 				t.Errorf("picked %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Publish claims the next item ahead for the slot's next Claim call; if
+// no call comes, the claim goes back to the queue with the same attempt
+// and nothing is reported lost.
+func TestPublishClaimsAhead(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w1, w2 := join2(t, ctx, c, "ahead")
+	for _, mod := range []string{"a", "b", "c"} {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(s *Session, cl coordinator.Claim) {
+		t.Helper()
+		if err := s.Publish(ctx, cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Instance: s.member.Index}); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-m.Results(); r.Module != cl.Assignment.Module {
+			t.Fatalf("result of %s, want %s", r.Module, cl.Assignment.Module)
+		}
+	}
+	ca, err := w1.Claim(ctx)
+	if err != nil || ca.Assignment.Module != "a" {
+		t.Fatalf("first claim %+v, %v; want a", ca.Assignment, err)
+	}
+	publish(w1, ca)
+	if n := c.aheads.Load(); n != 1 {
+		t.Fatalf("%d claims taken ahead, want 1", n)
+	}
+	cb, err := w1.Claim(ctx)
+	if err != nil || cb.Assignment.Module != "b" {
+		t.Fatalf("claim after publish %+v, %v; want b (taken ahead)", cb.Assignment, err)
+	}
+	// w1 publishes b, takes c ahead, and then stops claiming: c goes back
+	// to the queue after aheadGrace, and w2 gets attempt 1.
+	publish(w1, cb)
+	if n := c.aheads.Load(); n != 2 {
+		t.Fatalf("%d claims taken ahead, want 2", n)
+	}
+	cc, err := w2.Claim(ctx)
+	if err != nil || cc.Assignment.Module != "c" || cc.Assignment.Attempt != 1 {
+		t.Fatalf("other worker's claim %+v, %v; want c attempt 1", cc.Assignment, err)
+	}
+	w2.kill()
+	if l := <-m.LostClaims(); l.Module != "c" || l.Member.Index != 2 {
+		t.Fatalf("lost claim %+v, want only c of member 2 (nothing lost by the release)", l)
 	}
 }

@@ -1,0 +1,129 @@
+package etcd
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/modpipe/modpipe/coordinator"
+)
+
+// Claiming ahead. A slot that publishes asks for work next, so Publish's
+// Txn also claims the item the slot's next Claim call would pick, in a
+// nested Txn with the claim Txn's own compares: one commit per module for
+// a busy worker instead of two (publish, then claim). The claim is held
+// for the session's next Claim call, which returns it at once. A claim
+// held ahead that no Claim call takes within aheadGrace (the member
+// stopped claiming) goes back to the queue with the same attempt, as a
+// released push does, and so does any left at Close; a session that dies
+// takes it with its lease, and the master reports it lost, as any other.
+
+// aheadGrace is how long a claim taken ahead waits for a Claim call.
+const aheadGrace = 100 * time.Millisecond
+
+// heldClaim is a claim taken ahead.
+type heldClaim struct {
+	cl coordinator.Claim
+}
+
+// aheadPlan is the claim a Publish tries to take ahead.
+type aheadPlan struct {
+	it *qitem
+	op clientv3.Op
+}
+
+// planAhead picks the item to claim in the next Publish Txn, or nil. Only
+// a session whose slots are all in use or asked for (held claims ahead
+// count as asked for) is one whose next Claim is certain enough: with a
+// claim already held ahead, it takes no second one.
+func (s *Session) planAhead(envBytes int) *aheadPlan {
+	if envBytes > s.c.cfg.maxEnvelopeBytes()/2 {
+		return nil // keep the Txn well within the request limit
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.closing || len(s.ahead) > 0 || s.viewRev < s.wroteRev {
+		return nil
+	}
+	it, _ := s.pickLocked(time.Now())
+	if it == nil {
+		return nil
+	}
+	ckey := s.prefix + "claims/" + escape(it.a.Module)
+	val, err := json.Marshal(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
+	if err != nil {
+		return nil
+	}
+	s.inflight[it.key] = true
+	return &aheadPlan{it: it, op: clientv3.OpTxn(
+		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(it.key), "=", it.modRev), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)},
+		[]clientv3.Op{clientv3.OpDelete(it.key), clientv3.OpPut(ckey, string(val), clientv3.WithLease(s.lease))},
+		nil)}
+}
+
+// finishAhead records the outcome of a planned claim: r is the Publish
+// Txn's result, whose responses end with the nested claim's.
+func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
+	if p == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, p.it.key)
+	if r.err != nil || !r.succeeded || len(r.responses) == 0 {
+		return
+	}
+	tr := r.responses[len(r.responses)-1].GetResponseTxn()
+	if tr == nil {
+		return
+	}
+	s.taken[p.it.key] = p.it.modRev
+	if !tr.Succeeded {
+		s.contention = 4 * spreadWidth
+		s.c.conflicts.Add(1)
+		return
+	}
+	if s.contention > 0 {
+		s.contention--
+	}
+	h := &heldClaim{cl: coordinator.Claim{Assignment: p.it.a, ClaimedAt: time.Now(), Token: strconv.FormatInt(r.rev, 10)}}
+	s.ahead = append(s.ahead, h)
+	s.c.aheads.Add(1)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	if s.err != nil {
+		return
+	}
+	// Added under s.mu while the session lives, so before Close waits.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(aheadGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+		if s.dropAhead(h) {
+			s.log.Debug("no Claim took the claim held ahead; releasing it", "module", h.cl.Assignment.Module)
+			s.release(h.cl)
+		}
+	}()
+}
+
+// dropAhead removes h from the claims held ahead and reports whether it
+// was still there.
+func (s *Session) dropAhead(h *heldClaim) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, x := range s.ahead {
+		if x == h {
+			s.ahead = append(s.ahead[:i:i], s.ahead[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
