@@ -121,6 +121,13 @@ func startPlugins(ctx context.Context, specs map[string]pluginhost.Spec, opts pl
 		mu   sync.Mutex
 		errs []error
 	)
+	if opts.TLS == nil && len(specs) > 0 {
+		// One certificate for all of them and their restarts: making it
+		// is most of the host's own share of a plugin's start. Should it
+		// fail, each Start tries again and reports a failure as its
+		// start error.
+		opts.TLS, _ = pluginhost.NewTLSIdentity()
+	}
 	names := make([]string, 0, len(specs))
 	for name := range specs {
 		names = append(names, name)

@@ -68,6 +68,10 @@ type Options struct {
 	// KillGrace is how long a cancelled module may take to stop before
 	// the plugin process is killed as hung; zero means DefaultKillGrace.
 	KillGrace time.Duration
+	// TLS is the host's identity for mutual TLS with the plugin; nil
+	// makes one for each process. Share one across plugins to make it
+	// once.
+	TLS *TLSIdentity
 }
 
 // Info is what a plugin said about itself.

@@ -100,9 +100,12 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 	logger := p.logger
 	stdio := &lineLogger{tail: pr.tail, log: func(s string) { logger.Debug("plugin output", "line", s) }}
 	hp := &hostPlugin{p: p, pr: pr}
-	id, err := newMTLSIdentity()
-	if err != nil {
-		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "could not make the host's TLS certificate for the plugin", Err: err}
+	id := p.opts.TLS
+	if id == nil {
+		var err error
+		if id, err = NewTLSIdentity(); err != nil {
+			return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "could not make the host's TLS certificate for the plugin", Err: err}
+		}
 	}
 	pr.client = goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
@@ -128,12 +131,12 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			return r, err
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		// AutoMTLS done by hand (see newMTLSIdentity): the same exchange
+		// AutoMTLS done by hand (see NewTLSIdentity): the same exchange
 		// on the wire, with a cheaper certificate. go-plugin still reads
 		// the plugin's certificate from the handshake line into
 		// TLSConfig's roots.
 		AutoMTLS:  false,
-		TLSConfig: id.config,
+		TLSConfig: id.clientConfig(),
 		// No broker multiplexing: plugins in other languages rarely
 		// support it, and go-plugin refuses a plugin that does not.
 		GRPCBrokerMultiplex: false,

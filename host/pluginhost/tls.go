@@ -17,43 +17,50 @@ import (
 // (PEM) to the plugin; plugins in any language read it from there.
 const clientCertEnv = "PLUGIN_CLIENT_CERT"
 
-// mtlsIdentity is the host's side of mutual TLS with one plugin process.
-type mtlsIdentity struct {
+// TLSIdentity is the host's key and certificate for mutual TLS with its
+// plugins. One identity can serve every plugin a host starts: a plugin
+// accepts only a client that proves it holds the identity's private key,
+// which never leaves the host, so knowing the certificate (every plugin
+// gets it) does not let one plugin call another.
+type TLSIdentity struct {
+	cert tls.Certificate
 	// certPEM goes to the plugin in PLUGIN_CLIENT_CERT: the only
 	// certificate it accepts a connection from.
 	certPEM []byte
-	// config presents the host's certificate. go-plugin adds the plugin's
-	// own certificate from the handshake line as the only trusted root;
-	// until then it trusts nothing, so a plugin that sends no certificate
-	// cannot be connected to.
-	config *tls.Config
 }
 
-// newMTLSIdentity makes the host's key and self-signed certificate for
-// one plugin process, as go-plugin's AutoMTLS does, but on P-256 instead
-// of P-521: go-plugin's P-521 key and certificate took 6 to 16 ms on this
-// class of machine (constant-time P-521 has no assembly), P-256 0.3 ms,
-// and P-256 handshakes are cheaper too. The plugin's side is unchanged:
-// the handshake line still carries its certificate, which stock go-plugin
-// plugins and the Python plugin make as they always did.
-func newMTLSIdentity() (*mtlsIdentity, error) {
+// NewTLSIdentity makes a key and a self-signed certificate, as go-plugin's
+// AutoMTLS does, but on P-256 instead of P-521: go-plugin's P-521 key and
+// certificate took 6 to 16 ms on this class of machine (constant-time
+// P-521 has no assembly), P-256 0.3 ms, and P-256 handshakes are cheaper
+// too. The plugin's side is unchanged: the handshake line still carries
+// its certificate, which stock go-plugin plugins and the Python plugin
+// make as they always did.
+func NewTLSIdentity() (*TLSIdentity, error) {
 	cert, err := generateCert()
 	if err != nil {
 		return nil, err
 	}
-	return &mtlsIdentity{
+	return &TLSIdentity{
+		cert:    cert,
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
-		config: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			// go-plugin uses the same config for the broker's listener,
-			// where the plugin dials the host.
-			ClientAuth: tls.RequireAndVerifyClientCert,
-			MinVersion: tls.VersionTLS12,
-			// Both sides' certificates name localhost, whatever the
-			// address.
-			ServerName: "localhost",
-		},
 	}, nil
+}
+
+// clientConfig is the TLS config of one plugin process's connections,
+// presenting the identity's certificate. go-plugin adds that process's
+// certificate from its handshake line as the only trusted root (and, for
+// the broker where the plugin dials the host, the only accepted client),
+// so the config is never shared between processes. Until then it trusts
+// nothing: a plugin that sends no certificate cannot be connected to.
+func (id *TLSIdentity) clientConfig() *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{id.cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+		// Both sides' certificates name localhost, whatever the address.
+		ServerName: "localhost",
+	}
 }
 
 // generateCert makes a key and a self-signed certificate shaped like

@@ -45,21 +45,28 @@ func buildStock(t *testing.T) string {
 // certificate), and one that serves without TLS, which the host refuses.
 func TestMTLSWithPlugins(t *testing.T) {
 	stock := buildStock(t)
+	shared, err := pluginhost.NewTLSIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		path    string
 		env     []string
+		tls     *pluginhost.TLSIdentity
 		wantErr bool
 	}{
 		{name: "sdk plugin", path: testkitBin},
 		{name: "stock go-plugin AutoMTLS", path: stock},
+		{name: "sdk plugin, shared host identity", path: testkitBin, tls: shared},
+		{name: "stock plugin, the same shared host identity", path: stock, tls: shared},
 		{name: "plugin without TLS", path: stock, env: []string{"STOCKMTLS_PLAIN=1"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
 			defer cancel()
-			p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "p", Path: tt.path, Env: tt.env}, pluginhost.Options{Logger: testLogger(t)})
+			p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "p", Path: tt.path, Env: tt.env}, pluginhost.Options{Logger: testLogger(t), TLS: tt.tls})
 			if tt.wantErr {
 				if err == nil {
 					p.Close()
