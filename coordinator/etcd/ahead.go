@@ -127,3 +127,92 @@ func (s *Session) dropAhead(h *heldClaim) bool {
 	}
 	return false
 }
+
+// Registering ahead. When Publish has nothing to claim ahead, its Txn
+// registers the waiter of the slot's next Claim call instead (a spare):
+// registered in a Txn of its own after the publish, the waiter would hit
+// etcd at the moment the master's push does, and the two would share or
+// queue behind one fsync. The next Claim call adopts the spare as its own
+// waiter; one not adopted within aheadGrace is withdrawn, and a push it
+// took is released, as for a claim taken ahead.
+
+// planSpare allocates the key of a spare waiter for a Publish that claims
+// nothing ahead, or "".
+func (s *Session) planSpare(p *aheadPlan) string {
+	if p != nil {
+		return ""
+	}
+	s.mu.Lock()
+	n := len(s.spare)
+	s.mu.Unlock()
+	if n > 0 {
+		return "" // one is enough until a Claim call adopts it
+	}
+	return s.newWaiterKey()
+}
+
+// finishSpare records the spare waiter of a Publish: r is its result.
+func (s *Session) finishSpare(key string, r txnResult) {
+	if key == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.err != nil || !r.succeeded {
+		// Not written, or unknown: a push to it, if it exists, goes to
+		// the inbox.
+		delete(s.owned, key)
+		return
+	}
+	w := &waiter{key: key, rev: r.rev}
+	s.spare = append(s.spare, w)
+	if s.err != nil {
+		return
+	}
+	s.wg.Add(1) // under s.mu while the session lives, so before Close waits
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(aheadGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+		if !s.dropSpare(w) {
+			return // adopted by a Claim call
+		}
+		if cl := s.withdraw(w); cl != nil {
+			s.log.Debug("no Claim adopted the waiter a push went to; releasing the claim", "module", cl.Assignment.Module)
+			s.release(*cl)
+		}
+	}()
+}
+
+// dropSpare removes w from the spare waiters and reports whether it was
+// still there.
+func (s *Session) dropSpare(w *waiter) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, x := range s.spare {
+		if x == w {
+			s.spare = append(s.spare[:i:i], s.spare[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// takeSparePushedLocked returns a claim pushed to a spare waiter that no
+// Claim call adopted yet.
+func (s *Session) takeSparePushedLocked() (coordinator.Claim, bool) {
+	for i, w := range s.spare {
+		if cl, ok := s.pushed[w.key]; ok {
+			delete(s.pushed, w.key)
+			delete(s.owned, w.key)
+			s.spare = append(s.spare[:i:i], s.spare[i+1:]...)
+			return cl, true
+		}
+	}
+	return coordinator.Claim{}, false
+}

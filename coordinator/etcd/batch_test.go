@@ -210,7 +210,9 @@ func TestGroupCommitErrorsPerCaller(t *testing.T) {
 	// Exactly once: every successful publish arrives once before a last
 	// one, published after all of them (by the master, which sees its own
 	// enqueue at once and claims the top priority).
-	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "last", Attempt: 1, Priority: 100}); err != nil {
+	// Pinned: the worker's last Publish registered a waiter for its next
+	// Claim (ahead.go), and the master would push to it.
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "last", Attempt: 1, Priority: 100}.PinToMaster()); err != nil {
 		t.Fatal(err)
 	}
 	last, err := m.Claim(ctx)

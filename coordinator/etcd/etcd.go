@@ -8,6 +8,7 @@
 //	run              run record (RunInfo)
 //	queue/MOD/ATT    queued assignment (MOD path-escaped, ATT the attempt)
 //	claims/MOD       claim, on the claimer's session lease
+//	waiters/NNNNN/LEASE-SEQ  a waiting Claim call, on its session lease (push.go)
 //	results/MOD      published envelope
 //	cancel           cancellation reason
 //	end              final status written by Finish
@@ -29,6 +30,11 @@
 // members take it only after a short grace. Keys nobody has a slot for are
 // open: claimers start at their head and, once they see contention, spread
 // over the first ready keys of the top priority by member index.
+//
+// A Claim call that finds nothing registers a waiter, and the master's
+// Enqueue turns into a claim for it in the same Txn (push.go): two
+// commits per dispatch step. Publish claims the slot's next item ahead in
+// its own Txn (ahead.go): one commit per module for a busy worker.
 //
 // Group commit (batch.go): a session's concurrent Enqueues, and separately
 // its concurrent Publishes, share one Txn of nested Txns, one per caller,
@@ -399,8 +405,10 @@ type Session struct {
 	pushed  map[string]coordinator.Claim
 	inbox   []coordinator.Claim
 	closing bool
-	// ahead: claims Publish took for the next Claim call (ahead.go).
+	// ahead: claims Publish took for the next Claim call; spare: waiters
+	// Publish registered for it (ahead.go).
 	ahead []*heldClaim
+	spare []*waiter
 	// advanced is closed and replaced whenever viewRev moves.
 	advanced chan struct{}
 
@@ -800,6 +808,20 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 				return cl, nil
 			}
 		}
+		if cl, ok := s.takeSparePushedLocked(); ok {
+			s.mu.Unlock()
+			if pcl := s.withdraw(w); pcl != nil {
+				s.mu.Lock()
+				s.inbox = append(s.inbox, *pcl)
+				s.mu.Unlock()
+			}
+			return cl, nil
+		}
+		if w == nil && len(s.spare) > 0 {
+			// Adopt the waiter our Publish registered (ahead.go).
+			w = s.spare[len(s.spare)-1]
+			s.spare = s.spare[:len(s.spare)-1]
+		}
 		if len(s.ahead) > 0 || len(s.inbox) > 0 {
 			var cl coordinator.Claim
 			if len(s.ahead) > 0 {
@@ -987,6 +1009,10 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	if ahead != nil {
 		then = append(then, ahead.op)
 	}
+	spare := s.planSpare(ahead)
+	if spare != "" {
+		then = append(then, clientv3.OpPut(spare, "", clientv3.WithLease(s.lease)))
+	}
 	op := newTxnOp(env.Module,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)},
 		then, nil)
@@ -995,6 +1021,7 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	}
 	r := s.pub.submit(ctx, op)
 	s.finishAhead(ahead, r)
+	s.finishSpare(spare, r)
 	if err := r.err; err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
 			return fmt.Errorf("publish result of %s: etcd refused the request as too large, so its --max-request-bytes is below the configured MaxRequestBytes %d; set them equal: %w",

@@ -294,6 +294,7 @@ func (s *Session) releaseHeld() {
 		return
 	}
 	s.closing = true
+	s.spare = nil
 	any := len(s.owned) > 0 || len(s.pushed) > 0 || len(s.inbox) > 0 || len(s.ahead) > 0
 	s.mu.Unlock()
 	if !any {

@@ -278,3 +278,58 @@ func TestPublishClaimsAhead(t *testing.T) {
 		t.Fatalf("lost claim %+v, want only c of member 2 (nothing lost by the release)", l)
 	}
 }
+
+// With nothing to claim ahead, Publish registers the waiter of the slot's
+// next Claim call: a push to it is returned by that call, and one that no
+// call takes goes back to the queue with the same attempt.
+func TestPublishRegistersNextWaiter(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w1, w2 := join2(t, ctx, c, "spare")
+	publish := func(s *Session, cl coordinator.Claim) {
+		t.Helper()
+		if err := s.Publish(ctx, cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Instance: s.member.Index}); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-m.Results(); r.Module != cl.Assignment.Module {
+			t.Fatalf("result of %s, want %s", r.Module, cl.Assignment.Module)
+		}
+	}
+	enqueue := func(mod string) {
+		t.Helper()
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("a")
+	ca, err := w1.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(w1, ca)
+	waitWaiters(t, ctx, m, 1) // registered by the Publish, no Claim call yet
+	enqueue("b")
+	cb, err := w1.Claim(ctx)
+	if err != nil || cb.Assignment.Module != "b" {
+		t.Fatalf("claim after publish %+v, %v; want b", cb.Assignment, err)
+	}
+	if n := c.pushes.Load(); n != 1 {
+		t.Fatalf("%d pushes, want 1 (to the waiter the Publish registered)", n)
+	}
+	// w1 publishes b and stops claiming: its waiter takes c, which goes
+	// back to the queue after aheadGrace, and w2 gets attempt 1.
+	publish(w1, cb)
+	waitWaiters(t, ctx, m, 1)
+	enqueue("c")
+	cc, err := w2.Claim(ctx)
+	if err != nil || cc.Assignment.Module != "c" || cc.Assignment.Attempt != 1 {
+		t.Fatalf("other worker's claim %+v, %v; want c attempt 1", cc.Assignment, err)
+	}
+	if n := c.pushes.Load(); n != 2 {
+		t.Fatalf("%d pushes, want 2 (c to w1's unadopted waiter)", n)
+	}
+	w2.kill()
+	if l := <-m.LostClaims(); l.Module != "c" || l.Member.Index != 2 {
+		t.Fatalf("lost claim %+v, want only c of member 2 (nothing lost by the release)", l)
+	}
+}
