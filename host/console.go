@@ -61,6 +61,9 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 			Masker: pipelineMasker(p.cfg, opts.Environ),
 			Total:  total,
 			Width:  width,
+			// Module output and events reach the log within a tenth of
+			// a second, in one write per batch instead of one per line.
+			Batch: 100 * time.Millisecond,
 		}),
 		style: style,
 		host:  host,

@@ -137,7 +137,9 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		runCtx, cancel = context.WithTimeout(ctx, m.Timeout)
 		defer cancel()
 	}
-	r.logger.Debug("module start", "module", n.Address, "attempt", attempt, "plugin", m.Plugin)
+	if r.logger.IsDebug() { // the arguments alone cost allocations per module
+		r.logger.Debug("module start", "module", n.Address, "attempt", attempt, "plugin", m.Plugin)
+	}
 	resp, err := pl.Execute(runCtx, req, func(l pluginhost.Line) {
 		// Lines arrive whole (the plugins split output at newlines), so a
 		// secret written in pieces is whole again here.

@@ -49,6 +49,11 @@ type Options struct {
 	// MaxBuffered is the byte limit of one module's buffered output in the
 	// CI styles; 0 means DefaultMaxBuffered.
 	MaxBuffered int
+	// Batch, when positive, holds what the styles other than the live one
+	// print and writes it at most this often, and at Close: a run of
+	// thousands of short modules otherwise made two write calls per
+	// module, on the scheduler's path. Zero writes every line at once.
+	Batch time.Duration
 }
 
 // Console prints a run's output and progress in one Style. Its methods
@@ -59,6 +64,7 @@ type Console struct {
 
 	mu      sync.Mutex
 	out     *secrets.LineWriter
+	batch   *batchWriter // under out; holds output while batching
 	closed  bool
 	running map[string]*running
 	done    int
@@ -112,12 +118,13 @@ func New(opts Options) *Console {
 	}
 	c := &Console{
 		opts:    opts,
-		out:     secrets.NewLineWriter(opts.Out, opts.Masker),
+		batch:   &batchWriter{w: opts.Out, hold: opts.Batch > 0 && opts.Style != StyleLive},
 		running: map[string]*running{},
 		groups:  map[string]*group{},
 		started: opts.Now(),
 		stop:    make(chan struct{}),
 	}
+	c.out = secrets.NewLineWriter(c.batch, opts.Masker)
 	if opts.Style == StyleGitHub {
 		// Written unmasked, straight to Out: this is how GitHub learns
 		// what to mask, and GitHub hides the command line itself.
@@ -132,7 +139,54 @@ func New(opts Options) *Console {
 		c.wg.Add(1)
 		go c.tick()
 	}
+	if c.batch.hold {
+		c.wg.Add(1)
+		go c.flushEvery(opts.Batch)
+	}
 	return c
+}
+
+// flushEvery writes the held output every d until Close, which writes
+// the rest and stops holding.
+func (c *Console) flushEvery(d time.Duration) {
+	defer c.wg.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.mu.Lock()
+			_ = c.batch.flush()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// batchWriter holds what is written while hold is set, until flush. It
+// is used with Console.mu held.
+type batchWriter struct {
+	w    io.Writer
+	hold bool
+	buf  []byte
+}
+
+func (b *batchWriter) Write(p []byte) (int, error) {
+	if !b.hold {
+		return b.w.Write(p)
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *batchWriter) flush() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
 }
 
 // tick redraws the live view so elapsed times move while nothing else
@@ -354,7 +408,13 @@ func (c *Console) Close() error {
 		}
 	}
 	c.groups = map[string]*group{}
-	return c.out.Flush()
+	err := c.out.Flush()
+	// From here on the console prints at once (the summary).
+	c.batch.hold = false
+	if ferr := c.batch.flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // buffers reports whether the style holds output per module.

@@ -365,3 +365,25 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Errorf("%s differs from the golden file (run go test -update and review the diff):\n--- got\n%q\n--- want\n%q", name, got, want)
 	}
 }
+
+// TestBatchHoldsUntilFlushOrClose checks that a batching console writes
+// nothing per line, everything at Close, and at once after Close.
+func TestBatchHoldsUntilFlushOrClose(t *testing.T) {
+	var out strings.Builder
+	c := New(Options{Style: StylePlain, Out: &out, Batch: time.Hour})
+	c.Started("a", 1, 0, "h")
+	c.Line("a", "stdout", "hello")
+	if out.Len() != 0 {
+		t.Fatalf("written before a flush: %q", out.String())
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "▶ a started on instance 0 (h)\na | hello\n"; out.String() != want {
+		t.Fatalf("after Close: %q, want %q", out.String(), want)
+	}
+	fmt.Fprintln(c, "summary")
+	if !strings.HasSuffix(out.String(), "summary\n") {
+		t.Fatalf("after Close, not written at once: %q", out.String())
+	}
+}
