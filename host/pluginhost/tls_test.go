@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -202,4 +203,50 @@ func testCert(t *testing.T) (tls.Certificate, []byte) {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// describeClient is the client side of the Plugin service for a stock
+// go-plugin host.
+type describeClient struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
+
+func (describeClient) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("not a server")
+}
+
+func (describeClient) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return pluginv1.NewPluginClient(conn), nil
+}
+
+// TestSDKPluginUnderStockHost starts an sdk plugin from a plain go-plugin
+// client with go-plugin's own AutoMTLS (a P-521 host certificate): the
+// sdk's P-256 answer on the handshake line must satisfy it.
+func TestSDKPluginUnderStockHost(t *testing.T) {
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig: goplugin.HandshakeConfig{
+			MagicCookieKey:   pluginv1.MagicCookieKey,
+			MagicCookieValue: pluginv1.MagicCookieValue,
+		},
+		VersionedPlugins: map[int]goplugin.PluginSet{pluginv1.ProtocolVersion: {pluginv1.PluginName: describeClient{}}},
+		Cmd:              exec.Command(testkitBin),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           testLogger(t),
+	})
+	defer client.Kill()
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rpc.Dispense(pluginv1.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+	defer cancel()
+	resp, err := raw.(pluginv1.PluginClient).Describe(ctx, &pluginv1.DescribeRequest{})
+	if err != nil || resp.GetName() == "" {
+		t.Fatalf("Describe: %+v, %v", resp, err)
+	}
 }
