@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -72,7 +73,11 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inflight, p.it.key)
-	if r.err != nil || !r.succeeded || len(r.responses) == 0 {
+	if r.err != nil {
+		s.unsureLocked(p.it.a)
+		return
+	}
+	if !r.succeeded || len(r.responses) == 0 {
 		return
 	}
 	tr := r.responses[len(r.responses)-1].GetResponseTxn()
@@ -88,6 +93,7 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 	if s.contention > 0 {
 		s.contention--
 	}
+	delete(s.unsure, p.it.a.Module)
 	h := &heldClaim{cl: coordinator.Claim{Assignment: p.it.a, ClaimedAt: time.Now(), Token: strconv.FormatInt(r.rev, 10)}}
 	s.ahead = append(s.ahead, h)
 	s.c.aheads.Add(1)
@@ -215,4 +221,37 @@ func (s *Session) takeSparePushedLocked() (coordinator.Claim, bool) {
 		}
 	}
 	return coordinator.Claim{}, false
+}
+
+// unsureLocked notes that a claim Txn of ours for a failed without an
+// answer: it may have been applied, and then the claim is ours with no
+// Claim call to return it. If the view already shows it, it goes to the
+// inbox now; otherwise the watch puts it there when it arrives
+// (claimSeenLocked). Caller holds s.mu.
+func (s *Session) unsureLocked(a coordinator.Assignment) {
+	s.unsure[a.Module] = a
+	if ce, ok := s.view.claims[a.Module]; ok {
+		s.claimSeenLocked(ce.v, ce.createRev)
+	}
+}
+
+// claimSeenLocked handles a claim the view shows for a module whose claim
+// Txn's outcome we did not learn: ours goes to the inbox for the next
+// Claim call. It reports whether it did. Caller holds s.mu.
+func (s *Session) claimSeenLocked(cv claimValue, createRev int64) bool {
+	a, ok := s.unsure[cv.Module]
+	if !ok {
+		return false
+	}
+	if s.inflight[fmt.Sprintf("%squeue/%s/%d", s.prefix, escape(a.Module), a.Attempt)] {
+		// A claim Txn for it is in flight again: its answer decides.
+		return false
+	}
+	delete(s.unsure, cv.Module)
+	if cv.Waiter != "" || cv.Member.Index != s.member.Index || cv.Lease != int64(s.lease) || cv.Attempt != a.Attempt {
+		return false // someone else's, or a push (handled as such)
+	}
+	s.log.Warn("a claim whose Txn failed without an answer was applied; the next Claim returns it", "module", cv.Module)
+	s.inbox = append(s.inbox, coordinator.Claim{Assignment: a, ClaimedAt: time.Now(), Token: strconv.FormatInt(createRev, 10)})
+	return true
 }

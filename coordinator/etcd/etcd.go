@@ -94,6 +94,10 @@ type Coordinator struct {
 	// testPushed, when set by a test, runs when a Claim call finds the
 	// claim pushed to it, before it checks its ctx and returns it.
 	testPushed func(*Session, context.Context)
+	// testClaimAnswerLost, when set by a test, is asked after each claim
+	// Txn that etcd answered; true drops the answer, as a connection lost
+	// after the request was applied would.
+	testClaimAnswerLost func() bool
 }
 
 var _ coordinator.Coordinator = (*Coordinator)(nil)
@@ -303,7 +307,8 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		results:  mailbox.New[coordinator.Envelope](), lost: mailbox.New[coordinator.LostClaim](),
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
 		owned: map[string]bool{}, pushed: map[string]coordinator.Claim{}, advanced: make(chan struct{}),
-		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
+		unsure: map[string]coordinator.Assignment{},
+		pub:    newCommitter(c.cli, c.cfg.MaxRequestBytes),
 	}
 	if master {
 		s.enq = newCommitter(c.cli, c.cfg.MaxRequestBytes)
@@ -405,6 +410,9 @@ type Session struct {
 	pushed  map[string]coordinator.Claim
 	inbox   []coordinator.Claim
 	closing bool
+	// unsure: modules whose claim Txn of ours failed without an answer,
+	// so it may have been applied (ahead.go).
+	unsure map[string]coordinator.Assignment
 	// ahead: claims Publish took for the next Claim call; spare: waiters
 	// Publish registered for it (ahead.go).
 	ahead []*heldClaim
@@ -887,6 +895,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 		delete(s.inflight, it.key)
 		switch {
 		case err != nil:
+			s.unsureLocked(it.a)
 		case ok:
 			// Skipped until the watch removes it: the view (and with it
 			// every member's designation) changes only by watch events.
@@ -897,6 +906,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			if w != nil {
 				delete(s.owned, w.key)
 			}
+			delete(s.unsure, it.a.Module)
 		case waiterGone:
 			// A push took our waiter first: its claim is on the way; the
 			// queue key may well still be free.
@@ -964,6 +974,9 @@ func (s *Session) tryClaim(ctx context.Context, it *qitem, w *waiter) (cl coordi
 	tctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.DialTimeout)
 	defer cancel()
 	resp, err := s.c.cli.Txn(tctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err == nil && s.c.testClaimAnswerLost != nil && s.c.testClaimAnswerLost() {
+		err = errors.New("test: the claim Txn's answer was lost")
+	}
 	if err != nil {
 		return coordinator.Claim{}, false, false, fmt.Errorf("claim %s: %w", it.a.Module, err)
 	}

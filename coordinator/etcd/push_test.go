@@ -333,3 +333,31 @@ func TestPublishRegistersNextWaiter(t *testing.T) {
 		t.Fatalf("lost claim %+v, want only c of member 2 (nothing lost by the release)", l)
 	}
 }
+
+// A claim Txn applied whose answer was lost leaves the claim ours with no
+// Claim call returning it: the view finds it and the next Claim returns
+// it, with the token Publish needs.
+func TestClaimWithLostAnswerIsNotStranded(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w, _ := join2(t, ctx, c, "lost-answer")
+	var once sync.Once
+	c.testClaimAnswerLost = func() bool {
+		lost := false
+		once.Do(func() { lost = true })
+		return lost
+	}
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := w.Claim(ctx)
+	if err != nil || cl.Assignment.Module != "a" || cl.Assignment.Attempt != 1 {
+		t.Fatalf("claim %+v, %v; want a attempt 1", cl.Assignment, err)
+	}
+	if err := w.Publish(ctx, cl, coordinator.Envelope{Module: "a", Status: coordinator.StatusSucceeded}); err != nil {
+		t.Fatalf("Publish of the recovered claim: %v", err)
+	}
+	if r := <-m.Results(); r.Module != "a" {
+		t.Fatalf("result of %s, want a", r.Module)
+	}
+}

@@ -323,8 +323,8 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 					s.view.claimAdded(cv.Member.Index, now)
 				}
 				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: ev.Kv.CreateRevision}
-				if s.pushedLocked(cv, ev.Kv.CreateRevision, now) {
-					queueGrew = true // wakes the Claim call the assignment was pushed to
+				if s.pushedLocked(cv, ev.Kv.CreateRevision, now) || s.claimSeenLocked(cv, ev.Kv.CreateRevision) {
+					queueGrew = true // wakes the Claim call that gets it
 				}
 			}
 		case "waiters":
