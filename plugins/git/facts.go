@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +56,7 @@ func git(ctx context.Context, dir string, args ...string) ([]string, error) {
 		Dir:  dir,
 		// A fixed locale keeps git's messages parseable; no pager, no
 		// prompts for credentials in CI.
-		Env:    append(os.Environ(), "LC_ALL=C", "GIT_PAGER=cat", "GIT_TERMINAL_PROMPT=0"),
+		Env:    append(proc.Environ(), "LC_ALL=C", "GIT_PAGER=cat", "GIT_TERMINAL_PROMPT=0"),
 		Stdout: func(l string) { out = append(out, l) },
 		Stderr: stderr.Add,
 	})

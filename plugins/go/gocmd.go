@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -40,7 +39,7 @@ func (c Config) packages() []string {
 }
 
 func (c Config) environ() []string {
-	env := os.Environ()
+	env := proc.Environ()
 	keys := make([]string, 0, len(c.Env))
 	for k := range c.Env {
 		keys = append(keys, k)

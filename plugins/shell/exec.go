@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -75,7 +74,7 @@ func (c ExecConfig) argv() []string {
 // environ is the inherited environment plus the configured variables, in a
 // stable order so the same config always yields the same environment.
 func (c ExecConfig) environ() []string {
-	env := os.Environ()
+	env := proc.Environ()
 	keys := make([]string, 0, len(c.Env))
 	for k := range c.Env {
 		keys = append(keys, k)

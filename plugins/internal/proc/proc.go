@@ -41,7 +41,8 @@ type Command struct {
 	Argv []string
 	// Dir is the working directory; empty means the plugin's own.
 	Dir string
-	// Env is the complete environment; nil means the plugin's environment.
+	// Env is the complete environment; nil means Environ(): the plugin's
+	// environment without the plugin protocol's variables.
 	Env []string
 	// Stdout and Stderr receive each output line, without its trailing
 	// newline, as soon as the line is complete. Each is called from a
@@ -217,7 +218,7 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 func environ(c Command) ([]string, error) {
 	env := c.Env
 	if env == nil {
-		env = os.Environ()
+		env = Environ()
 		if c.Dir != "" && runtime.GOOS != "windows" {
 			pwd, err := filepath.Abs(c.Dir)
 			if err != nil {

@@ -1,0 +1,38 @@
+package proc
+
+import (
+	"os"
+	"strings"
+
+	"github.com/modpipe/modpipe/proto/pluginv1"
+)
+
+// pluginProtocolVars are what the host sets in a plugin's environment to
+// run the plugin protocol itself: go-plugin's handshake variables (the
+// host's TLS certificate among them) and modpipe's magic cookie. They
+// describe the plugin's own connection to the host, not the module's
+// environment, so a module's commands do not inherit them; a command that
+// is itself a go-plugin host or plugin would otherwise read them as its
+// own.
+var pluginProtocolVars = map[string]bool{
+	pluginv1.MagicCookieKey:    true,
+	"PLUGIN_CLIENT_CERT":       true,
+	"PLUGIN_MIN_PORT":          true,
+	"PLUGIN_MAX_PORT":          true,
+	"PLUGIN_PROTOCOL_VERSIONS": true,
+	"PLUGIN_MULTIPLEX_GRPC":    true,
+}
+
+// Environ is the environment a plugin's commands inherit: the plugin's own
+// (os.Environ) without the variables of the plugin protocol. Command.Env
+// nil means Environ.
+func Environ() []string {
+	env := os.Environ()
+	out := env[:0]
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !pluginProtocolVars[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
