@@ -16,6 +16,8 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
@@ -150,8 +152,8 @@ type server struct {
 	stderrOnce sync.Once
 
 	mu      sync.Mutex
-	hostCli map[uint32]pluginv1.HostClient // one connection per broker id
-	running map[string]chan struct{}       // execution id -> closed when done
+	hostCli map[uint32]*hostConn     // one connection per broker id
+	running map[string]chan struct{} // execution id -> closed when done
 }
 
 func newServer(p Plugin) (*server, error) {
@@ -165,7 +167,7 @@ func newServer(p Plugin) (*server, error) {
 		name:    p.Name,
 		version: p.Version,
 		logger:  p.Logger,
-		hostCli: map[uint32]pluginv1.HostClient{},
+		hostCli: map[uint32]*hostConn{},
 		running: map[string]chan struct{}{},
 		stderr:  os.Stderr,
 		// Off only on request: it is for telling a problem of the Session
@@ -235,10 +237,11 @@ func (s *server) restoreStderr() {
 func (s *server) Describe(_ context.Context, req *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
 	s.restoreStderr()
 	if id := req.GetHostBrokerId(); id != 0 {
-		// Dial the host's result service now: the broker forgets an
-		// undialled id after a few seconds, long before a module might
-		// first ask for a dependency's result.
-		if _, err := s.hostClient(id); err != nil {
+		// Take the host's result service's address now: the broker
+		// forgets an undialled id after a few seconds, long before a
+		// module might first ask for a dependency's result. The
+		// connection itself waits for that first request (see hostConn).
+		if _, err := s.hostConn(id); err != nil {
 			s.logger.Warn("cannot reach the host's result service; sdk.Result will fail", "error", err)
 		}
 	}
@@ -479,9 +482,28 @@ func failed(resultType string, f *Failure) *pluginv1.Result {
 	}
 }
 
-// hostClient returns the client of the host's Host service, dialling it
-// through the broker the first time. One connection serves every module.
-func (s *server) hostClient(id uint32) (pluginv1.HostClient, error) {
+// hostConn is a connection to the host's Host service that connects only
+// when first used. Connecting at once put a second TLS handshake (both
+// sides' CPU) beside the Describe, Validate and first Execute calls of
+// every plugin's start, though most runs never ask for a result.
+type hostConn struct {
+	client pluginv1.HostClient
+	// res holds back the address from the connection until connect.
+	res  *manual.Resolver
+	once sync.Once
+}
+
+// connect lets the connection dial the host.
+func (c *hostConn) connect() {
+	c.once.Do(func() {
+		// The broker's dialer ignores the address; it knows the host's.
+		c.res.UpdateState(resolver.State{Addresses: []resolver.Address{{Addr: "host"}}})
+	})
+}
+
+// hostConn returns the not yet connected connection to the host's Host
+// service, taking its address from the broker the first time.
+func (s *server) hostConn(id uint32) (*hostConn, error) {
 	if id == 0 {
 		return nil, errors.New("the host did not offer its result service (no broker id in the request)")
 	}
@@ -493,11 +515,28 @@ func (s *server) hostClient(id uint32) (pluginv1.HostClient, error) {
 	if s.broker == nil {
 		return nil, errors.New("no connection to the host")
 	}
-	conn, err := s.broker.DialWithOptions(id, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pluginv1.MaxMessageBytes)))
+	// The broker dials target "unused" with gRPC's default scheme,
+	// passthrough: a resolver of that scheme that has no address yet
+	// keeps the connection idle until connect gives it one.
+	res := manual.NewBuilderWithScheme("passthrough")
+	conn, err := s.broker.DialWithOptions(id,
+		grpc.WithResolvers(res),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pluginv1.MaxMessageBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the host's result service: %w", err)
 	}
-	c := pluginv1.NewHostClient(conn)
+	c := &hostConn{client: pluginv1.NewHostClient(conn), res: res}
 	s.hostCli[id] = c
 	return c, nil
+}
+
+// hostClient returns the client of the host's Host service, connecting it
+// the first time. One connection serves every module.
+func (s *server) hostClient(id uint32) (pluginv1.HostClient, error) {
+	c, err := s.hostConn(id)
+	if err != nil {
+		return nil, err
+	}
+	c.connect()
+	return c.client, nil
 }
