@@ -63,7 +63,18 @@ func serverTLS(hostPEM []byte, out lineRewriter) (*tls.Config, error) {
 		// go-plugin uses the same config to dial the host's broker.
 		RootCAs:    pool,
 		MinVersion: tls.VersionTLS12,
-		ServerName: "localhost",
+		// P-256 key exchange first: on the machines measured it costs
+		// about a third less CPU per handshake (both sides together)
+		// than Go's default X25519MLKEM768 hybrid, and the handshake is
+		// on the path of every plugin's start. A stock go-plugin host
+		// that sends no P-256 key share gets X25519 (the server prefers
+		// a group it has a share for) rather than a retry. Post-quantum
+		// key exchange guards recorded traffic against future
+		// decryption; this connection is a local socket between two
+		// processes of one user, keyed with certificates that die with
+		// them.
+		CurvePreferences: []tls.CurveID{tls.CurveP256, tls.X25519},
+		ServerName:       "localhost",
 	}, nil
 }
 
