@@ -1,11 +1,16 @@
 package pluginhost_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,4 +88,88 @@ func TestNothingLeaksToTheTerminal(t *testing.T) {
 	if out := <-captured; len(out) > 0 {
 		t.Fatalf("the plugin wrote to the host's terminal:\n%s", out)
 	}
+}
+
+// TestCancelledStartLeavesNothing starts plugins with a context that is
+// cancelled before or while they start. go-plugin's Kill does nothing
+// before it has started the process, so such a start ran on to a
+// connected plugin whose Host service goroutine waited forever for a
+// broker no one closed: Start never returned. It must return the
+// cancellation promptly and leave no process of the plugin behind.
+func TestCancelledStartLeavesNothing(t *testing.T) {
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		t.Skip("needs /proc to find the plugin's processes")
+	}
+	for i := range 6 {
+		ctx, cancel := context.WithCancel(context.Background())
+		if i%2 == 0 {
+			cancel() // before Start
+		} else {
+			go cancel() // racing the start
+		}
+		type started struct {
+			p   *pluginhost.Plugin
+			err error
+		}
+		done := make(chan started, 1)
+		go func() {
+			p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin}, pluginhost.Options{Logger: hclog.NewNullLogger()})
+			done <- started{p, err}
+		}()
+		select {
+		case s := <-done:
+			var se *pluginhost.StartError
+			switch {
+			case i%2 == 1 && s.err == nil:
+				// The start won the race with the cancellation.
+				if err := s.p.Close(); err != nil {
+					t.Fatal(err)
+				}
+			case i%2 == 1 && errors.As(s.err, &se):
+			case i%2 == 0 && errors.As(s.err, &se) && errors.Is(s.err, context.Canceled):
+			default:
+				t.Fatalf("round %d: Start returned %v, %v; want a StartError (of the cancellation when it was cancelled before it began)", i, s.p, s.err)
+			}
+		case <-time.After(deadlockGuard):
+			t.Fatalf("round %d: Start with a cancelled context did not return", i)
+		}
+		cancel()
+	}
+	deadline := time.Now().Add(deadlockGuard)
+	for len(childrenRunning(testkitBin)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pids := childrenRunning(testkitBin); len(pids) > 0 {
+		t.Fatalf("plugin processes %v still run after their starts were cancelled", pids)
+	}
+}
+
+// childrenRunning returns the pids of this process's children that run
+// bin and have not exited (a zombie's exe link cannot be read).
+func childrenRunning(bin string) []int {
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || exe != bin {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split
+		// after its closing parenthesis.
+		i := bytes.LastIndexByte(stat, ')')
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[0] != "Z" && fields[1] == strconv.Itoa(self) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -156,8 +156,9 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 	})
 
 	type started struct {
-		rpc pluginv1.PluginClient
-		err error
+		conn goplugin.ClientProtocol
+		rpc  pluginv1.PluginClient
+		err  error
 	}
 	ch := make(chan started, 1)
 	go func() {
@@ -168,17 +169,29 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		}
 		raw, err := rpcClient.Dispense(pluginv1.PluginName)
 		if err != nil {
-			ch <- started{err: err}
+			ch <- started{conn: rpcClient, err: err}
 			return
 		}
-		ch <- started{rpc: raw.(pluginv1.PluginClient)}
+		ch <- started{conn: rpcClient, rpc: raw.(pluginv1.PluginClient)}
 	}()
 	var s started
 	select {
 	case s = <-ch:
 	case <-ctx.Done():
 		pr.client.Kill() // makes the handshake fail, so the goroutine ends
-		<-ch
+		s = <-ch
+		// Kill does nothing before go-plugin has started the process,
+		// and the start then runs to its end: a connected plugin whose
+		// broker, and so the Host service's goroutine, would live on.
+		// Stop what it left: the connection (its broker with it) and
+		// the process.
+		if s.conn != nil {
+			_ = s.conn.Close()
+		}
+		pr.client.Kill()
+		if pr.run != nil {
+			_ = pr.run.Kill(context.Background())
+		}
 		pr.serveWG.Wait()
 		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "gave up waiting for the plugin to start", Err: ctx.Err()}
 	}
