@@ -18,9 +18,10 @@ import (
 )
 
 // runWorker is instance d.Instance >= 1 of a distributed run: it joins
-// with its capabilities, waits for the master's run record, checks that it
-// loaded the same pipeline file, re-loads it with the master's variables
-// and locals, starts its plugins and runs what it claims with Slots pull
+// with its capabilities while its plugins start, waits for the master's
+// run record, checks that it loaded the same pipeline file, runs from its
+// own load when its variables and locals are the master's (else loads the
+// file again with the master's), and runs what it claims with Slots pull
 // loops until the master ends the run.
 func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord coordinator.Coordinator) error {
 	hash, err := pipelineHash(opts.File)
@@ -221,6 +222,7 @@ type earlyPlugins struct {
 	l      *loaded
 	vars   json.RawMessage // l's variables and locals as the master encodes them
 	locals json.RawMessage
+	cancel context.CancelFunc // ends a start still in progress
 	done   chan struct{}
 	set    *pluginSet
 	err    error
@@ -243,9 +245,11 @@ func startEarly(ctx context.Context, opts Options, pre *Preloaded, results plugi
 	// A value that cannot be encoded cannot match the master's either.
 	e.vars, _ = encodeValues(variableValues(l.cfg))
 	e.locals, _ = encodeValues(l.cfg.Locals)
+	sctx, cancel := context.WithCancel(ctx)
+	e.cancel = cancel
 	go func() {
 		defer close(e.done)
-		e.set, e.err = l.startPlugins(ctx, results)
+		e.set, e.err = l.startPlugins(sctx, results)
 	}()
 	return e
 }
@@ -288,16 +292,18 @@ func (e *earlyPlugins) take(l *loaded) (*pluginSet, error) {
 	return e.set, e.err
 }
 
-// discard stops the early plugins unless take handed them over. It lets
-// a start in progress finish rather than cancel it: pluginhost.Start
-// cancelled mid-handshake waits for its broker forever (seen as a hung
-// TestDistributedDuplicateIndexRefused), and a start lasts well under a
-// second.
+// discard stops the early plugins unless take handed them over; a
+// worker that leaves before it runs anything (its join refused) cancels
+// a start still in progress rather than wait for it.
 func (e *earlyPlugins) discard() {
 	if e == nil {
 		return
 	}
+	if !e.taken {
+		e.cancel()
+	}
 	<-e.done
+	e.cancel() // the context only bounds the start
 	if !e.taken {
 		e.set.Close()
 	}
