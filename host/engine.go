@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"sort"
@@ -250,7 +251,13 @@ func (l *loaded) modules() []*config.Module {
 // against its kind's schema, and every statically known config against
 // the plugin's own validation.
 func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*prepared, error) {
-	set, err := l.startPlugins(ctx, results)
+	return prepareFrom(ctx, l, results, nil)
+}
+
+// prepareFrom is prepare that takes what it can of the plugins pre
+// started early (see prestartPlugins); it owns pre.
+func prepareFrom(ctx context.Context, l *loaded, results pluginhost.ResultFunc, pre *prestart) (*prepared, error) {
+	set, err := l.startPluginsFrom(ctx, results, pre)
 	if err != nil {
 		return nil, err
 	}
@@ -259,12 +266,29 @@ func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*pr
 
 // startPlugins starts the plugins l's graph needs.
 func (l *loaded) startPlugins(ctx context.Context, results pluginhost.ResultFunc) (*pluginSet, error) {
+	return l.startPluginsFrom(ctx, results, nil)
+}
+
+// startPluginsFrom is startPlugins that takes the plugins pre started
+// with the specs l needs, and starts the rest; it owns pre. Errors are
+// reported alike whichever start they come from.
+func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.ResultFunc, pre *prestart) (*pluginSet, error) {
 	specs, diags := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
 	if diags.HasErrors() {
+		pre.close()
 		return nil, l.report(diags, ExitPluginStart)
 	}
-	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace}, l.opts.Logger)
+	taken, errs, rest := pre.take(specs, results)
+	opts := pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace}
+	if pre != nil {
+		opts.TLS = pre.tls
+	}
+	set, more := startEach(ctx, rest, opts, l.opts.Logger)
+	maps.Copy(set.plugins, taken)
+	errs = append(errs, more...)
 	if len(errs) > 0 {
+		set.Close()
+		sortErrors(errs)
 		for _, err := range errs {
 			fmt.Fprintf(l.opts.Stderr, "Error: %v\n", err)
 		}
@@ -426,11 +450,13 @@ func (p *prepared) close() { p.plugins.Close() }
 // against its schema and the graph, running nothing (`host validate`).
 func Validate(ctx context.Context, opts Options) error {
 	opts.defaults()
+	pre := prestartPlugins(ctx, opts)
 	l, err := load(opts)
 	if err != nil {
+		pre.close()
 		return err
 	}
-	p, err := prepare(ctx, l, nil)
+	p, err := prepareFrom(ctx, l, nil, pre)
 	if err != nil {
 		return err
 	}

@@ -2,15 +2,23 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/modpipe/modpipe/coordinator"
 
 	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/pluginhost"
@@ -115,6 +123,26 @@ func pluginSpecs(p *config.Pipeline, modules []*config.Module, loc PluginLocator
 // up otherwise) and returns the set, or the errors of those that failed.
 // On error the ones that did start are stopped again.
 func startPlugins(ctx context.Context, specs map[string]pluginhost.Spec, opts pluginhost.Options, logger hclog.Logger) (*pluginSet, []error) {
+	set, errs := startEach(ctx, specs, opts, logger)
+	if len(errs) > 0 {
+		set.Close()
+		return nil, errs
+	}
+	return set, nil
+}
+
+// startError is a plugin's start failure, with the plugin's name.
+type startError struct {
+	name string
+	err  error
+}
+
+func (e *startError) Error() string { return fmt.Sprintf("start plugin %q: %v", e.name, e.err) }
+func (e *startError) Unwrap() error { return e.err }
+
+// startEach is startPlugins that keeps the plugins that started when
+// others fail: it returns them and the failures (*startError, sorted).
+func startEach(ctx context.Context, specs map[string]pluginhost.Spec, opts pluginhost.Options, logger hclog.Logger) (*pluginSet, []error) {
 	set := &pluginSet{logger: logger, plugins: map[string]*pluginhost.Plugin{}}
 	var (
 		wg   sync.WaitGroup
@@ -144,19 +172,19 @@ func startPlugins(ctx context.Context, specs map[string]pluginhost.Spec, opts pl
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("start plugin %q: %w", spec.Name, err))
+				errs = append(errs, &startError{name: spec.Name, err: err})
 				return
 			}
 			set.plugins[spec.Name] = pl
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-		set.Close()
-		return nil, errs
-	}
-	return set, nil
+	sortErrors(errs)
+	return set, errs
+}
+
+func sortErrors(errs []error) {
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 }
 
 // Get returns the started plugin called name.
@@ -164,6 +192,15 @@ func (s *pluginSet) Get(name string) (*pluginhost.Plugin, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.plugins[name]
+	return p, ok
+}
+
+// take removes the plugin called name from the set and returns it.
+func (s *pluginSet) take(name string) (*pluginhost.Plugin, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.plugins[name]
+	delete(s.plugins, name)
 	return p, ok
 }
 
@@ -209,4 +246,223 @@ func envMap(environ []string) map[string]string {
 		}
 	}
 	return m
+}
+
+// guessMaxBytes bounds the pipeline files whose plugins prestart reads
+// ahead of the load: beyond it the file's own load dwarfs the start it
+// would hide, and a second parse would compete with it for the CPU.
+const guessMaxBytes = 256 << 10
+
+// guessSpecs reads the plugins a pipeline file's modules use from its
+// syntax alone, before the file is evaluated: a plugin block's attributes
+// must be literals, else nothing is guessed. The guess only decides what
+// to start early; the load's own pluginSpecs decides what is used, so a
+// wrong guess costs a discarded process, never a different run.
+func guessSpecs(file string, loc PluginLocator) map[string]pluginhost.Spec {
+	st, err := os.Stat(file)
+	if err != nil || st.Size() > guessMaxBytes {
+		return nil
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	f, diags := hclsyntax.ParseConfig(src, file, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil
+	}
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return nil
+	}
+	p := &config.Pipeline{Plugins: map[string]*config.PluginBlock{}}
+	var mods []*config.Module
+	for _, b := range body.Blocks {
+		switch b.Type {
+		case "plugin":
+			if len(b.Labels) != 1 || p.Plugins[b.Labels[0]] != nil {
+				return nil
+			}
+			pb, ok := guessPluginBlock(b, dir)
+			if !ok {
+				return nil
+			}
+			p.Plugins[pb.Name] = pb
+		case "module":
+			if len(b.Labels) != 2 {
+				return nil
+			}
+			plugin, _, _ := strings.Cut(b.Labels[0], ".")
+			if !hclsyntax.ValidIdentifier(plugin) {
+				return nil
+			}
+			mods = append(mods, &config.Module{Plugin: plugin})
+		}
+	}
+	specs, _ := pluginSpecs(p, mods, loc) // a plugin not found is left to the load to report
+	return specs
+}
+
+// guessPluginBlock decodes a plugin block whose attributes are literals
+// as config's decodePlugin would.
+func guessPluginBlock(b *hclsyntax.Block, dir string) (*config.PluginBlock, bool) {
+	pb := &config.PluginBlock{Name: b.Labels[0]}
+	if len(b.Body.Blocks) > 0 {
+		return nil, false
+	}
+	for name, a := range b.Body.Attributes {
+		v, diags := a.Expr.Value(nil)
+		if diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+			return nil, false
+		}
+		switch name {
+		case "source", "sha256":
+			s, err := convert.Convert(v, cty.String)
+			if err != nil || s.AsString() == "" {
+				return nil, false
+			}
+			if name == "sha256" {
+				pb.SHA256 = strings.ToLower(s.AsString())
+			} else if path := s.AsString(); filepath.IsAbs(path) {
+				pb.Source = filepath.Clean(path)
+			} else {
+				pb.Source = filepath.Join(dir, path)
+			}
+		case "args":
+			l, err := convert.Convert(v, cty.List(cty.String))
+			if err != nil {
+				return nil, false
+			}
+			for _, e := range l.AsValueSlice() {
+				pb.Args = append(pb.Args, e.AsString())
+			}
+		case "env":
+			m, err := convert.Convert(v, cty.Map(cty.String))
+			if err != nil {
+				return nil, false
+			}
+			pb.Env = map[string]string{}
+			for k, e := range m.AsValueMap() {
+				pb.Env[k] = e.AsString()
+			}
+		default:
+			return nil, false
+		}
+	}
+	return pb, true
+}
+
+// prestart is the plugins of a pipeline file started from a guess of its
+// specs (guessSpecs) while the file loads, so that their processes' start
+// (exec, runtime start, handshake) overlaps the host's own load.
+type prestart struct {
+	// cancel ends the starts' context: close gives up on starts still
+	// in progress (a plugin that never completes its handshake would
+	// hold up the report of an invalid file).
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when every start has ended
+	specs   map[string]pluginhost.Spec
+	results laterResults
+	tls     *pluginhost.TLSIdentity
+	set     *pluginSet       // the plugins that started
+	errs    map[string]error // the plugins that did not, by name
+}
+
+// prestartPlugins starts the plugins guessSpecs finds in opts.File. The
+// caller owns the result: it must hand it to startPluginsFrom, or close
+// it.
+func prestartPlugins(ctx context.Context, opts Options) *prestart {
+	ctx, cancel := context.WithCancel(ctx)
+	ps := &prestart{cancel: cancel, done: make(chan struct{}), errs: map[string]error{}}
+	guessed := make(chan struct{})
+	go func() {
+		defer close(ps.done)
+		// The host's certificate, which the plugins' command lines
+		// carry, is made while the file is read: each is most of a
+		// millisecond at a cold start.
+		ps.tls, _ = pluginhost.NewTLSIdentity()
+		<-guessed
+		var errs []error
+		ps.set, errs = startEach(ctx, ps.specs, pluginhost.Options{Logger: opts.Logger, Results: ps.results.call, KillGrace: opts.Grace, TLS: ps.tls}, opts.Logger)
+		for _, err := range errs {
+			var se *startError
+			if errors.As(err, &se) {
+				ps.errs[se.name] = err
+			}
+		}
+	}()
+	ps.specs = guessSpecs(opts.File, *opts.Locator)
+	close(guessed)
+	return ps
+}
+
+// close stops the plugins that started early and were not taken.
+func (ps *prestart) close() {
+	if ps == nil {
+		return
+	}
+	ps.cancel()
+	<-ps.done
+	ps.set.Close()
+}
+
+// take waits for the early starts and hands over those of specs started
+// with the very same spec: the started plugins, and the errors of those
+// that failed (the same start would fail alike). The rest are stopped.
+// It returns what is left to start.
+func (ps *prestart) take(specs map[string]pluginhost.Spec, results pluginhost.ResultFunc) (taken map[string]*pluginhost.Plugin, errs []error, rest map[string]pluginhost.Spec) {
+	rest = map[string]pluginhost.Spec{}
+	if ps == nil {
+		maps.Copy(rest, specs)
+		return nil, nil, rest
+	}
+	<-ps.done
+	ps.cancel() // the starts are over; a started plugin keeps no context
+	ps.results.set(results)
+	taken = map[string]*pluginhost.Plugin{}
+	for name, spec := range specs {
+		guess, ok := ps.specs[name]
+		if !ok || !reflect.DeepEqual(guess, spec) {
+			rest[name] = spec
+			continue
+		}
+		if err, failed := ps.errs[name]; failed {
+			errs = append(errs, err)
+			continue
+		}
+		if pl, ok := ps.set.take(name); ok {
+			taken[name] = pl
+			continue
+		}
+		rest[name] = spec
+	}
+	ps.set.Close() // those not taken
+	return taken, errs, rest
+}
+
+// laterResults serves sdk.Result for plugins started before the graph
+// that answers it exists; it is set before any module runs.
+type laterResults struct {
+	mu sync.Mutex
+	f  pluginhost.ResultFunc
+}
+
+func (r *laterResults) set(f pluginhost.ResultFunc) {
+	r.mu.Lock()
+	r.f = f
+	r.mu.Unlock()
+}
+
+func (r *laterResults) call(ctx context.Context, caller, dep string) (*coordinator.Envelope, error) {
+	r.mu.Lock()
+	f := r.f
+	r.mu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("result of %s asked for before any module runs", dep)
+	}
+	return f(ctx, caller, dep)
 }

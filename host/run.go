@@ -52,12 +52,15 @@ func (l *lateSource) Envelope(addr string) (coordinator.Envelope, bool) {
 // when the pipeline did not succeed.
 func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	opts.defaults()
+	// The plugins' processes start while the file loads.
+	pre := prestartPlugins(ctx, opts.Options)
 	l, err := load(opts.Options)
 	if err != nil {
+		pre.close()
 		return nil, err
 	}
 	src := &lateSource{}
-	p, err := prepare(ctx, l, resultFunc(l.graph, src))
+	p, err := prepareFrom(ctx, l, resultFunc(l.graph, src), pre)
 	if err != nil {
 		return nil, err
 	}

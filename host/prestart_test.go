@@ -1,0 +1,260 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modpipe/modpipe/host/config"
+	"github.com/modpipe/modpipe/host/pluginhost"
+)
+
+// TestGuessSpecsMatchesTheLoad checks guessSpecs against the load's own
+// pluginSpecs: where it guesses a plugin, the guess is the spec the run
+// uses (else the early process is wasted); where a block is not literal,
+// it guesses nothing.
+func TestGuessSpecsMatchesTheLoad(t *testing.T) {
+	testkit := filepath.Join(pluginDir, BinaryPrefix+"testkit")
+	loc := PluginLocator{Dirs: []string{pluginDir}}
+	for _, tc := range []struct {
+		name, src string
+		vars      map[string]string
+		want      []string // plugins guessed; nil: no guess at all
+	}{
+		{
+			name: "plugin block with literals",
+			src: `plugin "tk" {
+  source = "` + testkit + `"
+  args   = ["-x", 1]
+  env    = { A = "1", B = "two" }
+}
+module "tk.echo" "a" {}
+`,
+			want: []string{"tk"},
+		},
+		{
+			name: "relative source and an upper-case pin",
+			src: `plugin "tk" {
+  source = "bin/tk"
+  sha256 = "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789"
+}
+module "tk" "a" {}
+`,
+			want: []string{"tk"},
+		},
+		{
+			name: "plugins found by name",
+			src:  "module \"testkit.echo\" \"a\" {}\nmodule \"shell\" \"b\" {\n  command = [\"true\"]\n}\n",
+			want: []string{"shell", "testkit"},
+		},
+		{
+			name: "a plugin not found is left out",
+			src:  "module \"testkit\" \"a\" {}\nmodule \"nosuch.kind\" \"b\" {}\n",
+			want: []string{"testkit"},
+		},
+		{
+			name: "source from a variable",
+			src: `variable "bin" {
+  default = "x"
+}
+plugin "tk" {
+  source = var.bin
+}
+module "tk" "a" {}
+`,
+			vars: map[string]string{"bin": testkit},
+		},
+		{
+			name: "syntax error",
+			src:  "module \"testkit\" \"a\" {\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "pipeline.hcl")
+			if err := os.WriteFile(file, []byte(tc.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got := guessSpecs(file, loc)
+			if tc.want == nil {
+				if got != nil {
+					t.Fatalf("guessed %v; want no guess", got)
+				}
+				return
+			}
+			var names []string
+			for name := range got {
+				names = append(names, name)
+			}
+			if strings.Join(sorted(names), ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("guessed %v; want %v", names, tc.want)
+			}
+			cfg, diags := config.Load(file, config.Options{Vars: tc.vars, Environ: []string{}})
+			if cfg == nil {
+				t.Fatalf("load: %v", diags)
+			}
+			want, _ := pluginSpecs(cfg, cfg.Modules, loc)
+			for name, spec := range got {
+				if !specsEqual(spec, want[name]) {
+					t.Errorf("plugin %s: guessed %+v; the load uses %+v", name, spec, want[name])
+				}
+			}
+		})
+	}
+}
+
+// TestRunWithPrestartedPlugins runs a pipeline whose guessed plugins are
+// all used, or partly (--only): the runs succeed and no plugin process
+// outlives them, the one started early for nothing included.
+func TestRunWithPrestartedPlugins(t *testing.T) {
+	testkit := filepath.Join(pluginDir, BinaryPrefix+"testkit")
+	dir := t.TempDir()
+	copyBin := filepath.Join(dir, "testkit-copy")
+	raw, err := os.ReadFile(testkit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copyBin, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := `variable "bin" {
+  default = "` + testkit + `"
+}
+plugin "tk" {
+  source = "` + testkit + `"
+}
+plugin "other" {
+  source = "` + copyBin + `"
+}
+module "tk.echo" "a" {
+  text = "a"
+}
+module "other.echo" "b" {
+  text = "b"
+}
+`
+	file := filepath.Join(dir, "pipeline.hcl")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		only []string
+		ran  int
+	}{
+		{name: "all used", ran: 2},
+		{name: "one used", only: []string{"a"}, ran: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+			defer cancel()
+			var out, errOut bytes.Buffer
+			rep, err := Run(ctx, RunOptions{Options: Options{
+				File: file, Only: tc.only, Environ: []string{},
+				Stdout: &out, Stderr: &errOut,
+				Locator: &PluginLocator{Dirs: []string{pluginDir}},
+			}})
+			if err != nil {
+				t.Fatalf("run: %v\n%s%s", err, out.String(), errOut.String())
+			}
+			if len(rep.Modules) != tc.ran {
+				t.Fatalf("%d modules ran; want %d", len(rep.Modules), tc.ran)
+			}
+			for _, bin := range []string{testkit, copyBin} {
+				if pids := pluginChildren(bin); len(pids) > 0 {
+					t.Fatalf("plugin processes %v of %s outlive the run", pids, bin)
+				}
+			}
+		})
+	}
+}
+
+// TestPrestartReportsLikeTheLoad checks that a plugin which cannot start
+// is reported as before, once, whether or not it was started early.
+func TestPrestartReportsLikeTheLoad(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	file := filepath.Join(dir, "pipeline.hcl")
+	src := "plugin \"gone\" {\n  source = \"" + missing + "\"\n}\nmodule \"gone\" \"a\" {}\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+	defer cancel()
+	var errOut bytes.Buffer
+	_, err := Run(ctx, RunOptions{Options: Options{File: file, Environ: []string{}, Stdout: &bytes.Buffer{}, Stderr: &errOut, Locator: &PluginLocator{}}})
+	var ee *ExitError
+	if !asExitError(err, &ee) || ee.Code != ExitPluginStart {
+		t.Fatalf("run error %v; want exit code %d", err, ExitPluginStart)
+	}
+	if n := strings.Count(errOut.String(), `Error: start plugin "gone"`); n != 1 {
+		t.Fatalf("the start error is reported %d times; want once:\n%s", n, errOut.String())
+	}
+}
+
+func asExitError(err error, target **ExitError) bool {
+	e, ok := err.(*ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func specsEqual(a, b pluginhost.Spec) bool {
+	return a.Name == b.Name && a.Path == b.Path && a.SHA256 == b.SHA256 &&
+		strings.Join(a.Args, "\x00") == strings.Join(b.Args, "\x00") &&
+		strings.Join(a.Env, "\x00") == strings.Join(b.Env, "\x00")
+}
+
+func sorted(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+// pluginChildren returns the pids of this process's live children that
+// run bin, waiting (up to deadlockGuard) for those being stopped.
+func pluginChildren(bin string) []int {
+	deadline := time.Now().Add(deadlockGuard)
+	for {
+		pids := childrenRunning(bin)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return pids
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func childrenRunning(bin string) []int {
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || exe != bin {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[0] != "Z" && fields[1] == self {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
