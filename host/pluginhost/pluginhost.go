@@ -179,6 +179,12 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 	p.info = info
 	p.cur = pr
 	p.starts = 1
+	// Open the Session stream now, while the host validates: the
+	// plugin's side of it is then waiting when the first module comes.
+	// Should it fail, the first Execute tries again and reports it.
+	if _, err := p.session(pr); err != nil {
+		p.logger.Debug("open the session stream", "error", err)
+	}
 	p.logger.Debug("plugin ready", "path", spec.Path, "pid", pr.pid(), "version", info.Version, "kinds", len(info.Kinds))
 	return p, nil
 }
