@@ -137,7 +137,7 @@ type Plugin struct {
 
 	mu     sync.Mutex // guards cur, sess, closed, starts
 	cur    *process   // nil after a crash until the next call restarts it
-	sess   *session   // cur's Session stream, opened on first use
+	sess   *session   // cur's Session stream, opened by Start, else on first use
 	closed bool
 	starts int // processes started, for tests and logs
 
