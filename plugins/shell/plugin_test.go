@@ -93,7 +93,7 @@ func TestPluginExec(t *testing.T) {
 		{name: "env", config: `{"script": "echo \"$GREETING $USER_NAME\"", "env": {"GREETING": "hi", "USER_NAME": "modpipe"}}`, succeeded: true, stdout: "hi modpipe", json: "null"},
 		// The host sets these for the plugin's own connection; they must not
 		// leak into the module's commands, while the rest is inherited.
-		{name: "plugin protocol variables not inherited", config: `{"script": "env | grep -E '^(MODPIPE_PLUGIN|PLUGIN_CLIENT_CERT|PLUGIN_PROTOCOL_VERSIONS|PLUGIN_MIN_PORT)=' | cut -d= -f1; test -n \"$PATH\" && echo inherited"}`,
+		{name: "plugin protocol variables not inherited", config: `{"script": "env | grep -E '^(MODPIPE_PLUGIN|PLUGIN_CLIENT_CERT|PLUGIN_PROTOCOL_VERSIONS|PLUGIN_MIN_PORT|PLUGIN_UNIX_SOCKET_DIR)=' | cut -d= -f1; test -n \"$PATH\" && echo inherited"}`,
 			succeeded: true, stdout: "inherited", json: "null"},
 		{name: "dir relative to host", config: `{"command": ["cat", "marker.txt"], "dir": "testdata/workdir"}`, succeeded: true, stdout: "marker file for the dir test", json: "null"},
 		{name: "stdout_json", config: `{"script": "echo '{\"sha\": \"abc123\", \"files\": [1, 2]}'", "stdout_json": true}`, succeeded: true, stdout: `{"sha": "abc123", "files": [1, 2]}`, json: `{"sha":"abc123","files":[1,2]}`},

@@ -21,6 +21,8 @@ var pluginProtocolVars = map[string]bool{
 	"PLUGIN_MAX_PORT":          true,
 	"PLUGIN_PROTOCOL_VERSIONS": true,
 	"PLUGIN_MULTIPLEX_GRPC":    true,
+	"PLUGIN_UNIX_SOCKET_DIR":   true,
+	"PLUGIN_UNIX_SOCKET_GROUP": true,
 }
 
 // Environ is the environment a plugin's commands inherit: the plugin's own
