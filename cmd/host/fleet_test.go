@@ -142,6 +142,7 @@ type fleet struct {
 	t     *testing.T
 	tag   string // MODPIPE_FLEET_TEST of every process of this test
 	dir   string
+	tmp   string // TMPDIR of every process of this test
 	procs []*proc
 	mu    sync.Mutex
 }
@@ -157,6 +158,16 @@ func newFleet(t *testing.T) *fleet {
 	n := fleetSeq.n
 	fleetSeq.Unlock()
 	f := &fleet{t: t, tag: fmt.Sprintf("%d-%d", os.Getpid(), n), dir: t.TempDir()}
+	// The processes' TMPDIR: a host killed with SIGKILL leaves go-plugin's
+	// socket directories behind, and they go with it. Short, because the
+	// sockets inside must stay under the 108-byte limit of a unix socket
+	// path, which t.TempDir's long names can pass.
+	tmp, err := os.MkdirTemp("", "mpf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tmp = tmp
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
 	// Registered first, so it runs after every process's own cleanup.
 	t.Cleanup(func() {
 		if left := f.waitNoneLeft(nil); len(left) > 0 {
@@ -170,7 +181,7 @@ func newFleet(t *testing.T) *fleet {
 func (f *fleet) start(name, bin string, args []string, extraEnv ...string) *proc {
 	f.t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = env(append([]string{"MODPIPE_FLEET_TEST=" + f.tag}, extraEnv...)...)
+	cmd.Env = env(append([]string{"MODPIPE_FLEET_TEST=" + f.tag, "TMPDIR=" + f.tmp}, extraEnv...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &proc{name: name, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
