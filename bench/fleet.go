@@ -46,7 +46,9 @@ func (b *bench) startHost(dir, pipeline string, instance, total int, runID, endp
 		"--run-id", runID, "--etcd", endpoint, "--no-progress"}, extra...)
 	cmd := exec.Command(filepath.Join(b.bin, "host"), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "MODPIPE_LOG_LEVEL=error")
+	// TMPDIR in the scratch directory: a host SIGKILLed by the failure
+	// scenario cannot remove go-plugin's socket directory itself.
+	cmd.Env = append(os.Environ(), "MODPIPE_LOG_LEVEL=error", "TMPDIR="+b.work)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &hostProc{name: name, cmd: cmd, done: make(chan struct{}), log: filepath.Join(dir, name+".log")}
 	logf, err := os.Create(p.log)
@@ -201,6 +203,10 @@ func (b *bench) withEtcd(ctx context.Context, dataDir string, fn func(endpoint s
 	defer func() {
 		srv.stop()
 		_ = os.RemoveAll(dataDir)
+		if filepath.Dir(dataDir) != b.work {
+			// On tmpfs, outside the scratch directory: its log too.
+			_ = os.Remove(dataDir + ".log")
+		}
 	}()
 	return fn(strings.TrimPrefix(srv.endpoint, "http://"))
 }
