@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -351,7 +352,6 @@ func unknownKind(m *config.Module, info pluginhost.Info) *hcl.Diagnostic {
 // known before anything runs (those that refer to no module result), so a
 // bad value is reported before the first module starts.
 func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
-	var diags hcl.Diagnostics
 	// A plugin's verdict depends on the kind and the config alone, so
 	// modules with the same config (generated and matrix pipelines have
 	// thousands) are asked about once: one RPC per module made validating
@@ -360,7 +360,20 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		diags []pluginhost.Diagnostic
 		err   error
 	}
-	seen := map[string]validated{}
+	type check struct {
+		n     *graph.Node
+		diags hcl.Diagnostics // of evaluating the config
+		key   string          // of the plugin's verdict; "" when not asked
+	}
+	type ask struct {
+		key, kind string
+		cfg       []byte
+	}
+	var (
+		checks []check
+		seen   = map[string]*validated{}
+		asks   = map[string][]ask{} // by plugin, first come first
+	)
 	// Every module outside a matrix sees the same values here; building
 	// them once rather than per module was 8% of validating 10,000
 	// modules. Evaluation only reads the context.
@@ -376,28 +389,53 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 			evalCtx = p.cfg.EvalContext(config.Scope{Facts: p.facts, Matrix: n.Instance.Values})
 		}
 		cfgJSON, d := m.EvalConfig(evalCtx, k)
-		diags = append(diags, d...)
-		if d.HasErrors() {
+		c := check{n: n, diags: d}
+		if !d.HasErrors() {
+			if !callsFunctions(m.Body) {
+				p.staticConfigs[n.Address] = cfgJSON
+			}
+			c.key = m.Plugin + "\x00" + k.Name + "\x00" + string(cfgJSON)
+			if _, ok := seen[c.key]; !ok {
+				seen[c.key] = &validated{}
+				asks[m.Plugin] = append(asks[m.Plugin], ask{c.key, k.Name, cfgJSON})
+			}
+		}
+		checks = append(checks, c)
+	}
+	// The plugins answer at once, each its own questions in turn: a
+	// plugin at a time put their round trips end to end (8 plugins, 8
+	// round trips before the first module).
+	var wg sync.WaitGroup
+	for plugin, list := range asks {
+		pl, _ := p.plugins.Get(plugin)
+		validate := func() {
+			for _, a := range list {
+				v := seen[a.key] // written by this goroutine alone
+				v.diags, v.err = pl.Validate(ctx, a.kind, a.cfg)
+			}
+		}
+		if len(asks) == 1 {
+			validate()
+			break
+		}
+		wg.Go(validate)
+	}
+	wg.Wait()
+	var diags hcl.Diagnostics
+	for _, c := range checks {
+		diags = append(diags, c.diags...)
+		if c.key == "" {
 			continue
 		}
-		if !callsFunctions(m.Body) {
-			p.staticConfigs[n.Address] = cfgJSON
-		}
-		key := m.Plugin + "\x00" + k.Name + "\x00" + string(cfgJSON)
-		v, ok := seen[key]
-		if !ok {
-			pl, _ := p.plugins.Get(m.Plugin)
-			v.diags, v.err = pl.Validate(ctx, k.Name, cfgJSON)
-			seen[key] = v
-		}
-		pdiags, err := v.diags, v.err
-		if err != nil {
+		m := c.n.Module
+		v := seen[c.key]
+		if v.err != nil {
 			rng := m.DeclRange
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", m.Plugin, err), Subject: &rng})
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", m.Plugin, v.err), Subject: &rng})
 			continue
 		}
-		for _, pd := range pdiags {
-			diags = append(diags, pluginDiagnostic(n, pd))
+		for _, pd := range v.diags {
+			diags = append(diags, pluginDiagnostic(c.n, pd))
 		}
 	}
 	return diags
