@@ -2,20 +2,16 @@ package sdk
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"strings"
-	"time"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
 )
 
 // clientCertEnv is where a go-plugin host with AutoMTLS puts its
@@ -49,7 +45,7 @@ func serverTLS(hostPEM []byte, out lineRewriter) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(hostPEM) {
 		return nil, errors.New(clientCertEnv + " does not hold a PEM certificate")
 	}
-	cert, err := newCert()
+	cert, err := pluginv1.NewCertificate()
 	if err != nil {
 		return nil, err
 	}
@@ -130,47 +126,4 @@ func forwardLine(r, w *os.File, out io.Writer, rewrite func(string) string) {
 		return
 	}
 	_, _ = io.WriteString(out, rewrite(line))
-}
-
-// newCert makes a key and a self-signed certificate shaped like
-// go-plugin's (localhost, client and server auth, a CA so the host can use
-// it as its only root), on P-256.
-func newCert() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate the TLS key: %w", err)
-	}
-	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate the certificate's serial number: %w", err)
-	}
-	const host = "localhost"
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		Subject:  pkix.Name{CommonName: host, Organization: []string{"modpipe"}},
-		DNSNames: []string{host},
-		ExtKeyUsage: []x509.ExtKeyUsage{
-			x509.ExtKeyUsageClientAuth,
-			x509.ExtKeyUsageServerAuth,
-		},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement | x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SerialNumber:          sn,
-		// A peer that rounds the current time down must not see a
-		// certificate that is not valid yet.
-		NotBefore: now.Add(-30 * time.Second),
-		// The certificate dies with the process; a plugin can run as
-		// long as a host does.
-		NotAfter: now.Add(30 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("create the TLS certificate: %w", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("parse the TLS certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

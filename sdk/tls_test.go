@@ -10,6 +10,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
 )
 
 func TestWithServerCert(t *testing.T) {
@@ -46,7 +48,7 @@ func (r *recordRewriter) rewriteNextLine(f func(string) string) error {
 }
 
 func TestServerTLS(t *testing.T) {
-	host, err := newCert()
+	host, err := pluginv1.NewCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestServerTLS(t *testing.T) {
 		if _, err := host.Leaf.Verify(x509.VerifyOptions{Roots: cfg.ClientCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			t.Errorf("the host's certificate does not verify against ClientCAs: %v", err)
 		}
-		other, err := newCert()
+		other, err := pluginv1.NewCertificate()
 		if err != nil {
 			t.Fatal(err)
 		}

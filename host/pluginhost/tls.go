@@ -1,16 +1,10 @@
 package pluginhost
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
-	"math/big"
-	"time"
+
+	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
 )
 
 // clientCertEnv is where go-plugin's AutoMTLS hands the host's certificate
@@ -37,7 +31,7 @@ type TLSIdentity struct {
 // its certificate, which stock go-plugin plugins and the Python plugin
 // make as they always did.
 func NewTLSIdentity() (*TLSIdentity, error) {
-	cert, err := generateCert()
+	cert, err := pluginv1.NewCertificate()
 	if err != nil {
 		return nil, err
 	}
@@ -65,49 +59,4 @@ func (id *TLSIdentity) clientConfig() *tls.Config {
 		// Both sides' certificates name localhost, whatever the address.
 		ServerName: "localhost",
 	}
-}
-
-// generateCert makes a key and a self-signed certificate shaped like
-// go-plugin's generateCert (localhost, client and server auth, a CA so
-// the peer can use it as its only root). It builds the tls.Certificate
-// directly: go-plugin's PEM round trip through tls.X509KeyPair costs
-// another parse and key check.
-func generateCert() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate the TLS key: %w", err)
-	}
-	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generate the certificate's serial number: %w", err)
-	}
-	const host = "localhost"
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		Subject:  pkix.Name{CommonName: host, Organization: []string{"modpipe"}},
-		DNSNames: []string{host},
-		ExtKeyUsage: []x509.ExtKeyUsage{
-			x509.ExtKeyUsageClientAuth,
-			x509.ExtKeyUsageServerAuth,
-		},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement | x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SerialNumber:          sn,
-		// Clock skew between processes on one machine is nil, but a
-		// certificate that starts exactly now can still be "not yet
-		// valid" to a peer that rounds down.
-		NotBefore: now.Add(-30 * time.Second),
-		// A host can run for days; the certificate dies with it anyway.
-		NotAfter: now.Add(30 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("create the TLS certificate: %w", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("parse the TLS certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
