@@ -88,6 +88,7 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 	if !tr.Succeeded {
 		s.contention = 4 * spreadWidth
 		s.c.conflicts.Add(1)
+		s.log.Debug("claim ahead lost to another claimer", "module", p.it.a.Module, "designee", p.it.designee)
 		return
 	}
 	if s.contention > 0 {

@@ -153,3 +153,43 @@ func TestDesignationGraceHandsOverUnclaimedWork(t *testing.T) {
 		t.Fatalf("b claimed %d distinct modules, want %d: %v", len(got), n, got)
 	}
 }
+
+// busyFleet is the view of a master (one slot, no capabilities) and n
+// single-slot workers that all hold a claim, with items open keys that
+// only workers can run.
+func busyFleet(n, items int) *view {
+	v := newView()
+	v.members[0] = memberEntry{m: coordinator.Member{Index: 0, Slots: 1}}
+	for i := 1; i <= n; i++ {
+		v.members[i] = memberEntry{m: coordinator.Member{Index: i, Slots: 1, Capabilities: []string{"w"}}}
+		v.claimAdded(i)
+	}
+	v.settle(time.Now())
+	for i := range items {
+		v.putQueued(&qitem{key: fmt.Sprintf("/run/queue/m%d/1", i), a: coordinator.Assignment{Module: fmt.Sprintf("m%d", i), Attempt: 1, Requires: []string{"w"}},
+			createRev: 10, modRev: 10, designee: -1})
+	}
+	return v
+}
+
+// A Publish that claims ahead frees and takes a slot in one revision:
+// designation settles once per revision, so no key is designated to the
+// member that is busy again.
+func TestSettleOncePerRevision(t *testing.T) {
+	v := busyFleet(2, 4)
+	v.claimRemoved(1)
+	v.removeQueued(v.queue[2].key)
+	v.claimAdded(1)
+	v.settle(time.Now())
+	for _, it := range v.queue {
+		if it.designee >= 0 {
+			t.Errorf("%s designated to member %d, whose slot is taken again", it.key, it.designee)
+		}
+	}
+	// A slot that stays free gets the head.
+	v.claimRemoved(2)
+	v.settle(time.Now())
+	if v.queue[0].designee != 2 {
+		t.Errorf("head designated to %d, want 2 (its slot is free)", v.queue[0].designee)
+	}
+}

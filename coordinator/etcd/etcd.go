@@ -845,6 +845,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 				s.inbox = append(s.inbox, *pcl)
 				s.mu.Unlock()
 			}
+			s.log.Debug("claimed (held)", "module", cl.Assignment.Module, "attempt", cl.Assignment.Attempt)
 			return cl, nil
 		}
 		var it *qitem
@@ -915,6 +916,7 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			s.taken[it.key] = it.modRev
 			s.contention = 4 * spreadWidth
 			s.c.conflicts.Add(1)
+			s.log.Debug("claim lost to another claimer", "module", it.a.Module, "designee", it.designee)
 		}
 		s.mu.Unlock()
 		if ok && ctx.Err() != nil {

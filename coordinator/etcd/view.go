@@ -46,6 +46,9 @@ type view struct {
 	held     map[int]int
 	pending  map[int]int
 	claimers map[int]bool
+	// stale: a claim or member change since the last redesignation, which
+	// runs once per revision (see settle).
+	stale bool
 
 	// waiters: blocked Claim calls of every member, by key (master only:
 	// it is the one that pushes assignments to them; see push.go).
@@ -188,22 +191,22 @@ func (v *view) redesignate(now time.Time) {
 }
 
 // claimAdded counts a new claim of member idx.
-func (v *view) claimAdded(idx int, now time.Time) {
+func (v *view) claimAdded(idx int) {
 	v.held[idx]++
 	if !v.claimers[idx] {
 		v.claimers[idx] = true
-		v.redesignate(now)
+		v.stale = true
 	}
 }
 
 // claimRemoved frees the slot of a claim of member idx.
-func (v *view) claimRemoved(idx int, now time.Time) {
+func (v *view) claimRemoved(idx int) {
 	v.held[idx]--
-	v.redesignate(now)
+	v.stale = true
 }
 
 // memberGone opens the items designated to member idx and forgets it.
-func (v *view) memberGone(idx int, now time.Time) {
+func (v *view) memberGone(idx int) {
 	for _, it := range v.queue {
 		if it.designee == idx {
 			it.designee = -1
@@ -212,7 +215,21 @@ func (v *view) memberGone(idx int, now time.Time) {
 	delete(v.pending, idx)
 	delete(v.held, idx)
 	delete(v.claimers, idx)
-	v.redesignate(now)
+	v.stale = true
+}
+
+// settle redesignates after the claim and member changes of one revision.
+// Once per revision rather than per event: a Publish that claims ahead
+// deletes its claim and creates the next in one revision, and designating
+// an item to its member in between would leave that item designated to a
+// member that is busy again (every other member skips it for the grace,
+// and it counts against that member's free slots until claimed). Every
+// member applies the same revisions, so all still agree.
+func (v *view) settle(now time.Time) {
+	if v.stale {
+		v.stale = false
+		v.redesignate(now)
+	}
 }
 
 // kind splits a key of the run into its kind ("members", "queue", "run",
@@ -256,7 +273,12 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 	var toEnd error
 	queueGrew := false
 	now := time.Now()
+	rev := int64(0)
 	for _, ev := range events {
+		if ev.Kv.ModRevision != rev {
+			s.view.settle(now)
+			rev = ev.Kv.ModRevision
+		}
 		kind, rest := s.kind(ev.Kv.Key)
 		key := string(ev.Kv.Key)
 		if ev.Type == mvccpb.DELETE {
@@ -277,7 +299,7 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 				if err := s.memberLeftLocked(e.m, e.lease); err != nil && toEnd == nil {
 					toEnd = err
 				}
-				s.view.memberGone(idx, now)
+				s.view.memberGone(idx)
 			case "queue":
 				s.view.removeQueued(key)
 				delete(s.taken, key)
@@ -292,7 +314,7 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 					continue
 				}
 				delete(s.view.claims, mod)
-				s.view.claimRemoved(ce.v.Member.Index, now)
+				s.view.claimRemoved(ce.v.Member.Index)
 				if published[mod] != ev.Kv.ModRevision && requeued[mod] != ev.Kv.ModRevision {
 					s.claimLostLocked(ce.v)
 				}
@@ -320,7 +342,7 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 			var cv claimValue
 			if json.Unmarshal(ev.Kv.Value, &cv) == nil {
 				if _, ok := s.view.claims[cv.Module]; !ok {
-					s.view.claimAdded(cv.Member.Index, now)
+					s.view.claimAdded(cv.Member.Index)
 				}
 				s.view.claims[cv.Module] = claimEntry{v: cv, createRev: ev.Kv.CreateRevision}
 				if s.pushedLocked(cv, ev.Kv.CreateRevision, now) || s.claimSeenLocked(cv, ev.Kv.CreateRevision) {
@@ -337,6 +359,7 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 			}
 		}
 	}
+	s.view.settle(now)
 	if queueGrew {
 		close(s.changed)
 		s.changed = make(chan struct{})
