@@ -445,7 +445,8 @@ func (ps *prestart) take(specs map[string]pluginhost.Spec, results pluginhost.Re
 }
 
 // laterResults serves sdk.Result for plugins started before the graph
-// that answers it exists; it is set before any module runs.
+// that answers it exists (a local run's pre-start, a worker's early start
+// before it has its session); it is set before any module runs.
 type laterResults struct {
 	mu sync.Mutex
 	f  pluginhost.ResultFunc

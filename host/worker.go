@@ -52,7 +52,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	// step before a worker's first claim, and the master needs a while
 	// to publish the run anyway. A plugin's sdk.Result calls are served
 	// once the session and the graph are known; no module runs before.
-	late := &lateResults{}
+	late := &laterResults{}
 	early := startEarly(ctx, own, pre, late.call)
 	defer early.discard()
 
@@ -189,29 +189,6 @@ func variableValueError(d *hcl.Diagnostic) bool {
 		}
 	}
 	return false
-}
-
-// lateResults serves plugins' sdk.Result calls through a ResultFunc set
-// once the worker has its session and graph, after its plugins started.
-type lateResults struct {
-	mu sync.Mutex
-	f  pluginhost.ResultFunc
-}
-
-func (r *lateResults) set(f pluginhost.ResultFunc) {
-	r.mu.Lock()
-	r.f = f
-	r.mu.Unlock()
-}
-
-func (r *lateResults) call(ctx context.Context, caller, dep string) (*coordinator.Envelope, error) {
-	r.mu.Lock()
-	f := r.f
-	r.mu.Unlock()
-	if f == nil {
-		return nil, fmt.Errorf("result of %s asked for before any module runs", dep)
-	}
-	return f(ctx, caller, dep)
 }
 
 // earlyPlugins are a worker's plugins started from its own load of the
