@@ -126,9 +126,15 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 func (s *Session) dropAhead(h *heldClaim) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, x := range s.ahead {
-		if x == h {
-			s.ahead = append(s.ahead[:i:i], s.ahead[i+1:]...)
+	return drop(&s.ahead, h)
+}
+
+// drop removes x from *list and reports whether it was there. It does not
+// write into the old backing array, which a caller may still range over.
+func drop[T comparable](list *[]T, x T) bool {
+	for i, y := range *list {
+		if y == x {
+			*list = append((*list)[:i:i], (*list)[i+1:]...)
 			return true
 		}
 	}
@@ -201,13 +207,7 @@ func (s *Session) finishSpare(key string, r txnResult) {
 func (s *Session) dropSpare(w *waiter) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, x := range s.spare {
-		if x == w {
-			s.spare = append(s.spare[:i:i], s.spare[i+1:]...)
-			return true
-		}
-	}
-	return false
+	return drop(&s.spare, w)
 }
 
 // takeSparePushedLocked returns a claim pushed to a spare waiter that no

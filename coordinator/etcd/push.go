@@ -200,31 +200,22 @@ func (s *Session) disown(w *waiter) *coordinator.Claim {
 
 // waitView waits until the view reflects revision rev.
 func (s *Session) waitView(ctx context.Context, rev int64) error {
-	for {
-		s.mu.Lock()
-		ok, adv := s.viewRev >= rev, s.advanced
-		s.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-adv:
-		case <-s.done:
-			return s.Err()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.waitViewFor(ctx, func() bool { return s.viewRev >= rev })
 }
 
 // waitPushed waits until the claim pushed to w is in the view.
 func (s *Session) waitPushed(ctx context.Context, w *waiter) error {
+	return s.waitViewFor(ctx, func() bool { _, ok := s.pushed[w.key]; return ok })
+}
+
+// waitViewFor waits until ok, called with s.mu held, holds; it looks again
+// each time the view advances.
+func (s *Session) waitViewFor(ctx context.Context, ok func() bool) error {
 	for {
 		s.mu.Lock()
-		_, ok := s.pushed[w.key]
-		adv := s.advanced
+		done, adv := ok(), s.advanced
 		s.mu.Unlock()
-		if ok {
+		if done {
 			return nil
 		}
 		select {
