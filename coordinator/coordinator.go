@@ -162,6 +162,22 @@ type MasterSession interface {
 	// LostClaim event.
 	Enqueue(ctx context.Context, a Assignment) error
 
+	// Stage announces a's first attempt before it is ready, so that it can
+	// be dispatched without a round trip through the master: a has
+	// Attempt 1 and exactly one entry in Dependencies, and it is ready as
+	// soon as that dependency's envelope is published with status
+	// succeeded (and the run is not cancelled). The member publishing it
+	// may then dispatch a in the same write. The master still calls
+	// Enqueue(a) once its scheduler finds a ready: if a was dispatched
+	// already, Enqueue returns nil and dispatches nothing, so a runs
+	// once either way. Its outcome arrives on Results or LostClaims as any
+	// other, possibly before that Enqueue call. The caller stages only
+	// assignments that nothing else holds back (not_in_parallel, limits,
+	// always_run). Staging is a hint: an implementation may ignore it (the
+	// memory coordinator, in one process, gains nothing from it), and a
+	// Stage that comes too late (a already enqueued) does nothing.
+	Stage(ctx context.Context, a Assignment) error
+
 	// Results delivers every envelope published in the run, each exactly
 	// once, in publish order. The channel is never closed while the session
 	// is live; it is closed after the session ends.
@@ -346,6 +362,21 @@ func (a Assignment) Validate() error {
 	}
 	if a.OnlyMember != nil && *a.OnlyMember < 0 {
 		return fmt.Errorf("assignment of %s is restricted to member %d, which cannot exist", a.Module, *a.OnlyMember)
+	}
+	return nil
+}
+
+// ValidateStaged checks what Stage requires of a besides Validate: the
+// first attempt, with exactly one dependency.
+func (a Assignment) ValidateStaged() error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	if a.Attempt != 1 {
+		return fmt.Errorf("assignment of %s has attempt %d; only a first attempt can be staged", a.Module, a.Attempt)
+	}
+	if len(a.Dependencies) != 1 {
+		return fmt.Errorf("assignment of %s has %d dependencies; only one with exactly one can be staged", a.Module, len(a.Dependencies))
 	}
 	return nil
 }

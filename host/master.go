@@ -120,12 +120,15 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	wg.Add(1)
 	go func() { defer wg.Done(); rt.route(helpers, sess) }()
 
-	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: ctx, capabilityTimeout: d.CapabilityTimeout}
+	stg := &stager{sess: sess, graph: l.graph, router: rt, members: members, log: log, ctx: helpers, wg: &wg, staged: map[string]bool{}}
+	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: ctx, capabilityTimeout: d.CapabilityTimeout, stager: stg}
 	sched, err := newScheduler(p, exec, 0 /* members have their own slots */, con)
 	if err != nil {
 		return nil, err
 	}
-	src.set(sched)
+	// A staged module a member dispatched to the master may start before
+	// the scheduler has its dependency's result: the coordinator has it.
+	src.set(fallbackSource{first: sched, then: &sessionSource{ctx: helpers, sess: sess, log: log, cache: map[string]coordinator.Envelope{}}})
 
 	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted}
 	for range d.Slots {
@@ -165,6 +168,16 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		return run, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("master of run %s: %w; the run could not finish: check the connection to the coordinator (its endpoints, TLS and credentials) and rerun", d.RunID, lost)}
 	}
 	return run, err
+}
+
+// fallbackSource serves results from first, or else from then.
+type fallbackSource struct{ first, then envelopeSource }
+
+func (f fallbackSource) Envelope(addr string) (coordinator.Envelope, bool) {
+	if env, ok := f.first.Envelope(addr); ok {
+		return env, true
+	}
+	return f.then.Envelope(addr)
 }
 
 // abandonRun ends a run whose master could not start it (the file does not
@@ -262,6 +275,9 @@ type outcome struct {
 type waiter struct {
 	attempt int
 	ch      chan outcome // buffered 1: the router never blocks
+	// staged: registered by stage, for a first attempt a member may
+	// dispatch before Execute runs; its outcome waits in ch for Execute.
+	staged bool
 }
 
 // router is the one owner of the master session's Results and LostClaims
@@ -279,11 +295,27 @@ func newRouter(log hclog.Logger) *router {
 	return &router{log: log, waiters: map[string]*waiter{}, lost: map[string]bool{}}
 }
 
-// wait registers the waiter of module's attempt. Call done when finished.
-func (r *router) wait(module string, attempt int) (<-chan outcome, func()) {
-	w := &waiter{attempt: attempt, ch: make(chan outcome, 1)}
+// stage registers the waiter of module's first attempt ahead of its
+// Execute: a member may dispatch a staged module, and its outcome arrive,
+// before the master's scheduler finds it ready.
+func (r *router) stage(module string) {
 	r.mu.Lock()
-	r.waiters[module] = w
+	defer r.mu.Unlock()
+	if r.waiters[module] == nil {
+		r.waiters[module] = &waiter{attempt: 1, ch: make(chan outcome, 1), staged: true}
+	}
+}
+
+// wait registers the waiter of module's attempt, or adopts the one stage
+// registered. Call done when finished.
+func (r *router) wait(module string, attempt int) (<-chan outcome, func()) {
+	r.mu.Lock()
+	w := r.waiters[module]
+	if w == nil || !w.staged || w.attempt != attempt {
+		w = &waiter{attempt: attempt, ch: make(chan outcome, 1)}
+		r.waiters[module] = w
+	}
+	w.staged = false
 	r.mu.Unlock()
 	return w.ch, func() {
 		r.mu.Lock()
@@ -319,7 +351,14 @@ func (r *router) deliver(module string, attempt int, o outcome) bool {
 	if w == nil || w.attempt != attempt {
 		return false
 	}
-	delete(r.waiters, module)
+	if w.staged {
+		// Execute has not run yet: it finds the outcome in ch.
+		if len(w.ch) > 0 {
+			return false
+		}
+	} else {
+		delete(r.waiters, module)
+	}
 	if o.lost != nil {
 		r.lost[module] = true
 	}
@@ -364,6 +403,8 @@ type distributedExecutor struct {
 	log               hclog.Logger
 	runCtx            context.Context // the run's own context, to tell Ctrl-C from on_failure stop
 	capabilityTimeout time.Duration
+	// stager stages the dependents of what is dispatched (nil: none).
+	stager *stager
 
 	cancelOnce sync.Once
 }
@@ -372,19 +413,7 @@ type distributedExecutor struct {
 func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, attempt int) coordinator.Envelope {
 	n := t.Data.(*graph.Node)
 	m := n.Module
-	a := coordinator.Assignment{
-		Module:   n.Address,
-		Attempt:  attempt,
-		Requires: n.Requires,
-		Timeout:  m.Timeout,
-		Priority: m.Priority,
-	}
-	for _, dep := range n.Deps {
-		a.Dependencies = append(a.Dependencies, dep.Addresses...)
-	}
-	if m.PinToMaster {
-		a = a.PinToMaster()
-	}
+	a := assignment(n, attempt)
 	started := time.Now().UTC()
 	failed := func(status coordinator.Status, kind, msg string) coordinator.Envelope {
 		end := time.Now().UTC()
@@ -413,6 +442,9 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 	if attempt > 1 && e.router.wasLost(a.Module) {
 		e.log.Warn("re-queue after a lost member", "module", a.Module, "attempt", attempt)
 	}
+	if e.stager != nil {
+		e.stager.after(n)
+	}
 	if err := e.sess.Enqueue(ctx, a); err != nil {
 		if ctx.Err() != nil {
 			return cancelled()
@@ -440,6 +472,25 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 		e.log.Error("no capable member left", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
 		return failed(coordinator.StatusFailed, coordinator.ErrorKindCapability, msg)
 	}
+}
+
+// assignment is the assignment of node n's attempt.
+func assignment(n *graph.Node, attempt int) coordinator.Assignment {
+	m := n.Module
+	a := coordinator.Assignment{
+		Module:   n.Address,
+		Attempt:  attempt,
+		Requires: n.Requires,
+		Timeout:  m.Timeout,
+		Priority: m.Priority,
+	}
+	for _, dep := range n.Deps {
+		a.Dependencies = append(a.Dependencies, dep.Addresses...)
+	}
+	if m.PinToMaster {
+		a = a.PinToMaster()
+	}
+	return a
 }
 
 // awaitCapable waits until a live member can run a. With ch nil it returns

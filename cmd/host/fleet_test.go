@@ -1053,3 +1053,115 @@ func TestEtcdConfigSources(t *testing.T) {
 		})
 	}
 }
+
+// chainFile writes a chain of n shell modules, module c<i> requiring the
+// capability of worker i%3+1, so every step crosses to another worker.
+// c<flaky> fails its first attempt (it has two); c<broken>, if >= 0,
+// always fails.
+func chainFile(t *testing.T, n, flaky, broken int) string {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("pipeline {\n  name = \"fleet-chain\"\n}\n\ndistributed {\n  capability_timeout = \"1m\"\n}\n")
+	for i := range n {
+		script := "true"
+		switch i {
+		case flaky:
+			script = fmt.Sprintf("if [ -e %[1]s/flaky ]; then true; else touch %[1]s/flaky; exit 1; fi", dir)
+		case broken:
+			script = "exit 3"
+		}
+		fmt.Fprintf(&b, "\nmodule \"shell\" \"c%d\" {\n  requires = [\"w%d\"]\n  script   = %q\n", i, i%3+1, script)
+		if i > 0 {
+			fmt.Fprintf(&b, "  depends_on = [module.c%d]\n", i-1)
+		}
+		if i == flaky {
+			b.WriteString("  retry {\n    attempts = 2\n    backoff  = \"1ms\"\n  }\n")
+		}
+		b.WriteString("}\n")
+	}
+	path := filepath.Join(dir, "chain.hcl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// On a chain, the worker that publishes a module's success dispatches its
+// staged dependent itself (no round trip through the master). Each module
+// still runs once, where its capability is, after its dependency; a retry
+// is dispatched the same way once it succeeds, and a module whose
+// dependency failed is never dispatched.
+func TestFleetChainDispatchedByWorkers(t *testing.T) {
+	tests := []struct {
+		name   string
+		broken int // -1: none
+		code   int
+	}{
+		{name: "succeeds", broken: -1, code: 0},
+		{name: "fails", broken: 9, code: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, flaky = 14, 4
+			file := chainFile(t, n, flaky, tt.broken)
+			f := newFleet(t)
+			etcd := f.startEtcd(1)
+			var workers []*instance
+			for i := 1; i <= 3; i++ {
+				workers = append(workers, f.host(file, i, 4, "chain-"+tt.name, endpoints(etcd),
+					"--capability", fmt.Sprintf("w%d", i), "--log-level", "debug"))
+			}
+			master := f.host(file, 0, 4, "chain-"+tt.name, endpoints(etcd))
+			master.wantCode(t, tt.code)
+			for _, w := range workers {
+				w.wantCode(t, tt.code)
+			}
+			f.assertNoneLeft(etcd[0].proc)
+
+			r := master.report(t)
+			if len(r.Modules) != n {
+				t.Fatalf("%d modules in the report, want %d", len(r.Modules), n)
+			}
+			var prevEnd time.Time
+			for i := range n {
+				e := moduleOf(t, r, fmt.Sprintf("c%d", i))
+				switch {
+				case tt.broken >= 0 && i > tt.broken:
+					wantStatus(t, e, coordinator.StatusSkipped)
+					continue
+				case i == tt.broken:
+					wantStatus(t, e, coordinator.StatusFailed)
+				default:
+					wantStatus(t, e, coordinator.StatusSucceeded)
+				}
+				if want := i%3 + 1; e.Instance != want {
+					t.Errorf("c%d ran on instance %d, want %d", i, e.Instance, want)
+				}
+				if want := map[bool]int{true: 2, false: 1}[i == flaky]; e.Attempts != want {
+					t.Errorf("c%d took %d attempts, want %d", i, e.Attempts, want)
+				}
+				if e.StartedAt.Before(prevEnd) {
+					t.Errorf("c%d started at %s, before its dependency ended at %s", i, e.StartedAt, prevEnd)
+				}
+				prevEnd = e.EndedAt
+			}
+			dispatched := 0
+			for _, w := range workers {
+				out := w.output()
+				dispatched += strings.Count(out, "dispatched a staged module")
+				if tt.broken >= 0 {
+					for i := tt.broken + 1; i < n; i++ {
+						if strings.Contains(out, fmt.Sprintf("module=c%d ", i)) {
+							t.Errorf("%s mentions c%d, whose dependency failed", w.name, i)
+						}
+					}
+				}
+			}
+			if dispatched == 0 {
+				t.Errorf("no worker dispatched a staged module; every step went through the master")
+			}
+			t.Logf("%d of %d steps dispatched by workers", dispatched, n-1)
+		})
+	}
+}

@@ -31,8 +31,9 @@ type heldClaim struct {
 
 // aheadPlan is the claim a Publish tries to take ahead.
 type aheadPlan struct {
-	it *qitem
-	op clientv3.Op
+	it  *qitem
+	op  clientv3.Op
+	idx int // index of op among the Publish Txn's ops
 }
 
 // planAhead picks the item to claim in the next Publish Txn, or nil. Only
@@ -77,10 +78,10 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 		s.unsureLocked(p.it.a)
 		return
 	}
-	if !r.succeeded || len(r.responses) == 0 {
+	if !r.succeeded || p.idx >= len(r.responses) {
 		return
 	}
-	tr := r.responses[len(r.responses)-1].GetResponseTxn()
+	tr := r.responses[p.idx].GetResponseTxn()
 	if tr == nil {
 		return
 	}
@@ -95,9 +96,23 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 		s.contention--
 	}
 	delete(s.unsure, p.it.a.Module)
-	h := &heldClaim{cl: coordinator.Claim{Assignment: p.it.a, ClaimedAt: time.Now(), Token: strconv.FormatInt(r.rev, 10)}}
-	s.ahead = append(s.ahead, h)
 	s.c.aheads.Add(1)
+	s.holdLocked(coordinator.Claim{Assignment: p.it.a, ClaimedAt: time.Now(), Token: strconv.FormatInt(r.rev, 10)})
+}
+
+// canHoldAhead reports whether a Publish may take a claim for the next
+// Claim call: the session lives and holds none ahead yet.
+func (s *Session) canHoldAhead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err == nil && !s.closing && len(s.ahead) == 0 && s.viewRev >= s.wroteRev
+}
+
+// holdLocked keeps cl, taken by a Publish, for the next Claim call, and
+// releases it if none comes within aheadGrace. Caller holds s.mu.
+func (s *Session) holdLocked(cl coordinator.Claim) {
+	h := &heldClaim{cl: cl}
+	s.ahead = append(s.ahead, h)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	if s.err != nil {
@@ -151,8 +166,8 @@ func drop[T comparable](list *[]T, x T) bool {
 
 // planSpare allocates the key of a spare waiter for a Publish that claims
 // nothing ahead, or "".
-func (s *Session) planSpare(p *aheadPlan) string {
-	if p != nil {
+func (s *Session) planSpare(holding bool) string {
+	if holding {
 		return ""
 	}
 	s.mu.Lock()

@@ -81,8 +81,9 @@ type Coordinator struct {
 	// conflicts counts claim Txns lost to another claimer, pushes the
 	// enqueues pushed straight to a waiting claimer (tests, benchmarks).
 	conflicts, pushes atomic.Int64
-	// aheads counts claims taken ahead by Publish (tests, benchmarks).
-	aheads atomic.Int64
+	// aheads counts claims taken ahead by Publish, fires staged modules
+	// dispatched by Publish (tests, benchmarks).
+	aheads, fires atomic.Int64
 
 	// grace is how long an item designated to another member is left to
 	// it (DefaultDesignationGrace; tests change it).
@@ -307,8 +308,9 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		results:  mailbox.New[coordinator.Envelope](), lost: mailbox.New[coordinator.LostClaim](),
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
 		owned: map[string]bool{}, pushed: map[string]coordinator.Claim{}, advanced: make(chan struct{}),
-		unsure: map[string]coordinator.Assignment{},
-		pub:    newCommitter(c.cli, c.cfg.MaxRequestBytes),
+		unsure:       map[string]coordinator.Assignment{},
+		enqueuedMods: map[string]bool{}, stageTried: map[string]bool{}, staging: map[string]chan struct{}{}, firedSeen: map[string]bool{},
+		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
 	}
 	if master {
 		s.enq = newCommitter(c.cli, c.cfg.MaxRequestBytes)
@@ -389,6 +391,13 @@ type Session struct {
 	// Master only: its Enqueues in flight or not yet in the view, so a
 	// push never overtakes work the view does not show yet (push.go).
 	ownEnqueues []*ownEnqueue
+	// Master only (staged.go): modules Enqueue was called for, modules
+	// Stage was called for, and the Stage calls in flight, which an
+	// Enqueue of the same module waits for.
+	enqueuedMods, stageTried map[string]bool
+	staging                  map[string]chan struct{}
+	// firedSeen: staged modules the view shows dispatched (staged.go).
+	firedSeen map[string]bool
 
 	// Master only: results by mod revision already delivered, so a
 	// re-read after compaction does not deliver them twice.
@@ -1020,11 +1029,22 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		// Put before delete: the master pairs the claim's delete with a
 		// result put of the same revision.
 		clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)}
-	ahead := s.planAhead(len(data)) // ahead.go
+	fires := s.planFires(env, s.canHoldAhead()) // staged.go
+	self := false
+	for _, f := range fires {
+		f.idx = len(then)
+		then = append(then, f.op)
+		self = self || f.self
+	}
+	var ahead *aheadPlan
+	if !self {
+		ahead = s.planAhead(len(data)) // ahead.go
+	}
 	if ahead != nil {
+		ahead.idx = len(then)
 		then = append(then, ahead.op)
 	}
-	spare := s.planSpare(ahead)
+	spare := s.planSpare(ahead != nil || self)
 	if spare != "" {
 		then = append(then, clientv3.OpPut(spare, "", clientv3.WithLease(s.lease)))
 	}
@@ -1034,7 +1054,11 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	if ahead != nil {
 		op.nested = 2
 	}
+	if len(fires) > 0 {
+		op.nested = fireWidth
+	}
 	r := s.pub.submit(ctx, op)
+	s.finishFires(fires, r)
 	s.finishAhead(ahead, r)
 	s.finishSpare(spare, r)
 	if err := r.err; err != nil {
@@ -1137,6 +1161,26 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	enqThen := []clientv3.Op{clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))}
 	enqElse := []clientv3.Op{clientv3.OpGet(ckey)}
 	m.mu.Lock()
+	m.enqueuedMods[a.Module] = true
+	staging := m.staging[a.Module]
+	m.mu.Unlock()
+	if staging != nil {
+		// The Stage Txn goes first, so this one knows how to treat it.
+		select {
+		case <-staging:
+		case <-ctx.Done():
+			return fmt.Errorf("enqueue %s: %w", a.Module, ctx.Err())
+		}
+	}
+	m.mu.Lock()
+	staged := a.Attempt == 1 && m.stageTried[a.Module]
+	if staged && m.firedSeen[a.Module] {
+		// A member dispatched it, and the view shows it: no Txn needed.
+		delete(m.stageTried, a.Module)
+		m.mu.Unlock()
+		m.log.Debug("enqueue: a member dispatched the staged module already", "module", a.Module)
+		return nil
+	}
 	w := m.pickWaiterLocked(a)
 	own := &ownEnqueue{a: a}
 	m.ownEnqueues = append(m.ownEnqueues, own)
@@ -1166,10 +1210,31 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	} else {
 		op = newTxnOp(a.Module, enqCmps, enqThen, enqElse)
 	}
+	if staged {
+		op = m.wrapStaged(a.Module, op)
+	}
 	r := m.enq.submit(ctx, op)
 	if r.err != nil {
 		m.unuse(w)
 		return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, r.err)
+	}
+	if staged {
+		var fired bool
+		var err error
+		if r, fired, err = unwrapStaged(r); err != nil {
+			m.unuse(w)
+			return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, err)
+		}
+		// Staged or not, it is dispatched now: a second Enqueue is an
+		// ordinary one, refused while the first is queued or claimed.
+		m.mu.Lock()
+		delete(m.stageTried, a.Module)
+		m.mu.Unlock()
+		if fired {
+			m.unuse(w)
+			m.log.Debug("enqueue: a member dispatched the staged module already", "module", a.Module)
+			return nil
+		}
 	}
 	pushed := w != nil && r.succeeded
 	if w != nil && !r.succeeded {

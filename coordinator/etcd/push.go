@@ -86,14 +86,12 @@ func (v *view) requeuedSince(mod string, rev int64) bool {
 	return false
 }
 
-// waiterPutLocked records a waiter in the master's view.
+// waiterPutLocked records a waiter in the view (every member pushes:
+// the master as it enqueues, any member as it dispatches a staged module).
 func (s *Session) waiterPutLocked(key, rest string, kv interface {
 	GetLease() int64
 	GetCreateRevision() int64
 }) {
-	if !s.master {
-		return
-	}
 	idxs, _, _ := strings.Cut(strings.TrimPrefix(rest, "waiters/"), "/")
 	idx, err := strconv.Atoi(idxs)
 	if err != nil {
@@ -319,7 +317,7 @@ func (s *Session) releaseHeld() {
 // pickWaiterLocked chooses the waiter to push a to: the oldest one whose
 // member can run a and has nothing queued it could take instead at a's
 // priority or above. It marks the waiter used. Caller holds m.mu.
-func (m *Master) pickWaiterLocked(a coordinator.Assignment) *waiterEntry {
+func (m *Session) pickWaiterLocked(a coordinator.Assignment) *waiterEntry {
 	own := m.ownEnqueues[:0]
 	for _, o := range m.ownEnqueues {
 		if !o.done && (o.rev == 0 || o.rev > m.viewRev) {
@@ -355,7 +353,7 @@ type ownEnqueue struct {
 
 // ownQueuedFor is queuedFor for the master's Enqueues the view does not
 // show yet. Caller holds m.mu.
-func (m *Master) ownQueuedFor(mem coordinator.Member, prio int) bool {
+func (m *Session) ownQueuedFor(mem coordinator.Member, prio int) bool {
 	for _, o := range m.ownEnqueues {
 		if o.a.Priority >= prio && coordinator.CanRun(o.a, mem) {
 			return true

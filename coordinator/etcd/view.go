@@ -50,9 +50,13 @@ type view struct {
 	// runs once per revision (see settle).
 	stale bool
 
-	// waiters: blocked Claim calls of every member, by key (master only:
-	// it is the one that pushes assignments to them; see push.go).
+	// waiters: blocked Claim calls of every member, by key (push.go).
 	waiters map[string]*waiterEntry
+
+	// staged: assignments staged and not dispatched yet, by module;
+	// stagedBy: the staged modules waiting for each module (staged.go).
+	staged   map[string]*stagedEntry
+	stagedBy map[string][]string
 }
 
 type memberEntry struct {
@@ -74,6 +78,7 @@ func newView() *view {
 		results: map[string]int64{},
 		held:    map[int]int{}, pending: map[int]int{}, claimers: map[int]bool{},
 		waiters: map[string]*waiterEntry{},
+		staged:  map[string]*stagedEntry{}, stagedBy: map[string][]string{},
 	}
 }
 
@@ -320,6 +325,10 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 				}
 			case "waiters":
 				delete(s.view.waiters, key)
+			case "staged":
+				if mod, err := url.PathUnescape(rest); err == nil {
+					s.view.unstage(mod)
+				}
 			}
 			continue
 		}
@@ -351,6 +360,8 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 			}
 		case "waiters":
 			s.waiterPutLocked(key, rest, ev.Kv)
+		case "staged":
+			s.stagedPutLocked(rest, ev.Kv)
 		case "results":
 			s.resultLocked(ev.Kv)
 		default:
@@ -402,6 +413,9 @@ func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
 		case "waiters":
 			_, rest := s.kind(kv.Key)
 			s.waiterPutLocked(string(kv.Key), rest, kv)
+		case "staged":
+			_, rest := s.kind(kv.Key)
+			s.stagedPutLocked(rest, kv)
 		case "results":
 			newResults = append(newResults, kv)
 		default:

@@ -486,6 +486,15 @@ func (m *Master) PublishRun(ctx context.Context, info coordinator.RunInfo) error
 	return nil
 }
 
+// Stage implements coordinator.MasterSession. In one process the master
+// dispatches as fast as a member could, so staging is ignored.
+func (m *Master) Stage(ctx context.Context, a coordinator.Assignment) error {
+	if err := a.ValidateStaged(); err != nil {
+		return fmt.Errorf("stage: %w", err)
+	}
+	return nil
+}
+
 // Enqueue implements coordinator.MasterSession.
 func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	if err := a.Validate(); err != nil {
