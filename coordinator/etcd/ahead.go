@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -194,13 +195,91 @@ func (s *Session) finishSpare(key string, r txnResult) {
 	}
 	w := &waiter{key: key, rev: r.rev}
 	s.spare = append(s.spare, w)
+	s.expireSpareLocked(w, aheadGrace)
+}
+
+// Registering early. A worker that waits for the run to start (WaitRun)
+// registers one waiter per slot meanwhile, as spares for its first Claim
+// calls: a fleet whose workers wait for the master then gets its first
+// assignments pushed in the master's first enqueue commits, instead of
+// every worker racing for the head of a new queue (a claim Txn each,
+// most of them lost) once it sees the run start. Their grace starts when
+// WaitRun returns: the worker claims once it checked the run record and
+// started its plugins.
+
+// earlyGrace is how long after WaitRun a waiter it registered waits for a
+// Claim call to adopt it.
+const earlyGrace = time.Second
+
+// maxEarly bounds the waiters WaitRun registers, well within the ops
+// limit of one Txn.
+const maxEarly = 16
+
+// registerEarly registers this worker's early waiters (none for the
+// master, which enqueues). A failure only loses the shortcut.
+func (s *Session) registerEarly() {
+	s.mu.Lock()
+	once := !s.master && !s.earlyDone
+	s.earlyDone = true
+	s.mu.Unlock()
+	if !once {
+		return
+	}
+	var keys []string
+	for range min(s.member.Slots, maxEarly) {
+		if k := s.newWaiterKey(); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpPut(k, "", clientv3.WithLease(s.lease))
+	}
+	// Not the caller's ctx, as register: a waiter written after its
+	// withdrawal would take a push nobody waits for.
+	pctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.DialTimeout)
+	defer cancel()
+	resp, err := s.c.cli.Txn(pctx).Then(ops...).Commit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		// Unknown: disowned, a push to one goes to the inbox.
+		for _, k := range keys {
+			delete(s.owned, k)
+		}
+		s.log.Debug("could not register waiters early", "error", err)
+		return
+	}
+	for _, k := range keys {
+		w := &waiter{key: k, rev: resp.Header.Revision}
+		s.spare = append(s.spare, w)
+		s.early = append(s.early, w)
+	}
+}
+
+// expireEarly starts the grace of the early waiters.
+func (s *Session) expireEarly() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.early {
+		s.expireSpareLocked(w, earlyGrace)
+	}
+	s.early = nil
+}
+
+// expireSpareLocked withdraws spare w after grace unless a Claim call
+// adopted it, releasing what was pushed to it. Caller holds s.mu.
+func (s *Session) expireSpareLocked(w *waiter, grace time.Duration) {
 	if s.err != nil {
 		return
 	}
 	s.wg.Add(1) // under s.mu while the session lives, so before Close waits
 	go func() {
 		defer s.wg.Done()
-		t := time.NewTimer(aheadGrace)
+		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-t.C:

@@ -426,6 +426,10 @@ type Session struct {
 	// Publish registered for it (ahead.go).
 	ahead []*heldClaim
 	spare []*waiter
+	// early: waiters registered by WaitRun, whose grace starts only when
+	// it returns (ahead.go).
+	early     []*waiter
+	earlyDone bool
 	// advanced is closed and replaced whenever viewRev moves.
 	advanced chan struct{}
 
@@ -679,6 +683,12 @@ func (s *Session) WatchMembers(ctx context.Context) (<-chan coordinator.MemberEv
 
 // WaitRun implements coordinator.Session.
 func (s *Session) WaitRun(ctx context.Context) (coordinator.RunInfo, error) {
+	select {
+	case <-s.infoReady:
+	default:
+		s.registerEarly() // ahead.go
+		defer s.expireEarly()
+	}
 	select {
 	case <-s.infoReady:
 		s.mu.Lock()

@@ -361,3 +361,91 @@ func TestClaimWithLostAnswerIsNotStranded(t *testing.T) {
 		t.Fatalf("result of %s, want a", r.Module)
 	}
 }
+
+// A worker waiting for the run to start registers a waiter per slot: what
+// the master enqueues first is pushed to it before the worker calls
+// Claim, and its first Claim returns it. Not adopted within the grace
+// after WaitRun, or left at Close, the push goes back to the queue with
+// the same attempt.
+func TestWaitRunRegistersWaiters(t *testing.T) {
+	tests := []struct {
+		name  string
+		claim bool // the joined worker claims (else: it never does)
+		close bool // it closes instead of letting the grace pass
+	}{
+		{name: "claimed", claim: true},
+		{name: "grace", claim: false},
+		{name: "close", claim: false, close: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := guard(t)
+			c := newTestCoordinator(t)
+			run := benchRunID("early-waiters-" + tt.name)
+			ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ms.Close()
+			m := ms.(*Master)
+			req := joinReq(run, 1)
+			req.Member.Slots = 2
+			ws, err := c.Join(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			w := ws.(*Session)
+			waited := make(chan error, 1)
+			go func() {
+				_, err := w.WaitRun(ctx)
+				waited <- err
+			}()
+			waitWaiters(t, ctx, m, 2)
+			if err := m.PublishRun(ctx, coordinator.RunInfo{PipelineHash: "h"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if n := c.pushes.Load(); n != 1 {
+				t.Fatalf("%d pushes, want 1 (to a waiter registered at join)", n)
+			}
+			waitFor(t, ctx, w, "the push", func() bool { return len(w.pushed) == 1 })
+			if err := <-waited; err != nil {
+				t.Fatal(err)
+			}
+			if tt.claim {
+				cl, err := w.Claim(ctx)
+				if err != nil || cl.Assignment.Module != "a" {
+					t.Fatalf("claim = %+v, %v; want a", cl, err)
+				}
+				if err := w.Publish(ctx, cl, coordinator.Envelope{Module: "a", Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
+					t.Fatal(err)
+				}
+				published(t, ctx, m, "a")
+				return
+			}
+			if tt.close {
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Released, not lost: another worker claims the same attempt.
+			w2, err := c.Join(ctx, joinReq(run, 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w2.Close()
+			cl, err := w2.Claim(ctx)
+			if err != nil || cl.Assignment.Module != "a" || cl.Assignment.Attempt != 1 {
+				t.Fatalf("second worker's claim = %+v, %v; want a attempt 1", cl, err)
+			}
+			select {
+			case l := <-m.LostClaims():
+				t.Fatalf("claim reported lost: %+v", l)
+			default:
+			}
+		})
+	}
+}
