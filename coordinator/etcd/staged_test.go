@@ -251,3 +251,83 @@ func TestStageRules(t *testing.T) {
 		t.Fatalf("%d staged keys after Stage of an enqueued module (%v), want 0", resp.Count, err)
 	}
 }
+
+// Two publishes group-committed in one Txn each dispatch their staged
+// dependent to a different waiting member (nested four deep: the batch,
+// the publish, the dispatch, the push).
+func TestStagedDispatchInGroupCommit(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	run := benchRunID("staged-batch")
+	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	m := ms.(*Master)
+	var ws []*Session
+	for i, caps := range [][]string{nil, {"b"}, {"b"}} {
+		w, err := c.Join(ctx, joinReq(run, i+1, caps...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ws = append(ws, w.(*Session))
+	}
+	w1 := ws[0]
+	one := 1
+	for _, mod := range []string{"a1", "a2"} {
+		b := coordinator.Assignment{Module: "b" + mod[1:], Attempt: 1, Requires: []string{"b"}, Dependencies: []string{mod}}
+		if err := m.Stage(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1, OnlyMember: &one}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var held []coordinator.Claim
+	for range 2 {
+		cl, err := w1.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, cl)
+	}
+	got := make(chan string, 2)
+	for _, w := range ws[1:] {
+		go func() {
+			if cl, err := w.Claim(ctx); err == nil {
+				got <- cl.Assignment.Module
+			}
+		}()
+	}
+	waitFor(t, ctx, w1, "two waiters and two staged modules", func() bool { return len(w1.view.waiters) == 2 && len(w1.view.staged) == 2 })
+	holdFirstBatch(t, ctx, w1.pub, 2)
+	txns := w1.pub.txns.Load()
+	errs := make(chan error, 2)
+	for _, cl := range held {
+		go func() {
+			errs <- w1.Publish(ctx, cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1})
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w1.pub.txns.Load() - txns; n != 1 {
+		t.Fatalf("the two publishes took %d Txns, want 1", n)
+	}
+	seen := map[string]bool{}
+	for range 2 {
+		select {
+		case mod := <-got:
+			seen[mod] = true
+		case <-ctx.Done():
+			t.Fatalf("waiting members got %v, want b1 and b2", seen)
+		}
+	}
+	if !seen["b1"] || !seen["b2"] || c.fires.Load() != 2 {
+		t.Fatalf("waiting members got %v with %d dispatches, want b1 and b2 with 2", seen, c.fires.Load())
+	}
+}
