@@ -709,9 +709,11 @@ type claimValue struct {
 	Lease   int64              `json:"lease"`
 	// Waiter and Assignment are set on a claim the master pushed to a
 	// waiting Claim call (push.go): the call finds its claim by the
-	// waiter key and returns the assignment from it.
-	Waiter     string                  `json:"waiter,omitempty"`
-	Assignment *coordinator.Assignment `json:"assignment,omitempty"`
+	// waiter key and returns the assignment from it. The assignment stays
+	// raw JSON: only the member it was pushed to decodes it, and the
+	// pusher writes the bytes it already encoded for the queue.
+	Waiter     string          `json:"waiter,omitempty"`
+	Assignment json.RawMessage `json:"assignment,omitempty"`
 }
 
 // spreadWidth bounds how many ready keys contending claimers spread over.
@@ -1205,7 +1207,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	var op *txnOp
 	if w != nil {
 		e := m.memberOf(w.idx)
-		cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: w.lease, Waiter: w.key, Assignment: &a})
+		cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: w.lease, Waiter: w.key, Assignment: data})
 		if err != nil {
 			m.unuse(w)
 			return fmt.Errorf("enqueue %s: %w", a.Module, err)

@@ -106,13 +106,20 @@ func (s *Session) waiterPutLocked(key, rest string, kv interface {
 // and reports whether it was one. A push to a waiter no Claim call owns
 // any more (its withdrawal failed) goes to the inbox.
 func (s *Session) pushedLocked(cv claimValue, createRev int64, now time.Time) bool {
-	if cv.Waiter == "" || cv.Assignment == nil || cv.Member.Index != s.member.Index || cv.Lease != int64(s.lease) {
+	if cv.Waiter == "" || len(cv.Assignment) == 0 || cv.Member.Index != s.member.Index || cv.Lease != int64(s.lease) {
 		return false
 	}
 	if _, ok := s.pushed[cv.Waiter]; ok {
 		return false
 	}
-	cl := coordinator.Claim{Assignment: *cv.Assignment, ClaimedAt: now, Token: strconv.FormatInt(createRev, 10)}
+	var a coordinator.Assignment
+	if err := json.Unmarshal(cv.Assignment, &a); err != nil || a.Module != cv.Module {
+		// The claim is ours either way: run what it names rather than
+		// hold it forever.
+		s.log.Warn("undecodable assignment pushed to this member; running the claimed module and attempt", "module", cv.Module, "error", err)
+		a = coordinator.Assignment{Module: cv.Module, Attempt: cv.Attempt}
+	}
+	cl := coordinator.Claim{Assignment: a, ClaimedAt: now, Token: strconv.FormatInt(createRev, 10)}
 	if s.owned[cv.Waiter] {
 		s.pushed[cv.Waiter] = cl
 	} else {

@@ -153,7 +153,7 @@ func (s *Session) planFires(env coordinator.Envelope, self bool) []*firePlan {
 				break
 			}
 			e := s.view.members[p.w.idx].m
-			cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: p.w.lease, Waiter: p.w.key, Assignment: &a})
+			cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: p.w.lease, Waiter: p.w.key, Assignment: data})
 			if err != nil {
 				p.w.used = false
 				continue
