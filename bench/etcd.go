@@ -207,8 +207,8 @@ type etcdRound struct {
 	chain, sparse, floor []float64 // ms per sample
 	// floorIdle: the same Txn, each 20 ms after the last, as sparse
 	// arrivals come: what one commit costs after an idle gap.
-	floorIdle []float64
-	throughput           float64   // modules/s
+	floorIdle  []float64
+	throughput float64 // modules/s
 }
 
 // etcdOnce runs the dispatch, floor and throughput measurements once.
