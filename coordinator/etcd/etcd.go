@@ -1041,7 +1041,7 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		// Put before delete: the master pairs the claim's delete with a
 		// result put of the same revision.
 		clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)}
-	fires := s.planFires(env, s.canHoldAhead()) // staged.go
+	fires := s.planFires(env, len(data), s.canHoldAhead()) // staged.go
 	self := false
 	for _, f := range fires {
 		f.idx = len(then)

@@ -105,11 +105,17 @@ type firePlan struct {
 // fireWidth is the widest list of a fire op, for the server's ops limit.
 const fireWidth = 5
 
+// maxFires bounds the dependents one Publish dispatches, so its Txn stays
+// well within etcd's ops limit (128) however wide the fan-out; the master
+// enqueues the rest as it would without staging.
+const maxFires = 16
+
 // planFires plans the dispatch of the dependents staged on env's module,
 // when env succeeded. self says whether the publishing session may claim
-// one of them for itself (it holds no claim ahead).
-func (s *Session) planFires(env coordinator.Envelope, self bool) []*firePlan {
-	if env.Status != coordinator.StatusSucceeded {
+// one of them for itself (it holds no claim ahead). envBytes is the size
+// of the envelope: a large one leaves the request no room for more.
+func (s *Session) planFires(env coordinator.Envelope, envBytes int, self bool) []*firePlan {
+	if env.Status != coordinator.StatusSucceeded || envBytes > s.c.cfg.maxEnvelopeBytes()/2 {
 		return nil
 	}
 	s.mu.Lock()
@@ -123,6 +129,9 @@ func (s *Session) planFires(env coordinator.Envelope, self bool) []*firePlan {
 	}
 	var plans []*firePlan
 	for _, mod := range mods {
+		if len(plans) == maxFires {
+			break
+		}
 		st := s.view.staged[mod]
 		if st == nil {
 			continue

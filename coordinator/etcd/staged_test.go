@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -329,5 +330,59 @@ func TestStagedDispatchInGroupCommit(t *testing.T) {
 	}
 	if !seen["b1"] || !seen["b2"] || c.fires.Load() != 2 {
 		t.Fatalf("waiting members got %v with %d dispatches, want b1 and b2 with 2", seen, c.fires.Load())
+	}
+}
+
+// A wide fan-out dispatches at most maxFires dependents in the publish
+// (its Txn stays within etcd's limits); the master's Enqueues dispatch
+// the rest, and each dependent is queued once.
+func TestStagedFanOutBounded(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	run := benchRunID("staged-fanout")
+	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	ws, err := c.Join(ctx, joinReq(run, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	m, w := ms.(*Master), ws.(*Session)
+	const n = 8*maxFires + 1 // unbounded, the publish would exceed 128 ops
+	dep := func(i int) coordinator.Assignment {
+		// Nobody offers "x": dispatched means queued, not run.
+		return coordinator.Assignment{Module: fmt.Sprintf("d%d", i), Attempt: 1, Requires: []string{"x"}, Dependencies: []string{"a"}}
+	}
+	for i := range n {
+		if err := m.Stage(ctx, dep(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, w, "every staged module", func() bool { return len(w.view.staged) == n })
+	if err := w.Publish(ctx, cl, coordinator.Envelope{Module: "a", Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
+		t.Fatalf("Publish with %d staged dependents: %v", n, err)
+	}
+	if got := c.fires.Load(); got != maxFires {
+		t.Fatalf("%d dispatched by the publish, want %d", got, maxFires)
+	}
+	published(t, ctx, m, "a")
+	for i := range n {
+		if err := m.Enqueue(ctx, dep(i)); err != nil {
+			t.Fatalf("Enqueue d%d: %v", i, err)
+		}
+	}
+	resp, err := c.cli.Get(ctx, m.prefix+"queue/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != n {
+		t.Fatalf("%d queued (%v), want each of the %d dependents once", resp.Count, err, n)
 	}
 }
