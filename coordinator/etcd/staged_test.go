@@ -24,10 +24,9 @@ func waitStaged(t *testing.T, ctx context.Context, s *Session, mod string) {
 	waitFor(t, ctx, s, mod+" staged", func() bool { _, ok := s.view.staged[mod]; return ok })
 }
 
-// stagedRun joins a master and two workers; worker 2 alone offers "b".
-// The master stages b (after a, requiring "b") and enqueues a, which
-// worker 1 claims.
-func stagedRun(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session, coordinator.Claim) {
+// joinMembers joins a master and one worker per entry of caps (index
+// 1, 2, ...), each offering those capabilities; all close with the test.
+func joinMembers(t *testing.T, ctx context.Context, c *Coordinator, run string, caps ...[]string) (*Master, []*Session) {
 	t.Helper()
 	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
@@ -35,15 +34,24 @@ func stagedRun(t *testing.T, ctx context.Context, c *Coordinator, run string) (*
 	}
 	t.Cleanup(func() { _ = ms.Close() })
 	var ws []*Session
-	for i, caps := range [][]string{nil, {"b"}} {
-		w, err := c.Join(ctx, joinReq(run, i+1, caps...))
+	for i, cs := range caps {
+		w, err := c.Join(ctx, joinReq(run, i+1, cs...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = w.Close() })
 		ws = append(ws, w.(*Session))
 	}
-	m, w1, w2 := ms.(*Master), ws[0], ws[1]
+	return ms.(*Master), ws
+}
+
+// stagedRun joins a master and two workers; worker 2 alone offers "b".
+// The master stages b (after a, requiring "b") and enqueues a, which
+// worker 1 claims.
+func stagedRun(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session, coordinator.Claim) {
+	t.Helper()
+	m, ws := joinMembers(t, ctx, c, run, nil, []string{"b"})
+	w1, w2 := ws[0], ws[1]
 	b := coordinator.Assignment{Module: "b", Attempt: 1, Requires: []string{"b"}, Dependencies: []string{"a"}}
 	if err := m.Stage(ctx, b); err != nil {
 		t.Fatalf("Stage: %v", err)
@@ -120,18 +128,8 @@ func TestStagedDispatchedByPublish(t *testing.T) {
 func TestStagedDispatchedToPublisher(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := benchRunID("staged-self")
-	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	ws, err := c.Join(ctx, joinReq(run, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	m, w := ms.(*Master), ws.(*Session)
+	m, ws := joinMembers(t, ctx, c, benchRunID("staged-self"), nil)
+	w := ws[0]
 	if err := m.Stage(ctx, coordinator.Assignment{Module: "b", Attempt: 1, Dependencies: []string{"a"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -259,22 +257,7 @@ func TestStageRules(t *testing.T) {
 func TestStagedDispatchInGroupCommit(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := benchRunID("staged-batch")
-	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	m := ms.(*Master)
-	var ws []*Session
-	for i, caps := range [][]string{nil, {"b"}, {"b"}} {
-		w, err := c.Join(ctx, joinReq(run, i+1, caps...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		ws = append(ws, w.(*Session))
-	}
+	m, ws := joinMembers(t, ctx, c, benchRunID("staged-batch"), nil, []string{"b"}, []string{"b"})
 	w1 := ws[0]
 	one := 1
 	for _, mod := range []string{"a1", "a2"} {
@@ -339,18 +322,8 @@ func TestStagedDispatchInGroupCommit(t *testing.T) {
 func TestStagedFanOutBounded(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := benchRunID("staged-fanout")
-	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	ws, err := c.Join(ctx, joinReq(run, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	m, w := ms.(*Master), ws.(*Session)
+	m, ws := joinMembers(t, ctx, c, benchRunID("staged-fanout"), nil)
+	w := ws[0]
 	const n = 8*maxFires + 1 // unbounded, the publish would exceed 128 ops
 	dep := func(i int) coordinator.Assignment {
 		// Nobody offers "x": dispatched means queued, not run.
