@@ -5,12 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modpipe/modpipe/host/config"
+	"github.com/modpipe/modpipe/host/internal/proctest"
 	"github.com/modpipe/modpipe/host/pluginhost"
 )
 
@@ -226,35 +226,10 @@ func sorted(s []string) []string {
 func pluginChildren(bin string) []int {
 	deadline := time.Now().Add(deadlockGuard)
 	for {
-		pids := childrenRunning(bin)
+		pids := proctest.Children(bin)
 		if len(pids) == 0 || time.Now().After(deadline) {
 			return pids
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func childrenRunning(bin string) []int {
-	entries, _ := os.ReadDir("/proc")
-	self := strconv.Itoa(os.Getpid())
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil || exe != bin {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) > 1 && fields[0] != "Z" && fields[1] == self {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

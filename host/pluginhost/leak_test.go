@@ -1,22 +1,19 @@
 package pluginhost_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/internal/proctest"
 	"github.com/modpipe/modpipe/host/pluginhost"
 )
 
@@ -136,40 +133,10 @@ func TestCancelledStartLeavesNothing(t *testing.T) {
 		cancel()
 	}
 	deadline := time.Now().Add(deadlockGuard)
-	for len(childrenRunning(testkitBin)) > 0 && time.Now().Before(deadline) {
+	for len(proctest.Children(testkitBin)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if pids := childrenRunning(testkitBin); len(pids) > 0 {
+	if pids := proctest.Children(testkitBin); len(pids) > 0 {
 		t.Fatalf("plugin processes %v still run after their starts were cancelled", pids)
 	}
-}
-
-// childrenRunning returns the pids of this process's children that run
-// bin and have not exited (a zombie's exe link cannot be read).
-func childrenRunning(bin string) []int {
-	entries, _ := os.ReadDir("/proc")
-	self := os.Getpid()
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil || exe != bin {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split
-		// after its closing parenthesis.
-		i := bytes.LastIndexByte(stat, ')')
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) > 1 && fields[0] != "Z" && fields[1] == strconv.Itoa(self) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
