@@ -36,6 +36,31 @@ func claimAsync(ctx context.Context, s coordinator.Session) <-chan error {
 	return out
 }
 
+// claimLater calls s.Claim in the background: the channel gets the claim,
+// or is closed without one if Claim fails.
+func claimLater(ctx context.Context, s coordinator.Session) <-chan coordinator.Claim {
+	got := make(chan coordinator.Claim, 1)
+	go func() {
+		if cl, err := s.Claim(ctx); err == nil {
+			got <- cl
+		}
+		close(got)
+	}()
+	return got
+}
+
+// publishSeen publishes cl's success from s and waits for the master to
+// receive it.
+func publishSeen(t *testing.T, ctx context.Context, m *Master, s *Session, cl coordinator.Claim) {
+	t.Helper()
+	if err := s.Publish(ctx, cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Instance: s.member.Index}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-m.Results(); r.Module != cl.Assignment.Module {
+		t.Fatalf("result of %s, want %s", r.Module, cl.Assignment.Module)
+	}
+}
+
 func join2(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session) {
 	t.Helper()
 	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
@@ -61,13 +86,7 @@ func TestPushToWaitingClaimer(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w, _ := join2(t, ctx, c, "push-waiting")
-	got := make(chan coordinator.Claim, 1)
-	go func() {
-		if cl, err := w.Claim(ctx); err == nil {
-			got <- cl
-		}
-		close(got)
-	}()
+	got := claimLater(ctx, w)
 	waitWaiters(t, ctx, m, 1)
 	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1, Priority: 3}); err != nil {
 		t.Fatal(err)
@@ -242,20 +261,11 @@ func TestPublishClaimsAhead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publish := func(s *Session, cl coordinator.Claim) {
-		t.Helper()
-		if err := s.Publish(ctx, cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Instance: s.member.Index}); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-m.Results(); r.Module != cl.Assignment.Module {
-			t.Fatalf("result of %s, want %s", r.Module, cl.Assignment.Module)
-		}
-	}
 	ca, err := w1.Claim(ctx)
 	if err != nil || ca.Assignment.Module != "a" {
 		t.Fatalf("first claim %+v, %v; want a", ca.Assignment, err)
 	}
-	publish(w1, ca)
+	publishSeen(t, ctx, m, w1, ca)
 	if n := c.aheads.Load(); n != 1 {
 		t.Fatalf("%d claims taken ahead, want 1", n)
 	}
@@ -265,7 +275,7 @@ func TestPublishClaimsAhead(t *testing.T) {
 	}
 	// w1 publishes b, takes c ahead, and then stops claiming: c goes back
 	// to the queue after aheadGrace, and w2 gets attempt 1.
-	publish(w1, cb)
+	publishSeen(t, ctx, m, w1, cb)
 	if n := c.aheads.Load(); n != 2 {
 		t.Fatalf("%d claims taken ahead, want 2", n)
 	}
@@ -286,15 +296,6 @@ func TestPublishRegistersNextWaiter(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w1, w2 := join2(t, ctx, c, "spare")
-	publish := func(s *Session, cl coordinator.Claim) {
-		t.Helper()
-		if err := s.Publish(ctx, cl, coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Instance: s.member.Index}); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-m.Results(); r.Module != cl.Assignment.Module {
-			t.Fatalf("result of %s, want %s", r.Module, cl.Assignment.Module)
-		}
-	}
 	enqueue := func(mod string) {
 		t.Helper()
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
@@ -306,7 +307,7 @@ func TestPublishRegistersNextWaiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish(w1, ca)
+	publishSeen(t, ctx, m, w1, ca)
 	waitWaiters(t, ctx, m, 1) // registered by the Publish, no Claim call yet
 	enqueue("b")
 	cb, err := w1.Claim(ctx)
@@ -318,7 +319,7 @@ func TestPublishRegistersNextWaiter(t *testing.T) {
 	}
 	// w1 publishes b and stops claiming: its waiter takes c, which goes
 	// back to the queue after aheadGrace, and w2 gets attempt 1.
-	publish(w1, cb)
+	publishSeen(t, ctx, m, w1, cb)
 	waitWaiters(t, ctx, m, 1)
 	enqueue("c")
 	cc, err := w2.Claim(ctx)

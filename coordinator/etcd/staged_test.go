@@ -86,13 +86,7 @@ func TestStagedDispatchedByPublish(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w1, w2, cla := stagedRun(t, ctx, c, benchRunID("staged-publish"))
-	got := make(chan coordinator.Claim, 1)
-	go func() {
-		if cl, err := w2.Claim(ctx); err == nil {
-			got <- cl
-		}
-		close(got)
-	}()
+	got := claimLater(ctx, w2)
 	waitWaiters(t, ctx, m, 1)
 	waitFor(t, ctx, w1, "worker 2's waiter", func() bool { return len(w1.view.waiters) == 1 })
 	txns := w1.pub.txns.Load()
