@@ -203,19 +203,13 @@ func (s *Session) finishFires(plans []*firePlan, r txnResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range plans {
-		var tr interface {
-			GetSucceeded() bool
-		}
-		if r.err == nil && r.succeeded && p.idx < len(r.responses) {
-			if t := r.responses[p.idx].GetResponseTxn(); t != nil {
-				tr = t
-			}
-		}
+		// The getters are nil-safe: a missing answer reads as not applied.
+		fired := r.err == nil && r.succeeded && p.idx < len(r.responses) && r.responses[p.idx].GetResponseTxn().GetSucceeded()
 		switch {
 		case r.err != nil && p.self:
 			// Unknown: if it was applied the claim is ours (unsure).
 			s.unsureLocked(p.a)
-		case tr == nil || !tr.GetSucceeded():
+		case !fired:
 			// Not dispatched here: the master enqueued it first, the run
 			// was cancelled, or the publish itself failed.
 		case p.self:
