@@ -1194,7 +1194,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 		return nil
 	}
 	w := m.pickWaiterLocked(a)
-	own := &ownEnqueue{a: a}
+	own := &ownEnqueue{a: a, pushing: w != nil}
 	m.ownEnqueues = append(m.ownEnqueues, own)
 	m.mu.Unlock()
 	defer func() {
@@ -1269,6 +1269,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	m.wroteRev = max(m.wroteRev, r.rev)
 	if !pushed {
 		own.rev = r.rev // queued: counts until the view has it
+		own.pushing = false
 	}
 	m.mu.Unlock()
 	if pushed {

@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -448,5 +449,50 @@ func TestWaitRunRegistersWaiters(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// Enqueues in flight at once each push to a waiter of their own: one
+// being pushed does not count as queued, which would keep the others
+// from pushing (a master enqueueing the first layer of a run pushed 1 of
+// 200 modules while 15 members waited).
+func TestConcurrentEnqueuesPushToEveryWaiter(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	const run, workers, mods = "push-concurrent", 4, 8
+	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ms.Close() })
+	m := ms.(*Master)
+	var got []<-chan coordinator.Claim
+	for i := 1; i <= workers; i++ {
+		w, err := c.Join(ctx, joinReq(run, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close() })
+		got = append(got, claimLater(ctx, w))
+	}
+	waitWaiters(t, ctx, m, workers)
+	// Hold the first batch until every Enqueue is in flight.
+	holdFirstBatch(t, ctx, m.enq, mods)
+	errs := make(chan error, mods)
+	for i := range mods {
+		go func() { errs <- m.Enqueue(ctx, coordinator.Assignment{Module: fmt.Sprintf("m%d", i), Attempt: 1}) }()
+	}
+	for range mods {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ch := range got {
+		if _, ok := <-ch; !ok {
+			t.Fatalf("worker %d got no claim", i+1)
+		}
+	}
+	if n := c.pushes.Load(); n != workers {
+		t.Fatalf("%d pushes, want %d: an Enqueue in flight kept the others from pushing", n, workers)
 	}
 }
