@@ -301,6 +301,21 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 // prepareStarted is prepare with l's plugins already started (set); it
 // owns set from then on and stops it when it fails.
 func prepareStarted(ctx context.Context, l *loaded, set *pluginSet) (*prepared, error) {
+	return reportChecked(l, set, check(ctx, l, set))
+}
+
+// checked is what check found: p when the file has no errors, and the
+// diagnostics (errors or warnings) to report.
+type checked struct {
+	p     *prepared
+	diags hcl.Diagnostics
+}
+
+// check checks every module's body against its kind and has the plugins
+// validate the static configs. It reports nothing and closes nothing, so
+// a worker can check its own load before it knows whether the master's
+// values keep it (reportChecked does the rest).
+func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 	mods := l.modules()
 	var diags hcl.Diagnostics
 	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}, staticConfigs: map[string][]byte{}}
@@ -318,13 +333,22 @@ func prepareStarted(ctx context.Context, l *loaded, set *pluginSet) (*prepared, 
 		diags = append(diags, p.validateStatic(ctx)...)
 	}
 	if diags.HasErrors() {
+		p = nil
+	}
+	return checked{p: p, diags: diags}
+}
+
+// reportChecked reports c's diagnostics and returns its prepared run; on
+// errors it stops set.
+func reportChecked(l *loaded, set *pluginSet, c checked) (*prepared, error) {
+	if c.p == nil {
 		set.Close()
-		return nil, l.report(diags, ExitInvalid)
+		return nil, l.report(c.diags, ExitInvalid)
 	}
-	if len(diags) > 0 {
-		_ = l.report(diags, ExitOK)
+	if len(c.diags) > 0 {
+		_ = l.report(c.diags, ExitOK)
 	}
-	return p, nil
+	return c.p, nil
 }
 
 func unknownKind(m *config.Module, info pluginhost.Info) *hcl.Diagnostic {

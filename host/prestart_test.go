@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/internal/proctest"
 	"github.com/modpipe/modpipe/host/pluginhost"
@@ -231,5 +233,51 @@ func pluginChildren(bin string) []int {
 			return pids
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWorkerChecksItsLoadEarly checks that a worker's own load is checked
+// (bodies against kinds, static configs by the plugin) while it waits for
+// the master, with what a check at the run's start would find.
+func TestWorkerChecksItsLoadEarly(t *testing.T) {
+	testkit := filepath.Join(pluginDir, BinaryPrefix+"testkit")
+	for _, tc := range []struct {
+		name, body string
+		wantErr    string // "" : the check passes
+	}{
+		{name: "valid", body: `command = ["true"]`},
+		{name: "rejected by the plugin", body: `command = ["true"]
+  script = "true"`, wantErr: "set exactly one of command or script"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "pipeline.hcl")
+			src := "plugin \"tk\" {\n  source = \"" + testkit + "\"\n}\nmodule \"tk.pick\" \"p\" {\n  " + tc.body + "\n}\n"
+			if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+			defer cancel()
+			opts := Options{File: file, Environ: []string{}, Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Locator: &PluginLocator{}, Logger: hclog.NewNullLogger()}
+			e := startEarly(ctx, opts, PreloadInstance(opts, 1), nil)
+			if e == nil {
+				t.Fatal("nothing started early")
+			}
+			defer e.discard()
+			<-e.done
+			if e.err != nil {
+				t.Fatal(e.err)
+			}
+			c := e.checked
+			if tc.wantErr == "" {
+				if c.p == nil || c.diags.HasErrors() {
+					t.Fatalf("early check failed: %v", c.diags)
+				}
+				return
+			}
+			if c.p != nil || !strings.Contains(c.diags.Error(), tc.wantErr) || !strings.Contains(c.diags.Error(), "pipeline.hcl:") {
+				t.Fatalf("early check = %v; want an error at pipeline.hcl:LINE containing %q", c.diags, tc.wantErr)
+			}
+		})
 	}
 }
