@@ -581,6 +581,11 @@ type puller struct {
 
 // loop claims and runs until ctx is done or the session ends.
 func (p *puller) loop(ctx context.Context) {
+	// A module's Publish runs while the slot claims its next one: a
+	// claim the session already holds (prefetched) starts at once rather
+	// than after the commit. The loop ends only after its Publishes.
+	var pubs sync.WaitGroup
+	defer pubs.Wait()
 	for {
 		c, err := p.sess.Claim(ctx)
 		if err != nil {
@@ -590,11 +595,11 @@ func (p *puller) loop(ctx context.Context) {
 			return
 		}
 		claimLog(p.log, c)
-		p.runClaim(c)
+		p.runClaim(c, &pubs)
 	}
 }
 
-func (p *puller) runClaim(c coordinator.Claim) {
+func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	a := c.Assignment
 	if p.wanted != nil && !p.wanted(a) {
 		publishEnvelope(p.sess, c, coordinator.Envelope{
@@ -657,5 +662,5 @@ func (p *puller) runClaim(c coordinator.Claim) {
 		p.log.Warn("leaving the run: not publishing, the master will see the claim lost", "module", a.Module, "attempt", a.Attempt)
 		return
 	}
-	publishEnvelope(p.sess, c, env, p.log)
+	pubs.Go(func() { publishEnvelope(p.sess, c, env, p.log) })
 }

@@ -28,6 +28,9 @@ const aheadGrace = 100 * time.Millisecond
 // heldClaim is a claim taken ahead.
 type heldClaim struct {
 	cl coordinator.Claim
+	// prefetched: taken while every slot was busy (prefetch.go), held
+	// without a grace until a Claim call takes it.
+	prefetched bool
 }
 
 // aheadPlan is the claim a Publish tries to take ahead.
@@ -41,13 +44,13 @@ type aheadPlan struct {
 // a session whose slots are all in use or asked for (held claims ahead
 // count as asked for) is one whose next Claim is certain enough: with a
 // claim already held ahead, it takes no second one.
-func (s *Session) planAhead(envBytes int) *aheadPlan {
+func (s *Session) planAhead(module string, envBytes int) *aheadPlan {
 	if envBytes > s.c.cfg.maxEnvelopeBytes()/2 {
 		return nil // keep the Txn well within the request limit
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil || s.closing || len(s.ahead) > 0 || s.viewRev < s.wroteRev {
+	if s.err != nil || s.closing || len(s.ahead) > 0 || s.viewRev < s.wroteRev || !s.freeAfterLocked(module) {
 		return nil
 	}
 	it, _ := s.pickLocked(time.Now())
@@ -103,10 +106,22 @@ func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
 
 // canHoldAhead reports whether a Publish may take a claim for the next
 // Claim call: the session lives and holds none ahead yet.
-func (s *Session) canHoldAhead() bool {
+func (s *Session) canHoldAhead(module string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.err == nil && !s.closing && len(s.ahead) == 0 && s.viewRev >= s.wroteRev
+	return s.err == nil && !s.closing && len(s.ahead) == 0 && s.viewRev >= s.wroteRev && s.freeAfterLocked(module)
+}
+
+// freeAfterLocked reports whether the Publish of module frees a slot
+// that nothing fills yet: the host publishes while the slot's next Claim
+// call runs (host/master.go), and that call may already have taken a
+// prefetched claim. Caller holds s.mu.
+func (s *Session) freeAfterLocked(module string) bool {
+	n := len(s.running)
+	if s.running[module] {
+		n--
+	}
+	return n < max(s.member.Slots, 1)
 }
 
 // holdLocked keeps cl, taken by a Publish, for the next Claim call, and
@@ -167,13 +182,17 @@ func drop[T comparable](list *[]T, x T) bool {
 
 // planSpare allocates the key of a spare waiter for a Publish that claims
 // nothing ahead, or "".
-func (s *Session) planSpare(holding bool) string {
+func (s *Session) planSpare(module string, holding bool) string {
 	if holding {
 		return ""
 	}
 	s.mu.Lock()
 	n := len(s.spare)
+	filled := s.holdsPrefetchLocked() || !s.freeAfterLocked(module)
 	s.mu.Unlock()
+	if filled {
+		return "" // the next Claim call takes what was prefetched
+	}
 	if n > 0 {
 		return "" // one is enough until a Claim call adopts it
 	}

@@ -82,8 +82,9 @@ type Coordinator struct {
 	// enqueues pushed straight to a waiting claimer (tests, benchmarks).
 	conflicts, pushes atomic.Int64
 	// aheads counts claims taken ahead by Publish, fires staged modules
-	// dispatched by Publish (tests, benchmarks).
-	aheads, fires atomic.Int64
+	// dispatched by Publish, prefetches claims taken while every slot was
+	// busy (tests, benchmarks).
+	aheads, fires, prefetches atomic.Int64
 
 	// grace is how long an item designated to another member is left to
 	// it (DefaultDesignationGrace; tests change it).
@@ -309,6 +310,7 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
 		owned: map[string]bool{}, pushed: map[string]coordinator.Claim{}, advanced: make(chan struct{}),
 		unsure:       map[string]coordinator.Assignment{},
+		running:      map[string]bool{},
 		enqueuedMods: map[string]bool{}, stageTried: map[string]bool{}, staging: map[string]chan struct{}{}, firedSeen: map[string]bool{},
 		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
 	}
@@ -430,6 +432,12 @@ type Session struct {
 	// it returns (ahead.go).
 	early     []*waiter
 	earlyDone bool
+	// running: modules of the claims Claim returned and Publish has not
+	// ended; publishing: Publish calls in flight; prefetchArmed: a
+	// prefetch is due (prefetch.go).
+	running                   map[string]bool
+	publishing                int
+	prefetchArmed, yieldArmed bool
 	// advanced is closed and replaced whenever viewRev moves.
 	advanced chan struct{}
 
@@ -799,7 +807,18 @@ func (s *Session) pickLocked(now time.Time) (*qitem, time.Time) {
 // offers; when that is nothing, it registers a waiter so the master can
 // push the next assignment straight to it (push.go).
 func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
+	cl, err := s.claim(ctx)
+	if err == nil {
+		s.mu.Lock()
+		s.claimedLocked(cl)
+		s.mu.Unlock()
+	}
+	return cl, err
+}
+
+func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 	var w *waiter
+	waitPub := true   // see waitPublishLocked
 	noWaiter := false // registering failed: wait as without pushes
 	backoff := 50 * time.Millisecond
 	// giveUp ends the call without an assignment: withdraw the waiter, and
@@ -869,6 +888,17 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 			s.log.Debug("claimed (held)", "module", cl.Assignment.Module, "attempt", cl.Assignment.Attempt)
 			return cl, nil
 		}
+		if waitPub && s.waitPublishLocked() {
+			changed := s.changed
+			s.mu.Unlock()
+			select {
+			case <-changed:
+			case <-s.done:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		waitPub = false
 		var it *qitem
 		var wake time.Time
 		if s.viewRev >= s.wroteRev && (w == nil || !w.consumed) {
@@ -1041,7 +1071,7 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		// Put before delete: the master pairs the claim's delete with a
 		// result put of the same revision.
 		clientv3.OpPut(s.prefix+"results/"+escape(env.Module), string(data), clientv3.WithLease(s.runLease)), clientv3.OpDelete(ckey)}
-	fires := s.planFires(env, len(data), s.canHoldAhead()) // staged.go
+	fires := s.planFires(env, len(data), s.canHoldAhead(env.Module)) // staged.go
 	self := false
 	for _, f := range fires {
 		f.idx = len(then)
@@ -1050,13 +1080,13 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	}
 	var ahead *aheadPlan
 	if !self {
-		ahead = s.planAhead(len(data)) // ahead.go
+		ahead = s.planAhead(env.Module, len(data)) // ahead.go
 	}
 	if ahead != nil {
 		ahead.idx = len(then)
 		then = append(then, ahead.op)
 	}
-	spare := s.planSpare(ahead != nil || self)
+	spare := s.planSpare(env.Module, ahead != nil || self)
 	if spare != "" {
 		then = append(then, clientv3.OpPut(spare, "", clientv3.WithLease(s.lease)))
 	}
@@ -1069,10 +1099,18 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	if len(fires) > 0 {
 		op.nested = fireWidth
 	}
+	s.mu.Lock()
+	s.publishing++
+	s.mu.Unlock()
 	r := s.pub.submit(ctx, op)
 	s.finishFires(fires, r)
 	s.finishAhead(ahead, r)
 	s.finishSpare(spare, r)
+	// After what the Txn claimed ahead is held: a Claim call waiting for
+	// this Publish must find it.
+	s.mu.Lock()
+	s.publishedLocked(env.Module, true)
+	s.mu.Unlock()
 	if err := r.err; err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
 			return fmt.Errorf("publish result of %s: etcd refused the request as too large, so its --max-request-bytes is below the configured MaxRequestBytes %d; set them equal: %w",

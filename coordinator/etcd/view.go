@@ -374,7 +374,9 @@ func (s *Session) applyEventsLocked(events []*clientv3.Event) error {
 	if queueGrew {
 		close(s.changed)
 		s.changed = make(chan struct{})
+		s.armPrefetchLocked()
 	}
+	s.yieldPrefetchLocked()
 	return toEnd
 }
 
@@ -480,6 +482,7 @@ func (s *Session) applySnapshotLocked(snap *clientv3.GetResponse) error {
 	if s.view.end == nil && old.end != nil {
 		s.view.end = old.end
 	}
+	s.yieldPrefetchLocked()
 	return toEnd
 }
 

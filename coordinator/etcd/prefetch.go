@@ -1,0 +1,194 @@
+package etcd
+
+import (
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+)
+
+// Prefetching. A member whose slots are all busy with modules that have
+// run for prefetchAfter claims the item its next Claim call would pick
+// and holds it, so that a slot that frees starts its next module at once
+// while its Publish commits, instead of after it: with single-slot
+// workers and modules of a few hundred milliseconds, that commit (4-5 ms
+// with 16 workers publishing on 2 cores) was a worker's whole gap
+// between two modules.
+//
+// Holding work an idle member could run would cost more than the gap it
+// saves, so a member prefetches only while no other member waits with
+// a slot that could run the item, and hands a prefetched claim back to
+// the queue (same attempt, as a released push) as soon as such a member
+// appears: it then claims it from the queue. Modules shorter than
+// prefetchAfter never prefetch; for them Publish claims ahead in its own
+// Txn (ahead.go), one commit per module. A prefetched claim is held
+// until a Claim call takes it or the session closes (Close releases it);
+// a session that dies takes it with its lease, and the master reports it
+// lost, as any other claim.
+
+// prefetchAfter is how long every slot must have been busy before the
+// member prefetches.
+const prefetchAfter = 20 * time.Millisecond
+
+// yieldAfter is how long a member must wait for a prefetched claim it
+// could run before the prefetching member hands it back.
+const yieldAfter = 20 * time.Millisecond
+
+// claimedLocked notes a claim Claim returns: it runs until its Publish.
+// With every slot busy, a prefetch is armed. Caller holds s.mu.
+func (s *Session) claimedLocked(cl coordinator.Claim) {
+	s.running[cl.Assignment.Module] = true
+	s.armPrefetchLocked()
+}
+
+// publishedLocked notes the end of a Publish call for module: done when
+// the claim is gone (published or lost), so its slot is free. It wakes a
+// Claim call waiting for the Publish (Claim). Caller holds s.mu.
+func (s *Session) publishedLocked(module string, done bool) {
+	s.publishing--
+	if done {
+		delete(s.running, module)
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// armPrefetchLocked starts the prefetch timer if every slot is busy and
+// none is armed or held. Caller holds s.mu.
+func (s *Session) armPrefetchLocked() {
+	if s.err != nil || s.closing || s.prefetchArmed || len(s.running) < max(s.member.Slots, 1) || s.holdsPrefetchLocked() {
+		return
+	}
+	s.prefetchArmed = true
+	s.wg.Add(1) // under s.mu while the session lives, so before Close waits
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(prefetchAfter)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+		s.prefetch()
+	}()
+}
+
+// holdsPrefetchLocked reports whether a prefetched claim is held.
+func (s *Session) holdsPrefetchLocked() bool {
+	for _, h := range s.ahead {
+		if h.prefetched {
+			return true
+		}
+	}
+	return false
+}
+
+// prefetch claims the next item for a busy member, if it still is and no
+// idle member could take the item instead.
+func (s *Session) prefetch() {
+	s.mu.Lock()
+	s.prefetchArmed = false
+	if s.err != nil || s.closing || len(s.running) < max(s.member.Slots, 1) || len(s.ahead) > 0 || len(s.inbox) > 0 || s.viewRev < s.wroteRev {
+		s.mu.Unlock()
+		return
+	}
+	it, _ := s.pickLocked(time.Now())
+	if it == nil || s.idleCanRunLocked(it.a) {
+		s.mu.Unlock()
+		return
+	}
+	s.inflight[it.key] = true
+	s.mu.Unlock()
+
+	cl, ok, _, err := s.tryClaim(s.ctx, it, nil)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, it.key)
+	switch {
+	case err != nil:
+		s.unsureLocked(it.a)
+		return
+	case !ok:
+		s.taken[it.key] = it.modRev
+		s.contention = 4 * spreadWidth
+		s.c.conflicts.Add(1)
+		s.log.Debug("prefetch lost to another claimer", "module", it.a.Module)
+		return
+	}
+	s.taken[it.key] = it.modRev
+	delete(s.unsure, it.a.Module)
+	s.c.prefetches.Add(1)
+	s.log.Debug("prefetched", "module", it.a.Module, "attempt", it.a.Attempt)
+	s.ahead = append(s.ahead, &heldClaim{cl: cl, prefetched: true})
+	close(s.changed)
+	s.changed = make(chan struct{})
+	// A member may have begun to wait while the claim was in flight.
+	s.yieldPrefetchLocked()
+}
+
+// idleCanRunLocked reports whether another member waits (a waiter in the
+// view) that can run a and has nothing queued it could take instead.
+// Caller holds s.mu.
+func (s *Session) idleCanRunLocked(a coordinator.Assignment) bool {
+	for _, w := range s.view.waiters {
+		if w.idx == s.member.Index {
+			continue
+		}
+		e, ok := s.view.members[w.idx]
+		if !ok || e.lease != w.lease || !coordinator.CanRun(a, e.m) {
+			continue
+		}
+		if !s.view.queuedFor(e.m, a.Priority) {
+			return true
+		}
+	}
+	return false
+}
+
+// yieldPrefetchLocked hands a prefetched claim back to the queue when a
+// member that could run it waits with nothing else to take, and still
+// does yieldAfter later: on a fleet of equal modules the members end
+// them within milliseconds of each other, and one that frees its slot
+// then takes what it prefetched at once; handing it back would only
+// shuffle the run's last modules. Caller holds s.mu.
+func (s *Session) yieldPrefetchLocked() {
+	if s.yieldArmed || s.err != nil {
+		return
+	}
+	for _, h := range s.ahead {
+		if !h.prefetched || !s.idleCanRunLocked(h.cl.Assignment) {
+			continue
+		}
+		s.yieldArmed = true
+		s.wg.Add(1) // under s.mu while the session lives, so before Close waits
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTimer(yieldAfter)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				return
+			}
+			s.mu.Lock()
+			s.yieldArmed = false
+			yield := s.err == nil && s.idleCanRunLocked(h.cl.Assignment) && drop(&s.ahead, h)
+			s.mu.Unlock()
+			if yield {
+				s.log.Debug("a member waits for what this one prefetched; releasing it", "module", h.cl.Assignment.Module)
+				s.release(h.cl)
+			}
+		}()
+		return // at most one held
+	}
+}
+
+// waitPublishLocked reports whether a Claim call should wait for this
+// session's Publishes in flight before it picks from the queue: a
+// Publish may claim ahead (or dispatch a staged module to this member),
+// and a Claim that picked meanwhile would take a second item. Caller
+// holds s.mu.
+func (s *Session) waitPublishLocked() bool {
+	return s.publishing > 0 && len(s.ahead) == 0 && len(s.inbox) == 0
+}

@@ -1,0 +1,112 @@
+package etcd
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/modpipe/modpipe/coordinator"
+)
+
+// waitPrefetches waits until c has taken n prefetched claims.
+func waitPrefetches(t *testing.T, ctx context.Context, c *Coordinator, n int64) {
+	t.Helper()
+	for c.prefetches.Load() < n {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d prefetches, want %d", c.prefetches.Load(), n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// A member whose only slot is busy prefetches the next item, and its next
+// Claim returns it without waiting for the Publish of the first.
+func TestPrefetchWhileBusy(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w, _ := join2(t, ctx, c, "prefetch-busy")
+	for _, mod := range []string{"a", "b"} {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPrefetches(t, ctx, c, 1)
+	published := time.Now()
+	pub := make(chan error, 1)
+	go func() {
+		pub <- w.Publish(ctx, first, coordinator.Envelope{Module: first.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1})
+	}()
+	next, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Assignment.Module == first.Assignment.Module || !next.ClaimedAt.Before(published) {
+		t.Fatalf("next claim %s claimed at %v, want the other module, claimed before the Publish at %v", next.Assignment.Module, next.ClaimedAt, published)
+	}
+	if err := <-pub; err != nil {
+		t.Fatal(err)
+	}
+	if r := <-m.Results(); r.Module != first.Assignment.Module {
+		t.Fatalf("result of %s, want %s", r.Module, first.Assignment.Module)
+	}
+	publishSeen(t, ctx, m, w, next)
+}
+
+// A prefetched claim goes back to the queue when another member waits
+// that could run it, and that member claims it.
+func TestPrefetchYieldsToIdleMember(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w1, w2 := join2(t, ctx, c, "prefetch-yield")
+	for _, mod := range []string{"a", "b"} {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := w1.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPrefetches(t, ctx, c, 1)
+	got := claimLater(ctx, w2)
+	cl, ok := <-got
+	if !ok || cl.Assignment.Module == first.Assignment.Module {
+		t.Fatalf("the idle member claimed %+v (ok %v), want the module the busy one prefetched", cl, ok)
+	}
+	w1.mu.Lock()
+	held := len(w1.ahead)
+	w1.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("the busy member still holds %d claims", held)
+	}
+	publishSeen(t, ctx, m, w2, cl)
+	publishSeen(t, ctx, m, w1, first)
+}
+
+// Modules shorter than prefetchAfter never prefetch: Publish claims ahead.
+func TestNoPrefetchForShortModules(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w, _ := join2(t, ctx, c, "prefetch-short")
+	const n = 5
+	for i := range n {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: string(rune('a' + i)), Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		cl, err := w.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishSeen(t, ctx, m, w, cl)
+	}
+	if p := c.prefetches.Load(); p != 0 {
+		t.Fatalf("%d prefetches for modules published at once, want 0", p)
+	}
+}
