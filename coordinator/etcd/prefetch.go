@@ -132,8 +132,8 @@ func (s *Session) prefetch() {
 // Caller holds s.mu.
 func (s *Session) idleCanRunLocked(a coordinator.Assignment) bool {
 	for _, w := range s.view.waiters {
-		if w.idx == s.member.Index {
-			continue
+		if w.idx == s.member.Index || w.used {
+			continue // ours, or a push to it is in flight
 		}
 		e, ok := s.view.members[w.idx]
 		if !ok || e.lease != w.lease || !coordinator.CanRun(a, e.m) {
