@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/modpipe/modpipe/host/report"
@@ -108,23 +109,24 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 			rounds = max(3, b.rounds/2) // 10,000 forks per tool per round is slow on 2 cores
 		}
 		var host, mk, nj []float64
+		var hostCPU, mkCPU, njCPU []float64 // the process and its children
 		for r := range rounds {
 			res, _, err := b.hostRun(ctx, f.pipeline)
 			if err != nil {
 				return rows, err
 			}
-			host = append(host, toMS(res.Wall))
+			host, hostCPU = append(host, toMS(res.Wall)), append(hostCPU, toMS(res.CPU))
 			if havePeer("make") {
 				if res, err = b.makeRun(ctx, f); err != nil {
 					return rows, err
 				}
-				mk = append(mk, toMS(res.Wall))
+				mk, mkCPU = append(mk, toMS(res.Wall)), append(mkCPU, toMS(res.CPU))
 			}
 			if havePeer("ninja") {
 				if res, err = b.ninjaRun(ctx, f); err != nil {
 					return rows, err
 				}
-				nj = append(nj, toMS(res.Wall))
+				nj, njCPU = append(nj, toMS(res.Wall)), append(njCPU, toMS(res.CPU))
 			}
 			b.logger.Debug("round", "scenario", "local", "modules", n, "round", r, "host_ms", host[len(host)-1])
 		}
@@ -140,6 +142,16 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 				row.Modpipe.Median, row.Peers[0].Median, row.Peers[1].Median)
 			row.Note = "each module forks /bin/true; on 2 cores process creation bounds every tool"
 		}
+		// CPU is what the wall is made of when every core is busy: the
+		// process and its children (plugins and /bin/true included).
+		cpu := fmt.Sprintf("CPU (process + children), median: modpipe %.0f ms", median(hostCPU))
+		if len(mkCPU) > 0 {
+			cpu += fmt.Sprintf(", make %.0f ms", median(mkCPU))
+		}
+		if len(njCPU) > 0 {
+			cpu += fmt.Sprintf(", ninja %.0f ms", median(njCPU))
+		}
+		row.Note = strings.TrimPrefix(row.Note+"; "+cpu, "; ")
 		rows = append(rows, row)
 	}
 	return rows, nil
