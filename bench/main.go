@@ -56,6 +56,9 @@ func run() int {
 	if spec := os.Getenv(claimWorkerEnv); spec != "" {
 		return claimWorker(spec)
 	}
+	if spec := os.Getenv(watchFloorEnv); spec != "" {
+		return watchFloor(spec)
+	}
 	var (
 		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run that finishes in under a minute (env QUICK=1)")
 		rounds = flag.Int("rounds", 0, "rounds per comparison (default 7, 3 with -quick)")
