@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -49,7 +50,9 @@ type txnOp struct {
 	// nested is the width of a Txn nested in then or els (0: none): the
 	// server gives it what its parent leaves of the ops limit.
 	nested int
-	done   chan txnResult
+	// push: an Enqueue that pushes to a waiting member (take).
+	push bool
+	done chan txnResult
 }
 
 // txnResult is what a Txn of the op's own would have returned.
@@ -143,16 +146,24 @@ func (c *committer) run(ctx context.Context) {
 // writes as fit the server's limits, skipping (leaving queued, in order)
 // a write whose module is already in the batch. The first write is
 // always taken, so one too large for the server fails as it would alone.
+// Pushes go first, in a batch of their own: a member waits for each, and
+// every member decodes every event of a commit before it sees its push
+// (at a run's start, 16 pushes shared a Txn with 110 enqueues).
 func (c *committer) take() []*txnOp {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) == 0 {
 		return nil
 	}
+	pushes := slices.ContainsFunc(c.queue, func(op *txnOp) bool { return op.push })
 	var batch, rest []*txnOp
 	modules := map[string]bool{}
 	size, width := 0, 0
 	for i, op := range c.queue {
+		if pushes && !op.push {
+			rest = append(rest, op)
+			continue
+		}
 		if len(batch) > 0 {
 			if modules[op.module] {
 				rest = append(rest, op)

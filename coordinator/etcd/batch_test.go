@@ -350,3 +350,28 @@ func TestGroupCommitWithdrawsCancelled(t *testing.T) {
 		t.Fatalf("enqueue after the cancelled one was withdrawn: %v", err)
 	}
 }
+
+// Pushes are committed first, in a batch of their own, and the other
+// writes keep their order.
+func TestTakePushesFirst(t *testing.T) {
+	c := newCommitter(nil, 1<<20)
+	for _, w := range []struct {
+		module string
+		push   bool
+	}{{"a", false}, {"b", true}, {"c", false}, {"d", true}} {
+		op := newTxnOp(w.module, nil, []clientv3.Op{clientv3.OpPut(w.module, "x")}, nil)
+		op.push = w.push
+		c.queue = append(c.queue, op)
+	}
+	var got [][]string
+	for b := c.take(); len(b) > 0; b = c.take() {
+		var mods []string
+		for _, op := range b {
+			mods = append(mods, op.module)
+		}
+		got = append(got, mods)
+	}
+	if fmt.Sprint(got) != "[[b d] [a c]]" {
+		t.Fatalf("batches %v, want [[b d] [a c]]", got)
+	}
+}

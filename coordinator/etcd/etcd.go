@@ -1257,6 +1257,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 			[]clientv3.Op{clientv3.OpDelete(w.key), clientv3.OpPut(ckey, string(cv), clientv3.WithLease(clientv3.LeaseID(w.lease)))},
 			[]clientv3.Op{clientv3.OpTxn(enqCmps, enqThen, enqElse)})
 		op.nested = max(len(enqCmps), len(enqThen), len(enqElse))
+		op.push = true
 	} else {
 		op = newTxnOp(a.Module, enqCmps, enqThen, enqElse)
 	}
