@@ -662,5 +662,15 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 		p.log.Warn("leaving the run: not publishing, the master will see the claim lost", "module", a.Module, "attempt", a.Attempt)
 		return
 	}
+	if a, ok := p.sess.(publishAnnouncer); ok {
+		a.Publishing(c) // before the next Claim, which then waits for it
+	}
 	pubs.Go(func() { publishEnvelope(p.sess, c, env, p.log) })
+}
+
+// publishAnnouncer is a session whose Claim calls wait for a Publish
+// announced before them (coordinator/etcd): the Publish may claim the
+// slot's next module ahead, and a Claim racing it would take a second.
+type publishAnnouncer interface {
+	Publishing(coordinator.Claim)
 }

@@ -309,8 +309,8 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		results:  mailbox.New[coordinator.Envelope](), lost: mailbox.New[coordinator.LostClaim](),
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
 		owned: map[string]bool{}, pushed: map[string]coordinator.Claim{}, advanced: make(chan struct{}),
-		unsure:       map[string]coordinator.Assignment{},
-		running:      map[string]bool{},
+		unsure:  map[string]coordinator.Assignment{},
+		running: map[string]bool{}, pubPending: map[string]int64{},
 		enqueuedMods: map[string]bool{}, stageTried: map[string]bool{}, staging: map[string]chan struct{}{}, firedSeen: map[string]bool{},
 		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
 	}
@@ -433,10 +433,13 @@ type Session struct {
 	early     []*waiter
 	earlyDone bool
 	// running: modules of the claims Claim returned and Publish has not
-	// ended; publishing: Publish calls in flight; prefetchArmed: a
-	// prefetch is due (prefetch.go).
+	// answered; pubSeq numbers Publishes as they begin or are announced
+	// (Publishing), pubPending holds those not returned yet, by module;
+	// prefetchArmed, yieldArmed: a prefetch or a yield is due
+	// (prefetch.go).
 	running                   map[string]bool
-	publishing                int
+	pubSeq                    int64
+	pubPending                map[string]int64
 	prefetchArmed, yieldArmed bool
 	// advanced is closed and replaced whenever viewRev moves.
 	advanced chan struct{}
@@ -818,7 +821,9 @@ func (s *Session) Claim(ctx context.Context) (coordinator.Claim, error) {
 
 func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 	var w *waiter
-	waitPub := true   // see waitPublishLocked
+	s.mu.Lock()
+	before := s.pubSeq // the Publishes this call may wait for (waitPublishLocked)
+	s.mu.Unlock()
 	noWaiter := false // registering failed: wait as without pushes
 	backoff := 50 * time.Millisecond
 	// giveUp ends the call without an assignment: withdraw the waiter, and
@@ -888,7 +893,7 @@ func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 			s.log.Debug("claimed (held)", "module", cl.Assignment.Module, "attempt", cl.Assignment.Attempt)
 			return cl, nil
 		}
-		if waitPub && s.waitPublishLocked() {
+		if s.waitPublishLocked(before) {
 			changed := s.changed
 			s.mu.Unlock()
 			select {
@@ -898,7 +903,6 @@ func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 			}
 			continue
 		}
-		waitPub = false
 		var it *qitem
 		var wake time.Time
 		if s.viewRev >= s.wroteRev && (w == nil || !w.consumed) {
@@ -1046,6 +1050,8 @@ func (s *Session) tryClaim(ctx context.Context, it *qitem, w *waiter) (cl coordi
 
 // Publish implements coordinator.Session.
 func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordinator.Envelope) error {
+	seq := s.beginPublish(cl.Assignment.Module)
+	defer s.endPublish(cl.Assignment.Module, seq)
 	if env.Module != cl.Assignment.Module {
 		return fmt.Errorf("publish result of %q for the claim of %q: the envelope's module must be the claimed module", env.Module, cl.Assignment.Module)
 	}
@@ -1099,17 +1105,15 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	if len(fires) > 0 {
 		op.nested = fireWidth
 	}
-	s.mu.Lock()
-	s.publishing++
-	s.mu.Unlock()
 	r := s.pub.submit(ctx, op)
 	s.finishFires(fires, r)
 	s.finishAhead(ahead, r)
 	s.finishSpare(spare, r)
-	// After what the Txn claimed ahead is held: a Claim call waiting for
-	// this Publish must find it.
+	// Answered (or given up on): the slot is free. endPublish then wakes
+	// a Claim call waiting for this Publish, after what the Txn claimed
+	// ahead is held, so that the call finds it.
 	s.mu.Lock()
-	s.publishedLocked(env.Module, true)
+	delete(s.running, env.Module)
 	s.mu.Unlock()
 	if err := r.err; err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {

@@ -40,13 +40,39 @@ func (s *Session) claimedLocked(cl coordinator.Claim) {
 	s.armPrefetchLocked()
 }
 
-// publishedLocked notes the end of a Publish call for module: done when
-// the claim is gone (published or lost), so its slot is free. It wakes a
-// Claim call waiting for the Publish (Claim). Caller holds s.mu.
-func (s *Session) publishedLocked(module string, done bool) {
-	s.publishing--
-	if done {
-		delete(s.running, module)
+// Publishing announces that the caller is about to Publish the envelope
+// of cl, on another goroutine: a Claim call made from now on waits for
+// that Publish as for one in flight (waitPublishLocked). The host
+// publishes a module's envelope while the slot claims its next module,
+// and without the announcement the Claim would often run before the
+// Publish began.
+func (s *Session) Publishing(cl coordinator.Claim) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pubSeq++
+	s.pubPending[cl.Assignment.Module] = s.pubSeq
+}
+
+// beginPublish numbers a Publish of module, or takes the number its
+// announcement got.
+func (s *Session) beginPublish(module string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq, ok := s.pubPending[module]; ok {
+		return seq
+	}
+	s.pubSeq++
+	s.pubPending[module] = s.pubSeq
+	return s.pubSeq
+}
+
+// endPublish notes that Publish seq of module returned and wakes the
+// Claim calls waiting for it.
+func (s *Session) endPublish(module string, seq int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pubPending[module] == seq {
+		delete(s.pubPending, module)
 	}
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -184,11 +210,21 @@ func (s *Session) yieldPrefetchLocked() {
 	}
 }
 
-// waitPublishLocked reports whether a Claim call should wait for this
-// session's Publishes in flight before it picks from the queue: a
-// Publish may claim ahead (or dispatch a staged module to this member),
-// and a Claim that picked meanwhile would take a second item. Caller
-// holds s.mu.
-func (s *Session) waitPublishLocked() bool {
-	return s.publishing > 0 && len(s.ahead) == 0 && len(s.inbox) == 0
+// waitPublishLocked reports whether a Claim call should wait before it
+// picks from the queue for this session's Publishes that began (or were
+// announced) before it, numbered up to before, and have not returned: such a Publish may claim ahead
+// (or dispatch a staged module to this member) for the slot the call
+// fills, and a Claim that picked meanwhile would take a second item. Not
+// for Publishes that began later: on a busy multi-slot member some slot
+// is nearly always publishing. Caller holds s.mu.
+func (s *Session) waitPublishLocked(before int64) bool {
+	if len(s.ahead) > 0 || len(s.inbox) > 0 {
+		return false
+	}
+	for _, seq := range s.pubPending {
+		if seq <= before {
+			return true
+		}
+	}
+	return false
 }

@@ -110,3 +110,42 @@ func TestNoPrefetchForShortModules(t *testing.T) {
 		t.Fatalf("%d prefetches for modules published at once, want 0", p)
 	}
 }
+
+// A Claim call made after Publishing(cl) waits for that Publish, whose
+// Txn claims the next module ahead for it, instead of claiming a second
+// module beside it.
+func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w, _ := join2(t, ctx, c, "announced-publish")
+	for _, mod := range []string{"a", "b", "c"} {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Publishing(first)
+	got := claimLater(ctx, w)
+	// Let the Claim call begin first, as the host's does (shorter than
+	// prefetchAfter, so the outcome does not hang on a prefetch).
+	time.Sleep(5 * time.Millisecond)
+	if err := w.Publish(ctx, first, coordinator.Envelope{Module: first.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
+		t.Fatal(err)
+	}
+	next, ok := <-got
+	if !ok {
+		t.Fatal("Claim failed")
+	}
+	w.mu.Lock()
+	held := len(w.ahead)
+	w.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("the member holds %d more claims after taking %s; want none", held, next.Assignment.Module)
+	}
+	if n := c.aheads.Load() + c.prefetches.Load(); n != 1 {
+		t.Fatalf("%d claims taken ahead or prefetched, want 1 (the one Claim returned)", n)
+	}
+}
