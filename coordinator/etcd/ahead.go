@@ -134,20 +134,27 @@ func (s *Session) holdLocked(cl coordinator.Claim) {
 	if s.err != nil {
 		return
 	}
-	// Added under s.mu while the session lives, so before Close waits.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTimer(aheadGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			return
-		}
+	s.afterLocked(aheadGrace, func() {
 		if s.dropAhead(h) {
 			s.log.Debug("no Claim took the claim held ahead; releasing it", "module", h.cl.Assignment.Module)
 			s.release(h.cl)
+		}
+	})
+}
+
+// afterLocked runs f after d on a goroutine of the session's, unless the
+// session ends first. Caller holds s.mu and has seen the session live
+// (s.err nil), so the goroutine is counted before Close waits for them.
+func (s *Session) afterLocked(d time.Duration, f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			f()
+		case <-s.ctx.Done():
 		}
 	}()
 }
@@ -295,16 +302,7 @@ func (s *Session) expireSpareLocked(w *waiter, grace time.Duration) {
 	if s.err != nil {
 		return
 	}
-	s.wg.Add(1) // under s.mu while the session lives, so before Close waits
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			return
-		}
+	s.afterLocked(grace, func() {
 		if !s.dropSpare(w) {
 			return // adopted by a Claim call
 		}
@@ -312,7 +310,7 @@ func (s *Session) expireSpareLocked(w *waiter, grace time.Duration) {
 			s.log.Debug("no Claim adopted the waiter a push went to; releasing the claim", "module", cl.Assignment.Module)
 			s.release(*cl)
 		}
-	}()
+	})
 }
 
 // dropSpare removes w from the spare waiters and reports whether it was

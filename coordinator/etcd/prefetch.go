@@ -85,18 +85,7 @@ func (s *Session) armPrefetchLocked() {
 		return
 	}
 	s.prefetchArmed = true
-	s.wg.Add(1) // under s.mu while the session lives, so before Close waits
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTimer(prefetchAfter)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			return
-		}
-		s.prefetch()
-	}()
+	s.afterLocked(prefetchAfter, s.prefetch)
 }
 
 // holdsPrefetchLocked reports whether a prefetched claim is held.
@@ -187,16 +176,7 @@ func (s *Session) yieldPrefetchLocked() {
 			continue
 		}
 		s.yieldArmed = true
-		s.wg.Add(1) // under s.mu while the session lives, so before Close waits
-		go func() {
-			defer s.wg.Done()
-			t := time.NewTimer(yieldAfter)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				return
-			}
+		s.afterLocked(yieldAfter, func() {
 			s.mu.Lock()
 			s.yieldArmed = false
 			yield := s.err == nil && s.idleCanRunLocked(h.cl.Assignment) && drop(&s.ahead, h)
@@ -205,7 +185,7 @@ func (s *Session) yieldPrefetchLocked() {
 				s.log.Debug("a member waits for what this one prefetched; releasing it", "module", h.cl.Assignment.Module)
 				s.release(h.cl)
 			}
-		}()
+		})
 		return // at most one held
 	}
 }
