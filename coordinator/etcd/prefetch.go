@@ -130,6 +130,14 @@ func (s *Session) prefetch() {
 		s.c.conflicts.Add(1)
 		s.log.Debug("prefetch lost to another claimer", "module", it.a.Module)
 		return
+	case s.closing:
+		// Close released what was held while this Txn was in flight:
+		// put this one back too, rather than let the lease take it.
+		s.taken[it.key] = it.modRev
+		s.mu.Unlock()
+		s.release(cl)
+		s.mu.Lock()
+		return
 	}
 	s.taken[it.key] = it.modRev
 	delete(s.unsure, it.a.Module)
