@@ -81,7 +81,9 @@ func (s *Session) endPublish(module string, seq int64) {
 // armPrefetchLocked starts the prefetch timer if every slot is busy and
 // none is armed or held. Caller holds s.mu.
 func (s *Session) armPrefetchLocked() {
-	if s.err != nil || s.closing || s.prefetchArmed || len(s.running) < max(s.member.Slots, 1) || s.holdsPrefetchLocked() {
+	// Only a member that declared its slots (a host does): one that did
+	// not may claim any number of items at once, and is never busy.
+	if s.member.Slots <= 0 || s.err != nil || s.closing || s.prefetchArmed || len(s.running) < s.member.Slots || s.holdsPrefetchLocked() {
 		return
 	}
 	s.prefetchArmed = true
@@ -103,7 +105,7 @@ func (s *Session) holdsPrefetchLocked() bool {
 func (s *Session) prefetch() {
 	s.mu.Lock()
 	s.prefetchArmed = false
-	if s.err != nil || s.closing || len(s.running) < max(s.member.Slots, 1) || len(s.ahead) > 0 || len(s.inbox) > 0 || s.viewRev < s.wroteRev {
+	if s.err != nil || s.closing || len(s.running) < s.member.Slots || len(s.ahead) > 0 || len(s.inbox) > 0 || s.viewRev < s.wroteRev {
 		s.mu.Unlock()
 		return
 	}

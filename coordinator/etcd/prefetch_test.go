@@ -8,6 +8,29 @@ import (
 	"github.com/modpipe/modpipe/coordinator"
 )
 
+// join2Slots is join2 with members that declare one slot each, as a
+// host's do: only those prefetch.
+func join2Slots(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session) {
+	t.Helper()
+	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ms.Close() })
+	var ws []*Session
+	for i := 1; i <= 2; i++ {
+		req := joinReq(run, i)
+		req.Member.Slots = 1
+		w, err := c.Join(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close() })
+		ws = append(ws, w.(*Session))
+	}
+	return ms.(*Master), ws[0], ws[1]
+}
+
 // waitPrefetches waits until c has taken n prefetched claims.
 func waitPrefetches(t *testing.T, ctx context.Context, c *Coordinator, n int64) {
 	t.Helper()
@@ -25,7 +48,7 @@ func waitPrefetches(t *testing.T, ctx context.Context, c *Coordinator, n int64) 
 func TestPrefetchWhileBusy(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2(t, ctx, c, "prefetch-busy")
+	m, w, _ := join2Slots(t, ctx, c, "prefetch-busy")
 	for _, mod := range []string{"a", "b"} {
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
 			t.Fatal(err)
@@ -62,7 +85,7 @@ func TestPrefetchWhileBusy(t *testing.T) {
 func TestPrefetchYieldsToIdleMember(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2 := join2(t, ctx, c, "prefetch-yield")
+	m, w1, w2 := join2Slots(t, ctx, c, "prefetch-yield")
 	for _, mod := range []string{"a", "b"} {
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
 			t.Fatal(err)
@@ -92,7 +115,7 @@ func TestPrefetchYieldsToIdleMember(t *testing.T) {
 func TestNoPrefetchForShortModules(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2(t, ctx, c, "prefetch-short")
+	m, w, _ := join2Slots(t, ctx, c, "prefetch-short")
 	const n = 5
 	for i := range n {
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: string(rune('a' + i)), Attempt: 1}); err != nil {
@@ -117,7 +140,7 @@ func TestNoPrefetchForShortModules(t *testing.T) {
 func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2(t, ctx, c, "announced-publish")
+	m, w, _ := join2Slots(t, ctx, c, "announced-publish")
 	for _, mod := range []string{"a", "b", "c"} {
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
 			t.Fatal(err)
