@@ -12,23 +12,14 @@ import (
 // host's do: only those prefetch.
 func join2Slots(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session) {
 	t.Helper()
-	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ms.Close() })
-	var ws []*Session
+	var reqs []coordinator.JoinRequest
 	for i := 1; i <= 2; i++ {
 		req := joinReq(run, i)
 		req.Member.Slots = 1
-		w, err := c.Join(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.Close() })
-		ws = append(ws, w.(*Session))
+		reqs = append(reqs, req)
 	}
-	return ms.(*Master), ws[0], ws[1]
+	m, ws := joinReqs(t, ctx, c, run, reqs...)
+	return m, ws[0], ws[1]
 }
 
 // waitPrefetches waits until c has taken n prefetched claims.
@@ -49,11 +40,7 @@ func TestPrefetchWhileBusy(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w, _ := join2Slots(t, ctx, c, "prefetch-busy")
-	for _, mod := range []string{"a", "b"} {
-		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueAll(t, ctx, m, "a", "b")
 	first, err := w.Claim(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -86,11 +73,7 @@ func TestPrefetchYieldsToIdleMember(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w1, w2 := join2Slots(t, ctx, c, "prefetch-yield")
-	for _, mod := range []string{"a", "b"} {
-		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueAll(t, ctx, m, "a", "b")
 	first, err := w1.Claim(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +124,7 @@ func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w, _ := join2Slots(t, ctx, c, "announced-publish")
-	for _, mod := range []string{"a", "b", "c"} {
-		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueAll(t, ctx, m, "a", "b", "c")
 	first, err := w.Claim(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,9 @@ func publishSeen(t *testing.T, ctx context.Context, m *Master, s *Session, cl co
 	}
 }
 
-func join2(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session) {
+// joinReqs joins a master and one worker per request; all close with
+// the test.
+func joinReqs(t *testing.T, ctx context.Context, c *Coordinator, run string, reqs ...coordinator.JoinRequest) (*Master, []*Session) {
 	t.Helper()
 	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
@@ -70,15 +72,31 @@ func join2(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Mast
 	}
 	t.Cleanup(func() { _ = ms.Close() })
 	var ws []*Session
-	for i := 1; i <= 2; i++ {
-		w, err := c.Join(ctx, joinReq(run, i))
+	for _, req := range reqs {
+		w, err := c.Join(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = w.Close() })
 		ws = append(ws, w.(*Session))
 	}
-	return ms.(*Master), ws[0], ws[1]
+	return ms.(*Master), ws
+}
+
+func join2(t *testing.T, ctx context.Context, c *Coordinator, run string) (*Master, *Session, *Session) {
+	t.Helper()
+	m, ws := joinReqs(t, ctx, c, run, joinReq(run, 1), joinReq(run, 2))
+	return m, ws[0], ws[1]
+}
+
+// enqueueAll enqueues first attempts of mods, one at a time, in order.
+func enqueueAll(t *testing.T, ctx context.Context, m *Master, mods ...string) {
+	t.Helper()
+	for _, mod := range mods {
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // An assignment enqueued while a claimer waits is pushed to it in the
@@ -257,11 +275,7 @@ func TestPublishClaimsAhead(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	m, w1, w2 := join2(t, ctx, c, "ahead")
-	for _, mod := range []string{"a", "b", "c"} {
-		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueAll(t, ctx, m, "a", "b", "c")
 	ca, err := w1.Claim(ctx)
 	if err != nil || ca.Assignment.Module != "a" {
 		t.Fatalf("first claim %+v, %v; want a", ca.Assignment, err)
@@ -460,19 +474,13 @@ func TestConcurrentEnqueuesPushToEveryWaiter(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
 	const run, workers, mods = "push-concurrent", 4, 8
-	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ms.Close() })
-	m := ms.(*Master)
-	var got []<-chan coordinator.Claim
+	var reqs []coordinator.JoinRequest
 	for i := 1; i <= workers; i++ {
-		w, err := c.Join(ctx, joinReq(run, i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.Close() })
+		reqs = append(reqs, joinReq(run, i))
+	}
+	m, ws := joinReqs(t, ctx, c, run, reqs...)
+	var got []<-chan coordinator.Claim
+	for _, w := range ws {
 		got = append(got, claimLater(ctx, w))
 	}
 	waitWaiters(t, ctx, m, workers)

@@ -28,21 +28,11 @@ func waitStaged(t *testing.T, ctx context.Context, s *Session, mod string) {
 // 1, 2, ...), each offering those capabilities; all close with the test.
 func joinMembers(t *testing.T, ctx context.Context, c *Coordinator, run string, caps ...[]string) (*Master, []*Session) {
 	t.Helper()
-	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ms.Close() })
-	var ws []*Session
+	var reqs []coordinator.JoinRequest
 	for i, cs := range caps {
-		w, err := c.Join(ctx, joinReq(run, i+1, cs...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.Close() })
-		ws = append(ws, w.(*Session))
+		reqs = append(reqs, joinReq(run, i+1, cs...))
 	}
-	return ms.(*Master), ws
+	return joinReqs(t, ctx, c, run, reqs...)
 }
 
 // stagedRun joins a master and two workers; worker 2 alone offers "b".
