@@ -343,15 +343,15 @@ func (s *Session) takeSparePushedLocked() (coordinator.Claim, bool) {
 func (s *Session) unsureLocked(a coordinator.Assignment) {
 	s.unsure[a.Module] = a
 	if ce, ok := s.view.claims[a.Module]; ok {
-		s.claimSeenLocked(ce.v, ce.createRev)
+		s.claimSeenLocked(ce)
 	}
 }
 
 // claimSeenLocked handles a claim the view shows for a module whose claim
 // Txn's outcome we did not learn: ours goes to the inbox for the next
 // Claim call. It reports whether it did. Caller holds s.mu.
-func (s *Session) claimSeenLocked(cv claimValue, createRev int64) bool {
-	a, ok := s.unsure[cv.Module]
+func (s *Session) claimSeenLocked(ce claimEntry) bool {
+	a, ok := s.unsure[ce.module]
 	if !ok {
 		return false
 	}
@@ -359,11 +359,12 @@ func (s *Session) claimSeenLocked(cv claimValue, createRev int64) bool {
 		// A claim Txn for it is in flight again: its answer decides.
 		return false
 	}
+	cv := ce.value()
 	delete(s.unsure, cv.Module)
 	if cv.Waiter != "" || cv.Member.Index != s.member.Index || cv.Lease != int64(s.lease) || cv.Attempt != a.Attempt {
 		return false // someone else's, or a push (handled as such)
 	}
 	s.log.Warn("a claim whose Txn failed without an answer was applied; the next Claim returns it", "module", cv.Module)
-	s.inbox = append(s.inbox, coordinator.Claim{Assignment: a, ClaimedAt: time.Now(), Token: strconv.FormatInt(createRev, 10)})
+	s.inbox = append(s.inbox, coordinator.Claim{Assignment: a, ClaimedAt: time.Now(), Token: strconv.FormatInt(ce.createRev, 10)})
 	return true
 }

@@ -102,26 +102,57 @@ func (s *Session) waiterPutLocked(key, rest string, kv interface {
 	}
 }
 
+// pushValue is what a member decodes of a claim pushed to it: the
+// claimant's member record is skipped (it is this member) and the
+// assignment decoded in the same pass.
+type pushValue struct {
+	Module     string                  `json:"module"`
+	Attempt    int                     `json:"attempt"`
+	Waiter     string                  `json:"waiter"`
+	Assignment *coordinator.Assignment `json:"assignment"`
+}
+
+// pushOf returns the waiter and the claim of a claim pushed to this
+// session, or false if ce is not one.
+func (s *Session) pushOf(ce claimEntry, now time.Time) (string, coordinator.Claim, bool) {
+	if ce.idx != s.member.Index || ce.lease != int64(s.lease) {
+		return "", coordinator.Claim{}, false
+	}
+	var pv pushValue
+	err := json.Unmarshal(ce.raw, &pv)
+	if err != nil {
+		cv := ce.value()
+		if len(cv.Assignment) == 0 {
+			return "", coordinator.Claim{}, false
+		}
+		pv = pushValue{Module: cv.Module, Attempt: cv.Attempt, Waiter: cv.Waiter}
+	}
+	if pv.Waiter == "" || (err == nil && pv.Assignment == nil) {
+		return "", coordinator.Claim{}, false // a claim of ours, not a push
+	}
+	a := pv.Assignment
+	if a == nil || a.Module != pv.Module {
+		// The claim is ours either way: run what it names rather than
+		// hold it forever.
+		s.log.Warn("undecodable assignment pushed to this member; running the claimed module and attempt", "module", pv.Module, "error", err)
+		a = &coordinator.Assignment{Module: pv.Module, Attempt: pv.Attempt}
+	}
+	return pv.Waiter, coordinator.Claim{Assignment: *a, ClaimedAt: now, Token: strconv.FormatInt(ce.createRev, 10)}, true
+}
+
 // pushedLocked records a claim pushed to one of this session's waiters
 // and reports whether it was one. A push to a waiter no Claim call owns
 // any more (its withdrawal failed) goes to the inbox.
-func (s *Session) pushedLocked(cv claimValue, createRev int64, now time.Time) bool {
-	if cv.Waiter == "" || len(cv.Assignment) == 0 || cv.Member.Index != s.member.Index || cv.Lease != int64(s.lease) {
+func (s *Session) pushedLocked(ce claimEntry, now time.Time) bool {
+	waiter, cl, ok := s.pushOf(ce, now)
+	if !ok {
 		return false
 	}
-	if _, ok := s.pushed[cv.Waiter]; ok {
+	if _, ok := s.pushed[waiter]; ok {
 		return false
 	}
-	var a coordinator.Assignment
-	if err := json.Unmarshal(cv.Assignment, &a); err != nil || a.Module != cv.Module {
-		// The claim is ours either way: run what it names rather than
-		// hold it forever.
-		s.log.Warn("undecodable assignment pushed to this member; running the claimed module and attempt", "module", cv.Module, "error", err)
-		a = coordinator.Assignment{Module: cv.Module, Attempt: cv.Attempt}
-	}
-	cl := coordinator.Claim{Assignment: a, ClaimedAt: now, Token: strconv.FormatInt(createRev, 10)}
-	if s.owned[cv.Waiter] {
-		s.pushed[cv.Waiter] = cl
+	if s.owned[waiter] {
+		s.pushed[waiter] = cl
 	} else {
 		s.inbox = append(s.inbox, cl)
 	}
