@@ -108,8 +108,13 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 		if n > 1000 {
 			rounds = max(3, b.rounds/2) // 10,000 forks per tool per round is slow on 2 cores
 		}
-		var host, mk, nj []float64
-		var hostCPU, mkCPU, njCPU []float64 // the process and its children
+		self, err := os.Executable()
+		if err != nil {
+			return rows, err
+		}
+		bareEnv := []string{fmt.Sprintf("%s=%s %d %d /bin/true", bareSpawnEnv, filepath.Join(b.bin, "modpipe-bench-bare"), n, b.jobs)}
+		var host, mk, nj, floor []float64
+		var hostCPU, mkCPU, njCPU, floorCPU []float64 // the process and its children
 		for r := range rounds {
 			res, _, err := b.hostRun(ctx, f.pipeline)
 			if err != nil {
@@ -128,13 +133,18 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 				}
 				nj, njCPU = append(nj, toMS(res.Wall)), append(njCPU, toMS(res.CPU))
 			}
+			if res, err = runProc(ctx, f.dir, bareEnv, self); err != nil {
+				return rows, fmt.Errorf("bare go-plugin runner: %w", err)
+			}
+			floor, floorCPU = append(floor, toMS(res.Wall)), append(floorCPU, toMS(res.CPU))
 			b.logger.Debug("round", "scenario", "local", "modules", n, "round", r, "host_ms", host[len(host)-1])
 		}
 		row := Row{
 			Scenario: fmt.Sprintf("local DAG %d x /bin/true, -j %d (wall)", n, b.jobs),
 			Unit:     "ms",
 			Modpipe:  newFigure(host, false),
-			Peers:    []Peer{{"make", newFigure(mk, false)}, {"ninja", newFigure(nj, false)}},
+			Peers: []Peer{{"make", newFigure(mk, false)}, {"ninja", newFigure(nj, false)},
+				{"bare go-plugin runner, 1 RPC + spawn per module, no DAG (floor)", newFigure(floor, false)}},
 		}
 		if n == 1000 {
 			row.Target = "<= 1.2x make, <= 0.6x ninja"
@@ -151,6 +161,7 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 		if len(njCPU) > 0 {
 			cpu += fmt.Sprintf(", ninja %.0f ms", median(njCPU))
 		}
+		cpu += fmt.Sprintf(", bare go-plugin runner %.0f ms", median(floorCPU))
 		row.Note = strings.TrimPrefix(row.Note+"; "+cpu, "; ")
 		rows = append(rows, row)
 	}

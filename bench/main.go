@@ -59,6 +59,9 @@ func run() int {
 	if spec := os.Getenv(watchFloorEnv); spec != "" {
 		return watchFloor(spec)
 	}
+	if spec := os.Getenv(bareSpawnEnv); spec != "" {
+		return bareSpawn(spec)
+	}
 	var (
 		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run that finishes in under a minute (env QUICK=1)")
 		rounds = flag.Int("rounds", 0, "rounds per comparison (default 7, 3 with -quick)")

@@ -1,8 +1,10 @@
 // Package bare is the floor for modpipe's plugin call: the smallest
 // go-plugin gRPC plugin there is, with the same transport settings as the
-// host (gRPC, AutoMTLS, one process), serving one unary method that
-// returns a payload of the size asked for. The benchmark compares
-// modpipe's Execute round trip with this call measured in the same run.
+// host (gRPC, AutoMTLS, one process), serving two unary methods: Payload
+// returns a payload of the size asked for, and Spawn runs a program with
+// nothing captured. The benchmark compares modpipe's Execute round trip
+// with Payload, and its DAG of /bin/true modules with Spawn driven by a
+// bare runner, measured in the same run.
 //
 // There is no .proto: the method is declared by hand with well-known
 // wrapper messages, so the floor carries no code generation of its own.
@@ -12,8 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -35,17 +39,21 @@ const PluginName = "bare"
 // maxMessage allows the 1 MiB payloads (plus framing) the benchmark sends.
 const maxMessage = 8 << 20
 
-// method is the full gRPC method name of the one call.
-const method = "/modpipe.bench.Bare/Payload"
+// The full gRPC method names of the calls.
+const (
+	method      = "/modpipe.bench.Bare/Payload"
+	spawnMethod = "/modpipe.bench.Bare/Spawn"
+)
 
-// payloadServer is what the service handler calls.
-type payloadServer interface {
+// service is what the service handlers call.
+type service interface {
 	Payload(ctx context.Context, size *wrapperspb.Int64Value) (*wrapperspb.BytesValue, error)
+	Spawn(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
 }
 
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: "modpipe.bench.Bare",
-	HandlerType: (*payloadServer)(nil),
+	HandlerType: (*service)(nil),
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Payload",
 		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
@@ -53,7 +61,16 @@ var serviceDesc = grpc.ServiceDesc{
 			if err := dec(in); err != nil {
 				return nil, err
 			}
-			return srv.(payloadServer).Payload(ctx, in)
+			return srv.(service).Payload(ctx, in)
+		},
+	}, {
+		MethodName: "Spawn",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			in := new(wrapperspb.StringValue)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			return srv.(service).Spawn(ctx, in)
 		},
 	}},
 	Metadata: "bare.go",
@@ -63,6 +80,30 @@ var serviceDesc = grpc.ServiceDesc{
 // call measures transport and encoding, not building the bytes.
 type server struct {
 	payloads map[int64][]byte
+	devnull  *os.File
+}
+
+// Spawn runs prog with no arguments, an empty environment and /dev/null
+// as its stdin, stdout and stderr, waits for it and returns its exit
+// status: the cheapest spawn from Go (bench/internal/spawnfloor), with
+// nothing read back.
+func (s *server) Spawn(_ context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error) {
+	fd := s.devnull.Fd()
+	pid, err := syscall.ForkExec(prog.GetValue(), []string{prog.GetValue()}, &syscall.ProcAttr{Env: []string{}, Files: []uintptr{fd, fd, fd}})
+	if err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", prog.GetValue(), err)
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wait for %s: %w", prog.GetValue(), err)
+	}
+	return wrapperspb.Int64(int64(ws.ExitStatus())), nil
 }
 
 func (s *server) Payload(_ context.Context, size *wrapperspb.Int64Value) (*wrapperspb.BytesValue, error) {
@@ -85,7 +126,11 @@ type Plugin struct {
 
 // GRPCServer registers the Payload service.
 func (Plugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	srv := &server{payloads: map[int64][]byte{}}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	srv := &server{payloads: map[int64][]byte{}, devnull: devnull}
 	for _, n := range []int64{0, 64 << 10, 1 << 20} {
 		srv.payloads[n] = []byte(strings.Repeat("x", int(n)))
 	}
@@ -110,6 +155,15 @@ func (c *Client) Payload(ctx context.Context, size int) (int, error) {
 		return 0, err
 	}
 	return len(out.GetValue()), nil
+}
+
+// Spawn runs prog in the plugin and returns its exit status.
+func (c *Client) Spawn(ctx context.Context, prog string) (int, error) {
+	out := new(wrapperspb.Int64Value)
+	if err := c.conn.Invoke(ctx, spawnMethod, wrapperspb.String(prog), out); err != nil {
+		return 0, err
+	}
+	return int(out.GetValue()), nil
 }
 
 // ServeConfig is what the plugin binary passes to goplugin.Serve.
