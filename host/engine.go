@@ -22,6 +22,7 @@ import (
 	"github.com/modpipe/modpipe/host/graph"
 	"github.com/modpipe/modpipe/host/pluginhost"
 	"github.com/modpipe/modpipe/host/schema"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // Options configure one invocation of the engine. The CLI fills them from
@@ -45,6 +46,10 @@ type Options struct {
 	// Stdout receives module output and the summary; Stderr diagnostics.
 	Stdout, Stderr io.Writer
 	Logger         hclog.Logger
+	// LogOutput, when Logger writes through one, gets the run's secrets
+	// (R7.4) as soon as the pipeline is loaded, so the host's own log
+	// lines and its plugins' (which the host logs) are masked too.
+	LogOutput *secrets.Output
 	// Locator finds plugin binaries that have no plugin block; nil means
 	// DefaultLocator.
 	Locator *PluginLocator
@@ -183,6 +188,9 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 		facts.Capabilities = normalizeCaps(append(facts.Capabilities, cfg.Distributed.Capabilities...))
 	}
 	l := &loaded{opts: opts, cfg: cfg, facts: facts}
+	if cfg != nil && opts.LogOutput != nil {
+		opts.LogOutput.SetMasker(pipelineMasker(cfg, opts.Environ).ForLogs())
+	}
 	if diags.HasErrors() || cfg == nil {
 		return nil, nil, l.report(diags, ExitInvalid)
 	}

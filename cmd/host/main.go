@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/modpipe/modpipe/host"
 	"github.com/modpipe/modpipe/host/report"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -73,7 +75,8 @@ func run(args []string) int {
 		if err != nil {
 			return host.Options{}, err
 		}
-		logger, err := newLogger(g.logLevel, g.logJSON)
+		logOut := secrets.NewOutput(os.Stderr)
+		logger, err := newLogger(g.logLevel, g.logJSON, logOut)
 		if err != nil {
 			return host.Options{}, err
 		}
@@ -82,6 +85,7 @@ func run(args []string) int {
 			Vars:         vars,
 			Capabilities: g.caps,
 			Logger:       logger,
+			LogOutput:    logOut,
 			Color:        isatty.IsTerminal(os.Stderr.Fd()),
 		}, nil
 	}
@@ -235,7 +239,7 @@ func parseVars(kvs []string) (map[string]string, error) {
 	return vars, nil
 }
 
-func newLogger(level string, asJSON bool) (hclog.Logger, error) {
+func newLogger(level string, asJSON bool, out io.Writer) (hclog.Logger, error) {
 	lv := hclog.LevelFromString(level)
 	if lv == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: use trace, debug, info, warn, error or off", level)
@@ -243,7 +247,7 @@ func newLogger(level string, asJSON bool) (hclog.Logger, error) {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "host",
 		Level:      lv,
-		Output:     os.Stderr,
+		Output:     out,
 		JSONFormat: asJSON,
 	}), nil
 }

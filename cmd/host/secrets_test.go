@@ -99,6 +99,34 @@ func TestSecretsMaskedEverywhere(t *testing.T) {
 	}
 }
 
+// TestSecretsMaskedInLogs runs a plugin that writes a secret to its own
+// stderr, which the host logs at debug level, and checks the host's log
+// shows *** instead, in the text format and in JSON (where the secret's
+// quote is escaped).
+func TestSecretsMaskedInLogs(t *testing.T) {
+	for _, format := range [][]string{nil, {"--log-json"}} {
+		name := "text"
+		if format != nil {
+			name = "json"
+		}
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"run", "testdata/secrets_log.hcl", "--no-progress", "--log-level", "debug"}, format...)
+			r := runHost(t, args...)
+			if r.code != 1 {
+				t.Fatalf("exit code %d, want 1 (the module fails)\nstderr:\n%s", r.code, r.stderr)
+			}
+			for _, leaked := range []string{`hunter2"in-a-log`, `hunter2\"in-a-log`, "hunter2"} {
+				if strings.Contains(r.stderr+r.stdout, leaked) {
+					t.Errorf("the output shows %q:\nstdout:\n%s\nstderr:\n%s", leaked, r.stdout, r.stderr)
+				}
+			}
+			if !strings.Contains(r.stderr, "login with *** refused") {
+				t.Errorf("the plugin's line is not in the log, masked:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
 // TestSecretsOnGitHubActions checks the GitHub style end to end: secrets
 // registered with ::add-mask:: before anything else, each module's output
 // in a group, the failure as an ::error annotation, and the Markdown

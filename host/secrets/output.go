@@ -1,0 +1,57 @@
+package secrets
+
+import (
+	"encoding/json"
+	"io"
+	"strconv"
+	"sync/atomic"
+)
+
+// ForLogs returns a Masker that also hides each value as a log line
+// carries it: hclog's text format quotes a value with spaces, quotes or
+// control characters (strconv.Quote), and its JSON format (and go-plugin's
+// relay of a plugin's log) JSON-encodes every string, so a secret with a
+// quote, a backslash or a newline appears escaped.
+func (m *Masker) ForLogs() *Masker {
+	if m.Empty() {
+		return m
+	}
+	values := m.Values()
+	for _, v := range m.values {
+		q := strconv.Quote(v)
+		values = append(values, q[1:len(q)-1])
+		if j, err := json.Marshal(v); err == nil {
+			values = append(values, string(j[1:len(j)-1]))
+		}
+	}
+	return New(values...)
+}
+
+// Output is a logger's output that masks what passes through it with
+// the Masker set last. A program's logger exists before the pipeline is
+// read, so the Output starts with nothing to mask, and the engine sets
+// the run's Masker once the variables are known. Each Write is masked
+// whole, which is right for hclog: it writes one entry per Write. Safe
+// for concurrent use.
+type Output struct {
+	w io.Writer
+	m atomic.Pointer[Masker]
+}
+
+// NewOutput returns an Output writing to w.
+func NewOutput(w io.Writer) *Output { return &Output{w: w} }
+
+// SetMasker makes the Output mask with m (nil: nothing) from now on.
+func (o *Output) SetMasker(m *Masker) { o.m.Store(m) }
+
+// Write implements io.Writer.
+func (o *Output) Write(p []byte) (int, error) {
+	m := o.m.Load()
+	if m.Empty() {
+		return o.w.Write(p)
+	}
+	if _, err := io.WriteString(o.w, m.String(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
