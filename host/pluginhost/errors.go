@@ -60,10 +60,17 @@ type CrashError struct {
 	// StderrTail is the last lines the plugin wrote to its stderr (a
 	// panic's message and stack when it panicked).
 	StderrTail string
-	Err        error
+	// KilledAsHung is set when the process did not crash but the host
+	// killed it as hung: why (which cancelled module it did not stop).
+	// The module of this error was running in it and went with it.
+	KilledAsHung string
+	Err          error
 }
 
 func (e *CrashError) Error() string {
+	if e.KilledAsHung != "" {
+		return fmt.Sprintf("module %q stopped: its plugin %q (%s) was killed as hung (%s), with every module running in it; the module itself did nothing wrong", e.Module, e.Plugin, e.Path, e.KilledAsHung)
+	}
 	msg := fmt.Sprintf("plugin %q (%s) crashed while running module %q", e.Plugin, e.Path, e.Module)
 	if e.ExitStatus != "" {
 		msg += ": " + e.ExitStatus

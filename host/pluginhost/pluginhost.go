@@ -595,12 +595,17 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 	}
 	p.discard(pr)
 	crash := &CrashError{
-		Plugin:     p.spec.Name,
-		Path:       p.spec.Path,
-		Module:     module,
-		ExitStatus: pr.run.exitStatus(),
-		StderrTail: pr.tail.String(),
-		Err:        err,
+		Plugin:       p.spec.Name,
+		Path:         p.spec.Path,
+		Module:       module,
+		ExitStatus:   pr.run.exitStatus(),
+		StderrTail:   pr.tail.String(),
+		KilledAsHung: pr.hungReason(),
+		Err:          err,
+	}
+	if crash.KilledAsHung != "" {
+		p.logger.Warn("module stopped: the host killed its plugin as hung", "module", module, "pid", pr.pid(), "reason", crash.KilledAsHung)
+		return crash
 	}
 	p.logger.Error("plugin crashed", "module", module, "pid", pr.pid(), "status", crash.ExitStatus)
 	return crash
@@ -608,7 +613,8 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 
 // awaitStop waits up to KillGrace for the plugin to stop running a
 // cancelled module and kills the process when it does not (it is hung;
-// every module still running in it fails with a CrashError).
+// every other module still running in it fails with a CrashError that
+// names the hung module).
 func (p *Plugin) awaitStop(pr *process, id, module string) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.KillGrace)
 	defer cancel()
@@ -619,6 +625,8 @@ func (p *Plugin) awaitStop(pr *process, id, module string) {
 	case ctx.Err() != nil, status.Code(err) == codes.DeadlineExceeded:
 		// The plugin got our deadline too and may report it first.
 		p.logger.Warn("plugin did not stop a cancelled module; killing the plugin as hung", "module", module, "pid", pr.pid(), "grace", p.opts.KillGrace)
+		reason := fmt.Sprintf("it did not stop cancelled module %q within %s", module, p.opts.KillGrace)
+		pr.hung.CompareAndSwap(nil, &reason)
 		p.discard(pr)
 	case pr.exited() || isConnectionLoss(err):
 		p.discard(pr)

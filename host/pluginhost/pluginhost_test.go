@@ -785,3 +785,43 @@ func TestExecuteWithoutSessions(t *testing.T) {
 		t.Fatalf("plugin restarted after a clean cancellation: starts %d", p.Starts())
 	}
 }
+
+// A module running beside one that hangs its plugin goes with the plugin
+// when the host kills it; its error says it was not its own doing and
+// names the hung module, rather than calling it a crash.
+func TestHungPluginNamesTheHungModuleToOthers(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{KillGrace: 200 * time.Millisecond})
+	started := make(chan struct{}, 1)
+	var bystander error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, bystander = p.Execute(guardCtx(t), pluginhost.Request{Module: "bystander", Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)},
+			func(pluginhost.Line) {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			})
+	}()
+	<-started
+	ctx, cancel := context.WithCancel(guardCtx(t))
+	defer cancel()
+	if _, err := p.Execute(ctx, pluginhost.Request{Module: "h", Kind: "hang", Config: json.RawMessage(`{}`)}, func(pluginhost.Line) { cancel() }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("hung module: err = %v, want context.Canceled", err)
+	}
+	<-done
+	var crash *pluginhost.CrashError
+	if !errors.As(bystander, &crash) {
+		t.Fatalf("bystander: err = %v, want a *CrashError", bystander)
+	}
+	if !strings.Contains(crash.KilledAsHung, `cancelled module "h"`) || !strings.Contains(bystander.Error(), "killed as hung") ||
+		strings.Contains(bystander.Error(), "crashed") || !strings.Contains(bystander.Error(), `module "bystander"`) {
+		t.Fatalf("bystander's error does not say what happened: %v (KilledAsHung %q)", bystander, crash.KilledAsHung)
+	}
+	// A crash of the plugin's own is still a crash.
+	_, _, err := execute(t, p, pluginhost.Request{Module: "m", Kind: "exit", Config: json.RawMessage(`{"code":3,"message":"boom"}`)})
+	if !errors.As(err, &crash) || crash.KilledAsHung != "" || !strings.Contains(err.Error(), "crashed") {
+		t.Fatalf("a real crash after a restart: %v", err)
+	}
+}

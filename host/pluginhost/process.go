@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -38,6 +39,18 @@ type process struct {
 	// serveWG tracks the goroutine serving the Host service on the broker.
 	serveWG  sync.WaitGroup
 	killOnce sync.Once
+	// hung, set before the host kills the process as hung, says why: the
+	// other modules it was running die with it, through no fault of
+	// their own, and their errors say so.
+	hung atomic.Pointer[string]
+}
+
+// hungReason returns why the host killed the process as hung, or "".
+func (pr *process) hungReason() string {
+	if r := pr.hung.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // pid is the operating system's process id of the plugin.
