@@ -41,7 +41,7 @@ func holdFirstBatch(t *testing.T, ctx context.Context, c *committer, want int) {
 func TestGroupCommitErrorsPerCaller(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := benchRunID("group")
+	run := uniqueRunID("group")
 	ms, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func TestTakeRespectsLimits(t *testing.T) {
 func TestGroupCommitWithdrawsCancelled(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	ms, err := c.JoinMaster(ctx, joinReq(benchRunID("withdraw"), 0))
+	ms, err := c.JoinMaster(ctx, joinReq(uniqueRunID("withdraw"), 0))
 	if err != nil {
 		t.Fatal(err)
 	}

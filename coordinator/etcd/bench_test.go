@@ -16,7 +16,10 @@ import (
 
 var benchRuns atomic.Int64
 
-func benchRunID(name string) string {
+// uniqueRunID names a run for one test or benchmark invocation, so runs
+// of the same test in one process (go test -count=N) do not meet in the
+// shared etcd.
+func uniqueRunID(name string) string {
 	return fmt.Sprintf("bench-%s-%d-%d", name, time.Now().UnixNano(), benchRuns.Add(1))
 }
 
@@ -36,7 +39,7 @@ func BenchmarkEnqueueClaimPublish(b *testing.B) {
 func benchEnqueueClaimPublish(b *testing.B, backlog bool) {
 	ctx := context.Background()
 	c := newTestCoordinator(b)
-	run := benchRunID("ecp")
+	run := uniqueRunID("ecp")
 	m, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
 		b.Fatal(err)
@@ -106,7 +109,7 @@ func BenchmarkClaimAfterDeletes(b *testing.B) {
 	for _, deleted := range []int{0, 20000} {
 		ctx := context.Background()
 		c := newTestCoordinator(b)
-		run := benchRunID(fmt.Sprintf("del%d", deleted))
+		run := uniqueRunID(fmt.Sprintf("del%d", deleted))
 		m, err := c.JoinMaster(ctx, joinReq(run, 0))
 		if err != nil {
 			b.Fatal(err)
@@ -153,7 +156,7 @@ func BenchmarkClaimAfterDeletes(b *testing.B) {
 func BenchmarkTxn(b *testing.B) {
 	ctx := context.Background()
 	c := newTestCoordinator(b)
-	key := "/modpipe-test/bench-txn/" + benchRunID("txn")
+	key := "/modpipe-test/bench-txn/" + uniqueRunID("txn")
 	resp, err := c.cli.Put(ctx, key, "0")
 	if err != nil {
 		b.Fatal(err)
@@ -183,7 +186,7 @@ type fleet struct {
 
 func newFleet(b *testing.B, workers int) *fleet {
 	ctx := context.Background()
-	run := benchRunID("fleet")
+	run := uniqueRunID("fleet")
 	f := &fleet{}
 	for i := 0; i <= workers; i++ {
 		c := newTestCoordinator(b)

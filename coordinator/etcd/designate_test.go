@@ -51,7 +51,7 @@ func conflictsOf(ss ...coordinator.Session) int64 {
 // master never claims and so is never designated.
 func TestDesignationStopsTheHerd(t *testing.T) {
 	ctx := guard(t)
-	run := "designate-chain"
+	run := uniqueRunID("designate-chain")
 	m := slotJoin(t, ctx, run, 0, time.Hour).(*Master)
 	var workers []coordinator.Session
 	for i := 1; i <= 3; i++ {
@@ -111,7 +111,7 @@ func TestDesignationStopsTheHerd(t *testing.T) {
 // member takes it, and nothing is stranded.
 func TestDesignationGraceHandsOverUnclaimedWork(t *testing.T) {
 	ctx := guard(t)
-	run := "designate-grace"
+	run := uniqueRunID("designate-grace")
 	m := slotJoin(t, ctx, run, 0, 5*time.Millisecond).(*Master)
 	a := slotJoin(t, ctx, run, 1, 5*time.Millisecond)
 	b := slotJoin(t, ctx, run, 2, 5*time.Millisecond)

@@ -50,7 +50,7 @@ func guard(t *testing.T) context.Context {
 func TestLeaseExpiryLosesClaims(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := "lease-expiry"
+	run := uniqueRunID("lease-expiry")
 	m, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestLeaseExpiryLosesClaims(t *testing.T) {
 func TestCompactionDuringWatch(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := "compaction"
+	run := uniqueRunID("compaction")
 	release := struct{ armed, go_ chan struct{} }{make(chan struct{}), make(chan struct{})}
 	var held sync.WaitGroup
 	held.Add(2)
@@ -168,7 +168,7 @@ func TestCompactionDuringWatch(t *testing.T) {
 func TestLargestEnvelopeFits(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, err := c.JoinMaster(ctx, joinReq("largest", 0))
+	m, err := c.JoinMaster(ctx, joinReq(uniqueRunID("largest"), 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,8 @@ func TestUnreachableEtcd(t *testing.T) {
 func TestRunKeysOnRunLease(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, err := c.JoinMaster(ctx, joinReq("run-lease", 0))
+	run := uniqueRunID("run-lease")
+	m, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestRunKeysOnRunLease(t *testing.T) {
 	if err := m.Cancel(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.cli.Get(ctx, c.runPrefix("run-lease"), clientv3.WithPrefix())
+	resp, err := c.cli.Get(ctx, c.runPrefix(run), clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func jsonSize(env coordinator.Envelope) (int, error) {
 func TestLostClaimAcrossCompaction(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	run := "lost-across-compaction"
+	run := uniqueRunID("lost-across-compaction")
 	var (
 		mu      sync.Mutex
 		cut     context.CancelFunc
@@ -422,11 +423,12 @@ func TestEtcdGoneEndsSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	m, err := c.JoinMaster(ctx, joinReq("gone", 0))
+	run := uniqueRunID("gone")
+	m, err := c.JoinMaster(ctx, joinReq(run, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Join(ctx, joinReq("gone", 1))
+	w, err := c.Join(ctx, joinReq(run, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +467,7 @@ func TestServerRefusesLargeRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	m, err := c.JoinMaster(ctx, joinReq("small-server", 0))
+	m, err := c.JoinMaster(ctx, joinReq(uniqueRunID("small-server"), 0))
 	if err != nil {
 		t.Fatal(err)
 	}

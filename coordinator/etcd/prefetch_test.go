@@ -39,7 +39,7 @@ func waitPrefetches(t *testing.T, ctx context.Context, c *Coordinator, n int64) 
 func TestPrefetchWhileBusy(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2Slots(t, ctx, c, "prefetch-busy")
+	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("prefetch-busy"))
 	enqueueAll(t, ctx, m, "a", "b")
 	first, err := w.Claim(ctx)
 	if err != nil {
@@ -72,7 +72,7 @@ func TestPrefetchWhileBusy(t *testing.T) {
 func TestPrefetchYieldsToIdleMember(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2 := join2Slots(t, ctx, c, "prefetch-yield")
+	m, w1, w2 := join2Slots(t, ctx, c, uniqueRunID("prefetch-yield"))
 	enqueueAll(t, ctx, m, "a", "b")
 	first, err := w1.Claim(ctx)
 	if err != nil {
@@ -98,7 +98,7 @@ func TestPrefetchYieldsToIdleMember(t *testing.T) {
 func TestNoPrefetchForShortModules(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2Slots(t, ctx, c, "prefetch-short")
+	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("prefetch-short"))
 	const n = 5
 	for i := range n {
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: string(rune('a' + i)), Attempt: 1}); err != nil {
@@ -123,7 +123,7 @@ func TestNoPrefetchForShortModules(t *testing.T) {
 func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2Slots(t, ctx, c, "announced-publish")
+	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("announced-publish"))
 	enqueueAll(t, ctx, m, "a", "b", "c")
 	first, err := w.Claim(ctx)
 	if err != nil {

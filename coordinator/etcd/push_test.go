@@ -104,7 +104,7 @@ func enqueueAll(t *testing.T, ctx context.Context, m *Master, mods ...string) {
 func TestPushToWaitingClaimer(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2(t, ctx, c, "push-waiting")
+	m, w, _ := join2(t, ctx, c, uniqueRunID("push-waiting"))
 	got := claimLater(ctx, w)
 	waitWaiters(t, ctx, m, 1)
 	if err := m.Enqueue(ctx, coordinator.Assignment{Module: "a", Attempt: 1, Priority: 3}); err != nil {
@@ -136,7 +136,7 @@ func TestPushToWaitingClaimer(t *testing.T) {
 func TestPushedClaimReleasedWhenClaimEnds(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2 := join2(t, ctx, c, "push-release")
+	m, w1, w2 := join2(t, ctx, c, uniqueRunID("push-release"))
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var once sync.Once
@@ -187,7 +187,7 @@ func TestPushedClaimReleasedWhenClaimEnds(t *testing.T) {
 func TestCloseReleasesPushedClaim(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2 := join2(t, ctx, c, "push-close")
+	m, w1, w2 := join2(t, ctx, c, uniqueRunID("push-close"))
 	// A waiter whose Claim call never collects what is pushed to it: the
 	// state of a worker closing while a push is under way.
 	wt, err := w1.register()
@@ -274,7 +274,7 @@ func TestPickWaiter(t *testing.T) {
 func TestPublishClaimsAhead(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2 := join2(t, ctx, c, "ahead")
+	m, w1, w2 := join2(t, ctx, c, uniqueRunID("ahead"))
 	enqueueAll(t, ctx, m, "a", "b", "c")
 	ca, err := w1.Claim(ctx)
 	if err != nil || ca.Assignment.Module != "a" {
@@ -310,7 +310,7 @@ func TestPublishClaimsAhead(t *testing.T) {
 func TestPublishRegistersNextWaiter(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2 := join2(t, ctx, c, "spare")
+	m, w1, w2 := join2(t, ctx, c, uniqueRunID("spare"))
 	enqueue := func(mod string) {
 		t.Helper()
 		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
@@ -356,7 +356,7 @@ func TestPublishRegistersNextWaiter(t *testing.T) {
 func TestClaimWithLostAnswerIsNotStranded(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w, _ := join2(t, ctx, c, "lost-answer")
+	m, w, _ := join2(t, ctx, c, uniqueRunID("lost-answer"))
 	var once sync.Once
 	c.testClaimAnswerLost = func() bool {
 		lost := false
@@ -397,7 +397,7 @@ func TestWaitRunRegistersWaiters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := guard(t)
 			c := newTestCoordinator(t)
-			run := benchRunID("early-waiters-" + tt.name)
+			run := uniqueRunID("early-waiters-" + tt.name)
 			ms, err := c.JoinMaster(ctx, joinReq(run, 0))
 			if err != nil {
 				t.Fatal(err)
@@ -473,7 +473,8 @@ func TestWaitRunRegistersWaiters(t *testing.T) {
 func TestConcurrentEnqueuesPushToEveryWaiter(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	const run, workers, mods = "push-concurrent", 4, 8
+	const workers, mods = 4, 8
+	run := uniqueRunID("push-concurrent")
 	var reqs []coordinator.JoinRequest
 	for i := 1; i <= workers; i++ {
 		reqs = append(reqs, joinReq(run, i))

@@ -90,7 +90,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("New over mutual TLS: %v", err)
 	}
 	defer c.Close()
-	m, err := c.JoinMaster(ctx, joinReq("tls", 0))
+	m, err := c.JoinMaster(ctx, joinReq(uniqueRunID("tls"), 0))
 	if err != nil {
 		t.Fatalf("JoinMaster over TLS: %v", err)
 	}
@@ -138,7 +138,7 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("New with the right password: %v", err)
 	}
 	defer c.Close()
-	m, err := c.JoinMaster(ctx, joinReq("auth", 0))
+	m, err := c.JoinMaster(ctx, joinReq(uniqueRunID("auth"), 0))
 	if err != nil {
 		t.Fatalf("JoinMaster with auth: %v", err)
 	}

@@ -75,7 +75,7 @@ func published(t *testing.T, ctx context.Context, m *Master, want string) {
 func TestStagedDispatchedByPublish(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, w1, w2, cla := stagedRun(t, ctx, c, benchRunID("staged-publish"))
+	m, w1, w2, cla := stagedRun(t, ctx, c, uniqueRunID("staged-publish"))
 	got := claimLater(ctx, w2)
 	waitWaiters(t, ctx, m, 1)
 	waitFor(t, ctx, w1, "worker 2's waiter", func() bool { return len(w1.view.waiters) == 1 })
@@ -112,7 +112,7 @@ func TestStagedDispatchedByPublish(t *testing.T) {
 func TestStagedDispatchedToPublisher(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, ws := joinMembers(t, ctx, c, benchRunID("staged-self"), nil)
+	m, ws := joinMembers(t, ctx, c, uniqueRunID("staged-self"), nil)
 	w := ws[0]
 	if err := m.Stage(ctx, coordinator.Assignment{Module: "b", Attempt: 1, Dependencies: []string{"a"}}); err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestStagedNotDispatched(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := guard(t)
 			c := newTestCoordinator(t)
-			m, w1, w2, cla := stagedRun(t, ctx, c, benchRunID("staged-not-"+tt.name[:4]))
+			m, w1, w2, cla := stagedRun(t, ctx, c, uniqueRunID("staged-not-"+tt.name[:4]))
 			if tt.before != nil {
 				if err := tt.before(ctx, m); err != nil {
 					t.Fatal(err)
@@ -208,7 +208,7 @@ func TestStagedNotDispatched(t *testing.T) {
 func TestStageRules(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	ms, err := c.JoinMaster(ctx, joinReq(benchRunID("stage-rules"), 0))
+	ms, err := c.JoinMaster(ctx, joinReq(uniqueRunID("stage-rules"), 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestStageRules(t *testing.T) {
 func TestStagedDispatchInGroupCommit(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, ws := joinMembers(t, ctx, c, benchRunID("staged-batch"), nil, []string{"b"}, []string{"b"})
+	m, ws := joinMembers(t, ctx, c, uniqueRunID("staged-batch"), nil, []string{"b"}, []string{"b"})
 	w1 := ws[0]
 	one := 1
 	for _, mod := range []string{"a1", "a2"} {
@@ -306,7 +306,7 @@ func TestStagedDispatchInGroupCommit(t *testing.T) {
 func TestStagedFanOutBounded(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
-	m, ws := joinMembers(t, ctx, c, benchRunID("staged-fanout"), nil)
+	m, ws := joinMembers(t, ctx, c, uniqueRunID("staged-fanout"), nil)
 	w := ws[0]
 	const n = 8*maxFires + 1 // unbounded, the publish would exceed 128 ops
 	dep := func(i int) coordinator.Assignment {
