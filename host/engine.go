@@ -50,6 +50,9 @@ type Options struct {
 	// (R7.4) as soon as the pipeline is loaded, so the host's own log
 	// lines and its plugins' (which the host logs) are masked too.
 	LogOutput *secrets.Output
+	// SocketRoot is where plugin processes keep their Unix sockets (see
+	// pluginhost.SocketRoot); empty means the system's temporary folder.
+	SocketRoot string
 	// Locator finds plugin binaries that have no plugin block; nil means
 	// DefaultLocator.
 	Locator *PluginLocator
@@ -288,7 +291,7 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 		return nil, l.report(diags, ExitPluginStart)
 	}
 	taken, errs, rest := pre.take(specs, results)
-	opts := pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace}
+	opts := pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace, SocketRoot: l.opts.SocketRoot}
 	if pre != nil {
 		opts.TLS = pre.tls
 	}
@@ -565,7 +568,7 @@ func Plugins(ctx context.Context, opts Options) error {
 	if diags.HasErrors() {
 		return l.report(diags, ExitPluginStart)
 	}
-	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: opts.Logger}, opts.Logger)
+	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: opts.Logger, SocketRoot: opts.SocketRoot}, opts.Logger)
 	if len(errs) > 0 {
 		for _, err := range errs {
 			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)

@@ -387,7 +387,7 @@ func prestartPlugins(ctx context.Context, opts Options) *prestart {
 		ps.tls, _ = pluginhost.NewTLSIdentity()
 		<-guessed
 		var errs []error
-		ps.set, errs = startEach(ctx, ps.specs, pluginhost.Options{Logger: opts.Logger, Results: ps.results.call, KillGrace: opts.Grace, TLS: ps.tls}, opts.Logger)
+		ps.set, errs = startEach(ctx, ps.specs, pluginhost.Options{Logger: opts.Logger, Results: ps.results.call, KillGrace: opts.Grace, TLS: ps.tls, SocketRoot: opts.SocketRoot}, opts.Logger)
 		for _, err := range errs {
 			var se *startError
 			if errors.As(err, &se) {

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modpipe/modpipe/host"
+	"github.com/modpipe/modpipe/host/pluginhost"
 	"github.com/modpipe/modpipe/host/report"
 	"github.com/modpipe/modpipe/host/secrets"
 )
@@ -56,6 +57,14 @@ func run(args []string) int {
 
 	var g globals
 	code := 0
+	// What the commands leave to undo when run returns (the plugins'
+	// socket folder).
+	var cleanups []func()
+	defer func() {
+		for _, f := range cleanups {
+			f()
+		}
+	}()
 	root := &cobra.Command{
 		Use:           "host",
 		Short:         "modpipe runs CI/CD pipelines of plugin modules declared in HCL",
@@ -80,7 +89,15 @@ func run(args []string) int {
 		if err != nil {
 			return host.Options{}, err
 		}
+		sockets, cleanup, err := pluginhost.SocketRoot("")
+		if err != nil {
+			// go-plugin makes its folders in the temporary folder itself
+			// then, and says what is wrong with it if it cannot.
+			logger.Warn("plugins' sockets go to the temporary folder directly", "error", err)
+		}
+		cleanups = append(cleanups, cleanup)
 		return host.Options{
+			SocketRoot:   sockets,
 			File:         file,
 			Vars:         vars,
 			Capabilities: g.caps,

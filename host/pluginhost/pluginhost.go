@@ -72,6 +72,10 @@ type Options struct {
 	// makes one for each process. Share one across plugins to make it
 	// once.
 	TLS *TLSIdentity
+	// SocketRoot is where go-plugin makes each plugin process's folder
+	// of Unix sockets (see SocketRoot); empty means the system's
+	// temporary folder.
+	SocketRoot string
 }
 
 // Info is what a plugin said about itself.

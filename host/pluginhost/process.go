@@ -143,6 +143,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			pr.run = r
 			return r, err
 		},
+		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: p.opts.SocketRoot},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		// AutoMTLS done by hand (see NewTLSIdentity): the same exchange
 		// on the wire, with a cheaper certificate. go-plugin still reads
