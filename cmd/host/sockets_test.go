@@ -26,7 +26,7 @@ func TestKilledHostsSocketFoldersAreSwept(t *testing.T) {
 	}
 	roots := func() []string {
 		t.Helper()
-		m, err := filepath.Glob(filepath.Join(f.tmp, "modpipe-plugins-*"))
+		m, err := filepath.Glob(filepath.Join(f.tmp, "modpipe-sock-*"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,8 +9,17 @@ import (
 )
 
 // socketRootPrefix starts the name of a host process's socket root:
-// modpipe-plugins-PID-RANDOM.
-const socketRootPrefix = "modpipe-plugins-"
+// modpipe-sock-PID-RANDOM (short: the sockets inside must fit in a
+// Unix socket path).
+const socketRootPrefix = "modpipe-sock-"
+
+// maxSocketPath is the longest Unix socket path every Unix takes (macOS
+// and the BSDs allow 104 bytes, Linux 108), and socketSuffix the longest
+// go-plugin adds to its folder's parent: plugin-dirRANDOM/pluginRANDOM.
+const (
+	maxSocketPath = 103
+	socketSuffix  = len("/plugin-dir4294967295/plugin4294967295")
+)
 
 // SocketRoot makes the folder in base (the system's temporary folder
 // when empty) that a host process's plugins keep their Unix sockets in
@@ -23,6 +32,10 @@ const socketRootPrefix = "modpipe-plugins-"
 // It does that on a goroutine, off the way to the first module (reading
 // a busy temporary folder can take milliseconds); the returned function
 // waits for it.
+//
+// A root whose sockets' paths would be too long for the system (a deep
+// temporary folder, as macOS has) is not made: SocketRoot returns "",
+// and go-plugin's folders go straight to base, as without a root.
 func SocketRoot(base string) (string, func(), error) {
 	if base == "" {
 		base = os.TempDir()
@@ -36,6 +49,10 @@ func SocketRoot(base string) (string, func(), error) {
 	if err != nil {
 		<-swept
 		return "", func() {}, fmt.Errorf("make the plugins' socket folder: %w", err)
+	}
+	if len(dir)+socketSuffix > maxSocketPath {
+		_ = os.Remove(dir)
+		return "", func() { <-swept }, nil
 	}
 	return dir, func() {
 		<-swept

@@ -11,7 +11,7 @@ import (
 // SocketRoot removes the roots of hosts that are gone and nothing else;
 // its cleanup removes its own.
 func TestSocketRootSweepsOnlyDeadHosts(t *testing.T) {
-	base := t.TempDir()
+	base := shortTempDir(t)
 	gone := exec.Command("true")
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
@@ -48,4 +48,36 @@ func TestSocketRootSweepsOnlyDeadHosts(t *testing.T) {
 			t.Errorf("%s was removed: %v", p, err)
 		}
 	}
+}
+
+// Under a temporary folder so deep that the sockets' paths would be too
+// long, there is no root: go-plugin's folders go straight to it.
+func TestSocketRootTooDeep(t *testing.T) {
+	base := t.TempDir()
+	for len(base) < maxSocketPath {
+		base = filepath.Join(base, "deeper-and-deeper")
+	}
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir, cleanup, err := SocketRoot(base)
+	defer cleanup()
+	if err != nil || dir != "" {
+		t.Fatalf("SocketRoot = %q, %v; want no root and no error", dir, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(base, socketRootPrefix+"*")); len(left) != 0 {
+		t.Fatalf("left behind: %q", left)
+	}
+}
+
+// shortTempDir is a temporary folder short enough for socket roots
+// (t.TempDir's names are too long for a socket path below them).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
