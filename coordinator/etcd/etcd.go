@@ -96,6 +96,9 @@ type Coordinator struct {
 	// testPushed, when set by a test, runs when a Claim call finds the
 	// claim pushed to it, before it checks its ctx and returns it.
 	testPushed func(*Session, context.Context)
+	// testPrefetching, when set by a test, runs before a prefetch's claim
+	// Txn is sent (the item is chosen).
+	testPrefetching func(*Session)
 	// testClaimAnswerLost, when set by a test, is asked after each claim
 	// Txn that etcd answered; true drops the answer, as a connection lost
 	// after the request was applied would.
@@ -441,6 +444,10 @@ type Session struct {
 	pubSeq                    int64
 	pubPending                map[string]int64
 	prefetchArmed, yieldArmed bool
+	// prefetching: a prefetch's claim Txn is in flight. Claim calls wait
+	// for it: it took the item they would take, and picking past it
+	// would return a later item first (FIFO within a priority).
+	prefetching bool
 	// advanced is closed and replaced whenever viewRev moves.
 	advanced chan struct{}
 
@@ -893,7 +900,7 @@ func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 			s.log.Debug("claimed (held)", "module", cl.Assignment.Module, "attempt", cl.Assignment.Attempt)
 			return cl, nil
 		}
-		if s.waitPublishLocked(before) {
+		if s.prefetching || s.waitPublishLocked(before) {
 			changed := s.changed
 			s.mu.Unlock()
 			select {

@@ -115,13 +115,25 @@ func (s *Session) prefetch() {
 		return
 	}
 	s.inflight[it.key] = true
+	s.prefetching = true
+	hook := s.c.testPrefetching
 	s.mu.Unlock()
+	if hook != nil {
+		hook(s)
+	}
 
 	cl, ok, _, err := s.tryClaim(s.ctx, it, nil)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inflight, it.key)
+	s.prefetching = false
+	defer func() {
+		// Wake the Claim calls waiting for this prefetch, whatever came
+		// of it. (Deferred after the unlock, so it runs first.)
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}()
 	switch {
 	case err != nil:
 		s.unsureLocked(it.a)
@@ -146,8 +158,6 @@ func (s *Session) prefetch() {
 	s.c.prefetches.Add(1)
 	s.log.Debug("prefetched", "module", it.a.Module, "attempt", it.a.Attempt)
 	s.ahead = append(s.ahead, &heldClaim{cl: cl, prefetched: true})
-	close(s.changed)
-	s.changed = make(chan struct{})
 	// A member may have begun to wait while the claim was in flight.
 	s.yieldPrefetchLocked()
 }

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,5 +150,54 @@ func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
 	}
 	if n := c.aheads.Load() + c.prefetches.Load(); n != 1 {
 		t.Fatalf("%d claims taken ahead or prefetched, want 1 (the one Claim returned)", n)
+	}
+}
+
+// A Claim call made while a prefetch's claim Txn is in flight waits for
+// it and returns what it took, rather than picking past it: the item
+// after would come first (a CI run of the conformance suite claimed
+// [... a f b ...] for [... a b f ...] this way).
+func TestClaimWaitsForPrefetchInFlight(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.testPrefetching = func(*Session) {
+		once.Do(func() {
+			close(reached)
+			<-release
+		})
+	}
+	req := joinReq(uniqueRunID("prefetch-inflight"), 0)
+	req.Member.Slots = 1
+	ms, err := c.JoinMaster(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ms.Close() })
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before Close, which waits for the prefetch
+	m := ms.(*Master)
+	enqueueAll(t, ctx, m, "a", "b", "c")
+	first, err := m.Claim(ctx) // its one slot is busy: a prefetch takes b
+	if err != nil || first.Assignment.Module != "a" {
+		t.Fatalf("first claim = %+v, %v; want a", first, err)
+	}
+	<-reached
+	got := claimLater(ctx, m)
+	// Without the wait the call returned c at once; give it the time a
+	// claim takes to do so.
+	select {
+	case cl := <-got:
+		t.Fatalf("claimed %+v while the prefetch of b was in flight", cl.Assignment)
+	case <-time.After(100 * time.Millisecond):
+	}
+	unblock()
+	if cl, ok := <-got; !ok || cl.Assignment.Module != "b" {
+		t.Fatalf("claim = %+v (ok %v), want b, the prefetched item", cl, ok)
+	}
+	if cl, err := m.Claim(ctx); err != nil || cl.Assignment.Module != "c" {
+		t.Fatalf("next claim = %+v, %v; want c", cl, err)
 	}
 }
