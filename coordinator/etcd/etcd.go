@@ -89,6 +89,10 @@ type Coordinator struct {
 	// grace is how long an item designated to another member is left to
 	// it (DefaultDesignationGrace; tests change it).
 	grace time.Duration
+	// prefetchAfter is how long a member's slots must all be busy before
+	// it prefetches (prefetch.go; tests that must not see a prefetch
+	// under load lengthen it).
+	prefetchAfter time.Duration
 
 	// testWatchContext, when set by a test, runs before each watch starts
 	// and may block or return a context it cancels to cut the watch.
@@ -139,9 +143,10 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	return &Coordinator{
 		cfg: cfg, cli: cli, log: cfg.Logger,
-		runLeases: map[string]clientv3.LeaseID{},
-		sessions:  map[*Session]struct{}{},
-		grace:     DefaultDesignationGrace,
+		runLeases:     map[string]clientv3.LeaseID{},
+		sessions:      map[*Session]struct{}{},
+		grace:         DefaultDesignationGrace,
+		prefetchAfter: prefetchAfter,
 	}, nil
 }
 

@@ -87,7 +87,7 @@ func (s *Session) armPrefetchLocked() {
 		return
 	}
 	s.prefetchArmed = true
-	s.afterLocked(prefetchAfter, s.prefetch)
+	s.afterLocked(s.c.prefetchAfter, s.prefetch)
 }
 
 // holdsPrefetchLocked reports whether a prefetched claim is held.

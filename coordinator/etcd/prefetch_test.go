@@ -96,9 +96,12 @@ func TestPrefetchYieldsToIdleMember(t *testing.T) {
 }
 
 // Modules shorter than prefetchAfter never prefetch: Publish claims ahead.
+// prefetchAfter is a minute here, so that a loaded machine's slow
+// Publish does not make these modules long ones.
 func TestNoPrefetchForShortModules(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
+	c.prefetchAfter = time.Minute
 	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("prefetch-short"))
 	const n = 5
 	for i := range n {
@@ -124,6 +127,7 @@ func TestNoPrefetchForShortModules(t *testing.T) {
 func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
+	c.prefetchAfter = time.Minute // the outcome must not hang on a prefetch
 	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("announced-publish"))
 	enqueueAll(t, ctx, m, "a", "b", "c")
 	first, err := w.Claim(ctx)
@@ -132,8 +136,7 @@ func TestClaimWaitsForAnnouncedPublish(t *testing.T) {
 	}
 	w.Publishing(first)
 	got := claimLater(ctx, w)
-	// Let the Claim call begin first, as the host's does (shorter than
-	// prefetchAfter, so the outcome does not hang on a prefetch).
+	// Let the Claim call begin first, as the host's does.
 	time.Sleep(5 * time.Millisecond)
 	if err := w.Publish(ctx, first, coordinator.Envelope{Module: first.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
 		t.Fatal(err)
