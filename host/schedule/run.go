@@ -169,12 +169,14 @@ func (r *run) loop() {
 		}
 		select {
 		case c := <-r.done:
+			r.cancelFirst(&ctxDone)
 			r.completed(c)
 			// Take every completion already waiting before dispatching, so a
 			// burst of finishes costs one dispatch pass.
 			for more := true; more; {
 				select {
 				case c := <-r.done:
+					r.cancelFirst(&ctxDone)
 					r.completed(c)
 				default:
 					more = false
@@ -186,10 +188,25 @@ func (r *run) loop() {
 		case now := <-timerC:
 			r.wake(now)
 		}
+		r.cancelFirst(&ctxDone) // nothing starts in a cancelled run
 		r.dispatch()
 	}
 	close(r.jobs) // every goroutine is idle now: let them go
 	r.wg.Wait()
+}
+
+// cancelFirst applies the caller's cancellation, if it came and the loop
+// has not seen it, before a completion is taken or tasks are started:
+// select picks among ready cases at random, and the completions the
+// cancellation itself causes (tasks ending cancelled) would otherwise
+// resolve their dependents first, skipping some and starting always_run
+// ones in a cancelled run (seen under -race on a loaded machine, when
+// the caller cancelled from an observer's callback mid-completion).
+func (r *run) cancelFirst(ctxDone *<-chan struct{}) {
+	if *ctxDone != nil && r.callerCtx.Err() != nil {
+		*ctxDone = nil
+		r.cancel()
+	}
 }
 
 func (r *run) result() *Result {
