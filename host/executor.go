@@ -153,12 +153,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		case m.Timeout > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(runCtx.Err(), context.DeadlineExceeded)):
 			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout)})
 		case errors.As(err, &crash):
-			msg := fmt.Sprintf("plugin %q crashed while running module %s: %v", m.Plugin, n.Address, crash)
-			if crash.KilledAsHung != "" {
-				// Not this module's crash: another one hung the plugin.
-				msg = crash.Error()
-			}
-			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindCrash, Message: msg, Tail: crash.StderrTail})
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindCrash, Message: crash.Error(), Tail: crash.StderrTail})
 		default:
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindPlugin, Message: fmt.Sprintf("plugin %q: %v", m.Plugin, err)})
 		}

@@ -282,7 +282,7 @@ func TestPluginCrashThenRestart(t *testing.T) {
 	boom := r.module(t, "boom")
 	wantStatus(t, boom, coordinator.StatusFailed)
 	if boom.Error == nil || boom.Error.Kind != coordinator.ErrorKindCrash ||
-		!strings.Contains(boom.Error.Message, "crashed while running module boom") ||
+		!strings.Contains(boom.Error.Message, `crashed while running module "boom"`) ||
 		!strings.Contains(boom.Error.Tail, "the plugin fell over") {
 		t.Errorf("boom: want a crash error naming the module with the panic in its tail, got %+v", boom.Error)
 	}

@@ -3,6 +3,8 @@ package pluginhost
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -64,7 +66,11 @@ type CrashError struct {
 	// killed it as hung: why (which cancelled module it did not stop).
 	// The module of this error was running in it and went with it.
 	KilledAsHung string
-	Err          error
+	// Running lists, sorted, every module the process was running when
+	// it died, Module among them: with more than one, any of them may
+	// have caused the crash.
+	Running []string
+	Err     error
 }
 
 func (e *CrashError) Error() string {
@@ -72,6 +78,12 @@ func (e *CrashError) Error() string {
 		return fmt.Sprintf("module %q stopped: its plugin %q (%s) was killed as hung (%s), with every module running in it; the module itself did nothing wrong", e.Module, e.Plugin, e.Path, e.KilledAsHung)
 	}
 	msg := fmt.Sprintf("plugin %q (%s) crashed while running module %q", e.Plugin, e.Path, e.Module)
+	if others := slices.DeleteFunc(slices.Clone(e.Running), func(m string) bool { return m == e.Module }); len(others) > 0 {
+		// The process went down with all of them; nothing says which
+		// one brought it down.
+		msg = fmt.Sprintf("plugin %q (%s) crashed while running module %q and %d other%s (%s); any of them may have caused it (see the stderr tail)",
+			e.Plugin, e.Path, e.Module, len(others), plural(len(others)), quoteAll(others))
+	}
 	if e.ExitStatus != "" {
 		msg += ": " + e.ExitStatus
 	}
@@ -82,6 +94,21 @@ func (e *CrashError) Error() string {
 }
 
 func (e *CrashError) Unwrap() error { return e.Err }
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func quoteAll(ms []string) string {
+	q := make([]string, len(ms))
+	for i, m := range ms {
+		q[i] = strconv.Quote(m)
+	}
+	return strings.Join(q, ", ")
+}
 
 func firstPanicLine(tail string) string {
 	for _, l := range strings.Split(tail, "\n") {

@@ -453,11 +453,19 @@ func (p *Plugin) mayRead(caller, dep string) bool {
 // KillGrace its process is killed), the plugin process died (*CrashError),
 // or the plugin broke the protocol (*ProtocolError). A dead or killed
 // process is replaced on the next call.
-func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (Response, error) {
+func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (_ Response, err error) {
 	pr, err := p.acquire(ctx)
 	if err != nil {
 		return Response{}, err
 	}
+	pr.begin(req.Module)
+	defer func() {
+		// A module the process died running stays on its list, so every
+		// crash error of that process names all of them.
+		if _, crashed := errors.AsType[*CrashError](err); !crashed {
+			pr.end(req.Module)
+		}
+	}()
 	id := strconv.FormatUint(p.execSeq.Add(1), 10)
 	p.inflightMu.Lock()
 	p.inflight[id] = &req
@@ -605,6 +613,7 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 		ExitStatus:   pr.run.exitStatus(),
 		StderrTail:   pr.tail.String(),
 		KilledAsHung: pr.hungReason(),
+		Running:      pr.runningModules(),
 		Err:          err,
 	}
 	if crash.KilledAsHung != "" {

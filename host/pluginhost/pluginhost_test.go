@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -580,9 +581,19 @@ func TestCrashRestartsOnceForConcurrentCallers(t *testing.T) {
 		t.Fatalf("crash: %v", err)
 	}
 	wg.Wait()
-	for i, err := range errs {
+	// Nothing says which module brought the process down: every error
+	// names them all.
+	all := []string{"c", "s0", "s1", "s2", "s3"}
+	for i, err := range append(errs, err) {
 		if !errors.As(err, &crash) {
-			t.Errorf("sleeper %d: err = %v, want *CrashError", i, err)
+			t.Errorf("call %d: err = %v, want *CrashError", i, err)
+			continue
+		}
+		if !slices.Equal(crash.Running, all) {
+			t.Errorf("%s: Running = %q, want %q", crash.Module, crash.Running, all)
+		}
+		if msg := crash.Error(); !strings.Contains(msg, fmt.Sprintf("crashed while running module %q and 4 others", crash.Module)) || !strings.Contains(msg, "any of them may have caused it") {
+			t.Errorf("%s: message %q does not name the other modules", crash.Module, msg)
 		}
 	}
 	// Then many callers at once: exactly one new process.
@@ -616,6 +627,11 @@ func TestStartErrors(t *testing.T) {
 	sum.Write(b)
 	good := hex.EncodeToString(sum.Sum(nil))
 	bad := strings.Repeat("0", 64)
+	// A plugin that gives up before its handshake, saying why on stderr.
+	quits := filepath.Join(dir, "modpipe-plugin-quits")
+	if err := os.WriteFile(quits, []byte("#!/bin/sh\necho 'startup: MY_TOKEN is not set' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -627,6 +643,7 @@ func TestStartErrors(t *testing.T) {
 		{"directory", pluginhost.Spec{Name: "dir", Path: dir}, pluginhost.ReasonNotFound, []string{dir, "directory"}},
 		{"bad checksum", pluginhost.Spec{Name: "hello", Path: helloBin, SHA256: bad}, pluginhost.ReasonChecksum, []string{helloBin, "expected sha256 " + bad, "found sha256 " + good}},
 		{"not a plugin", pluginhost.Spec{Name: "nap", Path: notAPluginBin}, pluginhost.ReasonHandshake, []string{notAPluginBin, "not a modpipe plugin", `"hello, I am just a program"`}},
+		{"exits at start", pluginhost.Spec{Name: "quits", Path: quits}, pluginhost.ReasonHandshake, []string{quits, "nothing on stdout", "exit status 3", "its stderr ends with:\n    startup: MY_TOKEN is not set"}},
 		{"wrong protocol version", pluginhost.Spec{Name: "future", Path: wrongVerBin}, pluginhost.ReasonProtocolVersion, []string{wrongVerBin, "expected protocol version 1, found protocol version 99"}},
 	}
 	for _, tt := range tests {

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -43,6 +47,36 @@ type process struct {
 	// other modules it was running die with it, through no fault of
 	// their own, and their errors say so.
 	hung atomic.Pointer[string]
+
+	runMu sync.Mutex
+	// running counts the calls running each module in the process.
+	running map[string]int
+}
+
+// begin and end bracket a call that runs module in the process.
+func (pr *process) begin(module string) {
+	pr.runMu.Lock()
+	if pr.running == nil {
+		pr.running = map[string]int{}
+	}
+	pr.running[module]++
+	pr.runMu.Unlock()
+}
+
+func (pr *process) end(module string) {
+	pr.runMu.Lock()
+	if pr.running[module]--; pr.running[module] <= 0 {
+		delete(pr.running, module)
+	}
+	pr.runMu.Unlock()
+}
+
+// runningModules lists, sorted, the modules the process is running (or
+// was running when it died).
+func (pr *process) runningModules() []string {
+	pr.runMu.Lock()
+	defer pr.runMu.Unlock()
+	return slices.Sorted(maps.Keys(pr.running))
 }
 
 // hungReason returns why the host killed the process as hung, or "".
@@ -51,6 +85,18 @@ func (pr *process) hungReason() string {
 		return *r
 	}
 	return ""
+}
+
+// startTimeout bounds a plugin's start, up to its handshake line
+// (go-plugin's default, said in the error when it runs out).
+const startTimeout = time.Minute
+
+// exitStatus is how the process ended, or "" while it runs.
+func (pr *process) exitStatus() string {
+	if pr.run == nil {
+		return ""
+	}
+	return pr.run.exitStatus()
 }
 
 // pid is the operating system's process id of the plugin.
@@ -144,6 +190,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			return r, err
 		},
 		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: p.opts.SocketRoot},
+		StartTimeout:     startTimeout,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		// AutoMTLS done by hand (see NewTLSIdentity): the same exchange
 		// on the wire, with a cheaper certificate. go-plugin still reads
@@ -237,12 +284,8 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 		e.Reason = ReasonHandshake
 		e.Msg = "it is not a modpipe plugin, or it failed before completing the handshake"
 		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
-		found := "no handshake"
-		if tail := pr.tail.String(); tail != "" {
-			found += "; its stderr ends with:\n" + tail
-		}
-		e.Found = found
 		e.Err = nil
+		e.Found = "no handshake"
 		if _, rest, ok := strings.Cut(msg, "emote plugin message: "); ok {
 			first, _, _ := strings.Cut(rest, "\n")
 			e.Found = fmt.Sprintf("stdout line %q", first)
@@ -250,11 +293,28 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 				e.Found = "nothing on stdout"
 			}
 		}
+		if strings.Contains(lower, "timeout while waiting for plugin to start") {
+			e.Msg = fmt.Sprintf("it did not complete the handshake within %s of starting", startTimeout)
+		}
+		if st := pr.exitStatus(); st != "" {
+			e.Found += ", then the process ended (" + st + ")"
+		}
+		// What a plugin says on its way down is most often the reason
+		// (a missing setting, a panic in its setup).
+		if tail := strings.TrimRight(pr.tail.String(), "\n"); tail != "" {
+			e.Found += "; its stderr ends with:\n" + indent(tail)
+		}
 	default:
 		e.Reason = ReasonExec
 		e.Msg = "could not run the plugin binary"
 	}
 	return e
+}
+
+// indent indents every line of s, to set a plugin's own lines apart from
+// the host's message.
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
 }
 
 // versionFromMessage digs the plugin's version out of go-plugin's
@@ -289,6 +349,8 @@ type cmdRunner struct {
 
 	mu     sync.Mutex
 	status string // "exit status 3", "signal: killed"; set once waited
+	// waited is closed once the process has been waited for.
+	waited chan struct{}
 }
 
 var _ runner.Runner = (*cmdRunner)(nil)
@@ -302,7 +364,7 @@ func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr}, nil
+	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr, waited: make(chan struct{})}, nil
 }
 
 func (r *cmdRunner) Start(context.Context) error {
@@ -321,6 +383,7 @@ func (r *cmdRunner) Wait(context.Context) error {
 		r.status = r.cmd.ProcessState.String()
 	}
 	r.mu.Unlock()
+	close(r.waited)
 	return err
 }
 
@@ -331,11 +394,31 @@ func (r *cmdRunner) exitStatus() string {
 	return r.status
 }
 
+// stopGrace is how long a plugin being killed has between SIGTERM and
+// SIGKILL: long enough to kill its commands' process groups, which
+// modpipe's plugins do on SIGTERM, and short because it is hung or
+// already being shut down.
+const stopGrace = time.Second
+
+// Kill stops the plugin process: SIGTERM, then SIGKILL if it is still
+// there after stopGrace (at once where there are no signals, on Windows).
 func (r *cmdRunner) Kill(context.Context) error {
-	if r.cmd.Process == nil {
+	p := r.cmd.Process
+	if p == nil {
 		return nil
 	}
-	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := p.Signal(syscall.SIGTERM); err == nil {
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case <-r.waited:
+			return nil
+		case <-t.C:
+		}
+	} else if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	if err := p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
 	return nil

@@ -5,8 +5,10 @@ package proc
 import (
 	"bytes"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -57,3 +59,53 @@ func groupAlive(p *os.Process) bool {
 // signalGroup signals every process in the group. ESRCH (the group is
 // already empty) is the normal case after a clean exit and is ignored.
 func signalGroup(pgid int, sig syscall.Signal) { _ = syscall.Kill(-pgid, sig) }
+
+// running holds the process groups of the commands this plugin runs now.
+// It is process-wide because signals are: when the plugin itself is told
+// to stop with SIGTERM (the kernel sends it when the host dies, even by
+// SIGKILL, and the host sends it to a plugin it kills as hung), every
+// group is killed before the plugin goes. A command's main process dies
+// with the plugin by itself (Pdeathsig), but what it started (the sleep
+// of `sh -c 'sleep 60; echo done'`) would be orphaned and run on.
+var running = &groups{pgids: map[int]struct{}{}}
+
+type groups struct {
+	watch sync.Once
+	mu    sync.Mutex
+	pgids map[int]struct{}
+}
+
+// add registers the group led by pid, and on first use starts listening
+// for SIGTERM.
+func (g *groups) add(pid int) {
+	g.watch.Do(g.listen)
+	g.mu.Lock()
+	g.pgids[pid] = struct{}{}
+	g.mu.Unlock()
+}
+
+// remove forgets a group that is empty or killed.
+func (g *groups) remove(pid int) {
+	g.mu.Lock()
+	delete(g.pgids, pid)
+	g.mu.Unlock()
+}
+
+// listen kills every group on SIGTERM and then lets the signal end the
+// plugin as it would have without us. The goroutine lives as long as the
+// process: it exists to outlive everything else in it.
+func (g *groups) listen() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	go func() {
+		<-ch
+		// Held to the end: no command starts past this point, and none
+		// of the running ones can be forgotten while it is killed.
+		g.mu.Lock()
+		for pgid := range g.pgids {
+			signalGroup(pgid, syscall.SIGKILL)
+		}
+		signal.Reset(syscall.SIGTERM)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	}()
+}

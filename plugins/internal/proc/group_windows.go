@@ -17,3 +17,12 @@ func signalTerm(p *os.Process) { _ = p.Kill() }
 func signalKill(p *os.Process) { _ = p.Kill() }
 
 func groupAlive(*os.Process) bool { return false }
+
+// running tracks nothing on Windows: without groups there is nothing to
+// kill when the plugin is stopped.
+var running groups
+
+type groups struct{}
+
+func (groups) add(int)    {}
+func (groups) remove(int) {}

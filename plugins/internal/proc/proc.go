@@ -163,6 +163,7 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 		}
 		return Exit{}, fmt.Errorf("start %q: %w", c.Argv[0], err)
 	}
+	running.add(proc.Pid)
 	stderrDone := make(chan struct{})
 	go func() { defer close(stderrDone); readLines(errR, c.Stderr) }()
 	readersDone := make(chan struct{})
@@ -188,6 +189,7 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	// hold the pipes open and outlive the module: give it the same
 	// SIGTERM, grace period, SIGKILL.
 	cleanupGroup(proc, grace)
+	running.remove(proc.Pid)
 	// The pipes close when the last writer is gone. A process that left
 	// the group (setsid) but kept them open is out of reach: stop reading
 	// after the grace period so the module can finish.

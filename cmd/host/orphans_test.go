@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A host that dies by SIGKILL takes with it what its modules' commands
+// started, not only the commands themselves: the kernel signals the
+// plugin (Pdeathsig), and the plugin kills its commands' process groups
+// before it goes. Both ways a host gets killed: its own pid (a runner
+// killing the job's process) and its whole process group (`timeout -s
+// KILL`, a job control kill).
+func TestKilledHostLeavesNoCommandBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill func(p *proc)
+	}{
+		{"host pid", func(p *proc) { _ = p.cmd.Process.Signal(syscall.SIGKILL) }},
+		{"host process group", func(p *proc) { p.kill() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t) // fails the test if any process of it is left
+			// A sleep that is the shell's child, not the shell itself
+			// (no exec): only a group kill reaches it once the shell is
+			// gone. The odd duration finds it among the processes.
+			marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+			file := filepath.Join(f.dir, "orphan.hcl")
+			text := fmt.Sprintf(`module "shell" "long" {
+  script = "echo started; sleep %s; echo done"
+}
+module "shell" "argv" {
+  command = ["sh", "-c", "sleep %s; echo done"]
+}
+`, marker, marker)
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
+			sleeps := func() []procInfo {
+				var out []procInfo
+				for _, pi := range f.tagged() {
+					if strings.Contains(pi.cmdline, "sleep "+marker) {
+						out = append(out, pi)
+					}
+				}
+				return out
+			}
+			deadline := time.Now().Add(guard)
+			for len(sleeps()) < 2 {
+				if time.Now().After(deadline) || host.exited() {
+					t.Fatalf("the two sleeps did not start\n%s", host.output())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			tc.kill(host)
+			<-host.done
+			killed := time.Now()
+			left := f.waitNoneLeft(nil)
+			if len(left) > 0 {
+				t.Fatalf("left running after the host was killed:\n%s", strings.Join(left, "\n"))
+			}
+			t.Logf("every process of the run was gone %s after the host", time.Since(killed).Round(time.Millisecond))
+		})
+	}
+}
