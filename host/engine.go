@@ -300,6 +300,12 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 	errs = append(errs, more...)
 	if len(errs) > 0 {
 		set.Close()
+		if ctx.Err() != nil {
+			// Stopped, not failed: the errors only echo the cancellation,
+			// and whoever cancelled says why (Ctrl-C, a worker the run
+			// refused).
+			return nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("plugins not started: %w", context.Cause(ctx))}
+		}
 		sortErrors(errs)
 		for _, err := range errs {
 			fmt.Fprintf(l.opts.Stderr, "Error: %v\n", err)
@@ -534,8 +540,8 @@ func Validate(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer p.close()
-	fmt.Fprintf(opts.Stdout, "%s is valid: %d modules (%d after matrix expansion), %d plugins (%s)\n",
-		opts.File, len(l.modules()), len(l.graph.Nodes()), len(p.plugins.Names()), strings.Join(p.plugins.Names(), ", "))
+	fmt.Fprintf(opts.Stdout, "%s is valid: %s (%d after matrix expansion), %s (%s)\n",
+		opts.File, count(len(l.modules()), "module"), len(l.graph.Nodes()), count(len(p.plugins.Names()), "plugin"), strings.Join(p.plugins.Names(), ", "))
 	return nil
 }
 
@@ -605,4 +611,12 @@ func writePluginInfo(w io.Writer, path string, info pluginhost.Info) {
 			fmt.Fprintf(w, "    %-14s %-22s %-8s %s\n", a.Name, a.Type.FriendlyName(), req, a.Doc)
 		}
 	}
+}
+
+// count is "1 module", "2 modules".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

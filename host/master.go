@@ -461,7 +461,11 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 	switch {
 	case ok:
 		if o.lost != nil {
-			return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, o.lost.Error())
+			// It ran, and died, where the lost member was: the report
+			// says so, as it would for a module that finished there.
+			env := failed(coordinator.StatusFailed, coordinator.ErrorKindLost, o.lost.Error())
+			env.Instance, env.Host = o.lost.Member.Index, o.lost.Member.Host
+			return env
 		}
 		return o.env
 	case ctx.Err() != nil:

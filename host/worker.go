@@ -76,6 +76,10 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		}
 		return sessionEndError(err, d)
 	}
+	if info.Total > 0 && info.Total != d.Total {
+		return exitErrorf(ExitInvalid, "instance %d refuses to run: it was started with a total of %d instances, the master of run %s with %d (indexes 0..%d); give every instance of the run the same total",
+			d.Instance, d.Total, d.RunID, info.Total, info.Total-1)
+	}
 	if info.PipelineHash != hash {
 		return exitErrorf(ExitInvalid, "instance %d refuses to run: its pipeline file %s (%s) differs from the master's (%s); run every instance of run %s from the same commit and file",
 			d.Instance, opts.File, hash, info.PipelineHash, d.RunID)

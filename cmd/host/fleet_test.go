@@ -677,6 +677,9 @@ func TestFleetWorkerKilled(t *testing.T) {
 				if v.Error == nil || v.Error.Kind != coordinator.ErrorKindLost || !strings.Contains(v.Error.Message, "was lost while running victim") || !strings.Contains(v.Error.Message, wantMsg) {
 					t.Errorf("victim's error: %+v; want kind %q naming %s lost while running victim", v.Error, coordinator.ErrorKindLost, wantMsg)
 				}
+				if v.Instance != index || v.Host == "" {
+					t.Errorf("victim is reported on instance %d host %q, want the lost worker %d and its host", v.Instance, v.Host, index)
+				}
 				after := moduleOf(t, r, "after")
 				wantStatus(t, after, coordinator.StatusSkipped)
 				if !strings.Contains(after.SkipReason, "victim") {
@@ -933,6 +936,19 @@ func TestFleetDuplicateIndexRefused(t *testing.T) {
 	msg := second.stderr.String()
 	if !strings.Contains(msg, coordinator.ErrDuplicateIndex.Error()) || !strings.Contains(msg, "instance 1 of run duplicate") {
 		t.Errorf("the second instance 1 was not refused with the duplicate-index error\n%s", second.output())
+	}
+	// A total other than the master's is refused as well.
+	wrongTotal := f.host(file, 2, 3, "duplicate", endpoints(etcd), vars...)
+	wrongTotal.wantCode(t, 2)
+	if msg := wrongTotal.stderr.String(); !strings.Contains(msg, "started with a total of 3 instances, the master of run duplicate with 2") {
+		t.Errorf("an instance with another total was not refused with the totals named\n%s", wrongTotal.output())
+	}
+	// A refusal is all a refused instance says: no echo of the plugins
+	// it was starting meanwhile.
+	for _, p := range []*instance{second, wrongTotal} {
+		if msg := p.stderr.String(); strings.Contains(msg, "start plugin") || strings.Contains(msg, "acceptAndServe") {
+			t.Errorf("%s: the refusal comes with plugin start errors\n%s", p.name, p.output())
+		}
 	}
 
 	// The holder was not disturbed: the run completes with it.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -170,7 +171,7 @@ func run(args []string) int {
 	runCmd.Flags().StringArrayVar(&reports, "report", nil, "write a report: FORMAT=PATH, FORMAT one of "+strings.Join(report.Formats, ", ")+" (repeatable)")
 	runCmd.Flags().BoolVar(&noProgress, "no-progress", false, "on a terminal, print plain lines instead of the live view")
 	runCmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (waves, what would be skipped and why) and run nothing")
-	runCmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long running modules get to stop before their plugins are killed")
+	runCmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "how long a cancelled module (SIGINT/SIGTERM, its timeout, on_failure stop) gets to stop before its plugin is killed as hung")
 	runCmd.Flags().StringVar(&runID, "run-id", os.Getenv("MODPIPE_RUN_ID"), "the run's id in reports and, in a distributed run, on the coordinator: every instance gives the same (env MODPIPE_RUN_ID; default from the CI, else the time)")
 	addFleetFlags(runCmd, &fleet)
 
@@ -261,12 +262,47 @@ func newLogger(level string, asJSON bool, out io.Writer) (hclog.Logger, error) {
 	if lv == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: use trace, debug, info, warn, error or off", level)
 	}
-	return hclog.New(&hclog.LoggerOptions{
+	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "host",
 		Level:      lv,
 		Output:     out,
 		JSONFormat: asJSON,
-	}), nil
+		// go-plugin warns of these when it stops a plugin the host is done
+		// with: after its Shutdown call, even of a plugin that had already
+		// exited (one that failed to start), and when the host closed the
+		// connection first. What was wrong with a plugin, if anything, is
+		// reported on its own.
+		Exclude: func(level hclog.Level, msg string, _ ...any) bool {
+			return lv > hclog.Debug && (msg == "plugin failed to exit gracefully" || msg == "error closing client during Kill")
+		},
+	})
+	// go-plugin writes a few events with the standard log package; they
+	// become entries of this log, at the level their prefix names.
+	log.SetFlags(0)
+	log.SetOutput(stdLog{logger.Named("go-plugin")})
+	return logger, nil
+}
+
+// stdLog makes lines of the standard log package ("[ERR] plugin: ...")
+// entries of an hclog logger.
+type stdLog struct{ l hclog.Logger }
+
+func (w stdLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := hclog.Info
+	for prefix, lv := range map[string]hclog.Level{"[ERR]": hclog.Error, "[ERROR]": hclog.Error, "[WARN]": hclog.Warn, "[INFO]": hclog.Info, "[DEBUG]": hclog.Debug, "[TRACE]": hclog.Trace} {
+		if rest, ok := strings.CutPrefix(msg, prefix); ok {
+			level, msg = lv, strings.TrimSpace(strings.TrimPrefix(rest, ":"))
+			break
+		}
+	}
+	if strings.HasSuffix(msg, "broker closed") {
+		// The plugin was stopped before it connected back (a start
+		// cancelled, a worker refused by the run): nothing went wrong.
+		level = hclog.Debug
+	}
+	w.l.Log(level, msg)
+	return len(p), nil
 }
 
 func envOr(k, def string) string {

@@ -4,16 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 )
 
 // Suggest returns the candidate closest to name when it is close enough to
-// be a likely typo (edit distance below 3, as Terraform does), or "".
+// be a likely typo (edit distance below 3, as Terraform does, and below
+// the name's length: "m1" is not a typo of "a"), or "".
 // Ties go to the earlier candidate.
 func Suggest(name string, candidates []string) string {
-	best, bestDist := "", 3
+	best, bestDist := "", min(3, utf8.RuneCountInString(name))
 	for _, c := range candidates {
 		if c == name {
 			continue

@@ -190,6 +190,9 @@ func TestSuggest(t *testing.T) {
 		{"build", []string{"build"}, ""},
 		{"", nil, ""},
 		{"tests", []string{"test", "tests2"}, "test"},
+		{"m1", []string{"a"}, ""}, // every letter replaced: no typo
+		{"m1", []string{"a", "m2"}, "m2"},
+		{"ab", []string{"ba"}, ""},
 	}
 	for _, tt := range tests {
 		if got := Suggest(tt.name, tt.candidates); got != tt.want {
