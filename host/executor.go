@@ -151,7 +151,12 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		case ctx.Err() != nil:
 			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})
 		case m.Timeout > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(runCtx.Err(), context.DeadlineExceeded)):
-			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout)})
+			msg := fmt.Sprintf("timed out after %s", m.Timeout)
+			if errors.Is(err, pluginhost.ErrKilledAsHung) {
+				// Why it ended well past its timeout.
+				msg += fmt.Sprintf(" and did not stop within the grace period (--grace), so its plugin %q was killed as hung", m.Plugin)
+			}
+			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: msg})
 		case errors.As(err, &crash):
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindCrash, Message: crash.Error(), Tail: crash.StderrTail})
 		default:

@@ -179,7 +179,11 @@ func TestFailureStop(t *testing.T) {
 	if bad.Error == nil || !strings.Contains(bad.Error.Message, "exit status 3") || !strings.Contains(bad.Error.Tail, "boom") {
 		t.Errorf("bad's error should carry the exit code and stderr tail: %+v", bad.Error)
 	}
-	wantStatus(t, r.module(t, "slow"), coordinator.StatusCancelled)
+	slow := r.module(t, "slow")
+	wantStatus(t, slow, coordinator.StatusCancelled)
+	if slow.Error == nil || !strings.Contains(slow.Error.Message, "the pipeline stopped after bad failed") {
+		t.Errorf("slow's error should say which failure stopped the pipeline: %+v", slow.Error)
+	}
 	after := r.module(t, "after")
 	if after.Status != coordinator.StatusSkipped && after.Status != coordinator.StatusCancelled {
 		t.Errorf("after: %s, want skipped or cancelled", after.Status)

@@ -914,6 +914,18 @@ func TestSignalCancelsRun(t *testing.T) {
 	}
 }
 
+// A module that ignores its timeout ends when its plugin is killed after
+// the grace period, and its error says why it took that long.
+func TestTimeoutOfHungModuleSaysThePluginWasKilled(t *testing.T) {
+	r := runHost(t, "run", schedFile("hang_timeout.hcl"), "--grace", "300ms")
+	r.wantCode(t, 1)
+	stuck := r.module(t, "stuck")
+	wantStatus(t, stuck, coordinator.StatusTimedOut)
+	if stuck.Error == nil || !strings.Contains(stuck.Error.Message, "timed out after 200ms and did not stop within the grace period (--grace), so its plugin \"testkit\" was killed as hung") {
+		t.Errorf("stuck's error does not say its plugin was killed: %+v", stuck.Error)
+	}
+}
+
 func TestSignalKillsHungPluginAfterGrace(t *testing.T) {
 	requireProc(t)
 	const grace = time.Second

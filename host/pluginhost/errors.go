@@ -119,6 +119,10 @@ func firstPanicLine(tail string) string {
 	return ""
 }
 
+// ErrKilledAsHung is wrapped by the error of a cancelled module whose
+// plugin did not stop it within the grace period and was killed for it.
+var ErrKilledAsHung = errors.New("its plugin was killed as hung")
+
 // ErrClosed is returned by calls on a Plugin after Close.
 var ErrClosed = errors.New("plugin is closed")
 

@@ -581,7 +581,9 @@ func (p *Plugin) response(module string, r *pluginv1.Result) (Response, error) {
 // deals with the process: a hung one is killed, a dead one replaced.
 func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, err error) error {
 	if ctx.Err() != nil {
-		p.awaitStop(pr, id, module)
+		if p.awaitStop(pr, id, module) {
+			return fmt.Errorf("module %q in plugin %q: %w, and %w (it did not stop within %s)", module, p.spec.Name, ctx.Err(), ErrKilledAsHung, p.opts.KillGrace)
+		}
 		return fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ctx.Err())
 	}
 	p.mu.Lock()
@@ -628,24 +630,26 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 // cancelled module and kills the process when it does not (it is hung;
 // every other module still running in it fails with a CrashError that
 // names the hung module).
-func (p *Plugin) awaitStop(pr *process, id, module string) {
+func (p *Plugin) awaitStop(pr *process, id, module string) (killed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.KillGrace)
 	defer cancel()
 	_, err := pr.rpc.Await(ctx, &pluginv1.AwaitRequest{ExecutionId: id})
 	switch {
 	case err == nil, status.Code(err) == codes.Unimplemented:
-		return
+		return false
 	case ctx.Err() != nil, status.Code(err) == codes.DeadlineExceeded:
 		// The plugin got our deadline too and may report it first.
 		p.logger.Warn("plugin did not stop a cancelled module; killing the plugin as hung", "module", module, "pid", pr.pid(), "grace", p.opts.KillGrace)
 		reason := fmt.Sprintf("it did not stop cancelled module %q within %s", module, p.opts.KillGrace)
 		pr.hung.CompareAndSwap(nil, &reason)
 		p.discard(pr)
+		return true
 	case pr.exited() || isConnectionLoss(err):
 		p.discard(pr)
 	default:
 		p.logger.Debug("waiting for a cancelled module to stop", "module", module, "error", err)
 	}
+	return false
 }
 
 func streamName(s pluginv1.Stream) string {

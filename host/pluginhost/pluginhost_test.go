@@ -484,8 +484,8 @@ func TestHungPluginIsKilledAndRestarted(t *testing.T) {
 	defer cancel()
 	_, err := p.Execute(ctx, pluginhost.Request{Module: "h", Kind: "hang", Config: json.RawMessage(`{}`)},
 		func(pluginhost.Line) { cancel() })
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, pluginhost.ErrKilledAsHung) {
+		t.Fatalf("err = %v, want context.Canceled and ErrKilledAsHung", err)
 	}
 	if processAlive(pid) {
 		t.Fatalf("hung plugin process %d still alive", pid)

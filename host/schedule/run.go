@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -54,7 +55,7 @@ type run struct {
 	// does not cancel them. stopCtx is cancelled on stop or by the caller.
 	callerCtx context.Context
 	stopCtx   context.Context
-	stop      context.CancelFunc
+	stop      context.CancelCauseFunc // the cause reaches the running tasks
 
 	done chan completion
 	wg   sync.WaitGroup // the executor goroutines
@@ -102,7 +103,7 @@ func (s *Scheduler) Run(ctx context.Context) *Result {
 		s.published[i].Store(nil)
 	}
 	r := s.newRun(ctx)
-	defer r.stop()
+	defer r.stop(nil)
 	r.loop()
 	return r.result()
 }
@@ -127,7 +128,7 @@ func (s *Scheduler) newRun(ctx context.Context) *run {
 		backoff:    newBackoffHeap(),
 		unfinished: n,
 	}
-	r.stopCtx, r.stop = context.WithCancel(ctx)
+	r.stopCtx, r.stop = context.WithCancelCause(ctx)
 	for i := range s.nodes {
 		r.remaining[i] = s.nodes[i].ndeps
 		r.wokenBy[i] = -1
@@ -590,7 +591,7 @@ func (r *run) finish(n int32, env coordinator.Envelope) {
 // stopRun applies on_failure = "stop" after the failure described by why.
 func (r *run) stopRun(why string) {
 	r.stoppedBy = why
-	r.stop()
+	r.stop(errors.New("the pipeline stopped after " + why))
 	r.log.Info("stopping the pipeline: no new tasks start except always_run ones", "cause", why, "running", r.running)
 	r.sweep(func(t *Task) bool { return !t.AlwaysRun }, "the pipeline stopped after "+why)
 }
@@ -598,7 +599,7 @@ func (r *run) stopRun(why string) {
 // cancel applies the caller's cancellation.
 func (r *run) cancel() {
 	r.cancelled = true
-	r.stop()
+	r.stop(nil) // the caller's cause, if it gave one, is the context's already
 	r.log.Info("run cancelled: cancelling running tasks", "running", r.running)
 	r.sweep(func(*Task) bool { return true }, "the run was cancelled")
 }
