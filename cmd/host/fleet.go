@@ -120,6 +120,11 @@ func etcdConfig(block *config.Distributed, flag string, environ []string, logger
 	if len(cfg.Endpoints) == 0 {
 		return etcd.Config{}, fmt.Errorf("a distributed run needs an etcd cluster, and none was given: pass --etcd host:port,..., set %s, or add distributed { etcd { endpoints = [\"host:2379\"] } } to the pipeline file", etcd.EndpointsEnv)
 	}
+	for _, e := range cfg.Endpoints {
+		if err := etcd.CheckEndpoint(e); err != nil {
+			return etcd.Config{}, err
+		}
+	}
 	return cfg, nil
 }
 

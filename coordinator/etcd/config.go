@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,10 +69,50 @@ func ParseEndpoints(s string) []string {
 	return out
 }
 
+// CheckEndpoint says what is wrong with an etcd endpoint, or returns nil
+// for one etcd's client can dial: host:port, http:// or https:// and
+// host:port, unix:// or unixs:// and a socket path.
+func CheckEndpoint(e string) error {
+	hostport := e
+	if scheme, rest, ok := strings.Cut(e, "://"); ok {
+		switch scheme {
+		case "http", "https":
+			hostport = strings.TrimSuffix(rest, "/")
+		case "unix", "unixs":
+			if rest == "" {
+				return fmt.Errorf("etcd endpoint %q has no socket path after %s://", e, scheme)
+			}
+			return nil
+		default:
+			return fmt.Errorf("etcd endpoint %q: %q is not a scheme etcd's client dials (http, https, unix, unixs)", e, scheme)
+		}
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return fmt.Errorf("etcd endpoint %q: %v; write host:port, such as 127.0.0.1:2379", e, err)
+	}
+	if host == "" {
+		return fmt.Errorf("etcd endpoint %q has no host; write host:port, such as 127.0.0.1:2379", e)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("etcd endpoint %q: port %q is not a number from 1 to 65535", e, port)
+	}
+	return nil
+}
+
 // withDefaults validates c and fills in defaults.
 func (c Config) withDefaults() (Config, error) {
 	if len(c.Endpoints) == 0 {
 		return c, fmt.Errorf("no etcd endpoints: set distributed { etcd { endpoints = [...] } }, --etcd or %s", EndpointsEnv)
+	}
+	for _, e := range c.Endpoints {
+		if err := CheckEndpoint(e); err != nil {
+			return c, err
+		}
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix

@@ -50,6 +50,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -111,6 +112,35 @@ type Coordinator struct {
 
 var _ coordinator.Coordinator = (*Coordinator)(nil)
 
+// diagnoseEndpoints says why endpoints did not answer, when a plain dial
+// tells (the client's own error is only its deadline): "; 127.0.0.1:2379:
+// connection refused", or that each port answers but not as etcd.
+func diagnoseEndpoints(ctx context.Context, endpoints []string) string {
+	var causes []string
+	for _, e := range endpoints {
+		network, addr := "tcp", e
+		if scheme, rest, ok := strings.Cut(e, "://"); ok {
+			addr = strings.TrimSuffix(rest, "/")
+			if scheme == "unix" || scheme == "unixs" {
+				network = "unix"
+			}
+		}
+		d := net.Dialer{Timeout: time.Second}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			var oe *net.OpError
+			if errors.As(err, &oe) && oe.Err != nil {
+				err = oe.Err
+			}
+			causes = append(causes, fmt.Sprintf("%s: %v", e, err))
+			continue
+		}
+		_ = conn.Close()
+		causes = append(causes, fmt.Sprintf("%s: the port accepts connections but did not answer as etcd (TLS or credentials that do not match the server's?)", e))
+	}
+	return "; " + strings.Join(causes, "; ")
+}
+
 // New connects to etcd and checks that it answers within cfg.DialTimeout.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	cfg, err := cfg.withDefaults()
@@ -139,7 +169,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	defer cancel()
 	if _, err := cli.Get(pctx, cfg.Prefix+"/", clientv3.WithCountOnly()); err != nil {
 		_ = cli.Close()
-		return nil, fmt.Errorf("connect to etcd at %s: %w; check that etcd is running there and the endpoints (--etcd, %s), TLS files and credentials are right", strings.Join(cfg.Endpoints, ","), err, EndpointsEnv)
+		return nil, fmt.Errorf("connect to etcd at %s: %w%s; check that etcd is running there and the endpoints (--etcd, %s), TLS files and credentials are right",
+			strings.Join(cfg.Endpoints, ","), err, diagnoseEndpoints(ctx, cfg.Endpoints), EndpointsEnv)
 	}
 	return &Coordinator{
 		cfg: cfg, cli: cli, log: cfg.Logger,
