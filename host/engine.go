@@ -192,7 +192,7 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 	}
 	l := &loaded{opts: opts, cfg: cfg, facts: facts}
 	if cfg != nil && opts.LogOutput != nil {
-		opts.LogOutput.SetMasker(pipelineMasker(cfg, opts.Environ).ForLogs())
+		opts.LogOutput.SetMasker(pipelineMasker(cfg, opts.Environ))
 	}
 	if diags.HasErrors() || cfg == nil {
 		return nil, nil, l.report(diags, ExitInvalid)

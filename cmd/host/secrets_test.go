@@ -14,7 +14,8 @@ import (
 
 // The values testdata/secrets.hcl hides: its sensitive variables'
 // defaults and the DEPLOY_KEY environment secret the test sets.
-var secretValues = []string{"hunter2", "hunter2-deploy-key", "pa55-w0rd-db", "svc-reader"}
+var secretValues = []string{"hunter2", "hunter2-deploy-key", "pa55-w0rd-db", "svc-reader",
+	`s3"cr\et`, `s3\"cr\\et`} // the last as %q and JSON quote the one before
 
 const deployKey = "hunter2-deploy-key"
 
@@ -95,6 +96,9 @@ func TestSecretsMaskedEverywhere(t *testing.T) {
 		}
 		if e.Module == "fails" && (e.Error == nil || !strings.Contains(e.Error.Tail, "denied for ***")) {
 			t.Errorf("fails' error in the JSON report: %+v", e.Error)
+		}
+		if e.Module == "quoted" && (e.Error == nil || !strings.Contains(e.Error.Message, `"/no/such/***"`)) {
+			t.Errorf("quoted's error in the JSON report: %+v", e.Error)
 		}
 	}
 }

@@ -1,31 +1,9 @@
 package secrets
 
 import (
-	"encoding/json"
 	"io"
-	"strconv"
 	"sync/atomic"
 )
-
-// ForLogs returns a Masker that also hides each value as a log line
-// carries it: hclog's text format quotes a value with spaces, quotes or
-// control characters (strconv.Quote), and its JSON format (and go-plugin's
-// relay of a plugin's log) JSON-encodes every string, so a secret with a
-// quote, a backslash or a newline appears escaped.
-func (m *Masker) ForLogs() *Masker {
-	if m.Empty() {
-		return m
-	}
-	values := m.Values()
-	for _, v := range m.values {
-		q := strconv.Quote(v)
-		values = append(values, q[1:len(q)-1])
-		if j, err := json.Marshal(v); err == nil {
-			values = append(values, string(j[1:len(j)-1]))
-		}
-	}
-	return New(values...)
-}
 
 // Output is a logger's output that masks what passes through it with
 // the Masker set last. A program's logger exists before the pipeline is

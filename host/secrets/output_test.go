@@ -29,7 +29,7 @@ func TestOutputMasksLogLines(t *testing.T) {
 				t.Fatalf("masked before any Masker was set:\n%s", buf.String())
 			}
 			buf.Reset()
-			out.SetMasker(New(secrets...).ForLogs())
+			out.SetMasker(New(secrets...))
 			for _, s := range secrets {
 				log.Info("cloning "+s, "url", "https://x:"+s+"@example.com", "raw", s)
 				log.Named("plugin.git").Warn("denied", "error", "token "+s+" refused")

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/zclconf/go-cty/cty"
@@ -46,6 +47,15 @@ func New(values ...string) *Masker {
 	}
 	for _, v := range values {
 		add(v)
+		// The forms it takes inside a quoted string: Go's %q (an error
+		// that quotes a path or a command) and JSON's (a log entry, a
+		// plugin's JSON). They differ from v only when v has quotes,
+		// backslashes, control characters or (JSON) <, >, &.
+		q := strconv.Quote(v)
+		add(q[1 : len(q)-1])
+		if j, err := json.Marshal(v); err == nil {
+			add(string(j[1 : len(j)-1]))
+		}
 		if strings.ContainsAny(v, "\r\n") {
 			for _, line := range strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' }) {
 				add(line)

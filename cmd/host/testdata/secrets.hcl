@@ -40,3 +40,15 @@ module "shell" "overlap" {
 module "shell" "fails" {
   script = "echo \"denied for $DEPLOY_KEY\" >&2; echo \"user ${var.db.user}\"; exit 3"
 }
+
+# A secret with a quote and a backslash, which errors quote escaped
+# (command "/no/such/s3\"cr\\et" not found).
+variable "quoted" {
+  type      = string
+  sensitive = true
+  default   = "s3\"cr\\et"
+}
+
+module "shell" "quoted" {
+  command = ["/no/such/${var.quoted}"]
+}
