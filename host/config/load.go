@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"math/big"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -75,12 +77,17 @@ func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagn
 		givenLocals: opts.Locals,
 	}
 
+	if d := notText(filename, src); d != nil {
+		// A binary (a path mixed up with another argument) would parse
+		// into thousands of errors, slowly.
+		return p, hcl.Diagnostics{d}
+	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if file != nil {
 		p.Files[filename] = file
 	}
 	if diags.HasErrors() || file == nil {
-		return p, diags
+		return p, capSyntaxErrors(filename, diags)
 	}
 
 	content, moreDiags := file.Body.Content(fileSchema)
@@ -576,4 +583,63 @@ func plural(ty cty.Type) string {
 		return "bools"
 	}
 	return ty.FriendlyName()
+}
+
+// maxSyntaxErrors is how many syntax errors are reported. Past a handful
+// the rest are mostly echoes of the first, and a file that is not HCL at
+// all (a Makefile, a script) gives hundreds.
+const maxSyntaxErrors = 10
+
+// capSyntaxErrors keeps the first maxSyntaxErrors errors of diags and says
+// how many were left out.
+func capSyntaxErrors(filename string, diags hcl.Diagnostics) hcl.Diagnostics {
+	if len(diags.Errs()) <= maxSyntaxErrors {
+		return diags
+	}
+	var out hcl.Diagnostics
+	shown := 0
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			if shown == maxSyntaxErrors {
+				continue
+			}
+			shown++
+		}
+		out = append(out, d)
+	}
+	return append(out, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Too many syntax errors",
+		Detail:   fmt.Sprintf("%d more syntax errors in %s are not shown. Is it an HCL pipeline file? Fix the first ones above; the rest often follow from them.", len(diags.Errs())-maxSyntaxErrors, filename),
+	})
+}
+
+// notText returns an error at the first byte that cannot be in an HCL
+// file (a NUL, or bytes that are not UTF-8), or nil.
+func notText(filename string, src []byte) *hcl.Diagnostic {
+	bad := bytes.IndexByte(src, 0)
+	if !utf8.Valid(src) {
+		for i := 0; i < len(src); {
+			r, size := utf8.DecodeRune(src[i:])
+			if r == utf8.RuneError && size <= 1 {
+				if bad < 0 || i < bad {
+					bad = i
+				}
+				break
+			}
+			i += size
+		}
+	}
+	if bad < 0 {
+		return nil
+	}
+	line := 1 + bytes.Count(src[:bad], []byte("\n"))
+	col := 1 + utf8.RuneCount(src[bytes.LastIndexByte(src[:bad], '\n')+1:bad])
+	pos := hcl.Pos{Line: line, Column: col, Byte: bad}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Not a text file",
+		Detail:   fmt.Sprintf("%s has a byte that cannot be in an HCL file (0x%02x, at byte %d): it looks like a binary, not a pipeline file. Check the path given on the command line.", filename, src[bad], bad),
+		Subject:  &hcl.Range{Filename: filename, Start: pos, End: pos},
+	}
 }

@@ -228,3 +228,34 @@ func TestDiagnosticsJSONRoundTrip(t *testing.T) {
 		t.Errorf("an unknown severity was accepted")
 	}
 }
+
+func TestLoadNotHCL(t *testing.T) {
+	t.Run("binary", func(t *testing.T) {
+		src := append([]byte("pipeline {}\n\x7fELF"), 0, 1, 2)
+		_, diags := LoadSource("bin", src, Options{})
+		if len(diags) != 1 || diags[0].Summary != "Not a text file" || diags[0].Subject.Start.Line != 2 || diags[0].Subject.Start.Column != 5 {
+			t.Fatalf("diags = %v, want one \"Not a text file\" at 2:5", diags)
+		}
+	})
+	t.Run("not UTF-8", func(t *testing.T) {
+		_, diags := LoadSource("latin1", []byte("# caf\xe9\n"), Options{})
+		if len(diags) != 1 || diags[0].Summary != "Not a text file" || diags[0].Subject.Start.Column != 6 {
+			t.Fatalf("diags = %v, want one \"Not a text file\" at 1:6", diags)
+		}
+	})
+	t.Run("text that is not HCL", func(t *testing.T) {
+		var src strings.Builder
+		for i := range 50 {
+			fmt.Fprintf(&src, "target%d: dep\n\t$(CC) -o $@ $<\n", i)
+		}
+		_, diags := LoadSource("Makefile", []byte(src.String()), Options{})
+		errs := diags.Errs()
+		if len(errs) != maxSyntaxErrors+1 {
+			t.Fatalf("%d errors, want the first %d and a count of the rest", len(errs), maxSyntaxErrors)
+		}
+		last := diags[len(diags)-1]
+		if last.Summary != "Too many syntax errors" || !strings.Contains(last.Detail, "more syntax errors in Makefile are not shown") {
+			t.Errorf("last diagnostic = %v", last)
+		}
+	})
+}
