@@ -69,3 +69,46 @@ module "shell" "argv" {
 		})
 	}
 }
+
+// A plugin killed under a running host cannot stop its commands; the host
+// stops what they started (every process carrying the plugin's
+// MODPIPE_PLUGIN_PROCESS) and fails the module as a crash.
+func TestKilledPluginLeavesNoCommandBehind(t *testing.T) {
+	f := newFleet(t) // fails the test if any process of it is left
+	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	file := filepath.Join(f.dir, "plugin.hcl")
+	// sh -e forks the sleep rather than exec it.
+	text := fmt.Sprintf("module \"shell\" \"long\" {\n  script = \"sleep %s\"\n}\n", marker)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
+	var plugin, sleep int
+	deadline := time.Now().Add(guard)
+	for plugin == 0 || sleep == 0 {
+		if time.Now().After(deadline) || host.exited() {
+			t.Fatalf("the module did not start\n%s", host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, pi := range f.tagged() {
+			switch {
+			case strings.Contains(pi.cmdline, "modpipe-plugin-shell"):
+				plugin = pi.pid
+			case strings.Contains(pi.cmdline, "sleep "+marker):
+				sleep = pi.pid
+			}
+		}
+	}
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := host.wait(t); code != 1 {
+		t.Errorf("host exited %d, want 1 (the module failed)\n%s", code, host.output())
+	}
+	if !strings.Contains(host.stdout.String(), "crashed while running module \"long\"") {
+		t.Errorf("the module's crash is not reported\n%s", host.output())
+	}
+	if left := f.waitNoneLeft(nil); len(left) > 0 {
+		t.Fatalf("left running after the plugin was killed:\n%s", strings.Join(left, "\n"))
+	}
+}

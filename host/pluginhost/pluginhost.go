@@ -31,6 +31,13 @@ import (
 	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
 )
 
+// ProcessEnv is set in each plugin process's environment to a value of
+// that process alone. Commands a plugin starts inherit it (keep it in
+// theirs): when the plugin dies or is killed as hung, the host kills
+// every process that still carries it (on Linux), so a module's commands
+// do not outlive the plugin that started them.
+const ProcessEnv = "MODPIPE_PLUGIN_PROCESS"
+
 // DefaultKillGrace is how long a cancelled module may take to stop before
 // its plugin is considered hung and killed.
 const DefaultKillGrace = 5 * time.Second
@@ -372,6 +379,11 @@ func (p *Plugin) discard(pr *process) {
 	p.dropSession(pr)
 	p.mu.Unlock()
 	pr.kill()
+	// A plugin that died (or was killed) had no chance to stop what its
+	// modules started; what carries its tag is stopped here.
+	if n := killTagged(pr.tag); n > 0 {
+		p.logger.Warn("killed processes the plugin's modules had started", "count", n, "pid", pr.pid())
+	}
 }
 
 // session returns pr's Session stream, opening it on first use or after

@@ -32,6 +32,9 @@ import (
 // replaces its process after a crash or a kill; a process is never reused
 // once dead.
 type process struct {
+	// tag is the value of ProcessEnv in the process's environment, which
+	// the commands it starts inherit.
+	tag      string
 	client   *goplugin.Client
 	rpc      pluginv1.PluginClient
 	run      *cmdRunner
@@ -155,7 +158,7 @@ func (h *hostPlugin) GRPCClient(doneCtx context.Context, broker *goplugin.GRPCBr
 
 // startProcess starts the plugin binary and completes the handshake.
 func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
-	pr := &process{tail: newTailBuffer(tailLines)}
+	pr := &process{tail: newTailBuffer(tailLines), tag: fmt.Sprintf("%d.%s.%d", os.Getpid(), p.spec.Name, time.Now().UnixNano())}
 	logger := p.logger
 	stdio := &lineLogger{tail: pr.tail, log: func(s string) { logger.Debug("plugin output", "line", s) }}
 	hp := &hostPlugin{p: p, pr: pr}
@@ -183,7 +186,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// reads the host's terminal.
 		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
-			cmd.Env = append(append(append(os.Environ(), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM))
+			cmd.Env = append(append(append(os.Environ(), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
 			cmd.SysProcAttr = pluginProcAttr()
 			r, err := newCmdRunner(l, cmd)
 			pr.run = r
