@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -14,16 +15,25 @@ import (
 	"github.com/modpipe/modpipe/host/graph"
 )
 
-// DryRun prints the plan of a run without starting a plugin or running a
-// module (`host run --dry-run`): the waves of modules in the order they
-// can start, and which modules this instance would skip and why, as far
-// as that can be known before anything has run.
-func DryRun(opts Options) error {
+// DryRun prints the plan of a run without running a module (`host run
+// --dry-run`): the waves of modules in the order they can start, and
+// which modules this instance would skip and why, as far as that can be
+// known before anything has run. It checks the file as validate does
+// first (the plugins start, to check every module against its kind), so
+// a plan is printed only for a file that run would accept.
+func DryRun(ctx context.Context, opts Options) error {
 	opts.defaults()
+	pre := prestartPlugins(ctx, opts)
 	l, err := load(opts)
+	if err != nil {
+		pre.close()
+		return err
+	}
+	p, err := prepareFrom(ctx, l, nil, pre)
 	if err != nil {
 		return err
 	}
+	p.close()
 	return writePlan(opts.Stdout, l)
 }
 

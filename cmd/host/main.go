@@ -150,7 +150,7 @@ func run(args []string) int {
 			opts.RunID = runID
 			opts.Grace = grace
 			if dryRun {
-				return finish(host.DryRun(opts))
+				return finish(host.DryRun(ctx, opts))
 			}
 			role, err := host.ResolveRole(fleet.roleFlags(cmd, runID), os.Environ())
 			if err != nil {

@@ -664,6 +664,33 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// A dry run checks the file as validate does: no plan for a file run
+// would refuse.
+func TestDryRunRefusesWhatRunRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, text string
+		code       int
+		want       string
+	}{
+		{"unknown kind", `module "shel" "a" { script = "true" }`, 3, `shel`},
+		{"misspelt argument", `module "shell" "a" { scrpit = "true" }`, 2, `Did you mean "script"?`},
+		{"neither command nor script", `module "shell" "a" {}`, 2, "command"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".hcl")
+			if err := os.WriteFile(file, []byte(tc.text+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := runHost(t, "run", file, "--dry-run")
+			r.wantCode(t, tc.code)
+			if !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stdout, "would run") {
+				t.Errorf("want an error with %q and no plan\nstdout:\n%s\nstderr:\n%s", tc.want, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
 // running is a host run in progress whose output the test reads as it
 // streams.
 type running struct {
