@@ -308,7 +308,15 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 		}
 		sortErrors(errs)
 		for _, err := range errs {
-			fmt.Fprintf(l.opts.Stderr, "Error: %v\n", err)
+			// A plugin the file declares is named where it is declared,
+			// as every other error in the file is.
+			where := ""
+			if se, ok := errors.AsType[*startError](err); ok {
+				if b := l.cfg.Plugins[se.name]; b != nil && b.DeclRange.Filename != "" {
+					where = fmt.Sprintf("%s:%d:%d: ", b.DeclRange.Filename, b.DeclRange.Start.Line, b.DeclRange.Start.Column)
+				}
+			}
+			fmt.Fprintf(l.opts.Stderr, "Error: %s%v\n", where, err)
 		}
 		return nil, &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
 	}

@@ -137,7 +137,12 @@ type startError struct {
 	err  error
 }
 
-func (e *startError) Error() string { return fmt.Sprintf("start plugin %q: %v", e.name, e.err) }
+func (e *startError) Error() string {
+	if _, named := errors.AsType[*pluginhost.StartError](e.err); named {
+		return e.err.Error() // "start plugin NAME (PATH): ..." already
+	}
+	return fmt.Sprintf("start plugin %q: %v", e.name, e.err)
+}
 func (e *startError) Unwrap() error { return e.err }
 
 // startEach is startPlugins that keeps the plugins that started when

@@ -137,6 +137,14 @@ func run(args []string) int {
 			if err != nil {
 				return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
 			}
+			switch {
+			case parallelism < 0:
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: fmt.Errorf("--parallelism %d: give a number of modules from 1 up, or 0 for the default (CPUs x 4)", parallelism)})
+			case grace <= 0:
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: fmt.Errorf("--grace %s: give a positive duration, such as 10s", grace)})
+			case fleet.slots < 0:
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: fmt.Errorf("--slots %d: give a number of modules from 1 up, or 0 for the default (CPUs)", fleet.slots)})
+			}
 			var specs []report.Spec
 			for _, r := range reports {
 				s, err := report.ParseSpec(r)
@@ -260,7 +268,7 @@ func parseVars(kvs []string) (map[string]string, error) {
 func newLogger(level string, asJSON bool, out io.Writer) (hclog.Logger, error) {
 	lv := hclog.LevelFromString(level)
 	if lv == hclog.NoLevel {
-		return nil, fmt.Errorf("--log-level %q: use trace, debug, info, warn, error or off", level)
+		return nil, fmt.Errorf("log level %q (--log-level or MODPIPE_LOG_LEVEL): use trace, debug, info, warn, error or off", level)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "host",

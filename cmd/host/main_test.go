@@ -272,6 +272,25 @@ func TestInvalidPipelines(t *testing.T) {
 	}
 }
 
+func TestBadRunFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--parallelism", "-1"}, "--parallelism -1"},
+		{[]string{"--grace", "-5s"}, "--grace -5s: give a positive duration"},
+		{[]string{"--grace", "0s"}, "--grace 0s: give a positive duration"},
+		{[]string{"--slots", "-2"}, "--slots -2"},
+		{[]string{"--log-level", "loud"}, `log level "loud"`},
+	} {
+		r := runHost(t, append([]string{"run", "testdata/stop.hcl"}, tc.args...)...)
+		r.wantCode(t, 2)
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", tc.args, tc.want, r.stderr)
+		}
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -263,7 +264,7 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 	spec := attrSpec(k)
 	bodySchema := hcldec.ImpliedSchema(spec)
 	content, d := m.Body.Content(bodySchema)
-	diags = append(diags, d...)
+	diags = append(diags, suggestMetaArguments(d)...)
 	for _, a := range k.Attributes {
 		attr := content.Attributes[a.Name]
 		if attr == nil || isMetaArgument(a.Name) {
@@ -339,4 +340,27 @@ func (m *Module) staticContext() *hcl.EvalContext {
 		ctx.Variables[root] = cty.ObjectVal(attrs)
 	}
 	return ctx
+}
+
+// suggestMetaArguments adds a "Did you mean" to each unsupported argument
+// that HCL found no plugin attribute close to, when a meta-argument is
+// (depend_on, timout): HCL only knows the kind's schema.
+func suggestMetaArguments(diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		if d.Summary != "Unsupported argument" || strings.Contains(d.Detail, "Did you mean") {
+			continue
+		}
+		_, rest, ok := strings.Cut(d.Detail, `An argument named "`)
+		if !ok {
+			continue
+		}
+		name, _, ok := strings.Cut(rest, `"`)
+		if !ok {
+			continue
+		}
+		if s := didYouMean(name, MetaArguments); s != "" {
+			d.Detail += s
+		}
+	}
+	return diags
 }

@@ -374,6 +374,8 @@ func TestCheckBody(t *testing.T) {
 	}{
 		{"clean", `dir = "."`, nil},
 		{"unknown attribute with suggestion", "dir = \".\"\n  scrpit = \"x\"", []string{`An argument named "scrpit" is not expected here. Did you mean "script"?`}},
+		{"misspelt meta-argument", "dir = \".\"\n  timout = \"1s\"", []string{`An argument named "timout" is not expected here. Did you mean "timeout"?`}},
+		{"misspelt depends_on", "dir = \".\"\n  depend_on = []", []string{`An argument named "depend_on" is not expected here. Did you mean "depends_on"?`}},
 		{"missing required", `script = "x"`, []string{`The argument "dir" is required`}},
 		{"constant type mismatch", "dir = \".\"\n  command = \"ls\"", []string{`Inappropriate value for attribute "command"`}},
 		{"variable type mismatch", "dir = var.list", []string{`Inappropriate value for attribute "dir"`}},
