@@ -117,6 +117,7 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		stdout    bytes.Buffer
 		truncated bool
 		tail      = proc.NewTail(StderrTailLines)
+		outTail   = proc.NewTail(StderrTailLines)
 	)
 	cmd := proc.Command{
 		Argv:      cfg.argv(),
@@ -125,6 +126,7 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		KillGrace: killGrace,
 		Stdout: func(line string) {
 			writeLine(s.Stdout, line)
+			outTail.Add(line)
 			if truncated {
 				return
 			}
@@ -155,7 +157,13 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		return res, err
 	}
 	if exit.Code != 0 {
-		return res, &ExitError{Code: exit.Code, Signal: exit.Signal, Tail: res.StderrTail}
+		// A command that says why it failed on stdout (many test
+		// runners and linters do) has that in its error's tail.
+		t := res.StderrTail
+		if t == "" {
+			t = outTail.String()
+		}
+		return res, &ExitError{Code: exit.Code, Signal: exit.Signal, Tail: t}
 	}
 	if cfg.StdoutJSON {
 		v, err := parseJSON(res.Stdout, truncated)

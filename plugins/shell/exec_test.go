@@ -65,6 +65,7 @@ func TestExec(t *testing.T) {
 		{name: "stdout_json invalid", cfg: ExecConfig{Command: []string{"echo", "{not json"}, StdoutJSON: true}, wantStdout: "{not json", wantErr: `stdout is not valid JSON: invalid character 'n' looking for beginning of object key string; stdout starts with: "{not json"`},
 		{name: "stdout_json empty", cfg: ExecConfig{Command: []string{"true"}, StdoutJSON: true}, wantErr: "printed nothing on stdout"},
 		{name: "non-zero exit with tail", cfg: ExecConfig{Script: manyErr.String() + "echo out; exit 3"}, wantStdout: "out", wantCode: 3, wantTail: strings.Join(wantTail, "\n"), wantErr: "exit status 3", exitErr: true},
+		{name: "failure said on stdout", cfg: ExecConfig{Script: "echo ok 1; echo 'FAIL: 2 != 3'; exit 1"}, wantStdout: "ok 1\nFAIL: 2 != 3", wantCode: 1, wantErr: "exit status 1", exitErr: true},
 		{name: "killed by signal", cfg: ExecConfig{Script: "kill -9 $$"}, wantCode: -1, wantErr: "killed by signal: killed", exitErr: true},
 		{name: "command not found", cfg: ExecConfig{Command: []string{"modpipe-no-such-tool", "x"}}, wantCode: -1, wantErr: `command "modpipe-no-such-tool" not found`, notFound: true},
 		{name: "neither", cfg: ExecConfig{}, wantErr: "neither is set"},
@@ -91,8 +92,12 @@ func TestExec(t *testing.T) {
 				if errors.As(err, &nf) != tt.notFound {
 					t.Errorf("NotFoundError = %v, want %v", !tt.notFound, tt.notFound)
 				}
-				if tt.exitErr && ee.Tail != res.StderrTail {
+				switch {
+				case tt.exitErr && res.StderrTail != "" && ee.Tail != res.StderrTail:
 					t.Errorf("ExitError tail %q differs from result tail %q", ee.Tail, res.StderrTail)
+				case tt.exitErr && res.StderrTail == "" && res.Stdout != "" && !strings.HasSuffix(res.Stdout, ee.Tail):
+					// Nothing on stderr: stdout's last lines say why.
+					t.Errorf("ExitError tail %q is not the end of stdout %q", ee.Tail, res.Stdout)
 				}
 			}
 			if res.Stdout != tt.wantStdout {
