@@ -197,6 +197,17 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 	if diags.HasErrors() || cfg == nil {
 		return nil, nil, l.report(diags, ExitInvalid)
 	}
+	if len(cfg.Modules) == 0 {
+		// Most often the wrong file, or one emptied by mistake: a CI step
+		// that ran nothing must not pass for one that ran everything.
+		start := hcl.Pos{Line: 1, Column: 1}
+		return nil, nil, l.report(append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No modules",
+			Detail:   fmt.Sprintf("%s declares no module blocks, so there is nothing to run. Declare the work with module \"KIND\" \"NAME\" { ... }, or check the path given on the command line.", opts.File),
+			Subject:  &hcl.Range{Filename: opts.File, Start: start, End: start},
+		}), ExitInvalid)
+	}
 	g, gdiags := graph.Build(cfg)
 	diags = append(diags, gdiags...)
 	if diags.HasErrors() {

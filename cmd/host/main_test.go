@@ -291,6 +291,24 @@ func TestBadRunFlags(t *testing.T) {
 	}
 }
 
+// A file with no module runs nothing; that is refused rather than passed.
+func TestPipelineWithoutModulesRefused(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{"empty": "", "comments": "# to do\npipeline {\n  name = \"x\"\n}\n"} {
+		file := filepath.Join(dir, name+".hcl")
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range []string{"validate", "run"} {
+			r := runHost(t, cmd, file)
+			r.wantCode(t, 2)
+			if !strings.Contains(r.stderr, file+":1:1: No modules") {
+				t.Errorf("%s %s: stderr lacks the error:\n%s", cmd, name, r.stderr)
+			}
+		}
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)
