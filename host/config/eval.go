@@ -261,6 +261,15 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 	}
 
 	ctx := m.staticContext()
+	if m.RunIf != nil {
+		// A condition known now must be one run can use; one that reads
+		// module results is checked when the module is ready.
+		if v, d := m.RunIf.Value(ctx); !d.HasErrors() && v.IsWhollyKnown() {
+			if _, rd := m.EvalRunIf(ctx); rd.HasErrors() {
+				diags = append(diags, rd...)
+			}
+		}
+	}
 	spec := attrSpec(k)
 	bodySchema := hcldec.ImpliedSchema(spec)
 	content, d := m.Body.Content(bodySchema)

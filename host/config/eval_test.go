@@ -375,6 +375,7 @@ func TestCheckBody(t *testing.T) {
 		{"clean", `dir = "."`, nil},
 		{"unknown attribute with suggestion", "dir = \".\"\n  scrpit = \"x\"", []string{`An argument named "scrpit" is not expected here. Did you mean "script"?`}},
 		{"misspelt meta-argument", "dir = \".\"\n  timout = \"1s\"", []string{`An argument named "timout" is not expected here. Did you mean "timeout"?`}},
+		{"run_if that is not a boolean", "dir = \".\"\n  run_if = \"yes\"", []string{`The run_if condition must be a boolean, but it is string.`}},
 		{"misspelt depends_on", "dir = \".\"\n  depend_on = []", []string{`An argument named "depend_on" is not expected here. Did you mean "depends_on"?`}},
 		{"missing required", `script = "x"`, []string{`The argument "dir" is required`}},
 		{"constant type mismatch", "dir = \".\"\n  command = \"ls\"", []string{`Inappropriate value for attribute "command"`}},
