@@ -279,13 +279,7 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 	var tooLarge *coordinator.ErrTooLarge
 	if errors.As(err, &tooLarge) {
 		log.Warn("result too large for the coordinator; publishing a failure instead", "module", env.Module, "size", tooLarge.Size, "limit", tooLarge.Limit)
-		env.Status = coordinator.StatusFailed
-		env.Value = nil
-		env.Error = &coordinator.Error{
-			Kind: coordinator.ErrorKindEncoding,
-			Message: fmt.Sprintf("the result of %s is %d bytes, larger than the coordinator's limit of %d bytes; return a smaller result (write large data to a file or artifact and return its path)",
-				env.Module, tooLarge.Size, tooLarge.Limit),
-		}
+		env = tooLargeEnvelope(env, tooLarge.Size, tooLarge.Limit)
 		err = sess.Publish(ctx, c, env)
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -130,7 +131,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	// the scheduler has its dependency's result: the coordinator has it.
 	src.set(fallbackSource{first: sched, then: &sessionSource{ctx: helpers, sess: sess, log: log, cache: map[string]coordinator.Envelope{}}})
 
-	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted}
+	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted, limit: limitOf(coord)}
 	for range d.Slots {
 		wg.Add(1)
 		go func() { defer wg.Done(); pull.loop(helpers) }()
@@ -581,6 +582,51 @@ type puller struct {
 	abandon context.Context
 	// worker says the console hears of modules only from this loop.
 	worker bool
+	// limit is the coordinator's largest envelope (0: none known).
+	limit int
+}
+
+// envelopeLimit is a coordinator that says how large an envelope it
+// takes (both of modpipe's do).
+type envelopeLimit interface{ MaxEnvelopeBytes() int }
+
+// limitOf is coord's envelope limit, or 0.
+func limitOf(coord coordinator.Coordinator) int {
+	if l, ok := coord.(envelopeLimit); ok {
+		return l.MaxEnvelopeBytes()
+	}
+	return 0
+}
+
+// fitEnvelope returns env, or when its JSON is larger than limit, the
+// failed envelope that says so (R4.2), which Publish would have to send
+// instead: decided before the console reports the module, so a worker
+// does not show as succeeded what the run records as failed.
+func fitEnvelope(env coordinator.Envelope, limit int) coordinator.Envelope {
+	small := len(env.Value) + len(env.SkipReason) + 8*1024
+	if env.Error != nil {
+		small += len(env.Error.Message) + len(env.Error.Tail)
+	}
+	if limit <= 0 || small <= limit {
+		return env // surely fits: no need to encode it twice
+	}
+	data, err := json.Marshal(env)
+	if err != nil || len(data) <= limit {
+		return env
+	}
+	return tooLargeEnvelope(env, len(data), limit)
+}
+
+// tooLargeEnvelope is env failed for being size bytes against limit.
+func tooLargeEnvelope(env coordinator.Envelope, size, limit int) coordinator.Envelope {
+	env.Status = coordinator.StatusFailed
+	env.Value = nil
+	env.Error = &coordinator.Error{
+		Kind: coordinator.ErrorKindEncoding,
+		Message: fmt.Sprintf("the result of %s is %d bytes, larger than the coordinator's limit of %d bytes; return a smaller result (write large data to a file or artifact and return its path)",
+			env.Module, size, limit),
+	}
+	return env
 }
 
 // loop claims and runs until ctx is done or the session ends.
@@ -658,7 +704,7 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 			con.Claimed(a.Module, p.runner.instance, p.runner.hostName)
 		}
 	}
-	env := p.runner.run(mctx, n, a.Attempt)
+	env := fitEnvelope(p.runner.run(mctx, n, a.Attempt), p.limit)
 	if con := p.runner.console; con != nil && p.worker {
 		con.Finished(env)
 	}

@@ -134,7 +134,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	claiming, stopClaiming := context.WithCancel(ctx)
 	defer stopClaiming()
 
-	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, modules: modules, abandon: ctx, worker: true}
+	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, modules: modules, abandon: ctx, worker: true, limit: limitOf(coord)}
 	var wg sync.WaitGroup
 	for range d.Slots {
 		wg.Add(1)
