@@ -31,7 +31,7 @@ type ExecConfig struct {
 	Script     string            `modpipe:"script,optional" doc:"Shell script run by /bin/sh -e -c: stops at the first failing command. Exactly one of command and script is required."`
 	Env        map[string]string `modpipe:"env,optional" doc:"Environment variables added to the inherited environment."`
 	Dir        string            `modpipe:"dir,optional" doc:"Working directory; relative paths are relative to the host's working directory."`
-	StdoutJSON bool              `modpipe:"stdout_json,optional" doc:"Parse stdout as JSON into the result's json attribute; invalid JSON fails the module."`
+	StdoutJSON bool              `modpipe:"stdout_json,optional" doc:"Parse stdout as JSON into the result's json attribute; invalid JSON, or stdout over 1 MiB, fails the module."`
 }
 
 // ExecResult is the value of a finished exec module.
