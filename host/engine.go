@@ -249,7 +249,7 @@ func firstError(diags hcl.Diagnostics) string {
 	for _, d := range diags {
 		if d.Severity == hcl.DiagError {
 			if d.Subject != nil {
-				return fmt.Sprintf("%s: %s", d.Subject, d.Summary)
+				return fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary)
 			}
 			return d.Summary
 		}

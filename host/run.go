@@ -57,12 +57,12 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	l, err := load(opts.Options)
 	if err != nil {
 		pre.close()
-		return nil, err
+		return nil, notStarted(opts, err)
 	}
 	src := &lateSource{}
 	p, err := prepareFrom(ctx, l, resultFunc(l.graph, src), pre)
 	if err != nil {
-		return nil, err
+		return nil, notStarted(opts, err)
 	}
 	defer p.close()
 
@@ -83,6 +83,36 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	res := sched.Run(ctx)
 	ended := time.Now().UTC()
 	return finishRun(p, con, runID, opts.Reports, started, ended, res)
+}
+
+// notStarted writes the requested reports of a run that could not start
+// (status invalid for errors in the file, else error, with err's message)
+// so a CI step that reads them finds why, and returns err.
+func notStarted(opts RunOptions, err error) error {
+	if len(opts.Reports) == 0 {
+		return err
+	}
+	ee, ok := errors.AsType[*ExitError](err)
+	if ok && ee.Code == ExitInterrupted {
+		return err // stopped by the user, not a failure to report
+	}
+	status := report.RunError
+	if ok && ee.Code == ExitInvalid {
+		status = report.RunInvalid
+	}
+	now := time.Now().UTC()
+	kind := coordinator.ErrorKindConfig
+	if status == report.RunError {
+		kind = coordinator.ErrorKindPlugin
+	}
+	run := &report.Run{Pipeline: opts.File, RunID: opts.RunID, Status: status, StartedAt: now, EndedAt: now,
+		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}
+	for _, spec := range opts.Reports {
+		if werr := report.Write(spec, run); werr != nil {
+			fmt.Fprintf(opts.Stderr, "Error: %v\n", werr)
+		}
+	}
+	return err
 }
 
 // finishRun builds the run's report from the scheduler's envelopes, prints

@@ -74,6 +74,14 @@ type result struct {
 	report         *report.Run
 }
 
+// ranSomething reports whether the run's report shows a run that started:
+// none written, or one that says the run did not start (invalid, error)
+// with no module, means nothing ran.
+func (r result) ranSomething() bool {
+	return r.report != nil && (len(r.report.Modules) > 0 || r.report.Error == nil ||
+		r.report.Status != report.RunInvalid && r.report.Status != report.RunError)
+}
+
 // env is the environment host runs with: the test's own, minus anything
 // that would change what it does (a CI's variables, a plugin path).
 func env(extra ...string) []string {
@@ -264,8 +272,9 @@ func TestInvalidPipelines(t *testing.T) {
 						t.Errorf("%s: stderr does not mention %q:\n%s", cmd, w, r.stderr)
 					}
 				}
-				if r.report != nil {
-					t.Errorf("%s: an invalid pipeline must not run anything, but a report was written", cmd)
+				// The report says the run did not start, and nothing ran.
+				if r.ranSomething() || r.report != nil && r.report.Status != map[int]report.Status{2: report.RunInvalid, 3: report.RunError}[tt.code] {
+					t.Errorf("%s: an invalid pipeline must not run anything, but the report says %s with %d modules", cmd, r.report.Status, len(r.report.Modules))
 				}
 			}
 		})
@@ -306,6 +315,48 @@ func TestPipelineWithoutModulesRefused(t *testing.T) {
 				t.Errorf("%s %s: stderr lacks the error:\n%s", cmd, name, r.stderr)
 			}
 		}
+	}
+}
+
+// A run that cannot start still writes the reports asked for, saying why,
+// so a CI step that reads them does not fail for a missing file instead.
+func TestReportsOfARunThatDidNotStart(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, text string
+		code       int
+		status     report.Status
+		want       string
+	}{
+		{"invalid", "module \"shell\" \"a\" {\n  command = [\"true\"]\n  depend_on = []\n}\n", 2, report.RunInvalid, ":3:3: Unsupported argument"},
+		{"plugin", "module \"nosuchkind\" \"a\" {}\n", 3, report.RunError, ":1:8: Plugin not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, tc.name+".hcl")
+			if err := os.WriteFile(file, []byte(tc.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"run", file}
+			for _, f := range report.Formats {
+				args = append(args, "--report", f+"="+filepath.Join(dir, tc.name+"."+f))
+			}
+			r := runHost(t, args...)
+			r.wantCode(t, tc.code)
+			var run report.Run
+			b, err := os.ReadFile(filepath.Join(dir, tc.name+".json"))
+			if err != nil || json.Unmarshal(b, &run) != nil {
+				t.Fatalf("JSON report: %v\n%s", err, b)
+			}
+			if run.Status != tc.status || run.Error == nil || !strings.Contains(run.Error.Message, tc.want) {
+				t.Errorf("JSON report: status %s error %+v, want %s with %q", run.Status, run.Error, tc.status, tc.want)
+			}
+			for _, f := range []string{"junit", "markdown"} {
+				b, err := os.ReadFile(filepath.Join(dir, tc.name+"."+f))
+				if err != nil || !strings.Contains(string(b), tc.want) {
+					t.Errorf("%s report lacks %q (%v):\n%s", f, tc.want, err, b)
+				}
+			}
+		})
 	}
 }
 

@@ -114,6 +114,14 @@ func WriteJUnit(w io.Writer, run *Run) error {
 		}
 		suite.Cases = append(suite.Cases, c)
 	}
+	if run.Error != nil {
+		// The run never started: one case says why, so a CI that reads
+		// the file shows the error rather than an empty suite.
+		suite.Cases = append(suite.Cases, junitCase{Name: "pipeline file", Classname: name,
+			Error: failureMessage(coordinator.Envelope{Status: coordinator.Status(run.Status), Error: run.Error})})
+		suite.Tests++
+		suite.Errors++
+	}
 	if len(hosts) == 1 {
 		for h := range hosts {
 			suite.Hostname = h

@@ -21,6 +21,11 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s %s %s\n\n", statusIcon(run.Status), mdEscape(name), run.Status)
+	if run.Error != nil {
+		fmt.Fprintf(&b, "The run did not start:\n\n%s\n", fence("text", run.Error.Message))
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	if run.RunID != "" {
 		fmt.Fprintf(&b, "Run `%s`: %s\n\n", strings.ReplaceAll(run.RunID, "`", "'"), totalsLine(run))
 	} else {

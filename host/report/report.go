@@ -27,6 +27,9 @@ type Run struct {
 	EndedAt    time.Time              `json:"ended_at"`
 	DurationMS int64                  `json:"duration_ms"`
 	Modules    []coordinator.Envelope `json:"modules"`
+	// Error says why the run did not start (status invalid or error):
+	// a pipeline file with errors, a plugin that could not start.
+	Error *coordinator.Error `json:"error,omitempty"`
 }
 
 // Status is a whole run's outcome.
@@ -37,6 +40,10 @@ const (
 	RunSucceeded Status = "succeeded"
 	RunFailed    Status = "failed"
 	RunCancelled Status = "cancelled"
+	// RunInvalid: the pipeline file has errors; nothing ran.
+	RunInvalid Status = "invalid"
+	// RunError: the run could not start (a plugin, the coordinator).
+	RunError Status = "error"
 )
 
 // Report formats for Spec.Format.
