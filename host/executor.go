@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/coordinator"
@@ -102,7 +103,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		evalCtx := r.p.cfg.EvalContext(scope)
 		ok, diags := m.EvalRunIf(evalCtx)
 		if diags.HasErrors() {
-			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diags.Error()})
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diagsText(diags)})
 		}
 		if !ok {
 			env.SkipReason = "run_if is false: " + config.RunIfSource(m)
@@ -111,7 +112,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		if !static {
 			cfgJSON, diags = m.EvalConfig(evalCtx, kind)
 			if diags.HasErrors() {
-				return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diags.Error()})
+				return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diagsText(diags)})
 			}
 		}
 	}
@@ -263,4 +264,26 @@ func resultFunc(g *graph.Graph, results envelopeSource) pluginhost.ResultFunc {
 		}
 		return nil, fmt.Errorf("module %s does not depend on %s: add module.%s to its depends_on to read its result", caller, dep, strings.SplitN(dep, "[", 2)[0])
 	}
+}
+
+// diagsText is diags' errors on one line each, each "file:line:col:
+// summary; detail": the place as every other error of the file gives it.
+func diagsText(diags hcl.Diagnostics) string {
+	var lines []string
+	for _, d := range diags.Errs() {
+		var b strings.Builder
+		if hd, ok := d.(*hcl.Diagnostic); ok {
+			if hd.Subject != nil {
+				fmt.Fprintf(&b, "%s:%d:%d: ", hd.Subject.Filename, hd.Subject.Start.Line, hd.Subject.Start.Column)
+			}
+			b.WriteString(hd.Summary)
+			if hd.Detail != "" {
+				b.WriteString("; " + hd.Detail)
+			}
+		} else {
+			b.WriteString(d.Error())
+		}
+		lines = append(lines, b.String())
+	}
+	return strings.Join(lines, "\n")
 }

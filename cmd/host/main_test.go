@@ -360,6 +360,22 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 	}
 }
 
+// A module whose configuration fails when it is evaluated (it reads a
+// result) names the place as file:line:col, like every load-time error.
+func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rt.hcl")
+	text := "module \"shell\" \"a\" {\n  script = \"echo 5\"\n}\nmodule \"shell\" \"b\" {\n  command = [\"echo\", module.a.value.nope]\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "run", file)
+	r.wantCode(t, 1)
+	b := r.module(t, "b")
+	if want := "evaluate configuration: " + file + ":5:36: Unsupported attribute"; b.Error == nil || b.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(b.Error.Message, want) {
+		t.Errorf("b's error: %+v, want it to contain %q", b.Error, want)
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)
