@@ -195,6 +195,9 @@ type Module struct {
 	// bodyAttrs are the plugin attributes' expressions, for static checks.
 	bodyAttrs map[string]hcl.Expression
 	pipeline  *Pipeline
+	// matrixDeclared: the block declares a matrix, even one whose errors
+	// left Matrix nil (its references are not reported again).
+	matrixDeclared bool
 }
 
 // KindLabel is the module's first label as written: PLUGIN or PLUGIN.KIND.

@@ -259,3 +259,13 @@ func TestLoadNotHCL(t *testing.T) {
 		}
 	})
 }
+
+// A matrix with errors is reported once: its module's matrix references
+// are not reported again as references outside a matrix.
+func TestBadMatrixReportedOnce(t *testing.T) {
+	src := "module \"shell\" \"n\" {\n  matrix  = [\"a\", \"a\"]\n  command = [\"echo\", matrix.target, matrix.nope]\n}\n"
+	_, diags := LoadSource("mx.hcl", []byte(src), Options{})
+	if errs := diags.Errs(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "Duplicate matrix value") {
+		t.Fatalf("diags = %v, want the duplicate value alone", diags)
+	}
+}

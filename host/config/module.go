@@ -157,6 +157,7 @@ func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnost
 	if len(matrixBlocks) > 1 {
 		diags = append(diags, duplicateBlock("matrix", "", matrixBlocks[1].DefRange, matrixBlocks[0].DefRange))
 	}
+	m.matrixDeclared = attrs["matrix"] != nil || len(matrixBlocks) > 0
 	switch a := attrs["matrix"]; {
 	case a != nil && len(matrixBlocks) > 0:
 		diags = append(diags, &hcl.Diagnostic{

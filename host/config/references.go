@@ -99,7 +99,9 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 			}
 		case "matrix":
 			if m.Matrix == nil {
-				unknown("Matrix value outside a matrix", fmt.Sprintf("Module %q has no matrix, so matrix.%s has no value here. Add matrix = [...] to the module, or remove the reference.", m.Name, name))
+				if !m.matrixDeclared { // else its errors were reported already
+					unknown("Matrix value outside a matrix", fmt.Sprintf("Module %q has no matrix, so matrix.%s has no value here. Add matrix = [...] to the module, or remove the reference.", m.Name, name))
+				}
 				continue
 			}
 			axes := m.Matrix.AxisNames()
