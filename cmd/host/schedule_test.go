@@ -280,7 +280,7 @@ func TestRunIf(t *testing.T) {
 	}
 	facts := []string{"--var", "want_os=" + hostOS(), "--var", "want_arch=" + runtime.GOARCH}
 	// The failures are the same in every run.
-	broken := want{fail, `run_if.hcl:64,37-45: Unsupported attribute; This object does not have an attribute named "missing"`}
+	broken := want{fail, `run_if.hcl:64:37: Unsupported attribute; This object does not have an attribute named "missing"`}
 	notBool := want{fail, "The run_if condition must be a boolean, but it is number"}
 	tests := []struct {
 		name string

@@ -214,10 +214,11 @@ func TestConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"no endpoints", Config{}, EndpointsEnv},
-		{"password without user", Config{Endpoints: []string{"x"}, Password: "p"}, "username"},
-		{"cert without key", Config{Endpoints: []string{"x"}, CertFile: "c"}, "key"},
-		{"short ttl", Config{Endpoints: []string{"x"}, RunTTL: time.Second}, "TTL"},
-		{"ok", Config{Endpoints: []string{"x"}}, ""},
+		{"password without user", Config{Endpoints: []string{"x:2379"}, Password: "p"}, "username"},
+		{"cert without key", Config{Endpoints: []string{"x:2379"}, CertFile: "c"}, "key"},
+		{"short ttl", Config{Endpoints: []string{"x:2379"}, RunTTL: time.Second}, "TTL"},
+		{"ok", Config{Endpoints: []string{"x:2379"}}, ""},
+		{"endpoint without a port", Config{Endpoints: []string{"x"}}, "missing port"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
