@@ -39,7 +39,8 @@ type hostProc struct {
 }
 
 // startHost starts one instance in its own process group, so a SIGKILL of
-// the group also takes the plugins it started.
+// the group takes whatever the host is running (its plugins, each in a
+// group of its own, go with it through their parent-death signal).
 func (b *bench) startHost(dir, pipeline string, instance, total int, runID, endpoint string, extra ...string) (*hostProc, error) {
 	name := fmt.Sprintf("instance-%d", instance)
 	args := append([]string{"run", pipeline, "--instance", strconv.Itoa(instance), "--total", strconv.Itoa(total),

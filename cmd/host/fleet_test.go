@@ -116,8 +116,9 @@ func (p *proc) exited() bool {
 	}
 }
 
-// kill SIGKILLs the process's whole group: the process and the plugins it
-// started, as when its machine dies.
+// kill SIGKILLs the process's whole group, as a job control kill does;
+// its plugins, in groups of their own, go with it through their
+// parent-death signal.
 func (p *proc) kill() {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 }
