@@ -105,7 +105,11 @@ func notStarted(opts RunOptions, err error) error {
 	if status == report.RunError {
 		kind = coordinator.ErrorKindPlugin
 	}
-	run := &report.Run{Pipeline: opts.File, RunID: opts.RunID, Status: status, StartedAt: now, EndedAt: now,
+	runID := opts.RunID
+	if runID == "" {
+		runID = localRunID(opts.Environ)
+	}
+	run := &report.Run{Pipeline: opts.File, RunID: runID, Status: status, StartedAt: now, EndedAt: now,
 		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}
 	for _, spec := range opts.Reports {
 		if werr := report.Write(spec, run); werr != nil {

@@ -281,7 +281,10 @@ func newLogger(level string, asJSON bool, out io.Writer) (hclog.Logger, error) {
 		// connection first. What was wrong with a plugin, if anything, is
 		// reported on its own.
 		Exclude: func(level hclog.Level, msg string, _ ...any) bool {
-			return lv > hclog.Debug && (msg == "plugin failed to exit gracefully" || msg == "error closing client during Kill")
+			return lv > hclog.Debug && (msg == "plugin failed to exit gracefully" || msg == "error closing client during Kill" ||
+				// At error level for any exit but 0, a plugin the host
+				// stopped itself included; a crash is the host's own entry.
+				msg == "plugin process exited")
 		},
 	})
 	// go-plugin writes a few events with the standard log package; they

@@ -117,7 +117,7 @@ func WriteJUnit(w io.Writer, run *Run) error {
 	if run.Error != nil {
 		// The run never started: one case says why, so a CI that reads
 		// the file shows the error rather than an empty suite.
-		suite.Cases = append(suite.Cases, junitCase{Name: "pipeline file", Classname: name,
+		suite.Cases = append(suite.Cases, junitCase{Name: "pipeline file", Classname: name, Time: seconds(0),
 			Error: failureMessage(coordinator.Envelope{Status: coordinator.Status(run.Status), Error: run.Error})})
 		suite.Tests++
 		suite.Errors++

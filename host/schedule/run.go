@@ -394,6 +394,11 @@ func (r *run) completed(c completion) {
 	env := c.env
 	env.Module = t.ID
 	env.Attempts = int(r.attempt[n])
+	if env.Status == coordinator.StatusSkipped {
+		// Skipped when it came to run (run_if, requires): never run, as
+		// a module skipped for a failed dependency.
+		env.Attempts = 0
+	}
 	if !env.Status.Valid() {
 		env.Error = &coordinator.Error{
 			Kind:    coordinator.ErrorKindPlugin,

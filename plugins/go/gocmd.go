@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -100,7 +101,7 @@ func RunTest(ctx context.Context, cfg Config, s Streams, killGrace time.Duration
 	parser := NewTestParser(func(l string) { writeLine(s.Stdout, l) })
 	stderr := proc.NewTail(outputTailLines)
 	start := time.Now()
-	exit, err := proc.Run(ctx, proc.Command{
+	exit, err := runGo(ctx, proc.Command{
 		Argv:      cfg.argv("test", "-json"),
 		Dir:       cfg.Dir,
 		Env:       cfg.environ(),
@@ -130,7 +131,7 @@ func RunTest(ctx context.Context, cfg Config, s Streams, killGrace time.Duration
 // RunBuild runs `go build`.
 func RunBuild(ctx context.Context, cfg Config, s Streams, killGrace time.Duration) (BuildResult, error) {
 	out := proc.NewTail(outputTailLines)
-	exit, err := proc.Run(ctx, proc.Command{
+	exit, err := runGo(ctx, proc.Command{
 		Argv:      cfg.argv("build"),
 		Dir:       cfg.Dir,
 		Env:       cfg.environ(),
@@ -152,7 +153,7 @@ func RunBuild(ctx context.Context, cfg Config, s Streams, killGrace time.Duratio
 func RunVet(ctx context.Context, cfg Config, s Streams, killGrace time.Duration) (VetResult, error) {
 	out := proc.NewTail(outputTailLines)
 	vp := &vetParser{}
-	exit, err := proc.Run(ctx, proc.Command{
+	exit, err := runGo(ctx, proc.Command{
 		Argv:      cfg.argv("vet"),
 		Dir:       cfg.Dir,
 		Env:       cfg.environ(),
@@ -233,4 +234,26 @@ func writeLine(w io.Writer, line string) {
 	if w != nil {
 		_, _ = io.WriteString(w, line+"\n")
 	}
+}
+
+// runGo runs a go command with GOTMPDIR set to a folder of its own, which
+// it removes when the command ends. The go command builds in a work
+// folder there and removes it only when it ends by itself or on an
+// interrupt: a module cancelled by its timeout or Ctrl-C (SIGTERM, then
+// SIGKILL) would otherwise leave a go-build folder of compiled packages
+// and test binaries in the temporary folder each time. A GOTMPDIR the
+// module sets is its own to manage.
+func runGo(ctx context.Context, c proc.Command) (proc.Exit, error) {
+	for _, kv := range c.Env {
+		if strings.HasPrefix(kv, "GOTMPDIR=") {
+			return proc.Run(ctx, c)
+		}
+	}
+	dir, err := os.MkdirTemp("", "modpipe-go-")
+	if err != nil {
+		return proc.Exit{}, fmt.Errorf("make a work folder for the go command: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	c.Env = append(c.Env, "GOTMPDIR="+dir)
+	return proc.Run(ctx, c)
 }

@@ -24,7 +24,7 @@ import (
 const Version = "0.1.0"
 
 // killGrace is the time a cancelled go command gets between SIGTERM and
-// SIGKILL; shorter than the host's grace for a hung plugin (5s by
+// SIGKILL; shorter than the host's grace for a hung plugin (10s by
 // default), so the plugin has finished killing the process group before
 // the host would kill the plugin itself.
 const killGrace = 3 * time.Second

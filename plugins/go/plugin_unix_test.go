@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,10 @@ func TestPluginCancel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go test on a fixture module")
 	}
+	// The plugin's temporary folder: the go command's work folder (its
+	// compiled packages and test binary) must not outlive the module.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	p := startPlugin(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -38,6 +43,12 @@ func TestPluginCancel(t *testing.T) {
 		t.Fatal("the test binary's pid never arrived")
 	}
 	plugintest.WaitGone(t, pid)
+	left, _ := os.ReadDir(tmp)
+	for _, e := range left {
+		if !strings.HasPrefix(e.Name(), "plugin-dir") { // go-plugin's socket folder
+			t.Errorf("the cancelled go test left %s in the temporary folder", e.Name())
+		}
+	}
 
 	resp, _ := plugintest.Execute(t, p, "build", `{"dir": "testdata/modules/pass"}`, nil)
 	if !resp.Succeeded {
