@@ -108,6 +108,22 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		wg.Wait()
 	}()
 
+	// The run's context: the caller's, and ended when the master's
+	// session ends (etcd unreachable, its lease lost), so the scheduler
+	// stops and the master's own modules are cancelled at once rather
+	// than run to their end for a run that can no longer finish.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-sess.Done():
+			stopRun(fmt.Errorf("the master's coordinator session ended: %w", sess.Err()))
+		case <-helpers.Done():
+		}
+	}()
+
 	members := newMemberView(log)
 	members.seed(<-seed)
 	watch, err := sess.WatchMembers(helpers)
@@ -122,7 +138,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	go func() { defer wg.Done(); rt.route(helpers, sess) }()
 
 	stg := &stager{sess: sess, graph: l.graph, router: rt, members: members, log: log, ctx: helpers, wg: &wg, staged: map[string]bool{}}
-	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: ctx, capabilityTimeout: d.CapabilityTimeout, stager: stg}
+	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: runCtx, capabilityTimeout: d.CapabilityTimeout, stager: stg}
 	sched, err := newScheduler(p, exec, 0 /* members have their own slots */, con)
 	if err != nil {
 		return nil, err
@@ -131,13 +147,13 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	// the scheduler has its dependency's result: the coordinator has it.
 	src.set(fallbackSource{first: sched, then: &sessionSource{ctx: helpers, sess: sess, log: log, cache: map[string]coordinator.Envelope{}}})
 
-	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted, limit: limitOf(coord)}
+	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted, limit: limitOf(coord), modules: runCtx}
 	for range d.Slots {
 		wg.Add(1)
 		go func() { defer wg.Done(); pull.loop(helpers) }()
 	}
 
-	res := sched.Run(ctx)
+	res := sched.Run(runCtx)
 	ended := time.Now().UTC()
 
 	status := coordinator.StatusFailed
@@ -425,7 +441,7 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 		}
 	}
 	cancelled := func() coordinator.Envelope {
-		reason := e.cancel()
+		reason := e.cancel(ctx)
 		return failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+reason)
 	}
 
@@ -472,7 +488,7 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 	case ctx.Err() != nil:
 		return cancelled()
 	case e.sess.Err() != nil:
-		return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was queued: %v", a.Module, e.sess.Err()))
+		return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was queued or running: %v", a.Module, e.sess.Err()))
 	default:
 		e.log.Error("no capable member left", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
 		return failed(coordinator.StatusFailed, coordinator.ErrorKindCapability, msg)
@@ -544,12 +560,20 @@ func (e *distributedExecutor) awaitCapable(ctx context.Context, a coordinator.As
 
 // cancel cancels the run on the coordinator (once) because a running
 // attempt's context is done, and returns the reason given.
-func (e *distributedExecutor) cancel() string {
+func (e *distributedExecutor) cancel(ctx context.Context) string {
 	reason := "the pipeline stopped after a module failed (on_failure = \"stop\")"
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		reason = cause.Error() // the scheduler's: which module's failure
+	}
 	if e.runCtx.Err() != nil {
 		reason = "the run was cancelled on the master: " + context.Cause(e.runCtx).Error()
 	}
 	e.cancelOnce.Do(func() {
+		if err := e.sess.Err(); err != nil {
+			// Nobody to tell: the workers see the master's lease go.
+			e.log.Debug("not cancelling the run: the session ended", "reason", reason, "session", err)
+			return
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 		defer cancel()
 		if err := e.sess.Cancel(cctx, reason); err != nil {

@@ -729,12 +729,15 @@ func TestFleetMasterKilled(t *testing.T) {
 func TestFleetEtcdStoppedForGood(t *testing.T) {
 	f := newFleet(t)
 	etcd := f.startEtcd(1)
-	file := "testdata/fleet/hold.hcl"
+	// Both a worker and the master run a module that never ends by itself:
+	// each instance must stop its own when its session ends.
+	file := "testdata/fleet/etcd_gone.hcl"
 	vars := []string{"--var", "dir=" + f.dir}
 	w1 := f.host(file, 1, 3, "etcd-gone", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
 	w2 := f.host(file, 2, 3, "etcd-gone", endpoints(etcd), vars...)
 	master := f.host(file, 0, 3, "etcd-gone", endpoints(etcd), vars...)
 	waitFile(t, filepath.Join(f.dir, "holding"), master, w1, w2)
+	waitFile(t, filepath.Join(f.dir, "master-holding"), master, w1, w2)
 
 	etcd[0].proc.kill()
 	stopped := time.Now()

@@ -1,0 +1,24 @@
+# Modules that run until the test creates ${var.dir}/release, which the
+# etcd-stopped test never does: "hold" on the worker that is the holder,
+# "master_hold" on the master. When etcd stops for good every instance
+# must stop its modules and exit, the master included.
+
+variable "dir" {
+  type = string
+}
+
+distributed {
+  heartbeat_interval = "200ms"
+  heartbeat_timeout  = "2s"
+  capability_timeout = "1m"
+}
+
+module "shell" "hold" {
+  requires = ["holder"]
+  script   = "echo ${run.instance} > ${var.dir}/holding; while [ ! -e ${var.dir}/release ]; do sleep 0.05; done; echo released"
+}
+
+module "shell" "master_hold" {
+  pin_to_master = true
+  script        = "touch ${var.dir}/master-holding; while [ ! -e ${var.dir}/release ]; do sleep 0.05; done; echo released"
+}
