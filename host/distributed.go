@@ -390,17 +390,19 @@ func (s *sessionSource) Envelope(addr string) (coordinator.Envelope, bool) {
 // sessionEndError turns the reason a worker's session ended into the
 // worker's exit: nil when the run succeeded, else an *ExitError whose code
 // mirrors the run's status or names the coordinator's failure.
-func sessionEndError(sessErr error, d DistributedOptions) error {
+func sessionEndError(sessErr error, d DistributedOptions, cancelReason string) error {
 	var finished *coordinator.RunFinishedError
 	switch {
 	case sessErr == nil:
 		return nil
 	case errors.As(sessErr, &finished):
-		switch finished.Status {
-		case coordinator.StatusSucceeded:
+		switch {
+		case finished.Status == coordinator.StatusSucceeded:
 			return nil
+		case cancelReason != "":
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s finished with status %s: %s", d.RunID, finished.Status, cancelReason)}
 		default:
-			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s finished with status %s", d.RunID, finished.Status)}
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s finished with status %s; the master's summary has each module's outcome", d.RunID, finished.Status)}
 		}
 	case errors.Is(sessErr, coordinator.ErrMasterLost):
 		return &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("instance %d of run %s: %w; check the master's job (it crashed, was killed or lost its network) and rerun", d.Instance, d.RunID, sessErr)}

@@ -700,8 +700,10 @@ func TestDistributedMasterThatCannotStartEndsTheRun(t *testing.T) {
 	if _, err := f.waitMaster(); ExitCode(err) != ExitInvalid {
 		t.Errorf("master: %v, want exit %d for the invalid file", err, ExitInvalid)
 	}
-	if err := f.waitWorker(1); ExitCode(err) != ExitFailed || !strings.Contains(err.Error(), "finished with status failed") {
-		t.Errorf("worker: %v, want exit %d because the run failed", err, ExitFailed)
+	// The worker says why: the master's reason reaches it.
+	if err := f.waitWorker(1); ExitCode(err) != ExitFailed || !strings.Contains(err.Error(), "finished with status failed: the master could not start the run: ") ||
+		!strings.Contains(err.Error(), "bad_attribute.hcl") {
+		t.Errorf("worker: %v, want exit %d with the master's reason", err, ExitFailed)
 	}
 }
 

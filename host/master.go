@@ -210,6 +210,10 @@ func abandonRun(ctx context.Context, coord coordinator.Coordinator, d Distribute
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
+	// The workers say why they stop: the reason goes first.
+	if err := sess.Cancel(fctx, "the master could not start the run: "+cause.Error()); err != nil {
+		log.Warn("could not tell the workers why the run failed to start", "error", err)
+	}
 	if err := sess.Finish(fctx, coordinator.StatusFailed); err != nil {
 		log.Warn("could not tell the workers that the run failed to start", "error", err)
 	} else {

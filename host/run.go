@@ -165,9 +165,9 @@ func finishRun(p *prepared, con *console, runID string, reports []report.Spec, s
 	}
 	switch run.Status {
 	case report.RunCancelled:
-		return run, &ExitError{Code: ExitInterrupted, Err: errors.New("the run was cancelled")}
+		return run, &ExitError{Code: ExitInterrupted, Reported: true, Err: errors.New("the run was cancelled")} // the summary says so
 	case report.RunFailed:
-		return run, &ExitError{Code: ExitFailed, Err: errors.New("the pipeline failed")}
+		return run, &ExitError{Code: ExitFailed, Reported: true, Err: errors.New("the pipeline failed")} // the summary says so
 	}
 	if len(errs) > 0 {
 		return run, &ExitError{Code: ExitFailed, Reported: true, Err: errors.Join(errs...)}

@@ -42,6 +42,9 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}
 	d = d.withDefaults(block)
 	log := opts.Logger.Named("distributed").With("run_id", d.RunID, "instance", d.Instance)
+	if len(opts.Reports) > 0 {
+		log.Warn("--report is ignored on a worker: the master (instance 0) writes the run's reports")
+	}
 
 	// The master's values replace this instance's own --var settings.
 	own := opts.Options
@@ -74,7 +77,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		if ctx.Err() != nil {
 			return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("instance %d stopped while waiting for the master of run %s to start: %w", d.Instance, d.RunID, context.Cause(ctx))}
 		}
-		return sessionEndError(err, d)
+		return sessionEndError(err, d, sess.CancelReason())
 	}
 	if info.Total > 0 && info.Total != d.Total {
 		return exitErrorf(ExitInvalid, "instance %d refuses to run: it was started with a total of %d instances, the master of run %s with %d (indexes 0..%d); give every instance of the run the same total",
@@ -158,7 +161,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		err := sess.Err()
 		stop(err)
 		log.Info("session ended", "reason", err)
-		return sessionEndError(err, d)
+		return sessionEndError(err, d, sess.CancelReason())
 	case <-ctx.Done():
 		cause := context.Cause(ctx)
 		log.Warn("interrupted: leaving the run", "cause", cause)

@@ -110,7 +110,7 @@ func run(args []string) int {
 	finish := func(err error) error {
 		code = host.ExitCode(err)
 		var ee *host.ExitError
-		if err != nil && !(asExit(err, &ee) && ee.Reported) && code != host.ExitFailed && code != host.ExitInterrupted {
+		if err != nil && !(asExit(err, &ee) && ee.Reported) {
 			fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		}
 		return nil

@@ -169,6 +169,14 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	defer cancel()
 	if _, err := cli.Get(pctx, cfg.Prefix+"/", clientv3.WithCountOnly()); err != nil {
 		_ = cli.Close()
+		switch {
+		case errors.Is(err, rpctypes.ErrUserEmpty):
+			return nil, fmt.Errorf("connect to etcd at %s: %w: the server has authentication enabled; give a username and password (distributed { etcd { username, password } })", strings.Join(cfg.Endpoints, ","), err)
+		case errors.Is(err, rpctypes.ErrPermissionDenied):
+			return nil, fmt.Errorf("connect to etcd at %s: %w: user %q may not read the prefix %s; grant its role readwrite on %s/ or use a prefix it may write (distributed { etcd { prefix } })", strings.Join(cfg.Endpoints, ","), err, cfg.Username, cfg.Prefix, cfg.Prefix)
+		case errors.Is(err, rpctypes.ErrAuthFailed):
+			return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		}
 		return nil, fmt.Errorf("connect to etcd at %s: %w%s; check that etcd is running there and the endpoints (--etcd, %s), TLS files and credentials are right",
 			strings.Join(cfg.Endpoints, ","), err, diagnoseEndpoints(ctx, cfg.Endpoints), EndpointsEnv)
 	}

@@ -150,4 +150,20 @@ func TestAuth(t *testing.T) {
 	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, Username: "root", Password: "wrong", DialTimeout: 2 * time.Second}); err == nil {
 		t.Fatal("New with a wrong password succeeded")
 	}
+	// No credentials, and a user without rights on the prefix: the
+	// server answered, and the error says what it wants.
+	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second}); err == nil || !strings.Contains(err.Error(), "authentication enabled; give a username and password") {
+		t.Errorf("New without credentials: %v", err)
+	}
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Username: "root", Password: "s3cret", DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if _, err := root.UserAdd(ctx, "reader", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, Username: "reader", Password: "pw", DialTimeout: 2 * time.Second}); err == nil || !strings.Contains(err.Error(), `user "reader" may not read the prefix /modpipe`) {
+		t.Errorf("New as a user without rights: %v", err)
+	}
 }
