@@ -76,4 +76,8 @@ type Envelope struct {
 	Host          string `json:"host"`
 	Plugin        string `json:"plugin"`
 	PluginVersion string `json:"plugin_version"`
+	// IgnoredFailure marks a failure (or timeout) of a module with
+	// ignore_failure: it did not fail the pipeline, and reports show it
+	// as a warning rather than an error. Set by the host's scheduler.
+	IgnoredFailure bool `json:"ignored_failure,omitempty"`
 }

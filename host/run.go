@@ -89,7 +89,9 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 // (status invalid for errors in the file, else error, with err's message)
 // so a CI step that reads them finds why, and returns err.
 func notStarted(opts RunOptions, err error) error {
-	if len(opts.Reports) == 0 {
+	env := envMap(opts.Environ)
+	github := env["GITHUB_ACTIONS"] == "true"
+	if len(opts.Reports) == 0 && !github {
 		return err
 	}
 	ee, ok := errors.AsType[*ExitError](err)
@@ -114,6 +116,16 @@ func notStarted(opts RunOptions, err error) error {
 	for _, spec := range opts.Reports {
 		if werr := report.Write(spec, run); werr != nil {
 			fmt.Fprintf(opts.Stderr, "Error: %v\n", werr)
+		}
+	}
+	if github {
+		// The job's page shows annotations and the step summary, not
+		// the log: the reason goes there as it would for a failed run.
+		fmt.Fprintln(opts.Stdout, ui.GitHubAnnotation("error", fmt.Sprintf("%s %s", opts.File, status), err.Error()))
+		if path := env["GITHUB_STEP_SUMMARY"]; path != "" {
+			if werr := report.AppendMarkdown(path, run); werr != nil {
+				fmt.Fprintf(opts.Stderr, "Error: %v\n", werr)
+			}
 		}
 	}
 	return err

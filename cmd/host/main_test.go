@@ -376,6 +376,54 @@ func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 	}
 }
 
+// On GitHub Actions a run that cannot start says why where the job's page
+// shows it: an ::error annotation and the step summary.
+func TestRunThatDidNotStartOnGitHub(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "inv.hcl")
+	if err := os.WriteFile(file, []byte("module \"shell\" \"x\" {\n  comand = [\"true\"]\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	summary := filepath.Join(dir, "summary.md")
+	r := runHostEnv(t, []string{"GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY=" + summary}, "run", file)
+	r.wantCode(t, 2)
+	if !strings.Contains(r.stdout, "::error title=") || !strings.Contains(r.stdout, "Unsupported argument") {
+		t.Errorf("no ::error annotation with the reason:\n%s", r.stdout)
+	}
+	b, err := os.ReadFile(summary)
+	if err != nil || !strings.Contains(string(b), "The run did not start") || !strings.Contains(string(b), "Unsupported argument") {
+		t.Errorf("step summary (%v):\n%s", err, b)
+	}
+}
+
+// A failure that ignore_failure lets pass is shown as one: marked in the
+// summary and every report, a warning on GitHub, not a red JUnit case.
+func TestIgnoredFailureIsMarked(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ign.hcl")
+	text := "module \"shell\" \"ign\" {\n  command = [\"false\"]\n  ignore_failure = true\n}\nmodule \"shell\" \"ok\" {\n  command = [\"true\"]\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	junit := filepath.Join(dir, "junit.xml")
+	r := runHostEnv(t, []string{"GITHUB_ACTIONS=true"}, "run", file, "--report", "junit="+junit)
+	r.wantCode(t, 0)
+	ign := r.module(t, "ign")
+	if ign.Status != coordinator.StatusFailed || !ign.IgnoredFailure {
+		t.Errorf("ign: %s ignored_failure=%v, want failed and marked ignored", ign.Status, ign.IgnoredFailure)
+	}
+	if !strings.Contains(r.stdout, "::warning title=ign failed (ignored)::") || strings.Contains(r.stdout, "::error") {
+		t.Errorf("want a ::warning and no ::error for the ignored failure:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "failed (ignored)") {
+		t.Errorf("the summary does not mark the ignored failure:\n%s", r.stdout)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil || !strings.Contains(string(b), `<skipped message="ignored failure (ignore_failure): `) || strings.Contains(string(b), "<failure") {
+		t.Errorf("JUnit (%v):\n%s", err, b)
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)

@@ -95,6 +95,11 @@ func WriteJUnit(w io.Writer, run *Run) error {
 			Time:      seconds(time.Duration(e.DurationMS) * time.Millisecond),
 		}
 		switch {
+		case e.IgnoredFailure:
+			// It did not fail the pipeline: not a red test either.
+			m := failureMessage(e)
+			c.Skipped = &junitMessage{Message: "ignored failure (ignore_failure): " + m.Message}
+			suite.Skipped++
 		case e.Status == coordinator.StatusFailed && (e.Error == nil || e.Error.Kind == coordinator.ErrorKindModule || e.Error.Kind == coordinator.ErrorKindConfig):
 			c.Failure = failureMessage(e)
 			suite.Failures++

@@ -35,7 +35,7 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 	b.WriteString("| --- | --- | ---: | ---: | --- |\n")
 	for _, e := range mods {
 		fmt.Fprintf(&b, "| %s | %s %s | %s | %d | %s |\n",
-			mdEscape(e.Module), moduleIcon(e), e.Status, duration(e), e.Attempts, mdEscape(where(e)))
+			mdEscape(e.Module), moduleIcon(e), statusText(e), duration(e), e.Attempts, mdEscape(where(e)))
 	}
 	failures := false
 	for _, e := range mods {
@@ -46,7 +46,7 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 			b.WriteString("\n### Failures\n")
 			failures = true
 		}
-		fmt.Fprintf(&b, "\n#### %s %s", mdEscape(e.Module), e.Status)
+		fmt.Fprintf(&b, "\n#### %s %s", mdEscape(e.Module), statusText(e))
 		if on := where(e); on != "" {
 			fmt.Fprintf(&b, " on instance %s", mdEscape(on))
 		}
@@ -84,6 +84,9 @@ func statusIcon(s Status) string {
 }
 
 func moduleIcon(e coordinator.Envelope) string {
+	if e.IgnoredFailure {
+		return "⚠️"
+	}
 	switch e.Status {
 	case coordinator.StatusSucceeded:
 		return "✅"

@@ -257,6 +257,15 @@ func ran(e coordinator.Envelope) bool {
 
 // isFailure reports whether e belongs in the failures section: it failed,
 // timed out, or was cancelled while running.
+// statusText is e's status as reports show it: "failed (ignored)" for
+// a failure ignore_failure let pass.
+func statusText(e coordinator.Envelope) string {
+	if e.IgnoredFailure {
+		return string(e.Status) + " (ignored)"
+	}
+	return string(e.Status)
+}
+
 func isFailure(e coordinator.Envelope) bool {
 	return e.Status.Failed() || (e.Status == coordinator.StatusCancelled && e.Attempts > 0)
 }

@@ -18,7 +18,7 @@ func WriteSummary(w io.Writer, run *Run) error {
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODULE\tSTATUS\tDURATION\tATTEMPTS\tRAN ON")
 	for _, e := range mods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Module, e.Status, duration(e), e.Attempts, where(e))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Module, statusText(e), duration(e), e.Attempts, where(e))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -37,7 +37,7 @@ func WriteSummary(w io.Writer, run *Run) error {
 		if !isFailure(e) {
 			continue
 		}
-		fmt.Fprintf(w, "\n%s %s", e.Module, e.Status)
+		fmt.Fprintf(w, "\n%s %s", e.Module, statusText(e))
 		if on := where(e); on != "" {
 			fmt.Fprintf(w, " on instance %s", on)
 		}

@@ -432,6 +432,9 @@ func (r *run) completed(c completion) {
 		r.resetTimer()
 		return
 	}
+	if env.Status.Failed() && t.IgnoreFailure {
+		env.IgnoredFailure = true
+	}
 	r.finish(n, env)
 	if env.Status.Failed() && !t.IgnoreFailure && r.s.opts.OnFailure == Stop && r.stoppedBy == "" && !r.cancelled {
 		r.stopRun(t.ID + " " + failedVerb(env.Status))

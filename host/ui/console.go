@@ -266,7 +266,11 @@ func (c *Console) Finished(env coordinator.Envelope) {
 	if env.Status.Failed() {
 		c.failed++
 	}
-	head := fmt.Sprintf("%s %s %s%s%s", statusMark(env.Status), env.Module, env.Status, durationNote(env), errorNote(env))
+	status := string(env.Status)
+	if env.IgnoredFailure {
+		status += " (ignored)"
+	}
+	head := fmt.Sprintf("%s %s %s%s%s", statusMark(env.Status), env.Module, status, durationNote(env), errorNote(env))
 	if env.Status == coordinator.StatusSkipped && env.SkipReason != "" {
 		head = fmt.Sprintf("%s %s skipped: %s", statusMark(env.Status), env.Module, env.SkipReason)
 	}
@@ -293,7 +297,11 @@ func (c *Console) Finished(env coordinator.Envelope) {
 			if env.Error != nil {
 				msg = env.Error.Message
 			}
-			lines = append(lines, fmt.Sprintf("::error title=%s::%s", escapeProperty(env.Module+" "+string(env.Status)), escapeData(msg)))
+			level := "error"
+			if env.IgnoredFailure {
+				level = "warning" // ignore_failure: it did not fail the run
+			}
+			lines = append(lines, fmt.Sprintf("::%s title=%s::%s", level, escapeProperty(env.Module+" "+status), escapeData(msg)))
 		}
 		c.emit(lines)
 	case StyleGitLab:
@@ -584,6 +592,12 @@ func statusMark(s coordinator.Status) string {
 
 // escapeData escapes a GitHub workflow command's message, which ends at
 // the line's end.
+// GitHubAnnotation is a GitHub Actions workflow command that annotates the
+// run: level "error", "warning" or "notice", with a title and a message.
+func GitHubAnnotation(level, title, msg string) string {
+	return fmt.Sprintf("::%s title=%s::%s", level, escapeProperty(title), escapeData(msg))
+}
+
 func escapeData(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
 }

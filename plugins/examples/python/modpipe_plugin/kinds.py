@@ -246,7 +246,10 @@ class Checksum(Kind):
 
         paths = set()
         for pattern in config["patterns"]:
-            for p in glob.glob(pattern, root_dir=root, recursive=True):
+            # iglob, checking between matches: listing a large tree takes
+            # long enough that a cancelled module must stop inside it.
+            for p in glob.iglob(pattern, root_dir=root, recursive=True):
+                module.check_cancelled()
                 if os.path.isfile(os.path.join(root, p)):
                     paths.add(os.path.normpath(p))
         module.log("hashing %d file%s with %s" % (len(paths), "" if len(paths) == 1 else "s", algorithm))
