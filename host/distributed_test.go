@@ -538,10 +538,17 @@ func TestDistributedCancellationReachesEveryWorker(t *testing.T) {
 	if e := envs["breaker"]; e.Status != coordinator.StatusFailed {
 		t.Errorf("breaker: %s", e.Status)
 	}
-	for _, name := range []string{"long_alpha", "long_beta", "long_gamma"} {
-		if e := envs[name]; e.Status != coordinator.StatusCancelled {
-			t.Errorf("%s: %s %+v, want cancelled", name, e.Status, e.Error)
+	// Each is reported as the worker that ran it stopped it, as a
+	// single-machine run reports a module cancelled while running.
+	for i, name := range []string{"long_alpha", "long_beta", "long_gamma"} {
+		e := envs[name]
+		if e.Status != coordinator.StatusCancelled || e.Instance != i+1 || e.Host != fmt.Sprintf("w%d", i+1) || e.Attempts != 1 {
+			t.Errorf("%s: %s on instance %d host %q attempts %d (%+v), want cancelled on instance %d, attempt 1", name, e.Status, e.Instance, e.Host, e.Attempts, e.Error, i+1)
 		}
+	}
+	// Never claimed: a module that never started.
+	if e := envs["queued_alpha"]; e.Status != coordinator.StatusCancelled || e.Attempts != 0 || e.Error == nil || !strings.HasPrefix(e.Error.Message, "not started: ") {
+		t.Errorf("queued_alpha: %s attempts %d %+v, want cancelled, not started, 0 attempts", e.Status, e.Attempts, e.Error)
 	}
 	for i, err := range f.waitWorkers() {
 		if err == nil || !strings.Contains(err.Error(), "cancelled by the master") {

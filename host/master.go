@@ -444,14 +444,44 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 			StartedAt: started, EndedAt: end, DurationMS: end.Sub(started).Milliseconds(),
 		}
 	}
-	cancelled := func() coordinator.Envelope {
-		reason := e.cancel(ctx)
-		return failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+reason)
-	}
-
 	// Register before enqueueing so no result can arrive unrouted.
 	ch, done := e.router.wait(a.Module, a.Attempt)
 	defer done()
+
+	// cancelled is the module's envelope once the run is cancelled: what
+	// the member running it publishes as it stops (its instance, host and
+	// timings, as a single-machine run would report), or, when no member
+	// holds it, a module that never started.
+	cancelled := func() coordinator.Envelope {
+		reason := e.cancel(ctx)
+		holder, claimed := e.claimHolder(a.Module)
+		if !claimed {
+			select {
+			case o := <-ch: // it has just finished
+				if o.lost == nil {
+					return o.env
+				}
+			default:
+			}
+			now := time.Now().UTC()
+			return coordinator.Envelope{Module: n.Address, Status: coordinator.StatusCancelled, Attempts: 0, StartedAt: now, EndedAt: now,
+				Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + reason}}
+		}
+		if e.sess.Err() == nil {
+			wait := time.NewTimer(cancelledOutcomeWait)
+			defer wait.Stop()
+			select {
+			case o := <-ch:
+				if o.lost == nil {
+					return o.env
+				}
+			case <-wait.C:
+			}
+		}
+		env := failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+reason)
+		env.Instance, env.Host = holder.Index, holder.Host
+		return env
+	}
 
 	if _, msg, ok := e.awaitCapable(ctx, a, nil); !ok {
 		if ctx.Err() != nil {
@@ -564,6 +594,28 @@ func (e *distributedExecutor) awaitCapable(ctx context.Context, a coordinator.As
 
 // cancel cancels the run on the coordinator (once) because a running
 // attempt's context is done, and returns the reason given.
+// cancelledOutcomeWait bounds how long the master waits, once the run is
+// cancelled, for the envelope of a module a member was running (members
+// stop their modules and publish at once; a member that does not answer
+// is reported as the master saw it).
+const cancelledOutcomeWait = 5 * time.Second
+
+// claimHolder is a session that tells which member holds a claim (both of
+// modpipe's coordinators do).
+type claimHolder interface {
+	ClaimHolder(module string) (coordinator.Member, bool)
+}
+
+// claimHolder returns the member holding module's claim; without a
+// coordinator that tells, every enqueued module counts as held by an
+// unknown member.
+func (e *distributedExecutor) claimHolder(module string) (coordinator.Member, bool) {
+	if ch, ok := e.sess.(claimHolder); ok {
+		return ch.ClaimHolder(module)
+	}
+	return coordinator.Member{}, true
+}
+
 func (e *distributedExecutor) cancel(ctx context.Context) string {
 	reason := "the pipeline stopped after a module failed (on_failure = \"stop\")"
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

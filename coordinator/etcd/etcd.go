@@ -698,6 +698,22 @@ func (s *Session) kill() {
 // Sessions stay in c.sessions until Close, even once ended, so that
 // Coordinator.Close waits for the goroutines of every session it created.
 
+// ClaimHolder returns the member that holds module's claim as this
+// session's view shows it (it follows etcd by a watch event), and whether
+// one does.
+func (s *Session) ClaimHolder(module string) (coordinator.Member, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ce, ok := s.view.claims[module]
+	if !ok {
+		return coordinator.Member{}, false
+	}
+	if me, ok := s.view.members[ce.idx]; ok {
+		return me.m, true
+	}
+	return coordinator.Member{Index: ce.idx}, true
+}
+
 // Members implements coordinator.Session. It reads etcd (not the local
 // view) so it is current even right after a join elsewhere.
 func (s *Session) Members(ctx context.Context) ([]coordinator.Member, error) {

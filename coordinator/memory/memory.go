@@ -310,6 +310,18 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// ClaimHolder returns the member that holds module's claim, and whether
+// one does.
+func (s *Session) ClaimHolder(module string) (coordinator.Member, bool) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	cr, ok := s.r.claims[module]
+	if !ok || cr.owner == nil {
+		return coordinator.Member{}, false
+	}
+	return cr.owner.member, true
+}
+
 // Members implements coordinator.Session.
 func (s *Session) Members(ctx context.Context) ([]coordinator.Member, error) {
 	s.c.mu.Lock()

@@ -394,9 +394,10 @@ func (r *run) completed(c completion) {
 	env := c.env
 	env.Module = t.ID
 	env.Attempts = int(r.attempt[n])
-	if env.Status == coordinator.StatusSkipped {
-		// Skipped when it came to run (run_if, requires): never run, as
-		// a module skipped for a failed dependency.
+	if env.Status == coordinator.StatusSkipped || env.Status == coordinator.StatusCancelled && c.env.Attempts == 0 {
+		// Skipped when it came to run (run_if, requires), or cancelled
+		// before it started (an executor that says so with 0 attempts):
+		// never run, as a module skipped for a failed dependency.
 		env.Attempts = 0
 	}
 	if !env.Status.Valid() {

@@ -27,3 +27,9 @@ module "shell" "breaker" {
   pin_to_master = true
   script        = "i=0; while [ $(ls '${var.dir}' | wc -l) -lt 3 ]; do sleep 0.05; i=$((i+1)); [ $i -lt 2400 ] || exit 9; done; echo breaking; exit 3"
 }
+# Queued behind long_alpha on alpha's single slot: it never starts.
+module "shell" "queued_alpha" {
+  requires = ["alpha"]
+  priority = -1
+  command  = ["true"]
+}
