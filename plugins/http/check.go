@@ -97,17 +97,21 @@ func Check(ctx context.Context, client *http.Client, cfg CheckConfig, logf func(
 		res, err := checkOnce(ctx, client, cfg, timeout)
 		res.Attempts = attempt
 		res.ElapsedMS = time.Since(start).Milliseconds()
-		if err == nil || ctx.Err() != nil || cfg.Wait == 0 || time.Now().Add(interval).After(deadline) {
+		left := time.Until(deadline)
+		if err == nil || ctx.Err() != nil || cfg.Wait == 0 || left <= 0 {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("%w (after %d attempts over %s)", err, attempt, time.Since(start).Round(time.Millisecond))
 			}
 			return res, err
 		}
-		logf("attempt %d: %v; retrying in %s", attempt, err, interval)
+		// The last pause is cut to the deadline, so the last attempt
+		// comes as the wait ends rather than an interval before it.
+		pause := min(interval, left)
+		logf("attempt %d: %v; retrying in %s", attempt, err, pause)
 		select {
 		case <-ctx.Done():
 			return res, fmt.Errorf("%s %s: %w", cfg.method(), cfg.URL, ctx.Err())
-		case <-time.After(interval):
+		case <-time.After(pause):
 		}
 	}
 }
@@ -149,6 +153,9 @@ func checkOnce(ctx context.Context, client *http.Client, cfg CheckConfig, timeou
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
+			return res, fmt.Errorf("%s %s: no response within %s (request_timeout): %w", cfg.method(), cfg.URL, timeout, err)
 		}
 		return res, fmt.Errorf("%s %s: %w", cfg.method(), cfg.URL, err)
 	}

@@ -64,7 +64,9 @@ func TestCheck(t *testing.T) {
 		{name: "expected status", cfg: CheckConfig{URL: srv.URL + "/down", ExpectStatus: []int{503}}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 1},
 		{name: "wait until up", cfg: CheckConfig{URL: srv.URL + "/flaky", Wait: time.Minute, Interval: time.Millisecond}, wantStatus: 200, wantBody: "up now", wantAttempts: 3},
 		{name: "wait gives up", cfg: CheckConfig{URL: srv.URL + "/down", Wait: 50 * time.Millisecond, Interval: 10 * time.Millisecond}, wantStatus: 503, wantBody: "maintenance", wantErr: "status 503", checkErr: true},
-		{name: "timeout", cfg: CheckConfig{URL: srv.URL + "/slow", Timeout: 50 * time.Millisecond}, wantAttempts: 1, wantErr: "/slow: context deadline exceeded"},
+		// A wait shorter than the interval still tries again as it ends.
+		{name: "last attempt at the wait's end", cfg: CheckConfig{URL: srv.URL + "/down", Wait: time.Second, Interval: time.Hour}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 2, wantErr: "after 2 attempts", checkErr: true},
+		{name: "timeout", cfg: CheckConfig{URL: srv.URL + "/slow", Timeout: 50 * time.Millisecond}, wantAttempts: 1, wantErr: "/slow: no response within 50ms (request_timeout): context deadline exceeded"},
 		{name: "connection refused", cfg: CheckConfig{URL: "http://127.0.0.1:1/"}, wantAttempts: 1, wantErr: "GET http://127.0.0.1:1/: dial tcp 127.0.0.1:1: connect: connection refused"},
 		{name: "bad url", cfg: CheckConfig{URL: "ftp://x"}, wantErr: "must start with http:// or https://"},
 		{name: "bad expect", cfg: CheckConfig{URL: srv.URL, ExpectStatus: []int{42}}, wantErr: "42 is not an HTTP status"},
