@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/modpipe/modpipe/sdk"
 )
 
 // Result type names of the kinds.
@@ -72,8 +74,10 @@ type WriteConfig struct {
 
 // Validate checks the mode.
 func (c WriteConfig) Validate() error {
-	_, err := c.mode()
-	return err
+	if _, err := c.mode(); err != nil {
+		return sdk.AttributeError("mode", "%v", err) // the host points at its line
+	}
+	return nil
 }
 
 func (c WriteConfig) mode() (os.FileMode, error) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,5 +65,17 @@ func TestPlugin(t *testing.T) {
 	resp, _ = plugintest.Execute(t, p, "write", `{"path": "x", "content": "", "mode": "u+x"}`, nil)
 	if resp.Succeeded || resp.Error.Kind != "config" {
 		t.Errorf("bad mode: %+v", resp.Error)
+	}
+}
+
+// A refused mode names its attribute, so the host points at its line.
+func TestValidateNamesTheMode(t *testing.T) {
+	p := plugintest.Start(t, "file", binary)
+	diags, err := p.Validate(context.Background(), "write", json.RawMessage(`{"path": "x", "content": "", "mode": "999"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diags) != 1 || diags[0].Attribute != "mode" {
+		t.Errorf("diagnostics %+v, want one on mode", diags)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/modpipe/modpipe/sdk"
 )
 
 // CheckResultType is the versioned name of the check kind's result.
@@ -38,16 +40,19 @@ type CheckConfig struct {
 
 // Validate checks what the schema cannot.
 func (c CheckConfig) Validate() error {
+	// Each error names its attribute, so the host points at its line.
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
-		return fmt.Errorf("url %q must start with http:// or https://", c.URL)
+		return sdk.AttributeError("url", "url %q must start with http:// or https://", c.URL)
 	}
 	for _, s := range c.ExpectStatus {
 		if s < 100 || s > 599 {
-			return fmt.Errorf("expect_status: %d is not an HTTP status code (100-599)", s)
+			return sdk.AttributeError("expect_status", "expect_status: %d is not an HTTP status code (100-599)", s)
 		}
 	}
-	if c.Timeout < 0 || c.Wait < 0 || c.Interval < 0 {
-		return errors.New("request_timeout, wait and interval must not be negative")
+	for name, d := range map[string]time.Duration{"request_timeout": c.Timeout, "wait": c.Wait, "interval": c.Interval} {
+		if d < 0 {
+			return sdk.AttributeError(name, "%s must not be negative (it is %s)", name, d)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -77,5 +79,23 @@ func TestPlugin(t *testing.T) {
 	resp, _ = plugintest.Execute(t, p, "check", `{"url": "localhost:8080"}`, nil)
 	if resp.Succeeded || resp.Error.Kind != "config" {
 		t.Errorf("bad url: %+v", resp.Error)
+	}
+}
+
+// A refused setting names its attribute, so the host points at its line.
+func TestValidateNamesTheAttribute(t *testing.T) {
+	p := plugintest.Start(t, "http", binary)
+	for config, attr := range map[string]string{
+		`{"url": "ftp://x"}`:                         "url",
+		`{"url": "http://x", "expect_status": [99]}`: "expect_status",
+		`{"url": "http://x", "interval": "-1s"}`:     "interval",
+	} {
+		diags, err := p.Validate(context.Background(), "check", json.RawMessage(config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(diags) != 1 || diags[0].Attribute != attr {
+			t.Errorf("%s: diagnostics %+v, want one on %q", config, diags, attr)
+		}
 	}
 }
