@@ -407,14 +407,6 @@ func (r *run) completed(c completion) {
 		}
 		env.Status = coordinator.StatusFailed
 	}
-	if prev := r.final[n]; env.Attempts > 1 && !prev.StartedAt.IsZero() && prev.StartedAt.Before(env.StartedAt) && !env.EndedAt.IsZero() {
-		// A retried module took from its first attempt's start to its
-		// last one's end: its timings say so, not the last attempt's
-		// alone (which made the summary's module time less than the
-		// run's wall time for a lone retried module).
-		env.StartedAt = prev.StartedAt
-		env.DurationMS = env.EndedAt.Sub(env.StartedAt).Milliseconds()
-	}
 	if env.Status.Failed() && env.Attempts < nd.attempts && r.mayStart(t) {
 		wait := backoffFor(t.Backoff, env.Attempts)
 		if r.log.IsDebug() {

@@ -349,30 +349,6 @@ func TestRetryEventsAndBackoff(t *testing.T) {
 	}
 }
 
-// A retried task's envelope spans every attempt: the first one's start to
-// the last one's end.
-func TestRetriedTaskTimingsSpanEveryAttempt(t *testing.T) {
-	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tasks := ordered(&Task{ID: "a", Attempts: 3})
-	exec := &testExec{hook: func(_ context.Context, t *Task, attempt int) (coordinator.Envelope, bool) {
-		st := failed
-		if attempt == 3 {
-			st = succeeded
-		}
-		env := envelopeFor(t, attempt, st)
-		// Each attempt takes a second, ten seconds after the last began.
-		env.StartedAt = base.Add(time.Duration(attempt-1) * 10 * time.Second)
-		env.EndedAt = env.StartedAt.Add(time.Second)
-		env.DurationMS = 1000
-		return env, true
-	}}
-	_, res, _, _ := runAll(t, context.Background(), tasks, exec, Options{})
-	env := res.Envelopes[0]
-	if !env.StartedAt.Equal(base) || !env.EndedAt.Equal(base.Add(21*time.Second)) || env.DurationMS != 21000 {
-		t.Errorf("final envelope from %s to %s (%d ms), want the first attempt's start to the last one's end (21000 ms)", env.StartedAt, env.EndedAt, env.DurationMS)
-	}
-}
-
 func eventStrings(events []event) []string {
 	s := make([]string, len(events))
 	for i, e := range events {
