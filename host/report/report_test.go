@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/secrets"
 )
 
@@ -132,6 +134,14 @@ func TestTotals(t *testing.T) {
 	}
 	if (Totals{}).Speedup() != 0 {
 		t.Fatal("a run that took no time has no speedup")
+	}
+	// A lone retried module: its envelope times the last attempt, less
+	// than the run's wall time; no "0.3x from running in parallel".
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	run := &Run{Status: RunSucceeded, StartedAt: start, EndedAt: start.Add(3300 * time.Millisecond), DurationMS: 3300,
+		Modules: []coordinator.Envelope{{Module: "r", Status: coordinator.StatusSucceeded, Attempts: 3, DurationMS: 1000}}}
+	if line := totalsLine(run); !strings.HasSuffix(line, "(module time 1.0s)") {
+		t.Errorf("totals line %q: want no parallelism figure below 1", line)
 	}
 }
 

@@ -73,7 +73,10 @@ func totalsLine(run *Run) string {
 		strings.ToUpper(string(run.Status)), t.Modules, t.Succeeded, t.Failed, t.TimedOut, t.Skipped, t.Cancelled,
 		FormatDuration(t.Wall))
 	fmt.Fprintf(&b, " (module time %s", FormatDuration(t.ModuleTime))
-	if s := t.Speedup(); s > 0 {
+	// Below 1 the figure says nothing about parallelism: envelopes time
+	// a retried module's last attempt only, and the run's wall time
+	// holds the others and the waits between them.
+	if s := t.Speedup(); s >= 1 {
 		fmt.Fprintf(&b, ", %.1fx from running in parallel", s)
 	}
 	b.WriteString(")")
