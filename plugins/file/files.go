@@ -72,6 +72,22 @@ type WriteConfig struct {
 	Dir     string `modpipe:"dir,optional" doc:"Base directory of path; default the host's working directory."`
 }
 
+// Validate checks that there is something to copy.
+func (c CopyConfig) Validate() error {
+	if len(c.From) == 0 {
+		return sdk.AttributeError("from", "from is an empty list: name the files or patterns to copy")
+	}
+	return nil
+}
+
+// Validate checks that there is something to hash.
+func (c ChecksumConfig) Validate() error {
+	if len(c.Paths) == 0 {
+		return sdk.AttributeError("paths", "paths is an empty list: name the files or patterns to hash")
+	}
+	return nil
+}
+
 // Validate checks the mode.
 func (c WriteConfig) Validate() error {
 	if _, err := c.mode(); err != nil {

@@ -25,10 +25,10 @@ func main() {
 		Kinds: []sdk.Kind{
 			sdk.NewKind("checksum", ChecksumResultType, func(_ context.Context, _ *sdk.Module, cfg ChecksumConfig) (ChecksumResult, error) {
 				return Checksum(cfg)
-			}, sdk.Default(), sdk.Doc("SHA-256 and size of every file matching the patterns; optionally write them in sha256sum format.")),
+			}, sdk.Default(), sdk.Check(ChecksumConfig.Validate), sdk.Doc("SHA-256 and size of every file matching the patterns; optionally write them in sha256sum format.")),
 			sdk.NewKind("copy", CopyResultType, func(_ context.Context, _ *sdk.Module, cfg CopyConfig) (CopyResult, error) {
 				return Copy(cfg)
-			}, sdk.Doc("Copy the files matching the patterns into a directory, keeping their relative paths (or flattened).")),
+			}, sdk.Check(CopyConfig.Validate), sdk.Doc("Copy the files matching the patterns into a directory, keeping their relative paths (or flattened).")),
 			sdk.NewKind("write", WriteResultType, func(_ context.Context, _ *sdk.Module, cfg WriteConfig) (File, error) {
 				return Write(cfg)
 			}, sdk.Check(WriteConfig.Validate), sdk.Doc("Write a file with the given content and mode.")),

@@ -71,11 +71,17 @@ func TestPlugin(t *testing.T) {
 // A refused mode names its attribute, so the host points at its line.
 func TestValidateNamesTheMode(t *testing.T) {
 	p := plugintest.Start(t, "file", binary)
-	diags, err := p.Validate(context.Background(), "write", json.RawMessage(`{"path": "x", "content": "", "mode": "999"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(diags) != 1 || diags[0].Attribute != "mode" {
-		t.Errorf("diagnostics %+v, want one on mode", diags)
+	for _, tc := range []struct{ kind, config, attr string }{
+		{"write", `{"path": "x", "content": "", "mode": "999"}`, "mode"},
+		{"copy", `{"from": [], "to": "out"}`, "from"},
+		{"checksum", `{"paths": []}`, "paths"},
+	} {
+		diags, err := p.Validate(context.Background(), tc.kind, json.RawMessage(tc.config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(diags) != 1 || diags[0].Attribute != tc.attr {
+			t.Errorf("%s %s: diagnostics %+v, want one on %s", tc.kind, tc.config, diags, tc.attr)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modpipe/modpipe/plugins/internal/proc"
+	"github.com/modpipe/modpipe/sdk"
 )
 
 // Result type names of the build and vet kinds.
@@ -30,6 +31,15 @@ type Config struct {
 	Dir      string            `modpipe:"dir,optional" doc:"Directory to run go in (the module's directory); relative to the host's working directory."`
 	Flags    []string          `modpipe:"flags,optional" doc:"Extra flags passed to the go command before the packages, e.g. [\"-race\", \"-count=1\"]."`
 	Env      map[string]string `modpipe:"env,optional" doc:"Environment variables added to the inherited environment, e.g. {CGO_ENABLED = \"0\"}."`
+}
+
+// Validate checks what the types do not: the environment's names, and a
+// packages list that is given but empty (omit it for ./...).
+func (c Config) Validate() error {
+	if c.Packages != nil && len(c.Packages) == 0 {
+		return sdk.AttributeError("packages", "packages is an empty list; omit it to work on [\"./...\"], or name the package patterns")
+	}
+	return proc.CheckEnvKeys(c.Env)
 }
 
 func (c Config) packages() []string {

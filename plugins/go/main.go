@@ -34,11 +34,11 @@ func main() {
 		Name:    "go",
 		Version: Version,
 		Kinds: []sdk.Kind{
-			sdk.NewKind("test", TestResultType, runKind(RunTest), sdk.Default(),
+			sdk.NewKind("test", TestResultType, runKind(RunTest), sdk.Default(), sdk.Check(Config.Validate),
 				sdk.Doc("Run go test -json on packages and return per-package passed/failed/skipped counts with each failing test's output.")),
-			sdk.NewKind("build", BuildResultType, runKind(RunBuild),
+			sdk.NewKind("build", BuildResultType, runKind(RunBuild), sdk.Check(Config.Validate),
 				sdk.Doc("Run go build on packages.")),
-			sdk.NewKind("vet", VetResultType, runKind(RunVet),
+			sdk.NewKind("vet", VetResultType, runKind(RunVet), sdk.Check(Config.Validate),
 				sdk.Doc("Run go vet on packages; every finding is in the result and any finding fails the module.")),
 		},
 	})

@@ -187,3 +187,26 @@ func mustDecode(t *testing.T, v json.RawMessage, into any) {
 		t.Fatalf("decode value %s: %v", v, err)
 	}
 }
+
+// A packages list given empty, and an environment name with '=', are
+// refused by validate, each at its attribute.
+func TestPluginValidate(t *testing.T) {
+	p := startPlugin(t)
+	for config, attr := range map[string]string{
+		`{"packages": []}`:              "packages",
+		`{"env": {"A=B": "1"}}`:         "env",
+		`{"packages": ["./..."]}`:       "",
+		`{"env": {"CGO_ENABLED": "0"}}`: "",
+	} {
+		diags, err := p.Validate(context.Background(), "test", json.RawMessage(config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case attr == "" && len(diags) != 0:
+			t.Errorf("%s: diagnostics %+v, want none", config, diags)
+		case attr != "" && (len(diags) != 1 || diags[0].Attribute != attr):
+			t.Errorf("%s: diagnostics %+v, want one on %s", config, diags, attr)
+		}
+	}
+}

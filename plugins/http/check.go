@@ -41,6 +41,9 @@ type CheckConfig struct {
 // Validate checks what the schema cannot.
 func (c CheckConfig) Validate() error {
 	// Each error names its attribute, so the host points at its line.
+	if c.Method != "" && strings.IndexFunc(c.Method, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r) }) >= 0 {
+		return sdk.AttributeError("method", "method %q is not an HTTP method name (letters such as GET, POST, PUT; no spaces or separators)", c.Method)
+	}
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		return sdk.AttributeError("url", "url %q must start with http:// or https://", c.URL)
 	}

@@ -89,6 +89,7 @@ func TestValidateNamesTheAttribute(t *testing.T) {
 		`{"url": "ftp://x"}`:                         "url",
 		`{"url": "http://x", "expect_status": [99]}`: "expect_status",
 		`{"url": "http://x", "interval": "-1s"}`:     "interval",
+		`{"url": "http://x", "method": "GE T"}`:      "method",
 	} {
 		diags, err := p.Validate(context.Background(), "check", json.RawMessage(config))
 		if err != nil {

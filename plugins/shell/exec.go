@@ -60,7 +60,7 @@ func (c ExecConfig) Validate() error {
 	case len(c.Command) > 0 && c.Command[0] == "":
 		return errors.New(`"command" starts with an empty program name; its first element must be the program to run`)
 	}
-	return nil
+	return proc.CheckEnvKeys(c.Env)
 }
 
 // argv is the command line the config asks for.

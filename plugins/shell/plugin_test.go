@@ -160,6 +160,7 @@ func TestPluginValidate(t *testing.T) {
 		{config: `{}`, want: "neither is set"},
 		{config: `{"command": ["true"], "script": "true"}`, want: "not both"},
 		{config: `{"command": "true"}`, want: "command"},
+		{config: `{"command": ["true"], "env": {"A=B": "1"}}`, want: `"A=B" is not a valid environment variable name (it must be non-empty, without '=' or NUL) @env`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.config, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/modpipe/modpipe/proto/pluginv1"
+	"github.com/modpipe/modpipe/sdk"
 )
 
 // pluginProtocolVars are what the host sets in a plugin's environment to
@@ -37,4 +38,17 @@ func Environ() []string {
 		}
 	}
 	return out
+}
+
+// CheckEnvKeys refuses environment names a command could not be given:
+// empty, or holding '=' or a NUL (the name would end at the '=', and the
+// rest would become part of the value). The error names the attribute
+// "env", so the host points at its line.
+func CheckEnvKeys(env map[string]string) error {
+	for k := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return sdk.AttributeError("env", "env: %q is not a valid environment variable name (it must be non-empty, without '=' or NUL)", k)
+		}
+	}
+	return nil
 }
