@@ -585,11 +585,22 @@ func Graph(opts Options, format string) error {
 // each kind's attributes (`host plugins`).
 func Plugins(ctx context.Context, opts Options) error {
 	opts.defaults()
-	l, err := load(opts)
-	if err != nil {
-		return err
+	// Describing plugins needs no variable's value: a file whose required
+	// variables are not given still lists its plugins.
+	facts := Facts(opts.Environ, opts.Capabilities, 0)
+	cfg, all := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	var real hcl.Diagnostics
+	for _, d := range all {
+		if d.Severity == hcl.DiagError && variableValueError(d) {
+			continue
+		}
+		real = append(real, d)
 	}
-	specs, diags := pluginSpecs(l.cfg, l.modules(), *opts.Locator)
+	l := &loaded{opts: opts, cfg: cfg, facts: facts}
+	if real.HasErrors() || cfg == nil {
+		return l.report(real, ExitInvalid)
+	}
+	specs, diags := pluginSpecs(cfg, cfg.Modules, *opts.Locator)
 	if diags.HasErrors() {
 		return l.report(diags, ExitPluginStart)
 	}

@@ -424,6 +424,25 @@ func TestIgnoredFailureIsMarked(t *testing.T) {
 	}
 }
 
+// Describing a file's plugins needs no variable's value.
+func TestPluginsWithoutVariableValues(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pv.hcl")
+	text := "variable \"v\" {\n  type = string\n}\nmodule \"shell\" \"a\" {\n  command = [\"echo\", var.v]\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "plugins", file)
+	r.wantCode(t, 0)
+	if !strings.Contains(r.stdout, "plugin shell ") || !strings.Contains(r.stdout, `module "shell.exec" (default)`) {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	// Other errors are still reported.
+	if err := os.WriteFile(file, []byte(text+"module \"shell\" \"a\" {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runHost(t, "plugins", file).wantCode(t, 2)
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)

@@ -352,3 +352,18 @@ func TestRender(t *testing.T) {
 		})
 	}
 }
+
+// Mermaid's front matter is YAML: a title that YAML would misread is a
+// quoted string there, not Mermaid's #quot; codes (which it does not
+// decode in front matter).
+func TestMermaidTitleQuoted(t *testing.T) {
+	g := build(t, "testdata/pipeline.hcl")
+	g.pipeline.Name = `my "quoted": app`
+	var b bytes.Buffer
+	if err := g.WriteMermaid(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "---\ntitle: \"my \\\"quoted\\\": app\"\n---\n"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("front matter:\n%s\nwant:\n%s", b.String()[:min(len(b.String()), 80)], want)
+	}
+}

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -59,7 +60,14 @@ func (g *Graph) WriteDOT(w io.Writer) error {
 // because addresses contain characters Mermaid ids cannot.
 func (g *Graph) WriteMermaid(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "---\ntitle: %s\n---\n", mermaidText(g.title()))
+	// The front matter is YAML, where Mermaid's #quot; codes are not
+	// decoded: a JSON string is a YAML double-quoted scalar.
+	title := g.title()
+	if strings.ContainsAny(title, ":#\"'{}[],&*!|>%@`\\\n") || strings.TrimSpace(title) != title {
+		q, _ := json.Marshal(title)
+		title = string(q)
+	}
+	fmt.Fprintf(bw, "---\ntitle: %s\n---\n", title)
 	fmt.Fprintf(bw, "flowchart LR\n")
 	for _, n := range g.nodes {
 		parts := label(n)
