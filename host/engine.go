@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -525,10 +526,7 @@ func pluginDiagnostic(n *graph.Node, pd pluginhost.Diagnostic) *hcl.Diagnostic {
 	m := n.Module
 	rng := m.DeclRange
 	if body, ok := m.Body.(*hclsyntax.Body); ok && pd.Attribute != "" {
-		root, _, _ := strings.Cut(pd.Attribute, ".")
-		if a, ok := body.Attributes[root]; ok {
-			rng = a.SrcRange
-		}
+		rng = attributeRange(body, pd.Attribute, rng)
 	}
 	sev := hcl.DiagError
 	if pd.Severity == "warning" {
@@ -539,6 +537,64 @@ func pluginDiagnostic(n *graph.Node, pd pluginhost.Diagnostic) *hcl.Diagnostic {
 		summary = fmt.Sprintf("%s (in %s)", summary, n.Address)
 	}
 	return &hcl.Diagnostic{Severity: sev, Summary: summary, Detail: pd.Detail, Subject: &rng}
+}
+
+// attributeRange finds the place of an attribute path ("env",
+// "server.host", "steps[1].name") in body: as deep as the written
+// expressions go (object and tuple constructors), else the deepest part
+// found, else def.
+func attributeRange(body *hclsyntax.Body, path string, def hcl.Range) hcl.Range {
+	i := strings.IndexAny(path, ".[")
+	if i < 0 {
+		i = len(path)
+	}
+	a, ok := body.Attributes[path[:i]]
+	if !ok {
+		return def
+	}
+	rng := a.SrcRange
+	expr := a.Expr
+	for rest := path[i:]; rest != ""; {
+		var next hclsyntax.Expression
+		switch {
+		case rest[0] == '[':
+			end := strings.IndexByte(rest, ']')
+			idx, err := strconv.Atoi(rest[1:max(end, 1)])
+			tup, ok := expr.(*hclsyntax.TupleConsExpr)
+			if end < 0 || err != nil || !ok || idx < 0 || idx >= len(tup.Exprs) {
+				return rng
+			}
+			next, rest = tup.Exprs[idx], rest[end+1:]
+		case rest[0] == '.':
+			key := rest[1:]
+			if j := strings.IndexAny(key, ".["); j >= 0 {
+				key, rest = key[:j], key[j:]
+			} else {
+				rest = ""
+			}
+			obj, ok := expr.(*hclsyntax.ObjectConsExpr)
+			if !ok {
+				return rng
+			}
+			for _, item := range obj.Items {
+				if k, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && k.Type() == cty.String && k.IsKnown() && k.AsString() == key {
+					next = item.ValueExpr
+					break
+				}
+				if hcl.ExprAsKeyword(item.KeyExpr) == key {
+					next = item.ValueExpr
+					break
+				}
+			}
+			if next == nil {
+				return rng
+			}
+		default:
+			return rng
+		}
+		expr, rng = next, next.Range()
+	}
+	return rng
 }
 
 // close stops the plugins.

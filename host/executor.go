@@ -150,7 +150,11 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		var crash *pluginhost.CrashError
 		switch {
 		case ctx.Err() != nil:
-			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})
+			msg := "cancelled while running: " + context.Cause(ctx).Error()
+			if errors.Is(err, pluginhost.ErrKilledAsHung) {
+				msg += fmt.Sprintf("; it did not stop within the grace period (--grace), so its plugin %q was killed as hung", m.Plugin)
+			}
+			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: msg})
 		case m.Timeout > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(runCtx.Err(), context.DeadlineExceeded)):
 			msg := fmt.Sprintf("timed out after %s", m.Timeout)
 			if errors.Is(err, pluginhost.ErrKilledAsHung) {

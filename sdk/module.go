@@ -136,6 +136,10 @@ func (m *Module) Logger() hclog.Logger {
 // lock keeps lines in order and gives the module backpressure when the
 // host reads slowly.
 func (m *Module) emit(stream pluginv1.Stream, text string) {
+	// Protobuf strings must be UTF-8: one invalid byte (binary output, a
+	// Latin-1 file) would fail the send and break the stream for every
+	// module of the process. Invalid bytes become U+FFFD.
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		m.mu.Lock()
 		if m.closed {

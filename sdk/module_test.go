@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
 )
 
@@ -167,5 +169,25 @@ func TestNewKindPanicsOnProgrammingErrors(t *testing.T) {
 			}()
 			tt.make()
 		})
+	}
+}
+
+// Output that is not UTF-8 (binary, Latin-1) cannot go into a protobuf
+// string; sent as it was, it broke the stream for every module of the
+// process. Each invalid byte becomes U+FFFD and the line still goes.
+func TestOutputNotUTF8(t *testing.T) {
+	var sent []string
+	m := newModule(&pluginv1.ExecuteRequest{Module: "m"}, nil, func(l *pluginv1.OutputLine) error {
+		if _, err := proto.Marshal(l); err != nil {
+			t.Errorf("line %q cannot be sent: %v", l.GetText(), err)
+		}
+		sent = append(sent, l.GetText())
+		return nil
+	})
+	fmt.Fprintln(m.Stdout(), "bad \xff byte")
+	_, _ = m.Stderr().Write([]byte{0xc3, 0x28, 'x', '\n'})
+	m.finish()
+	if len(sent) != 2 || sent[0] != "bad \uFFFD byte" || sent[1] != "\uFFFD(x" {
+		t.Errorf("sent %q", sent)
 	}
 }

@@ -77,7 +77,11 @@ func ResultEnvelope(ctx context.Context, module string) (*Envelope, error) {
 		if len(instances) > 0 {
 			return nil, fmt.Errorf("fetch result of %q for module %q: %w: it is a matrix module, ask for one instance: %s", module, m.name, ErrNotDependency, strings.Join(instances, ", "))
 		}
-		return nil, fmt.Errorf("fetch result of %q for module %q: %w (its dependencies: %s); depend on it first", module, m.name, ErrNotDependency, strings.Join(m.deps, ", "))
+		deps := "it has none"
+		if len(m.deps) > 0 {
+			deps = "its dependencies: " + strings.Join(m.deps, ", ")
+		}
+		return nil, fmt.Errorf("fetch result of %q for module %q: %w (%s); depend on it first", module, m.name, ErrNotDependency, deps)
 	}
 	client, err := m.srv.hostClient(m.brokerID)
 	if err != nil {

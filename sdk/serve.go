@@ -478,7 +478,8 @@ func failed(resultType string, f *Failure) *pluginv1.Result {
 	return &pluginv1.Result{
 		Succeeded: false,
 		Type:      resultType,
-		Error:     &pluginv1.Error{Message: f.Message, Kind: f.Kind, Tail: f.Tail},
+		// UTF-8 only, as every protobuf string (an error may quote output).
+		Error: &pluginv1.Error{Message: strings.ToValidUTF8(f.Message, "\uFFFD"), Kind: f.Kind, Tail: strings.ToValidUTF8(f.Tail, "\uFFFD")},
 	}
 }
 

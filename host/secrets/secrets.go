@@ -56,6 +56,8 @@ func New(values ...string) *Masker {
 		if j, err := json.Marshal(v); err == nil {
 			add(string(j[1 : len(j)-1]))
 		}
+		// hclog's text format, whose quoting escapes the quotes alone.
+		add(strings.ReplaceAll(v, `"`, `\"`))
 		if strings.ContainsAny(v, "\r\n") {
 			for _, line := range strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' }) {
 				add(line)

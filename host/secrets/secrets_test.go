@@ -26,6 +26,7 @@ func TestString(t *testing.T) {
 		{name: "multi-line value masked whole", values: []string{"line-one\nline-two"}, in: "x line-one\nline-two y", want: "x *** y"},
 		{name: "unicode", values: []string{"sécret"}, in: "le sécret est là", want: "le *** est là"},
 		{name: "quoted by %q", values: []string{`a"b\c`}, in: `stat "/x/a\"b\\c": no such file`, want: `stat "/x/***": no such file`},
+		{name: "quoted by hclog", values: []string{`pa"ss\w0rd`}, in: `kv: secret="pa\"ss\w0rd"`, want: `kv: secret="***"`},
 		{name: "quoted by JSON", values: []string{"t<o>k&n"}, in: `{"p":"t\u003co\u003ek\u0026n"}`, want: `{"p":"***"}`},
 		{name: "multi-line value quoted", values: []string{"l1\nl2"}, in: `value "l1\nl2"`, want: `value "***"`},
 	}
