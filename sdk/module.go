@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -191,12 +192,25 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 			w.buf.Next(i + 1)
 			w.emit(line)
 		case len(b) > maxLineBytes || i > maxLineBytes:
-			w.emit(string(b[:maxLineBytes]))
-			w.buf.Next(maxLineBytes)
+			n := runeCut(b, maxLineBytes)
+			w.emit(string(b[:n]))
+			w.buf.Next(n)
 		default:
 			return len(p), nil
 		}
 	}
+}
+
+// runeCut is where to cut b at most n bytes in: n, or a little before it
+// so a UTF-8 character is not cut in two (each piece of a long line is
+// valid text on its own).
+func runeCut(b []byte, n int) int {
+	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
+		if utf8.RuneStart(b[i]) {
+			return i
+		}
+	}
+	return n
 }
 
 func (w *lineWriter) flush() {

@@ -17,6 +17,10 @@ type contextT = context.Context
 
 func TestLineWriter(t *testing.T) {
 	long := strings.Repeat("x", maxLineBytes+10)
+	// € is 3 bytes: maxLineBytes is not a multiple of 3, so a cut at
+	// maxLineBytes would split one; the piece ends before it instead.
+	euros := strings.Repeat("€", maxLineBytes/3+10)
+	cut := maxLineBytes / 3 * 3
 	tests := []struct {
 		name   string
 		writes []string
@@ -27,6 +31,7 @@ func TestLineWriter(t *testing.T) {
 		{"crlf and empty lines", []string{"a\r\n\n\nb\n"}, []string{"a", "", "", "b"}},
 		{"partial flushed", []string{"a\nb"}, []string{"a", "b"}},
 		{"runaway line in pieces", []string{long + "\n"}, []string{long[:maxLineBytes], long[maxLineBytes:]}},
+		{"pieces cut between characters", []string{euros + "\n"}, []string{euros[:cut], euros[cut:]}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

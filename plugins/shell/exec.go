@@ -127,15 +127,20 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		Stdout: func(line string) {
 			writeLine(s.Stdout, line)
 			outTail.Add(line)
+		},
+		// The result's stdout is the bytes as written, not the lines
+		// rejoined: a line over MaxLineBytes streams in pieces, but
+		// stays one line here (stdout_json parses it).
+		StdoutBytes: func(b []byte) {
 			if truncated {
 				return
 			}
-			if stdout.Len()+len(line)+1 > MaxStdoutBytes {
+			if stdout.Len()+len(b) > MaxStdoutBytes {
+				stdout.Write(b[:MaxStdoutBytes-stdout.Len()])
 				truncated = true
 				return
 			}
-			stdout.WriteString(line)
-			stdout.WriteByte('\n')
+			stdout.Write(b)
 		},
 		Stderr: func(line string) {
 			writeLine(s.Stderr, line)
@@ -145,7 +150,7 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 	exit, err := proc.Run(ctx, cmd)
 	res := ExecResult{
 		ExitCode:        exit.Code,
-		Stdout:          strings.TrimSuffix(stdout.String(), "\n"),
+		Stdout:          trimFinalNewline(stdout.String()),
 		StdoutTruncated: truncated,
 		StderrTail:      tail.String(),
 	}
@@ -173,6 +178,15 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		res.JSON = v
 	}
 	return res, nil
+}
+
+// trimFinalNewline drops the newline (\n or \r\n) that ends most
+// commands' output, and nothing else.
+func trimFinalNewline(s string) string {
+	if t, ok := strings.CutSuffix(s, "\n"); ok {
+		return strings.TrimSuffix(t, "\r")
+	}
+	return s
 }
 
 // writeLine writes one line to w. A failing writer (the host went away)

@@ -65,6 +65,9 @@ func TestExec(t *testing.T) {
 		{name: "stdout_json invalid", cfg: ExecConfig{Command: []string{"echo", "{not json"}, StdoutJSON: true}, wantStdout: "{not json", wantErr: `stdout is not valid JSON: invalid character 'n' looking for beginning of object key string; stdout starts with: "{not json"`},
 		{name: "stdout_json empty", cfg: ExecConfig{Command: []string{"true"}, StdoutJSON: true}, wantErr: "printed nothing on stdout"},
 		{name: "non-zero exit with tail", cfg: ExecConfig{Script: manyErr.String() + "echo out; exit 3"}, wantStdout: "out", wantCode: 3, wantTail: strings.Join(wantTail, "\n"), wantErr: "exit status 3", exitErr: true},
+		{name: "a line longer than a piece stays whole", cfg: ExecConfig{Script: "head -c 100000 /dev/zero | tr '\\0' x; echo"}, wantStdout: strings.Repeat("x", 100000), wantJSON: "null"},
+		{name: "stdout_json with a long string", cfg: ExecConfig{Script: "printf '{\"a\": \"'; head -c 100000 /dev/zero | tr '\\0' x; printf '\"}\\n'", StdoutJSON: true}, wantStdout: `{"a": "` + strings.Repeat("x", 100000) + `"}`, wantJSON: `{"a":"` + strings.Repeat("x", 100000) + `"}`},
+		{name: "carriage returns kept", cfg: ExecConfig{Script: "printf 'a\\r\\nb\\r\\n'"}, wantStdout: "a\r\nb", wantJSON: "null"},
 		{name: "failure said on stdout", cfg: ExecConfig{Script: "echo ok 1; echo 'FAIL: 2 != 3'; exit 1"}, wantStdout: "ok 1\nFAIL: 2 != 3", wantCode: 1, wantErr: "exit status 1", exitErr: true},
 		{name: "killed by signal", cfg: ExecConfig{Script: "kill -9 $$"}, wantCode: -1, wantErr: "killed by signal: killed", exitErr: true},
 		{name: "command not found", cfg: ExecConfig{Command: []string{"modpipe-no-such-tool", "x"}}, wantCode: -1, wantErr: `command "modpipe-no-such-tool" not found`, notFound: true},
@@ -118,9 +121,11 @@ func TestExec(t *testing.T) {
 			if tt.wantTail != "" && res.StderrTail != tt.wantTail {
 				t.Errorf("stderr_tail = %q, want %q", res.StderrTail, tt.wantTail)
 			}
-			// Everything in the result's stdout was also streamed.
-			if res.Stdout != "" && out.String() != res.Stdout+"\n" {
-				t.Errorf("streamed stdout %q, want %q", out.String(), res.Stdout+"\n")
+			// Everything in the result's stdout was also streamed, as
+			// lines: without carriage returns, a long line in pieces.
+			streamed := strings.ReplaceAll(out.String(), "\n", "")
+			if res.Stdout != "" && streamed != strings.NewReplacer("\r", "", "\n", "").Replace(res.Stdout) {
+				t.Errorf("streamed stdout (%d bytes) differs from the result's (%d)", len(out.String()), len(res.Stdout))
 			}
 			if !strings.HasSuffix(errOut.String(), res.StderrTail+"\n") && res.StderrTail != "" {
 				t.Errorf("streamed stderr %q does not end with the tail %q", errOut.String(), res.StderrTail)

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultKillGrace is how long a cancelled command gets between SIGTERM and
@@ -49,6 +50,11 @@ type Command struct {
 	// single goroutine, so calls for one stream never overlap; calls for
 	// the two streams may. Nil discards the stream.
 	Stdout, Stderr func(line string)
+	// StdoutBytes, when set, also gets stdout exactly as the command
+	// wrote it (newlines, carriage returns, lines longer than
+	// MaxLineBytes whole), in pieces, from the same goroutine as Stdout;
+	// a piece is valid only during the call.
+	StdoutBytes func([]byte)
 	// KillGrace is the time between SIGTERM and SIGKILL on cancellation;
 	// zero means DefaultKillGrace.
 	KillGrace time.Duration
@@ -165,9 +171,9 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	}
 	running.add(proc.Pid)
 	stderrDone := make(chan struct{})
-	go func() { defer close(stderrDone); readLines(errR, c.Stderr) }()
+	go func() { defer close(stderrDone); readLines(errR, c.Stderr, nil) }()
 	readersDone := make(chan struct{})
-	go func() { readLines(outR, c.Stdout); <-stderrDone; close(readersDone) }()
+	go func() { readLines(outR, c.Stdout, c.StdoutBytes); <-stderrDone; close(readersDone) }()
 	// The wait has a goroutine of its own so that cancellation can
 	// interrupt it.
 	waited := make(chan waitResult, 1)
@@ -311,28 +317,60 @@ var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, Ma
 
 // readLines calls fn with each line read from r until EOF or a read error.
 // A final line without a newline is delivered too.
-func readLines(r io.Reader, fn func(string)) {
+// raw, when set, gets every byte read, as read, before it is split.
+func readLines(r io.Reader, fn func(string), raw func([]byte)) {
 	br := lineReaders.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() {
 		br.Reset(nil) // drop the pipe; the buffer is what is worth keeping
 		lineReaders.Put(br)
 	}()
+	// carry is the start of a UTF-8 character that a piece of a long line
+	// would have cut in two: it goes with the next piece instead, so each
+	// piece is text on its own.
+	var carry []byte
+	out := func(b []byte) {
+		if len(carry) > 0 {
+			b = append(carry, b...)
+			carry = nil
+		}
+		emit(fn, b)
+	}
 	for {
 		chunk, err := br.ReadSlice('\n')
+		if raw != nil && len(chunk) > 0 {
+			raw(chunk)
+		}
 		switch {
 		case err == nil:
-			emit(fn, chunk[:len(chunk)-1])
+			out(chunk[:len(chunk)-1])
 		case errors.Is(err, bufio.ErrBufferFull):
 			// A line longer than the buffer: hand it over in pieces.
-			emit(fn, chunk)
+			n := runeEnd(chunk)
+			rest := append([]byte(nil), chunk[n:]...)
+			out(chunk[:n])
+			carry = rest
 		default:
-			if len(chunk) > 0 {
-				emit(fn, chunk)
+			if len(chunk) > 0 || len(carry) > 0 {
+				out(chunk)
 			}
 			return
 		}
 	}
+}
+
+// runeEnd is len(b), or where an incomplete UTF-8 character at b's end
+// starts.
+func runeEnd(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if utf8.FullRune(b[i:]) {
+				return len(b)
+			}
+			return i
+		}
+	}
+	return len(b)
 }
 
 func emit(fn func(string), line []byte) {

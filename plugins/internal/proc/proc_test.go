@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // collector gathers the lines of one run.
@@ -366,5 +367,28 @@ func TestEnvironLastValueWins(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A line longer than MaxLineBytes comes in pieces, each cut between two
+// characters (each piece valid UTF-8), and StdoutBytes gets it exactly.
+func TestLongLinePiecesAreText(t *testing.T) {
+	line := strings.Repeat("€", MaxLineBytes/3+100) // 3 bytes each: a cut at MaxLineBytes would split one
+	var pieces []string
+	var raw []byte
+	readLines(strings.NewReader(line+"\r\n"), func(s string) { pieces = append(pieces, s) }, func(b []byte) { raw = append(raw, b...) })
+	if len(pieces) < 2 {
+		t.Fatalf("%d pieces, want the line in several", len(pieces))
+	}
+	for i, p := range pieces {
+		if !utf8.ValidString(p) {
+			t.Errorf("piece %d is not valid UTF-8 (%d bytes)", i, len(p))
+		}
+	}
+	if strings.Join(pieces, "") != line {
+		t.Error("the pieces do not make the line")
+	}
+	if string(raw) != line+"\r\n" {
+		t.Errorf("raw bytes: %d, want the %d written", len(raw), len(line)+2)
 	}
 }
