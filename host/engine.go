@@ -338,7 +338,14 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 // prepareStarted is prepare with l's plugins already started (set); it
 // owns set from then on and stops it when it fails.
 func prepareStarted(ctx context.Context, l *loaded, set *pluginSet) (*prepared, error) {
-	return reportChecked(l, set, check(ctx, l, set))
+	c := check(ctx, l, set)
+	if ctx.Err() != nil {
+		// Interrupted while the plugins checked the modules: their
+		// errors only echo the cancellation (not an invalid file).
+		set.Close()
+		return nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted while checking the pipeline: %w", context.Cause(ctx))}
+	}
+	return reportChecked(l, set, c)
 }
 
 // checked is what check found: p when the file has no errors, and the

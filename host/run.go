@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -85,6 +86,15 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	return finishRun(p, con, runID, opts.Reports, started, ended, res)
 }
 
+// pipelineName is the pipeline's name in reports: its pipeline block's,
+// else its file's name.
+func pipelineName(name, file string) string {
+	if name != "" {
+		return name
+	}
+	return filepath.Base(file)
+}
+
 // notStarted writes the requested reports of a run that could not start
 // (status invalid for errors in the file, else error, with err's message)
 // so a CI step that reads them finds why, and returns err.
@@ -111,7 +121,7 @@ func notStarted(opts RunOptions, err error) error {
 	if runID == "" {
 		runID = localRunID(opts.Environ)
 	}
-	run := &report.Run{Pipeline: opts.File, RunID: runID, Status: status, StartedAt: now, EndedAt: now,
+	run := &report.Run{Pipeline: pipelineName("", opts.File), RunID: runID, Status: status, StartedAt: now, EndedAt: now,
 		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}
 	for _, spec := range opts.Reports {
 		if werr := report.Write(spec, run); werr != nil {
@@ -138,7 +148,7 @@ func notStarted(opts RunOptions, err error) error {
 func finishRun(p *prepared, con *console, runID string, reports []report.Spec, started, ended time.Time, res *schedule.Result) (*report.Run, error) {
 	l, opts := p.loaded, p.opts
 	run := &report.Run{
-		Pipeline:   p.cfg.Name,
+		Pipeline:   pipelineName(p.cfg.Name, p.cfg.Filename),
 		RunID:      runID,
 		StartedAt:  started,
 		EndedAt:    ended,

@@ -408,6 +408,9 @@ func TestIgnoredFailureIsMarked(t *testing.T) {
 	junit := filepath.Join(dir, "junit.xml")
 	r := runHostEnv(t, []string{"GITHUB_ACTIONS=true"}, "run", file, "--report", "junit="+junit)
 	r.wantCode(t, 0)
+	if r.report.Pipeline != "ign.hcl" {
+		t.Errorf("pipeline name %q, want the file's name (no pipeline block)", r.report.Pipeline)
+	}
 	ign := r.module(t, "ign")
 	if ign.Status != coordinator.StatusFailed || !ign.IgnoredFailure {
 		t.Errorf("ign: %s ignored_failure=%v, want failed and marked ignored", ign.Status, ign.IgnoredFailure)
