@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
@@ -86,6 +87,14 @@ func (k *kindDef) def() *kindDef { return k }
 // the module's handle and the decoded config. When it returns an error the
 // module fails; a non-zero R returned alongside is still sent as the value.
 //
+// MetaArguments are the attribute names the host keeps for itself in
+// every module block (depends_on, timeout, ...): a kind's config cannot
+// use them.
+var MetaArguments = []string{
+	"always_run", "category", "depends_on", "ignore_failure", "limits", "matrix",
+	"not_in_parallel", "pin_to_master", "priority", "requires", "retry", "run_if", "timeout",
+}
+
 // NewKind panics when C is not a supported struct: that is a programming
 // error found the first time the plugin starts.
 func NewKind[C any, R any](name, resultType string, run func(ctx context.Context, m *Module, cfg C) (R, error), opts ...KindOption) Kind {
@@ -99,6 +108,11 @@ func NewKind[C any, R any](name, resultType string, run func(ctx context.Context
 	}
 	if resultType == "" {
 		panic(fmt.Sprintf("sdk.NewKind(%q): the result type name must not be empty (e.g. \"myplugin.%s/v1\")", name, name))
+	}
+	for _, a := range attrs {
+		if slices.Contains(MetaArguments, a.GetName()) {
+			panic(fmt.Sprintf("sdk.NewKind(%q): attribute %q has the name of a meta-argument the host owns, so a pipeline file could never set it; rename it (the modpipe tag)", name, a.GetName()))
+		}
 	}
 	k := &kindDef{
 		name:       name,

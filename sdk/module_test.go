@@ -160,6 +160,13 @@ func TestNewKindPanicsOnProgrammingErrors(t *testing.T) {
 		{"config not a struct", func() {
 			NewKind("a", "t/v1", func(context.Context, *Module, string) (int, error) { return 0, nil })
 		}, "is not a struct"},
+		{"meta-argument name", func() {
+			NewKind("a", "t/v1", func(context.Context, *Module, struct {
+				Timeout string `modpipe:"timeout,optional"`
+			}) (int, error) {
+				return 0, nil
+			})
+		}, `attribute "timeout" has the name of a meta-argument`},
 		{"check of another type", func() {
 			NewKind("a", "t/v1", run, Check(func(string) error { return nil }))
 		}, "sdk.Check is for config type string"},
