@@ -545,12 +545,32 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 		return Response{}, p.noResult(ctx, pr, id, module, err)
 	}
 	var events []*pluginv1.ExecuteEvent
+	var stopping <-chan time.Time // the grace a cancelled module has to stop
 	for {
 		select {
 		case <-call.ready:
-		case <-ctx.Done():
-			sess.cancelCall(id)
-			return Response{}, p.noResult(ctx, pr, id, module, ctx.Err())
+		case <-stopping:
+			// It did not stop: what it wrote while it tried was shown.
+			sess.forget(id)
+			p.killHung(pr, module)
+			return Response{}, fmt.Errorf("module %q in plugin %q: %w, and %w (it did not stop within %s)", module, p.spec.Name, ctx.Err(), ErrKilledAsHung, p.opts.KillGrace)
+		case <-func() <-chan struct{} {
+			if stopping != nil {
+				return nil // cancelled already: wait for its end
+			}
+			return ctx.Done()
+		}():
+			// Cancelled: the module keeps the stream while it stops, so
+			// the lines it writes meanwhile and its own result (which
+			// says how it stopped) are not lost.
+			if err := sess.requestCancel(id); err != nil {
+				sess.forget(id)
+				return Response{}, p.noResult(ctx, pr, id, module, ctx.Err())
+			}
+			t := time.NewTimer(p.opts.KillGrace)
+			defer t.Stop()
+			stopping = t.C
+			continue
 		}
 		events, err = call.take(events)
 		for _, ev := range events {
@@ -560,7 +580,14 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 					out(Line{Stream: streamName(e.Line.GetStream()), Text: e.Line.GetText()})
 				}
 			case *pluginv1.ExecuteEvent_Result:
-				return p.response(module, e.Result)
+				resp, rerr := p.response(module, e.Result)
+				if stopping != nil && rerr == nil {
+					// Stopped as asked: the caller's cancellation is the
+					// outcome, as for a call cut short (Response has the
+					// module's own word on it).
+					rerr = fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ctx.Err())
+				}
+				return resp, rerr
 			}
 		}
 		if err != nil {
@@ -642,6 +669,16 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 // cancelled module and kills the process when it does not (it is hung;
 // every other module still running in it fails with a CrashError that
 // names the hung module).
+// killHung kills pr as hung: module did not stop within the grace period
+// after it was cancelled. Every other module running in it fails with a
+// CrashError that names module.
+func (p *Plugin) killHung(pr *process, module string) {
+	p.logger.Warn("plugin did not stop a cancelled module; killing the plugin as hung", "module", module, "pid", pr.pid(), "grace", p.opts.KillGrace)
+	reason := fmt.Sprintf("it did not stop cancelled module %q within %s", module, p.opts.KillGrace)
+	pr.hung.CompareAndSwap(nil, &reason)
+	p.discard(pr)
+}
+
 func (p *Plugin) awaitStop(pr *process, id, module string) (killed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.KillGrace)
 	defer cancel()

@@ -458,6 +458,15 @@ func TestCancellation(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
+	// The line the module wrote while it stopped was not lost.
+	close(lines)
+	var got []string
+	for l := range lines {
+		got = append(got, l.Text)
+	}
+	if !slices.Contains(got, "cleaning up after context canceled") {
+		t.Errorf("lines after the cancellation: %q, want the module's cleanup line", got)
+	}
 	// The plugin stopped the module itself: same process, still serving.
 	resp, _, err := execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)})
 	if err != nil || !resp.Succeeded {

@@ -142,6 +142,13 @@ func (s *session) start(req *pluginv1.ExecuteRequest) (*sessionCall, error) {
 // cancelCall asks the plugin to cancel a module and stops routing its
 // events. A failed send means the stream ended, which cancels the module
 // in the plugin too.
+// requestCancel asks the plugin to cancel a module and keeps routing its
+// events: what the module writes while it stops, and its result, still
+// reach the caller.
+func (s *session) requestCancel(id string) error {
+	return s.send(&pluginv1.SessionRequest{Request: &pluginv1.SessionRequest_Cancel{Cancel: id}})
+}
+
 func (s *session) cancelCall(id string) {
 	s.forget(id)
 	_ = s.send(&pluginv1.SessionRequest{Request: &pluginv1.SessionRequest_Cancel{Cancel: id}})

@@ -41,6 +41,8 @@ func sleep(ctx context.Context, m *sdk.Module, c SleepConfig) (Ran, error) {
 	case <-time.After(c.Duration):
 		return ran(m), nil
 	case <-ctx.Done():
+		// What a module writes while it stops must reach the host too.
+		fmt.Fprintln(m.Stdout(), "cleaning up after", ctx.Err())
 		return Ran{}, fmt.Errorf("sleep interrupted: %w", ctx.Err())
 	}
 }
