@@ -387,3 +387,25 @@ func TestBatchHoldsUntilFlushOrClose(t *testing.T) {
 		t.Fatalf("after Close, not written at once: %q", out.String())
 	}
 }
+
+// A burst of output lines does not redraw the live view below each one:
+// the lines are all printed, the view far fewer times.
+func TestLiveViewNotRedrawnPerLine(t *testing.T) {
+	var out bytes.Buffer
+	c := New(Options{Style: StyleLive, Out: &out, Total: 1, Refresh: time.Hour, Width: func() int { return 80 }})
+	c.Started("chatty", 1, 0, "host")
+	const n = 1000
+	for i := range n {
+		c.Line("chatty", "stdout", fmt.Sprintf("line %d", i))
+	}
+	if views := strings.Count(out.String(), "0/1 done, 1 running"); views > n/10 {
+		t.Errorf("the view was drawn %d times for %d lines", views, n)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	screen := playTerminal(t, out.String())
+	if len(screen) != n || screen[n-1] != fmt.Sprintf("chatty | line %d", n-1) {
+		t.Errorf("screen has %d lines, want the %d output lines; last %q", len(screen), n, screen[len(screen)-1])
+	}
+}
