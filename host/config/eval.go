@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -286,6 +287,20 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 			diags = append(diags, d...)
 			continue
 		}
+		if path, key, known := unknownKey(v, a.Type, a.Name); key != "" {
+			// Conversion to an object type drops keys it does not know:
+			// a typo in one would pass silently.
+			diags = append(diags, &hcl.Diagnostic{
+				Severity:    hcl.DiagError,
+				Summary:     "Unsupported key",
+				Detail:      fmt.Sprintf("%s has no key %q; its keys are %s.%s", path, key, strings.Join(known, ", "), didYouMean(key, known)),
+				Subject:     attr.Expr.Range().Ptr(),
+				Context:     attr.Range.Ptr(),
+				Expression:  attr.Expr,
+				EvalContext: ctx,
+			})
+			continue
+		}
 		if _, err := convert.Convert(v, a.Type); err != nil {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity:    hcl.DiagError,
@@ -372,4 +387,46 @@ func suggestMetaArguments(diags hcl.Diagnostics) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// unknownKey finds, in a known value v meant for type ty, the first key of
+// an object that ty's object type does not have, with the path to it
+// ("server", "steps[1]") and the keys ty knows there; "" when none.
+func unknownKey(v cty.Value, ty cty.Type, path string) (string, string, []string) {
+	if !v.IsKnown() || v.IsNull() {
+		return "", "", nil
+	}
+	vt := v.Type()
+	switch {
+	case ty.IsObjectType() && (vt.IsObjectType() || vt.IsMapType()):
+		want := ty.AttributeTypes()
+		known := slices.Sorted(maps.Keys(want))
+		for it := v.ElementIterator(); it.Next(); {
+			k, ev := it.Element()
+			name := k.AsString()
+			at, ok := want[name]
+			if !ok {
+				return path, name, known
+			}
+			if p, key, kn := unknownKey(ev, at, path+"."+name); key != "" {
+				return p, key, kn
+			}
+		}
+	case (ty.IsListType() || ty.IsSetType()) && (vt.IsTupleType() || vt.IsListType() || vt.IsSetType()):
+		i := 0
+		for it := v.ElementIterator(); it.Next(); i++ {
+			_, ev := it.Element()
+			if p, key, kn := unknownKey(ev, ty.ElementType(), fmt.Sprintf("%s[%d]", path, i)); key != "" {
+				return p, key, kn
+			}
+		}
+	case ty.IsMapType() && (vt.IsObjectType() || vt.IsMapType()):
+		for it := v.ElementIterator(); it.Next(); {
+			k, ev := it.Element()
+			if p, key, kn := unknownKey(ev, ty.ElementType(), path+"."+k.AsString()); key != "" {
+				return p, key, kn
+			}
+		}
+	}
+	return "", "", nil
 }

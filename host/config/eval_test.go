@@ -210,6 +210,8 @@ var execKind = &schema.Kind{
 		{Name: "retries", Type: cty.Number},
 		{Name: "verbose", Type: cty.Bool},
 		{Name: "dir", Type: cty.String, Required: true},
+		{Name: "server", Type: cty.Object(map[string]cty.Type{"host": cty.String, "port": cty.Number})},
+		{Name: "steps", Type: cty.List(cty.Object(map[string]cty.Type{"name": cty.String}))},
 	},
 }
 
@@ -375,6 +377,9 @@ func TestCheckBody(t *testing.T) {
 		{"clean", `dir = "."`, nil},
 		{"unknown attribute with suggestion", "dir = \".\"\n  scrpit = \"x\"", []string{`An argument named "scrpit" is not expected here. Did you mean "script"?`}},
 		{"misspelt meta-argument", "dir = \".\"\n  timout = \"1s\"", []string{`An argument named "timout" is not expected here. Did you mean "timeout"?`}},
+		{"object key typo", "dir = \".\"\n  server = { host = \"h\", prot = 3 }", []string{`server has no key "prot"; its keys are host, port. Did you mean "port"?`}},
+		{"object key typo in a list", "dir = \".\"\n  steps = [{ name = \"a\" }, { nam = \"b\" }]", []string{`steps[1] has no key "nam"; its keys are name. Did you mean "name"?`}},
+		{"object keys right", "dir = \".\"\n  server = { host = \"h\", port = 3 }\n  env = { ANY = \"x\" }", nil},
 		{"run_if that is not a boolean", "dir = \".\"\n  run_if = \"yes\"", []string{`The run_if condition must be a boolean, but it is string.`}},
 		{"misspelt depends_on", "dir = \".\"\n  depend_on = []", []string{`An argument named "depend_on" is not expected here. Did you mean "depends_on"?`}},
 		{"missing required", `script = "x"`, []string{`The argument "dir" is required`}},
