@@ -157,6 +157,27 @@ func (m *Module) EvalConfig(ctx *hcl.EvalContext, k *schema.Kind) (json.RawMessa
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	// The decode converted objects to the schema's types, dropping keys
+	// the types do not have: a key misspelt in a value known only now
+	// (it reads a module's result) must not pass silently either.
+	for _, a := range k.Attributes {
+		expr := m.bodyAttrs[a.Name]
+		if expr == nil || isMetaArgument(a.Name) || !hasObjectType(a.Type) {
+			continue
+		}
+		v, d := expr.Value(ctx)
+		if d.HasErrors() {
+			continue
+		}
+		if path, key, known := unknownKey(v, a.Type, a.Name); key != "" {
+			return nil, append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unsupported key",
+				Detail:   fmt.Sprintf("%s has no key %q; its keys are %s.%s", path, key, strings.Join(known, ", "), didYouMean(key, known)),
+				Subject:  expr.Range().Ptr(),
+			})
+		}
+	}
 	if !val.IsWhollyKnown() {
 		return nil, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -429,4 +450,16 @@ func unknownKey(v cty.Value, ty cty.Type, path string) (string, string, []string
 		}
 	}
 	return "", "", nil
+}
+
+// hasObjectType reports whether ty is or holds an object type (whose
+// conversion drops unknown keys).
+func hasObjectType(ty cty.Type) bool {
+	switch {
+	case ty.IsObjectType():
+		return true
+	case ty.IsListType() || ty.IsSetType() || ty.IsMapType():
+		return hasObjectType(ty.ElementType())
+	}
+	return false
 }

@@ -300,6 +300,9 @@ func TestEvalConfigErrors(t *testing.T) {
 		{"type mismatch at run time", `dir = module.checkout.value`, `Inappropriate value for attribute "dir"`},
 		{"missing result attribute", `dir = module.checkout.value.nope`, `does not have an attribute named "nope"`},
 		{"missing required", `script = "x"`, `The argument "dir" is required`},
+		// The value is known only at run time, so only EvalConfig sees
+		// the misspelt key (the conversion would drop it).
+		{"object key typo at run time", "dir = \".\"\n  server = { host = module.checkout.value.sha, port = 1, hots = 3 }", `server has no key "hots"; its keys are host, port. Did you mean "host"?`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
