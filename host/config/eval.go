@@ -170,12 +170,7 @@ func (m *Module) EvalConfig(ctx *hcl.EvalContext, k *schema.Kind) (json.RawMessa
 			continue
 		}
 		if path, key, known := unknownKey(v, a.Type, a.Name); key != "" {
-			return nil, append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Unsupported key",
-				Detail:   fmt.Sprintf("%s has no key %q; its keys are %s.%s", path, key, strings.Join(known, ", "), didYouMean(key, known)),
-				Subject:  expr.Range().Ptr(),
-			})
+			return nil, append(diags, unknownKeyDiag(path, key, known, expr.Range(), nil, nil))
 		}
 	}
 	if !val.IsWhollyKnown() {
@@ -311,15 +306,7 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 		if path, key, known := unknownKey(v, a.Type, a.Name); key != "" {
 			// Conversion to an object type drops keys it does not know:
 			// a typo in one would pass silently.
-			diags = append(diags, &hcl.Diagnostic{
-				Severity:    hcl.DiagError,
-				Summary:     "Unsupported key",
-				Detail:      fmt.Sprintf("%s has no key %q; its keys are %s.%s", path, key, strings.Join(known, ", "), didYouMean(key, known)),
-				Subject:     attr.Expr.Range().Ptr(),
-				Context:     attr.Range.Ptr(),
-				Expression:  attr.Expr,
-				EvalContext: ctx,
-			})
+			diags = append(diags, unknownKeyDiag(path, key, known, attr.Expr.Range(), attr, ctx))
 			continue
 		}
 		if _, err := convert.Convert(v, a.Type); err != nil {
@@ -462,4 +449,19 @@ func hasObjectType(ty cty.Type) bool {
 		return hasObjectType(ty.ElementType())
 	}
 	return false
+}
+
+// unknownKeyDiag reports an object key the attribute's type does not have
+// (see unknownKey); attr and ctx, when known, give the snippet context.
+func unknownKeyDiag(path, key string, known []string, subject hcl.Range, attr *hcl.Attribute, ctx *hcl.EvalContext) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Unsupported key",
+		Detail:   fmt.Sprintf("%s has no key %q; its keys are %s.%s", path, key, strings.Join(known, ", "), didYouMean(key, known)),
+		Subject:  subject.Ptr(),
+	}
+	if attr != nil {
+		d.Context, d.Expression, d.EvalContext = attr.Range.Ptr(), attr.Expr, ctx
+	}
+	return d
 }

@@ -553,7 +553,7 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 			// It did not stop: what it wrote while it tried was shown.
 			sess.forget(id)
 			p.killHung(pr, module)
-			return Response{}, fmt.Errorf("module %q in plugin %q: %w, and %w (it did not stop within %s)", module, p.spec.Name, ctx.Err(), ErrKilledAsHung, p.opts.KillGrace)
+			return Response{}, p.killedAsHungError(ctx, module)
 		case <-func() <-chan struct{} {
 			if stopping != nil {
 				return nil // cancelled already: wait for its end
@@ -621,7 +621,7 @@ func (p *Plugin) response(module string, r *pluginv1.Result) (Response, error) {
 func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, err error) error {
 	if ctx.Err() != nil {
 		if p.awaitStop(pr, id, module) {
-			return fmt.Errorf("module %q in plugin %q: %w, and %w (it did not stop within %s)", module, p.spec.Name, ctx.Err(), ErrKilledAsHung, p.opts.KillGrace)
+			return p.killedAsHungError(ctx, module)
 		}
 		return fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ctx.Err())
 	}
@@ -679,6 +679,12 @@ func (p *Plugin) killHung(pr *process, module string) {
 	p.discard(pr)
 }
 
+// killedAsHungError is a cancelled module's error once its plugin was
+// killed for not stopping it: both the cancellation and ErrKilledAsHung.
+func (p *Plugin) killedAsHungError(ctx context.Context, module string) error {
+	return fmt.Errorf("module %q in plugin %q: %w, and %w (it did not stop within %s)", module, p.spec.Name, ctx.Err(), ErrKilledAsHung, p.opts.KillGrace)
+}
+
 func (p *Plugin) awaitStop(pr *process, id, module string) (killed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.KillGrace)
 	defer cancel()
@@ -688,10 +694,7 @@ func (p *Plugin) awaitStop(pr *process, id, module string) (killed bool) {
 		return false
 	case ctx.Err() != nil, status.Code(err) == codes.DeadlineExceeded:
 		// The plugin got our deadline too and may report it first.
-		p.logger.Warn("plugin did not stop a cancelled module; killing the plugin as hung", "module", module, "pid", pr.pid(), "grace", p.opts.KillGrace)
-		reason := fmt.Sprintf("it did not stop cancelled module %q within %s", module, p.opts.KillGrace)
-		pr.hung.CompareAndSwap(nil, &reason)
-		p.discard(pr)
+		p.killHung(pr, module)
 		return true
 	case pr.exited() || isConnectionLoss(err):
 		p.discard(pr)
