@@ -61,8 +61,10 @@ type kindDef struct {
 	name, resultType, doc string
 	isDefault             bool
 	configType            reflect.Type
-	attrs                 []*pluginv1.Attribute
-	checks                []checkFunc
+	// resultGoType is R, so Result[R] can check the dependency's type.
+	resultGoType reflect.Type
+	attrs        []*pluginv1.Attribute
+	checks       []checkFunc
 	// fields are the config's struct types' attributes, for decoding.
 	fields map[reflect.Type][]field
 	// run decodes nothing: it gets the decoded config (a C) and returns
@@ -115,11 +117,12 @@ func NewKind[C any, R any](name, resultType string, run func(ctx context.Context
 		}
 	}
 	k := &kindDef{
-		name:       name,
-		resultType: resultType,
-		configType: ct,
-		attrs:      attrs,
-		fields:     structFieldsOf(ct),
+		name:         name,
+		resultType:   resultType,
+		configType:   ct,
+		resultGoType: reflect.TypeFor[R](),
+		attrs:        attrs,
+		fields:       structFieldsOf(ct),
 		run: func(ctx context.Context, m *Module, cfg any) (any, error) {
 			return run(ctx, m, cfg.(C))
 		},

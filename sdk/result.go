@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +30,18 @@ var (
 	ErrDependencyFailed = errors.New("dependency did not succeed")
 	// ErrNoModule: the context is not a module run's context.
 	ErrNoModule = errors.New("no module in context: pass the ctx given to the run function")
+	// ErrResultType: the dependency's result is not of the type Result
+	// was asked to decode (see Result).
+	ErrResultType = errors.New("result of another type")
 )
+
+// ResultTyper is implemented by a result type that names its versioned
+// result type (e.g. "git.checkout/v1"), so Result can check a dependency's
+// envelope against it. Types this plugin's own kinds return need not
+// implement it: NewKind recorded them.
+type ResultTyper interface {
+	ModpipeResultType() string
+}
 
 // Envelope is a module's result record as the host publishes it. It
 // mirrors the host's envelope JSON field for field.
@@ -108,11 +121,23 @@ func ResultEnvelope(ctx context.Context, module string) (*Envelope, error) {
 // running module and decodes it into T (with encoding/json). It fails when
 // module is not a dependency, has not finished, did not succeed, or its
 // value does not decode into T.
+//
+// When T is known to be one result type, Result also fails with
+// ErrResultType when the envelope's type is another: encoding/json would
+// otherwise decode, say, a shell result into a checkout struct as zero
+// values without a word. T is known when it implements ResultTyper, or
+// when it is the named struct type R of this plugin's kinds (NewKind[C,
+// R]). Decode into a map, json.RawMessage or a struct of your own to read
+// any type.
 func Result[T any](ctx context.Context, module string) (T, error) {
 	var out T
 	env, err := ResultEnvelope(ctx, module)
 	if err != nil {
 		return out, err
+	}
+	if want := expectedResultTypes[T](moduleFrom(ctx)); len(want) > 0 && env.Type != "" && !slices.Contains(want, env.Type) {
+		return out, fmt.Errorf("result of %q is of type %q, but %T is the result of type %s: %w; depend on the module that returns it, or decode the value into a map with sdk.Result[map[string]any]",
+			module, env.Type, out, quoteAll(want), ErrResultType)
 	}
 	if env.Status != StatusSucceeded {
 		msg := env.Status
@@ -130,4 +155,36 @@ func Result[T any](ctx context.Context, module string) (T, error) {
 		return out, fmt.Errorf("decode result of %q (type %q) into %T: %w", module, env.Type, out, err)
 	}
 	return out, nil
+}
+
+// expectedResultTypes are the result type names T stands for: its own
+// (ResultTyper), or those of this plugin's kinds returning the named
+// struct T. None means any type is accepted.
+func expectedResultTypes[T any](m *Module) []string {
+	var zero T
+	if rt, ok := any(zero).(ResultTyper); ok {
+		return []string{rt.ModpipeResultType()}
+	}
+	if rt, ok := any(&zero).(ResultTyper); ok {
+		return []string{rt.ModpipeResultType()}
+	}
+	t := reflect.TypeFor[T]()
+	if m == nil || m.srv == nil || t.Kind() != reflect.Struct || t.Name() == "" {
+		return nil
+	}
+	var types []string
+	for _, k := range m.srv.kinds {
+		if k.resultGoType == t && !slices.Contains(types, k.resultType) {
+			types = append(types, k.resultType)
+		}
+	}
+	return types
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, " or ")
 }

@@ -497,4 +497,17 @@ func TestResultThroughBroker(t *testing.T) {
 	if sneaky.Error == nil || !strings.Contains(sneaky.Error.Message, "not a dependency") {
 		t.Errorf("sneaky: %+v", sneaky.Error)
 	}
+	// A typed sdk.Result checks the envelope's type rather than decoding
+	// another kind's value into zero values.
+	wantStatus(t, r.module(t, "as_echo"), coordinator.StatusSucceeded)
+	for module, msg := range map[string]string{
+		"echo_as_ran":   `result of "echo" is of type "testkit.echo/v1", but main.Ran is the result of type "testkit.ran/v1"`,
+		"shell_as_echo": `result of "producer" is of type "shell.exec/v1", but main.echoed is the result of type "testkit.echo/v1"`,
+	} {
+		e := r.module(t, module)
+		wantStatus(t, e, coordinator.StatusFailed)
+		if e.Error == nil || !strings.Contains(e.Error.Message, msg) {
+			t.Errorf("%s: want an error containing %q, got %+v", module, msg, e.Error)
+		}
+	}
 }

@@ -17,3 +17,26 @@ module "testkit.dep" "reader" {
 module "testkit.dep" "sneaky" {
   module = "producer"
 }
+
+# sdk.Result into a typed struct checks the envelope's type.
+module "testkit.echo" "echo" {
+  text = "hi"
+}
+
+module "testkit.dep" "as_echo" {
+  module     = "echo"
+  as         = "echo"
+  depends_on = [module.echo]
+}
+
+module "testkit.dep" "echo_as_ran" {
+  module     = "echo"
+  as         = "ran"
+  depends_on = [module.echo]
+}
+
+module "testkit.dep" "shell_as_echo" {
+  module     = "producer"
+  as         = "echo"
+  depends_on = [module.producer]
+}

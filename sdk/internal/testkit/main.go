@@ -172,6 +172,10 @@ func big(_ context.Context, _ *sdk.Module, c BigConfig) (Big, error) {
 type DepConfig struct {
 	Module string `modpipe:"module" doc:"The dependency to read."`
 	Raw    bool   `modpipe:"raw,optional" doc:"Return the whole envelope instead of the value."`
+	// As decodes the value with sdk.Result into a typed struct instead
+	// of a map: "ran" (this plugin's own result type testkit.ran/v1) or
+	// "echo" (a type naming testkit.echo/v1 through sdk.ResultTyper).
+	As string `modpipe:"as,optional"`
 	// After delays the request, to read a result long after the plugin
 	// started (beyond go-plugin's broker handshake window).
 	After time.Duration `modpipe:"after,optional"`
@@ -196,12 +200,27 @@ func dep(ctx context.Context, _ *sdk.Module, c DepConfig) (Dep, error) {
 		}
 		return Dep{Envelope: env}, nil
 	}
+	switch c.As {
+	case "ran":
+		v, err := sdk.Result[Ran](ctx, c.Module)
+		return Dep{Value: map[string]any{"module": v.Module, "pid": v.PID}}, err
+	case "echo":
+		v, err := sdk.Result[echoed](ctx, c.Module)
+		return Dep{Value: map[string]any{"module": v.Module}}, err
+	}
 	v, err := sdk.Result[map[string]any](ctx, c.Module)
 	if err != nil {
 		return Dep{}, err
 	}
 	return Dep{Value: v}, nil
 }
+
+// echoed is the part of echo's result dep reads with as = "echo".
+type echoed struct {
+	Module string `json:"module"`
+}
+
+func (echoed) ModpipeResultType() string { return "testkit.echo/v1" }
 
 // FailConfig configures fail.
 type FailConfig struct {
