@@ -118,14 +118,21 @@ func (m *Module) Logf(format string, args ...any) {
 }
 
 // Logger is a structured logger whose lines go to the host as log lines.
+// Its level is Info: Debug and Trace lines are dropped unless the host
+// runs with --log-level debug or trace (or MODPIPE_PLUGIN_LOG_LEVEL is set
+// in the plugin's environment).
 //
 // It is made on first use: most modules never log, and building an hclog
 // logger for every call was a measurable part of the sdk's per-call cost.
 func (m *Module) Logger() hclog.Logger {
 	m.loggerOnce.Do(func() {
+		level := hclog.Info
+		if m.srv != nil && m.srv.moduleLogLevel != hclog.NoLevel {
+			level = m.srv.moduleLogLevel
+		}
 		m.logger = hclog.New(&hclog.LoggerOptions{
 			Name:        m.name,
-			Level:       hclog.Trace,
+			Level:       level,
 			Output:      m.log,
 			DisableTime: true, // the host stamps lines as they arrive
 		})

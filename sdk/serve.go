@@ -53,6 +53,11 @@ func Serve(p Plugin) {
 	goplugin.Serve(srv.serveConfig())
 }
 
+// logLevelEnv is the level the plugin logs at (hclog names: trace, debug,
+// info, ...). The host sets it to its own level when that is debug or
+// trace (pluginhost.LogLevelEnv).
+const logLevelEnv = "MODPIPE_PLUGIN_LOG_LEVEL"
+
 // sessionsEnv set to "off" makes the plugin run every module through an
 // Execute call of its own instead of the Session stream: slower, for
 // telling a problem of the stream apart from one of the module, and for
@@ -146,6 +151,8 @@ type server struct {
 
 	// sessions is whether Describe offers the Session RPC; see sessionsEnv.
 	sessions bool
+	// moduleLogLevel is the level of Module.Logger.
+	moduleLogLevel hclog.Level
 
 	// stderr is the process's real stderr; see restoreStderr.
 	stderr     *os.File
@@ -174,11 +181,15 @@ func newServer(p Plugin) (*server, error) {
 		// stream apart from one of the module.
 		sessions: os.Getenv(sessionsEnv) != "off",
 	}
+	level := hclog.LevelFromString(os.Getenv(logLevelEnv))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	// Module loggers show Info and above as module output, and Debug
+	// and Trace only when asked to (the host sets logLevelEnv at its own
+	// --log-level debug or trace).
+	s.moduleLogLevel = min(level, hclog.Info)
 	if s.logger == nil {
-		level := hclog.LevelFromString(os.Getenv("MODPIPE_PLUGIN_LOG_LEVEL"))
-		if level == hclog.NoLevel {
-			level = hclog.Info
-		}
 		s.logger = hclog.New(&hclog.LoggerOptions{
 			Name:       p.Name,
 			Level:      level,

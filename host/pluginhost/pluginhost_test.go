@@ -258,24 +258,34 @@ func TestExecuteEcho(t *testing.T) {
 }
 
 func TestExecuteLines(t *testing.T) {
-	p := start(t, testkitBin, pluginhost.Options{})
-	resp, lines, err := execute(t, p, pluginhost.Request{Module: "l", Kind: "lines", Config: json.RawMessage(`{"count":50}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resp.Succeeded || string(resp.Value) != `{"count":50}` {
-		t.Fatalf("resp = %+v", resp)
-	}
-	var want []pluginhost.Line
-	for i := 0; i < 50; i++ {
-		want = append(want,
-			pluginhost.Line{Stream: "stdout", Text: fmt.Sprintf("out %d", i)},
-			pluginhost.Line{Stream: "stderr", Text: fmt.Sprintf("err %d", i)},
-			pluginhost.Line{Stream: "log", Text: fmt.Sprintf("log %d", i)})
-	}
-	want = append(want, pluginhost.Line{Stream: "log", Text: "[INFO]  l: done: count=50"}, pluginhost.Line{Stream: "stdout", Text: "unterminated"})
-	if fmt.Sprint(lines) != fmt.Sprint(want) {
-		t.Fatalf("lines:\n got %v\nwant %v", lines, want)
+	// A module logger's Debug lines show only when the host logs at
+	// debug or trace itself.
+	for _, level := range []hclog.Level{hclog.Warn, hclog.Debug} {
+		t.Run(level.String(), func(t *testing.T) {
+			logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: testWriter{t}})
+			p := start(t, testkitBin, pluginhost.Options{Logger: logger})
+			resp, lines, err := execute(t, p, pluginhost.Request{Module: "l", Kind: "lines", Config: json.RawMessage(`{"count":50}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !resp.Succeeded || string(resp.Value) != `{"count":50}` {
+				t.Fatalf("resp = %+v", resp)
+			}
+			var want []pluginhost.Line
+			for i := 0; i < 50; i++ {
+				want = append(want,
+					pluginhost.Line{Stream: "stdout", Text: fmt.Sprintf("out %d", i)},
+					pluginhost.Line{Stream: "stderr", Text: fmt.Sprintf("err %d", i)},
+					pluginhost.Line{Stream: "log", Text: fmt.Sprintf("log %d", i)})
+			}
+			if level == hclog.Debug {
+				want = append(want, pluginhost.Line{Stream: "log", Text: "[DEBUG] l: detail: count=50"})
+			}
+			want = append(want, pluginhost.Line{Stream: "log", Text: "[INFO]  l: done: count=50"}, pluginhost.Line{Stream: "stdout", Text: "unterminated"})
+			if fmt.Sprint(lines) != fmt.Sprint(want) {
+				t.Fatalf("lines:\n got %v\nwant %v", lines, want)
+			}
+		})
 	}
 }
 

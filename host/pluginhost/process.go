@@ -186,7 +186,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// reads the host's terminal.
 		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
-			cmd.Env = append(append(append(os.Environ(), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
+			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
 			cmd.SysProcAttr = pluginProcAttr()
 			r, err := newCmdRunner(l, cmd)
 			pr.run = r
@@ -548,4 +548,23 @@ func (h *hostService) GetResult(ctx context.Context, req *pluginv1.GetResultRequ
 
 func encodeEnvelope(env *coordinator.Envelope) ([]byte, error) {
 	return jsonMarshal(env)
+}
+
+// LogLevelEnv tells a plugin the level to log at: the sdk's process
+// logger and the Debug and Trace lines of its modules' loggers follow it.
+const LogLevelEnv = "MODPIPE_PLUGIN_LOG_LEVEL"
+
+// pluginLogEnv is the host's environment for a plugin, with LogLevelEnv
+// set to the host's own level when that is debug or trace, so
+// --log-level debug reaches the plugins too. A value the user exported
+// wins; at the default levels a plugin keeps its own (info).
+func pluginLogEnv(logger hclog.Logger) []string {
+	env := os.Environ()
+	if _, set := os.LookupEnv(LogLevelEnv); set {
+		return env
+	}
+	if l := logger.GetLevel(); l != hclog.NoLevel && l <= hclog.Debug {
+		env = append(env, LogLevelEnv+"="+l.String())
+	}
+	return env
 }

@@ -146,6 +146,7 @@ func lines(_ context.Context, m *sdk.Module, c LinesConfig) (Counted, error) {
 		m.Logf("log %d", i)
 	}
 	fmt.Fprint(m.Stdout(), "unterminated")
+	m.Logger().Debug("detail", "count", c.Count)
 	m.Logger().Info("done", "count", c.Count)
 	return Counted{Count: c.Count}, nil
 }
