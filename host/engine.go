@@ -8,10 +8,12 @@ import (
 	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -696,13 +698,39 @@ func writePluginInfo(w io.Writer, path string, info pluginhost.Info) {
 		if k.Doc != "" {
 			fmt.Fprintf(w, "    %s\n", k.Doc)
 		}
+		// Columns sized to the kind's own longest name and type, so a
+		// long attribute name does not push its row out of line.
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, a := range k.Attributes {
-			req := "optional"
-			if a.Required {
-				req = "required"
-			}
-			fmt.Fprintf(w, "    %-14s %-22s %-8s %s\n", a.Name, a.Type.FriendlyName(), req, a.Doc)
+			writeAttributeRows(tw, "    ", a.Name, a.Type, a.Required, a.Doc)
 		}
+		tw.Flush()
+	}
+}
+
+// writeAttributeRows writes one attribute's row and, when it is an object
+// (or a collection of objects), a row for each of its fields, indented
+// under it: a plugin author's nested settings are part of its schema.
+func writeAttributeRows(w io.Writer, indent, name string, t cty.Type, required bool, doc string) {
+	req := "optional"
+	if required {
+		req = "required"
+	}
+	row := indent + name + "\t" + t.FriendlyName() + "\t" + req
+	if doc != "" {
+		row += "\t" + doc
+	}
+	fmt.Fprintln(w, row)
+	obj := t
+	for obj.IsListType() || obj.IsSetType() || obj.IsMapType() {
+		obj = obj.ElementType()
+	}
+	if !obj.IsObjectType() {
+		return
+	}
+	fields := slices.Sorted(maps.Keys(obj.AttributeTypes()))
+	for _, f := range fields {
+		writeAttributeRows(w, indent+"  ", f, obj.AttributeType(f), !obj.AttributeOptional(f), "")
 	}
 }
 

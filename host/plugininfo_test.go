@@ -1,0 +1,41 @@
+package host
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/modpipe/modpipe/host/pluginhost"
+	"github.com/modpipe/modpipe/host/schema"
+)
+
+// `host plugins` keeps its columns in line whatever the names' length,
+// and lists an object attribute's fields under it.
+func TestWritePluginInfo(t *testing.T) {
+	step := cty.ObjectWithOptionalAttrs(map[string]cty.Type{"name": cty.String, "timeout_seconds": cty.Number}, []string{"timeout_seconds"})
+	info := pluginhost.Info{Name: "deploy", Version: "1.2.0", ProtocolVersion: 1, Kinds: []schema.Kind{{
+		Name: "release", Default: true, ResultType: "deploy.release/v1", Doc: "Releases.",
+		Attributes: []schema.Attribute{
+			{Name: "target", Type: cty.String, Required: true, Doc: "Where to."},
+			{Name: "rollback_on_health_failure", Type: cty.Bool, Doc: "Roll back."},
+			{Name: "steps", Type: cty.List(step)},
+		},
+	}}}
+	var b strings.Builder
+	writePluginInfo(&b, "/p/modpipe-plugin-deploy", info)
+	want := `plugin deploy 1.2.0 (protocol 1)
+  binary: /p/modpipe-plugin-deploy
+
+  module "deploy.release" (default) -> deploy.release/v1
+    Releases.
+    target                      string          required  Where to.
+    rollback_on_health_failure  bool            optional  Roll back.
+    steps                       list of object  optional
+      name                      string          required
+      timeout_seconds           number          optional
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
