@@ -24,7 +24,7 @@ import (
 func DryRun(ctx context.Context, opts Options) error {
 	opts.defaults()
 	pre := prestartPlugins(ctx, opts)
-	l, err := load(opts)
+	l, err := loadChecking(ctx, opts, pre)
 	if err != nil {
 		pre.close()
 		return err

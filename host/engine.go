@@ -170,6 +170,78 @@ func load(opts Options) (*loaded, error) {
 	return loadAs(opts, 0, nil, nil)
 }
 
+// loadChecking is load for a command whose plugins are starting (pre):
+// when the file has errors, the graph is still built and the plugins that
+// start still check the module bodies against their kinds, so one pass
+// reports a misspelt attribute (a plugin's schema) and a cycle beside a
+// bad timeout (the file's own), rather than one kind of error per attempt. It does not take pre's plugins: the
+// caller still owns pre.
+func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, error) {
+	facts := Facts(opts.Environ, opts.Capabilities, 0)
+	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	if diags.HasErrors() && cfg != nil && len(cfg.Modules) > 0 {
+		// The graph's own errors (undeclared modules, cycles) too: it
+		// needs the module names and dependencies, which a module's
+		// other errors leave alone.
+		_, gdiags := graph.Build(cfg)
+		diags = append(diags, gdiags...)
+		if more := bodyDiagnostics(ctx, opts, cfg, pre); ctx.Err() == nil {
+			diags = append(diags, more...)
+			config.SortDiagnostics(diags)
+		}
+	}
+	l, warnings, err := loadedFrom(opts, facts, cfg, diags)
+	if err != nil {
+		return nil, err
+	}
+	if len(warnings) > 0 {
+		_ = l.report(warnings, ExitOK)
+	}
+	return l, nil
+}
+
+// bodyDiagnostics checks every module body of a file that has errors
+// against its plugin's kind: the plugins that cannot be found or started
+// and the kinds and attributes their schemas do not have. The plugins it
+// uses are stopped again; the run stops at the file's errors anyway.
+func bodyDiagnostics(ctx context.Context, opts Options, cfg *config.Pipeline, pre *prestart) hcl.Diagnostics {
+	specs, diags := pluginSpecs(cfg, cfg.Modules, *opts.Locator)
+	taken, errs, rest := pre.take(specs, nil)
+	popts := pluginhost.Options{Logger: opts.Logger, SocketRoot: opts.SocketRoot}
+	if pre != nil {
+		popts.TLS = pre.tls
+	}
+	set, more := startEach(ctx, rest, popts, opts.Logger)
+	maps.Copy(set.plugins, taken)
+	defer set.Close()
+	for _, err := range append(errs, more...) {
+		se, ok := errors.AsType[*startError](err)
+		if !ok {
+			continue
+		}
+		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin did not start", Detail: err.Error()}
+		if b := cfg.Plugins[se.name]; b != nil && b.DeclRange.Filename != "" {
+			d.Subject = b.DeclRange.Ptr()
+		} else if i := slices.IndexFunc(cfg.Modules, func(m *config.Module) bool { return m.Plugin == se.name }); i >= 0 {
+			d.Subject = cfg.Modules[i].KindRange.Ptr()
+		}
+		diags = append(diags, d)
+	}
+	for _, m := range cfg.Modules {
+		pl, ok := set.Get(m.Plugin)
+		if !ok {
+			continue
+		}
+		k, ok := pl.Kind(m.Kind)
+		if !ok {
+			diags = append(diags, unknownKind(m, pl.Info()))
+			continue
+		}
+		diags = append(diags, m.CheckBody(k)...)
+	}
+	return diags
+}
+
 // loadAs is load for instance index of a distributed run. values and
 // locals, when not nil, are the variables and locals the master resolved:
 // they replace this instance's own, so every instance evaluates alike.
@@ -614,7 +686,7 @@ func (p *prepared) close() { p.plugins.Close() }
 func Validate(ctx context.Context, opts Options) error {
 	opts.defaults()
 	pre := prestartPlugins(ctx, opts)
-	l, err := load(opts)
+	l, err := loadChecking(ctx, opts, pre)
 	if err != nil {
 		pre.close()
 		return err

@@ -55,7 +55,7 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	opts.defaults()
 	// The plugins' processes start while the file loads.
 	pre := prestartPlugins(ctx, opts.Options)
-	l, err := load(opts.Options)
+	l, err := loadChecking(ctx, opts.Options, pre)
 	if err != nil {
 		pre.close()
 		return nil, notStarted(opts, err)

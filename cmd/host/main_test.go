@@ -446,6 +446,29 @@ func TestPluginsWithoutVariableValues(t *testing.T) {
 	runHost(t, "plugins", file).wantCode(t, 2)
 }
 
+// A file's errors of every stage come in one pass, so fixing one kind
+// does not uncover the next only on the next attempt.
+func TestValidateReportsEveryStage(t *testing.T) {
+	for _, cmd := range []string{"validate", "run"} {
+		t.Run(cmd, func(t *testing.T) {
+			r := runHost(t, cmd, "testdata/every-kind.hcl")
+			r.wantCode(t, 2)
+			for _, want := range []string{
+				`every-kind.hcl:6:3: Unsupported argument`, `Did you mean "depends_on"?`,
+				`every-kind.hcl:10:3: Unsupported argument`, `Did you mean "command"?`,
+				`every-kind.hcl:20:17: Dependency cycle`,
+				`every-kind.hcl:25:13: Invalid duration for timeout`,
+				`every-kind.hcl:29:13: Incorrect attribute value type`,
+				`every-kind.hcl:32:8: Plugin not found`,
+			} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+		})
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)

@@ -297,8 +297,8 @@ func TestPythonPluginDescribe(t *testing.T) {
 		"plugin template 0.1.0 (protocol 1)",
 		`module "template.render" (default) -> template.render/v1`,
 		`module "template.checksum" -> template.checksum/v1`,
-		"values         map of string",
-		"patterns       list of string         required",
+		"values       map of string  optional  Values",
+		"patterns   list of string  required  Glob",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("host plugins output does not mention %q:\n%s", want, r.stdout)

@@ -796,7 +796,9 @@ func TestExecuteWithoutSessions(t *testing.T) {
 	if err != nil || !resp.Succeeded || string(resp.Value) != `{"count":2}` {
 		t.Fatalf("lines: resp = %+v, err = %v", resp, err)
 	}
-	if len(lines) != 8 || lines[0] != (pluginhost.Line{Stream: "stdout", Text: "out 0"}) {
+	// 2 x 3 lines, the logger's Info line (its Debug line only shows at
+	// the host's debug level, which testLogger is) and "unterminated".
+	if len(lines) != 9 || lines[0] != (pluginhost.Line{Stream: "stdout", Text: "out 0"}) {
 		t.Fatalf("lines = %v", lines)
 	}
 
