@@ -3,6 +3,7 @@ package host
 import (
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/term"
@@ -92,7 +93,7 @@ func pipelineMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
 	if cfg == nil {
 		return nil
 	}
-	var values []string
+	values := slices.Clone(cfg.SensitiveInputs())
 	for _, v := range cfg.Variables {
 		if v.Sensitive {
 			values = append(values, secrets.CtyValues(v.Value)...)

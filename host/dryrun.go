@@ -34,7 +34,7 @@ func DryRun(ctx context.Context, opts Options) error {
 		return err
 	}
 	p.close()
-	return writePlan(opts.Stdout, l)
+	return writeMasked(opts.Stdout, pipelineMasker(l.cfg, opts.Environ), func(w io.Writer) error { return writePlan(w, l) })
 }
 
 // planReason says why a node would be skipped, or "" when it would run.

@@ -303,33 +303,34 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 // report writes diags and returns an ExitError with code when they hold
 // an error.
 func (l *loaded) report(diags hcl.Diagnostics, code int) error {
+	// A diagnostic can quote a secret: a sensitive variable's value that
+	// does not fit where it is used, or the "with var.x as ..." lines
+	// under a snippet. The whole rendering is masked at once, as a
+	// secret could straddle two of its writes.
+	m := pipelineMasker(l.cfg, l.opts.Environ)
 	if len(diags) > 0 {
-		if err := config.WriteDiagnostics(l.opts.Stderr, l.cfg, diags, l.opts.Color); err != nil {
-			fmt.Fprintln(l.opts.Stderr, diags.Error())
+		var b strings.Builder
+		if err := config.WriteDiagnostics(&b, l.cfg, diags, l.opts.Color); err != nil {
+			b.Reset()
+			b.WriteString(diags.Error() + "\n")
 		}
+		io.WriteString(l.opts.Stderr, m.String(b.String()))
 	}
 	if !diags.HasErrors() {
 		return nil
 	}
-	n := 0
+	inv := &invalidFileError{file: l.opts.File}
 	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			n++
+		if d.Severity != hcl.DiagError {
+			continue
 		}
-	}
-	return &ExitError{Code: code, Reported: true, Err: fmt.Errorf("%s: %d error(s) in the pipeline file; the first: %s", l.opts.File, n, firstError(diags))}
-}
-
-func firstError(diags hcl.Diagnostics) string {
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			if d.Subject != nil {
-				return fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary)
-			}
-			return d.Summary
+		pe := placedError{Summary: m.String(d.Summary), Detail: m.String(d.Detail)}
+		if d.Subject != nil {
+			pe.File, pe.Line, pe.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
 		}
+		inv.errs = append(inv.errs, pe)
 	}
-	return ""
+	return &ExitError{Code: code, Reported: true, Err: inv}
 }
 
 // modules returns the distinct modules of the (filtered) graph, file order.
@@ -709,13 +710,26 @@ func Graph(opts Options, format string) error {
 	if err != nil {
 		return err
 	}
+	m := pipelineMasker(l.cfg, opts.Environ)
 	switch format {
 	case "", "dot":
-		return l.graph.WriteDOT(opts.Stdout)
+		return writeMasked(opts.Stdout, m, l.graph.WriteDOT)
 	case "mermaid":
-		return l.graph.WriteMermaid(opts.Stdout)
+		return writeMasked(opts.Stdout, m, l.graph.WriteMermaid)
 	}
 	return exitErrorf(ExitInvalid, "unknown graph format %q: use dot or mermaid", format)
+}
+
+// writeMasked has write render into memory and writes that to w with m's
+// secrets masked: module addresses carry matrix values, which a
+// sensitive variable can supply.
+func writeMasked(w io.Writer, m *secrets.Masker, write func(io.Writer) error) error {
+	var b strings.Builder
+	if err := write(&b); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, m.String(b.String()))
+	return err
 }
 
 // Plugins describes every plugin the pipeline uses: version, kinds and

@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Exit codes of the host CLI. Scripts can tell classes of failure apart
@@ -43,4 +44,49 @@ func ExitCode(err error) int {
 
 func exitErrorf(code int, format string, args ...any) *ExitError {
 	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// invalidFileError is a pipeline file's errors, as reports and CI
+// annotations give them: each one's place and summary, secrets masked
+// (the terminal got them in full, with snippets).
+type invalidFileError struct {
+	file string
+	errs []placedError
+}
+
+// placedError is one error of a pipeline file; File is empty when it has
+// no place in the file (a --var for no variable).
+type placedError struct {
+	File         string
+	Line, Column int
+	Summary      string
+	Detail       string
+}
+
+func (e placedError) String() string {
+	if e.File == "" {
+		return e.Summary
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Summary)
+}
+
+// maxListedErrors bounds the errors an invalidFileError's message lists:
+// a report or an annotation is not the place for hundreds.
+const maxListedErrors = 10
+
+func (e *invalidFileError) Error() string {
+	var b strings.Builder
+	noun := "errors"
+	if len(e.errs) == 1 {
+		noun = "error"
+	}
+	fmt.Fprintf(&b, "%s: %d %s in the pipeline file:", e.file, len(e.errs), noun)
+	for i, pe := range e.errs {
+		if i == maxListedErrors {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(e.errs)-i)
+			break
+		}
+		b.WriteString("\n  " + pe.String())
+	}
+	return b.String()
 }

@@ -131,7 +131,18 @@ func notStarted(opts RunOptions, err error) error {
 	if github {
 		// The job's page shows annotations and the step summary, not
 		// the log: the reason goes there as it would for a failed run.
-		fmt.Fprintln(opts.Stdout, ui.GitHubAnnotation("error", fmt.Sprintf("%s %s", opts.File, status), err.Error()))
+		// An invalid file gets an annotation per error at its line,
+		// which GitHub shows on the file itself.
+		if inv, ok := errors.AsType[*invalidFileError](err); ok {
+			for i, pe := range inv.errs {
+				if i == maxListedErrors {
+					break
+				}
+				fmt.Fprintln(opts.Stdout, ui.GitHubFileAnnotation("error", pe.File, pe.Line, pe.Column, pe.Summary, pe.Detail))
+			}
+		} else {
+			fmt.Fprintln(opts.Stdout, ui.GitHubAnnotation("error", fmt.Sprintf("%s %s", opts.File, status), err.Error()))
+		}
 		if path := env["GITHUB_STEP_SUMMARY"]; path != "" {
 			if werr := report.AppendMarkdown(path, run); werr != nil {
 				fmt.Fprintf(opts.Stderr, "Error: %v\n", werr)

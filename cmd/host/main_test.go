@@ -387,8 +387,9 @@ func TestRunThatDidNotStartOnGitHub(t *testing.T) {
 	summary := filepath.Join(dir, "summary.md")
 	r := runHostEnv(t, []string{"GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY=" + summary}, "run", file)
 	r.wantCode(t, 2)
-	if !strings.Contains(r.stdout, "::error title=") || !strings.Contains(r.stdout, "Unsupported argument") {
-		t.Errorf("no ::error annotation with the reason:\n%s", r.stdout)
+	// At the line, which GitHub shows on the file itself.
+	if want := "::error file=" + file + ",line=2,col=3,title=Unsupported argument::"; !strings.Contains(r.stdout, want) {
+		t.Errorf("no ::error annotation %q:\n%s", want, r.stdout)
 	}
 	b, err := os.ReadFile(summary)
 	if err != nil || !strings.Contains(string(b), "The run did not start") || !strings.Contains(string(b), "Unsupported argument") {

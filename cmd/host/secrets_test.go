@@ -184,3 +184,96 @@ func TestSecretsOnGitHubActions(t *testing.T) {
 		}
 	}
 }
+
+// Secrets stay hidden when the file is invalid too: in the errors about
+// a sensitive value that does not fit (even one that does not parse), in
+// the reports and annotations of a run that cannot start, and in module
+// addresses a sensitive matrix value makes, wherever they are printed.
+func TestSecretsMaskedInErrorsAndAddresses(t *testing.T) {
+	const pw, pin = "hunter2-matrix-pw", "12345abcsecret"
+	invalid := filepath.Join(t.TempDir(), "invalid.hcl")
+	if err := os.WriteFile(invalid, []byte(`variable "pw" {
+  type      = string
+  sensitive = true
+  default   = "`+pw+`"
+}
+variable "pin" {
+  type      = number
+  sensitive = true
+}
+module "shell" "a" {
+  command = ["true"]
+  timeout = var.pw
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	matrix := filepath.Join(t.TempDir(), "matrix.hcl")
+	if err := os.WriteFile(matrix, []byte(`variable "pw" {
+  type      = string
+  sensitive = true
+  default   = "`+pw+`"
+}
+module "shell" "t" {
+  matrix  = [var.pw, "plain"]
+  command = ["true"]
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	summary := filepath.Join(dir, "summary.md")
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"invalid run", []string{"run", invalid, "--var", "pin=" + pin, "--report", "json=" + filepath.Join(dir, "i.json"), "--report", "markdown=" + filepath.Join(dir, "i.md")}, 2},
+		{"invalid validate", []string{"validate", invalid, "--var", "pin=" + pin}, 2},
+		{"matrix run", []string{"run", matrix, "--no-progress", "--report", "json=" + filepath.Join(dir, "m.json"), "--report", "markdown=" + filepath.Join(dir, "m.md")}, 0},
+		{"matrix graph", []string{"graph", matrix}, 0},
+		{"matrix mermaid", []string{"graph", "--format", "mermaid", matrix}, 0},
+		{"matrix dry run", []string{"run", "--dry-run", matrix}, 0},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(hostBin, tt.args...)
+			cmd.Env = env("GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY="+summary)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if asExitError(err, &ee) {
+				code = ee.ExitCode()
+			}
+			if code != tt.code {
+				t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out.String(), errb.String())
+			}
+			texts := map[string]string{"stdout": out.String(), "stderr": errb.String()}
+			for _, f := range []string{"i.json", "i.md", "m.json", "m.md", "summary.md"} {
+				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+					texts[f] = string(b)
+				}
+			}
+			for where, text := range texts {
+				// GitHub is told the secrets to hide with ::add-mask::.
+				var kept []string
+				for _, line := range strings.Split(text, "\n") {
+					if !strings.HasPrefix(line, "::add-mask::") {
+						kept = append(kept, line)
+					}
+				}
+				text = strings.Join(kept, "\n")
+				for _, secret := range []string{pw, pin} {
+					if strings.Contains(text, secret) {
+						t.Errorf("%s shows the secret %q:\n%s", where, secret, text)
+					}
+				}
+			}
+			if tt.name == "invalid run" && !strings.Contains(out.String(), "::error file=") {
+				t.Errorf("an invalid file should get annotations at its lines:\n%s", out.String())
+			}
+		})
+	}
+}

@@ -77,6 +77,10 @@ type Pipeline struct {
 
 	environ   map[string]string
 	functions map[string]function.Function
+	// sensitiveInputs are the raw values given for sensitive variables
+	// (--var, environment), kept even when they do not parse: the error
+	// that says so must not show them.
+	sensitiveInputs []string
 	// givenValues and givenLocals are Options.Values and Options.Locals.
 	givenValues map[string]cty.Value
 	givenLocals map[string]cty.Value
@@ -239,3 +243,8 @@ type Instance struct {
 
 // MatrixTargetAxis is the axis that becomes a capability requirement.
 const MatrixTargetAxis = "target"
+
+// SensitiveInputs are the values given on the command line or in the
+// environment for the variables marked sensitive, as given: with the
+// variables' parsed values, what a masker must hide.
+func (p *Pipeline) SensitiveInputs() []string { return p.sensitiveInputs }

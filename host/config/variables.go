@@ -75,6 +75,13 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 			v.Value = cv
 			continue
 		}
+		if v.Sensitive {
+			if s, ok := vars[name]; ok {
+				p.sensitiveInputs = append(p.sensitiveInputs, s)
+			} else if s, ok := p.environ[VarEnvPrefix+name]; ok {
+				p.sensitiveInputs = append(p.sensitiveInputs, s)
+			}
+		}
 		value, set, d := p.variableValue(name, v.Type, vars)
 		diags = append(diags, d...)
 		if d.HasErrors() {

@@ -151,8 +151,8 @@ func WriteJSON(w io.Writer, run *Run) error {
 }
 
 // Masked returns a copy of run with every secret m knows replaced in the
-// envelopes' error text, log tails, skip reasons and values, so reports
-// never carry them (R7.4). run itself is left as it is.
+// envelopes (see MaskEnvelope) and the run's error, so reports never
+// carry them (R7.4). run itself is left as it is.
 func (run *Run) Masked(m *secrets.Masker) *Run {
 	out := *run
 	if m.Empty() {
@@ -162,15 +162,23 @@ func (run *Run) Masked(m *secrets.Masker) *Run {
 	for i, e := range run.Modules {
 		out.Modules[i] = MaskEnvelope(e, m)
 	}
+	if run.Error != nil {
+		err := *run.Error
+		err.Message = m.String(err.Message)
+		err.Tail = m.String(err.Tail)
+		out.Error = &err
+	}
 	return &out
 }
 
-// MaskEnvelope returns e with every secret m knows replaced in its error
-// text, log tail, skip reason and value.
+// MaskEnvelope returns e with every secret m knows replaced in its
+// address (a matrix value can be one), error text, log tail, skip reason
+// and value.
 func MaskEnvelope(e coordinator.Envelope, m *secrets.Masker) coordinator.Envelope {
 	if m.Empty() {
 		return e
 	}
+	e.Module = m.String(e.Module)
 	if e.Error != nil {
 		err := *e.Error
 		err.Message = m.String(err.Message)

@@ -614,6 +614,15 @@ func GitHubAnnotation(level, title, msg string) string {
 	return fmt.Sprintf("::%s title=%s::%s", level, escapeProperty(title), escapeData(msg))
 }
 
+// GitHubFileAnnotation is GitHubAnnotation at a place in a file (file
+// empty: none), which GitHub shows beside that line.
+func GitHubFileAnnotation(level, file string, line, col int, title, msg string) string {
+	if file == "" {
+		return GitHubAnnotation(level, title, msg)
+	}
+	return fmt.Sprintf("::%s file=%s,line=%d,col=%d,title=%s::%s", level, escapeProperty(file), line, col, escapeProperty(title), escapeData(msg))
+}
+
 func escapeData(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
 }
