@@ -172,6 +172,11 @@ type Module struct {
 	// literal key (module.test["linux"], depends_on = [module.test["linux"]]),
 	// RefInstances[NAME] lists those keys. Absent means every instance.
 	RefInstances map[string][]string
+	// refKeyExprs are the index expressions of references to module NAME
+	// indexed with an expression of matrix values, variables or locals
+	// (module.build[matrix.target]): each instance of this module depends
+	// on the instance its own values name. See InstanceKeys.
+	refKeyExprs map[string][]hcl.Expression
 	// wholeRefs are the modules referred to without a literal index.
 	wholeRefs map[string]bool
 

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 )
 
 // MetaArguments are the names in a module block that the host owns. A
@@ -183,6 +184,19 @@ func (m *Module) decodeDependsOn(a *hcl.Attribute) hcl.Diagnostics {
 		return hcl.Diagnostics{attrError(a, "Invalid depends_on", "depends_on must be a list of module references, such as [module.build, module.lint].")}
 	}
 	for _, e := range exprs {
+		// module.build[matrix.target]: each instance depends on its own.
+		if se, ok := e.(hclsyntax.Expression); ok {
+			if name, key := instanceKeyExpr(se); key != nil {
+				if !contains(m.DependsOn, name) {
+					m.DependsOn = append(m.DependsOn, name)
+				}
+				m.noteInstance(name, nil, key)
+				if _, seen := m.RefRanges[name]; !seen {
+					m.RefRanges[name] = e.Range()
+				}
+				continue
+			}
+		}
 		tr, d := hcl.AbsTraversalForExpr(e)
 		name, ok := attrName(tr)
 		if d.HasErrors() || tr.RootName() != "module" || !ok {
@@ -203,7 +217,7 @@ func (m *Module) decodeDependsOn(a *hcl.Attribute) hcl.Diagnostics {
 		if !contains(m.DependsOn, name) {
 			m.DependsOn = append(m.DependsOn, name)
 		}
-		m.noteInstance(name, tr)
+		m.noteInstance(name, tr, nil)
 		if _, seen := m.RefRanges[name]; !seen {
 			m.RefRanges[name] = tr.SourceRange()
 		}
@@ -345,16 +359,25 @@ func sourceText(f *hcl.File, rng hcl.Range) string {
 func RunIfSource(m *Module) string { return m.runIfSource }
 
 // noteInstance records which instances of module name the traversal tr
-// (module.NAME...) refers to: one, when it is indexed with a literal key,
-// else all of them.
-func (m *Module) noteInstance(name string, tr hcl.Traversal) {
+// (module.NAME...) refers to: one, when it is indexed with a literal key
+// or with keyExpr (an index expression InstanceKeys evaluates per
+// instance; nil when there is none), else all of them.
+func (m *Module) noteInstance(name string, tr hcl.Traversal, keyExpr hcl.Expression) {
 	if m.wholeRefs[name] {
+		return
+	}
+	if keyExpr != nil {
+		if m.refKeyExprs == nil {
+			m.refKeyExprs = map[string][]hcl.Expression{}
+		}
+		m.refKeyExprs[name] = append(m.refKeyExprs[name], keyExpr)
 		return
 	}
 	key, ok := instanceKey(tr)
 	if !ok {
 		m.wholeRefs[name] = true
 		delete(m.RefInstances, name)
+		delete(m.refKeyExprs, name)
 		return
 	}
 	if m.RefInstances == nil {
@@ -376,4 +399,78 @@ func instanceKey(tr hcl.Traversal) (string, bool) {
 		return "", false
 	}
 	return idx.Key.AsString(), true
+}
+
+// instanceKeyExpr returns the index of an index expression on
+// module.NAME (module.build[matrix.target]) when the index is the same
+// wherever the module runs: it uses matrix values, variables and locals,
+// not module results or run facts (which differ between the instances of
+// a fleet, while the master alone builds the graph). It returns nil
+// otherwise.
+func instanceKeyExpr(e hclsyntax.Expression) (string, hcl.Expression) {
+	ie, ok := e.(*hclsyntax.IndexExpr)
+	if !ok {
+		return "", nil
+	}
+	coll, ok := ie.Collection.(*hclsyntax.ScopeTraversalExpr)
+	if !ok || len(coll.Traversal) != 2 || coll.Traversal.RootName() != "module" {
+		return "", nil
+	}
+	name, ok := attrName(coll.Traversal)
+	if !ok {
+		return "", nil
+	}
+	for _, tr := range ie.Key.Variables() {
+		if r := tr.RootName(); r != "matrix" && r != "var" && r != "local" {
+			return "", nil
+		}
+	}
+	return name, ie.Key
+}
+
+// indexedModuleRefs maps the start of each module.NAME traversal that is
+// indexed with an expression instanceKeyExpr accepts to that index.
+func indexedModuleRefs(exprs []hclsyntax.Expression) map[int]hcl.Expression {
+	out := map[int]hcl.Expression{}
+	for _, e := range exprs {
+		hclsyntax.VisitAll(e, func(n hclsyntax.Node) hcl.Diagnostics {
+			if ie, ok := n.(*hclsyntax.IndexExpr); ok {
+				if _, key := instanceKeyExpr(ie); key != nil {
+					out[ie.Collection.Range().Start.Byte] = key
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// InstanceKeys returns the instance keys of matrix module dep that the
+// instance of m with matrix values (nil outside a matrix) depends on, or
+// every = true when it depends on all of them: a reference without an
+// index, or one whose index cannot be evaluated to a string here.
+func (m *Module) InstanceKeys(dep string, matrix map[string]string) (keys []string, every bool) {
+	if m.wholeRefs[dep] {
+		return nil, true
+	}
+	keys = append(keys, m.RefInstances[dep]...)
+	exprs := m.refKeyExprs[dep]
+	if len(exprs) == 0 {
+		return keys, len(keys) == 0
+	}
+	ctx := m.pipeline.EvalContext(Scope{Facts: m.pipeline.facts, Matrix: matrix})
+	for _, e := range exprs {
+		v, d := e.Value(ctx)
+		if d.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+			return nil, true
+		}
+		s, err := convert.Convert(v, cty.String)
+		if err != nil {
+			return nil, true
+		}
+		if !contains(keys, s.AsString()) {
+			keys = append(keys, s.AsString())
+		}
+	}
+	return keys, false
 }

@@ -14,18 +14,17 @@ var runFacts = []string{"os", "arch", "instance", "ci", "capabilities"}
 // scopeRoots are the names an expression may start with.
 var scopeRoots = []string{"var", "local", "run", "matrix", "module"}
 
-// runTimeTraversals returns every variable traversal of the expressions
-// evaluated when the module runs (the plugin's attributes, in nested
-// blocks too, and run_if), in source order.
-func (m *Module) runTimeTraversals() []hcl.Traversal {
-	var out []hcl.Traversal
+// runTimeExprs returns the expressions evaluated when the module runs:
+// the plugin's attributes (in nested blocks too) and run_if.
+func (m *Module) runTimeExprs() []hcl.Expression {
+	var out []hcl.Expression
 	var walk func(b *hclsyntax.Body, top bool)
 	walk = func(b *hclsyntax.Body, top bool) {
 		for name, a := range b.Attributes {
 			if top && isMetaArgument(name) {
 				continue
 			}
-			out = append(out, a.Expr.Variables()...)
+			out = append(out, a.Expr)
 		}
 		for _, blk := range b.Blocks {
 			if top && (blk.Type == "retry" || blk.Type == "matrix") {
@@ -38,7 +37,17 @@ func (m *Module) runTimeTraversals() []hcl.Traversal {
 		walk(sb, true)
 	}
 	if m.RunIf != nil {
-		out = append(out, m.RunIf.Variables()...)
+		out = append(out, m.RunIf)
+	}
+	return out
+}
+
+// runTimeTraversals returns every variable traversal of runTimeExprs, in
+// source order.
+func (m *Module) runTimeTraversals() []hcl.Traversal {
+	var out []hcl.Traversal
+	for _, e := range m.runTimeExprs() {
+		out = append(out, e.Variables()...)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		return out[i].SourceRange().Start.Byte < out[j].SourceRange().Start.Byte
@@ -52,6 +61,13 @@ func (m *Module) runTimeTraversals() []hcl.Traversal {
 func (m *Module) checkReferences() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	p := m.pipeline
+	var syntax []hclsyntax.Expression
+	for _, e := range m.runTimeExprs() {
+		if se, ok := e.(hclsyntax.Expression); ok {
+			syntax = append(syntax, se)
+		}
+	}
+	indexed := indexedModuleRefs(syntax)
 	for _, tr := range m.runTimeTraversals() {
 		root := tr.RootName()
 		rng := tr.SourceRange()
@@ -81,7 +97,7 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 			if !contains(m.References, name) {
 				m.References = append(m.References, name)
 			}
-			m.noteInstance(name, tr)
+			m.noteInstance(name, tr, indexed[rng.Start.Byte])
 			if _, seen := m.RefRanges[name]; !seen {
 				m.RefRanges[name] = rng
 			}

@@ -125,19 +125,25 @@ func Build(p *config.Pipeline) (*Graph, hcl.Diagnostics) {
 	for _, n := range g.nodes {
 		byModule[n.Module.Name] = append(byModule[n.Module.Name], n.Address)
 	}
-	// Narrow each module's dependencies once, not once per instance, so a
-	// bad index is reported once.
-	narrowed := map[string][]Dep{}
-	for _, m := range p.Modules {
-		for _, d := range deps[m.Name] {
-			addrs, d2 := instancesReferred(p, m, d, byModule[d])
-			diags = append(diags, d2...)
-			narrowed[m.Name] = append(narrowed[m.Name], Dep{Module: d, Addresses: addrs})
-		}
-	}
+	// Narrow each instance's dependencies to the instances its references
+	// name: a literal key names the same for every instance, an index of
+	// matrix values (module.build[matrix.target]) its own. A bad key is
+	// reported once, however many instances name it.
+	reported := map[string]bool{}
 	for _, n := range g.nodes {
-		for _, d := range narrowed[n.Module.Name] {
-			n.Deps = append(n.Deps, Dep{Module: d.Module, Addresses: append([]string(nil), d.Addresses...)})
+		var values map[string]string
+		if n.Instance != nil {
+			values = n.Instance.Values
+		}
+		for _, d := range deps[n.Module.Name] {
+			addrs, d2 := instancesReferred(p, n.Module, d, byModule[d], values)
+			for _, diag := range d2 {
+				if key := diag.Summary + diag.Detail; !reported[key] {
+					reported[key] = true
+					diags = append(diags, diag)
+				}
+			}
+			n.Deps = append(n.Deps, Dep{Module: d, Addresses: addrs})
 		}
 	}
 	if diags.HasErrors() {
@@ -392,14 +398,14 @@ func shortestPath(deps map[string][]string, in map[string]bool, from string, goa
 	return []string{from}
 }
 
-// instancesReferred narrows m's dependency on module dep to the instances
-// its references name with a literal key (module.test["linux"]); a
-// reference without one depends on every instance. all are dep's
-// addresses in order.
-func instancesReferred(p *config.Pipeline, m *config.Module, dep string, all []string) ([]string, hcl.Diagnostics) {
-	keys := m.RefInstances[dep]
+// instancesReferred narrows the dependency on module dep of m's instance
+// with matrix values (nil: not a matrix instance) to the instances its
+// references name (see config.Module.InstanceKeys); a reference without
+// a key depends on every instance. all are dep's addresses in order.
+func instancesReferred(p *config.Pipeline, m *config.Module, dep string, all []string, values map[string]string) ([]string, hcl.Diagnostics) {
+	keys, every := m.InstanceKeys(dep, values)
 	target := p.Module(dep)
-	if len(keys) == 0 || target.Matrix == nil {
+	if every || len(keys) == 0 || target.Matrix == nil {
 		return append([]string(nil), all...), nil
 	}
 	var out []string

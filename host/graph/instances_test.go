@@ -75,3 +75,50 @@ func TestIndexedReferencesNarrowDependencies(t *testing.T) {
 		})
 	}
 }
+
+// An index made of the instance's own matrix values (or variables) makes
+// each instance depend on the instance it names, not on all of them.
+func TestInstanceIndexedByMatrixValue(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       map[string][]string
+	}{
+		{"reference", `text = module.build[matrix.target].value.x`,
+			map[string][]string{"test[linux]": {"build[linux]"}, "test[arm]": {"build[arm]"}}},
+		{"depends_on", `depends_on = [module.build[matrix.target]]`,
+			map[string][]string{"test[linux]": {"build[linux]"}, "test[arm]": {"build[arm]"}}},
+		{"function of the value", `text = module.build[lower(matrix.target)].value.x`,
+			map[string][]string{"test[linux]": {"build[linux]"}, "test[arm]": {"build[arm]"}}},
+		{"variable", `text = module.build[var.only].value.x`,
+			map[string][]string{"test[linux]": {"build[arm]"}, "test[arm]": {"build[arm]"}}},
+		{"a module result: every instance", `text = module.build[module.pick.value.x].value.x`,
+			map[string][]string{"test[linux]": {"build[linux]", "build[arm]"}, "test[arm]": {"build[linux]", "build[arm]"}}},
+		{"a whole reference as well: every instance", "text = module.build[matrix.target].value.x\n  more = module.build",
+			map[string][]string{"test[linux]": {"build[linux]", "build[arm]"}, "test[arm]": {"build[linux]", "build[arm]"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "variable \"only\" {\n  default = \"arm\"\n}\nmodule \"shell\" \"pick\" {}\nmodule \"shell\" \"build\" {\n  matrix = [\"linux\", \"arm\"]\n}\nmodule \"shell\" \"test\" {\n  matrix = [\"linux\", \"arm\"]\n  " + tt.body + "\n}\n"
+			p, diags := config.LoadSource("p.hcl", []byte(src), config.Options{Facts: config.Facts{OS: "linux"}})
+			if diags.HasErrors() {
+				t.Fatalf("load: %s", diags.Error())
+			}
+			g, diags := Build(p)
+			if diags.HasErrors() {
+				t.Fatalf("build: %s", diags.Error())
+			}
+			for addr, want := range tt.want {
+				n, _ := g.Node(addr)
+				var got []string
+				for _, d := range n.Deps {
+					if d.Module == "build" {
+						got = d.Addresses
+					}
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s depends on %v, want %v", addr, got, want)
+				}
+			}
+		})
+	}
+}
