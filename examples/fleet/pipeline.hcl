@@ -5,8 +5,12 @@
 #
 #   bin/host run examples/fleet/pipeline.hcl
 #
+# but there `integration` is skipped (it requires the docker capability),
+# and so are `package` and `publish`, which depend on it. Add
+# `--capability docker` to run all of them.
+#
 # Every module only sleeps and echoes, so the run is quick and shows where
-# each module ran (the summary's "where" column, and run.instance below).
+# each module ran (the summary's "RAN ON" column, and run.instance below).
 
 pipeline {
   name = "fleet-example"
