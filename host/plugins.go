@@ -93,15 +93,13 @@ func pluginSpecs(p *config.Pipeline, modules []*config.Module, loc PluginLocator
 		if _, ok := specs[m.Plugin]; ok || failed[m.Plugin] {
 			continue
 		}
-		if b, ok := p.Plugins[m.Plugin]; ok {
-			env := make([]string, 0, len(b.Env))
-			for k, v := range b.Env {
-				env = append(env, k+"="+v)
-			}
-			sort.Strings(env)
-			specs[m.Plugin] = pluginhost.Spec{Name: m.Plugin, Path: b.Source, Args: b.Args, Env: env, SHA256: b.SHA256}
+		b, declared := p.Plugins[m.Plugin]
+		if declared && b.Source != "" {
+			specs[m.Plugin] = pluginhost.Spec{Name: m.Plugin, Path: b.Source, Args: b.Args, Env: pluginEnv(b), SHA256: b.SHA256}
 			continue
 		}
+		// Without a source, a plugin block only adds settings (env, args,
+		// sha256) to the plugin found by name.
 		path, err := loc.Find(m.Plugin)
 		if err != nil {
 			failed[m.Plugin] = true
@@ -114,9 +112,24 @@ func pluginSpecs(p *config.Pipeline, modules []*config.Module, loc PluginLocator
 			})
 			continue
 		}
-		specs[m.Plugin] = pluginhost.Spec{Name: m.Plugin, Path: path}
+		spec := pluginhost.Spec{Name: m.Plugin, Path: path}
+		if declared {
+			spec.Args, spec.Env, spec.SHA256 = b.Args, pluginEnv(b), b.SHA256
+		}
+		specs[m.Plugin] = spec
 	}
 	return specs, diags
+}
+
+// pluginEnv is a plugin block's env as KEY=VALUE entries, sorted (specs
+// are compared whole: see prestart.take).
+func pluginEnv(b *config.PluginBlock) []string {
+	env := make([]string, 0, len(b.Env))
+	for k, v := range b.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
 }
 
 // startPlugins starts every plugin concurrently (their start-up costs add

@@ -535,3 +535,18 @@ func TestResultThroughBroker(t *testing.T) {
 		}
 	}
 }
+
+// A plugin block without source adds its settings to the plugin found by
+// name, as the reference says, rather than failing to start "".
+func TestPluginBlockWithoutSource(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "env.hcl")
+	text := "plugin \"shell\" {\n  env = { GREETING = \"hi from the block\" }\n}\nmodule \"shell\" \"a\" {\n  script = \"echo $GREETING\"\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "run", file)
+	r.wantCode(t, 0)
+	if !strings.Contains(r.stdout, "a | hi from the block") {
+		t.Errorf("the block's env did not reach the plugin:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
