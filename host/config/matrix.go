@@ -92,8 +92,41 @@ func (m *Module) decodeMatrixAttr(a *hcl.Attribute, ctx *hcl.EvalContext) hcl.Di
 	if d.HasErrors() {
 		return diags
 	}
-	m.Matrix = &Matrix{Axes: []Axis{{Name: MatrixTargetAxis, Values: vals}}}
+	mx := &Matrix{Axes: []Axis{{Name: MatrixTargetAxis, Values: vals}}}
+	if d := tooLarge(mx, a.Expr.Range()); d != nil {
+		return append(diags, d)
+	}
+	m.Matrix = mx
 	return diags
+}
+
+// MaxMatrixInstances bounds a module's matrix: the product of its axes
+// before exclude. Expanding ten axes of ten values (10^10 instances)
+// would take the machine's memory before saying anything; a pipeline
+// that needs more than this in one module is better split.
+const MaxMatrixInstances = 10000
+
+// tooLarge reports a matrix whose axes have more than MaxMatrixInstances
+// combinations, before any is expanded.
+func tooLarge(mx *Matrix, rng hcl.Range) *hcl.Diagnostic {
+	n := 1
+	sizes := make([]string, len(mx.Axes))
+	for i, a := range mx.Axes {
+		sizes[i] = fmt.Sprintf("%s: %d", a.Name, len(a.Values))
+		if n <= MaxMatrixInstances {
+			n *= len(a.Values)
+		}
+	}
+	if n <= MaxMatrixInstances {
+		return nil
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Matrix too large",
+		Detail: fmt.Sprintf("The matrix has more than %d combinations of its axes (%s), the most one module may have. Split the module, or narrow its axes.",
+			MaxMatrixInstances, strings.Join(sizes, ", ")),
+		Subject: rng.Ptr(),
+	}
 }
 
 // decodeMatrixBlock decodes matrix { axis = [...] ... exclude = [...] }.
@@ -137,6 +170,9 @@ func (m *Module) decodeMatrixBlock(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagn
 	}
 	if failed {
 		return diags
+	}
+	if d := tooLarge(mx, b.DefRange); d != nil {
+		return append(diags, d)
 	}
 	if exclude != nil {
 		d := mx.decodeExclude(exclude, ctx)
