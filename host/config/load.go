@@ -82,6 +82,10 @@ func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagn
 		// into thousands of errors, slowly.
 		return p, hcl.Diagnostics{d}
 	}
+	// A file saved with Windows line endings parses alike, but its
+	// heredocs would keep a \r at the end of every line: a script that
+	// validates, then fails in /bin/sh on every line.
+	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if file != nil {
 		p.Files[filename] = file

@@ -269,3 +269,16 @@ func TestBadMatrixReportedOnce(t *testing.T) {
 		t.Fatalf("diags = %v, want the duplicate value alone", diags)
 	}
 }
+
+// A file with Windows line endings loads as its Unix twin: no \r left at
+// the end of a heredoc's lines (a script would fail on every line).
+func TestLoadCRLF(t *testing.T) {
+	src := "locals {\r\n  script = <<-EOT\r\n    echo one\r\n    echo two\r\n  EOT\r\n}\r\nmodule \"shell\" \"a\" {\r\n  script = local.script\r\n}\r\n"
+	p, diags := LoadSource("crlf.hcl", []byte(src), testOptions())
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got := p.Locals["script"].AsString(); got != "echo one\necho two\n" {
+		t.Errorf("script = %q, want %q", got, "echo one\necho two\n")
+	}
+}
