@@ -86,7 +86,8 @@ var errorType = cty.Object(map[string]cty.Type{
 
 // ModuleValue is module.NAME for a finished module: an object with value
 // (the result JSON as a cty value, null when there is none), status,
-// type, attempts, duration_ms, instance, host, skip_reason and error
+// type, attempts, duration_ms, instance, host, skip_reason, error and
+// ignored_failure (EnvelopeAttributes)
 // (an object with message, kind and tail, or null).
 func ModuleValue(env *coordinator.Envelope) (cty.Value, error) {
 	if env == nil {
@@ -112,15 +113,16 @@ func ModuleValue(env *coordinator.Envelope) (cty.Value, error) {
 		})
 	}
 	return cty.ObjectVal(map[string]cty.Value{
-		"value":       value,
-		"status":      cty.StringVal(string(env.Status)),
-		"type":        cty.StringVal(env.Type),
-		"attempts":    cty.NumberIntVal(int64(env.Attempts)),
-		"duration_ms": cty.NumberIntVal(env.DurationMS),
-		"instance":    cty.NumberIntVal(int64(env.Instance)),
-		"host":        cty.StringVal(env.Host),
-		"skip_reason": cty.StringVal(env.SkipReason),
-		"error":       errVal,
+		"value":           value,
+		"status":          cty.StringVal(string(env.Status)),
+		"type":            cty.StringVal(env.Type),
+		"attempts":        cty.NumberIntVal(int64(env.Attempts)),
+		"duration_ms":     cty.NumberIntVal(env.DurationMS),
+		"instance":        cty.NumberIntVal(int64(env.Instance)),
+		"host":            cty.StringVal(env.Host),
+		"skip_reason":     cty.StringVal(env.SkipReason),
+		"error":           errVal,
+		"ignored_failure": cty.BoolVal(env.IgnoredFailure),
 	}), nil
 }
 

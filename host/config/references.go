@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -98,6 +99,9 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 				m.References = append(m.References, name)
 			}
 			m.noteInstance(name, tr, indexed[rng.Start.Byte])
+			if d := resultAttributeDiag(p, name, tr); d != nil {
+				diags = append(diags, d)
+			}
 			if _, seen := m.RefRanges[name]; !seen {
 				m.RefRanges[name] = rng
 			}
@@ -138,4 +142,59 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// EnvelopeAttributes are the attributes of module.NAME (ModuleValue).
+var EnvelopeAttributes = []string{"value", "status", "type", "attempts", "duration_ms", "instance", "host", "skip_reason", "error", "ignored_failure"}
+
+// resultAttributeDiag checks the attribute tr (module.NAME...) reads of
+// a module's result, which has a fixed set: a misspelt one (module.build.
+// valeu) would otherwise fail only when the module runs. On a matrix
+// module, an attribute of the result needs an instance first.
+func resultAttributeDiag(p *Pipeline, name string, tr hcl.Traversal) *hcl.Diagnostic {
+	target := p.Module(name)
+	if target == nil || len(tr) < 3 {
+		return nil
+	}
+	rest := tr[2:]
+	if target.Matrix != nil {
+		a, ok := rest[0].(hcl.TraverseAttr)
+		if !ok {
+			rest = rest[1:] // module.test["linux"]...
+		} else {
+			var keys []string
+			for _, in := range target.Matrix.Instances() {
+				keys = append(keys, in.Key)
+			}
+			if contains(keys, a.Name) {
+				rest = rest[1:] // module.test.linux...
+			} else {
+				example := a.Name
+				if contains(EnvelopeAttributes, a.Name) && len(keys) > 0 {
+					example = fmt.Sprintf("module.%s[%q].%s", name, keys[0], a.Name)
+				}
+				return &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Matrix module used as one result",
+					Detail: fmt.Sprintf("Module %q is a matrix module: module.%s maps each instance key (%s) to that instance's result. Pick an instance, as in %s, or go over them: [for key, r in module.%s : r.%s].",
+						name, name, strings.Join(keys, ", "), example, name, a.Name),
+					Subject: a.SrcRange.Ptr(),
+				}
+			}
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	a, ok := rest[0].(hcl.TraverseAttr)
+	if !ok || contains(EnvelopeAttributes, a.Name) {
+		return nil
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Unsupported attribute",
+		Detail: fmt.Sprintf("A module's result has no attribute %q; it has %s (the plugin's result is under value).%s",
+			a.Name, strings.Join(EnvelopeAttributes, ", "), didYouMean(a.Name, EnvelopeAttributes)),
+		Subject: a.SrcRange.Ptr(),
+	}
 }
