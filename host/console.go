@@ -71,9 +71,14 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 	}
 }
 
-// TaskStarted implements schedule.Observer.
+// TaskStarted implements schedule.Observer. On a distributed master it
+// tells that the module went to the fleet; where the module runs here,
+// the moduleRunner says it started once it knows the module is not
+// skipped (requires, run_if), so a skipped module never shows a start.
 func (c *console) TaskStarted(t *schedule.Task, attempt int) {
-	c.Started(t.ID, attempt, c.instance, c.host)
+	if c.instance < 0 {
+		c.Started(t.ID, attempt, c.instance, c.host)
+	}
 }
 
 // TaskRetrying implements schedule.Observer.

@@ -117,6 +117,9 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		}
 	}
 
+	if r.console != nil && r.console.instance >= 0 {
+		r.console.Started(n.Address, attempt, r.instance, r.hostName)
+	}
 	req := pluginhost.Request{
 		Module:   n.Address,
 		Kind:     kind.Name,

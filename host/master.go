@@ -777,12 +777,9 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	}
 	// The console hears of the module here: a worker has no scheduler to
 	// tell it, and the master's scheduler does not know who claimed what.
-	if con := p.runner.console; con != nil {
-		if p.worker {
-			con.Started(a.Module, a.Attempt, p.runner.instance, p.runner.hostName)
-		} else {
-			con.Claimed(a.Module, p.runner.instance, p.runner.hostName)
-		}
+	// A worker's runner says the module started (unless it skips it).
+	if con := p.runner.console; con != nil && !p.worker {
+		con.Claimed(a.Module, p.runner.instance, p.runner.hostName)
 	}
 	env := fitEnvelope(p.runner.run(mctx, n, a.Attempt), p.limit)
 	if con := p.runner.console; con != nil && p.worker {

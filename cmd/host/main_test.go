@@ -550,3 +550,23 @@ func TestPluginBlockWithoutSource(t *testing.T) {
 		t.Errorf("the block's env did not reach the plugin:\n%s\n%s", r.stdout, r.stderr)
 	}
 }
+
+// A module skipped by its own run_if or requires never shows a start
+// line: only the skip.
+func TestSkippedModuleNotStarted(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "skip.hcl")
+	text := "module \"shell\" \"off\" {\n  command = [\"true\"]\n  run_if = false\n}\nmodule \"shell\" \"gpu\" {\n  command = [\"true\"]\n  requires = [\"gpu-that-is-not-here\"]\n}\nmodule \"shell\" \"on\" {\n  command = [\"true\"]\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "run", file, "--no-progress")
+	r.wantCode(t, 0)
+	for _, m := range []string{"off", "gpu"} {
+		if strings.Contains(r.stdout, "▶ "+m+" started") || !strings.Contains(r.stdout, "– "+m+" skipped") {
+			t.Errorf("%s: want a skip line and no start line:\n%s", m, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, "▶ on started") {
+		t.Errorf("on: no start line:\n%s", r.stdout)
+	}
+}

@@ -224,6 +224,12 @@ func (c *Console) Started(module string, attempt, instance int, host string) {
 	}
 	switch c.opts.Style {
 	case StylePlain, StyleGitHub, StyleGitLab:
+		if instance < 0 {
+			// A master only hands the module to the fleet; Claimed says
+			// where it runs once a worker takes it.
+			c.emit([]string{fmt.Sprintf("⋯ %s queued for the fleet%s", module, attemptNote(attempt))})
+			break
+		}
 		c.emit([]string{fmt.Sprintf("▶ %s started%s%s", module, attemptNote(attempt), where(instance, host))})
 	case StyleLive:
 		c.emit(nil)
@@ -563,7 +569,7 @@ func attemptNote(attempt int) string {
 func where(instance int, host string) string {
 	switch {
 	case instance < 0:
-		return " (in the fleet)"
+		return " in the fleet"
 	case host == "":
 		return fmt.Sprintf(" on instance %d", instance)
 	}
