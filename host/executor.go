@@ -103,7 +103,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		evalCtx := r.p.cfg.EvalContext(scope)
 		ok, diags := m.EvalRunIf(evalCtx)
 		if diags.HasErrors() {
-			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diagsText(diags)})
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diagsText(diags) + r.unfinishedHint(n)})
 		}
 		if !ok {
 			env.SkipReason = "run_if is false: " + config.RunIfSource(m)
@@ -112,7 +112,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		if !static {
 			cfgJSON, diags = m.EvalConfig(evalCtx, kind)
 			if diags.HasErrors() {
-				return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diagsText(diags)})
+				return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diagsText(diags) + r.unfinishedHint(n)})
 			}
 		}
 	}
@@ -275,6 +275,34 @@ func resultFunc(g *graph.Graph, results envelopeSource) pluginhost.ResultFunc {
 
 // diagsText is diags' errors on one line each, each "file:line:col:
 // summary; detail": the place as every other error of the file gives it.
+// unfinishedHint explains an evaluation error of a module that reads the
+// result of a dependency that did not succeed (always_run, a matrix with
+// skipped instances, ignore_failure): that result's value is null, which
+// HCL reports only as "Attempt to get attribute from null value".
+func (r *moduleRunner) unfinishedHint(n *graph.Node) string {
+	var notes []string
+	for _, d := range n.Deps {
+		if !slices.Contains(n.Module.References, d.Module) {
+			continue // depends_on alone: its value is not read
+		}
+		for _, addr := range d.Addresses {
+			env, ok := r.results.Envelope(addr)
+			if !ok || env.Status == coordinator.StatusSucceeded {
+				continue
+			}
+			note := fmt.Sprintf("%s %s", addr, env.Status)
+			if env.SkipReason != "" {
+				note += " (" + env.SkipReason + ")"
+			}
+			notes = append(notes, note)
+		}
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n(a dependency it reads did not succeed, so its value is null: %s; test module.NAME.status == \"succeeded\" before using its value)", strings.Join(notes, ", "))
+}
+
 func diagsText(diags hcl.Diagnostics) string {
 	var lines []string
 	for _, d := range diags.Errs() {

@@ -570,3 +570,20 @@ func TestSkippedModuleNotStarted(t *testing.T) {
 		t.Errorf("on: no start line:\n%s", r.stdout)
 	}
 }
+
+// Reading the value of a dependency that did not run says so, rather
+// than only "Attempt to get attribute from null value".
+func TestReadingSkippedResultExplained(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sk.hcl")
+	text := "module \"shell\" \"b\" {\n  command = [\"true\"]\n  run_if  = false\n}\nmodule \"shell\" \"a\" {\n  command    = [\"echo\", module.b.value.stdout]\n  always_run = true\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "run", file, "--no-progress")
+	r.wantCode(t, 1)
+	a := r.module(t, "a")
+	wantStatus(t, a, coordinator.StatusFailed)
+	if a.Error == nil || !strings.Contains(a.Error.Message, "b skipped (run_if is false: false)") {
+		t.Errorf("a: %+v", a.Error)
+	}
+}
