@@ -194,7 +194,30 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	if e == nil {
 		e = &coordinator.Error{Kind: coordinator.ErrorKindModule, Message: "the module failed without saying why"}
 	}
+	if e.Kind == coordinator.ErrorKindConfig && !static {
+		e = r.placeConfigError(ctx, n, pl, kind.Name, cfgJSON, e)
+	}
 	return finish(coordinator.StatusFailed, e)
+}
+
+// placeConfigError turns a plugin's refusal of a config known only at
+// run time into errors at their file:line:col, as validate gives them
+// for static configs: the Execute answer carries only a message, so the
+// plugin's Validate is asked for the attributes (one more call, on this
+// failure only). e is kept when Validate does not place anything.
+func (r *moduleRunner) placeConfigError(ctx context.Context, n *graph.Node, pl *pluginhost.Plugin, kind string, cfgJSON []byte, e *coordinator.Error) *coordinator.Error {
+	pds, err := pl.Validate(ctx, kind, cfgJSON)
+	if err != nil || len(pds) == 0 {
+		return e
+	}
+	var diags hcl.Diagnostics
+	for _, pd := range pds {
+		diags = append(diags, pluginDiagnostic(n, pd))
+	}
+	if !diags.HasErrors() {
+		return e
+	}
+	return &coordinator.Error{Kind: e.Kind, Message: diagsText(diags), Tail: e.Tail}
 }
 
 // scope builds the values the module's expressions can see: the results

@@ -418,7 +418,14 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 		m.finish()
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
-			msgs[i] = e.summary + ": " + e.detail
+			switch {
+			case e.path != "":
+				msgs[i] = fmt.Sprintf("attribute %q: %s", e.path, e.detail)
+			case e.summary == "Invalid configuration":
+				msgs[i] = e.detail // the prefix says as much
+			default:
+				msgs[i] = e.summary + ": " + e.detail
+			}
 		}
 		return failed(k.resultType, &Failure{Message: "invalid configuration: " + strings.Join(msgs, "; "), Kind: ErrorKindConfig})
 	}
