@@ -206,7 +206,11 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 // plugin's Validate is asked for the attributes (one more call, on this
 // failure only). e is kept when Validate does not place anything.
 func (r *moduleRunner) placeConfigError(ctx context.Context, n *graph.Node, pl *pluginhost.Plugin, kind string, cfgJSON []byte, e *coordinator.Error) *coordinator.Error {
-	pds, err := pl.Validate(ctx, kind, cfgJSON)
+	// The run may be stopping because of this very failure (on_failure
+	// = "stop"): the question is short and still worth asking.
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	pds, err := pl.Validate(vctx, kind, cfgJSON)
 	if err != nil || len(pds) == 0 {
 		return e
 	}
