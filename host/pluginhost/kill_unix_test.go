@@ -24,7 +24,7 @@ func TestRunnerKillTermsThenKills(t *testing.T) {
 		{"ignores SIGTERM", "trap '' TERM; echo trapped; while :; do sleep 0.05; done", "signal: killed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := newCmdRunner(hclog.NewNullLogger(), exec.Command("sh", "-c", tc.script))
+			r, err := newCmdRunner(hclog.NewNullLogger(), exec.Command("sh", "-c", tc.script), "")
 			if err != nil {
 				t.Fatal(err)
 			}

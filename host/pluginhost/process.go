@@ -188,7 +188,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
 			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
 			cmd.SysProcAttr = pluginProcAttr()
-			r, err := newCmdRunner(l, cmd)
+			r, err := newCmdRunner(l, cmd, pr.tag)
 			pr.run = r
 			return r, err
 		},
@@ -349,6 +349,12 @@ type cmdRunner struct {
 	cmd            *exec.Cmd
 	stdout, stderr io.ReadCloser
 	pid            int
+	// tag is the process's ProcessEnv value, which whatever it starts
+	// inherits.
+	tag string
+	// cleaned is closed once what the process left behind has been
+	// killed after it exited (see cleanUp).
+	cleaned chan struct{}
 
 	mu     sync.Mutex
 	status string // "exit status 3", "signal: killed"; set once waited
@@ -358,7 +364,7 @@ type cmdRunner struct {
 
 var _ runner.Runner = (*cmdRunner)(nil)
 
-func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
+func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd, tag string) (*cmdRunner, error) {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -367,19 +373,45 @@ func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr, waited: make(chan struct{})}, nil
+	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr, tag: tag, waited: make(chan struct{}), cleaned: make(chan struct{})}, nil
 }
 
 func (r *cmdRunner) Start(context.Context) error {
 	if err := r.cmd.Start(); err != nil {
+		close(r.cleaned)
 		return err
 	}
 	r.pid = r.cmd.Process.Pid
 	r.logger.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid)
+	go r.cleanUp() // Wait waits for it
 	return nil
 }
 
+// cleanUp kills what the plugin process leaves behind once it has exited,
+// however it ended: its process group and whatever carries its tag (a
+// command that left its own group). Left alive, a child holding the
+// plugin's stdout or stderr kept go-plugin from ever waiting for the
+// plugin (it reads both to their end first), which hung the host in
+// the plugin's start or stop, deaf to signals; and a daemon a module
+// started would outlive the run.
+func (r *cmdRunner) cleanUp() {
+	defer close(r.cleaned)
+	if !awaitExit(r.pid) {
+		return
+	}
+	killGroup(r.cmd)
+	if r.tag == "" {
+		return
+	}
+	if n := killTagged(r.tag); n > 0 {
+		r.logger.Warn("killed processes the plugin left running", "count", n, "pid", r.pid)
+	}
+}
+
 func (r *cmdRunner) Wait(context.Context) error {
+	// The zombie is reaped only after cleanUp, so the pid and the process
+	// group it kills cannot be another's.
+	<-r.cleaned
 	err := r.cmd.Wait()
 	r.mu.Lock()
 	if r.cmd.ProcessState != nil {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,11 +83,24 @@ func crash(_ context.Context, m *sdk.Module, c MessageConfig) (Ran, error) {
 type ExitConfig struct {
 	Code    int    `modpipe:"code" doc:"Exit status."`
 	Message string `modpipe:"message,optional" doc:"Written to stderr first."`
+	// Orphan, when set, is a file to write the pid of a child started
+	// first that shares the plugin's stdout and stderr and outlives it.
+	Orphan string `modpipe:"orphan,optional"`
 }
 
 // exit writes to stderr and exits the process mid-run.
 func exit(_ context.Context, m *sdk.Module, c ExitConfig) (Ran, error) {
 	fmt.Fprintln(m.Stdout(), "exiting soon")
+	if c.Orphan != "" {
+		child := exec.Command("sleep", "300")
+		child.Stdout, child.Stderr = os.Stdout, os.Stderr
+		if err := child.Start(); err != nil {
+			return Ran{}, err
+		}
+		if err := os.WriteFile(c.Orphan, []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+			return Ran{}, err
+		}
+	}
 	fmt.Fprintln(os.Stderr, c.Message)
 	os.Exit(c.Code)
 	return Ran{}, nil
