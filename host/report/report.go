@@ -6,6 +6,7 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -100,13 +101,41 @@ func Render(w io.Writer, format string, run *Run) error {
 // folders. The file is written whole or not at all (temp file + rename),
 // so a reader never sees half a report.
 func Write(spec Spec, run *Run) error {
-	dir := filepath.Dir(spec.Path)
+	fail := func(err error) error { return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err) }
+	path := spec.Path
+	// A symlink stays one: the report goes to the file it names.
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		if st.IsDir() {
+			return fail(errors.New("it is a directory"))
+		}
+		// A device, a FIFO or a terminal (/dev/stdout, a shell's
+		// >(...)): written in place as a shell's > would, not replaced
+		// by a file of the same name.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fail(err)
+		}
+		err = Render(f, spec.Format, run)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	// A file is written whole or not at all: into a temporary file next
+	// to it, renamed over it once complete.
+	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s report: %w", spec.Format, err)
+		return fail(err)
 	}
 	tmp, err := os.CreateTemp(dir, ".report-*")
 	if err != nil {
-		return fmt.Errorf("write %s report: %w", spec.Format, err)
+		return fail(err)
 	}
 	defer os.Remove(tmp.Name())
 	err = Render(tmp, spec.Format, run)
@@ -114,14 +143,14 @@ func Write(spec Spec, run *Run) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err)
+		return fail(err)
 	}
 	// CreateTemp makes the file 0600; a report is for everyone to read.
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err)
+		return fail(err)
 	}
-	if err := os.Rename(tmp.Name(), spec.Path); err != nil {
-		return fmt.Errorf("write %s report: %w", spec.Format, err)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fail(err)
 	}
 	return nil
 }

@@ -1,0 +1,93 @@
+//go:build unix
+
+package report
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A report path that is not a plain file is written as a shell's >
+// would write it: a symlink keeps pointing at its file, a FIFO's reader
+// gets the report, a device is written (and its error reported), a
+// directory is refused. The report used to be renamed over each of them.
+func TestWriteSpecialPaths(t *testing.T) {
+	run := fixture(t)
+	var want bytes.Buffer
+	if err := Render(&want, "json", run); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	t.Run("symlink", func(t *testing.T) {
+		target := filepath.Join(dir, "target.json")
+		link := filepath.Join(dir, "link.json")
+		if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := Write(Spec{Format: "json", Path: link}, run); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the link is no longer a symlink (%v)", err)
+		}
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("the link's target holds %q", got)
+		}
+	})
+
+	t.Run("fifo", func(t *testing.T) {
+		fifo := filepath.Join(dir, "report.fifo")
+		if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan []byte, 1)
+		go func() {
+			f, err := os.Open(fifo)
+			if err != nil {
+				read <- nil
+				return
+			}
+			defer f.Close()
+			b, _ := io.ReadAll(f)
+			read <- b
+		}()
+		if err := Write(Spec{Format: "json", Path: fifo}, run); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-read; !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("the FIFO's reader got %d bytes, want %d", len(got), want.Len())
+		}
+		if st, err := os.Lstat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+			t.Errorf("the FIFO was replaced (%v)", err)
+		}
+	})
+
+	t.Run("device", func(t *testing.T) {
+		if _, err := os.Stat("/dev/full"); err != nil {
+			t.Skip("no /dev/full here")
+		}
+		err := Write(Spec{Format: "json", Path: "/dev/full"}, run)
+		if err == nil || !strings.Contains(err.Error(), "/dev/full") {
+			t.Errorf("err = %v, want the device's write error", err)
+		}
+		if st, err := os.Stat("/dev/full"); err != nil || st.Mode()&os.ModeDevice == 0 {
+			t.Fatalf("/dev/full is no longer a device (%v)", err)
+		}
+	})
+
+	t.Run("directory", func(t *testing.T) {
+		err := Write(Spec{Format: "json", Path: dir}, run)
+		if err == nil || !strings.Contains(err.Error(), "it is a directory") {
+			t.Errorf("err = %v, want a refusal", err)
+		}
+	})
+}
