@@ -105,18 +105,18 @@ func notStarted(opts RunOptions, err error) error {
 		return err
 	}
 	ee, ok := errors.AsType[*ExitError](err)
-	if ok && ee.Code == ExitInterrupted {
-		return err // stopped by the user, not a failure to report
-	}
 	status := report.RunError
-	if ok && ee.Code == ExitInvalid {
-		status = report.RunInvalid
+	kind := coordinator.ErrorKindPlugin
+	switch {
+	case ok && ee.Code == ExitInvalid:
+		status, kind = report.RunInvalid, coordinator.ErrorKindConfig
+	case ok && ee.Code == ExitInterrupted:
+		// Stopped by the user before anything ran: the reports say so,
+		// as they do for a run cancelled later, but it is no failure to
+		// annotate.
+		status, kind, github = report.RunCancelled, coordinator.ErrorKindCancelled, false
 	}
 	now := time.Now().UTC()
-	kind := coordinator.ErrorKindConfig
-	if status == report.RunError {
-		kind = coordinator.ErrorKindPlugin
-	}
 	runID := opts.RunID
 	if runID == "" {
 		runID = localRunID(opts.Environ)

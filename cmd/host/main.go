@@ -284,7 +284,11 @@ func newLogger(level string, asJSON bool, out io.Writer) (hclog.Logger, error) {
 			return lv > hclog.Debug && (msg == "plugin failed to exit gracefully" || msg == "error closing client during Kill" ||
 				// At error level for any exit but 0, a plugin the host
 				// stopped itself included; a crash is the host's own entry.
-				msg == "plugin process exited")
+				msg == "plugin process exited" ||
+				// A plugin stopped right after it connected (a start given
+				// up on: Ctrl-C, a worker the run refused) has no stdio
+				// stream to offer any more.
+				strings.HasPrefix(msg, "stdio service not available") || strings.HasPrefix(msg, "stdio service unavailable"))
 		},
 	})
 	// go-plugin writes a few events with the standard log package; they
@@ -307,9 +311,11 @@ func (w stdLog) Write(p []byte) (int, error) {
 			break
 		}
 	}
-	if strings.HasSuffix(msg, "broker closed") {
-		// The plugin was stopped before it connected back (a start
-		// cancelled, a worker refused by the run): nothing went wrong.
+	if strings.HasSuffix(msg, "broker closed") ||
+		(strings.Contains(msg, "acceptAndServe error") && (strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "use of closed network connection"))) {
+		// The plugin was stopped before it connected back, or its
+		// broker's socket went with it (a start cancelled, a worker
+		// refused by the run): nothing went wrong.
 		level = hclog.Debug
 	}
 	w.l.Log(level, msg)

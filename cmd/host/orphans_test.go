@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,5 +111,70 @@ func TestKilledPluginLeavesNoCommandBehind(t *testing.T) {
 	}
 	if left := f.waitNoneLeft(nil); len(left) > 0 {
 		t.Fatalf("left running after the plugin was killed:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// Ctrl-C while a plugin is still starting (it has not answered the
+// handshake) ends the run at once, with its reports, and leaves nothing:
+// go-plugin's own Kill would wait out the whole start (a minute).
+func TestInterruptDuringPluginStart(t *testing.T) {
+	f := newFleet(t) // fails the test if any process of it is left
+	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	bin := filepath.Join(f.dir, "plug", "slow")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nsleep "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(f.dir, "slow.hcl")
+	if err := os.WriteFile(file, []byte("plugin \"slow\" {\n  source = \"./plug/slow\"\n}\nmodule \"slow\" \"a\" {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := filepath.Join(f.dir, "report.json")
+	host := f.start("host", hostBin, []string{"run", file, "--report", "json=" + rep})
+	deadline := time.Now().Add(guard)
+	for started := false; !started; {
+		if time.Now().After(deadline) || host.exited() {
+			t.Fatalf("the plugin did not start\n%s", host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, pi := range f.tagged() {
+			started = started || strings.Contains(pi.cmdline, "sleep "+marker)
+		}
+	}
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := host.wait(t); code != 130 {
+		t.Errorf("host exited %d, want 130\n%s", code, host.output())
+	}
+	var run struct {
+		Status string `json:"status"`
+	}
+	if b, err := os.ReadFile(rep); err != nil || json.Unmarshal(b, &run) != nil || run.Status != "cancelled" {
+		t.Errorf("report (%v): %s", err, b)
+	}
+	if left := f.waitNoneLeft(nil); len(left) > 0 {
+		t.Fatalf("left running:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// A daemon a module starts in a session of its own (out of reach of its
+// command's process group) does not outlive the run.
+func TestDaemonDoesNotOutliveTheRun(t *testing.T) {
+	f := newFleet(t) // fails the test if any process of it is left
+	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	file := filepath.Join(f.dir, "daemon.hcl")
+	text := fmt.Sprintf("module \"shell\" \"d\" {\n  script = \"setsid sleep %s >/dev/null 2>&1 < /dev/null &\"\n}\n", marker)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
+	if code := host.wait(t); code != 0 {
+		t.Errorf("host exited %d, want 0\n%s", code, host.output())
+	}
+	if left := f.waitNoneLeft(nil); len(left) > 0 {
+		t.Fatalf("left running after the run:\n%s", strings.Join(left, "\n"))
 	}
 }

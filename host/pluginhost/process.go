@@ -54,6 +54,24 @@ type process struct {
 	runMu sync.Mutex
 	// running counts the calls running each module in the process.
 	running map[string]int
+
+	// startMu guards run while go-plugin starts the process, and
+	// abandoned: a start given up on (its context ended) must stop the
+	// process itself, as go-plugin's Kill waits for the whole start.
+	startMu   sync.Mutex
+	abandoned bool
+}
+
+// abandon stops a start given up on: the process when it exists, and any
+// process the start has yet to make.
+func (pr *process) abandon() {
+	pr.startMu.Lock()
+	pr.abandoned = true
+	r := pr.run
+	pr.startMu.Unlock()
+	if r != nil {
+		_ = r.Kill(context.Background())
+	}
 }
 
 // begin and end bracket a call that runs module in the process.
@@ -189,8 +207,16 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
 			cmd.SysProcAttr = pluginProcAttr()
 			r, err := newCmdRunner(l, cmd, pr.tag)
+			if err != nil {
+				return nil, err
+			}
+			pr.startMu.Lock()
+			defer pr.startMu.Unlock()
+			if pr.abandoned {
+				return nil, errors.New("the start was given up on")
+			}
 			pr.run = r
-			return r, err
+			return r, nil
 		},
 		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: p.opts.SocketRoot},
 		StartTimeout:     startTimeout,
@@ -242,7 +268,10 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 	select {
 	case s = <-ch:
 	case <-ctx.Done():
-		pr.client.Kill() // makes the handshake fail, so the goroutine ends
+		// go-plugin's Kill waits for the start it would cut short (it
+		// holds the client's lock throughout, up to startTimeout): the
+		// process is stopped here instead, which ends the handshake.
+		pr.abandon()
 		s = <-ch
 		// Kill does nothing before go-plugin has started the process,
 		// and the start then runs to its end: a connected plugin whose
@@ -253,9 +282,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			_ = s.conn.Close()
 		}
 		pr.client.Kill()
-		if pr.run != nil {
-			_ = pr.run.Kill(context.Background())
-		}
+		pr.abandon()
 		pr.serveWG.Wait()
 		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "gave up waiting for the plugin to start", Err: ctx.Err()}
 	}
@@ -358,6 +385,9 @@ type cmdRunner struct {
 
 	mu     sync.Mutex
 	status string // "exit status 3", "signal: killed"; set once waited
+	// stopped is set by a Kill that came before Start, which then
+	// starts nothing. mu also guards cmd.Process until Start returns.
+	stopped bool
 	// waited is closed once the process has been waited for.
 	waited chan struct{}
 }
@@ -377,6 +407,12 @@ func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd, tag string) (*cmdRunner, e
 }
 
 func (r *cmdRunner) Start(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		close(r.cleaned)
+		return errors.New("the plugin was stopped before it started")
+	}
 	if err := r.cmd.Start(); err != nil {
 		close(r.cleaned)
 		return err
@@ -438,7 +474,12 @@ const stopGrace = time.Second
 // Kill stops the plugin process: SIGTERM, then SIGKILL if it is still
 // there after stopGrace (at once where there are no signals, on Windows).
 func (r *cmdRunner) Kill(context.Context) error {
+	r.mu.Lock()
 	p := r.cmd.Process
+	if p == nil {
+		r.stopped = true
+	}
+	r.mu.Unlock()
 	if p == nil {
 		return nil
 	}
