@@ -173,8 +173,11 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	}
 	// A plugin that honours cancellation may still answer with the failure
 	// the cancellation caused (a killed command): what ended it was the
-	// timeout or the run being cancelled, and that is what to report.
-	if !resp.Succeeded {
+	// timeout or the run being cancelled, and that is what to report;
+	// unless the plugin says the module ended before it saw the
+	// cancellation (two modules failing at once under on_failure =
+	// "stop"): that failure is the module's own.
+	if !resp.Succeeded && !resp.FinishedUncancelled {
 		switch {
 		case ctx.Err() != nil:
 			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})

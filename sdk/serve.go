@@ -437,6 +437,9 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 		return failed(k.resultType, &Failure{Message: "cancelled before the module started", Kind: "cancelled"})
 	}
 	value, runErr := s.run(context.WithValue(ctx, moduleKey{}, m), k, m, cfg)
+	// A failure the host's cancellation did not cause is the module's
+	// own, even when the cancellation comes a moment later.
+	uncancelled := ctx.Err() == nil
 	tail := m.finish()
 
 	var valueJSON string
@@ -457,9 +460,10 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 		}
 		r := failed(k.resultType, f)
 		r.ValueJson = valueJSON
+		r.FinishedUncancelled = uncancelled
 		return r
 	}
-	return &pluginv1.Result{Succeeded: true, Type: k.resultType, ValueJson: valueJSON}
+	return &pluginv1.Result{Succeeded: true, Type: k.resultType, ValueJson: valueJSON, FinishedUncancelled: uncancelled}
 }
 
 // run calls the kind's run function, turning a panic into a failure so

@@ -135,6 +135,9 @@ type Response struct {
 	Value json.RawMessage
 	// Error is set when the module did not succeed.
 	Error *coordinator.Error
+	// FinishedUncancelled says the module's run ended before it was asked
+	// to stop (see the protocol's Result.finished_uncancelled).
+	FinishedUncancelled bool
 }
 
 // Plugin is a started plugin. Its methods are safe for concurrent use.
@@ -581,10 +584,11 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 				}
 			case *pluginv1.ExecuteEvent_Result:
 				resp, rerr := p.response(module, e.Result)
-				if stopping != nil && rerr == nil {
+				if stopping != nil && rerr == nil && !resp.FinishedUncancelled {
 					// Stopped as asked: the caller's cancellation is the
 					// outcome, as for a call cut short (Response has the
-					// module's own word on it).
+					// module's own word on it). A module that ended before
+					// it saw the cancellation keeps its own outcome.
 					rerr = fmt.Errorf("module %q in plugin %q: %w", module, p.spec.Name, ctx.Err())
 				}
 				return resp, rerr
@@ -597,7 +601,7 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 }
 
 func (p *Plugin) response(module string, r *pluginv1.Result) (Response, error) {
-	resp := Response{Succeeded: r.GetSucceeded(), Type: r.GetType()}
+	resp := Response{Succeeded: r.GetSucceeded(), Type: r.GetType(), FinishedUncancelled: r.GetFinishedUncancelled()}
 	if v := r.GetValueJson(); v != "" {
 		if !json.Valid([]byte(v)) {
 			return Response{}, &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the result value is not valid JSON"}

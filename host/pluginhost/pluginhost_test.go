@@ -863,3 +863,31 @@ func TestHungPluginNamesTheHungModuleToOthers(t *testing.T) {
 		t.Fatalf("a real crash after a restart: %v", err)
 	}
 }
+
+// The sdk says whether a module ended before it was asked to stop, so a
+// failure (or success) that crosses a cancellation keeps its own outcome.
+func TestFinishedUncancelled(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "f", Kind: "fail", Config: json.RawMessage(`{"message":"boom"}`)})
+	if err != nil || resp.Succeeded || !resp.FinishedUncancelled {
+		t.Errorf("a failure of its own: resp = %+v, err = %v; want FinishedUncancelled", resp, err)
+	}
+	resp, _, err = execute(t, p, pluginhost.Request{Module: "e", Config: json.RawMessage(`{"text":"x"}`)})
+	if err != nil || !resp.Succeeded || !resp.FinishedUncancelled {
+		t.Errorf("a success: resp = %+v, err = %v; want FinishedUncancelled", resp, err)
+	}
+	// Stopped by the cancellation: the cancellation is the outcome.
+	ctx, cancel := context.WithCancel(guardCtx(t))
+	lines := make(chan pluginhost.Line, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err = p.Execute(ctx, pluginhost.Request{Module: "s", Kind: "sleep", Config: json.RawMessage(`{"duration":"1h"}`)}, func(l pluginhost.Line) { lines <- l })
+	}()
+	<-lines
+	cancel()
+	<-done
+	if !errors.Is(err, context.Canceled) || resp.FinishedUncancelled {
+		t.Errorf("a cancelled module: resp = %+v, err = %v; want context.Canceled", resp, err)
+	}
+}

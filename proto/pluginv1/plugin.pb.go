@@ -1002,9 +1002,16 @@ type Result struct {
 	// it produced none. A failed module may still carry a value.
 	ValueJson string `protobuf:"bytes,3,opt,name=value_json,json=valueJson,proto3" json:"value_json,omitempty"`
 	// error is set when succeeded is false.
-	Error         *Error `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Error *Error `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// finished_uncancelled is true when the module's run ended before it
+	// was asked to stop. The host cancels a module on a timeout or when the
+	// run stops; a failure that crossed that cancellation is then reported
+	// as the module's own (its exit code, its stderr), not as cancelled.
+	// Plugins that leave it false keep the host's reading: a failure after
+	// a cancellation is the cancellation's.
+	FinishedUncancelled bool `protobuf:"varint,5,opt,name=finished_uncancelled,json=finishedUncancelled,proto3" json:"finished_uncancelled,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -1063,6 +1070,13 @@ func (x *Result) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *Result) GetFinishedUncancelled() bool {
+	if x != nil {
+		return x.FinishedUncancelled
+	}
+	return false
 }
 
 // Error mirrors the envelope's error object.
@@ -1379,13 +1393,14 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"OutputLine\x121\n" +
 	"\x06stream\x18\x01 \x01(\x0e2\x19.modpipe.plugin.v1.StreamR\x06stream\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04text\"\x89\x01\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"\xbc\x01\n" +
 	"\x06Result\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1d\n" +
 	"\n" +
 	"value_json\x18\x03 \x01(\tR\tvalueJson\x12.\n" +
-	"\x05error\x18\x04 \x01(\v2\x18.modpipe.plugin.v1.ErrorR\x05error\"I\n" +
+	"\x05error\x18\x04 \x01(\v2\x18.modpipe.plugin.v1.ErrorR\x05error\x121\n" +
+	"\x14finished_uncancelled\x18\x05 \x01(\bR\x13finishedUncancelled\"I\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
