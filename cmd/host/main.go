@@ -55,6 +55,13 @@ type globals struct {
 func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A reader of the console that goes away (host run ... | head) must
+	// not kill the run: Go ends a program that writes to a closed pipe
+	// on stdout or stderr unless SIGPIPE is handled. Handled, the writes
+	// fail instead, and the run goes on to its end and its reports.
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	defer signal.Stop(pipes)
 
 	var g globals
 	code := 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -607,5 +608,40 @@ func TestRunTimeConfigErrorPlaced(t *testing.T) {
 		if e.Error == nil || e.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(e.Error.Message, want) {
 			t.Errorf("%s: want a config error containing %q, got %+v", module, want, e.Error)
 		}
+	}
+}
+
+// A console reader that goes away (host run ... | head -1) does not kill
+// the run: it goes on to its end and writes its reports.
+func TestClosedConsoleDoesNotKillTheRun(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pipe.hcl")
+	text := "module \"shell\" \"a\" {\n  script = \"for i in $(seq 1 3000); do echo line $i; done\"\n}\nmodule \"shell\" \"b\" {\n  command    = [\"echo\", \"b\"]\n  depends_on = [module.a]\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := filepath.Join(dir, "report.json")
+	cmd := exec.Command(hostBin, "run", file, "--no-progress", "--report", "json="+rep)
+	cmd.Env = env()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 16)
+	if _, err := io.ReadFull(out, first); err != nil {
+		t.Fatal(err)
+	}
+	out.Close() // the reader goes away
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("host run: %v (killed by SIGPIPE?)", err)
+	}
+	var run struct {
+		Status string `json:"status"`
+	}
+	if b, err := os.ReadFile(rep); err != nil || json.Unmarshal(b, &run) != nil || run.Status != "succeeded" {
+		t.Errorf("report (%v): %s", err, b)
 	}
 }
