@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,7 +54,7 @@ type globals struct {
 }
 
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	// A reader of the console that goes away (host run ... | head) must
 	// not kill the run: Go ends a program that writes to a closed pipe
@@ -327,6 +328,43 @@ func (w stdLog) Write(p []byte) (int, error) {
 	}
 	w.l.Log(level, msg)
 	return len(p), nil
+}
+
+// interruptible returns a context that SIGINT or SIGTERM cancels, as
+// signal.NotifyContext's (the cause reads "interrupt signal received"),
+// and stop, which releases the signals. The run then stops its modules,
+// giving them --grace; a second signal stops the host at once (exit
+// 130), as one expects of a second Ctrl-C: the plugins still get their
+// parent-death signal and stop their commands, but no report is written.
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case sig := <-sigs:
+			cancel(fmt.Errorf("%v signal received", sig))
+			fmt.Fprintf(os.Stderr, "Stopping (%v): running modules get up to --grace to stop; a second Ctrl-C stops at once.\n", sig)
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(os.Stderr, "Stopped at once (%v again): modules were not waited for, no report was written.\n", sig)
+			os.Exit(host.ExitInterrupted)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		wg.Wait()
+		cancel(context.Canceled)
+	}
 }
 
 func envOr(k, def string) string {

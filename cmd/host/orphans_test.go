@@ -178,3 +178,44 @@ func TestDaemonDoesNotOutliveTheRun(t *testing.T) {
 		t.Fatalf("left running after the run:\n%s", strings.Join(left, "\n"))
 	}
 }
+
+// A second Ctrl-C stops the host at once rather than after the grace
+// period, and still leaves no process behind.
+func TestSecondInterruptStopsAtOnce(t *testing.T) {
+	f := newFleet(t) // fails the test if any process of it is left
+	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	file := filepath.Join(f.dir, "stubborn.hcl")
+	text := fmt.Sprintf("module \"shell\" \"stubborn\" {\n  script = \"trap '' TERM INT; sleep %s\"\n}\n", marker)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := f.start("host", hostBin, []string{"run", file, "--no-progress", "--grace", "1h"})
+	deadline := time.Now().Add(guard)
+	for started := false; !started; {
+		if time.Now().After(deadline) || host.exited() {
+			t.Fatalf("the module did not start\n%s", host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, pi := range f.tagged() {
+			started = started || strings.Contains(pi.cmdline, "sleep "+marker)
+		}
+	}
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(host.stderr.String(), "a second Ctrl-C stops at once") {
+		if time.Now().After(deadline) || host.exited() {
+			t.Fatalf("no word of the first interrupt\n%s", host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := host.wait(t); code != 130 {
+		t.Errorf("host exited %d, want 130\n%s", code, host.output())
+	}
+	if left := f.waitNoneLeft(nil); len(left) > 0 {
+		t.Fatalf("left running:\n%s", strings.Join(left, "\n"))
+	}
+}
