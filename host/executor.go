@@ -85,6 +85,14 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		return env
 	}
 
+	if ctx.Err() != nil {
+		// Cancelled before it began (a fleet instance claims its next
+		// module ahead, while one still runs): this attempt was never
+		// made, and the report says so rather than "cancelled while
+		// running".
+		env.Attempts = attempt - 1
+		return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + context.Cause(ctx).Error()})
+	}
 	if missing := coordinator.MissingCapabilities(n.Requires, r.p.facts.Capabilities); len(missing) > 0 {
 		env.SkipReason = fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
 			strings.Join(missing, ", "), strings.Join(r.p.facts.Capabilities, ", "))
