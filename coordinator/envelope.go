@@ -43,6 +43,9 @@ const (
 	ErrorKindLost       = "lost"       // the instance running the module was lost
 	ErrorKindCapability = "capability" // no instance could offer the required capabilities
 	ErrorKindEncoding   = "encoding"   // the result could not be encoded or is too large
+	// ErrorKindCoordinator is a run's error (never a module's): the
+	// coordinator of a fleet could not be reached or was lost.
+	ErrorKindCoordinator = "coordinator"
 )
 
 // Error describes why a module did not succeed.

@@ -186,9 +186,25 @@ func RunDistributed(ctx context.Context, opts RunOptions, d DistributedOptions, 
 	}
 	opts.defaults()
 	if d.Instance == 0 {
-		return runMaster(ctx, opts, d, coord)
+		run, err := runMaster(ctx, opts, d, coord)
+		if run == nil && err != nil {
+			// The master writes the run's reports: one that could not
+			// start (an invalid file, a plugin, the coordinator) still
+			// writes them, as a single-machine run does.
+			err = notStarted(opts, err)
+		}
+		return run, err
 	}
 	return nil, runWorker(ctx, opts, d, coord)
+}
+
+// NotStarted writes the reports (and on GitHub Actions the annotation
+// and step summary) of a run that could not start because of err, and
+// returns err: for callers that fail before Run or RunDistributed, such
+// as a fleet master whose coordinator cannot be reached.
+func NotStarted(opts RunOptions, err error) error {
+	opts.defaults()
+	return notStarted(opts, err)
 }
 
 // pipelineHash is the hash every instance compares to be sure they run

@@ -110,6 +110,8 @@ func notStarted(opts RunOptions, err error) error {
 	switch {
 	case ok && ee.Code == ExitInvalid:
 		status, kind = report.RunInvalid, coordinator.ErrorKindConfig
+	case ok && ee.Code == ExitCoordinator:
+		kind = coordinator.ErrorKindCoordinator
 	case ok && ee.Code == ExitInterrupted:
 		// Stopped by the user before anything ran: the reports say so,
 		// as they do for a run cancelled later, but it is no failure to

@@ -70,7 +70,12 @@ func runFleet(ctx context.Context, opts host.RunOptions, role host.Role, f fleet
 
 	coord, err := etcd.New(ctx, cfg)
 	if err != nil {
-		return &host.ExitError{Code: host.ExitCoordinator, Err: fmt.Errorf("instance %d of run %s: %w", role.Instance, role.RunID, err)}
+		err = &host.ExitError{Code: host.ExitCoordinator, Err: fmt.Errorf("instance %d of run %s: %w", role.Instance, role.RunID, err)}
+		if role.Instance == 0 {
+			opts.RunID = role.RunID
+			return host.NotStarted(opts, err)
+		}
+		return err
 	}
 	defer func() {
 		if err := coord.Close(); err != nil {

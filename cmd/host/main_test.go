@@ -645,3 +645,18 @@ func TestClosedConsoleDoesNotKillTheRun(t *testing.T) {
 		t.Errorf("report (%v): %s", err, b)
 	}
 }
+
+// A fleet master that cannot reach its coordinator still writes the
+// run's reports, as a run that cannot start does (exit 4).
+func TestMasterWithoutCoordinatorWritesReports(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "fleet.hcl")
+	if err := os.WriteFile(file, []byte("module \"shell\" \"a\" {\n  command = [\"true\"]\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "run", file, "--instance", "0", "--total", "2", "--run-id", "nocoord", "--etcd", "127.0.0.1:1")
+	r.wantCode(t, 4)
+	if r.report == nil || r.report.Status != report.RunError || r.report.Error == nil || r.report.Error.Kind != coordinator.ErrorKindCoordinator ||
+		!strings.Contains(r.report.Error.Message, "127.0.0.1:1") {
+		t.Errorf("report: %+v\n%s", r.report, r.stderr)
+	}
+}
