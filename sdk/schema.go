@@ -234,6 +234,12 @@ func (d *decoder) fail(path, summary, detail string, args ...any) {
 	d.errs = append(d.errs, configError{path: path, summary: summary, detail: fmt.Sprintf(detail, args...)})
 }
 
+// nullable reports whether a null can stand for a value of type t in a
+// list or map: a pointer, any or a raw JSON value.
+func nullable(t reflect.Type) bool {
+	return t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface || t == rawMessageType
+}
+
 func isNull(raw json.RawMessage) bool {
 	return len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 }
@@ -285,7 +291,13 @@ func (d *decoder) decode(raw json.RawMessage, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(t, len(items), len(items))
 		for i, item := range items {
-			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if isNull(item) && !nullable(t.Elem()) {
+				// ["echo", null] would otherwise run `echo ""`.
+				d.fail(p, "Null element", "%s is null; a list's elements must have values", describePath(p))
+				continue
+			}
+			d.decode(item, s.Index(i), p)
 		}
 		v.Set(s)
 	case reflect.Map:
@@ -302,7 +314,12 @@ func (d *decoder) decode(raw json.RawMessage, v reflect.Value, path string) {
 		sort.Strings(keys) // report errors in a stable order
 		for _, k := range keys {
 			ev := reflect.New(t.Elem()).Elem()
-			d.decode(items[k], ev, fmt.Sprintf("%s[%q]", path, k))
+			p := fmt.Sprintf("%s[%q]", path, k)
+			if isNull(items[k]) && !nullable(t.Elem()) {
+				d.fail(p, "Null element", "%s is null; a map's values must have values", describePath(p))
+				continue
+			}
+			d.decode(items[k], ev, p)
 			m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), ev)
 		}
 		v.Set(m)

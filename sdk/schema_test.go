@@ -143,6 +143,10 @@ func TestDecode(t *testing.T) {
 			`o.nmae: Unsupported attribute: An attribute named "nmae" is not expected here. Did you mean "name"?`,
 			`o.name: Missing required attribute: The attribute "o.name" is required, but no value was given.`,
 		}},
+		{name: "null elements", config: `{"s":"x","l":["a",null],"m":{"k":null},"a":[null]}`, errs: []string{
+			`l[1]: Null element: attribute "l[1]" is null; a list's elements must have values`,
+			`m["k"]: Null element: attribute "m[\"k\"]" is null; a map's values must have values`,
+		}},
 		{name: "not an object", config: `[1]`, errs: []string{`: Incorrect attribute value type: the configuration must be an object, got [1]`}},
 		{name: "far from anything", config: `{"s":"x","zzzzzz":1}`, errs: []string{`zzzzzz: Unsupported attribute: An attribute named "zzzzzz" is not expected here.`}},
 	}
