@@ -98,7 +98,12 @@ variable "anything" {
 		{
 			name:    "a list variable refuses a bad expression",
 			environ: []string{`MODPIPE_VAR_targets=["linux"`},
-			wantErr: `MODPIPE_VAR_targets="[\"linux\"" is not a valid HCL expression for type list(string)`,
+			wantErr: `MODPIPE_VAR_targets="[\"linux\"" is not a value of type list(string): a list(string) is written as an HCL expression, such as '["text"]' (Unterminated tuple constructor expression)`,
+		},
+		{
+			name:    "a bare word for a list says how to write one",
+			vars:    map[string]string{"targets": "linux"},
+			wantErr: `--var targets="linux" is not a value of type list(string): a list(string) is written as an HCL expression, such as '["text"]'`,
 		},
 		{
 			name:    "unknown --var is an error with a suggestion",

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -197,11 +198,36 @@ func parseVariable(raw string, ty cty.Type, from string) (cty.Value, error) {
 		if ty == cty.DynamicPseudoType {
 			return cty.StringVal(raw), nil
 		}
-		return cty.NilVal, fmt.Errorf("%s=%q is not a valid HCL expression for type %s: %s", from, raw, typeexpr.TypeString(ty), diags.Error())
+		why := ""
+		if d := diags[0]; d.Summary != "Variables not allowed" { // a bare word: the example says it all
+			why = fmt.Sprintf(" (%s)", d.Summary)
+		}
+		return cty.NilVal, fmt.Errorf("%s=%q is not a value of type %s: a %s is written as an HCL expression, such as %s%s",
+			from, raw, typeexpr.TypeString(ty), typeexpr.TypeString(ty), exampleOf(ty), why)
 	}
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s=%q does not match the variable's type %s: %s", from, raw, typeexpr.TypeString(ty), err)
 	}
 	return cv, nil
+}
+
+// exampleOf is a literal of type ty, for messages about values written
+// on the command line.
+func exampleOf(ty cty.Type) string {
+	switch {
+	case ty.IsListType(), ty.IsSetType():
+		return "'[" + exampleOf(ty.ElementType()) + "]'"
+	case ty.IsMapType():
+		return "'{ key = " + strings.Trim(exampleOf(ty.ElementType()), "'") + " }'"
+	case ty.IsObjectType():
+		return "'{ name = ... }'"
+	case ty.IsTupleType():
+		return "'[...]'"
+	case ty == cty.Number:
+		return "1"
+	case ty == cty.Bool:
+		return "true"
+	}
+	return `"text"`
 }
