@@ -593,6 +593,7 @@ func TestFilters(t *testing.T) {
 		{[]string{"--skip", "chekout"}, `There is no module "chekout" in testdata/schedule/filters.hcl. Did you mean "checkout"?`},
 		{[]string{"--category", "chek"}, `No module has category "chek". Did you mean "check"?`},
 		{[]string{"--category", "nope"}, `No module has category "nope". The categories are: check, compile, docs.`},
+		{[]string{"--only", "test", "--skip", "checkout"}, `--only, --skip and --category together leave no module to run.`},
 	}
 	for _, tt := range bad {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -116,6 +116,14 @@ func (g *Graph) Select(only, skip, categories []string) (*Graph, hcl.Diagnostics
 		c.Deps = append([]Dep(nil), n.Deps...)
 		sub.nodes = append(sub.nodes, &c)
 	}
+	if len(sub.nodes) == 0 {
+		// A run of nothing would pass for a run of everything asked for.
+		return nil, append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Nothing selected",
+			Detail:   "--only, --skip and --category together leave no module to run.",
+		})
+	}
 	sub.index()
 	return sub, diags
 }
