@@ -62,13 +62,23 @@ func DefaultLocator(environ []string) PluginLocator {
 // place it looked.
 func (l PluginLocator) Find(name string) (string, error) {
 	bin := BinaryPrefix + name
-	var looked []string
+	var looked, notExecutable []string
 	for _, d := range l.Dirs {
 		p := filepath.Join(d, bin)
 		looked = append(looked, p)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		st, err := os.Stat(p)
+		if err != nil || st.IsDir() {
+			continue
+		}
+		if st.Mode()&0o111 != 0 {
 			return p, nil
 		}
+		notExecutable = append(notExecutable, p)
+	}
+	if len(notExecutable) > 0 {
+		// Most often a binary copied or unpacked without its mode.
+		return "", fmt.Errorf("plugin %q not found: %s is there but not executable; make it so (chmod +x %s)",
+			name, notExecutable[0], notExecutable[0])
 	}
 	return "", fmt.Errorf("plugin %q not found: no executable %s in any of:\n  %s\nbuild it, add a plugin %q { source = \"...\" } block, or put its folder in MODPIPE_PLUGIN_PATH",
 		name, bin, strings.Join(looked, "\n  "), name)

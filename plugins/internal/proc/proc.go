@@ -75,6 +75,9 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string {
+	if errors.Is(e.Err, os.ErrPermission) {
+		return fmt.Sprintf("command %q cannot be run: %v (it is not executable: chmod +x it, or run it through its interpreter, such as [\"sh\", %q])", e.Program, e.Err, e.Program)
+	}
 	return fmt.Sprintf("command %q not found: %v (check the spelling, that it is installed, and that its directory is on PATH)", e.Program, e.Err)
 }
 
