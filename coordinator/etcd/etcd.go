@@ -501,6 +501,9 @@ type Session struct {
 
 var _ coordinator.Session = (*Session)(nil)
 
+// revokeTimeout bounds the revocation of a session's lease as it ends.
+const revokeTimeout = time.Second
+
 // end ends the session once with err. With revoke, the session lease is
 // revoked so the member key and claims disappear at once instead of at
 // lease expiry.
@@ -516,7 +519,10 @@ func (s *Session) end(err error, revoke bool) {
 	s.mu.Unlock()
 	s.log.Info("session ended", "reason", err)
 	if revoke {
-		ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.DialTimeout)
+		// Short: a reachable etcd answers in milliseconds, and an
+		// unreachable one (often why the session ends) would hold the
+		// exit for the whole dial timeout; the lease expires by itself.
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.c.cfg.DialTimeout, revokeTimeout))
 		defer cancel()
 		if _, rerr := s.c.cli.Revoke(ctx, s.lease); rerr != nil && !errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
 			s.log.Warn("could not release the session lease; it will expire by itself", "error", rerr)
