@@ -376,9 +376,24 @@ func (p *Pipeline) decodeDistributed(b *hcl.Block, ctx *hcl.EvalContext) hcl.Dia
 		}
 	}
 	if a := content.Attributes["coordinator"]; a != nil {
-		v, _, dd := evalString(a, ctx)
+		v, ok, dd := evalString(a, ctx)
 		diags = append(diags, dd...)
 		d.Coordinator = v
+		switch strings.ToLower(v) {
+		case "etcd":
+		case "memory":
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Coordinator for tests",
+				Detail:   "The memory coordinator works only inside one process (the host package's tests); host run --instance/--total refuses it. Use \"etcd\", or remove the attribute.",
+				Subject:  a.Expr.Range().Ptr(),
+			})
+		default:
+			if ok {
+				diags = append(diags, attrError(a, "Unknown coordinator",
+					fmt.Sprintf("%q is not a coordinator; a fleet is coordinated through \"etcd\".%s", v, didYouMean(strings.ToLower(v), []string{"etcd", "memory"}))))
+			}
+		}
 	}
 	for i, eb := range content.Blocks {
 		if i > 0 {
