@@ -22,6 +22,7 @@ func TestPluginLocatorFind(t *testing.T) {
 		{"ok", filepath.Join(b, BinaryPrefix+"ok"), ""},
 		{"copied", "", "is there but not executable; make it so (chmod +x " + filepath.Join(a, BinaryPrefix+"copied") + ")"},
 		{"missing", "", "no executable modpipe-plugin-missing in any of:\n  " + filepath.Join(a, BinaryPrefix+"missing")},
+		{"okk", "", "Did you mean \"ok\"?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

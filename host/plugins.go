@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,8 +81,29 @@ func (l PluginLocator) Find(name string) (string, error) {
 		return "", fmt.Errorf("plugin %q not found: %s is there but not executable; make it so (chmod +x %s)",
 			name, notExecutable[0], notExecutable[0])
 	}
-	return "", fmt.Errorf("plugin %q not found: no executable %s in any of:\n  %s\nbuild it, add a plugin %q { source = \"...\" } block, or put its folder in MODPIPE_PLUGIN_PATH",
-		name, bin, strings.Join(looked, "\n  "), name)
+	hint := ""
+	if s := config.Suggest(name, l.available()); s != "" {
+		hint = fmt.Sprintf("Did you mean %q? ", s)
+	}
+	return "", fmt.Errorf("plugin %q not found: no executable %s in any of:\n  %s\n%sbuild it, add a plugin %q { source = \"...\" } block, or put its folder in MODPIPE_PLUGIN_PATH",
+		name, bin, strings.Join(looked, "\n  "), hint, name)
+}
+
+// available lists the plugin names the locator's folders offer.
+func (l PluginLocator) available() []string {
+	var names []string
+	for _, d := range l.Dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if n, ok := strings.CutPrefix(e.Name(), BinaryPrefix); ok && n != "" && !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
 }
 
 // pluginSet owns the plugin processes of one run: one process per plugin,
