@@ -394,6 +394,9 @@ func suggestMetaArguments(diags hcl.Diagnostics) hcl.Diagnostics {
 		}
 		if s := didYouMean(name, MetaArguments); s != "" {
 			d.Detail += s
+		} else if strings.HasPrefix(name, "retr") || name == "attempts" {
+			// retry is a block, which HCL does not suggest for an argument.
+			d.Detail += ` Retries are a block: retry { attempts = 3 }.`
 		}
 	}
 	return diags
