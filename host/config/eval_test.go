@@ -390,7 +390,7 @@ func TestCheckBody(t *testing.T) {
 		{"object keys right", "dir = \".\"\n  server = { host = \"h\", port = 3 }\n  env = { ANY = \"x\" }", nil},
 		{"run_if that is not a boolean", "dir = \".\"\n  run_if = \"yes\"", []string{`The run_if condition must be a boolean, but it is string.`}},
 		{"misspelt depends_on", "dir = \".\"\n  depend_on = []", []string{`An argument named "depend_on" is not expected here. Did you mean "depends_on"?`}},
-		{"retries as an argument", "dir = \".\"\n  retries = 3", []string{`An argument named "retries" is not expected here. Retries are a block: retry { attempts = 3 }.`}},
+		{"retry as an argument", "dir = \".\"\n  retry = { attempts = 3 }", []string{`An argument named "retry" is not expected here. Retries are a block: retry { attempts = 3 }.`}},
 		{"missing required", `script = "x"`, []string{`The argument "dir" is required`}},
 		{"constant type mismatch", "dir = \".\"\n  command = \"ls\"", []string{`Inappropriate value for attribute "command"`}},
 		{"variable type mismatch", "dir = var.list", []string{`Inappropriate value for attribute "dir"`}},
