@@ -474,10 +474,35 @@ func evalAttr(a *hcl.Attribute, ctx *hcl.EvalContext, ty cty.Type) (v cty.Value,
 	}
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
-		return cty.NilVal, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name),
-			fmt.Sprintf("%s must be %s, but this is %s.", a.Name, describeType(ty), describeType(v.Type()))))
+		d := attrError(a, fmt.Sprintf("Invalid value for %s", a.Name),
+			fmt.Sprintf("%s must be %s, but this is %s.", a.Name, describeType(ty), describeType(v.Type())))
+		if i, et, ok := badElement(v, ty); ok {
+			// "must be a list of strings, but this is a list" says
+			// nothing: name the element, and point at it when written.
+			d.Detail = fmt.Sprintf("%s must be %s, but its element %d is %s.", a.Name, describeType(ty), i, describeType(et))
+			if tc, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok && i < len(tc.Exprs) {
+				d.Subject = tc.Exprs[i].Range().Ptr()
+			}
+		}
+		return cty.NilVal, false, append(diags, d)
 	}
 	return cv, true, diags
+}
+
+// badElement finds the first element of a list or tuple v that does not
+// convert to the element type of list type ty: its index and type.
+func badElement(v cty.Value, ty cty.Type) (int, cty.Type, bool) {
+	if !ty.IsListType() || !(v.Type().IsTupleType() || v.Type().IsListType()) || !v.CanIterateElements() {
+		return 0, cty.NilType, false
+	}
+	i := 0
+	for it := v.ElementIterator(); it.Next(); i++ {
+		_, ev := it.Element()
+		if _, err := convert.Convert(ev, ty.ElementType()); err != nil {
+			return i, ev.Type(), true
+		}
+	}
+	return 0, cty.NilType, false
 }
 
 func evalString(a *hcl.Attribute, ctx *hcl.EvalContext) (string, bool, hcl.Diagnostics) {

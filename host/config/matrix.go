@@ -146,6 +146,13 @@ func (m *Module) decodeMatrixBlock(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagn
 			exclude = a
 			continue
 		}
+		if a.Name == "include" {
+			// GitHub Actions' word: here it would be an axis of its own.
+			diags = append(diags, attrError(a, "Unsupported matrix include",
+				"A matrix here is the product of its axes, less exclude; there is no include. Add the values to the axes and exclude the combinations you do not want, or declare the extra combination as a module of its own."))
+			failed = true
+			continue
+		}
 		values, ok, d := evalStringList(a, ctx)
 		diags = append(diags, d...)
 		if !ok {

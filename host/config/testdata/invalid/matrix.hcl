@@ -61,3 +61,16 @@ module "shell" "huge" {
     j = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
   }
 }
+
+# GitHub Actions' include is not an axis.
+module "shell" "include" {
+  matrix {
+    os      = ["linux"]
+    include = [{ os = "mac" }]
+  }
+}
+
+# The element that is not a string is named and pointed at.
+module "shell" "element" {
+  matrix = ["linux", ["arm"]]
+}
