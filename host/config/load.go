@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -570,6 +571,13 @@ func evalStringMap(a *hcl.Attribute, ctx *hcl.EvalContext) (map[string]string, b
 }
 
 // evalDuration evaluates a Go duration string ("10s", "1m30s").
+// durationSyntax is what time.ParseDuration accepts; a string of this
+// form that it refuses is too long.
+var durationSyntax = regexp.MustCompile(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// maxDuration is the longest time.Duration, in hours.
+const maxDuration = "2562047h"
+
 func evalDuration(a *hcl.Attribute, ctx *hcl.EvalContext, allowZero bool) (time.Duration, bool, hcl.Diagnostics) {
 	s, ok, diags := evalString(a, ctx)
 	if !ok {
@@ -577,8 +585,12 @@ func evalDuration(a *hcl.Attribute, ctx *hcl.EvalContext, allowZero bool) (time.
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid duration for %s", a.Name),
-			fmt.Sprintf("%q is not a duration. Write a number with a unit, such as \"30s\", \"10m\" or \"1h30m\".", s)))
+		detail := fmt.Sprintf("%q is not a duration. Write a number with a unit, such as \"30s\", \"10m\" or \"1h30m\".", s)
+		if durationSyntax.MatchString(s) {
+			// Well formed, so it overflowed.
+			detail = fmt.Sprintf("%q is longer than the longest duration, about %s.", s, maxDuration)
+		}
+		return 0, false, append(diags, attrError(a, fmt.Sprintf("Invalid duration for %s", a.Name), detail))
 	}
 	if d < 0 || (d == 0 && !allowZero) {
 		want := "greater than zero"

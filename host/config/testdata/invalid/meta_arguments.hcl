@@ -24,3 +24,8 @@ module "shell" "b" {
     backoff = "-1s"
   }
 }
+
+# Well formed, but longer than a duration can be.
+module "shell" "forever" {
+  timeout = "100000000h"
+}
