@@ -339,6 +339,9 @@ func readLines(r io.Reader, fn func(string), raw func([]byte)) {
 		}
 		emit(fn, b)
 	}
+	// cut is set while a long line is being handed over in pieces: its
+	// newline right after a full piece ends it, and is no empty line.
+	cut := false
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if raw != nil && len(chunk) > 0 {
@@ -346,13 +349,17 @@ func readLines(r io.Reader, fn func(string), raw func([]byte)) {
 		}
 		switch {
 		case err == nil:
-			out(chunk[:len(chunk)-1])
+			if !cut || len(chunk) > 1 || len(carry) > 0 {
+				out(chunk[:len(chunk)-1])
+			}
+			cut = false
 		case errors.Is(err, bufio.ErrBufferFull):
 			// A line longer than the buffer: hand it over in pieces.
 			n := runeEnd(chunk)
 			rest := append([]byte(nil), chunk[n:]...)
 			out(chunk[:n])
 			carry = rest
+			cut = true
 		default:
 			if len(chunk) > 0 || len(carry) > 0 {
 				out(chunk)

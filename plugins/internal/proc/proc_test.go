@@ -397,3 +397,18 @@ func TestLongLinePiecesAreText(t *testing.T) {
 		t.Errorf("raw bytes: %d, want the %d written", len(raw), len(line)+2)
 	}
 }
+
+// A long line whose end falls on a piece's end comes as its pieces, with
+// no empty line after them that the command never wrote.
+func TestLongLineEndingOnAPiece(t *testing.T) {
+	line := strings.Repeat("x", 2*MaxLineBytes)
+	var pieces []string
+	readLines(strings.NewReader(line+"\nnext\n\n"), func(s string) { pieces = append(pieces, s) }, nil)
+	if len(pieces) != 4 || pieces[0]+pieces[1] != line || pieces[2] != "next" || pieces[3] != "" {
+		lens := make([]int, len(pieces))
+		for i, p := range pieces {
+			lens[i] = len(p)
+		}
+		t.Errorf("pieces of lengths %v, want %d, %d, then \"next\" and the empty line written", lens, MaxLineBytes, MaxLineBytes)
+	}
+}
