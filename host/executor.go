@@ -159,20 +159,26 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	})
 	if err != nil {
 		var crash *pluginhost.CrashError
+		// A module stopped as asked still answers: its last lines say
+		// where it was when it was stopped.
+		tail := ""
+		if resp.Error != nil {
+			tail = resp.Error.Tail
+		}
 		switch {
 		case ctx.Err() != nil:
 			msg := "cancelled while running: " + context.Cause(ctx).Error()
 			if errors.Is(err, pluginhost.ErrKilledAsHung) {
 				msg += fmt.Sprintf("; it did not stop within the grace period (--grace), so its plugin %q was killed as hung", m.Plugin)
 			}
-			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: msg})
+			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: msg, Tail: tail})
 		case m.Timeout > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(runCtx.Err(), context.DeadlineExceeded)):
 			msg := fmt.Sprintf("timed out after %s", m.Timeout)
 			if errors.Is(err, pluginhost.ErrKilledAsHung) {
 				// Why it ended well past its timeout.
 				msg += fmt.Sprintf(" and did not stop within the grace period (--grace), so its plugin %q was killed as hung", m.Plugin)
 			}
-			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: msg})
+			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: msg, Tail: tail})
 		case errors.As(err, &crash):
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindCrash, Message: crash.Error(), Tail: crash.StderrTail})
 		default:
@@ -186,12 +192,17 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	// cancellation (two modules failing at once under on_failure =
 	// "stop"): that failure is the module's own.
 	if !resp.Succeeded && !resp.FinishedUncancelled {
+		// The module's last lines say where it was when it was stopped.
+		tail := ""
+		if resp.Error != nil {
+			tail = resp.Error.Tail
+		}
 		switch {
 		case ctx.Err() != nil:
-			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error()})
+			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error(), Tail: tail})
 		case m.Timeout > 0 && errors.Is(runCtx.Err(), context.DeadlineExceeded):
 			env.Value = resp.Value
-			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout)})
+			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout), Tail: tail})
 		}
 	}
 	if resp.Type != "" {

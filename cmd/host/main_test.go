@@ -660,3 +660,20 @@ func TestMasterWithoutCoordinatorWritesReports(t *testing.T) {
 		t.Errorf("report: %+v\n%s", r.report, r.stderr)
 	}
 }
+
+// A timed-out module's error keeps its last lines, as a failure's does:
+// they say where it was when it was stopped.
+func TestTimeoutKeepsTheTail(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "to.hcl")
+	text := "module \"shell\" \"slow\" {\n  script  = \"echo working on step 1 >&2; sleep 30\"\n  timeout = \"500ms\"\n}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runHost(t, "run", file, "--no-progress")
+	r.wantCode(t, 1)
+	e := r.module(t, "slow")
+	wantStatus(t, e, coordinator.StatusTimedOut)
+	if e.Error == nil || !strings.Contains(e.Error.Tail, "working on step 1") {
+		t.Errorf("slow: %+v, want the stderr line in the tail", e.Error)
+	}
+}
