@@ -190,14 +190,7 @@ func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, er
 			config.SortDiagnostics(diags)
 		}
 	}
-	l, warnings, err := loadedFrom(opts, facts, cfg, diags)
-	if err != nil {
-		return nil, err
-	}
-	if len(warnings) > 0 {
-		_ = l.report(warnings, ExitOK)
-	}
-	return l, nil
+	return reportLoaded(opts, facts, cfg, diags)
 }
 
 // bodyDiagnostics checks every module body of a file that has errors
@@ -248,6 +241,11 @@ func bodyDiagnostics(ctx context.Context, opts Options, cfg *config.Pipeline, pr
 func loadAs(opts Options, instance int, values, locals map[string]cty.Value) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, instance)
 	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts, Values: values, Locals: locals})
+	return reportLoaded(opts, facts, cfg, diags)
+}
+
+// reportLoaded is loadedFrom that reports the warnings itself.
+func reportLoaded(opts Options, facts config.Facts, cfg *config.Pipeline, diags hcl.Diagnostics) (*loaded, error) {
 	l, warnings, err := loadedFrom(opts, facts, cfg, diags)
 	if err != nil {
 		return nil, err

@@ -133,16 +133,7 @@ func TestInterruptDuringPluginStart(t *testing.T) {
 	}
 	rep := filepath.Join(f.dir, "report.json")
 	host := f.start("host", hostBin, []string{"run", file, "--report", "json=" + rep})
-	deadline := time.Now().Add(guard)
-	for started := false; !started; {
-		if time.Now().After(deadline) || host.exited() {
-			t.Fatalf("the plugin did not start\n%s", host.output())
-		}
-		time.Sleep(20 * time.Millisecond)
-		for _, pi := range f.tagged() {
-			started = started || strings.Contains(pi.cmdline, "sleep "+marker)
-		}
-	}
+	f.waitForSleep(host, marker)
 	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -190,16 +181,8 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := f.start("host", hostBin, []string{"run", file, "--no-progress", "--grace", "1h"})
+	f.waitForSleep(host, marker)
 	deadline := time.Now().Add(guard)
-	for started := false; !started; {
-		if time.Now().After(deadline) || host.exited() {
-			t.Fatalf("the module did not start\n%s", host.output())
-		}
-		time.Sleep(20 * time.Millisecond)
-		for _, pi := range f.tagged() {
-			started = started || strings.Contains(pi.cmdline, "sleep "+marker)
-		}
-	}
 	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -217,5 +200,23 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 	}
 	if left := f.waitNoneLeft(nil); len(left) > 0 {
 		t.Fatalf("left running:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// waitForSleep waits (bounded by guard) until a process of the fleet runs
+// "sleep marker", failing the test if host exits first.
+func (f *fleet) waitForSleep(host *proc, marker string) {
+	f.t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		for _, pi := range f.tagged() {
+			if strings.Contains(pi.cmdline, "sleep "+marker) {
+				return
+			}
+		}
+		if time.Now().After(deadline) || host.exited() {
+			f.t.Fatalf("sleep %s did not start\n%s", marker, host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
