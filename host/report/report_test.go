@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipperhouse/displaywidth"
+
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/secrets"
 )
@@ -323,5 +325,30 @@ func TestMarkdownFenceOutlastsBackticks(t *testing.T) {
 	got := fence("text", "a ```` b")
 	if !strings.HasPrefix(got, "`````text\n") || !strings.HasSuffix(got, "\n`````") {
 		t.Fatalf("fence = %q", got)
+	}
+}
+
+// Columns line up in terminal cells: a wide (CJK) module name takes two
+// cells a character, which text/tabwriter counted as one.
+func TestSummaryAlignsWideNames(t *testing.T) {
+	run := &Run{Pipeline: "p", Status: RunSucceeded, Modules: []coordinator.Envelope{
+		{Module: "构建", Status: coordinator.StatusSucceeded, Attempts: 1},
+		{Module: "build", Status: coordinator.StatusSucceeded, Attempts: 1},
+	}}
+	var b bytes.Buffer
+	if err := WriteSummary(&b, run); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")[:3]
+	var cols []int
+	for _, l := range lines {
+		i := strings.IndexAny(l, "Ss") // STATUS, succeeded: the second column
+		if i < 0 {
+			t.Fatalf("no status in %q", l)
+		}
+		cols = append(cols, displaywidth.String(l[:i]))
+	}
+	if cols[0] != cols[1] || cols[1] != cols[2] {
+		t.Errorf("the status column starts at cells %v:\n%s", cols, strings.Join(lines, "\n"))
 	}
 }

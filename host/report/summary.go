@@ -3,8 +3,10 @@ package report
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/clipperhouse/displaywidth"
 )
 
 // WriteSummary writes the end-of-run summary for a terminal or CI log:
@@ -14,24 +16,12 @@ import (
 // time against the sum of module times.
 func WriteSummary(w io.Writer, run *Run) error {
 	mods := sorted(run.Modules)
-	var table strings.Builder
-	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODULE\tSTATUS\tDURATION\tATTEMPTS\tRAN ON")
+	rows := [][]string{{"MODULE", "STATUS", "DURATION", "ATTEMPTS", "RAN ON"}}
 	for _, e := range mods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Module, statusText(e), duration(e), e.Attempts, where(e))
+		rows = append(rows, []string{e.Module, statusText(e), duration(e), strconv.Itoa(e.Attempts), where(e)})
 	}
-	if err := tw.Flush(); err != nil {
+	if err := writeTable(w, rows); err != nil {
 		return err
-	}
-	// tabwriter pads the last column too; a row whose module never ran
-	// would end in spaces.
-	for _, line := range strings.SplitAfter(table.String(), "\n") {
-		if line == "" {
-			continue
-		}
-		if _, err := io.WriteString(w, strings.TrimRight(line, " \n")+"\n"); err != nil {
-			return err
-		}
 	}
 	for _, e := range mods {
 		if !isFailure(e) {
@@ -81,4 +71,32 @@ func totalsLine(run *Run) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// writeTable writes rows as columns two spaces apart, each as wide as its
+// widest cell in terminal cells (a CJK character or an emoji takes two,
+// where text/tabwriter counts one), without trailing spaces.
+func writeTable(w io.Writer, rows [][]string) error {
+	var widths []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], displaywidth.String(cell))
+		}
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		var line strings.Builder
+		for i, cell := range row {
+			line.WriteString(cell)
+			if i < len(row)-1 {
+				line.WriteString(strings.Repeat(" ", widths[i]-displaywidth.String(cell)+2))
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
