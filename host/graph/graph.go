@@ -9,6 +9,7 @@ package graph
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -424,7 +425,11 @@ func instancesReferred(p *config.Pipeline, m *config.Module, dep string, all []s
 			for _, in := range target.Matrix.Instances() {
 				known = append(known, in.Key)
 			}
-			detail := fmt.Sprintf("Module %q refers to instance %q of matrix module %q, which has the instances %s.", m.Name, k, dep, strings.Join(known, ", "))
+			quoted := make([]string, len(known))
+			for i, key := range known {
+				quoted[i] = strconv.Quote(key) // multi-axis keys hold commas
+			}
+			detail := fmt.Sprintf("Module %q refers to instance %q of matrix module %q, which has the instances %s.", m.Name, k, dep, strings.Join(quoted, ", "))
 			if s := config.Suggest(k, known); s != "" {
 				detail += fmt.Sprintf(" Did you mean %q?", s)
 			}

@@ -45,6 +45,11 @@ func TestIndexedReferencesNarrowDependencies(t *testing.T) {
 			body: `depends_on = [module.compile["vac"]]`,
 			err:  `Did you mean "vax"?`,
 		},
+		{
+			name: "unknown instance lists the keys quoted",
+			body: `depends_on = [module.compile["vac"]]`,
+			err:  `which has the instances "vax", "sparc".`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
