@@ -411,7 +411,9 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 	k, err := s.kind(req.GetKind())
 	if err != nil {
 		m.finish()
-		return failed("", &Failure{Message: err.Error(), Kind: ErrorKindConfig})
+		r := failed("", &Failure{Message: err.Error(), Kind: ErrorKindConfig})
+		r.FinishedUncancelled = ctx.Err() == nil
+		return r
 	}
 	cfg, errs := k.decodeConfig(req.GetConfigJson())
 	if len(errs) > 0 {
@@ -427,7 +429,11 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 				msgs[i] = e.summary + ": " + e.detail
 			}
 		}
-		return failed(k.resultType, &Failure{Message: "invalid configuration: " + strings.Join(msgs, "; "), Kind: ErrorKindConfig})
+		r := failed(k.resultType, &Failure{Message: "invalid configuration: " + strings.Join(msgs, "; "), Kind: ErrorKindConfig})
+		// A refused config is the module's own failure, whatever
+		// cancellation comes after it.
+		r.FinishedUncancelled = ctx.Err() == nil
+		return r
 	}
 
 	if err := ctx.Err(); err != nil {

@@ -594,15 +594,17 @@ func TestReadingSkippedResultExplained(t *testing.T) {
 // reports a static one.
 func TestRunTimeConfigErrorPlaced(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "late.hcl")
-	text := "module \"shell\" \"b\" {\n  command = [\"echo\", \"hi\"]\n}\nmodule \"shell\" \"both\" {\n  command = [\"echo\", module.b.value.stdout]\n  script  = module.b.value.stdout\n}\nmodule \"shell\" \"env\" {\n  command = [\"true\"]\n  env     = { \"A=B\" = module.b.value.stdout }\n}\n"
+	// on_failure continue: both modules fail, and neither may cancel the
+	// other before it has run.
+	text := "pipeline {\n  on_failure = \"continue\"\n}\nmodule \"shell\" \"b\" {\n  command = [\"echo\", \"hi\"]\n}\nmodule \"shell\" \"both\" {\n  command = [\"echo\", module.b.value.stdout]\n  script  = module.b.value.stdout\n}\nmodule \"shell\" \"env\" {\n  command = [\"true\"]\n  env     = { \"A=B\" = module.b.value.stdout }\n}\n"
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := runHost(t, "run", file, "--no-progress")
 	r.wantCode(t, 1)
 	for module, want := range map[string]string{
-		"both": "late.hcl:4:1: Invalid configuration; set either \"command\" or \"script\", not both",
-		"env":  "late.hcl:10:",
+		"both": "late.hcl:7:1: Invalid configuration; set either \"command\" or \"script\", not both",
+		"env":  "late.hcl:13:",
 	} {
 		e := r.module(t, module)
 		if e.Error == nil || e.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(e.Error.Message, want) {

@@ -876,6 +876,10 @@ func TestFinishedUncancelled(t *testing.T) {
 	if err != nil || !resp.Succeeded || !resp.FinishedUncancelled {
 		t.Errorf("a success: resp = %+v, err = %v; want FinishedUncancelled", resp, err)
 	}
+	resp, _, err = execute(t, p, pluginhost.Request{Module: "c", Config: json.RawMessage(`{"bogus":1}`)})
+	if err != nil || resp.Succeeded || !resp.FinishedUncancelled {
+		t.Errorf("a refused config: resp = %+v, err = %v; want FinishedUncancelled", resp, err)
+	}
 	// Stopped by the cancellation: the cancellation is the outcome.
 	ctx, cancel := context.WithCancel(guardCtx(t))
 	lines := make(chan pluginhost.Line, 10)
