@@ -667,7 +667,7 @@ func TestMasterWithoutCoordinatorWritesReports(t *testing.T) {
 // they say where it was when it was stopped.
 func TestTimeoutKeepsTheTail(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "to.hcl")
-	text := "module \"shell\" \"slow\" {\n  script  = \"echo working on step 1 >&2; sleep 30\"\n  timeout = \"500ms\"\n}\n"
+	text := "module \"shell\" \"slow\" {\n  script  = \"echo working on step 1 >&2; sleep 30\"\n  timeout = \"2s\"\n}\n"
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
