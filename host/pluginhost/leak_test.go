@@ -97,6 +97,7 @@ func TestCancelledStartLeavesNothing(t *testing.T) {
 	if _, err := os.Stat("/proc/self/exe"); err != nil {
 		t.Skip("needs /proc to find the plugin's processes")
 	}
+	sockets := t.TempDir()
 	for i := range 6 {
 		ctx, cancel := context.WithCancel(context.Background())
 		if i%2 == 0 {
@@ -110,7 +111,7 @@ func TestCancelledStartLeavesNothing(t *testing.T) {
 		}
 		done := make(chan started, 1)
 		go func() {
-			p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin}, pluginhost.Options{Logger: hclog.NewNullLogger()})
+			p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin}, pluginhost.Options{Logger: hclog.NewNullLogger(), SocketRoot: sockets})
 			done <- started{p, err}
 		}()
 		select {
@@ -138,5 +139,9 @@ func TestCancelledStartLeavesNothing(t *testing.T) {
 	}
 	if pids := proctest.Children(testkitBin); len(pids) > 0 {
 		t.Fatalf("plugin processes %v still run after their starts were cancelled", pids)
+	}
+	// Nor their socket folders.
+	if left, _ := os.ReadDir(sockets); len(left) > 0 {
+		t.Errorf("%d socket folders left after cancelled starts", len(left))
 	}
 }

@@ -202,7 +202,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// keeps the last of duplicate keys) and go-plugin's and the mTLS
 		// certificate win over both. Stdin stays empty: a plugin never
 		// reads the host's terminal.
-		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, _ string) (runner.Runner, error) {
+		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, socketDir string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
 			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
 			cmd.SysProcAttr = pluginProcAttr()
@@ -213,6 +213,9 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			pr.startMu.Lock()
 			defer pr.startMu.Unlock()
 			if pr.abandoned {
+				// go-plugin made the socket folder for this start and
+				// forgets it when the runner is refused.
+				_ = os.RemoveAll(socketDir)
 				return nil, errors.New("the start was given up on")
 			}
 			pr.run = r
