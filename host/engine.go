@@ -174,8 +174,9 @@ func load(opts Options) (*loaded, error) {
 // when the file has errors, the graph is still built and the plugins that
 // start still check the module bodies against their kinds, so one pass
 // reports a misspelt attribute (a plugin's schema) and a cycle beside a
-// bad timeout (the file's own), rather than one kind of error per attempt. It does not take pre's plugins: the
-// caller still owns pre.
+// bad timeout (the file's own), rather than one kind of error per
+// attempt. Those checks take the plugins pre started; the caller still
+// closes pre.
 func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, 0)
 	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
@@ -307,12 +308,15 @@ func (l *loaded) report(diags hcl.Diagnostics, code int) error {
 	// secret could straddle two of its writes.
 	m := pipelineMasker(l.cfg, l.opts.Environ)
 	if len(diags) > 0 {
-		var b strings.Builder
-		if err := config.WriteDiagnostics(&b, l.cfg, diags, l.opts.Color); err != nil {
-			b.Reset()
-			b.WriteString(diags.Error() + "\n")
-		}
-		io.WriteString(l.opts.Stderr, m.String(b.String()))
+		_ = writeMasked(l.opts.Stderr, m, func(w io.Writer) error {
+			var b strings.Builder
+			if err := config.WriteDiagnostics(&b, l.cfg, diags, l.opts.Color); err != nil {
+				b.Reset()
+				b.WriteString(diags.Error() + "\n")
+			}
+			_, err := io.WriteString(w, b.String())
+			return err
+		})
 	}
 	if !diags.HasErrors() {
 		return nil

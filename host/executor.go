@@ -157,14 +157,14 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		// secret written in pieces is whole again here.
 		r.console.Line(n.Address, l.Stream, r.masker.String(l.Text))
 	})
+	// A module stopped by a cancellation or its timeout still answers:
+	// its last lines say where it was when it was stopped.
+	tail := ""
+	if resp.Error != nil {
+		tail = resp.Error.Tail
+	}
 	if err != nil {
 		var crash *pluginhost.CrashError
-		// A module stopped as asked still answers: its last lines say
-		// where it was when it was stopped.
-		tail := ""
-		if resp.Error != nil {
-			tail = resp.Error.Tail
-		}
 		switch {
 		case ctx.Err() != nil:
 			msg := "cancelled while running: " + context.Cause(ctx).Error()
@@ -192,11 +192,6 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	// cancellation (two modules failing at once under on_failure =
 	// "stop"): that failure is the module's own.
 	if !resp.Succeeded && !resp.FinishedUncancelled {
-		// The module's last lines say where it was when it was stopped.
-		tail := ""
-		if resp.Error != nil {
-			tail = resp.Error.Tail
-		}
 		switch {
 		case ctx.Err() != nil:
 			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error(), Tail: tail})
@@ -322,8 +317,6 @@ func resultFunc(g *graph.Graph, results envelopeSource) pluginhost.ResultFunc {
 	}
 }
 
-// diagsText is diags' errors on one line each, each "file:line:col:
-// summary; detail": the place as every other error of the file gives it.
 // unfinishedHint explains an evaluation error of a module that reads the
 // result of a dependency that did not succeed (always_run, a matrix with
 // skipped instances, ignore_failure): that result's value is null, which
@@ -352,6 +345,8 @@ func (r *moduleRunner) unfinishedHint(n *graph.Node) string {
 	return fmt.Sprintf("\n(a dependency it reads did not succeed, so its value is null: %s; test module.NAME.status == \"succeeded\" before using its value)", strings.Join(notes, ", "))
 }
 
+// diagsText is diags' errors on one line each, each "file:line:col:
+// summary; detail": the place as every other error of the file gives it.
 func diagsText(diags hcl.Diagnostics) string {
 	var lines []string
 	for _, d := range diags.Errs() {

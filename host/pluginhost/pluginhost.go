@@ -381,12 +381,11 @@ func (p *Plugin) discard(pr *process) {
 	}
 	p.dropSession(pr)
 	p.mu.Unlock()
-	pr.kill()
 	// A plugin that died (or was killed) had no chance to stop what its
-	// modules started; what carries its tag is stopped here.
-	if n := killTagged(pr.tag); n > 0 {
-		p.logger.Warn("killed processes the plugin's modules had started", "count", n, "pid", pr.pid())
-	}
+	// modules started: kill returns once the process has been waited
+	// for, and its runner has killed what carries its tag by then
+	// (cmdRunner.cleanUp).
+	pr.kill()
 }
 
 // session returns pr's Session stream, opening it on first use or after
