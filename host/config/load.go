@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/modpipe/modpipe/host/hclscan"
 )
 
 var fileSchema = &hcl.BodySchema{
@@ -252,7 +254,7 @@ var pluginSchema = &hcl.BodySchema{
 func (p *Pipeline) decodePlugin(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
 	name := b.Labels[0]
 	var diags hcl.Diagnostics
-	if !hclsyntax.ValidIdentifier(name) {
+	if !hclscan.ValidIdentifier(name) {
 		diags = append(diags, invalidName("plugin", name, b.LabelRanges[0]))
 	}
 	if prev, ok := p.Plugins[name]; ok {
@@ -312,7 +314,7 @@ var limitSchema = &hcl.BodySchema{
 func (p *Pipeline) decodeLimit(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnostics {
 	name := b.Labels[0]
 	var diags hcl.Diagnostics
-	if !hclsyntax.ValidIdentifier(name) {
+	if !hclscan.ValidIdentifier(name) {
 		diags = append(diags, invalidName("limit", name, b.LabelRanges[0]))
 	}
 	if prev, ok := p.Limits[name]; ok {

@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/modpipe/modpipe/host/hclscan"
 )
 
 // MetaArguments are the names in a module block that the host owns. A
@@ -54,14 +56,14 @@ func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnost
 		bodyAttrs: map[string]hcl.Expression{},
 		pipeline:  p,
 	}
-	if !hclsyntax.ValidIdentifier(name) {
+	if !hclscan.ValidIdentifier(name) {
 		diags = append(diags, invalidName("module", name, b.LabelRanges[1]))
 	}
 	if prev, ok := p.byName[name]; ok {
 		return append(diags, duplicateBlock("module", name, b.LabelRanges[1], prev.DeclRange))
 	}
 	plugin, kind, dotted := strings.Cut(kindLabel, ".")
-	if !hclsyntax.ValidIdentifier(plugin) || (dotted && !hclsyntax.ValidIdentifier(kind)) {
+	if !hclscan.ValidIdentifier(plugin) || (dotted && !hclscan.ValidIdentifier(kind)) {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid module kind",
@@ -111,7 +113,7 @@ func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnost
 	if a := attrs["category"]; a != nil {
 		v, ok, d := evalString(a, ctx)
 		diags = append(diags, d...)
-		if ok && !hclsyntax.ValidIdentifier(v) {
+		if ok && !hclscan.ValidIdentifier(v) {
 			diags = append(diags, attrError(a, "Invalid category", fmt.Sprintf("%q is not a valid category name: use letters, digits, underscores and dashes, starting with a letter, so that it can be named with --category.", v)))
 		} else {
 			m.Category = v

@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/modpipe/modpipe/host/hclscan"
 )
 
 // VarEnvPrefix prefixes the environment variables that set variables:
@@ -29,7 +31,7 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 	constCtx := &hcl.EvalContext{Functions: p.functions}
 	for _, b := range blocks {
 		name := b.Labels[0]
-		if !hclsyntax.ValidIdentifier(name) {
+		if !hclscan.ValidIdentifier(name) {
 			diags = append(diags, invalidName("variable", name, b.LabelRanges[0]))
 			continue
 		}
