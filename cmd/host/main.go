@@ -38,9 +38,22 @@ var version = "dev"
 // per module, where 100 MiB gave 122 MB but 355 µs. GOMEMLIMIT overrides.
 const softMemoryLimit = 120 << 20
 
+// gcPercent is GOGC for the host. Loading a pipeline allocates fast and
+// keeps most of it, so at the default 100 the heap's early doublings
+// (4, 8, 16 MB...) each cost a GC cycle on the way to its working size:
+// a fifth of the host's CPU in a 1,000-module run. At 400 the soft
+// memory limit above still bounds the large pipelines (peak RSS at
+// 10,000 modules unchanged, 133 MB); a 1,000-module run peaks at 51 MB
+// instead of 38 and its /bin/true DAG took 0.50 s instead of 0.57-0.60.
+// GOGC overrides.
+const gcPercent = 400
+
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(softMemoryLimit)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
 	}
 	os.Exit(run(os.Args[1:]))
 }
