@@ -440,7 +440,8 @@ func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 	mods := l.modules()
 	var diags hcl.Diagnostics
 	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}, staticConfigs: map[string][]byte{}}
-	for _, m := range mods {
+	kinds := make([]*schema.Kind, len(mods))
+	for i, m := range mods {
 		pl, _ := set.Get(m.Plugin)
 		k, ok := pl.Kind(m.Kind)
 		if !ok {
@@ -448,7 +449,16 @@ func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 			continue
 		}
 		p.kinds[m.Name] = k
-		diags = append(diags, m.CheckBody(k)...)
+		kinds[i] = k
+	}
+	bodyDiags := make([]hcl.Diagnostics, len(mods))
+	eachAtOnce(len(mods), func(i int) {
+		if kinds[i] != nil {
+			bodyDiags[i] = mods[i].CheckBody(kinds[i])
+		}
+	})
+	for _, d := range bodyDiags {
+		diags = append(diags, d...)
 	}
 	if !diags.HasErrors() {
 		diags = append(diags, p.validateStatic(ctx)...)
@@ -523,20 +533,36 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	// them once rather than per module was 8% of validating 10,000
 	// modules. Evaluation only reads the context.
 	plain := p.cfg.EvalContext(config.Scope{Facts: p.facts})
-	for _, n := range p.graph.Nodes() {
+	type evaluated struct {
+		cfg    []byte
+		diags  hcl.Diagnostics
+		static bool // the config is the same at every evaluation
+	}
+	nodes := p.graph.Nodes()
+	evals := make([]evaluated, len(nodes))
+	eachAtOnce(len(nodes), func(i int) {
+		n := nodes[i]
+		m := n.Module
+		if len(m.References) > 0 {
+			return
+		}
+		evalCtx := plain
+		if n.Instance != nil {
+			evalCtx = p.cfg.EvalContext(config.Scope{Facts: p.facts, Matrix: n.Instance.Values})
+		}
+		cfgJSON, d := m.EvalConfig(evalCtx, p.kinds[m.Name])
+		evals[i] = evaluated{cfg: cfgJSON, diags: d, static: !d.HasErrors() && !callsFunctions(m.Body)}
+	})
+	for i, n := range nodes {
 		m := n.Module
 		if len(m.References) > 0 {
 			continue
 		}
 		k := p.kinds[m.Name]
-		evalCtx := plain
-		if n.Instance != nil {
-			evalCtx = p.cfg.EvalContext(config.Scope{Facts: p.facts, Matrix: n.Instance.Values})
-		}
-		cfgJSON, d := m.EvalConfig(evalCtx, k)
+		cfgJSON, d := evals[i].cfg, evals[i].diags
 		c := check{n: n, diags: d}
 		if !d.HasErrors() {
-			if !callsFunctions(m.Body) {
+			if evals[i].static {
 				p.staticConfigs[n.Address] = cfgJSON
 			}
 			c.key = m.Plugin + "\x00" + k.Name + "\x00" + string(cfgJSON)

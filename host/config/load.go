@@ -89,7 +89,7 @@ func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagn
 	// heredocs would keep a \r at the end of every line: a script that
 	// validates, then fails in /bin/sh on every line.
 	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
-	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	file, diags := parseFile(src, filename)
 	if file != nil {
 		p.Files[filename] = file
 	}

@@ -39,6 +39,9 @@ type Block struct {
 // block nor an attribute): the caller then knows nothing about the file.
 func Blocks(src []byte) (blocks []Block, ok bool) {
 	s := &scanner{src: src, line: 1}
+	if bytes.HasPrefix(src, []byte("\xef\xbb\xbf")) {
+		s.i = 3 // a UTF-8 byte order mark, which the parser skips too
+	}
 	for {
 		s.skipSpace(true)
 		if s.i > len(src) {

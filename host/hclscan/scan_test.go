@@ -29,6 +29,7 @@ module "shell.exec" "b" {
 }
 `,
 	"module \"shell\" \"a\" { command = [\"true\"] }\nmodule \"shell\" \"b\" {}",
+	"\xef\xbb\xbfmodule \"a\" \"b\" {}\n",
 	"/* { */ module \"a\" \"b\" { // }\n  # }\n  x = 1 /* } */\n}\n",
 	"locals {\n  m = {\n    a = [1,\n      2]\n  }\n}\nx = {\n  y = \"}\"\n}\nmodule \"p\" \"q\" {}\n",
 	"module \"shell\" \"a\" {\n  script = <<-SH\n    echo }\n    echo \"\n    SH\n}\nmodule \"shell\" \"b\" {\n  script = <<EOT\n{{{\nEOT\n}\n",
