@@ -22,11 +22,11 @@ func TestParsePiecesIsTheWholeParse(t *testing.T) {
 	srcs := map[string][]byte{
 		"indented and one-line blocks": []byte("module \"a\" \"b\" {}\n  module \"c\" \"d\" {}\nmodule \"e\" \"f\" { x = 1 }\nname = 1\nmodule \"g\" \"h\" {\n}\n"),
 		"attributes between blocks":    []byte("a = 1\nmodule \"a\" \"b\" {}\nb = [\n  1,\n]\nmodule \"c\" \"d\" {}\nc = \"}\"\nmodule \"e\" \"f\" {}\n"),
-		"same attribute in two pieces":  []byte("a = 1\nmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\na = 2\n"),
-		"an error in a later piece":     []byte("module \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {\n  x = (1\n}\n"),
-		"a heredoc":                     []byte("module \"a\" \"b\" {\n  s = <<EOT\nmodule \"x\" \"y\" {\nEOT\n}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
-		"a byte order mark":             []byte("\xef\xbb\xbfmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
-		"wide characters before a cut":  []byte("module \"a\" \"b\" {\n  t = \"日本語 🚀\"\n}\nmodule \"c\" \"d\" { t = \"é\" }\nmodule \"e\" \"f\" {}\n"),
+		"same attribute in two pieces": []byte("a = 1\nmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\na = 2\n"),
+		"an error in a later piece":    []byte("module \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {\n  x = (1\n}\n"),
+		"a heredoc":                    []byte("module \"a\" \"b\" {\n  s = <<EOT\nmodule \"x\" \"y\" {\nEOT\n}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
+		"a byte order mark":            []byte("\xef\xbb\xbfmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
+		"wide characters before a cut": []byte("module \"a\" \"b\" {\n  t = \"日本語 🚀\"\n}\nmodule \"c\" \"d\" { t = \"é\" }\nmodule \"e\" \"f\" {}\n"),
 	}
 	root := filepath.Join("..", "..")
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
