@@ -120,11 +120,11 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	// Our own pipes rather than cmd.StdoutPipe: exec.Cmd.Wait closes the
 	// read ends as soon as the main process exits, which would drop output
 	// still buffered in the pipe.
-	outR, outW, err := os.Pipe()
+	outR, outW, err := pipe()
 	if err != nil {
 		return Exit{}, fmt.Errorf("run %q: create stdout pipe: %w", c.Argv[0], err)
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err := pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()

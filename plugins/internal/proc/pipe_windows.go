@@ -1,0 +1,5 @@
+package proc
+
+import "os"
+
+func pipe() (r, w *os.File, err error) { return os.Pipe() }
