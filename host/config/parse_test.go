@@ -2,8 +2,7 @@ package config
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/modpipe/modpipe/host/internal/hclfiles"
 )
 
 // TestParsePiecesIsTheWholeParse checks that a file parsed in pieces is
@@ -28,26 +29,11 @@ func TestParsePiecesIsTheWholeParse(t *testing.T) {
 		"a byte order mark":            []byte("\xef\xbb\xbfmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
 		"wide characters before a cut": []byte("module \"a\" \"b\" {\n  t = \"日本語 🚀\"\n}\nmodule \"c\" \"d\" { t = \"é\" }\nmodule \"e\" \"f\" {}\n"),
 	}
-	root := filepath.Join("..", "..")
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".tools" || d.Name() == "bin") {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".hcl") {
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			srcs[path] = raw
-		}
-		return nil
-	})
+	files, err := hclfiles.Under(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
+	maps.Copy(srcs, files)
 	for name, src := range srcs {
 		for n := 2; n <= 5; n++ {
 			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {

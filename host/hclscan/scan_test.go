@@ -1,16 +1,16 @@
 package hclscan
 
 import (
-	"io/fs"
-	"os"
+	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/modpipe/modpipe/host/internal/hclfiles"
 )
 
 // cases are sources with what makes a scan go wrong: braces in strings,
@@ -41,7 +41,11 @@ module "shell.exec" "b" {
 	"module \"x\" \"y\" {\n  a = (1 +\n    2)\n  b = { for k, v in {} : k => v }\n}\n",
 	"module x y {}\n",
 	"module \"한\" \"글\" {\n  text = \"🚀 }\"\n}\n",
-	// Not balanced, or not HCL: the scan must not claim blocks.
+	"module \"a\" 3 {}\n", // not HCL
+}
+
+// unbalanced are sources the scan must refuse.
+var unbalanced = []string{
 	"module \"a\" \"b\" {\n",
 	"module \"a\" \"b\" {\n  x = \"}\n}\n",
 	"}\n",
@@ -49,7 +53,6 @@ module "shell.exec" "b" {
 	"/* open\nmodule \"a\" \"b\" {}\n",
 	"module \"a\" \"b\" {\n  s = <<EOT\nno end\n}\n",
 	"= 1\n",
-	"module \"a\" 3 {}\n",
 }
 
 // TestBlocksMatchTheParser checks the scan against hclsyntax on every
@@ -57,32 +60,15 @@ module "shell.exec" "b" {
 // file without errors, the scan finds the same top-level blocks at the
 // same bytes.
 func TestBlocksMatchTheParser(t *testing.T) {
-	srcs := map[string][]byte{}
-	for i, c := range cases {
-		srcs["case"+string(rune('A'+i))] = []byte(c)
-	}
-	root := filepath.Join("..", "..")
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".tools" || d.Name() == "bin") {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".hcl") {
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			srcs[path] = raw
-		}
-		return nil
-	})
+	srcs, err := hclfiles.Under(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(srcs) < len(cases)+20 {
-		t.Fatalf("found %d sources; the repository's .hcl files are missing", len(srcs))
+	if len(srcs) < 20 {
+		t.Fatalf("found %d .hcl files; the repository's are missing", len(srcs))
+	}
+	for i, c := range append(slices.Clone(cases), unbalanced...) {
+		srcs[fmt.Sprintf("case %d", i)] = []byte(c)
 	}
 	for name, src := range srcs {
 		t.Run(name, func(t *testing.T) { compare(t, src) })
@@ -90,7 +76,7 @@ func TestBlocksMatchTheParser(t *testing.T) {
 }
 
 func FuzzBlocks(f *testing.F) {
-	for _, c := range cases {
+	for _, c := range append(slices.Clone(cases), unbalanced...) {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(compare)
@@ -136,15 +122,7 @@ func compare(t *testing.T, src []byte) {
 // TestBlocksRefusesUnbalanced checks that a broken file is not taken for
 // a few blocks.
 func TestBlocksRefusesUnbalanced(t *testing.T) {
-	for _, src := range []string{
-		"module \"a\" \"b\" {\n",
-		"module \"a\" \"b\" {\n  x = \"}\n}\n",
-		"}\n",
-		"module \"a\" \"b\" {\n  x = [1, 2}\n}\n",
-		"/* open\nmodule \"a\" \"b\" {}\n",
-		"module \"a\" \"b\" {\n  s = <<EOT\nno end\n}\n",
-		"= 1\n",
-	} {
+	for _, src := range unbalanced {
 		if blocks, ok := Blocks([]byte(src)); ok {
 			t.Errorf("Blocks(%q) = %+v, true; want false", src, blocks)
 		}
