@@ -21,13 +21,14 @@ import (
 // made to be cut in awkward places.
 func TestParsePiecesIsTheWholeParse(t *testing.T) {
 	srcs := map[string][]byte{
-		"indented and one-line blocks": []byte("module \"a\" \"b\" {}\n  module \"c\" \"d\" {}\nmodule \"e\" \"f\" { x = 1 }\nname = 1\nmodule \"g\" \"h\" {\n}\n"),
-		"attributes between blocks":    []byte("a = 1\nmodule \"a\" \"b\" {}\nb = [\n  1,\n]\nmodule \"c\" \"d\" {}\nc = \"}\"\nmodule \"e\" \"f\" {}\n"),
-		"same attribute in two pieces": []byte("a = 1\nmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\na = 2\n"),
-		"an error in a later piece":    []byte("module \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {\n  x = (1\n}\n"),
-		"a heredoc":                    []byte("module \"a\" \"b\" {\n  s = <<EOT\nmodule \"x\" \"y\" {\nEOT\n}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
-		"a byte order mark":            []byte("\xef\xbb\xbfmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
-		"wide characters before a cut": []byte("module \"a\" \"b\" {\n  t = \"日本語 🚀\"\n}\nmodule \"c\" \"d\" { t = \"é\" }\nmodule \"e\" \"f\" {}\n"),
+		"indented and one-line blocks":                  []byte("module \"a\" \"b\" {}\n  module \"c\" \"d\" {}\nmodule \"e\" \"f\" { x = 1 }\nname = 1\nmodule \"g\" \"h\" {\n}\n"),
+		"attributes between blocks":                     []byte("a = 1\nmodule \"a\" \"b\" {}\nb = [\n  1,\n]\nmodule \"c\" \"d\" {}\nc = \"}\"\nmodule \"e\" \"f\" {}\n"),
+		"same attribute in two pieces":                  []byte("a = 1\nmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\na = 2\n"),
+		"an error in a later piece":                     []byte("module \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {\n  x = (1\n}\n"),
+		"a heredoc":                                     []byte("module \"a\" \"b\" {\n  s = <<EOT\nmodule \"x\" \"y\" {\nEOT\n}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
+		"a byte order mark":                             []byte("\xef\xbb\xbfmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
+		"a heredoc marker inside its own interpolation": []byte("module \"shell\" \"a\" {\n  script = <<true\n${\ntrue\n}\nx = \"abc\\\ndef\"\ny = {<<true\ntrue\n}\nmodule \"shell\" \"m0\" {\n  command = [\"true\"]\n}\nmodule \"shell\" \"m1\" {\n  command = [\"true\"]\n}\nmodule \"shell\" \"m2\" {\n  command = [\"true\"]\n}\n"),
+		"wide characters before a cut":                  []byte("module \"a\" \"b\" {\n  t = \"日本語 🚀\"\n}\nmodule \"c\" \"d\" { t = \"é\" }\nmodule \"e\" \"f\" {}\n"),
 	}
 	files, err := hclfiles.Under(filepath.Join("..", ".."))
 	if err != nil {

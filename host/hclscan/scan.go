@@ -38,7 +38,13 @@ type Block struct {
 // heredoc, a stray closing bracket, or a top-level item that is neither a
 // block nor an attribute): the caller then knows nothing about the file.
 func Blocks(src []byte) (blocks []Block, ok bool) {
-	s := &scanner{src: src, line: 1}
+	s := &scanner{src: src}
+	// A block's line is counted from the bytes before it, not while
+	// scanning: where the scan reads a construct differently from the
+	// parser (a heredoc marker inside its own interpolation), it can get
+	// back in step at a later block, and that block's line must then be
+	// right too.
+	line, counted := 1, 0
 	if bytes.HasPrefix(src, []byte("\xef\xbb\xbf")) {
 		s.i = 3 // a UTF-8 byte order mark, which the parser skips too
 	}
@@ -50,7 +56,7 @@ func Blocks(src []byte) (blocks []Block, ok bool) {
 		if s.i == len(src) {
 			return blocks, true
 		}
-		start, line := s.i, s.line
+		start := s.i
 		name := s.ident()
 		if name == "" {
 			return nil, false
@@ -65,6 +71,8 @@ func Blocks(src []byte) (blocks []Block, ok bool) {
 			}
 			continue
 		}
+		line += bytes.Count(src[counted:start], []byte{'\n'})
+		counted = start
 		b := Block{Type: name, Start: start, Line: line}
 		for {
 			s.skipSpace(false)
@@ -98,9 +106,8 @@ func Blocks(src []byte) (blocks []Block, ok bool) {
 }
 
 type scanner struct {
-	src  []byte
-	i    int
-	line int
+	src []byte
+	i   int
 }
 
 func (s *scanner) peek() byte { return s.peekAt(0) }
@@ -123,7 +130,6 @@ func (s *scanner) skipSpace(lines bool) {
 			if !lines {
 				return
 			}
-			s.line++
 			s.i++
 		case c == '#' || (c == '/' && s.peekAt(1) == '/'):
 			for s.i < len(s.src) && s.src[s.i] != '\n' {
@@ -146,9 +152,7 @@ func (s *scanner) blockComment() bool {
 	if end < 0 {
 		return false
 	}
-	next := s.i + 2 + end + 2
-	s.line += bytes.Count(s.src[s.i:next], []byte{'\n'})
-	s.i = next
+	s.i += 2 + end + 2
 	return true
 }
 
@@ -217,7 +221,6 @@ func (s *scanner) skipUntil(close byte) bool {
 			if close == 0 {
 				return true
 			}
-			s.line++
 			s.i++
 		case c == '{':
 			s.i++
@@ -293,6 +296,9 @@ func (s *scanner) quoted() bool {
 }
 
 // heredoc skips a heredoc from its << through its closing marker's line.
+// Its ${ } and %{ } sequences are skipped whole, as in a quoted string:
+// one may span lines, and a line of it that reads like the marker does
+// not end the heredoc.
 func (s *scanner) heredoc() bool {
 	j := s.i + 2
 	if j < len(s.src) && s.src[j] == '-' {
@@ -308,22 +314,38 @@ func (s *scanner) heredoc() bool {
 		return false
 	}
 	s.i += nl + 1
-	s.line++
+	lineStart := true
 	for s.i < len(s.src) {
-		end := bytes.IndexByte(s.src[s.i:], '\n')
-		lineEnd := len(s.src)
-		if end >= 0 {
-			lineEnd = s.i + end
+		if lineStart {
+			lineEnd := len(s.src)
+			if end := bytes.IndexByte(s.src[s.i:], '\n'); end >= 0 {
+				lineEnd = s.i + end
+			}
+			if string(bytes.TrimSpace(s.src[s.i:lineEnd])) == marker {
+				s.i = lineEnd // the newline ends the attribute
+				return true
+			}
+			lineStart = false
 		}
-		if string(bytes.TrimSpace(s.src[s.i:lineEnd])) == marker {
-			s.i = lineEnd // the newline ends the attribute
-			return true
+		switch c := s.src[s.i]; c {
+		case '\n':
+			s.i++
+			lineStart = true
+		case '$', '%':
+			switch {
+			case s.peekAt(1) == c && s.peekAt(2) == '{':
+				s.i += 3 // $${ and %%{ are literal text
+			case s.peekAt(1) == '{':
+				s.i += 2
+				if !s.skipUntil('}') {
+					return false
+				}
+			default:
+				s.i++
+			}
+		default:
+			s.i++
 		}
-		if end < 0 {
-			break
-		}
-		s.i = lineEnd + 1
-		s.line++
 	}
 	return false
 }

@@ -41,6 +41,8 @@ module "shell.exec" "b" {
 	"module \"x\" \"y\" {\n  a = (1 +\n    2)\n  b = { for k, v in {} : k => v }\n}\n",
 	"module x y {}\n",
 	"module \"한\" \"글\" {\n  text = \"🚀 }\"\n}\n",
+	"module \"shell\" \"a\" {\n  script = <<true\n${\ntrue\n}\nx = \"abc\\\ndef\"\ny = {<<true\ntrue\n}\nmodule \"shell\" \"m0\" {}\n",
+	"module \"a\" \"b\" {\n  s = <<EOT\n$${EOT\n%%{\n${ \"}\" }\nEOT\n}\nmodule \"c\" \"d\" {}\n",
 	"module \"a\" 3 {}\n", // not HCL
 }
 
