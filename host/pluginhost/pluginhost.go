@@ -602,10 +602,11 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 func (p *Plugin) response(module string, r *pluginv1.Result) (Response, error) {
 	resp := Response{Succeeded: r.GetSucceeded(), Type: r.GetType(), FinishedUncancelled: r.GetFinishedUncancelled()}
 	if v := r.GetValueJson(); v != "" {
-		if !json.Valid([]byte(v)) {
+		raw := []byte(v) // one copy, checked and kept
+		if !validJSON(raw) {
 			return Response{}, &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the result value is not valid JSON"}
 		}
-		resp.Value = json.RawMessage(v)
+		resp.Value = raw
 	}
 	if e := r.GetError(); e != nil {
 		resp.Error = &coordinator.Error{Message: e.GetMessage(), Kind: e.GetKind(), Tail: e.GetTail()}
