@@ -38,9 +38,7 @@ func TestDocsFirstPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(t.TempDir(), "first.hcl")
-	if err := os.WriteFile(bad, []byte(strings.Replace(string(src), "  name = var.who", "  nmae = var.who", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, bad, strings.Replace(string(src), "  name = var.who", "  nmae = var.who", 1))
 	r = runHost(t, "validate", bad)
 	r.wantCode(t, 2)
 	for _, want := range []string{"first.hcl:12:3", `Did you mean "name"?`} {

@@ -1101,9 +1101,7 @@ func chainFile(t *testing.T, n, flaky, broken int) string {
 		b.WriteString("}\n")
 	}
 	path := filepath.Join(dir, "chain.hcl")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, b.String())
 	return path
 }
 

@@ -98,6 +98,14 @@ func env(extra ...string) []string {
 	return append(out, extra...)
 }
 
+// writeFile writes text to file, failing the test if it cannot.
+func writeFile(t *testing.T, file, text string) {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // runHost runs `host ARGS...` and, for `run`, reads the JSON report back.
 func runHost(t *testing.T, args ...string) result {
 	t.Helper()
@@ -306,9 +314,7 @@ func TestPipelineWithoutModulesRefused(t *testing.T) {
 	dir := t.TempDir()
 	for name, text := range map[string]string{"empty": "", "comments": "# to do\npipeline {\n  name = \"x\"\n}\n"} {
 		file := filepath.Join(dir, name+".hcl")
-		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, file, text)
 		for _, cmd := range []string{"validate", "run"} {
 			r := runHost(t, cmd, file)
 			r.wantCode(t, 2)
@@ -334,9 +340,7 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, tc.name+".hcl")
-			if err := os.WriteFile(file, []byte(tc.text), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			writeFile(t, file, tc.text)
 			args := []string{"run", file}
 			for _, f := range report.Formats {
 				args = append(args, "--report", f+"="+filepath.Join(dir, tc.name+"."+f))
@@ -366,9 +370,7 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "rt.hcl")
 	text := "module \"shell\" \"a\" {\n  script = \"echo 5\"\n}\nmodule \"shell\" \"b\" {\n  command = [\"echo\", module.a.value.nope]\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "run", file)
 	r.wantCode(t, 1)
 	b := r.module(t, "b")
@@ -382,9 +384,7 @@ func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 func TestRunThatDidNotStartOnGitHub(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "inv.hcl")
-	if err := os.WriteFile(file, []byte("module \"shell\" \"x\" {\n  comand = [\"true\"]\n}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, "module \"shell\" \"x\" {\n  comand = [\"true\"]\n}\n")
 	summary := filepath.Join(dir, "summary.md")
 	r := runHostEnv(t, []string{"GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY=" + summary}, "run", file)
 	r.wantCode(t, 2)
@@ -404,9 +404,7 @@ func TestIgnoredFailureIsMarked(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ign.hcl")
 	text := "module \"shell\" \"ign\" {\n  command = [\"false\"]\n  ignore_failure = true\n}\nmodule \"shell\" \"ok\" {\n  command = [\"true\"]\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	junit := filepath.Join(dir, "junit.xml")
 	r := runHostEnv(t, []string{"GITHUB_ACTIONS=true"}, "run", file, "--report", "junit="+junit)
 	r.wantCode(t, 0)
@@ -433,18 +431,14 @@ func TestIgnoredFailureIsMarked(t *testing.T) {
 func TestPluginsWithoutVariableValues(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "pv.hcl")
 	text := "variable \"v\" {\n  type = string\n}\nmodule \"shell\" \"a\" {\n  command = [\"echo\", var.v]\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "plugins", file)
 	r.wantCode(t, 0)
 	if !strings.Contains(r.stdout, "plugin shell ") || !strings.Contains(r.stdout, `module "shell.exec" (default)`) {
 		t.Errorf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}
 	// Other errors are still reported.
-	if err := os.WriteFile(file, []byte(text+"module \"shell\" \"a\" {}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text+"module \"shell\" \"a\" {}\n")
 	runHost(t, "plugins", file).wantCode(t, 2)
 }
 
@@ -542,9 +536,7 @@ func TestResultThroughBroker(t *testing.T) {
 func TestPluginBlockWithoutSource(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "env.hcl")
 	text := "plugin \"shell\" {\n  env = { GREETING = \"hi from the block\" }\n}\nmodule \"shell\" \"a\" {\n  script = \"echo $GREETING\"\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "run", file)
 	r.wantCode(t, 0)
 	if !strings.Contains(r.stdout, "a | hi from the block") {
@@ -557,9 +549,7 @@ func TestPluginBlockWithoutSource(t *testing.T) {
 func TestSkippedModuleNotStarted(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "skip.hcl")
 	text := "module \"shell\" \"off\" {\n  command = [\"true\"]\n  run_if = false\n}\nmodule \"shell\" \"gpu\" {\n  command = [\"true\"]\n  requires = [\"gpu-that-is-not-here\"]\n}\nmodule \"shell\" \"on\" {\n  command = [\"true\"]\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "run", file, "--no-progress")
 	r.wantCode(t, 0)
 	for _, m := range []string{"off", "gpu"} {
@@ -577,9 +567,7 @@ func TestSkippedModuleNotStarted(t *testing.T) {
 func TestReadingSkippedResultExplained(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "sk.hcl")
 	text := "module \"shell\" \"b\" {\n  command = [\"true\"]\n  run_if  = false\n}\nmodule \"shell\" \"a\" {\n  command    = [\"echo\", module.b.value.stdout]\n  always_run = true\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "run", file, "--no-progress")
 	r.wantCode(t, 1)
 	a := r.module(t, "a")
@@ -597,9 +585,7 @@ func TestRunTimeConfigErrorPlaced(t *testing.T) {
 	// on_failure continue: both modules fail, and neither may cancel the
 	// other before it has run.
 	text := "pipeline {\n  on_failure = \"continue\"\n}\nmodule \"shell\" \"b\" {\n  command = [\"echo\", \"hi\"]\n}\nmodule \"shell\" \"both\" {\n  command = [\"echo\", module.b.value.stdout]\n  script  = module.b.value.stdout\n}\nmodule \"shell\" \"env\" {\n  command = [\"true\"]\n  env     = { \"A=B\" = module.b.value.stdout }\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "run", file, "--no-progress")
 	r.wantCode(t, 1)
 	for module, want := range map[string]string{
@@ -619,9 +605,7 @@ func TestClosedConsoleDoesNotKillTheRun(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pipe.hcl")
 	text := "module \"shell\" \"a\" {\n  script = \"for i in $(seq 1 3000); do echo line $i; done\"\n}\nmodule \"shell\" \"b\" {\n  command    = [\"echo\", \"b\"]\n  depends_on = [module.a]\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	rep := filepath.Join(dir, "report.json")
 	cmd := exec.Command(hostBin, "run", file, "--no-progress", "--report", "json="+rep)
 	cmd.Env = env()
@@ -652,9 +636,7 @@ func TestClosedConsoleDoesNotKillTheRun(t *testing.T) {
 // run's reports, as a run that cannot start does (exit 4).
 func TestMasterWithoutCoordinatorWritesReports(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "fleet.hcl")
-	if err := os.WriteFile(file, []byte("module \"shell\" \"a\" {\n  command = [\"true\"]\n}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, "module \"shell\" \"a\" {\n  command = [\"true\"]\n}\n")
 	r := runHost(t, "run", file, "--instance", "0", "--total", "2", "--run-id", "nocoord", "--etcd", "127.0.0.1:1")
 	r.wantCode(t, 4)
 	if r.report == nil || r.report.Status != report.RunError || r.report.Error == nil || r.report.Error.Kind != coordinator.ErrorKindCoordinator ||
@@ -668,9 +650,7 @@ func TestMasterWithoutCoordinatorWritesReports(t *testing.T) {
 func TestTimeoutKeepsTheTail(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "to.hcl")
 	text := "module \"shell\" \"slow\" {\n  script  = \"echo working on step 1 >&2; sleep 30\"\n  timeout = \"2s\"\n}\n"
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	r := runHost(t, "run", file, "--no-progress")
 	r.wantCode(t, 1)
 	e := r.module(t, "slow")

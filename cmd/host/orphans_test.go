@@ -39,9 +39,7 @@ module "shell" "argv" {
   command = ["sh", "-c", "sleep %s; echo done"]
 }
 `, marker, marker)
-			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			writeFile(t, file, text)
 			host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
 			sleeps := func() []procInfo {
 				var out []procInfo
@@ -80,9 +78,7 @@ func TestKilledPluginLeavesNoCommandBehind(t *testing.T) {
 	file := filepath.Join(f.dir, "plugin.hcl")
 	// sh -e forks the sleep rather than exec it.
 	text := fmt.Sprintf("module \"shell\" \"long\" {\n  script = \"sleep %s\"\n}\n", marker)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
 	var plugin, sleep int
 	deadline := time.Now().Add(guard)
@@ -128,9 +124,7 @@ func TestInterruptDuringPluginStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(f.dir, "slow.hcl")
-	if err := os.WriteFile(file, []byte("plugin \"slow\" {\n  source = \"./plug/slow\"\n}\nmodule \"slow\" \"a\" {}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, "plugin \"slow\" {\n  source = \"./plug/slow\"\n}\nmodule \"slow\" \"a\" {}\n")
 	rep := filepath.Join(f.dir, "report.json")
 	host := f.start("host", hostBin, []string{"run", file, "--report", "json=" + rep})
 	f.waitForSleep(host, marker)
@@ -158,9 +152,7 @@ func TestDaemonDoesNotOutliveTheRun(t *testing.T) {
 	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
 	file := filepath.Join(f.dir, "daemon.hcl")
 	text := fmt.Sprintf("module \"shell\" \"d\" {\n  script = \"setsid sleep %s >/dev/null 2>&1 < /dev/null &\"\n}\n", marker)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
 	if code := host.wait(t); code != 0 {
 		t.Errorf("host exited %d, want 0\n%s", code, host.output())
@@ -177,9 +169,7 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
 	file := filepath.Join(f.dir, "stubborn.hcl")
 	text := fmt.Sprintf("module \"shell\" \"stubborn\" {\n  script = \"trap '' TERM INT; sleep %s\"\n}\n", marker)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, text)
 	host := f.start("host", hostBin, []string{"run", file, "--no-progress", "--grace", "1h"})
 	f.waitForSleep(host, marker)
 	deadline := time.Now().Add(guard)

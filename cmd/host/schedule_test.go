@@ -617,9 +617,7 @@ func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := schedFile(name)
 	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, got)
 		return
 	}
 	want, err := os.ReadFile(path)
@@ -680,9 +678,7 @@ func TestDryRunRefusesWhatRunRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".hcl")
-			if err := os.WriteFile(file, []byte(tc.text+"\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			writeFile(t, file, tc.text+"\n")
 			r := runHost(t, "run", file, "--dry-run")
 			r.wantCode(t, tc.code)
 			if !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stdout, "would run") {

@@ -137,9 +137,7 @@ func TestSecretsMaskedInLogs(t *testing.T) {
 // summary appended to $GITHUB_STEP_SUMMARY, masked.
 func TestSecretsOnGitHubActions(t *testing.T) {
 	summary := filepath.Join(t.TempDir(), "step-summary.md")
-	if err := os.WriteFile(summary, []byte("previous step\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, summary, "previous step\n")
 	stdout, _, _ := runSecrets(t, "GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY="+summary)
 
 	lines := strings.Split(stdout, "\n")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,9 +19,7 @@ func TestKilledHostsSocketFoldersAreSwept(t *testing.T) {
 		hang:  `module "testkit.sleep" "long" { duration = "1h" }`,
 		quick: `module "testkit.echo" "e" { text = "x" }`,
 	} {
-		if err := os.WriteFile(path, []byte(text+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, text+"\n")
 	}
 	roots := func() []string {
 		t.Helper()
