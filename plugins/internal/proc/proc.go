@@ -105,9 +105,16 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 		return Exit{}, fmt.Errorf("run %q: %w", c.Argv[0], err)
 	}
 
-	path, err := lookPath(c.Argv[0], c.Env)
-	if err != nil {
-		return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
+	// A path is handed to exec as it is: exec's own failure says whether
+	// it is there and runnable, and a stat first cost as much of the
+	// plugin's CPU per command as reading the command's output. A name is
+	// looked up in PATH.
+	path := c.Argv[0]
+	if !hasPathSeparator(path) {
+		var err error
+		if path, err = lookPath(c.Argv[0], c.Env); err != nil {
+			return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
+		}
 	}
 	if c.Dir != "" {
 		if st, err := os.Stat(c.Dir); err != nil {
@@ -168,6 +175,11 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 		outR.Close()
 		errR.Close()
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			// The lookup's error says more than exec's (a directory, a
+			// file without the execute bit), as a path's did before.
+			if _, lerr := lookPath(c.Argv[0], c.Env); lerr != nil {
+				err = lerr
+			}
 			return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
 		}
 		return Exit{}, fmt.Errorf("start %q: %w", c.Argv[0], err)
@@ -392,7 +404,7 @@ func emit(fn func(string), line []byte) {
 // lookPath resolves prog the way the shell would, but against the PATH of
 // the command's own environment when it sets one.
 func lookPath(prog string, env []string) (string, error) {
-	if strings.ContainsRune(prog, '/') || strings.ContainsRune(prog, os.PathSeparator) || env == nil || runtime.GOOS == "windows" {
+	if hasPathSeparator(prog) || env == nil || runtime.GOOS == "windows" {
 		return exec.LookPath(prog)
 	}
 	for i := len(env) - 1; i >= 0; i-- {
@@ -410,4 +422,10 @@ func lookPath(prog string, env []string) (string, error) {
 		}
 	}
 	return exec.LookPath(prog)
+}
+
+// hasPathSeparator reports whether prog is a path rather than a name to
+// look up in PATH.
+func hasPathSeparator(prog string) bool {
+	return strings.ContainsRune(prog, '/') || strings.ContainsRune(prog, os.PathSeparator)
 }

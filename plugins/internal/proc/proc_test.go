@@ -85,6 +85,25 @@ func TestRunDirAndEnv(t *testing.T) {
 	}
 }
 
+// TestRunRelativeToDir: a path relative to Dir runs from Dir, as
+// `cd DIR && ./script` would, whether or not the plugin's own directory
+// has a file of that name.
+func TestRunRelativeToDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.sh"), []byte("#!/bin/sh\necho hello from dir\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	cmd := c.cmd("./hello.sh")
+	cmd.Dir = dir
+	if _, err := Run(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"hello from dir"}; !equal(c.stdout, want) {
+		t.Errorf("stdout = %q, want %q", c.stdout, want)
+	}
+}
+
 func TestRunStartErrors(t *testing.T) {
 	emptyPath := t.TempDir()
 	script := filepath.Join(t.TempDir(), "script.sh")
