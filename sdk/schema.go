@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	pluginv1 "github.com/modpipe/modpipe/proto/pluginv1"
 )
@@ -291,7 +294,7 @@ func (d *decoder) decode(raw json.RawMessage, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(t, len(items), len(items))
 		for i, item := range items {
-			p := fmt.Sprintf("%s[%d]", path, i)
+			p := path + "[" + strconv.Itoa(i) + "]"
 			if isNull(item) && !nullable(t.Elem()) {
 				// ["echo", null] would otherwise run `echo ""`.
 				d.fail(p, "Null element", "%s is null; a list's elements must have values", describePath(p))
@@ -314,7 +317,7 @@ func (d *decoder) decode(raw json.RawMessage, v reflect.Value, path string) {
 		sort.Strings(keys) // report errors in a stable order
 		for _, k := range keys {
 			ev := reflect.New(t.Elem()).Elem()
-			p := fmt.Sprintf("%s[%q]", path, k)
+			p := path + "[" + strconv.Quote(k) + "]"
 			if isNull(items[k]) && !nullable(t.Elem()) {
 				d.fail(p, "Null element", "%s is null; a map's values must have values", describePath(p))
 				continue
@@ -324,6 +327,14 @@ func (d *decoder) decode(raw json.RawMessage, v reflect.Value, path string) {
 		}
 		v.Set(m)
 	default:
+		// A plain string (most of any config) is taken as it is; what
+		// it would take encoding/json to decode goes to encoding/json.
+		if t == stringType {
+			if s, ok := plainJSONString(raw); ok {
+				v.SetString(s)
+				return
+			}
+		}
 		// Scalars and any: encoding/json checks the JSON type and the
 		// range (an int refuses 1.5 and out-of-range numbers).
 		if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
@@ -344,17 +355,19 @@ func (d *decoder) decodeStruct(obj map[string]json.RawMessage, v reflect.Value, 
 		d.fail(path, "Invalid config type", "%v", err)
 		return
 	}
-	known := make([]string, 0, len(fields))
-	for _, f := range fields {
-		known = append(known, f.name)
-	}
-	unknown := make([]string, 0)
+	var unknown []string
 	for name := range obj {
-		if !contains(known, name) {
+		if !slices.ContainsFunc(fields, func(f field) bool { return f.name == name }) {
 			unknown = append(unknown, name)
 		}
 	}
-	sort.Strings(unknown)
+	var known []string
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		for _, f := range fields {
+			known = append(known, f.name)
+		}
+	}
 	for _, name := range unknown {
 		detail := fmt.Sprintf("An attribute named %q is not expected here.", name)
 		if s := suggest(name, known); s != "" {
@@ -411,15 +424,6 @@ func abbreviate(raw json.RawMessage) string {
 	return s
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // suggest returns the known name closest to name when it is close enough
 // to be a likely typo, else "".
 func suggest(name string, known []string) string {
@@ -451,4 +455,29 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(br)]
+}
+
+// stringType is the type plainJSONString decodes to.
+var stringType = reflect.TypeFor[string]()
+
+// plainJSONString is the string JSON text raw encodes, when raw is a
+// string literal with nothing to decode in it: no escapes, no control
+// characters, valid UTF-8, optional white space around it. Anything else
+// is left to encoding/json (ok false), which gives the same value for
+// what this accepts.
+func plainJSONString(raw []byte) (string, bool) {
+	raw = bytes.Trim(raw, " \t\r\n")
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
 }

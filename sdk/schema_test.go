@@ -178,3 +178,24 @@ func TestLevenshtein(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPlainJSONString: whatever plainJSONString accepts, encoding/json
+// decodes to the same string.
+func FuzzPlainJSONString(f *testing.F) {
+	for _, s := range []string{`"/bin/true"`, `""`, ` "a b" `, `"\u00e9"`, `"tab	in"`, `"é"`, "\"\xff\"", `"a\"b"`, `"a"b"`, `'x'`, `"`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := plainJSONString(raw)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("plainJSONString(%q) = %q, but encoding/json refuses it: %v", raw, got, err)
+		}
+		if got != want {
+			t.Fatalf("plainJSONString(%q) = %q, encoding/json gives %q", raw, got, want)
+		}
+	})
+}
