@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -56,5 +57,41 @@ func BenchmarkEvalConfig(b *testing.B) {
 		for _, m := range p.Modules {
 			m.EvalConfig(ctx, trueKind)
 		}
+	}
+}
+
+// BenchmarkParseFile parses the bench's local DAG of 1,000 modules (10
+// layers, 3 dependencies each) as one piece per CPU and in pieces of
+// pieceBytes, each on every CPU and on one.
+func BenchmarkParseFile(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("pipeline {\n  name = \"bench\"\n}\n")
+	for layer := range 10 {
+		for i := range 100 {
+			fmt.Fprintf(&sb, "module \"shell\" \"m%d_%d\" {\n  command = [\"/bin/true\"]\n", layer, i)
+			if layer > 0 {
+				fmt.Fprintf(&sb, "  depends_on = [module.m%d_%d, module.m%d_%d, module.m%d_%d]\n", layer-1, (i*7)%100, layer-1, (i*13+1)%100, layer-1, (i*31+2)%100)
+			}
+			sb.WriteString("}\n")
+		}
+	}
+	src := []byte(sb.String())
+	for _, bc := range []struct {
+		name            string
+		pieces, workers int
+	}{
+		{"one piece per CPU", runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0)},
+		{"small pieces", len(src) / pieceBytes, runtime.GOMAXPROCS(0)},
+		{"one piece on one CPU", 1, 1},
+		{"small pieces on one CPU", len(src) / pieceBytes, 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(src)))
+			for b.Loop() {
+				if _, diags := parsePieces(src, "p.hcl", bc.pieces, bc.workers); diags.HasErrors() {
+					b.Fatal(diags)
+				}
+			}
+		})
 	}
 }

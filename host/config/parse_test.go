@@ -17,8 +17,9 @@ import (
 // TestParsePiecesIsTheWholeParse checks that a file parsed in pieces is
 // the file a single parse gives, value for value (ranges, navigation,
 // bytes), and that a file with errors gets the single parse's errors: on
-// every .hcl file of the repository, cut in 2 to 5 pieces, and on sources
-// made to be cut in awkward places.
+// every .hcl file of the repository, cut in 2 to 5, 16 and 64 pieces
+// parsed by 1 to 3 goroutines, and on sources made to be cut in awkward
+// places.
 func TestParsePiecesIsTheWholeParse(t *testing.T) {
 	srcs := map[string][]byte{
 		"indented and one-line blocks":                  []byte("module \"a\" \"b\" {}\n  module \"c\" \"d\" {}\nmodule \"e\" \"f\" { x = 1 }\nname = 1\nmodule \"g\" \"h\" {\n}\n"),
@@ -36,10 +37,11 @@ func TestParsePiecesIsTheWholeParse(t *testing.T) {
 	}
 	maps.Copy(srcs, files)
 	for name, src := range srcs {
-		for n := 2; n <= 5; n++ {
+		for _, n := range []int{2, 3, 4, 5, 16, 64} {
+			workers := 1 + n%3
 			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
 				want, wantDiags := hclsyntax.ParseConfig(src, "p.hcl", hcl.InitialPos)
-				got, gotDiags := parsePieces(src, "p.hcl", n)
+				got, gotDiags := parsePieces(src, "p.hcl", n, workers)
 				if fmt.Sprint(gotDiags) != fmt.Sprint(wantDiags) {
 					t.Fatalf("diagnostics differ:\n got %v\nwant %v", gotDiags, wantDiags)
 				}
