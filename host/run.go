@@ -83,6 +83,17 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	started := time.Now().UTC()
 	res := sched.Run(ctx)
 	ended := time.Now().UTC()
+	// Every module has ended: the plugins stop while the summary and the
+	// reports are written, since stopping waits for each plugin process
+	// to exit and sweeps what it left. What the reports need of them,
+	// their names and versions, goes into the envelopes first.
+	fillPlugin(l.graph, p, res.Envelopes)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		p.close()
+	}()
+	defer func() { <-stopped }()
 	return finishRun(p, con, runID, opts.Reports, started, ended, res)
 }
 
