@@ -203,6 +203,9 @@ type Module struct {
 	runIfSource string
 	// bodyAttrs are the plugin attributes' expressions, for static checks.
 	bodyAttrs map[string]hcl.Expression
+	// plainBody: the body is native syntax with no block besides the
+	// meta-arguments' (retry, matrix), so bodyAttrs is all of it.
+	plainBody bool
 	pipeline  *Pipeline
 	// matrixDeclared: the block declares a matrix, even one whose errors
 	// left Matrix nil (its references are not reported again).

@@ -515,3 +515,76 @@ func TestEvalConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalConfigDirectIsDecode checks EvalConfig's direct path against
+// its general one (hcldec): wherever the direct path answers, the general
+// one gives the same bytes and no diagnostic; the bodies meant for it
+// (direct) are answered by it.
+func TestEvalConfigDirectIsDecode(t *testing.T) {
+	kind := &schema.Kind{Name: "k", Attributes: []schema.Attribute{
+		{Name: "command", Type: cty.List(cty.String)},
+		{Name: "script", Type: cty.String},
+		{Name: "env", Type: cty.Map(cty.String)},
+		{Name: "count", Type: cty.Number},
+		{Name: "flag", Type: cty.Bool},
+		{Name: "any", Type: cty.DynamicPseudoType},
+		{Name: "server", Type: cty.ObjectWithOptionalAttrs(map[string]cty.Type{"host": cty.String, "port": cty.Number}, []string{"port"})},
+		{Name: "steps", Type: cty.List(cty.Object(map[string]cty.Type{"name": cty.String}))},
+		{Name: "timeout", Type: cty.String}, // a meta-argument: never the plugin's
+	}}
+	required := &schema.Kind{Name: "r", Attributes: append([]schema.Attribute{{Name: "dir", Type: cty.String, Required: true}}, kind.Attributes...)}
+	tests := []struct {
+		name   string
+		body   string
+		kind   *schema.Kind
+		direct bool
+	}{
+		{"list", `command = ["/bin/true"]`, kind, true},
+		{"converted elements", `command = ["a", 1, true]`, kind, true},
+		{"template with a variable", `script = "echo ${var.who} ${run.os}"`, kind, true},
+		{"heredoc", "script = <<EOT\nline \"one\"\n  two\nEOT", kind, true},
+		{"map converted", `env = { B = true, A = 1, "C D" = "x" }`, kind, true},
+		{"number", `count = 1.5`, kind, true},
+		{"number from a string", `count = "42"`, kind, true},
+		{"bool", `flag = true`, kind, true},
+		{"dynamic", `any = { x = [1, "a"], y = null }`, kind, true},
+		{"optional object key absent", `server = { host = "h" }`, kind, true},
+		{"list of objects", `steps = [{ name = "a" }, { name = "b" }]`, kind, true},
+		{"null is omitted", "script = null\ncount = 2", kind, true},
+		{"several, with meta-arguments", "script = \"x\"\ncommand = [\"y\"]\ndepends_on = [module.a]\ntimeout = \"5s\"\nretry {\n  attempts = 2\n}", kind, true},
+		{"nothing", ``, kind, true},
+		{"required present", "dir = \".\"\ncount = 1", required, true},
+		{"required missing", `count = 1`, required, false},
+		{"unknown attribute", `nope = 1`, kind, false},
+		{"another block", "nope {\n}", kind, false},
+		{"retry as an attribute", `retry = 3`, kind, false},
+		{"wrong type", `flag = "maybe"`, kind, false},
+		{"unknown object key", `server = { host = "h", hots = 1 }`, kind, false},
+		{"index out of range", `script = ["a"][3]`, kind, false},
+		{"unknown value", `script = module.a.value.x`, kind, false},
+		{"error in a function", `count = parseint("x", 10)`, kind, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustLoad(t, "variable \"who\" { default = \"world\" }\nmodule \"shell\" \"a\" {}\nmodule \"shell\" \"m\" {\n"+tt.body+"\n}\n", testOptions())
+			m := p.Module("m")
+			// module.a is not finished: its value is unknown, as when
+			// the host checks configs before anything runs.
+			ctx := p.EvalContext(Scope{Facts: testFacts, Modules: map[string]cty.Value{"a": cty.UnknownVal(cty.DynamicPseudoType)}})
+			direct, ok := m.evalConfigDirect(ctx, tt.kind)
+			general, diags := m.evalConfigDecode(ctx, tt.kind)
+			if ok != tt.direct {
+				t.Errorf("direct path answered %v, want %v (general: %s %v)", ok, tt.direct, general, diags)
+			}
+			if !ok {
+				return
+			}
+			if len(diags) > 0 {
+				t.Fatalf("direct path answered %s where the general one reports %v", direct, diags)
+			}
+			if string(direct) != string(general) {
+				t.Errorf("direct path = %s\ngeneral path = %s", direct, general)
+			}
+		})
+	}
+}

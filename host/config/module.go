@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -82,6 +83,17 @@ func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnost
 		for n, a := range sb.Attributes {
 			if !isMetaArgument(n) {
 				m.bodyAttrs[n] = a.Expr
+			}
+		}
+		// What the meta-argument schema does not take stays in the
+		// body for the plugin's schema to refuse: another block, or
+		// `retry` written as an attribute.
+		m.plainBody = !slices.ContainsFunc(sb.Blocks, func(b *hclsyntax.Block) bool {
+			return !slices.ContainsFunc(moduleMetaSchema.Blocks, func(s hcl.BlockHeaderSchema) bool { return s.Type == b.Type })
+		})
+		for n := range sb.Attributes {
+			if isMetaArgument(n) && !slices.ContainsFunc(moduleMetaSchema.Attributes, func(s hcl.AttributeSchema) bool { return s.Name == n }) {
+				m.plainBody = false
 			}
 		}
 	}
