@@ -55,17 +55,20 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	opts.defaults()
 	// The plugins' processes start while the file loads.
 	pre := prestartPlugins(ctx, opts.Options)
+	begin := time.Now()
 	l, err := loadChecking(ctx, opts.Options, pre)
 	if err != nil {
 		pre.close()
 		return nil, notStarted(opts, err)
 	}
+	opts.Logger.Debug("pipeline loaded", "file", opts.File, "modules", len(l.graph.Nodes()), "took", time.Since(begin))
 	src := &lateSource{}
 	p, err := prepareFrom(ctx, l, resultFunc(l.graph, src), pre)
 	if err != nil {
 		return nil, notStarted(opts, err)
 	}
 	defer p.close()
+	opts.Logger.Debug("plugins ready and modules checked", "plugins", len(p.plugins.Names()), "took", time.Since(begin))
 
 	runID := opts.RunID
 	if runID == "" {

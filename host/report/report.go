@@ -5,7 +5,6 @@
 package report
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -170,13 +169,6 @@ func AppendMarkdown(path string, run *Run) error {
 		return fmt.Errorf("append the summary to %s: %w", path, err)
 	}
 	return nil
-}
-
-// WriteJSON writes the run as indented JSON.
-func WriteJSON(w io.Writer, run *Run) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(run)
 }
 
 // Masked returns a copy of run with every secret m knows replaced in the
