@@ -174,12 +174,17 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			// The lookup's error says more than exec's (a directory, a
-			// file without the execute bit), as a path's did before.
-			if _, lerr := lookPath(c.Argv[0], c.Env); lerr != nil {
-				err = lerr
+		// A path exec could not run is looked up now, where the command
+		// runs (Dir): the lookup says more than exec does (a directory,
+		// a file without the execute bit, a component that is not a
+		// directory), and its failure is a NotFoundError, as it was
+		// when the lookup came first.
+		if hasPathSeparator(c.Argv[0]) {
+			if _, lerr := exec.LookPath(inDir(c.Argv[0], c.Dir)); lerr != nil {
+				return Exit{}, &NotFoundError{Program: c.Argv[0], Err: lerr}
 			}
+		}
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 			return Exit{}, &NotFoundError{Program: c.Argv[0], Err: err}
 		}
 		return Exit{}, fmt.Errorf("start %q: %w", c.Argv[0], err)
@@ -422,6 +427,15 @@ func lookPath(prog string, env []string) (string, error) {
 		}
 	}
 	return exec.LookPath(prog)
+}
+
+// inDir is where exec finds the path prog for a command run in dir: a
+// relative path is relative to dir.
+func inDir(prog, dir string) string {
+	if dir == "" || filepath.IsAbs(prog) {
+		return prog
+	}
+	return filepath.Join(dir, prog)
 }
 
 // hasPathSeparator reports whether prog is a path rather than a name to

@@ -104,6 +104,41 @@ func TestRunRelativeToDir(t *testing.T) {
 	}
 }
 
+// TestRunStartErrorsInDir: a relative path exec cannot run is explained
+// from Dir, where it was looked for, and a path through a file is a
+// NotFoundError as a missing one is.
+func TestRunStartErrorsInDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "noexec.sh"), []byte("echo hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		argv0    string
+		contains string
+	}{
+		{"a directory in dir", "./adir", "is a directory"},
+		{"not executable in dir", "./noexec.sh", "cannot be run: "},
+		{"missing in dir", "./missing.sh", "not found"},
+		{"through a file", "/bin/true/", "not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Run(context.Background(), Command{Argv: []string{tt.argv0}, Dir: dir})
+			var nf *NotFoundError
+			if !errors.As(err, &nf) {
+				t.Fatalf("Run = %v, want a NotFoundError", err)
+			}
+			if !strings.Contains(err.Error(), tt.contains) {
+				t.Errorf("error %q does not contain %q", err, tt.contains)
+			}
+		})
+	}
+}
+
 func TestRunStartErrors(t *testing.T) {
 	emptyPath := t.TempDir()
 	script := filepath.Join(t.TempDir(), "script.sh")
