@@ -253,9 +253,12 @@ func (m *Module) evalConfigDirect(ctx *hcl.EvalContext, k *schema.Kind) (json.Ra
 	}
 	vals := make([]attr, 0, len(m.bodyAttrs))
 	found := 0
-	for _, a := range k.Attributes {
+	for i, a := range k.Attributes {
 		if isMetaArgument(a.Name) {
 			continue
+		}
+		if slices.ContainsFunc(k.Attributes[:i], func(b schema.Attribute) bool { return b.Name == a.Name }) {
+			return nil, false // a kind naming an attribute twice: hcldec says what it makes of it
 		}
 		expr := m.bodyAttrs[a.Name]
 		if expr == nil {
@@ -286,7 +289,7 @@ func (m *Module) evalConfigDirect(ctx *hcl.EvalContext, k *schema.Kind) (json.Ra
 		}
 	}
 	if found != len(m.bodyAttrs) {
-		return nil, false // an attribute the kind does not have, or a kind naming one twice
+		return nil, false // an attribute the kind does not have
 	}
 	// In the order of an object's keys, as EvalConfig's general path
 	// writes them.

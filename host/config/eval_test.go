@@ -533,6 +533,8 @@ func TestEvalConfigDirectIsDecode(t *testing.T) {
 		{Name: "timeout", Type: cty.String}, // a meta-argument: never the plugin's
 	}}
 	required := &schema.Kind{Name: "r", Attributes: append([]schema.Attribute{{Name: "dir", Type: cty.String, Required: true}}, kind.Attributes...)}
+	// A plugin's schema is not checked for names given twice.
+	twice := &schema.Kind{Name: "t", Attributes: []schema.Attribute{{Name: "script", Type: cty.String}, {Name: "script", Type: cty.Number}}}
 	tests := []struct {
 		name   string
 		body   string
@@ -563,6 +565,8 @@ func TestEvalConfigDirectIsDecode(t *testing.T) {
 		{"index out of range", `script = ["a"][3]`, kind, false},
 		{"unknown value", `script = module.a.value.x`, kind, false},
 		{"error in a function", `count = parseint("x", 10)`, kind, false},
+		{"a kind naming an attribute twice", "script = \"1\"\nnope = 1", twice, false},
+		{"a kind naming an attribute twice, body fits", `script = "1"`, twice, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
