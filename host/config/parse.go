@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,9 @@ func parsePieces(src []byte, filename string, n, workers int) (*hcl.File, hcl.Di
 	return first, nil
 }
 
+// byteOrderMark is U+FEFF in UTF-8.
+var byteOrderMark = []byte("\ufeff")
+
 // cuts returns where each piece starts: the file's start, and up to n-1
 // top-level blocks that begin a line, spread evenly by size. Nothing when
 // the file does not scan.
@@ -115,6 +119,12 @@ func cuts(src []byte, n int) []hcl.Pos {
 		// clusters, which the text before a block on its line would
 		// need the parser to count.
 		if b.Start < next*len(src)/n || b.Start == 0 || src[b.Start-1] != '\n' {
+			continue
+		}
+		// Nor where a byte order mark starts the line: hclsyntax drops
+		// one at the start of what it parses, so the piece would parse
+		// where the whole file has an invalid character.
+		if bytes.HasPrefix(src[b.Start:], byteOrderMark) {
 			continue
 		}
 		starts = append(starts, hcl.Pos{Line: b.Line, Column: 1, Byte: b.Start})

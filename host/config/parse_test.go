@@ -28,6 +28,7 @@ func TestParsePiecesIsTheWholeParse(t *testing.T) {
 		"an error in a later piece":                     []byte("module \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {\n  x = (1\n}\n"),
 		"a heredoc":                                     []byte("module \"a\" \"b\" {\n  s = <<EOT\nmodule \"x\" \"y\" {\nEOT\n}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
 		"a byte order mark":                             []byte("\xef\xbb\xbfmodule \"a\" \"b\" {}\nmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
+		"a byte order mark starting a later line":       []byte("module \"a\" \"b\" {\n  x = 1\n}\n\xef\xbb\xbfmodule \"c\" \"d\" {}\nmodule \"e\" \"f\" {}\n"),
 		"a heredoc marker inside its own interpolation": []byte("module \"shell\" \"a\" {\n  script = <<true\n${\ntrue\n}\nx = \"abc\\\ndef\"\ny = {<<true\ntrue\n}\nmodule \"shell\" \"m0\" {\n  command = [\"true\"]\n}\nmodule \"shell\" \"m1\" {\n  command = [\"true\"]\n}\nmodule \"shell\" \"m2\" {\n  command = [\"true\"]\n}\n"),
 		"wide characters before a cut":                  []byte("module \"a\" \"b\" {\n  t = \"日本語 🚀\"\n}\nmodule \"c\" \"d\" { t = \"é\" }\nmodule \"e\" \"f\" {}\n"),
 	}
