@@ -20,6 +20,10 @@ import (
 // (BenchmarkWriteJSON). TestWriteJSONIsEncoder holds the two to the
 // same bytes, for every field of the run and of an envelope.
 func WriteJSON(w io.Writer, run *Run) error {
+	if run == nil {
+		_, err := io.WriteString(w, "null\n")
+		return err
+	}
 	j := jsonWriter{b: make([]byte, 0, 4096+600*len(run.Modules))}
 	j.open('{')
 	j.key(1, "pipeline")
@@ -198,12 +202,49 @@ func (j *jsonWriter) raw(v json.RawMessage, depth int) {
 		return
 	}
 	src := j.compact.Bytes()
+	// encoding/json refuses a document nested deeper than 10,000: the
+	// encoder saw the value inside the report's own depth levels, and so
+	// must this. Nesting that deep takes two bytes a level.
+	if len(src) >= 2*(maxNestingDepth-depth) && depth+nesting(src) > maxNestingDepth {
+		j.fail(fmt.Errorf("a result value is nested deeper than %d levels with the report around it", maxNestingDepth))
+		return
+	}
 	if hasHTML(src) {
 		j.escaped.Reset()
 		json.HTMLEscape(&j.escaped, src)
 		src = j.escaped.Bytes()
 	}
 	j.indent(src, depth)
+}
+
+// maxNestingDepth is encoding/json's limit on nesting.
+const maxNestingDepth = 10000
+
+// nesting is how deep compact JSON text nests its arrays and objects.
+func nesting(src []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range src {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // hasHTML reports whether JSON text may hold what HTMLEscape changes:

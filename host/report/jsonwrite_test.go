@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,34 @@ func TestWriteJSONIsEncoder(t *testing.T) {
 				t.Errorf("WriteJSON wrote\n%s\njson.Encoder writes\n%s", got.String(), want)
 			}
 		})
+	}
+	t.Run("nil run", func(t *testing.T) {
+		var got bytes.Buffer
+		if err := WriteJSON(&got, nil); err != nil || got.String() != encoded(t, nil) {
+			t.Errorf("WriteJSON(nil) = %q, %v; want %q", got.String(), err, encoded(t, nil))
+		}
+	})
+}
+
+// TestWriteJSONNestingLimit: a value nested to within the report's own
+// depth of encoding/json's limit is written, one level more is refused,
+// as the encoder does.
+func TestWriteJSONNestingLimit(t *testing.T) {
+	for _, levels := range []int{9996, 9997, 9998, 10001} {
+		value := strings.Repeat("[", levels) + strings.Repeat("]", levels)
+		run := &Run{Modules: []coordinator.Envelope{{Module: "m", Value: json.RawMessage(value)}}}
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		wantErr := enc.Encode(run)
+		var got bytes.Buffer
+		err := WriteJSON(&got, run)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%d levels: WriteJSON error %v, json.Encoder error %v", levels, err, wantErr)
+		}
+		if err == nil && got.String() != want.String() {
+			t.Errorf("%d levels: WriteJSON and json.Encoder differ", levels)
+		}
 	}
 }
 
