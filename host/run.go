@@ -86,17 +86,6 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	started := time.Now().UTC()
 	res := sched.Run(ctx)
 	ended := time.Now().UTC()
-	// Every module has ended: the plugins stop while the summary and the
-	// reports are written, since stopping waits for each plugin process
-	// to exit and sweeps what it left. What the reports need of them,
-	// their names and versions, goes into the envelopes first.
-	fillPlugin(l.graph, p, res.Envelopes)
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		p.close()
-	}()
-	defer func() { <-stopped }()
 	return finishRun(p, con, runID, opts.Reports, started, ended, res)
 }
 
@@ -172,6 +161,9 @@ func notStarted(opts RunOptions, err error) error {
 // the summary, writes the report files and returns the exit error. It is
 // the tail every mode shares (single machine and distributed master), so
 // their summaries are built the same way from envelopes alone (R4.3).
+// Every module has ended by then: it stops p's plugins too, while the
+// summary and the reports are written, since stopping waits for each
+// plugin process to exit and sweeps what it left.
 func finishRun(p *prepared, con *console, runID string, reports []report.Spec, started, ended time.Time, res *schedule.Result) (*report.Run, error) {
 	l, opts := p.loaded, p.opts
 	run := &report.Run{
@@ -182,7 +174,15 @@ func finishRun(p *prepared, con *console, runID string, reports []report.Spec, s
 		DurationMS: ended.Sub(started).Milliseconds(),
 		Modules:    res.Envelopes,
 	}
+	// What the reports need of the plugins (names, versions) goes into
+	// the envelopes before they stop.
 	fillPlugin(l.graph, p, run.Modules)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		p.close()
+	}()
+	defer func() { <-stopped }()
 	switch {
 	case res.Cancelled:
 		run.Status = report.RunCancelled
