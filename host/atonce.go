@@ -2,7 +2,8 @@ package host
 
 import (
 	"runtime"
-	"sync"
+
+	"github.com/modpipe/modpipe/host/internal/atonce"
 )
 
 // atOnceMin is the fewest items worth spreading over goroutines: below it
@@ -10,26 +11,10 @@ import (
 const atOnceMin = 64
 
 // eachAtOnce calls fn(i) for every i in [0, n), spread over a goroutine
-// per CPU in contiguous ranges, and returns when every call has. Checking
+// per CPU (atonce.Each), and returns when every call has. Checking
 // a large pipeline's modules before the run is per-module work on
 // read-only data (the body, the kind, a shared evaluation context) that
 // the run waits for: ~35 ms for 1,000 modules on one core.
 func eachAtOnce(n int, fn func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n/atOnceMin)
-	if workers < 2 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*n/workers, (w+1)*n/workers
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				fn(i)
-			}
-		})
-	}
-	wg.Wait()
+	atonce.Each(n, min(runtime.GOMAXPROCS(0), n/atOnceMin), fn)
 }

@@ -3,13 +3,12 @@ package config
 import (
 	"bytes"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/modpipe/modpipe/host/hclscan"
+	"github.com/modpipe/modpipe/host/internal/atonce"
 )
 
 // piecewiseMinBytes is the smallest file parsed in pieces: below it one
@@ -57,18 +56,7 @@ func parsePieces(src []byte, filename string, n, workers int) (*hcl.File, hcl.Di
 		f, diags := hclsyntax.ParseConfig(src[at.Byte:end], filename, at)
 		files[i], failed[i] = f, len(diags) > 0
 	}
-	var next atomic.Int64
-	work := func() {
-		for i := int(next.Add(1)) - 1; i < len(starts); i = int(next.Add(1)) - 1 {
-			parse(i)
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(workers, len(starts)) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
+	atonce.Each(len(starts), workers, parse)
 	for _, bad := range failed {
 		if bad {
 			return whole()
