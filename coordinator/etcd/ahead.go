@@ -2,8 +2,6 @@ package etcd
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -58,7 +56,7 @@ func (s *Session) planAhead(module string, envBytes int) *aheadPlan {
 		return nil
 	}
 	ckey := s.prefix + "claims/" + escape(it.a.Module)
-	val, err := json.Marshal(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
+	val, err := marshalClaim(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
 	if err != nil {
 		return nil
 	}
@@ -355,7 +353,7 @@ func (s *Session) claimSeenLocked(ce claimEntry) bool {
 	if !ok {
 		return false
 	}
-	if s.inflight[fmt.Sprintf("%squeue/%s/%d", s.prefix, escape(a.Module), a.Attempt)] {
+	if s.inflight[queueKey(s.prefix, a.Module, a.Attempt)] {
 		// A claim Txn for it is in flight again: its answer decides.
 		return false
 	}

@@ -375,3 +375,74 @@ func TestTakePushesFirst(t *testing.T) {
 		t.Fatalf("batches %v, want [[b d] [a c]]", got)
 	}
 }
+
+// A write submitted while the committer is idle is sent by its caller;
+// writes submitted meanwhile wait and go in the batches after it, one
+// batch at a time. Every write lands and every caller gets its own
+// answer, whichever path it took.
+func TestCommitterIdleAndBusy(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	cm := newCommitter(c.cli, 1<<20)
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); cm.run(rctx) }()
+	defer func() { stop(); wg.Wait() }()
+
+	prefix := "/modpipe-test/" + uniqueRunID("committer") + "/"
+	put := func(key string) *txnOp {
+		return newTxnOp(key, []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(prefix+key), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut(prefix+key, "x")}, nil)
+	}
+	// Alone: the caller sends it.
+	if r := cm.submit(ctx, put("alone")); r.err != nil || !r.succeeded {
+		t.Fatalf("idle submit: %+v", r)
+	}
+	if cm.txns.Load() != 1 || cm.writes.Load() != 1 {
+		t.Fatalf("txns %d, writes %d after one write", cm.txns.Load(), cm.writes.Load())
+	}
+	// Together: 8 goroutines of 25 writes each, and each key once more,
+	// which must fail its compare.
+	const g, n = 8, 25
+	var mu sync.Mutex
+	var errs []error
+	var cwg sync.WaitGroup
+	for i := range g {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for j := range n {
+				key := fmt.Sprintf("k%d-%d", i, j)
+				for try, want := range []bool{true, false} {
+					if r := cm.submit(ctx, put(key)); r.err != nil || r.succeeded != want {
+						mu.Lock()
+						errs = append(errs, fmt.Errorf("%s write %d: err %v, succeeded %v", key, try+1, r.err, r.succeeded))
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	cwg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != g*n+1 {
+		t.Fatalf("%d keys written, want %d", resp.Count, g*n+1)
+	}
+	if w := cm.writes.Load(); w != 2*g*n+1 {
+		t.Fatalf("%d writes counted, want %d", w, 2*g*n+1)
+	}
+	cm.mu.Lock()
+	queued, busy := len(cm.queue), cm.busy
+	cm.mu.Unlock()
+	if queued != 0 || busy {
+		t.Fatalf("committer left with %d queued, busy %v", queued, busy)
+	}
+	t.Logf("%d writes in %d Txns", cm.writes.Load(), cm.txns.Load())
+}

@@ -221,6 +221,11 @@ func (c *Coordinator) runPrefix(runID string) string { return c.cfg.Prefix + "/"
 
 func escape(module string) string { return url.PathEscape(module) }
 
+// queueKey is the key of attempt of module queued in the run of prefix.
+func queueKey(prefix, module string, attempt int) string {
+	return prefix + "queue/" + escape(module) + "/" + strconv.Itoa(attempt)
+}
+
 func memberKey(p string, index int) string { return fmt.Sprintf("%smembers/%05d", p, index) }
 
 // runLease returns the lease the run's keys live on, creating it (and the
@@ -1082,7 +1087,7 @@ func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 // waiterGone says a push took it).
 func (s *Session) tryClaim(ctx context.Context, it *qitem, w *waiter) (cl coordinator.Claim, ok, waiterGone bool, err error) {
 	ckey := s.prefix + "claims/" + escape(it.a.Module)
-	val, err := json.Marshal(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
+	val, err := marshalClaim(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
 	if err != nil {
 		return coordinator.Claim{}, false, false, fmt.Errorf("encode claim: %w", err)
 	}
@@ -1278,11 +1283,11 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	if a.EnqueuedAt.IsZero() {
 		a.EnqueuedAt = time.Now()
 	}
-	data, err := json.Marshal(a)
+	data, err := marshalAssignment(a)
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", a.Module, err)
 	}
-	qkey := fmt.Sprintf("%squeue/%s/%d", m.prefix, escape(a.Module), a.Attempt)
+	qkey := queueKey(m.prefix, a.Module, a.Attempt)
 	ckey := m.prefix + "claims/" + escape(a.Module)
 	enqCmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)}
 	enqThen := []clientv3.Op{clientv3.OpPut(qkey, string(data), clientv3.WithLease(m.runLease))}
@@ -1322,7 +1327,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	var op *txnOp
 	if w != nil {
 		e := m.memberOf(w.idx)
-		cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: w.lease, Waiter: w.key, Assignment: data})
+		cv, err := marshalClaim(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: w.lease, Waiter: w.key, Assignment: data})
 		if err != nil {
 			m.unuse(w)
 			return fmt.Errorf("enqueue %s: %w", a.Module, err)

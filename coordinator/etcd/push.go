@@ -285,7 +285,7 @@ func (s *Session) releaseTxn(cl coordinator.Claim) error {
 	if err != nil {
 		return fmt.Errorf("claim token %q: %w", cl.Token, err)
 	}
-	data, err := json.Marshal(cl.Assignment)
+	data, err := marshalAssignment(cl.Assignment)
 	if err != nil {
 		return fmt.Errorf("encode assignment: %w", err)
 	}
@@ -293,7 +293,7 @@ func (s *Session) releaseTxn(cl coordinator.Claim) error {
 	defer cancel()
 	a := cl.Assignment
 	ckey := s.prefix + "claims/" + escape(a.Module)
-	qkey := fmt.Sprintf("%squeue/%s/%d", s.prefix, escape(a.Module), a.Attempt)
+	qkey := queueKey(s.prefix, a.Module, a.Attempt)
 	resp, err := s.c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease),
 			clientv3.Compare(clientv3.CreateRevision(qkey), "=", 0)).

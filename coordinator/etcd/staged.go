@@ -138,18 +138,18 @@ func (s *Session) planFires(env coordinator.Envelope, envBytes int, self bool) [
 		}
 		a := st.a
 		a.EnqueuedAt = time.Now()
-		data, err := json.Marshal(a)
+		data, err := marshalAssignment(a)
 		if err != nil {
 			continue
 		}
 		p := &firePlan{a: a}
-		qkey := fmt.Sprintf("%squeue/%s/%d", s.prefix, escape(a.Module), a.Attempt)
+		qkey := queueKey(s.prefix, a.Module, a.Attempt)
 		ckey := s.prefix + "claims/" + escape(a.Module)
 		var dispatch []clientv3.Op
 		switch {
 		case self && coordinator.CanRun(a, s.member) && !s.queuedBeforeLocked(a.Priority):
 			p.self, self = true, false
-			cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: s.member, Lease: int64(s.lease)})
+			cv, err := marshalClaim(claimValue{Module: a.Module, Attempt: a.Attempt, Member: s.member, Lease: int64(s.lease)})
 			if err != nil {
 				continue
 			}
@@ -162,7 +162,7 @@ func (s *Session) planFires(env coordinator.Envelope, envBytes int, self bool) [
 				break
 			}
 			e := s.view.members[p.w.idx].m
-			cv, err := json.Marshal(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: p.w.lease, Waiter: p.w.key, Assignment: data})
+			cv, err := marshalClaim(claimValue{Module: a.Module, Attempt: a.Attempt, Member: e, Lease: p.w.lease, Waiter: p.w.key, Assignment: data})
 			if err != nil {
 				p.w.used = false
 				continue
@@ -247,12 +247,12 @@ func (m *Master) Stage(ctx context.Context, a coordinator.Assignment) error {
 		m.mu.Unlock()
 		close(done)
 	}()
-	data, err := json.Marshal(a)
+	data, err := marshalAssignment(a)
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", a.Module, err)
 	}
 	skey := m.prefix + "staged/" + escape(a.Module)
-	qkey := fmt.Sprintf("%squeue/%s/%d", m.prefix, escape(a.Module), a.Attempt)
+	qkey := queueKey(m.prefix, a.Module, a.Attempt)
 	op := newTxnOp(a.Module,
 		[]clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(skey), "=", 0),
