@@ -18,24 +18,30 @@ import (
 )
 
 // claimWorkerEnv makes modpipe-bench a claim worker of the sparse-arrival
-// scenario instead of the benchmark: "ENDPOINT RUN_ID INDEX". A worker of
-// its own process, as a fleet's workers and Celery's prefork workers are,
-// so its watch and Claim do not share a Go runtime with the others.
+// scenario instead of the benchmark: "ENDPOINT RUN_ID INDEX SLOTS". A
+// worker of its own process, as a fleet's workers are, so its watch and
+// Claim do not share a Go runtime with the others; with SLOTS claim loops
+// on one session, as a host worker with --slots runs them.
 const claimWorkerEnv = "MODPIPE_BENCH_CLAIM_WORKER"
 
-// claimWorker joins the run as member INDEX and, until its session ends
-// (the master finishes the run), claims, prints "MODULE UNIX_NANO" for
-// each claim the moment Claim returns, and publishes a succeeded
-// envelope.
+// claimWorker joins the run as member INDEX with SLOTS slots and, in
+// SLOTS loops until its session ends (the master finishes the run),
+// claims, prints "MODULE UNIX_NANO" for each claim the moment Claim
+// returns, and publishes a succeeded envelope.
 func claimWorker(spec string) int {
 	f := strings.Fields(spec)
-	if len(f) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want ENDPOINT RUN_ID INDEX\n", claimWorkerEnv, spec)
+	if len(f) != 4 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want ENDPOINT RUN_ID INDEX SLOTS\n", claimWorkerEnv, spec)
 		return 2
 	}
 	idx, err := strconv.Atoi(f[2])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: index %q: %v\n", claimWorkerEnv, f[2], err)
+		return 2
+	}
+	slots, err := strconv.Atoi(f[3])
+	if err != nil || slots < 1 {
+		fmt.Fprintf(os.Stderr, "%s: slots %q: want a positive number\n", claimWorkerEnv, f[3])
 		return 2
 	}
 	ctx := context.Background()
@@ -45,7 +51,7 @@ func claimWorker(spec string) int {
 		return 1
 	}
 	defer c.Close()
-	s, err := c.Join(ctx, coordinator.JoinRequest{RunID: f[1], Member: coordinator.Member{Index: idx, Host: fmt.Sprintf("bench-%d", idx), Slots: 1},
+	s, err := c.Join(ctx, coordinator.JoinRequest{RunID: f[1], Member: coordinator.Member{Index: idx, Host: fmt.Sprintf("bench-%d", idx), Slots: slots},
 		HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 3 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "claim worker:", err)
@@ -53,23 +59,46 @@ func claimWorker(spec string) int {
 	}
 	defer s.Close()
 	fmt.Println("joined")
+	var (
+		mu   sync.Mutex // one line per write, in one piece
+		wg   sync.WaitGroup
+		errs = make([]error, slots)
+	)
+	for slot := range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[slot] = claimLoop(ctx, s, idx, &mu)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintln(os.Stderr, "claim worker:", err)
+		return 1
+	}
+	return 0
+}
+
+// claimLoop is one slot of a claim worker: claim, print, publish, until
+// the run finishes.
+func claimLoop(ctx context.Context, s coordinator.Session, idx int, mu *sync.Mutex) error {
 	for {
 		cl, err := s.Claim(ctx)
 		if err != nil {
 			var fin *coordinator.RunFinishedError
 			if errors.As(err, &fin) {
-				return 0
+				return nil
 			}
-			fmt.Fprintln(os.Stderr, "claim worker: claim:", err)
-			return 1
+			return fmt.Errorf("claim: %w", err)
 		}
 		at := time.Now()
+		mu.Lock()
 		fmt.Printf("%s %d\n", cl.Assignment.Module, at.UnixNano())
+		mu.Unlock()
 		env := coordinator.Envelope{Module: cl.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: cl.Assignment.Attempt,
 			StartedAt: at, EndedAt: time.Now(), Instance: idx}
 		if err := s.Publish(ctx, cl, env); err != nil {
-			fmt.Fprintln(os.Stderr, "claim worker: publish:", err)
-			return 1
+			return fmt.Errorf("publish %s: %w", cl.Assignment.Module, err)
 		}
 	}
 }
@@ -82,9 +111,9 @@ type claimWorkers struct {
 	errs   chan error
 }
 
-// startClaimWorkers starts n claim worker processes (indexes 1..n) on the
-// run and returns once each has joined.
-func (b *bench) startClaimWorkers(ctx context.Context, endpoint, runID string, n int) (*claimWorkers, error) {
+// startClaimWorkers starts n claim worker processes (indexes 1..n) of
+// slots slots each on the run and returns once each has joined.
+func (b *bench) startClaimWorkers(ctx context.Context, endpoint, runID string, n, slots int) (*claimWorkers, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -93,7 +122,7 @@ func (b *bench) startClaimWorkers(ctx context.Context, endpoint, runID string, n
 	joined := make(chan int, n)
 	for i := 1; i <= n; i++ {
 		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", claimWorkerEnv, endpoint, runID, i))
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", claimWorkerEnv, endpoint, runID, i, slots))
 		cmd.Stderr = os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		out, err := cmd.StdoutPipe()

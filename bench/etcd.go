@@ -207,6 +207,9 @@ const thrEnqueuers = 32
 // etcdRound is one round's figures on one etcd.
 type etcdRound struct {
 	chain, sparse, floor []float64 // ms per sample
+	// sparseSlots: sparse arrivals to one worker process of 4 slots
+	// (sparse: to 4 worker processes of one slot).
+	sparseSlots []float64
 	// floorIdle: the same Txn, each 20 ms after the last, as sparse
 	// arrivals come: what one commit costs after an idle gap.
 	floorIdle []float64
@@ -315,59 +318,19 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 		}
 	}
 
-	// Sparse arrivals: independent modules enqueued 20 ms apart; dispatch
-	// = enqueue called -> claim returned. The master is this process; the
-	// 4 workers are processes of their own, as a fleet's are and as
-	// Celery's prefork workers are.
-	{
-		runID := fmt.Sprintf("sparse-%d-%d", round, time.Now().UnixNano())
-		cl, err := b.newCluster(ctx, endpoint, runID, 0)
-		if err != nil {
+	// Sparse arrivals: the fleet's shape (4 single-slot worker processes)
+	// and the peers' (one consumer of 4 slots), in both orders over the
+	// rounds, so neither always follows the other.
+	shapes := []struct {
+		procs, slots int
+		into         *[]float64
+	}{{4, 1, &r.sparse}, {1, 4, &r.sparseSlots}}
+	if round%2 == 1 {
+		shapes[0], shapes[1] = shapes[1], shapes[0]
+	}
+	for _, sh := range shapes {
+		if *sh.into, err = b.sparseRun(ctx, endpoint, round, sparseN, sh.procs, sh.slots); err != nil {
 			return r, err
-		}
-		cw, err := b.startClaimWorkers(ctx, endpoint, runID, 4)
-		if err != nil {
-			cl.close()
-			return r, fmt.Errorf("sparse: %w", err)
-		}
-		var runErr error
-		enq := map[string]time.Time{}
-		// The first arrivals warm the new processes up (their first
-		// waiters, page faults, the first GC) and are not counted.
-		const warmup = 3
-		for i := range sparseN + warmup {
-			m := fmt.Sprintf("s%d", i)
-			enq[m] = time.Now()
-			if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: m, Attempt: 1}); err != nil {
-				runErr = err
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		for range len(enq) {
-			if runErr != nil {
-				break
-			}
-			select {
-			case c := <-cw.claims:
-				if n, _ := strconv.Atoi(strings.TrimPrefix(c.module, "s")); n >= warmup {
-					r.sparse = append(r.sparse, toMS(c.claimedAt.Sub(enq[c.module])))
-				}
-			case runErr = <-cw.errs:
-				continue
-			}
-			<-cl.master.Results()
-		}
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := cl.master.Finish(fctx, coordinator.StatusSucceeded); err != nil {
-			runErr = errors.Join(runErr, err)
-			cw.stop()
-		}
-		cancel()
-		werr := cw.wait()
-		cl.close()
-		if err := errors.Join(runErr, werr); err != nil {
-			return r, fmt.Errorf("sparse: %w", err)
 		}
 	}
 
@@ -450,7 +413,7 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 		{"disk", filepath.Join(b.work, "etcd-disk")},
 		{"tmpfs", filepath.Join("/dev/shm", filepath.Base(b.work)+"-etcd")},
 	}
-	type agg struct{ c50, c99, s50, s99, f50, f99, fi50, fi99, fw50, fw99, thr []float64 }
+	type agg struct{ c50, c99, s50, s99, k50, k99, f50, f99, fi50, fi99, fw50, fw99, thr []float64 }
 	res := map[string]*agg{}
 	peers, err := b.startPeers(ctx)
 	if err != nil {
@@ -491,6 +454,8 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			a.c99 = append(a.c99, percentile(r.chain, 99))
 			a.s50 = append(a.s50, percentile(r.sparse, 50))
 			a.s99 = append(a.s99, percentile(r.sparse, 99))
+			a.k50 = append(a.k50, percentile(r.sparseSlots, 50))
+			a.k99 = append(a.k99, percentile(r.sparseSlots, 99))
 			a.f50 = append(a.f50, percentile(r.floor, 50))
 			a.f99 = append(a.f99, percentile(r.floor, 99))
 			a.fi50 = append(a.fi50, percentile(r.floorIdle, 50))
@@ -545,6 +510,11 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			Note: "modpipe: enqueue called -> claim returned; asynq, Celery: enqueue -> task started, on Redis, 4 workers; dispatch floor: a bare client's Txn -> a bare watcher in a process of its own sees it"}
 		s99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals (%s)", m.name), Unit: "ms",
 			Modpipe: newFigure(a.s99, false), Peers: append([]Peer{idle99, watch99}, qp(func(a *agg) []float64 { return a.s99 }, false)...)}
+		k50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 1 worker of 4 slots (%s)", m.name), Unit: "ms",
+			Modpipe: newFigure(a.k50, false), Peers: append([]Peer{idle50, watch50}, qp(func(a *agg) []float64 { return a.s50 }, false)...),
+			Note: "as above, to one worker process with 4 slots: the peers' shape (one Celery consumer of -c 4, one asynq server of concurrency 4)"}
+		k99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals, 1 worker of 4 slots (%s)", m.name), Unit: "ms",
+			Modpipe: newFigure(a.k99, false), Peers: append([]Peer{idle99, watch99}, qp(func(a *agg) []float64 { return a.s99 }, false)...)}
 		if m.name == "disk" {
 			as, ce := s50.Peers[2].Median, s50.Peers[3].Median
 			s50.Target = ">= 50x faster than asynq, >= 1.5x faster than Celery"
@@ -557,7 +527,65 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			thr.Target = ">= 800"
 			thr.judge(thr.Modpipe.Median >= 800, thr.Modpipe.Median)
 		}
-		rows = append(rows, c50, c99, s50, s99, thr)
+		rows = append(rows, c50, c99, s50, s99, k50, k99, thr)
 	}
 	return rows, nil
+}
+
+// sparseRun measures sparse arrivals: sparseN independent modules
+// enqueued 20 ms apart; dispatch = enqueue called -> claim returned. The
+// master is this process; the workers are procs processes of their own
+// with slots claim loops each.
+func (b *bench) sparseRun(ctx context.Context, endpoint string, round, sparseN, procs, slots int) ([]float64, error) {
+	var samples []float64
+	runID := fmt.Sprintf("sparse-%dx%d-%d-%d", procs, slots, round, time.Now().UnixNano())
+	cl, err := b.newCluster(ctx, endpoint, runID, 0)
+	if err != nil {
+		return nil, err
+	}
+	cw, err := b.startClaimWorkers(ctx, endpoint, runID, procs, slots)
+	if err != nil {
+		cl.close()
+		return nil, fmt.Errorf("sparse: %w", err)
+	}
+	var runErr error
+	enq := map[string]time.Time{}
+	// The first arrivals warm the new processes up (their first
+	// waiters, page faults, the first GC) and are not counted.
+	const warmup = 3
+	for i := range sparseN + warmup {
+		m := fmt.Sprintf("s%d", i)
+		enq[m] = time.Now()
+		if err := cl.master.Enqueue(ctx, coordinator.Assignment{Module: m, Attempt: 1}); err != nil {
+			runErr = err
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range len(enq) {
+		if runErr != nil {
+			break
+		}
+		select {
+		case c := <-cw.claims:
+			if n, _ := strconv.Atoi(strings.TrimPrefix(c.module, "s")); n >= warmup {
+				samples = append(samples, toMS(c.claimedAt.Sub(enq[c.module])))
+			}
+		case runErr = <-cw.errs:
+			continue
+		}
+		<-cl.master.Results()
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := cl.master.Finish(fctx, coordinator.StatusSucceeded); err != nil {
+		runErr = errors.Join(runErr, err)
+		cw.stop()
+	}
+	cancel()
+	werr := cw.wait()
+	cl.close()
+	if err := errors.Join(runErr, werr); err != nil {
+		return nil, fmt.Errorf("sparse: %w", err)
+	}
+	return samples, nil
 }
