@@ -505,20 +505,20 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 		const idleName, watchName = "raw etcd Txn 20 ms after the last (idle floor)", "raw Txn -> watch event in another process, 20 ms apart (dispatch floor)"
 		idle50, idle99 := Peer{idleName, newFigure(a.fi50, false)}, Peer{idleName, newFigure(a.fi99, false)}
 		watch50, watch99 := Peer{watchName, newFigure(a.fw50, false)}, Peer{watchName, newFigure(a.fw99, false)}
-		s50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 4 workers (%s)", m.name), Unit: "ms",
+		s50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 4 worker processes of 1 slot (%s)", m.name), Unit: "ms",
 			Modpipe: newFigure(a.s50, false), Peers: append([]Peer{idle50, watch50}, qp(func(a *agg) []float64 { return a.s50 }, false)...),
-			Note: "modpipe: enqueue called -> claim returned; asynq, Celery: enqueue -> task started, on Redis, 4 workers; dispatch floor: a bare client's Txn -> a bare watcher in a process of its own sees it"}
-		s99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals (%s)", m.name), Unit: "ms",
+			Note: "modpipe: enqueue called -> claim returned; asynq, Celery: enqueue -> task started, on Redis, 4 workers; dispatch floor: a bare client's Txn -> a bare watcher in a process of its own sees it. The fleet's shape: every worker process wakes for every event, which on 2 vCPUs the one the module was pushed to waits behind"}
+		s99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals, 4 worker processes of 1 slot (%s)", m.name), Unit: "ms",
 			Modpipe: newFigure(a.s99, false), Peers: append([]Peer{idle99, watch99}, qp(func(a *agg) []float64 { return a.s99 }, false)...)}
-		k50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 1 worker of 4 slots (%s)", m.name), Unit: "ms",
+		k50 := Row{Scenario: fmt.Sprintf("etcd dispatch p50, sparse arrivals 20 ms apart, 1 worker process of 4 slots (%s)", m.name), Unit: "ms",
 			Modpipe: newFigure(a.k50, false), Peers: append([]Peer{idle50, watch50}, qp(func(a *agg) []float64 { return a.s50 }, false)...),
-			Note: "as above, to one worker process with 4 slots: the peers' shape (one Celery consumer of -c 4, one asynq server of concurrency 4)"}
-		k99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals, 1 worker of 4 slots (%s)", m.name), Unit: "ms",
+			Note: "as above, to one worker process with 4 slots: the peers' shape (Celery: one consumer process, -c 4; asynq: one server, concurrency 4), so it carries the target"}
+		k99 := Row{Scenario: fmt.Sprintf("etcd dispatch p99, sparse arrivals, 1 worker process of 4 slots (%s)", m.name), Unit: "ms",
 			Modpipe: newFigure(a.k99, false), Peers: append([]Peer{idle99, watch99}, qp(func(a *agg) []float64 { return a.s99 }, false)...)}
 		if m.name == "disk" {
-			as, ce := s50.Peers[2].Median, s50.Peers[3].Median
-			s50.Target = ">= 50x faster than asynq, >= 1.5x faster than Celery"
-			s50.judge(s50.Modpipe.Median*50 <= as && s50.Modpipe.Median*1.5 <= ce, s50.Modpipe.Median, as, ce)
+			as, ce := k50.Peers[2].Median, k50.Peers[3].Median
+			k50.Target = ">= 50x faster than asynq, >= 1.5x faster than Celery"
+			k50.judge(k50.Modpipe.Median*50 <= as && k50.Modpipe.Median*1.5 <= ce, k50.Modpipe.Median, as, ce)
 		}
 		thr := Row{Scenario: fmt.Sprintf("etcd throughput, %d no-op modules, 4 workers (%s)", thrN, m.name), Unit: "modules/s", HigherBetter: true,
 			Modpipe: newFigure(a.thr, true), Note: "first enqueue -> last result seen by the master"}
