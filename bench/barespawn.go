@@ -14,18 +14,20 @@ import (
 )
 
 // bareSpawnEnv makes modpipe-bench the bare runner of the local DAG's
-// floor instead of the benchmark: "PLUGIN N J PROG". It starts the bare
-// go-plugin plugin at PLUGIN, has it spawn PROG N times, J calls at once,
-// and exits. It is the least a runner can take whose commands run in a
-// go-plugin plugin process with one RPC per command, as modpipe's do: no
-// dependency graph (J always busy), no configuration file, no output
-// read back, no result kept.
+// floor instead of the benchmark: "PLUGIN N J PROG [capture]". It starts
+// the bare go-plugin plugin at PLUGIN, has it spawn PROG N times, J calls
+// at once, and exits. It is the least a runner can take whose commands
+// run in a go-plugin plugin process with one RPC per command, as
+// modpipe's do: no dependency graph (J always busy), no configuration
+// file, no result kept, and no output read back unless "capture" asks
+// for the plugin's SpawnCaptured (pipes read until they close, as a CI
+// runner must).
 const bareSpawnEnv = "MODPIPE_BENCH_BARE_SPAWN"
 
 func bareSpawn(spec string) int {
 	f := strings.Fields(spec)
-	if len(f) != 4 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want PLUGIN N J PROG\n", bareSpawnEnv, spec)
+	if len(f) != 4 && (len(f) != 5 || f[4] != "capture") {
+		fmt.Fprintf(os.Stderr, "%s=%q: want PLUGIN N J PROG [capture]\n", bareSpawnEnv, spec)
 		return 2
 	}
 	n, err1 := strconv.Atoi(f[1])
@@ -33,6 +35,10 @@ func bareSpawn(spec string) int {
 	if err1 != nil || err2 != nil || n < 1 || j < 1 {
 		fmt.Fprintf(os.Stderr, "%s=%q: N and J must be positive numbers\n", bareSpawnEnv, spec)
 		return 2
+	}
+	spawn := (*bare.Client).Spawn
+	if len(f) == 5 {
+		spawn = (*bare.Client).SpawnCaptured
 	}
 	c, stop, err := bare.Start(f[0])
 	if err != nil {
@@ -54,7 +60,7 @@ func bareSpawn(spec string) int {
 		go func() {
 			defer wg.Done()
 			for left.Add(-1) >= 0 {
-				code, err := c.Spawn(ctx, f[3])
+				code, err := spawn(c, ctx, f[3])
 				if err == nil && code != 0 {
 					err = fmt.Errorf("%s exited with status %d", f[3], code)
 				}

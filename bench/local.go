@@ -113,8 +113,9 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 			return rows, err
 		}
 		bareEnv := []string{fmt.Sprintf("%s=%s %d %d /bin/true", bareSpawnEnv, filepath.Join(b.bin, "modpipe-bench-bare"), n, b.jobs)}
-		var host, mk, nj, floor []float64
-		var hostCPU, mkCPU, njCPU, floorCPU []float64 // the process and its children
+		capEnv := []string{bareEnv[0] + " capture"}
+		var host, mk, nj, floor, capFloor []float64
+		var hostCPU, mkCPU, njCPU, floorCPU, capCPU []float64 // the process and its children
 		for r := range rounds {
 			res, _, err := b.hostRun(ctx, f.pipeline)
 			if err != nil {
@@ -137,6 +138,10 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 				return rows, fmt.Errorf("bare go-plugin runner: %w", err)
 			}
 			floor, floorCPU = append(floor, toMS(res.Wall)), append(floorCPU, toMS(res.CPU))
+			if res, err = runProc(ctx, f.dir, capEnv, self); err != nil {
+				return rows, fmt.Errorf("bare go-plugin runner, output captured: %w", err)
+			}
+			capFloor, capCPU = append(capFloor, toMS(res.Wall)), append(capCPU, toMS(res.CPU))
 			b.logger.Debug("round", "scenario", "local", "modules", n, "round", r, "host_ms", host[len(host)-1])
 		}
 		row := Row{
@@ -144,7 +149,8 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 			Unit:     "ms",
 			Modpipe:  newFigure(host, false),
 			Peers: []Peer{{"make", newFigure(mk, false)}, {"ninja", newFigure(nj, false)},
-				{"bare go-plugin runner, 1 RPC + spawn per module, no DAG (floor)", newFigure(floor, false)}},
+				{"bare go-plugin runner, 1 RPC + spawn per module, no DAG (floor)", newFigure(floor, false)},
+				{"the same, output captured (2 pipes read to EOF, process group) (floor)", newFigure(capFloor, false)}},
 		}
 		if n == 1000 {
 			row.Target = "<= 1.2x make, <= 0.6x ninja"
@@ -161,7 +167,7 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 		if len(njCPU) > 0 {
 			cpu += fmt.Sprintf(", ninja %.0f ms", median(njCPU))
 		}
-		cpu += fmt.Sprintf(", bare go-plugin runner %.0f ms", median(floorCPU))
+		cpu += fmt.Sprintf(", bare go-plugin runner %.0f ms, output captured %.0f ms", median(floorCPU), median(capCPU))
 		row.Note = strings.TrimPrefix(row.Note+"; "+cpu, "; ")
 		rows = append(rows, row)
 	}

@@ -1,9 +1,10 @@
 // Package bare is the floor for modpipe's plugin call: the smallest
 // go-plugin gRPC plugin there is, with the same transport settings as the
 // host (gRPC, AutoMTLS, one process), serving two unary methods: Payload
-// returns a payload of the size asked for, and Spawn runs a program with
-// nothing captured. The benchmark compares modpipe's Execute round trip
-// with Payload, and its DAG of /bin/true modules with Spawn driven by a
+// returns a payload of the size asked for, Spawn runs a program with
+// nothing captured and SpawnCaptured runs it with its output read back.
+// The benchmark compares modpipe's Execute round trip with Payload, and
+// its DAG of /bin/true modules with Spawn and SpawnCaptured driven by a
 // bare runner, measured in the same run.
 //
 // There is no .proto: the method is declared by hand with well-known
@@ -21,6 +22,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -41,14 +43,16 @@ const maxMessage = 8 << 20
 
 // The full gRPC method names of the calls.
 const (
-	method      = "/modpipe.bench.Bare/Payload"
-	spawnMethod = "/modpipe.bench.Bare/Spawn"
+	method         = "/modpipe.bench.Bare/Payload"
+	spawnMethod    = "/modpipe.bench.Bare/Spawn"
+	capturedMethod = "/modpipe.bench.Bare/SpawnCaptured"
 )
 
 // service is what the service handlers call.
 type service interface {
 	Payload(ctx context.Context, size *wrapperspb.Int64Value) (*wrapperspb.BytesValue, error)
 	Spawn(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
+	SpawnCaptured(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
 }
 
 var serviceDesc = grpc.ServiceDesc{
@@ -72,6 +76,15 @@ var serviceDesc = grpc.ServiceDesc{
 			}
 			return srv.(service).Spawn(ctx, in)
 		},
+	}, {
+		MethodName: "SpawnCaptured",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			in := new(wrapperspb.StringValue)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			return srv.(service).SpawnCaptured(ctx, in)
+		},
 	}},
 	Metadata: "bare.go",
 }
@@ -92,6 +105,74 @@ func (s *server) Spawn(_ context.Context, prog *wrapperspb.StringValue) (*wrappe
 	pid, err := syscall.ForkExec(prog.GetValue(), []string{prog.GetValue()}, &syscall.ProcAttr{Env: []string{}, Files: []uintptr{fd, fd, fd}})
 	if err != nil {
 		return nil, fmt.Errorf("spawn %s: %w", prog.GetValue(), err)
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wait for %s: %w", prog.GetValue(), err)
+	}
+	return wrapperspb.Int64(int64(ws.ExitStatus())), nil
+}
+
+// SpawnCaptured runs prog as Spawn does, but as a CI runner must: in a
+// process group of its own (so a cancel can kill what it starts), with
+// its stdout and stderr on two pipes read until both close, both at once
+// (a child filling one pipe must not block on it while the other is
+// read). The reads use one poll(2) loop on this goroutine's thread rather
+// than a reader goroutine per pipe on the runtime's poller, the cheaper
+// of the two (bench/internal/spawnfloor). It returns the exit status; the
+// output is counted and dropped.
+func (s *server) SpawnCaptured(_ context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error) {
+	var out, errp [2]int
+	if err := syscall.Pipe2(out[:], syscall.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", prog.GetValue(), err)
+	}
+	if err := syscall.Pipe2(errp[:], syscall.O_CLOEXEC); err != nil {
+		syscall.Close(out[0])
+		syscall.Close(out[1])
+		return nil, fmt.Errorf("spawn %s: %w", prog.GetValue(), err)
+	}
+	pid, err := syscall.ForkExec(prog.GetValue(), []string{prog.GetValue()}, &syscall.ProcAttr{
+		Env: []string{}, Files: []uintptr{s.devnull.Fd(), uintptr(out[1]), uintptr(errp[1])},
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	syscall.Close(out[1])
+	syscall.Close(errp[1])
+	if err != nil {
+		syscall.Close(out[0])
+		syscall.Close(errp[0])
+		return nil, fmt.Errorf("spawn %s: %w", prog.GetValue(), err)
+	}
+	fds := []unix.PollFd{{Fd: int32(out[0]), Events: unix.POLLIN}, {Fd: int32(errp[0]), Events: unix.POLLIN}}
+	var buf [4096]byte
+	open := len(fds)
+	for open > 0 {
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			break
+		}
+		for i := range fds {
+			if fds[i].Fd < 0 || fds[i].Revents == 0 {
+				continue
+			}
+			if n, err := unix.Read(int(fds[i].Fd), buf[:]); n <= 0 && err != unix.EINTR {
+				unix.Close(int(fds[i].Fd))
+				fds[i].Fd = -1
+				open--
+			}
+		}
+	}
+	for _, f := range fds {
+		if f.Fd >= 0 {
+			unix.Close(int(f.Fd))
+		}
 	}
 	var ws syscall.WaitStatus
 	for {
@@ -161,6 +242,16 @@ func (c *Client) Payload(ctx context.Context, size int) (int, error) {
 func (c *Client) Spawn(ctx context.Context, prog string) (int, error) {
 	out := new(wrapperspb.Int64Value)
 	if err := c.conn.Invoke(ctx, spawnMethod, wrapperspb.String(prog), out); err != nil {
+		return 0, err
+	}
+	return int(out.GetValue()), nil
+}
+
+// SpawnCaptured runs prog in the plugin with its output read back and
+// returns its exit status.
+func (c *Client) SpawnCaptured(ctx context.Context, prog string) (int, error) {
+	out := new(wrapperspb.Int64Value)
+	if err := c.conn.Invoke(ctx, capturedMethod, wrapperspb.String(prog), out); err != nil {
 		return 0, err
 	}
 	return int(out.GetValue()), nil
