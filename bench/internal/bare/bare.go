@@ -106,17 +106,7 @@ func (s *server) Spawn(_ context.Context, prog *wrapperspb.StringValue) (*wrappe
 	if err != nil {
 		return nil, fmt.Errorf("spawn %s: %w", prog.GetValue(), err)
 	}
-	var ws syscall.WaitStatus
-	for {
-		_, err = syscall.Wait4(pid, &ws, 0, nil)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("wait for %s: %w", prog.GetValue(), err)
-	}
-	return wrapperspb.Int64(int64(ws.ExitStatus())), nil
+	return waitExit(pid, prog.GetValue())
 }
 
 // SpawnCaptured runs prog as Spawn does, but as a CI runner must: in a
@@ -174,7 +164,14 @@ func (s *server) SpawnCaptured(_ context.Context, prog *wrapperspb.StringValue) 
 			unix.Close(int(f.Fd))
 		}
 	}
+	return waitExit(pid, prog.GetValue())
+}
+
+// waitExit waits for pid, the child that runs prog, and returns its exit
+// status.
+func waitExit(pid int, prog string) (*wrapperspb.Int64Value, error) {
 	var ws syscall.WaitStatus
+	var err error
 	for {
 		_, err = syscall.Wait4(pid, &ws, 0, nil)
 		if err != syscall.EINTR {
@@ -182,7 +179,7 @@ func (s *server) SpawnCaptured(_ context.Context, prog *wrapperspb.StringValue) 
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("wait for %s: %w", prog.GetValue(), err)
+		return nil, fmt.Errorf("wait for %s: %w", prog, err)
 	}
 	return wrapperspb.Int64(int64(ws.ExitStatus())), nil
 }
