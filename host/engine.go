@@ -180,18 +180,26 @@ func load(opts Options) (*loaded, error) {
 func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, 0)
 	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	// The plugins' checks of every body, for a file that will not run
+	// anyway: its errors of every kind are reported in one pass.
+	bodies := func() hcl.Diagnostics {
+		if more := bodyDiagnostics(ctx, opts, cfg, pre); ctx.Err() == nil {
+			return more
+		}
+		return nil
+	}
 	if diags.HasErrors() && cfg != nil && len(cfg.Modules) > 0 {
 		// The graph's own errors (undeclared modules, cycles) too: it
 		// needs the module names and dependencies, which a module's
 		// other errors leave alone.
 		_, gdiags := graph.Build(cfg)
 		diags = append(diags, gdiags...)
-		if more := bodyDiagnostics(ctx, opts, cfg, pre); ctx.Err() == nil {
-			diags = append(diags, more...)
-			config.SortDiagnostics(diags)
-		}
+		diags = append(diags, bodies()...)
+		config.SortDiagnostics(diags)
 	}
-	return reportLoaded(opts, facts, cfg, diags)
+	// A file whose only errors are its graph's (a cycle) learns of them
+	// in loadedFrom, which then adds the bodies' too.
+	return reportLoaded(opts, facts, cfg, diags, bodies)
 }
 
 // bodyDiagnostics checks every module body of a file that has errors
@@ -242,12 +250,12 @@ func bodyDiagnostics(ctx context.Context, opts Options, cfg *config.Pipeline, pr
 func loadAs(opts Options, instance int, values, locals map[string]cty.Value) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, instance)
 	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts, Values: values, Locals: locals})
-	return reportLoaded(opts, facts, cfg, diags)
+	return reportLoaded(opts, facts, cfg, diags, nil)
 }
 
 // reportLoaded is loadedFrom that reports the warnings itself.
-func reportLoaded(opts Options, facts config.Facts, cfg *config.Pipeline, diags hcl.Diagnostics) (*loaded, error) {
-	l, warnings, err := loadedFrom(opts, facts, cfg, diags)
+func reportLoaded(opts Options, facts config.Facts, cfg *config.Pipeline, diags hcl.Diagnostics, onGraphErrors func() hcl.Diagnostics) (*loaded, error) {
+	l, warnings, err := loadedFrom(opts, facts, cfg, diags, onGraphErrors)
 	if err != nil {
 		return nil, err
 	}
@@ -259,8 +267,9 @@ func reportLoaded(opts Options, facts config.Facts, cfg *config.Pipeline, diags 
 
 // loadedFrom builds and filters the graph of a config.Load result made
 // with facts. Errors are reported as loadAs does; warnings are returned
-// for the caller to report.
-func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hcl.Diagnostics) (*loaded, hcl.Diagnostics, error) {
+// for the caller to report. onGraphErrors, if not nil, is called when the
+// graph is the file's first error, for diagnostics reported with it.
+func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hcl.Diagnostics, onGraphErrors func() hcl.Diagnostics) (*loaded, hcl.Diagnostics, error) {
 	if cfg != nil && cfg.Distributed != nil && len(cfg.Distributed.Capabilities) > 0 {
 		facts.Capabilities = normalizeCaps(append(facts.Capabilities, cfg.Distributed.Capabilities...))
 	}
@@ -285,6 +294,10 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 	g, gdiags := graph.Build(cfg)
 	diags = append(diags, gdiags...)
 	if diags.HasErrors() {
+		if onGraphErrors != nil {
+			diags = append(diags, onGraphErrors()...)
+			config.SortDiagnostics(diags)
+		}
 		return nil, nil, l.report(diags, ExitInvalid)
 	}
 	if len(opts.Only) > 0 || len(opts.Skip) > 0 || len(opts.Categories) > 0 {

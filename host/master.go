@@ -30,7 +30,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	var l *loaded
 	if pre := d.Preloaded.usable(opts.File, 0); pre != nil {
 		var warnings hcl.Diagnostics
-		if l, warnings, err = loadedFrom(opts.Options, pre.facts, pre.cfg, pre.diags); err == nil && len(warnings) > 0 {
+		if l, warnings, err = loadedFrom(opts.Options, pre.facts, pre.cfg, pre.diags, nil); err == nil && len(warnings) > 0 {
 			_ = l.report(warnings, ExitOK)
 		}
 	} else {

@@ -225,7 +225,7 @@ func startEarly(ctx context.Context, opts Options, pre *Preloaded, results plugi
 	if pre.cfg == nil || pre.diags.HasErrors() {
 		return nil
 	}
-	l, warnings, err := loadedFrom(opts, pre.facts, pre.cfg, slices.Clip(pre.diags))
+	l, warnings, err := loadedFrom(opts, pre.facts, pre.cfg, slices.Clip(pre.diags), nil)
 	if err != nil {
 		return nil
 	}

@@ -1,0 +1,65 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A file's errors of every kind come in one pass, whichever kind comes
+// first: a cycle, the file's only error as config.Load sees it, still
+// brings the plugins' checks of the bodies with it.
+func TestValidateReportsEveryKindInOnePass(t *testing.T) {
+	const cycle = `module "shell" "a" {
+  command    = ["echo", "a"]
+  depends_on = [module.b]
+}
+module "shell" "b" {
+  command = ["echo", "${module.a.value.stdout}"]
+}
+`
+	for _, tc := range []struct {
+		name   string
+		src    string
+		want   []string // in order
+		errors int
+	}{
+		{"cycle and a misspelt attribute", cycle + "module \"shell\" \"c\" {\n  comand = [\"echo\", \"c\"]\n}\n",
+			[]string{"pipeline.hcl:6:", "Dependency cycle", "pipeline.hcl:9:", `Did you mean "command"?`}, 2},
+		{"cycle and an attribute of the wrong type", cycle + "module \"shell\" \"c\" {\n  command = {a = 1}\n}\n",
+			[]string{"pipeline.hcl:6:", "Dependency cycle", "pipeline.hcl:9:"}, 2},
+		{"cycle and a bad timeout", cycle + "module \"shell\" \"c\" {\n  command = [\"true\"]\n  timeout = \"soon\"\n}\n",
+			[]string{"pipeline.hcl:6:", "Dependency cycle", "pipeline.hcl:10:"}, 2},
+		{"cycle alone", cycle, []string{"pipeline.hcl:6:", "Dependency cycle"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "pipeline.hcl")
+			if err := os.WriteFile(file, []byte(tc.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+			defer cancel()
+			err := Validate(ctx, Options{File: file, Environ: []string{}, Stdout: &out, Stderr: &out,
+				Locator: &PluginLocator{Dirs: []string{pluginDir}}})
+			if ee, ok := errors.AsType[*ExitError](err); !ok || ee.Code != ExitInvalid {
+				t.Fatalf("validate: %v; want the file refused\n%s", err, out.String())
+			}
+			got, last := out.String(), -1
+			for _, w := range tc.want {
+				i := strings.Index(got, w)
+				if i < 0 || i < last {
+					t.Fatalf("want %q, in order:\n%s", tc.want, got)
+				}
+				last = i
+			}
+			if n := strings.Count(got, "Error: "); n != tc.errors {
+				t.Fatalf("%d errors; want %d:\n%s", n, tc.errors, got)
+			}
+		})
+	}
+}
