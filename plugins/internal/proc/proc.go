@@ -423,7 +423,7 @@ func lookPath(prog string, env []string) (string, error) {
 					return cand, nil
 				}
 			}
-			return "", fmt.Errorf("%w in PATH %q", exec.ErrNotFound, p)
+			return "", fmt.Errorf("%w (PATH=%s)", exec.ErrNotFound, p)
 		}
 	}
 	return exec.LookPath(prog)

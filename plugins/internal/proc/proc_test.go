@@ -153,7 +153,7 @@ func TestRunStartErrors(t *testing.T) {
 	}{
 		{name: "not on PATH", cmd: Command{Argv: []string{"modpipe-no-such-command"}}, notFound: true, contains: `"modpipe-no-such-command" not found`},
 		{name: "absolute missing", cmd: Command{Argv: []string{"/no/such/binary"}}, notFound: true, contains: `"/no/such/binary" not found`},
-		{name: "PATH from env", cmd: Command{Argv: []string{"sh"}, Env: []string{"PATH=" + emptyPath}}, notFound: true, contains: emptyPath},
+		{name: "PATH from env", cmd: Command{Argv: []string{"sh"}, Env: []string{"PATH=" + emptyPath}}, notFound: true, contains: "executable file not found in $PATH (PATH=" + emptyPath + ")"},
 		{name: "not executable", cmd: Command{Argv: []string{script}}, notFound: true, contains: "cannot be run: "},
 		{name: "missing dir", cmd: Command{Argv: []string{"/bin/true"}, Dir: "/no/such/dir"}, contains: "working directory"},
 		{name: "empty argv", cmd: Command{}, contains: "argument list is empty"},
