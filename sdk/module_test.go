@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -201,5 +202,46 @@ func TestOutputNotUTF8(t *testing.T) {
 	m.finish()
 	if len(sent) != 2 || sent[0] != "bad \uFFFD byte" || sent[1] != "\uFFFD(x" {
 		t.Errorf("sent %q", sent)
+	}
+}
+
+// A result that is not UTF-8 (a json.RawMessage of a command's bytes)
+// cannot go into the result's protobuf string; sent, it broke the
+// plugin's session and every module running on it. Its module fails
+// with an encoding error instead, and that result can be sent.
+func TestResultNotUTF8(t *testing.T) {
+	type out struct {
+		Raw json.RawMessage `json:"raw"`
+	}
+	run := func(_ context.Context, _ *Module, cfg struct {
+		Bad bool `modpipe:"bad,optional"`
+	}) (out, error) {
+		if cfg.Bad {
+			return out{Raw: json.RawMessage("{\"a\": \"\xff\"}")}, nil
+		}
+		return out{Raw: json.RawMessage(`{"a": "é"}`)}, nil
+	}
+	s, err := newServer(Plugin{Name: "p", Kinds: []Kind{NewKind("k", "t/v1", run)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		config, want string
+		ok           bool
+	}{
+		{`{"bad": true}`, "not valid UTF-8", false},
+		{`{"bad": false}`, "", true},
+	} {
+		req := &pluginv1.ExecuteRequest{Module: "m", Kind: "k", ConfigJson: tc.config}
+		r := s.execute(context.Background(), req, newModule(req, nil, func(*pluginv1.OutputLine) error { return nil }))
+		if _, err := proto.Marshal(r); err != nil {
+			t.Fatalf("config %s: the result cannot be sent: %v", tc.config, err)
+		}
+		if r.GetSucceeded() != tc.ok || !strings.Contains(r.GetError().GetMessage(), tc.want) {
+			t.Fatalf("config %s: succeeded %v, error %q; want %v, %q", tc.config, r.GetSucceeded(), r.GetError().GetMessage(), tc.ok, tc.want)
+		}
+		if !tc.ok && r.GetError().GetKind() != ErrorKindEncoding {
+			t.Fatalf("error kind %q, want %q", r.GetError().GetKind(), ErrorKindEncoding)
+		}
 	}
 }

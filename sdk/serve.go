@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -451,6 +452,14 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 	var valueJSON string
 	if runErr == nil || (value != nil && !reflect.ValueOf(value).IsZero()) {
 		b, err := json.Marshal(value)
+		if err == nil && !utf8.Valid(b) {
+			// JSON is UTF-8, and the result travels in a protobuf string,
+			// which refuses anything else: sent, it would break the
+			// plugin's session and every module running on it. A
+			// json.RawMessage (a command's output) carries bytes as they
+			// are.
+			err = fmt.Errorf("it is not valid UTF-8 (a json.RawMessage or a string with bytes of another encoding), first bad byte at offset %d", invalidUTF8At(b))
+		}
 		if err != nil {
 			return failed(k.resultType, &Failure{
 				Message: fmt.Sprintf("encode the result of module %q (kind %q) as JSON: %v", m.name, k.name, err),
@@ -568,4 +577,17 @@ func (s *server) hostClient(id uint32) (pluginv1.HostClient, error) {
 	}
 	c.connect()
 	return c.client, nil
+}
+
+// invalidUTF8At is the offset of the first byte of b that is not part of
+// valid UTF-8, or len(b).
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modpipe/modpipe/plugins/internal/proc"
 )
@@ -205,6 +206,9 @@ func parseJSON(stdout string, truncated bool) (json.RawMessage, error) {
 	}
 	if strings.TrimSpace(stdout) == "" {
 		return nil, errors.New("stdout_json: the command printed nothing on stdout, expected a JSON value")
+	}
+	if !utf8.ValidString(stdout) {
+		return nil, fmt.Errorf("stdout_json: stdout is not valid UTF-8, which JSON must be; convert it first (iconv -t UTF-8) or leave stdout_json off; stdout starts with: %q", head(stdout, 200))
 	}
 	var v json.RawMessage
 	if err := json.Unmarshal([]byte(stdout), &v); err != nil {

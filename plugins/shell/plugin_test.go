@@ -99,6 +99,8 @@ func TestPluginExec(t *testing.T) {
 		{name: "stdout_json", config: `{"script": "echo '{\"sha\": \"abc123\", \"files\": [1, 2]}'", "stdout_json": true}`, succeeded: true, stdout: `{"sha": "abc123", "files": [1, 2]}`, json: `{"sha":"abc123","files":[1,2]}`},
 		{name: "stdout_json invalid", config: `{"command": ["echo", "not json"], "stdout_json": true}`, stdout: "not json", errKind: "module",
 			errContains: []string{"stdout is not valid JSON", `stdout starts with: "not json"`}},
+		{name: "stdout_json not UTF-8", config: `{"script": "printf '{\"a\": \"\\377\"}'", "stdout_json": true}`, stdout: "{\"a\": \"\uFFFD\"}", errKind: "module",
+			errContains: []string{"stdout is not valid UTF-8"}},
 		{name: "non-zero exit", config: fmt.Sprintf(`{"script": %q}`, manyErr.String()+"echo partial; exit 3"), stdout: "partial", exitCode: 3, errKind: "module",
 			errContains: []string{"exit status 3"}, tailHas: "err11\n", tailLacks: "err10\n"},
 		{name: "command not found", config: `{"command": ["modpipe-no-such-command"]}`, exitCode: -1, errKind: "module",
