@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/modpipe/modpipe/plugins/internal/proc"
+	"github.com/modpipe/modpipe/sdk"
 )
 
 // ResultType is the versioned name of the exec kind's result.
@@ -54,12 +55,14 @@ type ExecResult struct {
 // script.
 func (c ExecConfig) Validate() error {
 	switch {
+	case c.Command != nil && len(c.Command) == 0 && c.Script == "":
+		return sdk.AttributeError("command", `the list is empty; it needs the program to run and its arguments, such as ["make", "test"]`)
 	case len(c.Command) == 0 && c.Script == "":
 		return errors.New(`set either "command" (a list: program and arguments) or "script" (a shell script); neither is set`)
 	case len(c.Command) > 0 && c.Script != "":
 		return errors.New(`set either "command" or "script", not both`)
 	case len(c.Command) > 0 && c.Command[0] == "":
-		return errors.New(`"command" starts with an empty program name; its first element must be the program to run`)
+		return sdk.AttributeError("command", `it starts with an empty program name; its first element must be the program to run`)
 	}
 	return proc.CheckEnvKeys(c.Env)
 }

@@ -74,6 +74,7 @@ func TestExec(t *testing.T) {
 		{name: "neither", cfg: ExecConfig{}, wantErr: "neither is set"},
 		{name: "both", cfg: ExecConfig{Command: []string{"true"}, Script: "true"}, wantErr: "not both"},
 		{name: "empty program", cfg: ExecConfig{Command: []string{""}}, wantErr: "empty program name"},
+		{name: "empty command list", cfg: ExecConfig{Command: []string{}}, wantErr: `attribute "command": the list is empty`},
 		{name: "missing dir", cfg: ExecConfig{Command: []string{"true"}, Dir: filepath.Join(dir, "nope")}, wantErr: "working directory"},
 	}
 	for _, tt := range tests {

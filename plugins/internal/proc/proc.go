@@ -78,6 +78,13 @@ func (e *NotFoundError) Error() string {
 	if errors.Is(e.Err, os.ErrPermission) {
 		return fmt.Sprintf("command %q cannot be run: %v (it is not executable: chmod +x it, or run it through its interpreter, such as [\"sh\", %q])", e.Program, e.Err, e.Program)
 	}
+	if hasPathSeparator(e.Program) {
+		if errors.Is(e.Err, syscall.EISDIR) {
+			return fmt.Sprintf("command %q is a directory, not a program to run", e.Program)
+		}
+		// PATH plays no part in a path.
+		return fmt.Sprintf("command %q not found: %v (check the path; a relative one is taken from the module's dir, or the host's working directory without one)", e.Program, e.Err)
+	}
 	return fmt.Sprintf("command %q not found: %v (check the spelling, that it is installed, and that its directory is on PATH)", e.Program, e.Err)
 }
 

@@ -5,6 +5,7 @@ package proc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,7 +153,8 @@ func TestRunStartErrors(t *testing.T) {
 		contains string
 	}{
 		{name: "not on PATH", cmd: Command{Argv: []string{"modpipe-no-such-command"}}, notFound: true, contains: `"modpipe-no-such-command" not found`},
-		{name: "absolute missing", cmd: Command{Argv: []string{"/no/such/binary"}}, notFound: true, contains: `"/no/such/binary" not found`},
+		{name: "absolute missing", cmd: Command{Argv: []string{"/no/such/binary"}}, notFound: true, contains: `"/no/such/binary" not found: exec: "/no/such/binary": stat /no/such/binary: no such file or directory (check the path;`},
+		{name: "a directory", cmd: Command{Argv: []string{emptyPath}}, notFound: true, contains: fmt.Sprintf("command %q is a directory, not a program to run", emptyPath)},
 		{name: "PATH from env", cmd: Command{Argv: []string{"sh"}, Env: []string{"PATH=" + emptyPath}}, notFound: true, contains: "executable file not found in $PATH (PATH=" + emptyPath + ")"},
 		{name: "not executable", cmd: Command{Argv: []string{script}}, notFound: true, contains: "cannot be run: "},
 		{name: "missing dir", cmd: Command{Argv: []string{"/bin/true"}, Dir: "/no/such/dir"}, contains: "working directory"},
