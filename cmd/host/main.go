@@ -169,6 +169,9 @@ func run(args []string) int {
 			var specs []report.Spec
 			for _, r := range reports {
 				s, err := report.ParseSpec(r)
+				if err == nil {
+					err = report.Check(s)
+				}
 				if err != nil {
 					return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
 				}

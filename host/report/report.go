@@ -96,6 +96,35 @@ func Render(w io.Writer, format string, run *Run) error {
 	return fmt.Errorf("unknown report format %q (known: %s)", format, strings.Join(Formats, ", "))
 }
 
+// Check reports, before a run, whether Write could write spec's file: not
+// a directory, its folder there or creatable, a file creatable in it. It
+// creates the missing folders, as Write would at the end, so a report
+// that cannot be written is refused before the run rather than lost
+// after it.
+func Check(spec Spec) error {
+	fail := func(err error) error { return fmt.Errorf("--report %s=%s: %w", spec.Format, spec.Path, err) }
+	path := spec.Path
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		if st.IsDir() {
+			return fail(errors.New("it is a directory"))
+		}
+		return nil // a device or a FIFO, opened as it is at the end
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	tmp, err := os.CreateTemp(dir, ".report-*")
+	if err != nil {
+		return fail(err)
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
+}
+
 // Write writes the run in the spec's format to its path, creating parent
 // folders. The file is written whole or not at all (temp file + rename),
 // so a reader never sees half a report.

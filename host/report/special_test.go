@@ -91,3 +91,45 @@ func TestWriteSpecialPaths(t *testing.T) {
 		}
 	})
 }
+
+// Check refuses before a run what Write would refuse after it, and
+// accepts what Write accepts, leaving no file behind.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notadir")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string // want: "" to accept
+	}{
+		{"new file", filepath.Join(dir, "r.json"), ""},
+		{"new folders", filepath.Join(dir, "a", "b", "r.json"), ""},
+		{"existing file", file, ""},
+		{"device", os.DevNull, ""},
+		{"a directory", dir, "it is a directory"},
+		{"under a file", filepath.Join(file, "r.json"), "not a directory"},
+		{"under /proc", "/proc/modpipe-nope/r.json", "/proc/modpipe-nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check(Spec{Format: "json", Path: tc.path})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				if _, err := os.Stat(tc.path); tc.path != file && tc.path != os.DevNull && !os.IsNotExist(err) {
+					t.Fatalf("Check left %s behind (%v)", tc.path, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--report json="+tc.path) {
+				t.Fatalf("Check: %v; want an error naming the flag and containing %q", err, tc.want)
+			}
+		})
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "*", "*", ".report-*"))
+	top, _ := filepath.Glob(filepath.Join(dir, ".report-*"))
+	if len(leftovers)+len(top) > 0 {
+		t.Fatalf("temporary files left: %v %v", leftovers, top)
+	}
+}
