@@ -37,7 +37,7 @@ func TestCheckAtOnceReportsAsOne(t *testing.T) {
 				280: `script = "x"
   command = ["y"]`,
 			},
-			want: []string{"pipeline.hcl:454:", "pipeline.hcl:844:"},
+			want: []string{"pipeline.hcl:455:", "pipeline.hcl:844:"}, // the attribute; the block when the error is the whole body
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
