@@ -103,21 +103,14 @@ func Render(w io.Writer, format string, run *Run) error {
 // after it.
 func Check(spec Spec) error {
 	fail := func(err error) error { return fmt.Errorf("--report %s=%s: %w", spec.Format, spec.Path, err) }
-	path := spec.Path
-	if target, err := filepath.EvalSymlinks(path); err == nil {
-		path = target
-	}
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		if st.IsDir() {
-			return fail(errors.New("it is a directory"))
-		}
-		return nil // a device or a FIFO, opened as it is at the end
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	path, inPlace, err := destination(spec.Path)
+	if err != nil {
 		return fail(err)
 	}
-	tmp, err := os.CreateTemp(dir, ".report-*")
+	if inPlace {
+		return nil // opened as it is at the end
+	}
+	tmp, err := createNextTo(path)
 	if err != nil {
 		return fail(err)
 	}
@@ -125,23 +118,44 @@ func Check(spec Spec) error {
 	return os.Remove(tmp.Name())
 }
 
-// Write writes the run in the spec's format to its path, creating parent
-// folders. The file is written whole or not at all (temp file + rename),
-// so a reader never sees half a report.
-func Write(spec Spec, run *Run) error {
-	fail := func(err error) error { return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err) }
-	path := spec.Path
-	// A symlink stays one: the report goes to the file it names.
+// destination is where a report for path goes: the file a symlink names
+// (a symlink stays one), written in place (inPlace) if it is a device, a
+// FIFO or a terminal (/dev/stdout, a shell's >(...)), as a shell's >
+// would, rather than replaced by a file of the same name. A directory is
+// an error.
+func destination(path string) (_ string, inPlace bool, _ error) {
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target
 	}
 	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
 		if st.IsDir() {
-			return fail(errors.New("it is a directory"))
+			return "", false, errors.New("it is a directory")
 		}
-		// A device, a FIFO or a terminal (/dev/stdout, a shell's
-		// >(...)): written in place as a shell's > would, not replaced
-		// by a file of the same name.
+		return path, true, nil
+	}
+	return path, false, nil
+}
+
+// createNextTo creates a temporary file in path's folder, creating the
+// folder if it is missing.
+func createNextTo(path string) (*os.File, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(dir, ".report-*")
+}
+
+// Write writes the run in the spec's format to its path, creating parent
+// folders. The file is written whole or not at all (temp file + rename),
+// so a reader never sees half a report.
+func Write(spec Spec, run *Run) error {
+	fail := func(err error) error { return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err) }
+	path, inPlace, err := destination(spec.Path)
+	if err != nil {
+		return fail(err)
+	}
+	if inPlace {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
 		if err != nil {
 			return fail(err)
@@ -157,11 +171,7 @@ func Write(spec Spec, run *Run) error {
 	}
 	// A file is written whole or not at all: into a temporary file next
 	// to it, renamed over it once complete.
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail(err)
-	}
-	tmp, err := os.CreateTemp(dir, ".report-*")
+	tmp, err := createNextTo(path)
 	if err != nil {
 		return fail(err)
 	}
