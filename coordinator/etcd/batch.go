@@ -217,6 +217,14 @@ func (c *committer) pending() int {
 	return len(c.queue)
 }
 
+// poke wakes run to look at the queue (a wake already pending will do).
+func (c *committer) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // submit queues op and waits for its result. After the session ended
 // (or if it ends before op is sent) op is written directly with ctx.
 func (c *committer) submit(ctx context.Context, op *txnOp) txnResult {
@@ -243,19 +251,13 @@ func (c *committer) submit(ctx context.Context, op *txnOp) txnResult {
 		more := len(c.queue) > 0
 		c.mu.Unlock()
 		if more {
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
+			c.poke()
 		}
 		return r
 	}
 	c.queue = append(c.queue, op)
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.poke()
 	select {
 	case r := <-op.done:
 		if errors.Is(r.err, errCommitterClosed) {
