@@ -1,9 +1,6 @@
 package host
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,15 +54,7 @@ func TestCheckAtOnceReportsAsOne(t *testing.T) {
 			}
 			validate := func(procs int) string {
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-				var out bytes.Buffer
-				ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
-				defer cancel()
-				err := Validate(ctx, Options{File: file, Environ: []string{}, Stdout: &out, Stderr: &out,
-					Locator: &PluginLocator{Dirs: []string{pluginDir}}})
-				if ee, ok := errors.AsType[*ExitError](err); !ok || ee.Code != ExitInvalid {
-					t.Fatalf("validate with GOMAXPROCS %d: %v; want the file refused\n%s", procs, err, out.String())
-				}
-				return out.String()
+				return validateRefused(t, file)
 			}
 			one, several := validate(1), validate(4)
 			if one != several {

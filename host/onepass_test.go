@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -41,15 +42,7 @@ module "shell" "b" {
 			if err := os.WriteFile(file, []byte(tc.src), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
-			defer cancel()
-			err := Validate(ctx, Options{File: file, Environ: []string{}, Stdout: &out, Stderr: &out,
-				Locator: &PluginLocator{Dirs: []string{pluginDir}}})
-			if ee, ok := errors.AsType[*ExitError](err); !ok || ee.Code != ExitInvalid {
-				t.Fatalf("validate: %v; want the file refused\n%s", err, out.String())
-			}
-			got, last := out.String(), -1
+			got, last := validateRefused(t, file), -1
 			for _, w := range tc.want {
 				i := strings.Index(got, w)
 				if i < 0 || i < last {
@@ -62,4 +55,19 @@ module "shell" "b" {
 			}
 		})
 	}
+}
+
+// validateRefused runs Validate on file with the test plugins and returns
+// its output, failing t unless the file is refused as invalid.
+func validateRefused(t *testing.T, file string) string {
+	t.Helper()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+	defer cancel()
+	err := Validate(ctx, Options{File: file, Environ: []string{}, Stdout: &out, Stderr: &out,
+		Locator: &PluginLocator{Dirs: []string{pluginDir}}})
+	if ee, ok := errors.AsType[*ExitError](err); !ok || ee.Code != ExitInvalid {
+		t.Fatalf("validate with GOMAXPROCS %d: %v; want the file refused\n%s", runtime.GOMAXPROCS(0), err, out.String())
+	}
+	return out.String()
 }
