@@ -183,7 +183,7 @@ func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, er
 	// The plugins' checks of every body, for a file that will not run
 	// anyway: its errors of every kind are reported in one pass.
 	bodies := func() hcl.Diagnostics {
-		if more := bodyDiagnostics(ctx, opts, cfg, pre); ctx.Err() == nil {
+		if more := bodyDiagnostics(ctx, opts, facts, cfg, pre); ctx.Err() == nil {
 			return more
 		}
 		return nil
@@ -204,9 +204,11 @@ func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, er
 
 // bodyDiagnostics checks every module body of a file that has errors
 // against its plugin's kind: the plugins that cannot be found or started
-// and the kinds and attributes their schemas do not have. The plugins it
+// and the kinds and attributes their schemas do not have; and, for a
+// body that passes and whose config is known at load, the plugin's own
+// verdict on it, as a valid file would get before running. The plugins it
 // uses are stopped again; the run stops at the file's errors anyway.
-func bodyDiagnostics(ctx context.Context, opts Options, cfg *config.Pipeline, pre *prestart) hcl.Diagnostics {
+func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg *config.Pipeline, pre *prestart) hcl.Diagnostics {
 	specs, diags := pluginSpecs(cfg, cfg.Modules, *opts.Locator)
 	taken, errs, rest := pre.take(specs, nil)
 	popts := pluginhost.Options{Logger: opts.Logger, SocketRoot: opts.SocketRoot}
@@ -229,6 +231,14 @@ func bodyDiagnostics(ctx context.Context, opts Options, cfg *config.Pipeline, pr
 		}
 		diags = append(diags, d)
 	}
+	type ask struct {
+		m   *config.Module
+		pl  *pluginhost.Plugin
+		k   *schema.Kind
+		cfg []byte
+	}
+	var asks []ask
+	plain := cfg.EvalContext(config.Scope{Facts: facts})
 	for _, m := range cfg.Modules {
 		pl, ok := set.Get(m.Plugin)
 		if !ok {
@@ -239,7 +249,44 @@ func bodyDiagnostics(ctx context.Context, opts Options, cfg *config.Pipeline, pr
 			diags = append(diags, unknownKind(m, pl.Info()))
 			continue
 		}
-		diags = append(diags, m.CheckBody(k)...)
+		d := m.CheckBody(k)
+		diags = append(diags, d...)
+		// A config that needs the run (another module's result) or a
+		// matrix instance waits for a file without errors. So does one
+		// that does not evaluate here: what it refers to may be among
+		// the file's errors already, and saying so again is noise.
+		if d.HasErrors() || len(m.References) > 0 || m.Matrix != nil {
+			continue
+		}
+		if cfgJSON, d := m.EvalConfig(plain, k); !d.HasErrors() {
+			asks = append(asks, ask{m, pl, k, cfgJSON})
+		}
+	}
+	// One question per distinct config, as validateStatic asks them.
+	type verdict struct {
+		pds []pluginhost.Diagnostic
+		err error
+	}
+	seen := map[string]verdict{}
+	for _, a := range asks {
+		key := a.m.Plugin + "\x00" + a.k.Name + "\x00" + string(a.cfg)
+		v, ok := seen[key]
+		if !ok {
+			v.pds, v.err = a.pl.Validate(ctx, a.k.Name, a.cfg)
+			seen[key] = v
+		}
+		pds, err := v.pds, v.err
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			rng := a.m.DeclRange
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", a.m.Plugin, err), Subject: &rng})
+			continue
+		}
+		for _, pd := range pds {
+			diags = append(diags, pluginDiagnostic(&graph.Node{Address: a.m.Name, Module: a.m}, pd))
+		}
 	}
 	return diags
 }

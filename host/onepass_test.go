@@ -36,6 +36,20 @@ module "shell" "b" {
 		{"cycle and a bad timeout", cycle + "module \"shell\" \"c\" {\n  command = [\"true\"]\n  timeout = \"soon\"\n}\n",
 			[]string{"pipeline.hcl:6:", "Dependency cycle", "pipeline.hcl:10:"}, 2},
 		{"cycle alone", cycle, []string{"pipeline.hcl:6:", "Dependency cycle"}, 1},
+		// The parser keeps the first of two settings and the file stays
+		// whole: the other blocks are still checked.
+		{"attribute set twice, a misspelt attribute and an undeclared module",
+			"module \"shell\" \"a\" {\n  command = [\"true\"]\n  command = [\"false\"]\n}\n" +
+				"module \"shell\" \"b\" {\n  comand = [\"true\"]\n}\n" +
+				"module \"shell\" \"c\" {\n  command = [\"echo\", module.nosuch.value]\n}\n",
+			[]string{"pipeline.hcl:3:", "Attribute redefined", "pipeline.hcl:6:", `Did you mean "command"?`, "pipeline.hcl:9:", "undeclared module"}, 3},
+		// A load error elsewhere does not hide the plugin's own verdict on
+		// a config known at load.
+		{"a bad variable type and a command the plugin refuses",
+			"variable \"x\" {\n  type = nosuchtype\n}\nmodule \"shell\" \"a\" {\n  command = []\n}\n",
+			[]string{"pipeline.hcl:2:", "Invalid type specification", "pipeline.hcl:5:", "the list is empty"}, 2},
+		{"a syntax error stops the load", "module \"shell\" \"a\" {\n  command = [\"true\"\n}\nmodule \"shell\" \"b\" {\n  comand = [\"true\"]\n}\n",
+			[]string{"pipeline.hcl:3:"}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "pipeline.hcl")

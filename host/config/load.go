@@ -93,7 +93,7 @@ func LoadSource(filename string, src []byte, opts Options) (*Pipeline, hcl.Diagn
 	if file != nil {
 		p.Files[filename] = file
 	}
-	if diags.HasErrors() || file == nil {
+	if file == nil || (diags.HasErrors() && !onlyRedefinitions(diags)) {
 		return p, capSyntaxErrors(filename, diags)
 	}
 
@@ -670,6 +670,20 @@ func capSyntaxErrors(filename string, diags hcl.Diagnostics) hcl.Diagnostics {
 		Summary:  "Too many syntax errors",
 		Detail:   fmt.Sprintf("%d more syntax errors in %s are not shown. Is it an HCL pipeline file? Fix the first ones above; the rest often follow from them.", len(diags.Errs())-maxSyntaxErrors, filename),
 	})
+}
+
+// onlyRedefinitions reports whether every error in diags is an attribute
+// set twice in one body. The parser keeps the first and the file's
+// structure is whole, so loading goes on and the file's other errors are
+// reported in the same pass; any other syntax error stops the load, as
+// what follows it may be read wrong.
+func onlyRedefinitions(diags hcl.Diagnostics) bool {
+	for _, d := range diags.Errs() {
+		if d.(*hcl.Diagnostic).Summary != "Attribute redefined" {
+			return false
+		}
+	}
+	return true
 }
 
 // notText returns an error at the first byte that cannot be in an HCL

@@ -145,6 +145,12 @@ func TestTotals(t *testing.T) {
 	if line := totalsLine(run); !strings.HasSuffix(line, "(module time 1.0s)") {
 		t.Errorf("totals line %q: want no parallelism figure below 1", line)
 	}
+	// One module: singular, and no parallelism figure for one that ran
+	// as long as the run.
+	run.Modules[0].DurationMS = 3300
+	if line := totalsLine(run); !strings.HasPrefix(line, "SUCCEEDED: 1 module, 1 succeeded,") || !strings.HasSuffix(line, "(module time 3.3s)") {
+		t.Errorf("totals line %q: want one module, singular, without a parallelism figure", line)
+	}
 }
 
 // TestJUnitStructure reads the report back the way a test reporter does

@@ -59,14 +59,19 @@ func WriteSummary(w io.Writer, run *Run) error {
 func totalsLine(run *Run) string {
 	t := TotalsOf(run)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d modules, %d succeeded, %d failed, %d timed out, %d skipped, %d cancelled in %s",
-		strings.ToUpper(string(run.Status)), t.Modules, t.Succeeded, t.Failed, t.TimedOut, t.Skipped, t.Cancelled,
+	noun := "modules"
+	if t.Modules == 1 {
+		noun = "module"
+	}
+	fmt.Fprintf(&b, "%s: %d %s, %d succeeded, %d failed, %d timed out, %d skipped, %d cancelled in %s",
+		strings.ToUpper(string(run.Status)), t.Modules, noun, t.Succeeded, t.Failed, t.TimedOut, t.Skipped, t.Cancelled,
 		FormatDuration(t.Wall))
 	fmt.Fprintf(&b, " (module time %s", FormatDuration(t.ModuleTime))
 	// Below 1 the figure says nothing about parallelism: envelopes time
 	// a retried module's last attempt only, and the run's wall time
 	// holds the others and the waits between them.
-	if s := t.Speedup(); s >= 1 {
+	// A lone module has nothing to run beside.
+	if s := t.Speedup(); s >= 1 && t.Modules > 1 {
 		fmt.Fprintf(&b, ", %.1fx from running in parallel", s)
 	}
 	b.WriteString(")")
