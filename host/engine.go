@@ -597,6 +597,9 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		cfg    []byte
 		diags  hcl.Diagnostics
 		static bool // the config is the same at every evaluation
+		// deferred: the config reads a file that is not there yet, to
+		// be evaluated and checked when the module starts.
+		deferred bool
 	}
 	nodes := p.graph.Nodes()
 	evals := make([]evaluated, len(nodes))
@@ -611,11 +614,17 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 			evalCtx = p.cfg.EvalContext(config.Scope{Facts: p.facts, Matrix: n.Instance.Values})
 		}
 		cfgJSON, d := m.EvalConfig(evalCtx, p.kinds[m.Name])
+		if len(n.Deps) > 0 && config.MissingFileOnly(d) {
+			// A file a module it runs after may write: read when the
+			// module starts, and an error then if it is still missing.
+			evals[i] = evaluated{deferred: true}
+			return
+		}
 		evals[i] = evaluated{cfg: cfgJSON, diags: d, static: !d.HasErrors() && !callsFunctions(m.Body)}
 	})
 	for i, n := range nodes {
 		m := n.Module
-		if len(m.References) > 0 {
+		if len(m.References) > 0 || evals[i].deferred {
 			continue
 		}
 		k := p.kinds[m.Name]

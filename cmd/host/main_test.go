@@ -379,6 +379,51 @@ func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 	}
 }
 
+// file() of a file that a module it runs after writes: not an error before
+// the run, read when the module starts, and the module's own failure
+// (kind config, at its place) when the file is still missing then. A
+// module that runs after none is checked before the run, as ever.
+func TestFileWrittenByAnEarlierModule(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "gen.hcl")
+	writeFile(t, file, `variable "write" {
+  default = true
+}
+module "shell" "gen" {
+  script = var.write ? "echo generated > out.txt" : "true"
+  dir    = "`+dir+`"
+}
+module "shell" "use" {
+  command    = ["echo", trimspace(file("out.txt"))]
+  depends_on = [module.gen]
+}
+`)
+	r := runHost(t, "run", file)
+	r.wantCode(t, 0)
+	if !strings.Contains(r.stdout, "use | generated") {
+		t.Errorf("use did not read the file gen wrote:\n%s", r.stdout)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "out.txt")); err != nil {
+		t.Fatal(err)
+	}
+	r = runHost(t, "run", file, "--var", "write=false")
+	r.wantCode(t, 1)
+	wantStatus(t, r.module(t, "gen"), coordinator.StatusSucceeded)
+	u := r.module(t, "use")
+	if want := file + ":9:41: Invalid function argument"; u.Error == nil || u.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(u.Error.Message, want) || !strings.Contains(u.Error.Message, "no file exists at") {
+		t.Errorf("use's error: %+v, want it to contain %q", u.Error, want)
+	}
+
+	lone := filepath.Join(dir, "lone.hcl")
+	writeFile(t, lone, "module \"shell\" \"a\" {\n  command = [\"cat\", file(\"typo.txt\")]\n}\n")
+	r = runHost(t, "validate", lone)
+	r.wantCode(t, 2)
+	if want := lone + ":2:27: Invalid function argument"; !strings.Contains(r.stderr, want) {
+		t.Errorf("validate of a module that runs after none: want %q in\n%s", want, r.stderr)
+	}
+}
+
 // On GitHub Actions a run that cannot start says why where the job's page
 // shows it: an ::error annotation and the step summary.
 func TestRunThatDidNotStartOnGitHub(t *testing.T) {

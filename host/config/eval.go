@@ -393,6 +393,10 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 		}
 		v, d := attr.Expr.Value(ctx)
 		if d.HasErrors() {
+			if m.runsAfterOthers() && MissingFileOnly(d) {
+				// A module it runs after may write the file.
+				continue
+			}
 			// Errors that involve references to unknown modules are the
 			// graph's to report; evaluation errors are reported here.
 			diags = append(diags, d...)
@@ -562,4 +566,10 @@ func unknownKeyDiag(path, key string, known []string, subject hcl.Range, attr *h
 		d.Context, d.Expression, d.EvalContext = attr.Range.Ptr(), attr.Expr, ctx
 	}
 	return d
+}
+
+// runsAfterOthers reports whether the module depends on another, through
+// depends_on or a reference.
+func (m *Module) runsAfterOthers() bool {
+	return len(m.DependsOn) > 0 || len(m.References) > 0
 }

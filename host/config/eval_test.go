@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/coordinator"
@@ -188,6 +189,32 @@ locals {
 	_, diags = loadString(t, `locals { x = file("missing.txt") }`, testOptions())
 	if !strings.Contains(diags.Error(), "missing.txt") || !strings.Contains(diags.Error(), "no file exists at /") {
 		t.Errorf("file() error does not name the resolved path: %s", diags.Error())
+	}
+}
+
+func TestMissingFileOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name, expr string
+		want       bool
+	}{
+		{"a missing file", `file("missing.txt")`, true},
+		{"two missing files", `"${file("a.txt")}${file("b.txt")}"`, true},
+		{"a missing file and an unknown variable", `"${file("a.txt")}${var.nope}"`, false},
+		{"a directory", `file(".")`, false},
+		{"another function's error", `parseint("x", 10)`, false},
+		{"no error", `upper("a")`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustLoad(t, `module "shell" "a" {}`, testOptions())
+			expr, diags := hclsyntax.ParseExpression([]byte(tc.expr), "x.hcl", hcl.InitialPos)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			_, diags = expr.Value(p.EvalContext(Scope{Facts: testFacts}))
+			if got := MissingFileOnly(diags); got != tc.want {
+				t.Errorf("MissingFileOnly(%s) = %v, want %v", diags.Error(), got, tc.want)
+			}
+		})
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
@@ -123,7 +125,7 @@ func fileFunc(dir string) function.Function {
 			data, err := os.ReadFile(path)
 			if err != nil {
 				if os.IsNotExist(err) {
-					return cty.NilVal, function.NewArgErrorf(0, "no file exists at %s; paths are relative to the pipeline file's directory", path)
+					return cty.NilVal, function.NewArgErrorf(0, missingFilePrefix+"%s; paths are relative to the pipeline file's directory", path)
 				}
 				return cty.NilVal, function.NewArgErrorf(0, "read %s: %s", path, err)
 			}
@@ -133,6 +135,33 @@ func fileFunc(dir string) function.Function {
 			return cty.StringVal(string(data)), nil
 		},
 	})
+}
+
+// missingFilePrefix starts file()'s error for a path where there is no
+// file. function.ArgError does not unwrap, so MissingFileOnly knows the
+// error by its text, which this package alone writes.
+const missingFilePrefix = "no file exists at "
+
+// MissingFileOnly reports whether every error in diags is file() of a path
+// where there is no file yet. A module that runs after others may read a
+// file one of them writes: checked before the run, such a call is not an
+// error yet, and it is evaluated again when the module starts.
+func MissingFileOnly(diags hcl.Diagnostics) bool {
+	errs := diags.Errs()
+	for _, e := range errs {
+		d, ok := e.(*hcl.Diagnostic)
+		if !ok {
+			return false
+		}
+		extra, ok := hcl.DiagnosticExtra[hclsyntax.FunctionCallDiagExtra](d)
+		if !ok || extra.CalledFunctionName() != "file" || extra.FunctionCallError() == nil {
+			return false
+		}
+		if !strings.HasPrefix(extra.FunctionCallError().Error(), missingFilePrefix) {
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 // lengthFunc is stdlib's length that also counts an object's attributes,
