@@ -130,6 +130,19 @@ func etcdConfig(block *config.Distributed, flag string, environ []string, logger
 			return etcd.Config{}, err
 		}
 	}
+	// The TLS files are this machine's: checked here, before joining, so
+	// a missing one is the file's setting to fix (exit 2), not a
+	// coordinator that cannot be reached.
+	for _, f := range []struct{ attr, path string }{{"ca_file", cfg.CAFile}, {"cert_file", cfg.CertFile}, {"key_file", cfg.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return etcd.Config{}, fmt.Errorf("distributed { etcd { %s } }: %w", f.attr, err)
+		}
+		fh.Close()
+	}
 	return cfg, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
+	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/hclscan"
 )
 
@@ -378,6 +379,7 @@ func (p *Pipeline) decodeDistributed(b *hcl.Block, ctx *hcl.EvalContext) hcl.Dia
 			*dst = v
 		}
 	}
+	diags = append(diags, checkHeartbeat(d, content.Attributes)...)
 	if a := content.Attributes["coordinator"]; a != nil {
 		v, ok, dd := evalString(a, ctx)
 		diags = append(diags, dd...)
@@ -429,8 +431,57 @@ func (p *Pipeline) decodeDistributed(b *hcl.Block, ctx *hcl.EvalContext) hcl.Dia
 				*dst = v
 			}
 		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			given, missing := "cert_file", "key_file"
+			if e.CertFile == "" {
+				given, missing = missing, given
+			}
+			diags = append(diags, attrError(ec.Attributes[given], "Client certificate without its key",
+				fmt.Sprintf("%s is set and %s is not: a TLS client certificate for etcd needs both (or neither, with ca_file alone to check the server).", given, missing)))
+		}
 	}
 	return diags
+}
+
+// checkHeartbeat refuses a heartbeat interval that is not shorter than the
+// timeout, either of them the default when the file leaves it out: every
+// member would be declared lost between two of its own heartbeats.
+func checkHeartbeat(d *Distributed, attrs hcl.Attributes) hcl.Diagnostics {
+	interval, timeout := d.HeartbeatInterval, d.HeartbeatTimeout
+	if interval <= 0 && attrs["heartbeat_interval"] != nil || timeout <= 0 && attrs["heartbeat_timeout"] != nil {
+		return nil // already reported
+	}
+	iv, tv := interval.String(), timeout.String()
+	if interval == 0 {
+		interval, iv = coordinator.DefaultHeartbeatInterval, "the default "+coordinator.DefaultHeartbeatInterval.String()
+	}
+	if timeout == 0 {
+		timeout, tv = coordinator.DefaultHeartbeatTimeout, "the default "+coordinator.DefaultHeartbeatTimeout.String()
+	}
+	if interval < timeout {
+		return nil
+	}
+	a := attrs["heartbeat_timeout"]
+	if a == nil {
+		a = attrs["heartbeat_interval"]
+	}
+	return hcl.Diagnostics{attrError(a, "Heartbeat interval not shorter than the timeout",
+		fmt.Sprintf("heartbeat_interval (%s) must be shorter than heartbeat_timeout (%s): a member is declared lost when no heartbeat came for heartbeat_timeout, so it needs several heartbeats within it, such as heartbeat_interval = %q.", iv, tv, suggestInterval(timeout)))}
+}
+
+// suggestInterval is a third of timeout, rounded down to a figure people
+// write.
+func suggestInterval(timeout time.Duration) string {
+	third := timeout / 3
+	switch {
+	case third >= time.Second:
+		third = third.Truncate(100 * time.Millisecond)
+	case third >= 10*time.Millisecond:
+		third = third.Truncate(10 * time.Millisecond)
+	default:
+		third = max(third.Truncate(time.Millisecond), time.Millisecond)
+	}
+	return third.String()
 }
 
 // The helpers below evaluate one attribute at load time and convert it to
