@@ -1031,11 +1031,18 @@ func TestFleetExampleWithAuth(t *testing.T) {
 }
 
 func TestEtcdConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for _, f := range []string{ca, cert, key} {
+		writeFile(t, f, "PEM")
+	}
 	block := &config.Distributed{Etcd: &config.Etcd{
 		Endpoints: []string{"file-1:2379", "file-2:2379"},
 		Prefix:    "/team", Username: "ci", Password: "pw",
-		CAFile: "/ca.pem", CertFile: "/cert.pem", KeyFile: "/key.pem",
+		CAFile: ca, CertFile: cert, KeyFile: key,
 	}}
+	// The TLS files are this machine's, looked for before joining.
+	noCA := &config.Distributed{Etcd: &config.Etcd{Endpoints: []string{"e:2379"}, CAFile: filepath.Join(dir, "nope.pem")}}
 	for _, tc := range []struct {
 		name      string
 		block     *config.Distributed
@@ -1050,6 +1057,7 @@ func TestEtcdConfigSources(t *testing.T) {
 		{name: "no block", flag: "flag:2379", endpoints: []string{"flag:2379"}},
 		{name: "none", block: &config.Distributed{}, wantErr: "a distributed run needs an etcd cluster"},
 		{name: "other coordinator", block: &config.Distributed{Coordinator: "memory"}, flag: "x:1", wantErr: `coordinator = "memory"`},
+		{name: "missing CA file", block: noCA, wantErr: "distributed { etcd { ca_file } }: open " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := etcdConfig(tc.block, tc.flag, tc.environ, hclog.NewNullLogger())
@@ -1066,7 +1074,7 @@ func TestEtcdConfigSources(t *testing.T) {
 				t.Errorf("endpoints %q, want %q", cfg.Endpoints, tc.endpoints)
 			}
 			if tc.block != nil && tc.block.Etcd != nil {
-				if cfg.Prefix != "/team" || cfg.Username != "ci" || cfg.Password != "pw" || cfg.CAFile != "/ca.pem" || cfg.CertFile != "/cert.pem" || cfg.KeyFile != "/key.pem" {
+				if cfg.Prefix != "/team" || cfg.Username != "ci" || cfg.Password != "pw" || cfg.CAFile != ca || cfg.CertFile != cert || cfg.KeyFile != key {
 					t.Errorf("the etcd block's settings were not all carried over: %+v", cfg)
 				}
 			}
