@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -153,7 +154,10 @@ func (k *kindDef) decodeConfig(configJSON string) (any, []configError) {
 	}
 	cfg := v.Interface()
 	for _, c := range k.checks {
-		if err := c.fn(cfg); err != nil {
+		if err, stack := c.call(cfg); stack != "" {
+			d.errs = append(d.errs, configError{summary: "Plugin check panicked",
+				detail: fmt.Sprintf("kind %q: an sdk.Check function panicked: %v (a bug in the plugin, not in the configuration)", k.name, err), stack: stack})
+		} else if err != nil {
 			var ae *attributeError
 			if errors.As(err, &ae) {
 				d.errs = append(d.errs, configError{path: ae.attribute, summary: "Invalid attribute value", detail: ae.msg})
@@ -176,4 +180,15 @@ func (k *kindDef) describe() *pluginv1.ModuleKind {
 		ResultType: k.resultType,
 		Attributes: k.attrs,
 	}
+}
+
+// call runs the check, turning a panic into its value and stack: a bug in
+// one check must not take down the plugin and every module in it.
+func (c checkFunc) call(cfg any) (err error, stack string) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, stack = fmt.Errorf("%v", r), fmt.Sprintf("panic: %v\n\n%s", r, debug.Stack())
+		}
+	}()
+	return c.fn(cfg), ""
 }

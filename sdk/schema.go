@@ -222,6 +222,9 @@ type configError struct {
 	path    string // attribute path, e.g. "env" or "steps[2].name"
 	summary string
 	detail  string
+	// stack is set when a check panicked: the fault is the plugin's,
+	// not the config's.
+	stack string
 }
 
 // decoder decodes a JSON config into a config struct, collecting every

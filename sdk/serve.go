@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -276,6 +277,9 @@ func (s *server) Validate(_ context.Context, req *pluginv1.ValidateRequest) (*pl
 	_, errs := k.decodeConfig(req.GetConfigJson())
 	resp := &pluginv1.ValidateResponse{}
 	for _, e := range errs {
+		if e.stack != "" {
+			s.logger.Error("config check panicked", "kind", k.name, "panic", e.detail, "stack", e.stack)
+		}
 		resp.Diagnostics = append(resp.Diagnostics, &pluginv1.Diagnostic{
 			Severity:  pluginv1.Severity_SEVERITY_ERROR,
 			Summary:   e.summary,
@@ -417,6 +421,13 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 		return r
 	}
 	cfg, errs := k.decodeConfig(req.GetConfigJson())
+	if i := slices.IndexFunc(errs, func(e configError) bool { return e.stack != "" }); i >= 0 {
+		m.finish()
+		s.logger.Error("config check panicked", "module", m.name, "kind", k.name, "panic", errs[i].detail)
+		r := failed(k.resultType, &Failure{Message: fmt.Sprintf("module %q: %s", m.name, errs[i].detail), Kind: ErrorKindCrash, Tail: errs[i].stack})
+		r.FinishedUncancelled = ctx.Err() == nil
+		return r
+	}
 	if len(errs) > 0 {
 		m.finish()
 		msgs := make([]string, len(errs))

@@ -533,6 +533,32 @@ func TestRecoveredPanicFailsOnlyTheModule(t *testing.T) {
 	}
 }
 
+// A panic in a kind's sdk.Check is the plugin's bug: validate says so at
+// the module, and a module run with that config fails alone (kind crash,
+// the stack in its tail). The plugin process lives on either way.
+func TestPanickingCheckFailsOnlyTheModule(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	diags, err := p.Validate(guardCtx(t), "checkpanic", json.RawMessage(`{"message":"boom"}`))
+	if err != nil || len(diags) != 1 || diags[0].Severity != "error" || !strings.Contains(diags[0].Detail, "panicked: assignment to entry in nil map") {
+		t.Fatalf("validate: %+v %v; want one error saying the check panicked", diags, err)
+	}
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "c", Kind: "checkpanic", Config: json.RawMessage(`{"message":"boom"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Succeeded || resp.Error == nil || resp.Error.Kind != coordinator.ErrorKindCrash ||
+		!strings.Contains(resp.Error.Message, `module "c"`) || !strings.Contains(resp.Error.Tail, "main.checkPanics") {
+		t.Fatalf("resp = %+v error %+v", resp, resp.Error)
+	}
+	resp, _, err = execute(t, p, pluginhost.Request{Module: "d", Kind: "checkpanic", Config: json.RawMessage(`{"message":"fine"}`)})
+	if err != nil || !resp.Succeeded {
+		t.Fatalf("a good config after the panics: %+v %v", resp, err)
+	}
+	if p.Starts() != 1 {
+		t.Fatalf("a panicking check restarted the plugin (%d starts)", p.Starts())
+	}
+}
+
 func TestCrashThenRestart(t *testing.T) {
 	tests := []struct {
 		name, kind, config string

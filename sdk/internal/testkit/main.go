@@ -281,6 +281,15 @@ func checkPick(c PickConfig) error {
 	return nil
 }
 
+// checkPanics is a check with a bug: it panics on the message "boom".
+func checkPanics(c MessageConfig) error {
+	if c.Message == "boom" {
+		var m map[string]int
+		m["boom"]++ // assignment to a nil map
+	}
+	return nil
+}
+
 // ProcConfig configures proc.
 type ProcConfig struct {
 	Getenv string `modpipe:"getenv,optional" doc:"An environment variable to report."`
@@ -313,5 +322,7 @@ func main() {
 		sdk.NewKind("badvalue", "testkit.bad/v1", badValue, sdk.Doc("Returns a value that cannot be encoded.")),
 		sdk.NewKind("proc", "testkit.proc/v1", proc, sdk.Doc("Describes the plugin process.")),
 		sdk.NewKind("pick", "testkit.ran/v1", pick, sdk.Check(checkPick), sdk.Doc("Needs exactly one of command or script.")),
+		sdk.NewKind("checkpanic", "testkit.ran/v1", func(_ context.Context, m *sdk.Module, _ MessageConfig) (Ran, error) { return ran(m), nil },
+			sdk.Check(checkPanics), sdk.Doc("Its config check panics on the message \"boom\".")),
 	}})
 }
