@@ -81,8 +81,12 @@ func (e *CrashError) Error() string {
 	if others := slices.DeleteFunc(slices.Clone(e.Running), func(m string) bool { return m == e.Module }); len(others) > 0 {
 		// The process went down with all of them; nothing says which
 		// one brought it down.
-		msg = fmt.Sprintf("plugin %q (%s) crashed while running module %q and %d other%s (%s); any of them may have caused it (see the stderr tail)",
-			e.Plugin, e.Path, e.Module, len(others), plural(len(others)), quoteAll(others))
+		hint := " (see the stderr tail)"
+		if strings.TrimSpace(e.StderrTail) == "" {
+			hint = " (it wrote nothing to stderr)"
+		}
+		msg = fmt.Sprintf("plugin %q (%s) crashed while running module %q and %d other%s (%s); any of them may have caused it%s",
+			e.Plugin, e.Path, e.Module, len(others), plural(len(others)), quoteAll(others), hint)
 	}
 	if e.ExitStatus != "" {
 		msg += ": " + e.ExitStatus

@@ -677,6 +677,12 @@ func TestStartErrors(t *testing.T) {
 	if err := os.WriteFile(quits, []byte("#!/bin/sh\necho 'startup: MY_TOKEN is not set' >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// One whose first line on stdout has the handshake's shape, not its
+	// content: printed before the handshake, or merged into it.
+	garbled := filepath.Join(dir, "modpipe-plugin-garbled")
+	if err := os.WriteFile(garbled, []byte("#!/bin/sh\necho 'garbage garbage 1|1|tcp|x'\necho 'loading config' >&2\nsleep 0.2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -689,6 +695,8 @@ func TestStartErrors(t *testing.T) {
 		{"bad checksum", pluginhost.Spec{Name: "hello", Path: helloBin, SHA256: bad}, pluginhost.ReasonChecksum, []string{helloBin, "expected sha256 " + bad, "found sha256 " + good}},
 		{"not a plugin", pluginhost.Spec{Name: "nap", Path: notAPluginBin}, pluginhost.ReasonHandshake, []string{notAPluginBin, "not a modpipe plugin", `"hello, I am just a program"`}},
 		{"exits at start", pluginhost.Spec{Name: "quits", Path: quits}, pluginhost.ReasonHandshake, []string{quits, "nothing on stdout", "exit status 3", "its stderr ends with:\n    startup: MY_TOKEN is not set"}},
+		{"garbled handshake", pluginhost.Spec{Name: "garbled", Path: garbled}, pluginhost.ReasonHandshake,
+			[]string{garbled, "not a valid handshake", "must not print to stdout before the handshake", "a malformed handshake line (error parsing core protocol version"}},
 		{"wrong protocol version", pluginhost.Spec{Name: "future", Path: wrongVerBin}, pluginhost.ReasonProtocolVersion, []string{wrongVerBin, "expected protocol version 1, found protocol version 99"}},
 	}
 	for _, tt := range tests {

@@ -337,11 +337,34 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 		if tail := strings.TrimRight(pr.tail.String(), "\n"); tail != "" {
 			e.Found += "; its stderr ends with:\n" + indent(tail)
 		}
+	case strings.Contains(lower, "error parsing core protocol version"), strings.Contains(lower, "error parsing protocol version"),
+		strings.Contains(lower, "unknown address type"), strings.Contains(lower, "unsupported plugin protocol"),
+		strings.Contains(lower, "error parsing server cert"):
+		// The first line on stdout had the handshake's shape (fields
+		// between |) but not its content: most often the plugin, or a
+		// library it loads, printed to stdout as it started.
+		e.Reason = ReasonHandshake
+		e.Msg = "its first line on stdout is not a valid handshake: a plugin must not print to stdout before the handshake (log to stderr), or it is not a modpipe plugin"
+		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
+		e.Found = "a malformed handshake line (" + firstLine(msg) + ")"
+		e.Err = nil
+		if st := pr.exitStatus(); st != "" {
+			e.Found += ", then the process ended (" + st + ")"
+		}
+		if tail := strings.TrimRight(pr.tail.String(), "\n"); tail != "" {
+			e.Found += "; its stderr ends with:\n" + indent(tail)
+		}
 	default:
 		e.Reason = ReasonExec
 		e.Msg = "could not run the plugin binary"
 	}
 	return e
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }
 
 // indent indents every line of s, to set a plugin's own lines apart from
