@@ -1,6 +1,7 @@
 package pluginhost_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -531,6 +532,42 @@ func TestRecoveredPanicFailsOnlyTheModule(t *testing.T) {
 	if p.Starts() != 1 {
 		t.Fatalf("a recovered panic restarted the plugin")
 	}
+}
+
+// A plugin's own stdout after the handshake belongs to no module; what it
+// prints there is logged as a warning, shown at the host's default level.
+func TestPluginStdoutIsAWarning(t *testing.T) {
+	var buf syncBuf
+	p := start(t, testkitBin, pluginhost.Options{Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: &buf})})
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "p", Kind: "println", Config: json.RawMessage(`{"message":"hello from fmt.Println"}`)})
+	if err != nil || !resp.Succeeded {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	// The line travels on go-plugin's stdio stream, apart from the result.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "hello from fmt.Println") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := buf.String(); !strings.Contains(got, "[WARN]") || !strings.Contains(got, "plugin wrote to its stdout") || !strings.Contains(got, `line="hello from fmt.Println"`) {
+		t.Fatalf("host log at warn level:\n%s", got)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // A panic in a kind's sdk.Check is the plugin's bug: validate says so at

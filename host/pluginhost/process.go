@@ -179,6 +179,12 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 	pr := &process{tail: newTailBuffer(tailLines), tag: fmt.Sprintf("%d.%s.%d", os.Getpid(), p.spec.Name, time.Now().UnixNano())}
 	logger := p.logger
 	stdio := &lineLogger{tail: pr.tail, log: func(s string) { logger.Debug("plugin output", "line", s) }}
+	// What the plugin prints to its own stdout after the handshake
+	// belongs to no module: shown at the default level, or a plugin
+	// author's fmt.Println would vanish without a trace.
+	stdout := &lineLogger{tail: pr.tail, log: func(s string) {
+		logger.Warn("plugin wrote to its stdout, which belongs to no module (write module output to the module's stdout: m.Stdout() or m.Logger() in the Go sdk)", "line", s)
+	}}
 	hp := &hostPlugin{p: p, pr: pr}
 	id := p.opts.TLS
 	if id == nil {
@@ -241,7 +247,7 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// What the plugin writes to os.Stdout (and os.Stderr, for plugins
 		// that leave go-plugin's redirection in place) after the handshake.
 		// Never the host's terminal.
-		SyncStdout: stdio,
+		SyncStdout: stdout,
 		SyncStderr: stdio,
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pluginv1.MaxMessageBytes)),

@@ -322,6 +322,10 @@ func main() {
 		sdk.NewKind("badvalue", "testkit.bad/v1", badValue, sdk.Doc("Returns a value that cannot be encoded.")),
 		sdk.NewKind("proc", "testkit.proc/v1", proc, sdk.Doc("Describes the plugin process.")),
 		sdk.NewKind("pick", "testkit.ran/v1", pick, sdk.Check(checkPick), sdk.Doc("Needs exactly one of command or script.")),
+		sdk.NewKind("println", "testkit.ran/v1", func(_ context.Context, m *sdk.Module, c MessageConfig) (Ran, error) {
+			fmt.Println(c.Message) // the plugin's own stdout, not the module's
+			return ran(m), nil
+		}, sdk.Doc("Prints its message to the plugin's own stdout.")),
 		sdk.NewKind("checkpanic", "testkit.ran/v1", func(_ context.Context, m *sdk.Module, _ MessageConfig) (Ran, error) { return ran(m), nil },
 			sdk.Check(checkPanics), sdk.Doc("Its config check panics on the message \"boom\".")),
 	}})
