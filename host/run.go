@@ -23,6 +23,17 @@ type RunOptions struct {
 	// NoProgress turns the live view off on a terminal (--no-progress):
 	// plain lines instead.
 	NoProgress bool
+	// Began is when the command began, the start of a run that could
+	// not start in its reports; zero means when Run or RunDistributed
+	// was called.
+	Began time.Time
+}
+
+func (o *RunOptions) defaults() {
+	o.Options.defaults()
+	if o.Began.IsZero() {
+		o.Began = time.Now()
+	}
 }
 
 // lateSource lets the plugins' result service start before the scheduler
@@ -122,11 +133,15 @@ func notStarted(opts RunOptions, err error) error {
 		status, kind, github = report.RunCancelled, coordinator.ErrorKindCancelled, false
 	}
 	now := time.Now().UTC()
+	began := now
+	if !opts.Began.IsZero() && opts.Began.Before(now) {
+		began = opts.Began.UTC()
+	}
 	runID := opts.RunID
 	if runID == "" {
 		runID = localRunID(opts.Environ)
 	}
-	run := &report.Run{Pipeline: pipelineName("", opts.File), RunID: runID, Status: status, StartedAt: now, EndedAt: now,
+	run := &report.Run{Pipeline: pipelineName("", opts.File), RunID: runID, Status: status, StartedAt: began, EndedAt: now, DurationMS: now.Sub(began).Milliseconds(),
 		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}
 	for _, spec := range opts.Reports {
 		if werr := report.Write(spec, run); werr != nil {

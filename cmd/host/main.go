@@ -67,6 +67,7 @@ type globals struct {
 }
 
 func run(args []string) int {
+	began := time.Now()
 	ctx, stop := interruptible()
 	defer stop()
 	// A reader of the console that goes away (host run ... | head) must
@@ -189,9 +190,9 @@ func run(args []string) int {
 				return finish(err)
 			}
 			if role.Distributed() {
-				return finish(runFleet(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress}, role, fleet))
+				return finish(runFleet(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress, Began: began}, role, fleet))
 			}
-			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress})
+			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress, Began: began})
 			return finish(err)
 		},
 	}

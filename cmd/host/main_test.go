@@ -329,14 +329,23 @@ func TestPipelineWithoutModulesRefused(t *testing.T) {
 // so a CI step that reads them does not fail for a missing file instead.
 func TestReportsOfARunThatDidNotStart(t *testing.T) {
 	dir := t.TempDir()
+	// A plugin that takes its time to fail: the report's run starts when
+	// the command did, not when it gave up.
+	slow := filepath.Join(dir, "slow-plugin")
+	writeFile(t, slow, "#!/bin/sh\nsleep 0.3\necho 'cannot start' >&2\nexit 1\n")
+	if err := os.Chmod(slow, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, text string
 		code       int
 		status     report.Status
 		want       string
+		minMS      int64
 	}{
-		{"invalid", "module \"shell\" \"a\" {\n  command = [\"true\"]\n  depend_on = []\n}\n", 2, report.RunInvalid, ":3:3: Unsupported argument"},
-		{"plugin", "module \"nosuchkind\" \"a\" {}\n", 3, report.RunError, ":1:8: Plugin not found"},
+		{"invalid", "module \"shell\" \"a\" {\n  command = [\"true\"]\n  depend_on = []\n}\n", 2, report.RunInvalid, ":3:3: Unsupported argument", 0},
+		{"plugin", "module \"nosuchkind\" \"a\" {}\n", 3, report.RunError, ":1:8: Plugin not found", 0},
+		{"slow plugin", "plugin \"slow\" {\n  source = \"" + slow + "\"\n}\nmodule \"slow\" \"a\" {}\n", 3, report.RunError, "cannot start", 300},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, tc.name+".hcl")
@@ -354,6 +363,9 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 			}
 			if run.Status != tc.status || run.Error == nil || !strings.Contains(run.Error.Message, tc.want) {
 				t.Errorf("JSON report: status %s error %+v, want %s with %q", run.Status, run.Error, tc.status, tc.want)
+			}
+			if d := run.EndedAt.Sub(run.StartedAt).Milliseconds() - run.DurationMS; run.DurationMS < tc.minMS || d < -1 || d > 1 {
+				t.Errorf("JSON report: %s to %s, duration_ms %d; want at least %d ms, from the command's start", run.StartedAt, run.EndedAt, run.DurationMS, tc.minMS)
 			}
 			for _, f := range []string{"junit", "markdown"} {
 				b, err := os.ReadFile(filepath.Join(dir, tc.name+"."+f))
