@@ -754,3 +754,51 @@ func TestDistributedWorkerRunsWithTheMastersValues(t *testing.T) {
 		})
 	}
 }
+
+// A worker whose master has not started the run says so at warn level,
+// again and again, and stops saying it once the run starts.
+func TestWorkerSaysItWaitsForTheMaster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+	defer cancel()
+	coord := memory.New()
+	w, err := coord.Join(ctx, coordinator.JoinRequest{RunID: "r1", Member: coordinator.Member{Index: 1, Slots: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var buf syncBuffer
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &buf})
+	type waited struct {
+		info coordinator.RunInfo
+		err  error
+	}
+	done := make(chan waited, 1)
+	go func() {
+		info, err := waitRunSaying(ctx, w, log, 20*time.Millisecond)
+		done <- waited{info, err}
+	}()
+	for strings.Count(buf.String(), "still waiting for the master") < 2 {
+		select {
+		case <-done:
+			t.Fatal("WaitRun returned before the master started the run")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	m, err := coord.JoinMaster(ctx, coordinator.JoinRequest{RunID: "r1", Member: coordinator.Member{Index: 0, Slots: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.PublishRun(ctx, coordinator.RunInfo{Total: 2, PipelineHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	if got.err != nil || got.info.PipelineHash != "h" {
+		t.Fatalf("WaitRun: %+v %v", got.info, got.err)
+	}
+	n := strings.Count(buf.String(), "still waiting")
+	time.Sleep(100 * time.Millisecond)
+	if strings.Count(buf.String(), "still waiting") != n {
+		t.Fatalf("still saying it waits after the run started:\n%s", buf.String())
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/modpipe/modpipe/coordinator"
@@ -72,7 +74,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}()
 	log.Info("worker joined", "host", d.HostName, "capabilities", facts.Capabilities, "slots", d.Slots)
 
-	info, err := sess.WaitRun(ctx)
+	info, err := waitRunSaying(ctx, sess, log, masterWaitNotice)
 	if err != nil {
 		if ctx.Err() != nil {
 			return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("instance %d stopped while waiting for the master of run %s to start: %w", d.Instance, d.RunID, context.Cause(ctx))}
@@ -301,4 +303,36 @@ func (e *earlyPlugins) discard() {
 	if !e.taken {
 		e.set.Close()
 	}
+}
+
+// masterWaitNotice is how long a worker waits for its master in silence.
+// The wait itself has no limit (a master's job may start late), but a
+// mistyped run id or a master that never starts must not look like a
+// hang until the CI job's own timeout.
+const masterWaitNotice = 10 * time.Second
+
+// waitRunSaying is sess.WaitRun that says so at warn level after notice,
+// and every 3 notices after that, while the master has not started the
+// run.
+func waitRunSaying(ctx context.Context, sess coordinator.Session, log hclog.Logger, notice time.Duration) (coordinator.RunInfo, error) {
+	waiting, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		start := time.Now()
+		t := time.NewTimer(notice)
+		defer t.Stop()
+		for {
+			select {
+			case <-waiting.Done():
+				return
+			case <-t.C:
+				log.Warn("still waiting for the master (instance 0) to start the run: check that its job started, with the same run id and coordinator", "waited", time.Since(start).Round(time.Second))
+				t.Reset(3 * notice)
+			}
+		}
+	})
+	info, err := sess.WaitRun(ctx)
+	stop()
+	wg.Wait()
+	return info, err
 }
