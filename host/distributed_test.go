@@ -751,6 +751,9 @@ func TestDistributedWorkerRunsWithTheMastersValues(t *testing.T) {
 			if err := <-worker; err != nil {
 				t.Errorf("worker: %v\n%s", err, out.String())
 			}
+			if said := strings.Contains(out.String(), "--var is ignored on a worker") && strings.Contains(out.String(), "greeting"); said != (len(tc.workerVars) > 0) {
+				t.Errorf("warned of the worker's --var: %v, want %v:\n%s", said, len(tc.workerVars) > 0, out.String())
+			}
 		})
 	}
 }

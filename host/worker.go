@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -49,6 +50,9 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}
 
 	// The master's values replace this instance's own --var settings.
+	if len(opts.Vars) > 0 {
+		log.Warn("--var is ignored on a worker: every instance runs with the master's variable values", "given", slices.Sorted(maps.Keys(opts.Vars)))
+	}
 	own := opts.Options
 	own.Vars = nil
 
