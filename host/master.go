@@ -522,7 +522,14 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 	case ctx.Err() != nil:
 		return cancelled()
 	case e.sess.Err() != nil:
-		return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was queued or running: %v", a.Module, e.sess.Err()))
+		// Where it ran, when a member held it: the report keeps that,
+		// as for any module that ended there.
+		if holder, claimed := e.claimHolder(a.Module); claimed {
+			env := failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was running on instance %d (%s); its outcome is unknown: %v", a.Module, holder.Index, holder.Host, e.sess.Err()))
+			env.Instance, env.Host = holder.Index, holder.Host
+			return env
+		}
+		return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was queued: %v", a.Module, e.sess.Err()))
 	default:
 		e.log.Error("no capable member left", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
 		return failed(coordinator.StatusFailed, coordinator.ErrorKindCapability, msg)

@@ -752,6 +752,22 @@ func TestFleetEtcdStoppedForGood(t *testing.T) {
 			t.Errorf("%s exited without saying why\n%s", i.name, i.output())
 		}
 	}
+	// The master's report keeps where each module was running when the
+	// coordinator went away.
+	mods := map[string]coordinator.Envelope{}
+	for _, e := range master.report(t).Modules {
+		mods[e.Module] = e
+	}
+	// Each is lost with the session, or cancelled by the other's loss,
+	// whichever the master saw first; where it ran either way.
+	for name, inst := range map[string]int{"hold": 1, "master_hold": 0} {
+		e := mods[name]
+		lost := e.Status == coordinator.StatusFailed && e.Error != nil && e.Error.Kind == coordinator.ErrorKindLost &&
+			strings.Contains(e.Error.Message, fmt.Sprintf("was running on instance %d (", inst))
+		if e.Instance != inst || e.Host == "" || (!lost && e.Status != coordinator.StatusCancelled) {
+			t.Errorf("%s: %s on instance %d (%q), error %+v; want lost while running there, or cancelled, on instance %d", name, e.Status, e.Instance, e.Host, e.Error, inst)
+		}
+	}
 	f.assertNoneLeft()
 }
 
