@@ -409,3 +409,33 @@ func TestLiveViewNotRedrawnPerLine(t *testing.T) {
 		t.Errorf("screen has %d lines, want the %d output lines; last %q", len(screen), n, screen[len(screen)-1])
 	}
 }
+
+// A line that draws over itself with \r (a progress counter) is shown as a
+// terminal would end up showing it, after the module's prefix, in every
+// style: its final text.
+func TestProgressLineShowsItsFinalText(t *testing.T) {
+	for _, style := range []Style{StylePlain, StyleGitHub} {
+		t.Run(style.String(), func(t *testing.T) {
+			var out bytes.Buffer
+			clk := &clock{now: t0}
+			c := New(Options{Style: style, Out: &out, Total: 1, Now: clk.Now, Refresh: -1, Width: func() int { return 60 }})
+			c.Started("p", 1, 0, "h")
+			c.Line("p", "stdout", "progress 10%\rprogress 50%\rprogress 100%")
+			c.Line("p", "stdout", "done\r")
+			c.Line("p", "stderr", "\rwarning")
+			c.Finished(env("p", coordinator.StatusSucceeded, 0, time.Second, 1))
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			if strings.Contains(got, "\r") || strings.Contains(got, "progress 10%") {
+				t.Fatalf("a carriage return or an overdrawn state was printed:\n%q", got)
+			}
+			for _, w := range []string{"progress 100%\n", "done\n", "warning\n"} {
+				if !strings.Contains(got, w) {
+					t.Errorf("want %q in:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
