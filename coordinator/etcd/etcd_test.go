@@ -67,7 +67,10 @@ func TestLeaseExpiryLosesClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	ws, err := c.Join(ctx, joinReq(run, 1))
+	// A short timeout: the test waits for it.
+	req := joinReq(run, 1)
+	req.HeartbeatTimeout = 2 * time.Second
+	ws, err := c.Join(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,11 +112,16 @@ func newTestCoordinator(tb testing.TB) *Coordinator {
 	return c
 }
 
+// joinReq is a join with heartbeats far apart from the timeout: under
+// -race on a loaded machine (the suite beside other tenants' work), a
+// 2 s timeout lost sessions by accident, failing tests that are about
+// something else. TestLeaseExpiryLosesClaims, which waits for an expiry,
+// shortens it.
 func joinReq(run string, index int, caps ...string) coordinator.JoinRequest {
 	return coordinator.JoinRequest{
 		RunID:             run,
 		Member:            coordinator.Member{Index: index, Host: fmt.Sprintf("host-%d", index), Capabilities: caps},
 		HeartbeatInterval: 250 * time.Millisecond,
-		HeartbeatTimeout:  2 * time.Second,
+		HeartbeatTimeout:  10 * time.Second,
 	}
 }
