@@ -179,6 +179,12 @@ type Module struct {
 	refKeyExprs map[string][]hcl.Expression
 	// wholeRefs are the modules referred to without a literal index.
 	wholeRefs map[string]bool
+	// indexedRefs holds, per module referred to with an instance key,
+	// the first such reference, to refuse one into a module without a
+	// matrix.
+	indexedRefs map[string]hcl.Range
+	// dependsKeys are the index expressions of depends_on's references.
+	dependsKeys []hcl.Expression
 
 	Timeout       time.Duration // 0 = none
 	Retry         Retry

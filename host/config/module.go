@@ -186,8 +186,36 @@ func (p *Pipeline) decodeModule(b *hcl.Block, ctx *hcl.EvalContext) hcl.Diagnost
 	case len(matrixBlocks) > 0:
 		diags = append(diags, m.decodeMatrixBlock(matrixBlocks[0], ctx)...)
 	}
+	if !m.matrixDeclared {
+		// depends_on = [module.build[matrix.target]] names the instance
+		// of this module's own matrix values: without a matrix there are
+		// none (the body's references are checked with the rest).
+		for _, key := range m.dependsKeys {
+			for _, tr := range key.Variables() {
+				if tr.RootName() == "matrix" {
+					diags = append(diags, &hcl.Diagnostic{
+						Severity: hcl.DiagError,
+						Summary:  "Matrix value outside a matrix",
+						Detail:   fmt.Sprintf("Module %q has no matrix, so %s has no value in its depends_on. Add matrix = [...] to the module, or depend on every instance (depends_on = [module.NAME]).", m.Name, "matrix."+matrixAxis(tr)),
+						Subject:  tr.SourceRange().Ptr(),
+					})
+				}
+			}
+		}
+	}
 	return diags
 }
+
+// IndexedRef returns where m first refers to module dep with an instance
+// key (module.dep["linux"], module.dep[matrix.target]), if it does.
+func (m *Module) IndexedRef(dep string) (hcl.Range, bool) {
+	rng, ok := m.indexedRefs[dep]
+	return rng, ok
+}
+
+// DeclaresMatrix reports whether the block declares a matrix, even one
+// whose errors left Matrix nil.
+func (m *Module) DeclaresMatrix() bool { return m.matrixDeclared }
 
 // decodeDependsOn reads depends_on as a list of module references. They
 // are traversals (module.build), not strings, so that a typo is a
@@ -205,6 +233,7 @@ func (m *Module) decodeDependsOn(a *hcl.Attribute) hcl.Diagnostics {
 					m.DependsOn = append(m.DependsOn, name)
 				}
 				m.noteInstance(name, nil, key)
+				m.dependsKeys = append(m.dependsKeys, key)
 				if _, seen := m.RefRanges[name]; !seen {
 					m.RefRanges[name] = e.Range()
 				}
@@ -217,7 +246,11 @@ func (m *Module) decodeDependsOn(a *hcl.Attribute) hcl.Diagnostics {
 			detail := "Each element of depends_on must be a module reference such as module.build."
 			if tmpl, isTmpl := e.(*hclsyntax.TemplateExpr); isTmpl && tmpl.IsStringLiteral() {
 				v, _ := tmpl.Value(nil)
-				detail = fmt.Sprintf("depends_on takes module references, not strings: write module.%s instead of %q.", v.AsString(), v.AsString())
+				ref := v.AsString()
+				if !strings.HasPrefix(ref, "module.") {
+					ref = "module." + ref
+				}
+				detail = fmt.Sprintf("depends_on takes module references, not strings: write %s instead of %q.", ref, v.AsString())
 			}
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
@@ -377,6 +410,20 @@ func RunIfSource(m *Module) string { return m.runIfSource }
 // or with keyExpr (an index expression InstanceKeys evaluates per
 // instance; nil when there is none), else all of them.
 func (m *Module) noteInstance(name string, tr hcl.Traversal, keyExpr hcl.Expression) {
+	if _, seen := m.indexedRefs[name]; !seen {
+		rng, indexed := hcl.Range{}, false
+		if keyExpr != nil {
+			rng, indexed = keyExpr.Range(), true
+		} else if _, ok := instanceKey(tr); ok {
+			rng, indexed = tr.SourceRange(), true
+		}
+		if indexed {
+			if m.indexedRefs == nil {
+				m.indexedRefs = map[string]hcl.Range{}
+			}
+			m.indexedRefs[name] = rng
+		}
+	}
 	if m.wholeRefs[name] {
 		return
 	}
@@ -487,4 +534,10 @@ func (m *Module) InstanceKeys(dep string, matrix map[string]string) (keys []stri
 		}
 	}
 	return keys, false
+}
+
+// matrixAxis is AXIS of a matrix.AXIS traversal, "" when it names none.
+func matrixAxis(tr hcl.Traversal) string {
+	name, _ := attrName(tr)
+	return name
 }

@@ -404,9 +404,20 @@ func shortestPath(deps map[string][]string, in map[string]bool, from string, goa
 // references name (see config.Module.InstanceKeys); a reference without
 // a key depends on every instance. all are dep's addresses in order.
 func instancesReferred(p *config.Pipeline, m *config.Module, dep string, all []string, values map[string]string) ([]string, hcl.Diagnostics) {
-	keys, every := m.InstanceKeys(dep, values)
 	target := p.Module(dep)
-	if every || len(keys) == 0 || target.Matrix == nil {
+	if target.Matrix == nil {
+		if rng, ok := m.IndexedRef(dep); ok && !target.DeclaresMatrix() {
+			return all, hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  "Instance of a module without a matrix",
+				Detail:   fmt.Sprintf("Module %q refers to an instance of module %q, which has no matrix and so no instances: refer to it as module.%s.", m.Name, dep, dep),
+				Subject:  rangePtr(rng),
+			}}
+		}
+		return append([]string(nil), all...), nil
+	}
+	keys, every := m.InstanceKeys(dep, values)
+	if every || len(keys) == 0 {
 		return append([]string(nil), all...), nil
 	}
 	var out []string

@@ -7,7 +7,7 @@ module "shell" "a" {
   category        = "has space"
   requires        = "docker"
   not_in_parallel = 42
-  depends_on      = ["b", module.b.value, var.x]
+  depends_on      = ["b", "module.b", module.b.value, var.x]
   retry {
     attempts = 0
     backoff  = "soon"
