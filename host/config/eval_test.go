@@ -192,6 +192,45 @@ locals {
 	}
 }
 
+// index takes what collection[key] takes, objects included, and says
+// which positions or keys there are when the key is none of them.
+func TestIndexFunction(t *testing.T) {
+	for _, tc := range []struct {
+		expr    string
+		want    cty.Value
+		wantErr string
+	}{
+		{`index(["a", "b"], 1)`, cty.StringVal("b"), ""},
+		{`index({ k = "v" }, "k")`, cty.StringVal("v"), ""},
+		{`index(tomap({ k = "v" }), "k")`, cty.StringVal("v"), ""},
+		{`index({ linux = { status = "succeeded" } }, "linux").status`, cty.StringVal("succeeded"), ""},
+		{`index({ k = "v" }, "z")`, cty.NilVal, `the object has no key "z"; its keys are "k"`},
+		{`index(["a"], 5)`, cty.NilVal, "position 5 is out of range: the collection has 1 element, at positions 0 to 0"},
+		{`index(["a", "b"], -1)`, cty.NilVal, "position -1 is out of range: the collection has 2 elements, at positions 0 to 1"},
+		{`index([], 0)`, cty.NilVal, "the collection is empty"},
+		{`index(["a", "b"], 1.5)`, cty.NilVal, "a position must be a whole number, not 1.5"},
+		{`length("abc")`, cty.NilVal, "for the length of a string use strlen"},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			p := mustLoad(t, `module "shell" "a" {}`, testOptions())
+			expr, diags := hclsyntax.ParseExpression([]byte(tc.expr), "x.hcl", hcl.InitialPos)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			got, diags := expr.Value(p.EvalContext(Scope{Facts: testFacts}))
+			if tc.wantErr != "" {
+				if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.wantErr) {
+					t.Fatalf("got %#v, %v; want an error with %q", got, diags, tc.wantErr)
+				}
+				return
+			}
+			if diags.HasErrors() || !got.RawEquals(tc.want) {
+				t.Fatalf("got %#v, %v; want %#v", got, diags, tc.want)
+			}
+		})
+	}
+}
+
 func TestMissingFileOnly(t *testing.T) {
 	for _, tc := range []struct {
 		name, expr string

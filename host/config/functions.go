@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -44,7 +47,7 @@ func functions(dir string, environ map[string]string) map[string]function.Functi
 		"formatdate":      stdlib.FormatDateFunc,
 		"formatlist":      stdlib.FormatListFunc,
 		"indent":          stdlib.IndentFunc,
-		"index":           stdlib.IndexFunc,
+		"index":           indexFunc,
 		"join":            stdlib.JoinFunc,
 		"jsondecode":      stdlib.JSONDecodeFunc,
 		"jsonencode":      stdlib.JSONEncodeFunc,
@@ -176,8 +179,11 @@ var lengthFunc = function.New(&function.Spec{
 		AllowUnknown:     true,
 	}},
 	Type: func(args []cty.Value) (cty.Type, error) {
-		if args[0].Type().IsObjectType() {
+		switch ty := args[0].Type(); {
+		case ty.IsObjectType():
 			return cty.Number, nil
+		case ty == cty.String:
+			return cty.NilType, function.NewArgErrorf(0, "length counts the elements of a list, set, map, tuple or object; for the length of a string use strlen")
 		}
 		return stdlib.LengthFunc.ReturnTypeForValues(args)
 	},
@@ -190,6 +196,94 @@ var lengthFunc = function.New(&function.Spec{
 		return stdlib.LengthFunc.Call(args)
 	},
 })
+
+// indexFunc is index(collection, key): the element at key, as
+// collection[key] is. stdlib's takes lists, maps and tuples only; this one
+// takes an object too (a { k = "v" } literal, a matrix module's results,
+// module.NAME), and says which positions or keys there are when key is
+// not one of them.
+var indexFunc = function.New(&function.Spec{
+	Description: "Returns the element of a collection at a key: a position in a list or tuple, a key of a map or object.",
+	Params: []function.Parameter{
+		{Name: "collection", Type: cty.DynamicPseudoType},
+		{Name: "key", Type: cty.DynamicPseudoType},
+	},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		coll, key := args[0], args[1]
+		if ty := coll.Type(); ty.IsObjectType() {
+			if !key.IsKnown() {
+				return cty.DynamicPseudoType, nil
+			}
+			name, err := objectKey(ty, key)
+			if err != nil {
+				return cty.NilType, function.NewArgError(1, err)
+			}
+			return ty.AttributeType(name), nil
+		}
+		if err := positionInRange(coll, key); err != nil {
+			return cty.NilType, function.NewArgError(1, err)
+		}
+		return stdlib.IndexFunc.ReturnTypeForValues(args)
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		coll, key := args[0], args[1]
+		if ty := coll.Type(); ty.IsObjectType() {
+			name, err := objectKey(ty, key)
+			if err != nil {
+				return cty.NilVal, function.NewArgError(1, err)
+			}
+			return coll.GetAttr(name), nil
+		}
+		return stdlib.IndexFunc.Call(args)
+	},
+})
+
+// objectKey is key as the name of one of ty's attributes.
+func objectKey(ty cty.Type, key cty.Value) (string, error) {
+	k, err := convert.Convert(key, cty.String)
+	if err != nil || k.IsNull() {
+		return "", fmt.Errorf("the key of an object must be a string")
+	}
+	name := k.AsString()
+	if !ty.HasAttribute(name) {
+		names := make([]string, 0, len(ty.AttributeTypes()))
+		for n := range ty.AttributeTypes() {
+			names = append(names, strconv.Quote(n))
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return "", fmt.Errorf("the object has no keys, so none is %q", name)
+		}
+		return "", fmt.Errorf("the object has no key %q; its keys are %s", name, strings.Join(names, ", "))
+	}
+	return name, nil
+}
+
+// positionInRange checks a known position in a known list or tuple, with
+// an error that says which positions there are (stdlib's says "between 0
+// and LENGTH inclusive", one too many).
+func positionInRange(coll, key cty.Value) error {
+	ty := coll.Type()
+	if !(ty.IsListType() || ty.IsTupleType()) || !key.IsKnown() || key.IsNull() || !coll.IsKnown() || coll.IsNull() {
+		return nil
+	}
+	k, err := convert.Convert(key, cty.Number)
+	if err != nil {
+		return nil // stdlib's own error
+	}
+	i, acc := k.AsBigFloat().Int64()
+	n := coll.LengthInt()
+	if acc != big.Exact {
+		return fmt.Errorf("a position must be a whole number, not %s", k.AsBigFloat().Text('f', -1))
+	}
+	if i < 0 || i >= int64(n) {
+		if n == 0 {
+			return fmt.Errorf("position %d is out of range: the collection is empty", i)
+		}
+		return fmt.Errorf("position %d is out of range: the collection has %d element%s, at positions 0 to %d", i, n, map[bool]string{true: "", false: "s"}[n == 1], n-1)
+	}
+	return nil
+}
 
 var startsWithFunc = function.New(&function.Spec{
 	Description: "Reports whether a string starts with a prefix.",
