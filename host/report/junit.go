@@ -108,6 +108,11 @@ func WriteJUnit(w io.Writer, run *Run) error {
 			suite.Errors++
 		case !ran(e):
 			c.Skipped = &junitMessage{Message: e.SkipReason}
+			if c.Skipped.Message == "" && e.Error != nil {
+				// Cancelled before it started: the reason is the error's
+				// ("not started: the pipeline stopped after build failed").
+				c.Skipped.Message = string(e.Status) + ": " + e.Error.Message
+			}
 			if c.Skipped.Message == "" {
 				c.Skipped.Message = string(e.Status)
 			}

@@ -155,6 +155,23 @@ func TestTotals(t *testing.T) {
 
 // TestJUnitStructure reads the report back the way a test reporter does
 // and checks each module became the testcase it should.
+// A module cancelled before it started says why in JUnit too: the host
+// puts the reason in its error, not in skip_reason.
+func TestJUnitNotStartedKeepsTheReason(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	run := &Run{Pipeline: "p", Status: RunFailed, StartedAt: at, EndedAt: at, Modules: []coordinator.Envelope{
+		{Module: "deploy", Status: coordinator.StatusCancelled, StartedAt: at, EndedAt: at,
+			Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: the pipeline stopped after build failed"}},
+	}}
+	var b bytes.Buffer
+	if err := WriteJUnit(&b, run); err != nil {
+		t.Fatal(err)
+	}
+	if want := `<skipped message="cancelled: not started: the pipeline stopped after build failed">`; !strings.Contains(b.String(), want) {
+		t.Fatalf("want %s in:\n%s", want, b.String())
+	}
+}
+
 func TestJUnitStructure(t *testing.T) {
 	var b bytes.Buffer
 	if err := WriteJUnit(&b, fixture(t)); err != nil {
