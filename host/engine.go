@@ -351,7 +351,11 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 		sel, sdiags := g.Select(opts.Only, opts.Skip, opts.Categories)
 		diags = append(diags, sdiags...)
 		if diags.HasErrors() {
-			return nil, nil, l.report(diags, ExitInvalid)
+			err := l.report(diags, ExitInvalid)
+			if inv, ok := errors.AsType[*invalidFileError](err); ok {
+				inv.selection = true
+			}
+			return nil, nil, err
 		}
 		g = sel
 	}

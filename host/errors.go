@@ -52,6 +52,9 @@ func exitErrorf(code int, format string, args ...any) *ExitError {
 type invalidFileError struct {
 	file string
 	errs []placedError
+	// selection: the errors are the command line's choice of modules
+	// (--only, --skip, --category), not the file's.
+	selection bool
 }
 
 // placedError is one error of a pipeline file; File is empty when it has
@@ -65,6 +68,10 @@ type placedError struct {
 
 func (e placedError) String() string {
 	if e.File == "" {
+		// Nothing in the file to look at: the detail says what is wrong.
+		if e.Detail != "" {
+			return e.Summary + ": " + e.Detail
+		}
 		return e.Summary
 	}
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Summary)
@@ -80,7 +87,11 @@ func (e *invalidFileError) Error() string {
 	if len(e.errs) == 1 {
 		noun = "error"
 	}
-	fmt.Fprintf(&b, "%s: %d %s in the pipeline file:", e.file, len(e.errs), noun)
+	where := "in the pipeline file"
+	if e.selection {
+		where = "in the modules chosen with --only, --skip or --category"
+	}
+	fmt.Fprintf(&b, "%s: %d %s %s:", e.file, len(e.errs), noun, where)
 	for i, pe := range e.errs {
 		if i == maxListedErrors {
 			fmt.Fprintf(&b, "\n  ... and %d more", len(e.errs)-i)

@@ -275,6 +275,7 @@ func TestSelect(t *testing.T) {
 			want:     "checkout",
 			warnings: []string{"test[linux] depends on build, which was removed by --skip", "test[windows] depends on build"},
 		},
+		{name: "unknown instance", skip: []string{"test[solaris-sparc64]"}, err: `Unknown module in --skip; Module "test" has no instance "test[solaris-sparc64]"; its instances are test[linux], test[windows] (or give "test" for all of them).`},
 		{name: "unknown only", only: []string{"tset"}, err: `Unknown module in --only; There is no module "tset" in testdata/pipeline.hcl. Did you mean "test"?`},
 		{name: "unknown instance", skip: []string{"test[linux"}, err: `Did you mean "test[linux]"?`},
 		{name: "unknown skip without suggestion", skip: []string{"deploy-everything"}, err: `There is no module "deploy-everything"`},

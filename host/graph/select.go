@@ -165,6 +165,18 @@ func (g *Graph) resolve(flag string, names []string) ([]*Node, hcl.Diagnostics) 
 		detail := fmt.Sprintf("There is no module %q in %s.", name, g.pipeline.Filename)
 		if s := config.Suggest(name, candidates); s != "" {
 			detail += fmt.Sprintf(" Did you mean %q?", s)
+		} else if base, _, indexed := strings.Cut(name, "["); indexed && len(g.byModule[base]) > 0 {
+			// A matrix module, an instance it does not have: name them.
+			var addrs []string
+			for _, n := range g.byModule[base] {
+				addrs = append(addrs, n.Address)
+			}
+			const show = 10
+			list := strings.Join(addrs[:min(len(addrs), show)], ", ")
+			if len(addrs) > show {
+				list += fmt.Sprintf(" and %d more", len(addrs)-show)
+			}
+			detail = fmt.Sprintf("Module %q has no instance %q; its instances are %s (or give %q for all of them).", base, name, list, base)
 		}
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown module in " + flag, Detail: detail})
 	}
