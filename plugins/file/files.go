@@ -108,29 +108,35 @@ func (c WriteConfig) mode() (os.FileMode, error) {
 }
 
 // Checksum hashes the matched files and optionally writes a sums file.
+// The sums file itself is never among the files it lists: a run over a
+// tree that holds the previous run's would list its stale hash.
 func Checksum(cfg ChecksumConfig) (ChecksumResult, error) {
-	paths, err := Expand(cfg.Dir, cfg.Paths)
+	matched, err := expandEach(cfg.Dir, cfg.Paths, cfg.AllowEmpty)
 	if err != nil {
 		return ChecksumResult{}, err
 	}
-	if len(paths) == 0 && !cfg.AllowEmpty {
-		return ChecksumResult{}, noMatch(cfg.Dir, cfg.Paths)
+	var out string
+	if cfg.Output != "" {
+		out = resolve(cfg.Dir, filepath.ToSlash(cfg.Output))
 	}
 	res := ChecksumResult{Files: []File{}}
 	var sums strings.Builder
-	for _, p := range paths {
-		f, err := hashFile(resolve(cfg.Dir, filepath.ToSlash(p)))
+	for _, m := range matched {
+		src := resolve(cfg.Dir, filepath.ToSlash(m.path))
+		if out != "" && samePath(src, out) {
+			continue
+		}
+		f, err := hashFile(src)
 		if err != nil {
 			return res, err
 		}
-		f.Path = p
+		f.Path = m.path
 		res.Files = append(res.Files, f)
 		res.TotalBytes += f.Size
-		fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, filepath.ToSlash(p))
+		fmt.Fprintf(&sums, "%s\n", sumLine(f.SHA256, filepath.ToSlash(m.path)))
 	}
 	res.Count = len(res.Files)
-	if cfg.Output != "" {
-		out := resolve(cfg.Dir, filepath.ToSlash(cfg.Output))
+	if out != "" {
 		if err := writeFile(out, []byte(sums.String()), 0o644); err != nil {
 			return res, err
 		}
@@ -139,38 +145,67 @@ func Checksum(cfg ChecksumConfig) (ChecksumResult, error) {
 	return res, nil
 }
 
-// Copy copies the matched files into cfg.To.
+// sumLine is one line of a sha256sum file. A name with a newline or a
+// backslash is escaped, and the line starts with a backslash, as GNU
+// sha256sum writes it: else the line would break in two.
+func sumLine(sum, name string) string {
+	if !strings.ContainsAny(name, "\n\\\r") {
+		return sum + "  " + name
+	}
+	esc := strings.NewReplacer("\\", "\\\\", "\n", "\\n", "\r", "\\r").Replace(name)
+	return "\\" + sum + "  " + esc
+}
+
+// Copy copies the matched files into cfg.To. Every destination is worked
+// out, and checked for two files flattened to one name, before anything
+// is copied.
 func Copy(cfg CopyConfig) (CopyResult, error) {
-	paths, err := Expand(cfg.Dir, cfg.From)
+	matched, err := expandEach(cfg.Dir, cfg.From, cfg.AllowEmpty)
 	if err != nil {
 		return CopyResult{}, err
 	}
-	if len(paths) == 0 && !cfg.AllowEmpty {
-		return CopyResult{}, noMatch(cfg.Dir, cfg.From)
-	}
-	res := CopyResult{Files: []File{}}
 	to := resolve(cfg.Dir, filepath.ToSlash(cfg.To))
 	absTo, _ := filepath.Abs(to)
+	type job struct {
+		src, rel, from string
+		same           bool // the source is its own destination
+	}
+	var jobs []job
 	dest := map[string]string{}
-	for _, p := range paths {
-		src := resolve(cfg.Dir, filepath.ToSlash(p))
-		if abs, _ := filepath.Abs(src); strings.HasPrefix(abs, absTo+string(filepath.Separator)) {
-			continue // already in the destination (to is inside a matched tree)
+	for _, m := range matched {
+		src := resolve(cfg.Dir, filepath.ToSlash(m.path))
+		abs, _ := filepath.Abs(src)
+		if m.walkCovers(absTo) && strings.HasPrefix(abs, absTo+string(filepath.Separator)) {
+			// A pattern that walks a tree holding the destination
+			// (from = ["."], to = "out") would copy the copies of a
+			// previous run into themselves, deeper each time.
+			continue
 		}
-		rel := p
-		if cfg.Flatten || filepath.IsAbs(p) || strings.HasPrefix(p, "..") {
-			rel = filepath.Base(p)
+		rel := m.path
+		if cfg.Flatten || filepath.IsAbs(m.path) || strings.HasPrefix(m.path, "..") {
+			rel = filepath.Base(m.path)
 		}
 		if prev, ok := dest[rel]; ok {
-			return res, fmt.Errorf("both %q and %q would be copied to %q; copy them separately or without flatten", prev, p, filepath.Join(cfg.To, rel))
+			return CopyResult{Files: []File{}}, fmt.Errorf("both %q and %q would be copied to %q; copy them separately or without flatten (nothing was copied)", prev, m.path, filepath.Join(cfg.To, rel))
 		}
-		dest[rel] = p
-		f, err := copyFile(src, filepath.Join(to, rel))
+		dest[rel] = m.path
+		jobs = append(jobs, job{src: src, rel: rel, from: m.path, same: samePath(src, filepath.Join(to, rel))})
+	}
+	res := CopyResult{Files: []File{}}
+	for _, j := range jobs {
+		var f File
+		if j.same {
+			// Already where it is to be: listed, not copied onto itself.
+			f, err = hashFile(j.src)
+		} else {
+			f, err = copyFile(j.src, filepath.Join(to, j.rel))
+		}
 		if err != nil {
+			res.Count = len(res.Files)
 			return res, err
 		}
-		f.Source = p
-		f.Path = filepath.Join(cfg.To, rel)
+		f.Source = j.from
+		f.Path = filepath.Join(cfg.To, j.rel)
 		res.Files = append(res.Files, f)
 		res.TotalBytes += f.Size
 	}
@@ -267,6 +302,19 @@ func writeFile(p string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return nil
+}
+
+// samePath reports whether a and b name the same file: equal absolute
+// paths, or the same file on disk.
+func samePath(a, b string) bool {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && absA == absB {
+		return true
+	}
+	stA, errA := os.Stat(a)
+	stB, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(stA, stB)
 }
 
 func noMatch(dir string, patterns []string) error {

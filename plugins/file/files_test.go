@@ -185,3 +185,79 @@ func TestWrite(t *testing.T) {
 		t.Errorf("bad mode: err = %v", err)
 	}
 }
+
+// Sources inside the destination are copied when the pattern points into
+// it (gathering dist/linux/* into dist), and a file that is already its
+// own destination is listed, not copied onto itself.
+func TestCopyIntoAnAncestor(t *testing.T) {
+	root := tree(t)
+	res, err := Copy(CopyConfig{Dir: root, From: []string{"dist/nested/x/*.zip"}, To: "dist", Flatten: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Count != 1 || res.Files[0].Path != filepath.Join("dist", "extra.zip") {
+		t.Fatalf("result %+v, want dist/extra.zip", res)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "dist", "extra.zip")); err != nil || string(b) != "zip\n" {
+		t.Fatalf("dist/extra.zip: %q, %v", b, err)
+	}
+	res, err = Copy(CopyConfig{Dir: root, From: []string{"src/main.go"}, To: "."})
+	if err != nil || res.Count != 1 || res.Files[0].Path != filepath.Join("src", "main.go") || res.Files[0].SHA256 == "" {
+		t.Fatalf("a file onto itself: %+v, %v; want it listed", res, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "src", "main.go")); err != nil || string(b) != "package main\n" {
+		t.Fatalf("src/main.go after copying onto itself: %q, %v", b, err)
+	}
+}
+
+// Two files flattened to one name fail the module before anything is
+// copied.
+func TestCopyClashCopiesNothing(t *testing.T) {
+	root := tree(t)
+	_, err := Copy(CopyConfig{Dir: root, From: []string{"README.md", "src/main.go", "tools/main.go"}, To: "clash", Flatten: true})
+	if err == nil || !strings.Contains(err.Error(), "nothing was copied") {
+		t.Fatalf("err = %v, want a clash", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "clash")); !os.IsNotExist(err) {
+		t.Fatalf("the destination was written before the clash was found: %v", err)
+	}
+}
+
+// Every pattern must match unless allow_empty; dir must exist.
+func TestEachPatternMustMatch(t *testing.T) {
+	root := tree(t)
+	_, err := Checksum(ChecksumConfig{Dir: root, Paths: []string{"dist/app-linux.tar.gz", "dist/app-windows.zip"}})
+	if err == nil || !strings.Contains(err.Error(), `"dist/app-windows.zip"`) {
+		t.Fatalf("err = %v, want the missing path named", err)
+	}
+	if res, err := Checksum(ChecksumConfig{Dir: root, Paths: []string{"dist/app-linux.tar.gz", "dist/app-windows.zip"}, AllowEmpty: true}); err != nil || res.Count != 1 {
+		t.Fatalf("allow_empty: %+v, %v", res, err)
+	}
+	if _, err := Copy(CopyConfig{Dir: filepath.Join(root, "nope"), From: []string{"*"}, To: "x", AllowEmpty: true}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing dir: %v", err)
+	}
+}
+
+// The sums file is not among the files it lists, so a second run over the
+// same tree writes a file sha256sum -c accepts; a name with a newline is
+// escaped as GNU sha256sum escapes it.
+func TestChecksumLeavesOutItsOutput(t *testing.T) {
+	root := tree(t)
+	for range 2 {
+		res, err := Checksum(ChecksumConfig{Dir: root, Paths: []string{"dist/**"}, Output: "dist/SHA256SUMS"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range res.Files {
+			if strings.HasSuffix(f.Path, "SHA256SUMS") {
+				t.Fatalf("the sums file lists itself: %+v", res.Files)
+			}
+		}
+	}
+	if got := sumLine("ab", "a\nb\\c"); got != `\ab  a\nb\\c` {
+		t.Errorf("sumLine = %q", got)
+	}
+	if got := sumLine("ab", "plain name"); got != "ab  plain name" {
+		t.Errorf("sumLine = %q", got)
+	}
+}

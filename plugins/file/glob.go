@@ -40,14 +40,7 @@ func Expand(base string, patterns []string) ([]string, error) {
 			}
 		}
 		// Walk from the longest prefix without wildcards.
-		static := 0
-		for static < len(segs) && !hasMeta(segs[static]) {
-			static++
-		}
-		root := strings.Join(segs[:static], "/")
-		if strings.HasPrefix(pat, "/") && root == "" {
-			root = "/"
-		}
+		root, static := staticPrefix(segs, strings.HasPrefix(pat, "/"))
 		rootPath := resolve(base, root)
 		if static == len(segs) {
 			st, err := os.Stat(rootPath)
@@ -118,6 +111,78 @@ func matchSegments(pat, name []string, abs bool) bool {
 		pat, name = pat[1:], name[1:]
 	}
 	return len(name) == 0
+}
+
+// staticPrefix is the longest run of leading segments without wildcards,
+// joined, and how many segments it is.
+func staticPrefix(segs []string, absolute bool) (string, int) {
+	static := 0
+	for static < len(segs) && !hasMeta(segs[static]) {
+		static++
+	}
+	root := strings.Join(segs[:static], "/")
+	if absolute && root == "" {
+		root = "/"
+	}
+	return root, static
+}
+
+// matchedPath is a file a pattern matched, with the absolute path of the
+// directory (or file) the pattern's walk starts from.
+type matchedPath struct {
+	path string
+	root string
+}
+
+// walkCovers reports whether the pattern's walk passes through abs: abs
+// is its start or lies under it.
+func (m matchedPath) walkCovers(abs string) bool {
+	return abs == m.root || strings.HasPrefix(abs, m.root+string(filepath.Separator)) || m.root == string(filepath.Separator)
+}
+
+// expandEach is Expand pattern by pattern: each pattern must match a file
+// unless allowEmpty (a path that is not there is a mistake to report, not
+// a pattern to skip because another one matched), and dir must exist.
+func expandEach(dir string, patterns []string, allowEmpty bool) ([]matchedPath, error) {
+	if dir != "" {
+		st, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("dir %q does not exist", dir)
+		case err != nil:
+			return nil, fmt.Errorf("dir %q: %w", dir, err)
+		case !st.IsDir():
+			return nil, fmt.Errorf("dir %q is not a directory", dir)
+		}
+	}
+	seen := map[string]bool{}
+	var out []matchedPath
+	for _, pat := range patterns {
+		paths, err := Expand(dir, []string{pat})
+		if err != nil {
+			return nil, err
+		}
+		if len(paths) == 0 && !allowEmpty {
+			return nil, noMatch(dir, []string{pat})
+		}
+		clean := filepath.ToSlash(filepath.Clean(pat))
+		if clean == "." {
+			clean = ""
+		}
+		prefix, _ := staticPrefix(strings.Split(clean, "/"), strings.HasPrefix(clean, "/"))
+		root, err := filepath.Abs(resolve(dir, prefix))
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, matchedPath{path: p, root: root})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out, nil
 }
 
 func hasMeta(seg string) bool { return strings.ContainsAny(seg, `*?[\`) }
