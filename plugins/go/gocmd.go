@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/modfile"
 
 	"github.com/modpipe/modpipe/plugins/internal/proc"
 	"github.com/modpipe/modpipe/sdk"
@@ -99,7 +102,8 @@ type VetResult struct {
 
 // VetFinding is one problem go vet reported.
 type VetFinding struct {
-	// Package is the import path vet named before the finding, if any.
+	// Package is the import path of the finding's package: from its
+	// file's place in its module, else the one vet named before it.
 	Package  string `json:"package"`
 	Position string `json:"position"`
 	Message  string `json:"message"`
@@ -175,6 +179,12 @@ func RunVet(ctx context.Context, cfg Config, s Streams, killGrace time.Duration)
 	if res.Findings == nil {
 		res.Findings = []VetFinding{}
 	}
+	pkgs := packageFinder{}
+	for i := range res.Findings {
+		if p, ok := pkgs.of(cfg.Dir, res.Findings[i].Position); ok {
+			res.Findings[i].Package = p
+		}
+	}
 	if err != nil {
 		return res, commandError("go vet", err)
 	}
@@ -211,6 +221,53 @@ func (v *vetParser) Line(l string) {
 		f := &v.findings[len(v.findings)-1]
 		f.Message += "\n" + strings.TrimPrefix(l, "\t")
 	}
+}
+
+// packageFinder tells the import path of the package a vet finding is in
+// from its file's place in its module. vet names a package in a "# path"
+// header only before some of its output (type errors), and its analyzers'
+// findings come without one: the header seen last would name another
+// package, or none. Module roots are remembered by directory.
+type packageFinder map[string]string // directory -> import path, "" if none
+
+func (f packageFinder) of(dir, position string) (string, bool) {
+	i := strings.Index(position, ".go:")
+	if i < 0 {
+		return "", false
+	}
+	file := position[:i+len(".go")]
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(dir, file)
+	}
+	d, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return "", false
+	}
+	if p, ok := f[d]; ok {
+		return p, p != ""
+	}
+	p := ""
+	for root := d; ; {
+		if data, err := os.ReadFile(filepath.Join(root, "go.mod")); err == nil {
+			if mod := modfile.ModulePath(data); mod != "" {
+				rel, err := filepath.Rel(root, d)
+				if err == nil {
+					p = mod
+					if rel != "." {
+						p = mod + "/" + filepath.ToSlash(rel)
+					}
+				}
+			}
+			break
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			break
+		}
+		root = parent
+	}
+	f[d] = p
+	return p, p != ""
 }
 
 // commandError explains an error from proc.Run for the go command.

@@ -298,9 +298,24 @@ func TestRunBuildAndVetReal(t *testing.T) {
 			t.Fatalf("findings = %+v, want %+v", res.Findings, want)
 		}
 		for i := range want {
-			if res.Findings[i].Position != want[i].Position || res.Findings[i].Message != want[i].Message {
-				t.Errorf("finding %d = %+v, want %+v", i, res.Findings[i], want[i])
+			if res.Findings[i].Position != want[i].Position || res.Findings[i].Message != want[i].Message || res.Findings[i].Package != "example.com/vet" {
+				t.Errorf("finding %d = %+v, want %+v in package example.com/vet", i, res.Findings[i], want[i])
 			}
+		}
+	})
+	t.Run("vet findings beside a package that does not type-check", func(t *testing.T) {
+		res, _ := RunVet(context.Background(), Config{Dir: module("vetmulti"), Packages: []string{"./vetbad", "./broken"}}, Streams{}, 0)
+		found := false
+		for _, f := range res.Findings {
+			if strings.HasPrefix(f.Position, "vetbad/") {
+				found = true
+				if f.Package != "example.com/vetmulti/vetbad" {
+					t.Errorf("finding %+v: package %q, want example.com/vetmulti/vetbad", f, f.Package)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no finding in vetbad: %+v", res.Findings)
 		}
 	})
 	t.Run("bad flag", func(t *testing.T) {
