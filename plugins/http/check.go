@@ -178,6 +178,19 @@ func checkOnce(ctx context.Context, client *http.Client, cfg CheckConfig, timeou
 	if err != nil {
 		return res, fmt.Errorf("%s %s: read the response body: %w", cfg.method(), cfg.URL, err)
 	}
+	// body_contains looks at the whole body, not only the part the
+	// result keeps: the rest is read and searched as it streams.
+	contains, searched, complete := true, int64(len(b)), len(b) <= MaxBodyBytes
+	if cfg.BodyContains != "" {
+		contains = bytes.Contains(b, []byte(cfg.BodyContains))
+		if !contains && !complete {
+			var rerr error
+			contains, searched, complete, rerr = searchRest(resp.Body, b, cfg.BodyContains)
+			if rerr != nil {
+				return res, fmt.Errorf("%s %s: read the response body: %w", cfg.method(), cfg.URL, rerr)
+			}
+		}
+	}
 	if len(b) > MaxBodyBytes {
 		b = b[:MaxBodyBytes]
 		res.BodyTruncated = true
@@ -190,9 +203,16 @@ func checkOnce(ctx context.Context, client *http.Client, cfg CheckConfig, timeou
 			Body:    head(res.Body, 2048),
 		}
 	}
-	if cfg.BodyContains != "" && !strings.Contains(res.Body, cfg.BodyContains) {
+	if !contains {
+		where := ""
+		switch {
+		case !complete:
+			where = fmt.Sprintf(" in its first %d bytes (the most the check reads)", searched)
+		case res.BodyTruncated:
+			where = fmt.Sprintf(" (all %d bytes searched; the result keeps the first %d)", searched, MaxBodyBytes)
+		}
 		return res, &CheckError{
-			Message: fmt.Sprintf("%s %s: the response body does not contain %q", cfg.method(), cfg.URL, cfg.BodyContains),
+			Message: fmt.Sprintf("%s %s: the response body does not contain %q%s", cfg.method(), cfg.URL, cfg.BodyContains, where),
 			Body:    head(res.Body, 2048),
 		}
 	}
@@ -210,6 +230,40 @@ func checkOnce(ctx context.Context, client *http.Client, cfg CheckConfig, timeou
 		res.JSON = compact.Bytes()
 	}
 	return res, nil
+}
+
+// MaxSearchBytes bounds how much of a body body_contains reads: a
+// response that never ends must not hold the module forever.
+const MaxSearchBytes = 256 << 20
+
+// searchRest goes on searching for text in the body after its first part,
+// seen, keeping only the bytes a match could straddle. It returns whether
+// text was found, how many bytes were searched in all, and whether that
+// was the whole body.
+func searchRest(body io.Reader, seen []byte, text string) (found bool, searched int64, complete bool, err error) {
+	needle := []byte(text)
+	keep := len(needle) - 1
+	tail := append([]byte(nil), seen[max(0, len(seen)-keep):]...)
+	searched = int64(len(seen))
+	buf := make([]byte, 64<<10)
+	for searched < MaxSearchBytes {
+		n, rerr := body.Read(buf[:min(int64(len(buf)), MaxSearchBytes-searched)])
+		if n > 0 {
+			searched += int64(n)
+			window := append(tail, buf[:n]...)
+			if bytes.Contains(window, needle) {
+				return true, searched, false, nil
+			}
+			tail = append(tail[:0], window[max(0, len(window)-keep):]...)
+		}
+		if rerr == io.EOF {
+			return false, searched, true, nil
+		}
+		if rerr != nil {
+			return false, searched, false, rerr
+		}
+	}
+	return false, searched, false, nil
 }
 
 // jsonErr explains why b is not JSON (Unmarshal's message names the

@@ -124,3 +124,29 @@ func TestCheckCancelledWhileWaiting(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// body_contains searches the whole body, past the part the result keeps,
+// including a match that straddles two reads.
+func TestBodyContainsSearchesPastTheKeptBody(t *testing.T) {
+	big := strings.Repeat("z", 2*MaxBodyBytes+12345) + "READY" + strings.Repeat("z", 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, big) }))
+	defer srv.Close()
+	res, err := Check(context.Background(), srv.Client(), CheckConfig{URL: srv.URL, BodyContains: "READY"}, t.Logf)
+	if err != nil {
+		t.Fatalf("READY past the kept body: %v", err)
+	}
+	if !res.BodyTruncated || len(res.Body) != MaxBodyBytes {
+		t.Errorf("kept body %d bytes, truncated %v; want the first %d", len(res.Body), res.BodyTruncated, MaxBodyBytes)
+	}
+	_, err = Check(context.Background(), srv.Client(), CheckConfig{URL: srv.URL, BodyContains: "NOPE"}, t.Logf)
+	if want := fmt.Sprintf("all %d bytes searched", len(big)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want one saying %q", err, want)
+	}
+	// Straddling: the text starts in the kept part and ends after it.
+	edge := strings.Repeat("z", MaxBodyBytes-2) + "READY"
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, edge) }))
+	defer srv2.Close()
+	if _, err := Check(context.Background(), srv2.Client(), CheckConfig{URL: srv2.URL, BodyContains: "READY"}, t.Logf); err != nil {
+		t.Fatalf("READY across the kept body's end: %v", err)
+	}
+}
