@@ -345,7 +345,8 @@ func TestTail(t *testing.T) {
 		{name: "partial", n: 3, add: []string{"a", "b"}, want: []string{"a", "b"}},
 		{name: "exactly full", n: 3, add: []string{"a", "b", "c"}, want: []string{"a", "b", "c"}},
 		{name: "wrapped", n: 3, add: []string{"a", "b", "c", "d", "e"}, want: []string{"c", "d", "e"}},
-		{name: "long line cut", n: 1, add: []string{strings.Repeat("y", MaxTailLineBytes+1)}, want: []string{strings.Repeat("y", MaxTailLineBytes) + " [line truncated]"}},
+		{name: "long line cut", n: 1, add: []string{strings.Repeat("y", MaxTailLineBytes+1)}, want: []string{strings.Repeat("y", MaxTailLineBytes) + " [... 1 more byte of this line not kept in the tail]"}},
+		{name: "cut at a character", n: 1, add: []string{strings.Repeat("y", MaxTailLineBytes-1) + "é" + "z"}, want: []string{strings.Repeat("y", MaxTailLineBytes-1) + " [... 3 more bytes of this line not kept in the tail]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,8 +1,10 @@
 package proc
 
 import (
+	"fmt"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // MaxTailLineBytes bounds each line kept in a Tail, so a tail of N lines
@@ -28,7 +30,17 @@ func NewTail(n int) *Tail {
 // Add records one line, cutting it at MaxTailLineBytes.
 func (t *Tail) Add(line string) {
 	if len(line) > MaxTailLineBytes {
-		line = line[:MaxTailLineBytes] + " [line truncated]"
+		// Cut at a character boundary; the output itself went out whole,
+		// only this copy is short.
+		cut := MaxTailLineBytes
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut--
+		}
+		unit := "bytes"
+		if len(line)-cut == 1 {
+			unit = "byte"
+		}
+		line = fmt.Sprintf("%s [... %d more %s of this line not kept in the tail]", line[:cut], len(line)-cut, unit)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
