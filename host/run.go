@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/graph"
+	"github.com/modpipe/modpipe/host/hclscan"
 	"github.com/modpipe/modpipe/host/report"
 	"github.com/modpipe/modpipe/host/schedule"
 	"github.com/modpipe/modpipe/host/ui"
@@ -109,6 +115,42 @@ func pipelineName(name, file string) string {
 	return filepath.Base(file)
 }
 
+// declaredName is the name the file's pipeline block gives itself when it
+// is a plain string, else "": for the reports of a run that could not
+// start, whose file may not load, so that a CI's test history keeps one
+// name for the pipeline whether its runs started or not. Only the
+// pipeline block is parsed.
+func declaredName(file string) string {
+	src, err := os.ReadFile(file)
+	if err != nil || len(src) > 64<<20 {
+		return ""
+	}
+	blocks, _ := hclscan.Blocks(src)
+	for _, b := range blocks {
+		if b.Type != "pipeline" {
+			continue
+		}
+		f, diags := hclsyntax.ParseConfig(src[b.Start:b.End], file, hcl.InitialPos)
+		if diags.HasErrors() {
+			return ""
+		}
+		body, ok := f.Body.(*hclsyntax.Body)
+		if !ok || len(body.Blocks) != 1 {
+			return ""
+		}
+		a := body.Blocks[0].Body.Attributes["name"]
+		if a == nil {
+			return ""
+		}
+		v, d := a.Expr.Value(nil)
+		if d.HasErrors() || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+			return ""
+		}
+		return v.AsString()
+	}
+	return ""
+}
+
 // notStarted writes the requested reports of a run that could not start
 // (status invalid for errors in the file, else error, with err's message)
 // so a CI step that reads them finds why, and returns err.
@@ -141,7 +183,7 @@ func notStarted(opts RunOptions, err error) error {
 	if runID == "" {
 		runID = localRunID(opts.Environ)
 	}
-	run := &report.Run{Pipeline: pipelineName("", opts.File), RunID: runID, Status: status, StartedAt: began, EndedAt: now, DurationMS: now.Sub(began).Milliseconds(),
+	run := &report.Run{Pipeline: pipelineName(declaredName(opts.File), opts.File), RunID: runID, Status: status, StartedAt: began, EndedAt: now, DurationMS: now.Sub(began).Milliseconds(),
 		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}
 	for _, spec := range opts.Reports {
 		if werr := report.Write(spec, run); werr != nil {

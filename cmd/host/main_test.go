@@ -346,6 +346,8 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 		{"invalid", "module \"shell\" \"a\" {\n  command = [\"true\"]\n  depend_on = []\n}\n", 2, report.RunInvalid, ":3:3: Unsupported argument", 0},
 		{"plugin", "module \"nosuchkind\" \"a\" {}\n", 3, report.RunError, ":1:8: Plugin not found", 0},
 		{"slow plugin", "plugin \"slow\" {\n  source = \"" + slow + "\"\n}\nmodule \"slow\" \"a\" {}\n", 3, report.RunError, "cannot start", 300},
+		// The report names the pipeline as its started runs do.
+		{"named", "pipeline {\n  name = \"release\"\n}\nmodule \"nosuchkind\" \"a\" {}\n", 3, report.RunError, "Plugin not found", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, tc.name+".hcl")
@@ -363,6 +365,13 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 			}
 			if run.Status != tc.status || run.Error == nil || !strings.Contains(run.Error.Message, tc.want) {
 				t.Errorf("JSON report: status %s error %+v, want %s with %q", run.Status, run.Error, tc.status, tc.want)
+			}
+			wantName := tc.name + ".hcl"
+			if tc.name == "named" {
+				wantName = "release"
+			}
+			if run.Pipeline != wantName {
+				t.Errorf("JSON report: pipeline %q, want %q", run.Pipeline, wantName)
 			}
 			if d := run.EndedAt.Sub(run.StartedAt).Milliseconds() - run.DurationMS; run.DurationMS < tc.minMS || d < -1 || d > 1 {
 				t.Errorf("JSON report: %s to %s, duration_ms %d; want at least %d ms, from the command's start", run.StartedAt, run.EndedAt, run.DurationMS, tc.minMS)
