@@ -330,13 +330,7 @@ func loadedFrom(opts Options, facts config.Facts, cfg *config.Pipeline, diags hc
 	if len(cfg.Modules) == 0 {
 		// Most often the wrong file, or one emptied by mistake: a CI step
 		// that ran nothing must not pass for one that ran everything.
-		start := hcl.Pos{Line: 1, Column: 1}
-		return nil, nil, l.report(append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "No modules",
-			Detail:   fmt.Sprintf("%s declares no module blocks, so there is nothing to run. Declare the work with module \"KIND\" \"NAME\" { ... }, or check the path given on the command line.", opts.File),
-			Subject:  &hcl.Range{Filename: opts.File, Start: start, End: start},
-		}), ExitInvalid)
+		return nil, nil, l.report(append(diags, noModules(opts.File)), ExitInvalid)
 	}
 	g, gdiags := graph.Build(cfg)
 	diags = append(diags, gdiags...)
@@ -812,7 +806,7 @@ func Graph(opts Options, format string) error {
 		return err
 	}
 	m := pipelineMasker(l.cfg, opts.Environ)
-	switch format {
+	switch strings.ToLower(format) {
 	case "", "dot":
 		return writeMasked(opts.Stdout, m, l.graph.WriteDOT)
 	case "mermaid":
@@ -852,6 +846,11 @@ func Plugins(ctx context.Context, opts Options) error {
 	if real.HasErrors() || cfg == nil {
 		return l.report(real, ExitInvalid)
 	}
+	if len(cfg.Modules) == 0 {
+		// The wrong path, most often: saying nothing would pass for a
+		// file whose modules need no plugin at all.
+		return l.report(append(real, noModules(opts.File)), ExitInvalid)
+	}
 	specs, diags := pluginSpecs(cfg, cfg.Modules, *opts.Locator)
 	if diags.HasErrors() {
 		return l.report(diags, ExitPluginStart)
@@ -872,6 +871,17 @@ func Plugins(ctx context.Context, opts Options) error {
 		writePluginInfo(opts.Stdout, specs[name].Path, pl.Info())
 	}
 	return nil
+}
+
+// noModules is the error of a file without module blocks.
+func noModules(file string) *hcl.Diagnostic {
+	start := hcl.Pos{Line: 1, Column: 1}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "No modules",
+		Detail:   fmt.Sprintf("%s declares no module blocks, so there is nothing to run. Declare the work with module \"KIND\" \"NAME\" { ... }, or check the path given on the command line.", file),
+		Subject:  &hcl.Range{Filename: file, Start: start, End: start},
+	}
 }
 
 func writePluginInfo(w io.Writer, path string, info pluginhost.Info) {

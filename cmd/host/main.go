@@ -66,6 +66,18 @@ type globals struct {
 	caps     []string
 }
 
+// oneFile is the argument rule of the commands that take a pipeline file.
+func oneFile(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("%s needs the pipeline file: %s FILE", cmd.CommandPath(), cmd.CommandPath())
+	default:
+		return fmt.Errorf("%s takes one pipeline file, not %d arguments: %q", cmd.CommandPath(), len(args), args)
+	}
+}
+
 func run(args []string) int {
 	began := time.Now()
 	ctx, stop := interruptible()
@@ -153,7 +165,7 @@ func run(args []string) int {
 		Use:   "run FILE",
 		Short: "Run a pipeline on this machine",
 		Long:  "Run a pipeline: load FILE, start its plugins, run the module graph and print a summary.\nExit code 0 only if the pipeline succeeded.",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneFile,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := baseOpts(args[0])
 			if err != nil {
@@ -211,7 +223,7 @@ func run(args []string) int {
 	validateCmd := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a pipeline file, its plugins and its module graph without running anything",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneFile,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := baseOpts(args[0])
 			if err != nil {
@@ -226,7 +238,7 @@ func run(args []string) int {
 	graphCmd := &cobra.Command{
 		Use:   "graph FILE",
 		Short: "Print the module graph (after matrix expansion) as DOT or Mermaid",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneFile,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := baseOpts(args[0])
 			if err != nil {
@@ -241,7 +253,7 @@ func run(args []string) int {
 	pluginsCmd := &cobra.Command{
 		Use:   "plugins FILE",
 		Short: "Describe the plugins a pipeline uses: versions, module kinds and their attributes",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneFile,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := baseOpts(args[0])
 			if err != nil {
@@ -262,9 +274,11 @@ func run(args []string) int {
 	}
 
 	root.AddCommand(runCmd, validateCmd, graphCmd, pluginsCmd, versionCmd)
+	root.Version = version
+	root.SetVersionTemplate("modpipe host {{.Version}}\n")
 	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "Error: %v\nRun 'host --help' for usage.\n", err)
+	if c, err := root.ExecuteC(); err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\nRun '%s --help' for usage.\n", err, c.CommandPath())
 		return host.ExitInvalid
 	}
 	return code

@@ -309,13 +309,38 @@ func TestBadRunFlags(t *testing.T) {
 	}
 }
 
+// Usage errors say what the command needs and where its help is; --version
+// prints what host version does.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run"}, "Error: host run needs the pipeline file: host run FILE\nRun 'host run --help' for usage."},
+		{[]string{"validate", "a.hcl", "b.hcl"}, `host validate takes one pipeline file, not 2 arguments: ["a.hcl" "b.hcl"]`},
+		{[]string{"graph", "--bogus", "x.hcl"}, "Run 'host graph --help' for usage."},
+	} {
+		r := runHost(t, tc.args...)
+		r.wantCode(t, 2)
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", tc.args, tc.want, r.stderr)
+		}
+	}
+	v, flag := runHost(t, "version"), runHost(t, "--version")
+	v.wantCode(t, 0)
+	flag.wantCode(t, 0)
+	if !strings.HasPrefix(v.stdout, "modpipe host ") || flag.stdout != v.stdout {
+		t.Errorf("host --version printed %q, host version %q", flag.stdout, v.stdout)
+	}
+}
+
 // A file with no module runs nothing; that is refused rather than passed.
 func TestPipelineWithoutModulesRefused(t *testing.T) {
 	dir := t.TempDir()
 	for name, text := range map[string]string{"empty": "", "comments": "# to do\npipeline {\n  name = \"x\"\n}\n"} {
 		file := filepath.Join(dir, name+".hcl")
 		writeFile(t, file, text)
-		for _, cmd := range []string{"validate", "run"} {
+		for _, cmd := range []string{"validate", "run", "plugins", "graph"} {
 			r := runHost(t, cmd, file)
 			r.wantCode(t, 2)
 			if !strings.Contains(r.stderr, file+":1:1: No modules") {
