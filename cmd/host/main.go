@@ -204,6 +204,18 @@ func run(args []string) int {
 			if role.Distributed() {
 				return finish(runFleet(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress, Began: began}, role, fleet))
 			}
+			// Fleet settings on a single-machine run do nothing: say so,
+			// since a forgotten --instance/--total looks like a fleet run
+			// that quietly ran everything here.
+			var fleetOnly []string
+			for _, name := range []string{"etcd", "slots"} {
+				if cmd.Flags().Changed(name) {
+					fleetOnly = append(fleetOnly, "--"+name)
+				}
+			}
+			if len(fleetOnly) > 0 {
+				opts.Logger.Warn("fleet settings ignored: this is a single-machine run (no --instance/--total, MODPIPE_INSTANCE/MODPIPE_TOTAL or CI parallel job)", "flags", fleetOnly)
+			}
 			_, err = host.Run(ctx, host.RunOptions{Options: opts, Reports: specs, NoProgress: noProgress, Began: began})
 			return finish(err)
 		},

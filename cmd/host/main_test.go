@@ -326,6 +326,11 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: stderr lacks %q:\n%s", tc.args, tc.want, r.stderr)
 		}
 	}
+	r := runHost(t, "run", "testdata/refs.hcl", "--slots", "2")
+	r.wantCode(t, 0)
+	if !strings.Contains(r.stderr, "fleet settings ignored") || !strings.Contains(r.stderr, "--slots") {
+		t.Errorf("--slots on a single-machine run: no warning:\n%s", r.stderr)
+	}
 	v, flag := runHost(t, "version"), runHost(t, "--version")
 	v.wantCode(t, 0)
 	flag.wantCode(t, 0)
