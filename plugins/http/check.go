@@ -41,11 +41,21 @@ type CheckConfig struct {
 // Validate checks what the schema cannot.
 func (c CheckConfig) Validate() error {
 	// Each error names its attribute, so the host points at its line.
-	if c.Method != "" && strings.IndexFunc(c.Method, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r) }) >= 0 {
+	if c.Method != "" && strings.IndexFunc(c.Method, notTokenRune) >= 0 {
 		return sdk.AttributeError("method", "method %q is not an HTTP method name (letters such as GET, POST, PUT; no spaces or separators)", c.Method)
 	}
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		return sdk.AttributeError("url", "url %q must start with http:// or https://", c.URL)
+	}
+	if u, err := url.Parse(c.URL); err != nil {
+		return sdk.AttributeError("url", "url %q is not a valid URL: %v", c.URL, errors.Unwrap(err))
+	} else if u.Host == "" {
+		return sdk.AttributeError("url", "url %q names no host", c.URL)
+	}
+	for name := range c.Headers {
+		if name == "" || strings.IndexFunc(name, notTokenRune) >= 0 {
+			return sdk.AttributeError("headers", "header name %q is not valid: letters, digits and -, no spaces or separators", name)
+		}
 	}
 	for _, s := range c.ExpectStatus {
 		if s < 100 || s > 599 {
@@ -58,6 +68,12 @@ func (c CheckConfig) Validate() error {
 		}
 	}
 	return nil
+}
+
+// notTokenRune reports a rune that cannot be in an HTTP token (a method or
+// a header name, RFC 9110).
+func notTokenRune(r rune) bool {
+	return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r)
 }
 
 // CheckResult is the value of a finished check.

@@ -86,10 +86,13 @@ func TestPlugin(t *testing.T) {
 func TestValidateNamesTheAttribute(t *testing.T) {
 	p := plugintest.Start(t, "http", binary)
 	for config, attr := range map[string]string{
-		`{"url": "ftp://x"}`:                         "url",
-		`{"url": "http://x", "expect_status": [99]}`: "expect_status",
-		`{"url": "http://x", "interval": "-1s"}`:     "interval",
-		`{"url": "http://x", "method": "GE T"}`:      "method",
+		`{"url": "ftp://x"}`:                                  "url",
+		`{"url": "http://x", "expect_status": [99]}`:          "expect_status",
+		`{"url": "http://x", "interval": "-1s"}`:              "interval",
+		`{"url": "http://x", "method": "GE T"}`:               "method",
+		`{"url": "http://[::1"}`:                              "url",
+		`{"url": "http://"}`:                                  "url",
+		`{"url": "http://x", "headers": {"Bad Header": "v"}}`: "headers",
 	} {
 		diags, err := p.Validate(context.Background(), "check", json.RawMessage(config))
 		if err != nil {
