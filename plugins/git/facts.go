@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,6 +131,12 @@ func CollectFacts(ctx context.Context, cfg FactsConfig) (Facts, error) {
 		return Facts{}, fmt.Errorf("describe HEAD: %w", err)
 	}
 	f.Describe = first(describe)
+	// Several tags at HEAD: the one describe names, so the two facts
+	// agree (git describe prefers annotated tags, which the date order
+	// above does not).
+	if named := strings.TrimSuffix(f.Describe, "-dirty"); slices.Contains(tags, named) {
+		f.Tag = named
+	}
 	status, err := git(ctx, cfg.Dir, "status", "--porcelain")
 	if err != nil {
 		return Facts{}, fmt.Errorf("read the work tree status: %w", err)

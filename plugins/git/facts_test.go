@@ -115,3 +115,23 @@ func TestCollectFacts(t *testing.T) {
 		})
 	}
 }
+
+// With several tags at HEAD, tag is the one describe names.
+func TestTagAgreesWithDescribe(t *testing.T) {
+	dir := repo(t)
+	for _, args := range [][]string{{"tag", "v1.0.0"}, {"tag", "-a", "-m", "release", "v2.0.0"}} {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com",
+			"GIT_COMMITTER_DATE=2024-01-02T03:04:05Z", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	f, err := CollectFacts(context.Background(), FactsConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Describe != "v2.0.0" || f.Tag != f.Describe {
+		t.Fatalf("tag %q, describe %q; want both v2.0.0 (the annotated tag)", f.Tag, f.Describe)
+	}
+}
