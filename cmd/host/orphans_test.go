@@ -163,27 +163,34 @@ func TestDaemonDoesNotOutliveTheRun(t *testing.T) {
 }
 
 // A second Ctrl-C stops the host at once rather than after the grace
-// period, and still leaves no process behind.
+// period, and still leaves no process behind. The module ignores
+// cancellation for good (testkit's hang), so between the two interrupts
+// nothing but the host's grace of an hour could end the run: a shell
+// command that ignores SIGTERM is killed by the shell plugin itself after
+// 3 s, and on a loaded machine the second Ctrl-C came too late.
 func TestSecondInterruptStopsAtOnce(t *testing.T) {
 	f := newFleet(t) // fails the test if any process of it is left
-	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	marker := fmt.Sprintf("stubborn-%d", time.Now().UnixNano())
 	file := filepath.Join(f.dir, "stubborn.hcl")
-	text := fmt.Sprintf("module \"shell\" \"stubborn\" {\n  script = \"trap '' TERM INT; sleep %s\"\n}\n", marker)
-	writeFile(t, file, text)
+	writeFile(t, file, fmt.Sprintf("module \"testkit.hang\" \"stubborn\" {\n  message = %q\n}\n", marker))
 	host := f.start("host", hostBin, []string{"run", file, "--no-progress", "--grace", "1h"})
-	f.waitForSleep(host, marker)
-	deadline := time.Now().Add(guard)
-	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(host.stderr.String(), "a second Ctrl-C stops at once") {
-		if time.Now().After(deadline) || host.exited() {
-			t.Fatalf("no word of the first interrupt\n%s", host.output())
+	waitOutput := func(what string, in func() string) {
+		t.Helper()
+		deadline := time.Now().Add(guard)
+		for !strings.Contains(in(), what) {
+			if time.Now().After(deadline) || host.exited() {
+				t.Fatalf("no %q\n%s", what, host.output())
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	waitOutput("hanging "+marker, host.stdout.String)
 	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
+	}
+	waitOutput("a second Ctrl-C stops at once", host.stderr.String)
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatalf("second interrupt: %v (the host ended on its own)\n%s", err, host.output())
 	}
 	if code := host.wait(t); code != 130 {
 		t.Errorf("host exited %d, want 130\n%s", code, host.output())
@@ -193,8 +200,6 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 	}
 }
 
-// waitForSleep waits (bounded by guard) until a process of the fleet runs
-// "sleep marker", failing the test if host exits first.
 func (f *fleet) waitForSleep(host *proc, marker string) {
 	f.t.Helper()
 	deadline := time.Now().Add(guard)
