@@ -182,7 +182,11 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		case errors.As(err, &crash):
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindCrash, Message: crash.Error(), Tail: crash.StderrTail})
 		default:
-			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindPlugin, Message: fmt.Sprintf("plugin %q: %v", m.Plugin, err)})
+			msg := err.Error()
+			if !strings.Contains(msg, fmt.Sprintf("plugin %q", m.Plugin)) {
+				msg = fmt.Sprintf("plugin %q: %s", m.Plugin, msg)
+			}
+			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindPlugin, Message: msg})
 		}
 	}
 	// A plugin that honours cancellation may still answer with the failure

@@ -75,6 +75,11 @@ type Options struct {
 	// KillGrace is how long a cancelled module may take to stop before
 	// the plugin process is killed as hung; zero means DefaultKillGrace.
 	KillGrace time.Duration
+	// AnswerTimeout bounds the plugin's answer to Describe and Validate,
+	// which do none of a module's work: a plugin that never answers fails
+	// its start, or the check, instead of holding the run. Zero means
+	// DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
 	// TLS is the host's identity for mutual TLS with the plugin; nil
 	// makes one for each process. Share one across plugins to make it
 	// once.
@@ -169,6 +174,9 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.AnswerTimeout <= 0 {
+		opts.AnswerTimeout = DefaultAnswerTimeout
+	}
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = DefaultKillGrace
 	}
@@ -242,13 +250,24 @@ func (p *Plugin) checkBinary() error {
 	return nil
 }
 
+// DefaultAnswerTimeout bounds a plugin's answer to Describe and Validate
+// when Options.AnswerTimeout is zero.
+const DefaultAnswerTimeout = startTimeout
+
 // describe asks the plugin for its identity and kinds and checks them.
 func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 	fail := func(msg string, err error) (Info, error) {
 		return Info{}, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonDescribe, Msg: msg, Err: err}
 	}
-	resp, err := pr.rpc.Describe(ctx, &pluginv1.DescribeRequest{HostBrokerId: pr.brokerID})
+	// A plugin that completed its handshake and then never answers would
+	// hold the run forever: Describe gets the same bound as the start.
+	dctx, cancel := context.WithTimeout(ctx, p.opts.AnswerTimeout)
+	defer cancel()
+	resp, err := pr.rpc.Describe(dctx, &pluginv1.DescribeRequest{HostBrokerId: pr.brokerID})
 	if err != nil {
+		if dctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			return fail(fmt.Sprintf("the plugin completed its handshake but did not answer Describe within %s", p.opts.AnswerTimeout), nil)
+		}
 		return fail("the plugin did not describe itself", err)
 	}
 	if v := int(resp.GetProtocolVersion()); v != pluginv1.ProtocolVersion {
@@ -425,10 +444,15 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	resp, err := pr.rpc.Validate(ctx, &pluginv1.ValidateRequest{Kind: kind, ConfigJson: string(config)})
+	vctx, cancel := context.WithTimeout(ctx, p.opts.AnswerTimeout)
+	defer cancel()
+	resp, err := pr.rpc.Validate(vctx, &pluginv1.ValidateRequest{Kind: kind, ConfigJson: string(config)})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
+		}
+		if vctx.Err() == context.DeadlineExceeded {
+			return nil, fmt.Errorf("plugin %q (%s) did not answer Validate for kind %q within %s", p.spec.Name, p.spec.Path, kind, p.opts.AnswerTimeout)
 		}
 		if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
 			return nil, fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())

@@ -22,6 +22,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/internal/proctest"
 	"github.com/modpipe/modpipe/host/pluginhost"
 )
 
@@ -30,6 +31,7 @@ var (
 	testkitBin     string
 	helloBin       string
 	wrongVerBin    string
+	silentBin      string
 	notAPluginBin  string
 	deadlockGuard  = 2 * time.Minute // bounds waits that must not hang; never a timing assertion
 	buildsFinished bool
@@ -48,6 +50,7 @@ func TestMain(m *testing.M) {
 		{&testkitBin, "github.com/modpipe/modpipe/sdk/internal/testkit"},
 		{&helloBin, "github.com/modpipe/modpipe/plugins/examples/hello"},
 		{&wrongVerBin, "./testdata/wrongversion"},
+		{&silentBin, "./testdata/silent"},
 		{&notAPluginBin, "./testdata/notaplugin"},
 	}
 	for _, b := range builds {
@@ -570,6 +573,24 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
+// A plugin that completes its handshake and then never answers fails its
+// start after the answer timeout, with a message that says so, and its
+// process is gone.
+func TestSilentPluginFailsItsStart(t *testing.T) {
+	_, err := pluginhost.Start(guardCtx(t), pluginhost.Spec{Name: "silent", Path: silentBin}, pluginhost.Options{Logger: testLogger(t), AnswerTimeout: 300 * time.Millisecond})
+	var se *pluginhost.StartError
+	if !errors.As(err, &se) || se.Reason != pluginhost.ReasonDescribe || !strings.Contains(err.Error(), "did not answer Describe within 300ms") || !strings.Contains(err.Error(), silentBin) {
+		t.Fatalf("err = %v; want a StartError saying Describe went unanswered", err)
+	}
+	deadline := time.Now().Add(deadlockGuard)
+	for pids := proctest.Children(silentBin); len(pids) > 0; pids = proctest.Children(silentBin) {
+		if time.Now().After(deadline) {
+			t.Fatalf("silent plugin processes %v outlive the failed start", pids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // A panic in a kind's sdk.Check is the plugin's bug: validate says so at
 // the module, and a module run with that config fails alone (kind crash,
 // the stack in its tail). The plugin process lives on either way.
@@ -716,6 +737,12 @@ func TestStartErrors(t *testing.T) {
 	}
 	// One whose first line on stdout has the handshake's shape, not its
 	// content: printed before the handshake, or merged into it.
+	// One whose handshake line is whole but its certificate padded, a
+	// mistake of plugins written in other languages.
+	padded := filepath.Join(dir, "modpipe-plugin-padded")
+	if err := os.WriteFile(padded, []byte("#!/bin/sh\necho '1|1|unix|/tmp/nowhere.sock|grpc|"+strings.Repeat("QUJD", 20)+"=='\nsleep 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	garbled := filepath.Join(dir, "modpipe-plugin-garbled")
 	if err := os.WriteFile(garbled, []byte("#!/bin/sh\necho 'garbage garbage 1|1|tcp|x'\necho 'loading config' >&2\nsleep 0.2\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -734,6 +761,8 @@ func TestStartErrors(t *testing.T) {
 		{"exits at start", pluginhost.Spec{Name: "quits", Path: quits}, pluginhost.ReasonHandshake, []string{quits, "nothing on stdout", "exit status 3", "its stderr ends with:\n    startup: MY_TOKEN is not set"}},
 		{"garbled handshake", pluginhost.Spec{Name: "garbled", Path: garbled}, pluginhost.ReasonHandshake,
 			[]string{garbled, "not a valid handshake", "must not print to stdout before the handshake", "a malformed handshake line (error parsing core protocol version"}},
+		{"padded certificate", pluginhost.Spec{Name: "padded", Path: padded}, pluginhost.ReasonHandshake,
+			[]string{padded, "the certificate in its handshake line could not be read", "without padding"}},
 		{"wrong protocol version", pluginhost.Spec{Name: "future", Path: wrongVerBin}, pluginhost.ReasonProtocolVersion, []string{wrongVerBin, "expected protocol version 1, found protocol version 99"}},
 	}
 	for _, tt := range tests {

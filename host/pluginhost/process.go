@@ -351,6 +351,10 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 		// library it loads, printed to stdout as it started.
 		e.Reason = ReasonHandshake
 		e.Msg = "its first line on stdout is not a valid handshake: a plugin must not print to stdout before the handshake (log to stderr), or it is not a modpipe plugin"
+		if strings.Contains(lower, "error parsing server cert") {
+			// The line had all its fields: the plugin wrote it, wrongly.
+			e.Msg = "the certificate in its handshake line could not be read: the sixth field must be the plugin's TLS certificate, DER bytes in base64 without padding (Go's base64.RawStdEncoding; in Python strip the trailing '=')"
+		}
 		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
 		e.Found = "a malformed handshake line (" + firstLine(msg) + ")"
 		e.Err = nil

@@ -54,7 +54,11 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 		if e.Error != nil {
 			fmt.Fprintf(&b, "%s\n", fence("text", e.Error.Message))
 			if lines := tailLines(e.Error.Tail); len(lines) > 0 {
-				fmt.Fprintf(&b, "\n<details><summary>Log tail (%d lines)</summary>\n\n%s\n\n</details>\n", len(lines), fence("text", strings.Join(lines, "\n")))
+				noun := "lines"
+				if len(lines) == 1 {
+					noun = "line"
+				}
+				fmt.Fprintf(&b, "\n<details><summary>Log tail (%d %s)</summary>\n\n%s\n\n</details>\n", len(lines), noun, fence("text", strings.Join(lines, "\n")))
 			}
 		}
 	}
