@@ -516,7 +516,9 @@ func (i *instance) wantCode(t *testing.T, code int) {
 }
 
 // waitFile waits (bounded) until path exists and returns its trimmed
-// content and when it was seen.
+// content and when it was seen. Modules that write a marker with
+// something in it write it whole (to a temporary name, then mv): a file
+// read the moment a shell's > created it is empty.
 func waitFile(t *testing.T, path string, watch ...*instance) (string, time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(guard)

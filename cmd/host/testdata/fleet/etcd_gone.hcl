@@ -15,7 +15,7 @@ distributed {
 
 module "shell" "hold" {
   requires = ["holder"]
-  script   = "echo ${run.instance} > ${var.dir}/holding; while [ ! -e ${var.dir}/release ]; do sleep 0.05; done; echo released"
+  script   = "echo ${run.instance} > ${var.dir}/holding.tmp; mv ${var.dir}/holding.tmp ${var.dir}/holding; while [ ! -e ${var.dir}/release ]; do sleep 0.05; done; echo released"
 }
 
 module "shell" "master_hold" {

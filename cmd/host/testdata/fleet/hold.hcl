@@ -28,7 +28,7 @@ module "shell" "first" {
 
 module "shell" "hold" {
   requires   = ["holder"]
-  script     = "echo ${run.instance} > ${var.dir}/holding; while [ ! -e ${var.dir}/release ]; do sleep 0.05; done; echo released"
+  script     = "echo ${run.instance} > ${var.dir}/holding.tmp; mv ${var.dir}/holding.tmp ${var.dir}/holding; while [ ! -e ${var.dir}/release ]; do sleep 0.05; done; echo released"
   depends_on = [module.first]
 }
 

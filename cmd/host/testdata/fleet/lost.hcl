@@ -23,7 +23,7 @@ distributed {
 
 module "shell" "victim" {
   requires = ["fragile"]
-  script   = "if [ -e ${var.dir}/started ]; then echo ${run.instance} > ${var.dir}/rerun; echo rerun; else echo ${run.instance} > ${var.dir}/started.tmp; mv ${var.dir}/started.tmp ${var.dir}/started; exec sleep 120; fi"
+  script   = "if [ -e ${var.dir}/started ]; then echo ${run.instance} > ${var.dir}/rerun.tmp; mv ${var.dir}/rerun.tmp ${var.dir}/rerun; echo rerun; else echo ${run.instance} > ${var.dir}/started.tmp; mv ${var.dir}/started.tmp ${var.dir}/started; exec sleep 120; fi"
 
   retry {
     attempts = var.attempts
