@@ -265,7 +265,8 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 	defer cancel()
 	resp, err := pr.rpc.Describe(dctx, &pluginv1.DescribeRequest{HostBrokerId: pr.brokerID})
 	if err != nil {
-		if dctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		// gRPC's own timer may end the call a moment before dctx's.
+		if (dctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded) && ctx.Err() == nil {
 			return fail(fmt.Sprintf("the plugin completed its handshake but did not answer Describe within %s", p.opts.AnswerTimeout), nil)
 		}
 		return fail("the plugin did not describe itself", err)
@@ -451,7 +452,7 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
 		}
-		if vctx.Err() == context.DeadlineExceeded {
+		if vctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded {
 			return nil, fmt.Errorf("plugin %q (%s) did not answer Validate for kind %q within %s", p.spec.Name, p.spec.Path, kind, p.opts.AnswerTimeout)
 		}
 		if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
