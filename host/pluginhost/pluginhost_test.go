@@ -70,14 +70,35 @@ func TestMain(m *testing.M) {
 }
 
 func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: testWriter{t}})
+	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: newTestWriter(t)})
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter logs to t until the test ends, and drops what comes after:
+// go-plugin's stdio goroutine may log its "stopping" line once Close has
+// returned, and t.Log after the end of a test is a race (and a panic).
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(b), "\n"))
+func newTestWriter(t testing.TB) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Helper()
+		w.t.Log(strings.TrimRight(string(b), "\n"))
+	}
 	return len(b), nil
 }
 
@@ -266,7 +287,7 @@ func TestExecuteLines(t *testing.T) {
 	// debug or trace itself.
 	for _, level := range []hclog.Level{hclog.Warn, hclog.Debug} {
 		t.Run(level.String(), func(t *testing.T) {
-			logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: testWriter{t}})
+			logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: newTestWriter(t)})
 			p := start(t, testkitBin, pluginhost.Options{Logger: logger})
 			resp, lines, err := execute(t, p, pluginhost.Request{Module: "l", Kind: "lines", Config: json.RawMessage(`{"count":50}`)})
 			if err != nil {
