@@ -612,9 +612,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 			evalCtx = p.cfg.EvalContext(config.Scope{Facts: p.facts, Matrix: n.Instance.Values})
 		}
 		cfgJSON, d := m.EvalConfig(evalCtx, p.kinds[m.Name])
-		if len(n.Deps) > 0 && config.MissingFileOnly(d) {
-			// A file a module it runs after may write: read when the
-			// module starts, and an error then if it is still missing.
+		if m.FileMayComeLater(d) {
 			evals[i] = evaluated{deferred: true}
 			return
 		}

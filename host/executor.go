@@ -182,8 +182,11 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		case errors.As(err, &crash):
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindCrash, Message: crash.Error(), Tail: crash.StderrTail})
 		default:
+			// pluginhost's own error types name the plugin already.
 			msg := err.Error()
-			if !strings.Contains(msg, fmt.Sprintf("plugin %q", m.Plugin)) {
+			var pe *pluginhost.ProtocolError
+			var se *pluginhost.StartError
+			if !errors.As(err, &pe) && !errors.As(err, &se) {
 				msg = fmt.Sprintf("plugin %q: %s", m.Plugin, msg)
 			}
 			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindPlugin, Message: msg})

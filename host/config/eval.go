@@ -393,8 +393,7 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 		}
 		v, d := attr.Expr.Value(ctx)
 		if d.HasErrors() {
-			if m.runsAfterOthers() && MissingFileOnly(d) {
-				// A module it runs after may write the file.
+			if m.FileMayComeLater(d) {
 				continue
 			}
 			// Errors that involve references to unknown modules are the
@@ -568,8 +567,11 @@ func unknownKeyDiag(path, key string, known []string, subject hcl.Range, attr *h
 	return d
 }
 
-// runsAfterOthers reports whether the module depends on another, through
-// depends_on or a reference.
-func (m *Module) runsAfterOthers() bool {
-	return len(m.DependsOn) > 0 || len(m.References) > 0
+// FileMayComeLater reports whether diags, of evaluating the module's body
+// before the run, are all file() of a file that is not there yet, in a
+// module that runs after another one (depends_on or a reference), which
+// may write it: not an error before the run. The body is evaluated again
+// when the module starts, and a file still missing is an error then.
+func (m *Module) FileMayComeLater(diags hcl.Diagnostics) bool {
+	return (len(m.DependsOn) > 0 || len(m.References) > 0) && missingFileOnly(diags)
 }

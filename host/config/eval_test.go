@@ -250,8 +250,8 @@ func TestMissingFileOnly(t *testing.T) {
 				t.Fatal(diags)
 			}
 			_, diags = expr.Value(p.EvalContext(Scope{Facts: testFacts}))
-			if got := MissingFileOnly(diags); got != tc.want {
-				t.Errorf("MissingFileOnly(%s) = %v, want %v", diags.Error(), got, tc.want)
+			if got := missingFileOnly(diags); got != tc.want {
+				t.Errorf("missingFileOnly(%s) = %v, want %v", diags.Error(), got, tc.want)
 			}
 		})
 	}

@@ -141,15 +141,13 @@ func fileFunc(dir string) function.Function {
 }
 
 // missingFilePrefix starts file()'s error for a path where there is no
-// file. function.ArgError does not unwrap, so MissingFileOnly knows the
+// file. function.ArgError does not unwrap, so missingFileOnly knows the
 // error by its text, which this package alone writes.
 const missingFilePrefix = "no file exists at "
 
-// MissingFileOnly reports whether every error in diags is file() of a path
-// where there is no file yet. A module that runs after others may read a
-// file one of them writes: checked before the run, such a call is not an
-// error yet, and it is evaluated again when the module starts.
-func MissingFileOnly(diags hcl.Diagnostics) bool {
+// missingFileOnly reports whether every error in diags is file() of a path
+// where there is no file (see Module.FileMayComeLater).
+func missingFileOnly(diags hcl.Diagnostics) bool {
 	errs := diags.Errs()
 	for _, e := range errs {
 		d, ok := e.(*hcl.Diagnostic)
