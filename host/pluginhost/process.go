@@ -308,6 +308,7 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 	e := &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Err: err}
 	msg := err.Error()
 	lower := strings.ToLower(msg) // go-plugin's wording varies in case between versions
+	badHandshake := false         // no usable handshake line: say what came instead
 	switch {
 	case strings.Contains(lower, "incompatible api version"):
 		e.Reason = ReasonProtocolVersion
@@ -320,21 +321,39 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 		e.Msg = "the plugin was built with an incompatible version of hashicorp/go-plugin"
 	case strings.Contains(lower, "unrecognized remote plugin message"), strings.Contains(lower, "exited before we could connect"),
 		strings.Contains(lower, "timeout while waiting for plugin to start"):
-		e.Reason = ReasonHandshake
 		e.Msg = "it is not a modpipe plugin, or it failed before completing the handshake"
-		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
-		e.Err = nil
 		e.Found = "no handshake"
 		if _, rest, ok := strings.Cut(msg, "emote plugin message: "); ok {
-			first, _, _ := strings.Cut(rest, "\n")
-			e.Found = fmt.Sprintf("stdout line %q", first)
-			if first == "" {
+			e.Found = fmt.Sprintf("stdout line %q", firstLine(rest))
+			if firstLine(rest) == "" {
 				e.Found = "nothing on stdout"
 			}
 		}
 		if strings.Contains(lower, "timeout while waiting for plugin to start") {
 			e.Msg = fmt.Sprintf("it did not complete the handshake within %s of starting", startTimeout)
 		}
+		badHandshake = true
+	case strings.Contains(lower, "error parsing core protocol version"), strings.Contains(lower, "error parsing protocol version"),
+		strings.Contains(lower, "unknown address type"), strings.Contains(lower, "unsupported plugin protocol"),
+		strings.Contains(lower, "error parsing server cert"):
+		// The first line on stdout had the handshake's shape (fields
+		// between |) but not its content: most often the plugin, or a
+		// library it loads, printed to stdout as it started.
+		e.Msg = "its first line on stdout is not a valid handshake: a plugin must not print to stdout before the handshake (log to stderr), or it is not a modpipe plugin"
+		if strings.Contains(lower, "error parsing server cert") {
+			// The line had all its fields: the plugin wrote it, wrongly.
+			e.Msg = "the certificate in its handshake line could not be read: the sixth field must be the plugin's TLS certificate, DER bytes in base64 without padding (Go's base64.RawStdEncoding; in Python strip the trailing '=')"
+		}
+		e.Found = "a malformed handshake line (" + firstLine(msg) + ")"
+		badHandshake = true
+	default:
+		e.Reason = ReasonExec
+		e.Msg = "could not run the plugin binary"
+	}
+	if badHandshake {
+		e.Reason = ReasonHandshake
+		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
+		e.Err = nil
 		if st := pr.exitStatus(); st != "" {
 			e.Found += ", then the process ended (" + st + ")"
 		}
@@ -343,30 +362,6 @@ func (p *Plugin) handshakeError(err error, pr *process) *StartError {
 		if tail := strings.TrimRight(pr.tail.String(), "\n"); tail != "" {
 			e.Found += "; its stderr ends with:\n" + indent(tail)
 		}
-	case strings.Contains(lower, "error parsing core protocol version"), strings.Contains(lower, "error parsing protocol version"),
-		strings.Contains(lower, "unknown address type"), strings.Contains(lower, "unsupported plugin protocol"),
-		strings.Contains(lower, "error parsing server cert"):
-		// The first line on stdout had the handshake's shape (fields
-		// between |) but not its content: most often the plugin, or a
-		// library it loads, printed to stdout as it started.
-		e.Reason = ReasonHandshake
-		e.Msg = "its first line on stdout is not a valid handshake: a plugin must not print to stdout before the handshake (log to stderr), or it is not a modpipe plugin"
-		if strings.Contains(lower, "error parsing server cert") {
-			// The line had all its fields: the plugin wrote it, wrongly.
-			e.Msg = "the certificate in its handshake line could not be read: the sixth field must be the plugin's TLS certificate, DER bytes in base64 without padding (Go's base64.RawStdEncoding; in Python strip the trailing '=')"
-		}
-		e.Expected = fmt.Sprintf("a go-plugin gRPC handshake with %s=%s", pluginv1.MagicCookieKey, pluginv1.MagicCookieValue)
-		e.Found = "a malformed handshake line (" + firstLine(msg) + ")"
-		e.Err = nil
-		if st := pr.exitStatus(); st != "" {
-			e.Found += ", then the process ended (" + st + ")"
-		}
-		if tail := strings.TrimRight(pr.tail.String(), "\n"); tail != "" {
-			e.Found += "; its stderr ends with:\n" + indent(tail)
-		}
-	default:
-		e.Reason = ReasonExec
-		e.Msg = "could not run the plugin binary"
 	}
 	return e
 }

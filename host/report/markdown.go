@@ -54,11 +54,7 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 		if e.Error != nil {
 			fmt.Fprintf(&b, "%s\n", fence("text", e.Error.Message))
 			if lines := tailLines(e.Error.Tail); len(lines) > 0 {
-				noun := "lines"
-				if len(lines) == 1 {
-					noun = "line"
-				}
-				fmt.Fprintf(&b, "\n<details><summary>Log tail (%d %s)</summary>\n\n%s\n\n</details>\n", len(lines), noun, fence("text", strings.Join(lines, "\n")))
+				fmt.Fprintf(&b, "\n<details><summary>Log tail (%s)</summary>\n\n%s\n\n</details>\n", count(len(lines), "line"), fence("text", strings.Join(lines, "\n")))
 			}
 		}
 	}

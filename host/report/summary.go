@@ -59,12 +59,8 @@ func WriteSummary(w io.Writer, run *Run) error {
 func totalsLine(run *Run) string {
 	t := TotalsOf(run)
 	var b strings.Builder
-	noun := "modules"
-	if t.Modules == 1 {
-		noun = "module"
-	}
-	fmt.Fprintf(&b, "%s: %d %s, %d succeeded, %d failed, %d timed out, %d skipped, %d cancelled in %s",
-		strings.ToUpper(string(run.Status)), t.Modules, noun, t.Succeeded, t.Failed, t.TimedOut, t.Skipped, t.Cancelled,
+	fmt.Fprintf(&b, "%s: %s, %d succeeded, %d failed, %d timed out, %d skipped, %d cancelled in %s",
+		strings.ToUpper(string(run.Status)), count(t.Modules, "module"), t.Succeeded, t.Failed, t.TimedOut, t.Skipped, t.Cancelled,
 		FormatDuration(t.Wall))
 	fmt.Fprintf(&b, " (module time %s", FormatDuration(t.ModuleTime))
 	// Below 1 the figure says nothing about parallelism: envelopes time
@@ -104,4 +100,12 @@ func writeTable(w io.Writer, rows [][]string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// count is "1 module", "2 modules".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
