@@ -269,7 +269,7 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 	}
 	seen := map[string]verdict{}
 	for _, a := range asks {
-		key := a.m.Plugin + "\x00" + a.k.Name + "\x00" + string(a.cfg)
+		key := verdictKey(a.m.Plugin, a.k.Name, a.cfg)
 		v, ok := seen[key]
 		if !ok {
 			v.pds, v.err = a.pl.Validate(ctx, a.k.Name, a.cfg)
@@ -630,7 +630,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 			if evals[i].static {
 				p.staticConfigs[n.Address] = cfgJSON
 			}
-			c.key = m.Plugin + "\x00" + k.Name + "\x00" + string(cfgJSON)
+			c.key = verdictKey(m.Plugin, k.Name, cfgJSON)
 			if _, ok := seen[c.key]; !ok {
 				seen[c.key] = &validated{}
 				asks[m.Plugin] = append(asks[m.Plugin], ask{c.key, k.Name, cfgJSON})
@@ -675,6 +675,12 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// verdictKey names a plugin's verdict on a config: it depends on the
+// plugin, the kind and the config alone, so modules alike share one.
+func verdictKey(plugin, kind string, cfg []byte) string {
+	return plugin + "\x00" + kind + "\x00" + string(cfg)
 }
 
 // callsFunctions reports whether body calls any function, or is not HCL
