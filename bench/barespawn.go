@@ -21,13 +21,14 @@ import (
 // modpipe's do: no dependency graph (J always busy), no configuration
 // file, no result kept, and no output read back unless "capture" asks
 // for the plugin's SpawnCaptured (pipes read until they close, as a CI
-// runner must).
+// runner must) or "stream" sends the commands over one stream
+// (SpawnStream: one message each way per command, no call set-up).
 const bareSpawnEnv = "MODPIPE_BENCH_BARE_SPAWN"
 
 func bareSpawn(spec string) int {
 	f := strings.Fields(spec)
-	if len(f) != 4 && (len(f) != 5 || f[4] != "capture") {
-		fmt.Fprintf(os.Stderr, "%s=%q: want PLUGIN N J PROG [capture]\n", bareSpawnEnv, spec)
+	if len(f) != 4 && (len(f) != 5 || (f[4] != "capture" && f[4] != "stream")) {
+		fmt.Fprintf(os.Stderr, "%s=%q: want PLUGIN N J PROG [capture|stream]\n", bareSpawnEnv, spec)
 		return 2
 	}
 	n, err1 := strconv.Atoi(f[1])
@@ -37,7 +38,7 @@ func bareSpawn(spec string) int {
 		return 2
 	}
 	spawn := (*bare.Client).Spawn
-	if len(f) == 5 {
+	if len(f) == 5 && f[4] == "capture" {
 		spawn = (*bare.Client).SpawnCaptured
 	}
 	c, stop, err := bare.Start(f[0])
@@ -48,6 +49,13 @@ func bareSpawn(spec string) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a guard
 	defer cancel()
+	if len(f) == 5 && f[4] == "stream" {
+		if err := c.SpawnStream(ctx, f[3], n, j); err != nil {
+			fmt.Fprintln(os.Stderr, "bare runner:", err)
+			return 1
+		}
+		return 0
+	}
 	var (
 		left    atomic.Int64
 		wg      sync.WaitGroup

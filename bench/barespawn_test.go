@@ -39,7 +39,7 @@ func TestBareRunnerSpawns(t *testing.T) {
 		{"a failing program fails the run", script("fail", "exit 3"), 5, 2, 1, 0},
 		{"output past a pipe's buffer on both streams", script("loud", "head -c 300000 /dev/zero; head -c 300000 /dev/zero >&2; echo x >> "+log), 4, 2, 0, 4},
 	}
-	for _, mode := range []string{"", " capture"} {
+	for _, mode := range []string{"", " capture", " stream"} {
 		for _, tt := range tests {
 			t.Run(tt.name+mode, func(t *testing.T) {
 				_ = os.Remove(log)

@@ -114,8 +114,9 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 		}
 		bareEnv := []string{fmt.Sprintf("%s=%s %d %d /bin/true", bareSpawnEnv, filepath.Join(b.bin, "modpipe-bench-bare"), n, b.jobs)}
 		capEnv := []string{bareEnv[0] + " capture"}
-		var host, mk, nj, floor, capFloor []float64
-		var hostCPU, mkCPU, njCPU, floorCPU, capCPU []float64 // the process and its children
+		streamEnv := []string{bareEnv[0] + " stream"}
+		var host, mk, nj, floor, capFloor, streamFloor []float64
+		var hostCPU, mkCPU, njCPU, floorCPU, capCPU, streamCPU []float64 // the process and its children
 		for r := range rounds {
 			res, _, err := b.hostRun(ctx, f.pipeline)
 			if err != nil {
@@ -138,6 +139,10 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 				return rows, fmt.Errorf("bare go-plugin runner: %w", err)
 			}
 			floor, floorCPU = append(floor, toMS(res.Wall)), append(floorCPU, toMS(res.CPU))
+			if res, err = runProc(ctx, f.dir, streamEnv, self); err != nil {
+				return rows, fmt.Errorf("bare go-plugin runner, one stream: %w", err)
+			}
+			streamFloor, streamCPU = append(streamFloor, toMS(res.Wall)), append(streamCPU, toMS(res.CPU))
 			if !b.quick { // QUICK is under a minute
 				if res, err = runProc(ctx, f.dir, capEnv, self); err != nil {
 					return rows, fmt.Errorf("bare go-plugin runner, output captured: %w", err)
@@ -151,7 +156,8 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 			Unit:     "ms",
 			Modpipe:  newFigure(host, false),
 			Peers: []Peer{{"make", newFigure(mk, false)}, {"ninja", newFigure(nj, false)},
-				{"bare go-plugin runner, 1 RPC + spawn per module, no DAG (floor)", newFigure(floor, false)}},
+				{"bare go-plugin runner, 1 RPC + spawn per module, no DAG (floor)", newFigure(floor, false)},
+				{"the same over one stream, 1 message each way per module (floor)", newFigure(streamFloor, false)}},
 		}
 		if len(capFloor) > 0 {
 			row.Peers = append(row.Peers, Peer{"the same, output captured (2 pipes read to EOF, process group) (floor)", newFigure(capFloor, false)})
@@ -171,7 +177,7 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 		if len(njCPU) > 0 {
 			cpu += fmt.Sprintf(", ninja %.0f ms", median(njCPU))
 		}
-		cpu += fmt.Sprintf(", bare go-plugin runner %.0f ms", median(floorCPU))
+		cpu += fmt.Sprintf(", bare go-plugin runner %.0f ms, over one stream %.0f ms", median(floorCPU), median(streamCPU))
 		if len(capCPU) > 0 {
 			cpu += fmt.Sprintf(", output captured %.0f ms", median(capCPU))
 		}

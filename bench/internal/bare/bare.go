@@ -15,9 +15,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,6 +48,7 @@ const (
 	method         = "/modpipe.bench.Bare/Payload"
 	spawnMethod    = "/modpipe.bench.Bare/Spawn"
 	capturedMethod = "/modpipe.bench.Bare/SpawnCaptured"
+	streamMethod   = "/modpipe.bench.Bare/SpawnStream"
 )
 
 // service is what the service handlers call.
@@ -53,6 +56,7 @@ type service interface {
 	Payload(ctx context.Context, size *wrapperspb.Int64Value) (*wrapperspb.BytesValue, error)
 	Spawn(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
 	SpawnCaptured(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
+	SpawnStream(stream grpc.ServerStream) error
 }
 
 var serviceDesc = grpc.ServiceDesc{
@@ -84,6 +88,14 @@ var serviceDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			return srv.(service).SpawnCaptured(ctx, in)
+		},
+	}},
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "SpawnStream",
+		ServerStreams: true,
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			return srv.(service).SpawnStream(stream)
 		},
 	}},
 	Metadata: "bare.go",
@@ -165,6 +177,42 @@ func (s *server) SpawnCaptured(_ context.Context, prog *wrapperspb.StringValue) 
 		}
 	}
 	return waitExit(pid, prog.GetValue())
+}
+
+// SpawnStream is Spawn over one bidirectional stream: every message the
+// client sends is a program to spawn, and each exit status goes back as
+// one message when that child ends, in the order they end. It is the
+// floor of a runner that keeps one stream open to its plugin and sends
+// one message each way per command, the least a go-plugin runner can
+// exchange with the process that runs its commands.
+func (s *server) SpawnStream(stream grpc.ServerStream) error {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		werr error
+	)
+	defer wg.Wait()
+	for {
+		prog := new(wrapperspb.StringValue)
+		if err := stream.RecvMsg(prog); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		wg.Go(func() {
+			code, err := s.Spawn(stream.Context(), prog)
+			mu.Lock()
+			defer mu.Unlock()
+			if werr != nil {
+				return
+			}
+			if err != nil {
+				code = wrapperspb.Int64(-1)
+			}
+			werr = stream.SendMsg(code)
+		})
+	}
 }
 
 // waitExit waits for pid, the child that runs prog, and returns its exit
@@ -252,6 +300,40 @@ func (c *Client) SpawnCaptured(ctx context.Context, prog string) (int, error) {
 		return 0, err
 	}
 	return int(out.GetValue()), nil
+}
+
+// SpawnStream runs prog n times in the plugin over one stream, j at a
+// time (a new one is sent as each result comes back), and returns the
+// first error or non-zero exit status.
+func (c *Client) SpawnStream(ctx context.Context, prog string, n, j int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.conn.NewStream(ctx, &serviceDesc.Streams[0], streamMethod)
+	if err != nil {
+		return err
+	}
+	sent := 0
+	for ; sent < min(n, j); sent++ {
+		if err := stream.SendMsg(wrapperspb.String(prog)); err != nil {
+			return err
+		}
+	}
+	for range n {
+		code := new(wrapperspb.Int64Value)
+		if err := stream.RecvMsg(code); err != nil {
+			return err
+		}
+		if code.GetValue() != 0 {
+			return fmt.Errorf("%s exited with status %d", prog, code.GetValue())
+		}
+		if sent < n {
+			if err := stream.SendMsg(wrapperspb.String(prog)); err != nil {
+				return err
+			}
+			sent++
+		}
+	}
+	return stream.CloseSend()
 }
 
 // ServeConfig is what the plugin binary passes to goplugin.Serve.
