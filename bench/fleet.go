@@ -516,8 +516,12 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 				ideal(w), (n+w-1)/w, d, median(launch[w]), median(took[w]))})
 		e := Row{Scenario: fmt.Sprintf("scaling efficiency on %d worker(s) (ideal / wall)", w), Unit: "ratio", HigherBetter: true,
 			Modpipe: newFigure(eff, true),
-			Note: fmt.Sprintf("ideal: ceil(%d/%d) x %s; speedup vs 1 worker: median %.2f; first module start -> last end: efficiency %.3f; against the work split evenly (%d x %s / %d = %.0f ms, shorter than any schedule of whole modules when %d does not divide %d): %.3f",
-				n, w, d, median(speedup), median(phaseEff), n, d, w, even(w), w, n, median(evenEff))}
+			Note: fmt.Sprintf("ideal: ceil(%d/%d) x %s; speedup vs 1 worker: median %.2f; first module start -> last end: efficiency %.3f",
+				n, w, d, median(speedup), median(phaseEff))}
+		if n%w != 0 {
+			e.Note += fmt.Sprintf("; against the work split evenly (%d x %s / %d = %.0f ms, which no schedule of whole modules reaches): %.3f",
+				n, d, w, even(w), median(evenEff))
+		}
 		switch {
 		case w == 16 && b.quick:
 			// QUICK's 50 ms modules are about as long as a worker's
