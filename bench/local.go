@@ -117,37 +117,45 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 		streamEnv := []string{bareEnv[0] + " stream"}
 		var host, mk, nj, floor, capFloor, streamFloor []float64
 		var hostCPU, mkCPU, njCPU, floorCPU, capCPU, streamCPU []float64 // the process and its children
-		for r := range rounds {
+		// Each tool in turn, starting one later every round, so that no
+		// tool is always the first after a pause (or after the DAG was
+		// written) and none always follows the same one.
+		type contender struct {
+			run       func() (procResult, error)
+			wall, cpu *[]float64
+		}
+		contenders := []contender{{func() (procResult, error) {
 			res, _, err := b.hostRun(ctx, f.pipeline)
-			if err != nil {
-				return rows, err
+			return res, err
+		}, &host, &hostCPU}}
+		if havePeer("make") {
+			contenders = append(contenders, contender{func() (procResult, error) { return b.makeRun(ctx, f) }, &mk, &mkCPU})
+		}
+		if havePeer("ninja") {
+			contenders = append(contenders, contender{func() (procResult, error) { return b.ninjaRun(ctx, f) }, &nj, &njCPU})
+		}
+		floorRun := func(env []string, what string) func() (procResult, error) {
+			return func() (procResult, error) {
+				res, err := runProc(ctx, f.dir, env, self)
+				if err != nil {
+					err = fmt.Errorf("%s: %w", what, err)
+				}
+				return res, err
 			}
-			host, hostCPU = append(host, toMS(res.Wall)), append(hostCPU, toMS(res.CPU))
-			if havePeer("make") {
-				if res, err = b.makeRun(ctx, f); err != nil {
+		}
+		contenders = append(contenders, contender{floorRun(bareEnv, "bare go-plugin runner"), &floor, &floorCPU},
+			contender{floorRun(streamEnv, "bare go-plugin runner, one stream"), &streamFloor, &streamCPU})
+		if !b.quick { // QUICK is under a minute
+			contenders = append(contenders, contender{floorRun(capEnv, "bare go-plugin runner, output captured"), &capFloor, &capCPU})
+		}
+		for r := range rounds {
+			for i := range contenders {
+				c := contenders[(i+r)%len(contenders)]
+				res, err := c.run()
+				if err != nil {
 					return rows, err
 				}
-				mk, mkCPU = append(mk, toMS(res.Wall)), append(mkCPU, toMS(res.CPU))
-			}
-			if havePeer("ninja") {
-				if res, err = b.ninjaRun(ctx, f); err != nil {
-					return rows, err
-				}
-				nj, njCPU = append(nj, toMS(res.Wall)), append(njCPU, toMS(res.CPU))
-			}
-			if res, err = runProc(ctx, f.dir, bareEnv, self); err != nil {
-				return rows, fmt.Errorf("bare go-plugin runner: %w", err)
-			}
-			floor, floorCPU = append(floor, toMS(res.Wall)), append(floorCPU, toMS(res.CPU))
-			if res, err = runProc(ctx, f.dir, streamEnv, self); err != nil {
-				return rows, fmt.Errorf("bare go-plugin runner, one stream: %w", err)
-			}
-			streamFloor, streamCPU = append(streamFloor, toMS(res.Wall)), append(streamCPU, toMS(res.CPU))
-			if !b.quick { // QUICK is under a minute
-				if res, err = runProc(ctx, f.dir, capEnv, self); err != nil {
-					return rows, fmt.Errorf("bare go-plugin runner, output captured: %w", err)
-				}
-				capFloor, capCPU = append(capFloor, toMS(res.Wall)), append(capCPU, toMS(res.CPU))
+				*c.wall, *c.cpu = append(*c.wall, toMS(res.Wall)), append(*c.cpu, toMS(res.CPU))
 			}
 			b.logger.Debug("round", "scenario", "local", "modules", n, "round", r, "host_ms", host[len(host)-1])
 		}

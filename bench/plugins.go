@@ -240,7 +240,7 @@ func (b *bench) roundTrips(ctx context.Context) ([]Row, error) {
 	}
 	type series struct{ p50, p99, bp50, bp99 []float64 }
 	per := make([]series, len(sizes))
-	var cbP50, cbP99, hostCPU, bareCPU []float64
+	var cbP50, cbP99, hostCPU, bareCPU, streamCPU []float64
 	for round := range b.rounds {
 		for i, sz := range sizes {
 			n := calls(400)
@@ -273,6 +273,13 @@ func (b *bench) roundTrips(ctx context.Context) ([]Row, error) {
 			if sz.bytes == 0 {
 				hostCPU = append(hostCPU, float64((c1-c0).Nanoseconds())/1e3/float64(n))
 				bareCPU = append(bareCPU, float64((c2-c1).Nanoseconds())/1e3/float64(n))
+				// The same exchange in the local DAG's shape: one
+				// stream, b.jobs messages in flight, as the host's
+				// session stream carries its modules.
+				if err := bc.EchoStream(ctx, 4*n, b.jobs); err != nil {
+					return nil, fmt.Errorf("bare echo stream: %w", err)
+				}
+				streamCPU = append(streamCPU, float64((cpuNow()-c2).Nanoseconds())/1e3/float64(4*n))
 			}
 			per[i].p50 = append(per[i].p50, percentile(mp, 50))
 			per[i].p99 = append(per[i].p99, percentile(mp, 99))
@@ -323,8 +330,9 @@ func (b *bench) roundTrips(ctx context.Context) ([]Row, error) {
 		Row{Scenario: "sdk.Result callback round trip p99", Unit: "µs",
 			Modpipe: newFigure(cbP99, false), Peers: []Peer{{"bare go-plugin call", newFigure(per[0].bp99, false)}}},
 		Row{Scenario: rpcCPURowName, Unit: "µs",
-			Modpipe: newFigure(hostCPU, false), Peers: []Peer{{"bare go-plugin call", newFigure(bareCPU, false)}},
-			Note: "pluginhost.Execute vs the bare call: the RPC's own cost that the host CPU target excludes"},
+			Modpipe: newFigure(hostCPU, false), Peers: []Peer{{"bare go-plugin call", newFigure(bareCPU, false)},
+				{fmt.Sprintf("bare go-plugin stream, %d messages in flight", b.jobs), newFigure(streamCPU, false)}},
+			Note: "pluginhost.Execute and the bare call one at a time, and the bare stream in the local DAG's shape: the RPC's own cost that the host CPU target excludes is the stream's, the cheapest of the three and the shape the host's modules travel in"},
 	)
 	return rows, nil
 }

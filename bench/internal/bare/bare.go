@@ -49,6 +49,7 @@ const (
 	spawnMethod    = "/modpipe.bench.Bare/Spawn"
 	capturedMethod = "/modpipe.bench.Bare/SpawnCaptured"
 	streamMethod   = "/modpipe.bench.Bare/SpawnStream"
+	echoMethod     = "/modpipe.bench.Bare/EchoStream"
 )
 
 // service is what the service handlers call.
@@ -57,6 +58,7 @@ type service interface {
 	Spawn(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
 	SpawnCaptured(ctx context.Context, prog *wrapperspb.StringValue) (*wrapperspb.Int64Value, error)
 	SpawnStream(stream grpc.ServerStream) error
+	EchoStream(stream grpc.ServerStream) error
 }
 
 var serviceDesc = grpc.ServiceDesc{
@@ -96,6 +98,13 @@ var serviceDesc = grpc.ServiceDesc{
 		ClientStreams: true,
 		Handler: func(srv any, stream grpc.ServerStream) error {
 			return srv.(service).SpawnStream(stream)
+		},
+	}, {
+		StreamName:    "EchoStream",
+		ServerStreams: true,
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			return srv.(service).EchoStream(stream)
 		},
 	}},
 	Metadata: "bare.go",
@@ -215,6 +224,23 @@ func (s *server) SpawnStream(stream grpc.ServerStream) error {
 	}
 }
 
+// EchoStream sends every message back as it arrives: the exchange of
+// SpawnStream without the spawn, for the client's CPU per message.
+func (s *server) EchoStream(stream grpc.ServerStream) error {
+	for {
+		m := new(wrapperspb.Int64Value)
+		if err := stream.RecvMsg(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := stream.SendMsg(m); err != nil {
+			return err
+		}
+	}
+}
+
 // waitExit waits for pid, the child that runs prog, and returns its exit
 // status.
 func waitExit(pid int, prog string) (*wrapperspb.Int64Value, error) {
@@ -328,6 +354,36 @@ func (c *Client) SpawnStream(ctx context.Context, prog string, n, j int) error {
 		}
 		if sent < n {
 			if err := stream.SendMsg(wrapperspb.String(prog)); err != nil {
+				return err
+			}
+			sent++
+		}
+	}
+	return stream.CloseSend()
+}
+
+// EchoStream exchanges n messages with the plugin over one stream, j in
+// flight (a new one sent as each comes back), as SpawnStream does with
+// nothing spawned.
+func (c *Client) EchoStream(ctx context.Context, n, j int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.conn.NewStream(ctx, &serviceDesc.Streams[1], echoMethod)
+	if err != nil {
+		return err
+	}
+	sent := 0
+	for ; sent < min(n, j); sent++ {
+		if err := stream.SendMsg(wrapperspb.Int64(int64(sent))); err != nil {
+			return err
+		}
+	}
+	for range n {
+		if err := stream.RecvMsg(new(wrapperspb.Int64Value)); err != nil {
+			return err
+		}
+		if sent < n {
+			if err := stream.SendMsg(wrapperspb.Int64(int64(sent))); err != nil {
 				return err
 			}
 			sent++
