@@ -522,12 +522,11 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			k50.Target = ">= 50x faster than asynq, >= 1.5x faster than Celery"
 			k50.judge(k50.Modpipe.Median*50 <= as && k50.Modpipe.Median*1.5 <= ce, k50.Modpipe.Median, as, ce)
 		}
-		thr := Row{Scenario: fmt.Sprintf("etcd throughput, %d no-op modules, 4 workers (%s)", thrN, m.name), Unit: "modules/s", HigherBetter: true,
-			Modpipe: newFigure(a.thr, true), Note: "first enqueue -> last result seen by the master"}
+		thr := Row{Scenario: fmt.Sprintf("etcd throughput, %d no-op modules, coordinator API, master + 4 workers (%s)", thrN, m.name), Unit: "modules/s", HigherBetter: true,
+			Modpipe: newFigure(a.thr, true),
+			Note:    "first enqueue -> last result seen by the master; the workers are claim loops in this process, no plugin call: the coordinator's share, an upper bound of the host's; the target is judged on the host processes (fleet group)"}
 		if m.name == "disk" {
 			thr.Peers = qp(func(a *agg) []float64 { return a.thr }, true)
-			thr.Target = ">= 800"
-			thr.judge(thr.Modpipe.Median >= 800, thr.Modpipe.Median)
 		}
 		if b.quick {
 			rows = append(rows, c50, c99, k50, k99, thr)

@@ -182,7 +182,7 @@ func envelopeOf(run *report.Run, module string) (coordinator.Envelope, bool) {
 // coordinator API.
 func (b *bench) fleetScenarios(ctx context.Context) ([]Row, error) {
 	var rows []Row
-	for _, s := range []func(context.Context) ([]Row, error){b.fleetChain, b.failureDetection, b.scaling, b.queueHygiene} {
+	for _, s := range []func(context.Context) ([]Row, error){b.fleetChain, b.fleetThroughput, b.failureDetection, b.scaling, b.queueHygiene} {
 		if ctx.Err() != nil {
 			return rows, ctx.Err()
 		}
@@ -304,6 +304,77 @@ func (b *bench) fleetChain(ctx context.Context) ([]Row, error) {
 		rows = append(rows, r50, r99)
 	}
 	return rows, nil
+}
+
+// throughputPipeline is n independent no-op modules that only workers
+// run.
+func throughputPipeline(n int) string {
+	var sb strings.Builder
+	sb.WriteString("pipeline {\n  name = \"bench-throughput\"\n}\n\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "module \"bench\" \"t%d\" {\n  requires = [%q]\n}\n", i, workerCap)
+	}
+	return sb.String()
+}
+
+// fleetThroughput: the throughput scenario with real host processes, a
+// master that schedules and 4 single-slot workers that run every module
+// (plugin call, envelope, publish), etcd's data on disk. The figure is
+// modules over the master's run start (its report's started_at, after it
+// loaded the file) -> the last module's end. The etcd group measures the
+// same through the coordinator API alone.
+func (b *bench) fleetThroughput(ctx context.Context) ([]Row, error) {
+	n, rounds := 2000, b.rounds
+	if b.quick {
+		n, rounds = 300, 1
+	}
+	pipeline, err := writeFile(filepath.Join(b.work, "fleet-throughput"), "pipeline.hcl", throughputPipeline(n))
+	if err != nil {
+		return nil, err
+	}
+	var rates []float64
+	for round := range rounds {
+		err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-throughput"), func(ep string) error {
+			dir := filepath.Join(b.work, fmt.Sprintf("fleet-throughput-%d", round))
+			f, err := b.startFleet(dir, pipeline, fmt.Sprintf("throughput-%d", round), ep, 4, func(int) []string {
+				return []string{"--capability", workerCap}
+			})
+			if err != nil {
+				return err
+			}
+			run, err := f.finish()
+			if err != nil {
+				return err
+			}
+			if len(run.Modules) != n {
+				return fmt.Errorf("the throughput run reported %d modules, want %d", len(run.Modules), n)
+			}
+			var last time.Time
+			for _, e := range run.Modules {
+				if e.Status != coordinator.StatusSucceeded {
+					return fmt.Errorf("%s: %s", e.Module, e.Status)
+				}
+				if e.EndedAt.After(last) {
+					last = e.EndedAt
+				}
+			}
+			rates = append(rates, float64(n)/last.Sub(run.StartedAt).Seconds())
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fleet throughput: %w", err)
+		}
+	}
+	row := Row{Scenario: fmt.Sprintf("throughput, %d no-op modules, host master + 4 single-slot workers (disk)", n), Unit: "modules/s", HigherBetter: true,
+		Modpipe: newFigure(rates, true),
+		Note:    "real host processes; the master's run start -> the last module's end, from its report; asynq and Celery beside it are in the etcd group's throughput row"}
+	if b.quick {
+		row.Target = ">= 800 (judged on the full run: 2,000 modules)"
+	} else {
+		row.Target = ">= 800"
+		row.judge(row.Modpipe.Median >= 800, row.Modpipe.Median)
+	}
+	return []Row{row}, nil
 }
 
 // failurePipeline: a module only workers run; its first attempt writes a
