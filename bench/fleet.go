@@ -503,10 +503,11 @@ func scalingPipeline(n int, d time.Duration) string {
 // scaling: n modules that each sleep d on 1, 2, 4, 8 and 16 single-slot
 // workers (the master schedules but runs none: the modules require a
 // capability only workers offer). Wall time is from the master's start of
-// the run (its report's started_at, after it loaded the file) to the last
-// module's end; workers are launched at the same moment as the master, so
-// their process start, plugin start and join are inside the figure.
-// Worker counts alternate within each round.
+// the run (its report's started_at, after it loaded the file and joined)
+// to the last module's end; workers are launched just before the master,
+// so the part of their start-up that overlaps the master's is outside the
+// figure (the note's launch -> master exit holds it). Worker counts
+// alternate within each round.
 func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 	n, d := 200, 500*time.Millisecond
 	counts := []int{1, 2, 4, 8, 16}

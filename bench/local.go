@@ -179,7 +179,7 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 				// The stream floor does less than any runner whose
 				// commands run in a go-plugin plugin can: a target it
 				// misses itself is out of reach of that design here.
-				row.Note += fmt.Sprintf("; the floor over one stream alone took %.2fx make and %.2fx ninja, so the target is below what a runner with one message each way per command to a go-plugin plugin can take on this machine", fl/mkm, fl/njm)
+				row.Note += fmt.Sprintf("; in this run the floor over one stream alone took %.2fx make and %.2fx ninja, outside the target: a runner that sends one message each way per command to a go-plugin plugin, and does nothing else, did not meet it here", fl/mkm, fl/njm)
 			}
 		}
 		// CPU is what the wall is made of when every core is busy: the
