@@ -204,3 +204,55 @@ func TestClaimWaitsForPrefetchInFlight(t *testing.T) {
 		t.Fatalf("next claim = %+v, %v; want c", cl, err)
 	}
 }
+
+// A member whose only slot is publishing its module does not prefetch:
+// the Publish claims ahead for the slot in its own commit, and a
+// prefetch would be a Txn of its own racing it. Short modules whose
+// Publish outlasted prefetchAfter on a loaded etcd made one prefetch for
+// every three or four modules.
+func TestNoPrefetchWhilePublishing(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("prefetch-publishing"))
+	enqueueAll(t, ctx, m, "a", "b")
+	first, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The module ended at once; the host announces its Publish, which is
+	// slow to begin (the prefetch timer fires before it does).
+	w.Publishing(first)
+	for {
+		w.mu.Lock()
+		armed := w.prefetchArmed
+		w.mu.Unlock()
+		if !armed {
+			break // the timer fired, and prefetch looked
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the prefetch timer never fired")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if n := c.prefetches.Load(); n != 0 {
+		t.Fatalf("%d prefetches while the only slot was publishing, want 0", n)
+	}
+	if err := w.Publish(ctx, first, coordinator.Envelope{Module: first.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Assignment.Module == first.Assignment.Module {
+		t.Fatalf("claimed %s again", next.Assignment.Module)
+	}
+	if n := c.aheads.Load(); n != 1 {
+		t.Fatalf("%d claims taken ahead, want the Publish's 1", n)
+	}
+	if r := <-m.Results(); r.Module != first.Assignment.Module {
+		t.Fatalf("result of %s, want %s", r.Module, first.Assignment.Module)
+	}
+	publishSeen(t, ctx, m, w, next)
+}
