@@ -742,16 +742,30 @@ func TestMasterWithoutCoordinatorWritesReports(t *testing.T) {
 }
 
 // A timed-out module's error keeps its last lines, as a failure's does:
-// they say where it was when it was stopped.
+// they say where it was when it was stopped. Stderr's, or stdout's for a
+// command that wrote nothing to stderr.
 func TestTimeoutKeepsTheTail(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "to.hcl")
-	text := "module \"shell\" \"slow\" {\n  script  = \"echo working on step 1 >&2; sleep 30\"\n  timeout = \"2s\"\n}\n"
-	writeFile(t, file, text)
-	r := runHost(t, "run", file, "--no-progress")
-	r.wantCode(t, 1)
-	e := r.module(t, "slow")
-	wantStatus(t, e, coordinator.StatusTimedOut)
-	if e.Error == nil || !strings.Contains(e.Error.Tail, "working on step 1") {
-		t.Errorf("slow: %+v, want the stderr line in the tail", e.Error)
+	tests := []struct {
+		name, script string
+		want         []string
+	}{
+		{"stderr", "echo working on step 1 >&2; sleep 30", []string{"working on step 1"}},
+		{"stdout only", "for i in 1 2 3 4 5; do echo out$i; done; sleep 30", []string{"out1", "out5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "to.hcl")
+			text := fmt.Sprintf("module \"shell\" \"slow\" {\n  script  = %q\n  timeout = \"2s\"\n}\n", tt.script)
+			writeFile(t, file, text)
+			r := runHost(t, "run", file, "--no-progress")
+			r.wantCode(t, 1)
+			e := r.module(t, "slow")
+			wantStatus(t, e, coordinator.StatusTimedOut)
+			for _, w := range tt.want {
+				if e.Error == nil || !strings.Contains(e.Error.Tail, w) {
+					t.Errorf("slow: %+v, want %q in the tail", e.Error, w)
+				}
+			}
+		})
 	}
 }

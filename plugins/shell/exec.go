@@ -158,21 +158,28 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		StdoutTruncated: truncated,
 		StderrTail:      tail.String(),
 	}
+	// A command that says why it failed on stdout (many test runners
+	// and linters do) has that in its error's tail: stderr's last lines,
+	// or stdout's when it wrote nothing to stderr.
+	errTail := res.StderrTail
+	if errTail == "" {
+		errTail = outTail.String()
+	}
 	if err != nil {
 		var nf *proc.NotFoundError
 		if errors.As(err, &nf) {
 			return ExecResult{ExitCode: -1}, err
 		}
+		// Stopped by its timeout or a cancellation: the tail says where
+		// it was. Left to the sdk, the tail would hold stderr only, and
+		// be empty for a command that wrote to stdout alone.
+		if errTail != "" {
+			err = sdk.WithTail(err, errTail)
+		}
 		return res, err
 	}
 	if exit.Code != 0 {
-		// A command that says why it failed on stdout (many test
-		// runners and linters do) has that in its error's tail.
-		t := res.StderrTail
-		if t == "" {
-			t = outTail.String()
-		}
-		return res, &ExitError{Code: exit.Code, Signal: exit.Signal, Tail: t}
+		return res, &ExitError{Code: exit.Code, Signal: exit.Signal, Tail: errTail}
 	}
 	if cfg.StdoutJSON {
 		v, err := parseJSON(res.Stdout, truncated)

@@ -252,6 +252,46 @@ func TestPluginCancelKillsProcessGroup(t *testing.T) {
 	}
 }
 
+// TestPluginCancelledKeepsTheTail cancels a module (as its timeout
+// does) once its last line has arrived: its error's tail holds stderr's
+// last lines, or stdout's for a command that wrote nothing to stderr, as
+// a command that exits non-zero gets.
+func TestPluginCancelledKeepsTheTail(t *testing.T) {
+	p := startPlugin(t)
+	tests := []struct {
+		name, script, wantTail string
+	}{
+		{"stdout only", "for i in 1 2 3 4 5; do echo out$i; done; echo last", "out1\nout2\nout3\nout4\nout5\nlast"},
+		{"stderr only", "for i in 1 2; do echo err$i >&2; done; echo last >&2", "err1\nerr2\nlast"},
+		{"stderr wins over stdout", "echo out1; echo err1 >&2; echo last >&2", "err1\nlast"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			stop, stopCause := context.WithCancel(ctx)
+			defer stopCause()
+			// trap '' TERM would outlive the kill grace; a plain sleep
+			// stops at SIGTERM.
+			config := fmt.Sprintf(`{"script": %q}`, tt.script+"; sleep 60")
+			resp, err := p.Execute(stop, pluginhost.Request{Module: "stopped", Config: json.RawMessage(config)}, func(l pluginhost.Line) {
+				if l.Text == "last" {
+					stopCause()
+				}
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Execute err = %v, want context.Canceled", err)
+			}
+			if resp.Error == nil {
+				t.Fatalf("no error in the response: %+v", resp)
+			}
+			if resp.Error.Tail != tt.wantTail {
+				t.Errorf("tail = %q, want %q", resp.Error.Tail, tt.wantTail)
+			}
+		})
+	}
+}
+
 // BenchmarkPluginExec measures one shell module through the plugin
 // protocol: gRPC round trip, config decoding, fork/exec of a no-op command
 // and result encoding.
