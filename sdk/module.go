@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
@@ -111,6 +112,19 @@ func (m *Module) Stdout() io.Writer { return m.stdout }
 // Stderr is the module's standard error, like Stdout. Its last lines become
 // the tail of the module's error when it fails without one.
 func (m *Module) Stderr() io.Writer { return m.stderr }
+
+// StopGrace is how long the host gives the module to stop once it is
+// cancelled (its timeout, Ctrl-C, on_failure = "stop") before it kills
+// the plugin process as hung, and every other module running in it with
+// it (host run --grace). A module that stops in steps, such as SIGTERM
+// and later SIGKILL to a command, must fit them in it. Zero means the
+// host did not say.
+func (m *Module) StopGrace() time.Duration {
+	if m.srv == nil {
+		return 0
+	}
+	return m.srv.stopGrace
+}
 
 // Logf sends a log line to the host.
 func (m *Module) Logf(format string, args ...any) {

@@ -10,8 +10,10 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
@@ -155,6 +157,9 @@ type server struct {
 	sessions bool
 	// moduleLogLevel is the level of Module.Logger.
 	moduleLogLevel hclog.Level
+	// stopGrace is how long the host gives a cancelled module to stop
+	// (pluginv1.StopGraceEnv); zero when it did not say.
+	stopGrace time.Duration
 
 	// stderr is the process's real stderr; see restoreStderr.
 	stderr     *os.File
@@ -182,6 +187,9 @@ func newServer(p Plugin) (*server, error) {
 		// Off only on request: it is for telling a problem of the Session
 		// stream apart from one of the module.
 		sessions: os.Getenv(sessionsEnv) != "off",
+	}
+	if ms, err := strconv.ParseInt(os.Getenv(pluginv1.StopGraceEnv), 10, 64); err == nil && ms > 0 {
+		s.stopGrace = time.Duration(ms) * time.Millisecond
 	}
 	level := hclog.LevelFromString(os.Getenv(logLevelEnv))
 	if level == hclog.NoLevel {

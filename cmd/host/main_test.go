@@ -769,3 +769,36 @@ func TestTimeoutKeepsTheTail(t *testing.T) {
 		})
 	}
 }
+
+// A module that ignores SIGTERM and outlives its timeout is killed by its
+// plugin within --grace, however short, so the plugin is not killed as
+// hung and the modules running beside it in the same plugin process
+// finish as if nothing happened.
+func TestShortGraceSparesBystanders(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "grace.hcl")
+	writeFile(t, file, `pipeline {
+  on_failure = "continue"
+}
+
+module "shell" "stubborn" {
+  script  = "trap '' TERM; sleep 30"
+  timeout = "1s"
+}
+
+module "shell" "innocent" {
+  script = "sleep 5; echo innocent done"
+}
+`)
+	r := runHost(t, "run", file, "--no-progress", "--grace", "2s")
+	r.wantCode(t, 1)
+	stubborn := r.module(t, "stubborn")
+	wantStatus(t, stubborn, coordinator.StatusTimedOut)
+	if stubborn.Error != nil && strings.Contains(stubborn.Error.Message, "killed as hung") {
+		t.Errorf("stubborn: %s; want its plugin to have stopped it within --grace", stubborn.Error.Message)
+	}
+	innocent := r.module(t, "innocent")
+	wantStatus(t, innocent, coordinator.StatusSucceeded)
+	if innocent.Error != nil {
+		t.Errorf("innocent: %s", innocent.Error.Message)
+	}
+}

@@ -210,7 +210,11 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// reads the host's terminal.
 		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, socketDir string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
-			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag)
+			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag,
+				// The plugin's own SIGTERM-to-SIGKILL wait must end
+				// within the grace, or a stubborn command gets the
+				// whole plugin killed, with every bystander in it.
+				pluginv1.StopGraceEnv+"="+strconv.FormatInt(p.opts.KillGrace.Milliseconds(), 10))
 			cmd.SysProcAttr = pluginProcAttr()
 			r, err := newCmdRunner(l, cmd, pr.tag)
 			if err != nil {

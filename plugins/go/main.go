@@ -17,16 +17,18 @@ import (
 	"errors"
 	"time"
 
+	"github.com/modpipe/modpipe/plugins/internal/proc"
 	"github.com/modpipe/modpipe/sdk"
 )
 
 // Version is the plugin's version, reported to the host.
 const Version = "0.1.0"
 
-// killGrace is the time a cancelled go command gets between SIGTERM and
-// SIGKILL; shorter than the host's grace for a hung plugin (10s by
-// default), so the plugin has finished killing the process group before
-// the host would kill the plugin itself.
+// killGrace is the most time a cancelled go command gets between SIGTERM
+// and SIGKILL. The host's grace (--grace) may be shorter: each module
+// gets what fits in it (proc.KillGraceWithin), so the plugin has killed
+// the process group before the host would kill the plugin, and every
+// other module in it, as hung.
 const killGrace = 3 * time.Second
 
 func main() {
@@ -48,7 +50,7 @@ func main() {
 // to the module's streams and a reported failure keeps its output tail.
 func runKind[R any](run func(context.Context, Config, Streams, time.Duration) (R, error)) func(context.Context, *sdk.Module, Config) (R, error) {
 	return func(ctx context.Context, m *sdk.Module, cfg Config) (R, error) {
-		res, err := run(ctx, cfg, Streams{Stdout: m.Stdout(), Stderr: m.Stderr()}, killGrace)
+		res, err := run(ctx, cfg, Streams{Stdout: m.Stdout(), Stderr: m.Stderr()}, proc.KillGraceWithin(m.StopGrace(), killGrace))
 		var fe *FailureError
 		if errors.As(err, &fe) {
 			return res, sdk.WithTail(sdk.Failf("%s", fe.Message), fe.Tail)

@@ -16,16 +16,18 @@ import (
 	"errors"
 	"time"
 
+	"github.com/modpipe/modpipe/plugins/internal/proc"
 	"github.com/modpipe/modpipe/sdk"
 )
 
 // Version is the plugin's version, reported to the host.
 const Version = "0.1.0"
 
-// killGrace is the time a cancelled command gets between SIGTERM and
-// SIGKILL. It is shorter than the host's grace for a plugin that ignores
-// cancellation (5s by default), so the plugin has finished killing the
-// command's process group before the host would kill the plugin itself.
+// killGrace is the most time a cancelled command gets between SIGTERM
+// and SIGKILL. The host's grace (--grace) may be shorter: each module
+// gets what fits in it (proc.KillGraceWithin), so the plugin has killed
+// the command's process group before the host would kill the plugin, and
+// every other module in it, as hung.
 const killGrace = 3 * time.Second
 
 func main() {
@@ -44,7 +46,7 @@ func main() {
 // a failed command becomes a failure carrying the stderr tail, sent
 // together with the result.
 func runExec(ctx context.Context, m *sdk.Module, cfg ExecConfig) (ExecResult, error) {
-	res, err := Exec(ctx, cfg, Streams{Stdout: m.Stdout(), Stderr: m.Stderr()}, killGrace)
+	res, err := Exec(ctx, cfg, Streams{Stdout: m.Stdout(), Stderr: m.Stderr()}, proc.KillGraceWithin(m.StopGrace(), killGrace))
 	var ee *ExitError
 	switch {
 	case err == nil:

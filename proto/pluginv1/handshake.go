@@ -26,3 +26,11 @@ const PluginName = "modpipe"
 // of 4 MiB is too small for large results; coordinators enforce their own,
 // smaller, limits on envelopes.
 const MaxMessageBytes = 256 << 20
+
+// StopGraceEnv is set by the host in every plugin's environment to how
+// long, in milliseconds, a cancelled module has to stop (host run
+// --grace) before the host kills the plugin process as hung, and every
+// other module running in it with it. A plugin that stops its modules in
+// steps (SIGTERM, then SIGKILL) fits those steps in it. Unset means the
+// host did not say.
+const StopGraceEnv = "MODPIPE_PLUGIN_STOP_GRACE_MS"

@@ -17,6 +17,7 @@ import (
 // own.
 var pluginProtocolVars = map[string]bool{
 	pluginv1.MagicCookieKey:    true,
+	pluginv1.StopGraceEnv:      true,
 	"PLUGIN_CLIENT_CERT":       true,
 	"PLUGIN_MIN_PORT":          true,
 	"PLUGIN_MAX_PORT":          true,

@@ -30,6 +30,20 @@ import (
 // SIGKILL when Command.KillGrace is zero.
 const DefaultKillGrace = 5 * time.Second
 
+// KillGraceWithin is the KillGrace for a command of a module the host
+// gives stopGrace to stop once cancelled (sdk.Module.StopGrace): most,
+// cut to a quarter of stopGrace. Run may wait up to the kill grace three
+// times over (the main process, what is left of its group, pipes held
+// by a process that left it), and the result must still reach the host
+// before its grace is over, or the host kills the plugin and every
+// module in it. A zero stopGrace (not known) leaves most.
+func KillGraceWithin(stopGrace, most time.Duration) time.Duration {
+	if stopGrace <= 0 {
+		return most
+	}
+	return min(most, stopGrace/4)
+}
+
 // MaxLineBytes bounds one output line. Longer lines are delivered in pieces
 // of this size so that a command writing megabytes without a newline cannot
 // make the plugin hold it all in memory at once.

@@ -469,3 +469,23 @@ func TestLongLineEndingOnAPiece(t *testing.T) {
 		t.Errorf("pieces of lengths %v, want %d, %d, then \"next\" and the empty line written", lens, MaxLineBytes, MaxLineBytes)
 	}
 }
+
+// The kill grace fits in the host's: a quarter of it at most.
+func TestKillGraceWithin(t *testing.T) {
+	tests := []struct {
+		name                  string
+		stopGrace, most, want time.Duration
+	}{
+		{"host did not say", 0, 3 * time.Second, 3 * time.Second},
+		{"long host grace keeps the plugin's own", 60 * time.Second, 3 * time.Second, 3 * time.Second},
+		{"default --grace", 10 * time.Second, 3 * time.Second, 2500 * time.Millisecond},
+		{"short --grace", time.Second, 3 * time.Second, 250 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := KillGraceWithin(tt.stopGrace, tt.most); got != tt.want {
+				t.Errorf("KillGraceWithin(%s, %s) = %s, want %s", tt.stopGrace, tt.most, got, tt.want)
+			}
+		})
+	}
+}
