@@ -27,6 +27,8 @@ type console struct {
 	// claiming instance with Claimed.
 	instance int
 	host     string
+	// held is where a forced stop finds the console; nil for none.
+	held *HeldOutput
 }
 
 // newConsole returns a plain console on w that masks nothing: for
@@ -55,7 +57,7 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 	}
 	style := ui.DetectStyle(opts.Environ, terminal, noProgress)
 	host, _ := os.Hostname()
-	return &console{
+	c := &console{
 		Console: ui.New(ui.Options{
 			Style:  style,
 			Out:    opts.Stdout,
@@ -68,7 +70,17 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 		}),
 		style: style,
 		host:  host,
+		held:  opts.HeldOutput,
 	}
+	c.held.add(c)
+	return c
+}
+
+// Close ends the console (see ui.Console.Close); the run's HeldOutput
+// forgets it.
+func (c *console) Close() error {
+	c.held.remove(c)
+	return c.Console.Close()
 }
 
 // TaskStarted implements schedule.Observer. On a distributed master it

@@ -64,6 +64,10 @@ type Options struct {
 	// Grace is how long a cancelled module's plugin gets to stop before
 	// it is killed (--grace); 0 means pluginhost's default.
 	Grace time.Duration
+	// HeldOutput, when set, gets the run's console, so a command that
+	// stops the run at once can print the output it holds back first;
+	// nil means no one will.
+	HeldOutput *HeldOutput
 }
 
 func (o *Options) defaults() {

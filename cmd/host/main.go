@@ -80,7 +80,10 @@ func oneFile(cmd *cobra.Command, args []string) error {
 
 func run(args []string) int {
 	began := time.Now()
-	ctx, stop := interruptible()
+	// What the run's console holds back, printed before a second signal
+	// ends the host.
+	held := &host.HeldOutput{}
+	ctx, stop := interruptible(held)
 	defer stop()
 	// A reader of the console that goes away (host run ... | head) must
 	// not kill the run: Go ends a program that writes to a closed pipe
@@ -138,6 +141,7 @@ func run(args []string) int {
 			Capabilities: g.caps,
 			Logger:       logger,
 			LogOutput:    logOut,
+			HeldOutput:   held,
 			Color:        isatty.IsTerminal(os.Stderr.Fd()),
 		}, nil
 	}
@@ -379,7 +383,9 @@ func (w stdLog) Write(p []byte) (int, error) {
 // giving them --grace; a second signal stops the host at once (exit
 // 130), as one expects of a second Ctrl-C: the plugins still get their
 // parent-death signal and stop their commands, but no report is written.
-func interruptible() (context.Context, func()) {
+// What the console holds back (in a CI, the output of the modules still
+// running) is printed first: it is what says why they did not stop.
+func interruptible(held *host.HeldOutput) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -398,6 +404,7 @@ func interruptible() (context.Context, func()) {
 		select {
 		case sig := <-sigs:
 			fmt.Fprintf(os.Stderr, "Stopped at once (%v again): modules were not waited for, no report was written.\n", sig)
+			held.Release(heldOutputWait)
 			os.Exit(host.ExitInterrupted)
 		case <-done:
 		}
@@ -409,6 +416,11 @@ func interruptible() (context.Context, func()) {
 		cancel(context.Canceled)
 	}
 }
+
+// heldOutputWait bounds the printing of the held-back output at a
+// second signal: a stdout no one reads any more must not keep the host
+// from stopping at once.
+const heldOutputWait = 2 * time.Second
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {

@@ -200,6 +200,46 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 	}
 }
 
+// In GitHub Actions a module's output is held until the module ends, to
+// print it in its group. A second Ctrl-C ends the host without waiting
+// for the modules: what they printed so far is printed first, in a group
+// of its own, since it says why they did not stop.
+func TestSecondInterruptPrintsHeldOutput(t *testing.T) {
+	f := newFleet(t)
+	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	file := filepath.Join(f.dir, "hangs.hcl")
+	writeFile(t, file, fmt.Sprintf("module \"shell\" \"hangs\" {\n  script = \"echo important diagnostic line; echo err-diag >&2; trap '' INT TERM; sleep %s\"\n}\n", marker))
+	// The plugin kills the command 3 s after the first interrupt (the
+	// most it waits, --grace being an hour): the second one comes as
+	// soon as the host says it is stopping, well before.
+	host := f.start("host", hostBin, []string{"run", file, "--grace", "1h"}, "GITHUB_ACTIONS=true")
+	f.waitForSleep(host, marker)
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(guard)
+	for !strings.Contains(host.stderr.String(), "a second Ctrl-C stops at once") {
+		if time.Now().After(deadline) || host.exited() {
+			t.Fatalf("the host did not say it is stopping\n%s", host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatalf("second interrupt: %v (the host ended on its own)\n%s", err, host.output())
+	}
+	if code := host.wait(t); code != 130 {
+		t.Errorf("host exited %d, want 130\n%s", code, host.output())
+	}
+	// Within the group, the streams' lines are in the order the host
+	// got them, which is not the order the script wrote them in.
+	out := host.stdout.String()
+	_, group, _ := strings.Cut(out, "::group::output of hangs (it did not finish)\n")
+	group, _, ended := strings.Cut(group, "::endgroup::\n")
+	if !ended || !strings.Contains(group, "important diagnostic line\n") || !strings.Contains(group, "! err-diag\n") {
+		t.Errorf("stdout:\n%s\nwant both lines in the group of hangs", out)
+	}
+}
+
 func (f *fleet) waitForSleep(host *proc, marker string) {
 	f.t.Helper()
 	deadline := time.Now().Add(guard)

@@ -433,7 +433,7 @@ func (c *Console) Close() error {
 	sort.Strings(names)
 	for _, name := range names {
 		if g := c.groups[name]; len(g.lines) > 0 {
-			c.writeLines(append([]string{"--- output of " + name + " (it did not finish)"}, g.flush()...))
+			c.writeLines(c.unfinished(name, g))
 		}
 	}
 	c.groups = map[string]*group{}
@@ -444,6 +444,27 @@ func (c *Console) Close() error {
 		err = ferr
 	}
 	return err
+}
+
+// unfinished is the output of a module that never finished (a run
+// stopped at once), in a group of the style's own, as a finished
+// module's is, so the CI folds it and shows where it begins and ends.
+// Called with mu held.
+func (c *Console) unfinished(module string, g *group) []string {
+	head := "output of " + module + " (it did not finish)"
+	switch c.opts.Style {
+	case StyleGitHub:
+		lines := append([]string{"::group::" + escapeData(head)}, g.flush()...)
+		return append(lines, "::endgroup::")
+	case StyleGitLab:
+		c.sections++
+		name := fmt.Sprintf("modpipe_%d_%s", c.sections, sectionName(module))
+		now := c.opts.Now().Unix()
+		lines := append([]string{fmt.Sprintf("\x1b[0Ksection_start:%d:%s\r\x1b[0K%s", now, name, head)}, g.flush()...)
+		return append(lines, fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", now, name))
+	default:
+		return append([]string{"--- " + head}, g.flush()...)
+	}
 }
 
 // buffers reports whether the style holds output per module.

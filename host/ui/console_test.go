@@ -439,3 +439,37 @@ func TestProgressLineShowsItsFinalText(t *testing.T) {
 		})
 	}
 }
+
+// The output of a module that never finished (the run stopped at once)
+// is printed at Close in a group of the style's own, as a finished
+// module's would be: in a CI style nothing of it was printed before.
+func TestUnfinishedModuleGroupedAtClose(t *testing.T) {
+	tests := []struct {
+		style Style
+		want  []string
+	}{
+		{StyleGitHub, []string{"::group::output of hangs (it did not finish)\nimportant line\n! err line\n::endgroup::\n"}},
+		{StyleGitLab, []string{"section_start:", "_hangs\r\x1b[0Koutput of hangs (it did not finish)\nimportant line\n! err line\n\x1b[0Ksection_end:"}},
+		{StyleBuildkite, []string{"--- output of hangs (it did not finish)\nimportant line\n! err line\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.style.String(), func(t *testing.T) {
+			var out strings.Builder
+			c := New(Options{Style: tt.style, Out: &out, Batch: time.Hour, Now: func() time.Time { return t0 }})
+			c.Started("hangs", 1, 0, "h")
+			c.Line("hangs", "stdout", "important line")
+			c.Line("hangs", "stderr", "err line")
+			if strings.Contains(out.String(), "important line") {
+				t.Fatalf("printed before the module ended: %q", out.String())
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("after Close:\n%q\nwant it to contain %q", out.String(), w)
+				}
+			}
+		})
+	}
+}
