@@ -306,6 +306,26 @@ func (b *bench) fleetChain(ctx context.Context) ([]Row, error) {
 	return rows, nil
 }
 
+// workersRun runs pipeline, whose n modules require workerCap, on a
+// master and the given number of workers offering it, and returns the
+// fleet and the master's report once every instance exited.
+func (b *bench) workersRun(dir, pipeline, runID, endpoint string, workers, n int) (*fleet, *report.Run, error) {
+	f, err := b.startFleet(dir, pipeline, runID, endpoint, workers, func(int) []string {
+		return []string{"--capability", workerCap}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	run, err := f.finish()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(run.Modules) != n {
+		return nil, nil, fmt.Errorf("run %s reported %d modules, want %d", runID, len(run.Modules), n)
+	}
+	return f, run, nil
+}
+
 // throughputPipeline is n independent no-op modules that only workers
 // run.
 func throughputPipeline(n int) string {
@@ -336,18 +356,9 @@ func (b *bench) fleetThroughput(ctx context.Context) ([]Row, error) {
 	for round := range rounds {
 		err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-throughput"), func(ep string) error {
 			dir := filepath.Join(b.work, fmt.Sprintf("fleet-throughput-%d", round))
-			f, err := b.startFleet(dir, pipeline, fmt.Sprintf("throughput-%d", round), ep, 4, func(int) []string {
-				return []string{"--capability", workerCap}
-			})
+			_, run, err := b.workersRun(dir, pipeline, fmt.Sprintf("throughput-%d", round), ep, 4, n)
 			if err != nil {
 				return err
-			}
-			run, err := f.finish()
-			if err != nil {
-				return err
-			}
-			if len(run.Modules) != n {
-				return fmt.Errorf("the throughput run reported %d modules, want %d", len(run.Modules), n)
 			}
 			var last time.Time
 			for _, e := range run.Modules {
@@ -527,18 +538,9 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 		for _, w := range counts {
 			err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-scaling"), func(ep string) error {
 				dir := filepath.Join(b.work, fmt.Sprintf("fleet-scaling-%d-%d", w, round))
-				f, err := b.startFleet(dir, pipeline, fmt.Sprintf("scaling-%d-%d", w, round), ep, w, func(int) []string {
-					return []string{"--capability", workerCap}
-				})
+				f, run, err := b.workersRun(dir, pipeline, fmt.Sprintf("scaling-%d-%d", w, round), ep, w, n)
 				if err != nil {
 					return err
-				}
-				run, err := f.finish()
-				if err != nil {
-					return err
-				}
-				if len(run.Modules) != n {
-					return fmt.Errorf("the scaling run reported %d modules, want %d", len(run.Modules), n)
 				}
 				var first, last time.Time
 				for _, e := range run.Modules {

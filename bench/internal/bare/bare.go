@@ -26,6 +26,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -332,58 +333,50 @@ func (c *Client) SpawnCaptured(ctx context.Context, prog string) (int, error) {
 // time (a new one is sent as each result comes back), and returns the
 // first error or non-zero exit status.
 func (c *Client) SpawnStream(ctx context.Context, prog string, n, j int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := c.conn.NewStream(ctx, &serviceDesc.Streams[0], streamMethod)
-	if err != nil {
-		return err
-	}
-	sent := 0
-	for ; sent < min(n, j); sent++ {
-		if err := stream.SendMsg(wrapperspb.String(prog)); err != nil {
-			return err
-		}
-	}
-	for range n {
-		code := new(wrapperspb.Int64Value)
-		if err := stream.RecvMsg(code); err != nil {
-			return err
-		}
-		if code.GetValue() != 0 {
-			return fmt.Errorf("%s exited with status %d", prog, code.GetValue())
-		}
-		if sent < n {
-			if err := stream.SendMsg(wrapperspb.String(prog)); err != nil {
-				return err
+	return c.pump(ctx, &serviceDesc.Streams[0], streamMethod, n, j,
+		func() proto.Message { return wrapperspb.String(prog) },
+		func(code *wrapperspb.Int64Value) error {
+			if code.GetValue() != 0 {
+				return fmt.Errorf("%s exited with status %d", prog, code.GetValue())
 			}
-			sent++
-		}
-	}
-	return stream.CloseSend()
+			return nil
+		})
 }
 
 // EchoStream exchanges n messages with the plugin over one stream, j in
 // flight (a new one sent as each comes back), as SpawnStream does with
 // nothing spawned.
 func (c *Client) EchoStream(ctx context.Context, n, j int) error {
+	return c.pump(ctx, &serviceDesc.Streams[1], echoMethod, n, j,
+		func() proto.Message { return wrapperspb.Int64(0) },
+		func(*wrapperspb.Int64Value) error { return nil })
+}
+
+// pump sends n messages on a new stream of method, keeping j in flight:
+// j at first, then one more as each answer arrives, which check judges.
+func (c *Client) pump(ctx context.Context, desc *grpc.StreamDesc, method string, n, j int, msg func() proto.Message, check func(*wrapperspb.Int64Value) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.conn.NewStream(ctx, &serviceDesc.Streams[1], echoMethod)
+	stream, err := c.conn.NewStream(ctx, desc, method)
 	if err != nil {
 		return err
 	}
 	sent := 0
 	for ; sent < min(n, j); sent++ {
-		if err := stream.SendMsg(wrapperspb.Int64(int64(sent))); err != nil {
+		if err := stream.SendMsg(msg()); err != nil {
 			return err
 		}
 	}
 	for range n {
-		if err := stream.RecvMsg(new(wrapperspb.Int64Value)); err != nil {
+		answer := new(wrapperspb.Int64Value)
+		if err := stream.RecvMsg(answer); err != nil {
+			return err
+		}
+		if err := check(answer); err != nil {
 			return err
 		}
 		if sent < n {
-			if err := stream.SendMsg(wrapperspb.Int64(int64(sent))); err != nil {
+			if err := stream.SendMsg(msg()); err != nil {
 				return err
 			}
 			sent++
