@@ -405,6 +405,10 @@ func interruptible(held *host.HeldOutput) (context.Context, func()) {
 		case sig := <-sigs:
 			fmt.Fprintf(os.Stderr, "Stopped at once (%v again): modules were not waited for, no report was written.\n", sig)
 			held.Release(heldOutputWait)
+			// The plugins stop with the host (their parent-death
+			// signal) and kill their commands' groups; a command that
+			// left its group would outlive them.
+			pluginhost.KillLeftovers()
 			os.Exit(host.ExitInterrupted)
 		case <-done:
 		}

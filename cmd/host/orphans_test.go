@@ -255,3 +255,37 @@ func (f *fleet) waitForSleep(host *proc, marker string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A second Ctrl-C also stops what a module started outside its process
+// group (setsid), ignoring SIGTERM: the plugins' parent-death signal
+// kills the groups they started, not that, and the host, exiting at
+// once, kills what carries its plugins' tag before it goes.
+func TestSecondInterruptLeavesNoEscapedProcess(t *testing.T) {
+	f := newFleet(t) // fails the test if any process of it is left
+	marker := fmt.Sprintf("3600.%d", time.Now().UnixNano()%1000000)
+	escaped := fmt.Sprintf("3599.%d", time.Now().UnixNano()%1000000)
+	file := filepath.Join(f.dir, "escapes.hcl")
+	writeFile(t, file, fmt.Sprintf("module \"shell\" \"escapes\" {\n  script = \"setsid sh -c 'trap \\\"\\\" TERM INT; sleep %s' >/dev/null 2>&1 </dev/null & trap '' INT TERM; sleep %s\"\n}\n", escaped, marker))
+	host := f.start("host", hostBin, []string{"run", file, "--no-progress", "--grace", "1h"})
+	f.waitForSleep(host, marker)
+	f.waitForSleep(host, escaped)
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(guard)
+	for !strings.Contains(host.stderr.String(), "a second Ctrl-C stops at once") {
+		if time.Now().After(deadline) || host.exited() {
+			t.Fatalf("the host did not say it is stopping\n%s", host.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatalf("second interrupt: %v (the host ended on its own)\n%s", err, host.output())
+	}
+	if code := host.wait(t); code != 130 {
+		t.Errorf("host exited %d, want 130\n%s", code, host.output())
+	}
+	if left := f.waitNoneLeft(nil); len(left) > 0 {
+		t.Fatalf("left running:\n%s", strings.Join(left, "\n"))
+	}
+}
