@@ -54,6 +54,13 @@ type Error struct {
 	Kind    string `json:"kind"`
 	// Tail is the last lines of the module's stderr or log, when known.
 	Tail string `json:"tail,omitempty"`
+	// File, Line and Column place a configuration error (kind config)
+	// in the pipeline file, when it has a place: the first error's.
+	// The message names it too; these are for tools that point at it
+	// (a CI's annotations).
+	File   string `json:"file,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
 }
 
 // Envelope is the one record of a module's outcome (R4.1). It is the only

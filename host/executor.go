@@ -76,7 +76,9 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	finish := func(status coordinator.Status, e *coordinator.Error) coordinator.Envelope {
 		env.Status = status
 		if e != nil {
-			e = &coordinator.Error{Kind: e.Kind, Message: r.masker.String(e.Message), Tail: r.masker.String(e.Tail)}
+			masked := *e
+			masked.Message, masked.Tail = r.masker.String(e.Message), r.masker.String(e.Tail)
+			e = &masked
 		}
 		env.Error = e
 		env.SkipReason = r.masker.String(env.SkipReason)
@@ -111,7 +113,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		evalCtx := r.p.cfg.EvalContext(scope)
 		ok, diags := m.EvalRunIf(evalCtx)
 		if diags.HasErrors() {
-			return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate run_if: " + diagsText(diags) + r.unfinishedHint(n)})
+			return finish(coordinator.StatusFailed, configError("evaluate run_if: ", diags, r.unfinishedHint(n)))
 		}
 		if !ok {
 			env.SkipReason = "run_if is false: " + config.RunIfSource(m)
@@ -120,7 +122,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		if !static {
 			cfgJSON, diags = m.EvalConfig(evalCtx, kind)
 			if diags.HasErrors() {
-				return finish(coordinator.StatusFailed, &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: "evaluate configuration: " + diagsText(diags) + r.unfinishedHint(n)})
+				return finish(coordinator.StatusFailed, configError("evaluate configuration: ", diags, r.unfinishedHint(n)))
 			}
 		}
 	}
@@ -245,7 +247,9 @@ func (r *moduleRunner) placeConfigError(ctx context.Context, n *graph.Node, pl *
 	if !diags.HasErrors() {
 		return e
 	}
-	return &coordinator.Error{Kind: e.Kind, Message: diagsText(diags), Tail: e.Tail}
+	placed := &coordinator.Error{Kind: e.Kind, Message: diagsText(diags), Tail: e.Tail}
+	placed.File, placed.Line, placed.Column = firstPlace(diags)
+	return placed
 }
 
 // scope builds the values the module's expressions can see: the results
@@ -354,6 +358,25 @@ func (r *moduleRunner) unfinishedHint(n *graph.Node) string {
 
 // diagsText is diags' errors on one line each, each "file:line:col:
 // summary; detail": the place as every other error of the file gives it.
+// configError is the error of a module whose run_if or configuration
+// could not be evaluated: the diagnostics' text after what, then hint,
+// placed at the first error that has a place in the file.
+func configError(what string, diags hcl.Diagnostics, hint string) *coordinator.Error {
+	e := &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: what + diagsText(diags) + hint}
+	e.File, e.Line, e.Column = firstPlace(diags)
+	return e
+}
+
+// firstPlace is where the first error of diags that has a place is.
+func firstPlace(diags hcl.Diagnostics) (file string, line, column int) {
+	for _, d := range diags.Errs() {
+		if hd, ok := d.(*hcl.Diagnostic); ok && hd.Subject != nil {
+			return hd.Subject.Filename, hd.Subject.Start.Line, hd.Subject.Start.Column
+		}
+	}
+	return "", 0, 0
+}
+
 func diagsText(diags hcl.Diagnostics) string {
 	var lines []string
 	for _, d := range diags.Errs() {

@@ -428,6 +428,15 @@ func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 	if want := "evaluate configuration: " + file + ":5:36: Unsupported attribute"; b.Error == nil || b.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(b.Error.Message, want) {
 		t.Errorf("b's error: %+v, want it to contain %q", b.Error, want)
 	}
+	if b.Error == nil || b.Error.File != file || b.Error.Line != 5 || b.Error.Column != 36 {
+		t.Errorf("b's error: %+v, want it placed at %s:5:36", b.Error, file)
+	}
+	// In GitHub Actions the annotation points at that place.
+	gh := runHostEnv(t, []string{"GITHUB_ACTIONS=true"}, "run", file)
+	gh.wantCode(t, 1)
+	if want := "::error file=" + file + ",line=5,col=36,title=b failed::evaluate configuration: "; !strings.Contains(gh.stdout, want) {
+		t.Errorf("stdout lacks %q:\n%s", want, gh.stdout)
+	}
 }
 
 // file() of a file that a module it runs after writes: not an error before

@@ -309,7 +309,12 @@ func (c *Console) Finished(env coordinator.Envelope) {
 			if env.IgnoredFailure {
 				level = "warning" // ignore_failure: it did not fail the run
 			}
-			lines = append(lines, fmt.Sprintf("::%s title=%s::%s", level, escapeProperty(env.Module+" "+status), escapeData(msg)))
+			if env.Error != nil && env.Error.File != "" {
+				// A configuration error: shown beside its line.
+				lines = append(lines, GitHubFileAnnotation(level, env.Error.File, env.Error.Line, env.Error.Column, env.Module+" "+status, msg))
+			} else {
+				lines = append(lines, GitHubAnnotation(level, env.Module+" "+status, msg))
+			}
 		}
 		c.emit(lines)
 	case StyleGitLab:
