@@ -66,7 +66,8 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 			Width:  width,
 			// Module output and events reach the log within a tenth of
 			// a second, in one write per batch instead of one per line.
-			Batch: 100 * time.Millisecond,
+			Batch:     100 * time.Millisecond,
+			Workspace: envMap(opts.Environ)["GITHUB_WORKSPACE"],
 		}),
 		style: style,
 		host:  host,

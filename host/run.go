@@ -200,7 +200,7 @@ func notStarted(opts RunOptions, err error) error {
 				if i == maxListedErrors {
 					break
 				}
-				fmt.Fprintln(opts.Stdout, ui.GitHubFileAnnotation("error", pe.File, pe.Line, pe.Column, pe.Summary, pe.Detail))
+				fmt.Fprintln(opts.Stdout, ui.GitHubFileAnnotation("error", ui.WorkspacePath(env["GITHUB_WORKSPACE"], pe.File), pe.Line, pe.Column, pe.Summary, pe.Detail))
 			}
 		} else {
 			fmt.Fprintln(opts.Stdout, ui.GitHubAnnotation("error", fmt.Sprintf("%s %s", opts.File, status), err.Error()))

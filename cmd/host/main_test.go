@@ -437,6 +437,12 @@ func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 	if want := "::error file=" + file + ",line=5,col=36,title=b failed::evaluate configuration: "; !strings.Contains(gh.stdout, want) {
 		t.Errorf("stdout lacks %q:\n%s", want, gh.stdout)
 	}
+	// Inside the workspace, the path is the file's in the repository.
+	gh = runHostEnv(t, []string{"GITHUB_ACTIONS=true", "GITHUB_WORKSPACE=" + filepath.Dir(file)}, "run", file)
+	gh.wantCode(t, 1)
+	if want := "::error file=rt.hcl,line=5,col=36,title=b failed::"; !strings.Contains(gh.stdout, want) {
+		t.Errorf("stdout lacks %q:\n%s", want, gh.stdout)
+	}
 }
 
 // file() of a file that a module it runs after writes: not an error before

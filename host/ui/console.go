@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -54,6 +55,10 @@ type Options struct {
 	// thousands of short modules otherwise made two write calls per
 	// module, on the scheduler's path. Zero writes every line at once.
 	Batch time.Duration
+	// Workspace is GitHub Actions' GITHUB_WORKSPACE: annotation paths
+	// inside it are given relative to it, as GitHub needs them to show
+	// an annotation on the file. Empty leaves paths as they are.
+	Workspace string
 }
 
 // Console prints a run's output and progress in one Style. Its methods
@@ -311,7 +316,8 @@ func (c *Console) Finished(env coordinator.Envelope) {
 			}
 			if env.Error != nil && env.Error.File != "" {
 				// A configuration error: shown beside its line.
-				lines = append(lines, GitHubFileAnnotation(level, env.Error.File, env.Error.Line, env.Error.Column, env.Module+" "+status, msg))
+				file := WorkspacePath(c.opts.Workspace, env.Error.File)
+				lines = append(lines, GitHubFileAnnotation(level, file, env.Error.Line, env.Error.Column, env.Module+" "+status, msg))
 			} else {
 				lines = append(lines, GitHubAnnotation(level, env.Module+" "+status, msg))
 			}
@@ -657,6 +663,25 @@ func statusMark(s coordinator.Status) string {
 // run: level "error", "warning" or "notice", with a title and a message.
 func GitHubAnnotation(level, title, msg string) string {
 	return fmt.Sprintf("::%s title=%s::%s", level, escapeProperty(title), escapeData(msg))
+}
+
+// WorkspacePath is file relative to workspace (GITHUB_WORKSPACE) when it
+// lies inside it, for an annotation's file property: GitHub places an
+// annotation on a file by its path in the repository. Otherwise, and
+// with no workspace, it is file.
+func WorkspacePath(workspace, file string) string {
+	if workspace == "" || file == "" {
+		return file
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return file
+	}
+	rel, err := filepath.Rel(workspace, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return file
+	}
+	return filepath.ToSlash(rel)
 }
 
 // GitHubFileAnnotation is GitHubAnnotation at a place in a file (file

@@ -473,3 +473,23 @@ func TestUnfinishedModuleGroupedAtClose(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkspacePath(t *testing.T) {
+	tests := []struct {
+		name, workspace, file, want string
+	}{
+		{"no workspace", "", "/w/ci/pipeline.hcl", "/w/ci/pipeline.hcl"},
+		{"inside", "/w", "/w/ci/pipeline.hcl", "ci/pipeline.hcl"},
+		{"at its top", "/w", "/w/pipeline.hcl", "pipeline.hcl"},
+		{"outside", "/w", "/elsewhere/pipeline.hcl", "/elsewhere/pipeline.hcl"},
+		{"a sibling sharing its prefix", "/w", "/w2/pipeline.hcl", "/w2/pipeline.hcl"},
+		{"no file", "/w", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := WorkspacePath(tt.workspace, tt.file); got != tt.want {
+				t.Errorf("WorkspacePath(%q, %q) = %q, want %q", tt.workspace, tt.file, got, tt.want)
+			}
+		})
+	}
+}
