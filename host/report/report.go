@@ -126,6 +126,8 @@ func Check(spec Spec) error {
 func destination(path string) (_ string, inPlace bool, _ error) {
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target
+	} else {
+		path = danglingTarget(path)
 	}
 	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
 		if st.IsDir() {
@@ -134,6 +136,27 @@ func destination(path string) (_ string, inPlace bool, _ error) {
 		return path, true, nil
 	}
 	return path, false, nil
+}
+
+// danglingTarget is the file a symlink whose target does not exist yet
+// names (following links to links), so that the report is written there
+// and the link stays one; path itself when it is no symlink.
+func danglingTarget(path string) string {
+	for range 40 { // the kernel's own limit on links followed
+		st, err := os.Lstat(path)
+		if err != nil || st.Mode()&os.ModeSymlink == 0 {
+			return path
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return path
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	return path
 }
 
 // createNextTo creates a temporary file in path's folder, creating the

@@ -44,6 +44,23 @@ func TestWriteSpecialPaths(t *testing.T) {
 		}
 	})
 
+	t.Run("dangling symlink", func(t *testing.T) {
+		target := filepath.Join(dir, "reports", "missing.json")
+		link := filepath.Join(dir, "dangling.json")
+		if err := os.Symlink(filepath.Join("reports", "missing.json"), link); err != nil {
+			t.Fatal(err)
+		}
+		if err := Write(Spec{Format: "json", Path: link}, run); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the link is no longer a symlink (%v)", err)
+		}
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("the link's target holds %q", got)
+		}
+	})
+
 	t.Run("fifo", func(t *testing.T) {
 		fifo := filepath.Join(dir, "report.fifo")
 		if err := syscall.Mkfifo(fifo, 0o644); err != nil {
