@@ -214,6 +214,21 @@ func TestSecondInterruptPrintsHeldOutput(t *testing.T) {
 	// soon as the host says it is stopping, well before.
 	host := f.start("host", hostBin, []string{"run", file, "--grace", "1h"}, "GITHUB_ACTIONS=true")
 	f.waitForSleep(host, marker)
+	interruptTwice(t, host)
+	// Within the group, the streams' lines are in the order the host
+	// got them, which is not the order the script wrote them in.
+	out := host.stdout.String()
+	_, group, _ := strings.Cut(out, "::group::output of hangs (it did not finish)\n")
+	group, _, ended := strings.Cut(group, "::endgroup::\n")
+	if !ended || !strings.Contains(group, "important diagnostic line\n") || !strings.Contains(group, "! err-diag\n") {
+		t.Errorf("stdout:\n%s\nwant both lines in the group of hangs", out)
+	}
+}
+
+// interruptTwice sends the host a SIGINT, and a second one once it says
+// it is stopping, and wants it to exit 130.
+func interruptTwice(t *testing.T, host *proc) {
+	t.Helper()
 	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -229,14 +244,6 @@ func TestSecondInterruptPrintsHeldOutput(t *testing.T) {
 	}
 	if code := host.wait(t); code != 130 {
 		t.Errorf("host exited %d, want 130\n%s", code, host.output())
-	}
-	// Within the group, the streams' lines are in the order the host
-	// got them, which is not the order the script wrote them in.
-	out := host.stdout.String()
-	_, group, _ := strings.Cut(out, "::group::output of hangs (it did not finish)\n")
-	group, _, ended := strings.Cut(group, "::endgroup::\n")
-	if !ended || !strings.Contains(group, "important diagnostic line\n") || !strings.Contains(group, "! err-diag\n") {
-		t.Errorf("stdout:\n%s\nwant both lines in the group of hangs", out)
 	}
 }
 
@@ -269,22 +276,7 @@ func TestSecondInterruptLeavesNoEscapedProcess(t *testing.T) {
 	host := f.start("host", hostBin, []string{"run", file, "--no-progress", "--grace", "1h"})
 	f.waitForSleep(host, marker)
 	f.waitForSleep(host, escaped)
-	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(guard)
-	for !strings.Contains(host.stderr.String(), "a second Ctrl-C stops at once") {
-		if time.Now().After(deadline) || host.exited() {
-			t.Fatalf("the host did not say it is stopping\n%s", host.output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatalf("second interrupt: %v (the host ended on its own)\n%s", err, host.output())
-	}
-	if code := host.wait(t); code != 130 {
-		t.Errorf("host exited %d, want 130\n%s", code, host.output())
-	}
+	interruptTwice(t, host)
 	if left := f.waitNoneLeft(nil); len(left) > 0 {
 		t.Fatalf("left running:\n%s", strings.Join(left, "\n"))
 	}
