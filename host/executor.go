@@ -356,8 +356,6 @@ func (r *moduleRunner) unfinishedHint(n *graph.Node) string {
 	return fmt.Sprintf("\n(a dependency it reads did not succeed, so its value is null: %s; test module.NAME.status == \"succeeded\" before using its value)", strings.Join(notes, ", "))
 }
 
-// diagsText is diags' errors on one line each, each "file:line:col:
-// summary; detail": the place as every other error of the file gives it.
 // configError is the error of a module whose run_if or configuration
 // could not be evaluated: the diagnostics' text after what, then hint,
 // placed at the first error that has a place in the file.
@@ -377,6 +375,8 @@ func firstPlace(diags hcl.Diagnostics) (file string, line, column int) {
 	return "", 0, 0
 }
 
+// diagsText is diags' errors on one line each, each "file:line:col:
+// summary; detail": the place as every other error of the file gives it.
 func diagsText(diags hcl.Diagnostics) string {
 	var lines []string
 	for _, d := range diags.Errs() {
