@@ -382,7 +382,8 @@ func (w stdLog) Write(p []byte) (int, error) {
 // and stop, which releases the signals. The run then stops its modules,
 // giving them --grace; a second signal stops the host at once (exit
 // 130), as one expects of a second Ctrl-C: the plugins still get their
-// parent-death signal and stop their commands, but no report is written.
+// parent-death signal and stop their commands, what those commands put
+// outside their groups is killed, but no report is written.
 // What the console holds back (in a CI, the output of the modules still
 // running) is printed first: it is what says why they did not stop.
 func interruptible(held *host.HeldOutput) (context.Context, func()) {
