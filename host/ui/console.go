@@ -299,9 +299,7 @@ func (c *Console) Finished(env coordinator.Envelope) {
 	case StyleGitHub:
 		lines := []string{}
 		if g != nil && len(g.lines) > 0 {
-			lines = append(lines, "::group::"+escapeData(head))
-			lines = append(lines, g.flush()...)
-			lines = append(lines, "::endgroup::")
+			lines = githubGroup(head, g.flush())
 		} else {
 			lines = append(lines, head+progress)
 		}
@@ -328,8 +326,6 @@ func (c *Console) Finished(env coordinator.Envelope) {
 			c.emit([]string{head + progress})
 			return
 		}
-		c.sections++
-		name := fmt.Sprintf("modpipe_%d_%s", c.sections, sectionName(env.Module))
 		start, end := env.StartedAt, env.EndedAt
 		if start.IsZero() || end.IsZero() {
 			start, end = c.opts.Now(), c.opts.Now()
@@ -338,10 +334,7 @@ func (c *Console) Finished(env coordinator.Envelope) {
 		if env.Status.Failed() {
 			collapsed = "" // open what the reader came for
 		}
-		lines := []string{fmt.Sprintf("\x1b[0Ksection_start:%d:%s%s\r\x1b[0K%s", start.Unix(), name, collapsed, head+progress)}
-		lines = append(lines, g.flush()...)
-		lines = append(lines, fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", end.Unix(), name))
-		c.emit(lines)
+		c.emit(c.gitlabSection(env.Module, start, end, collapsed, head+progress, g.flush()))
 	case StyleBuildkite:
 		lines := []string{"--- " + head + progress}
 		if g != nil {
@@ -465,17 +458,29 @@ func (c *Console) unfinished(module string, g *group) []string {
 	head := "output of " + module + " (it did not finish)"
 	switch c.opts.Style {
 	case StyleGitHub:
-		lines := append([]string{"::group::" + escapeData(head)}, g.flush()...)
-		return append(lines, "::endgroup::")
+		return githubGroup(head, g.flush())
 	case StyleGitLab:
-		c.sections++
-		name := fmt.Sprintf("modpipe_%d_%s", c.sections, sectionName(module))
-		now := c.opts.Now().Unix()
-		lines := append([]string{fmt.Sprintf("\x1b[0Ksection_start:%d:%s\r\x1b[0K%s", now, name, head)}, g.flush()...)
-		return append(lines, fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", now, name))
+		now := c.opts.Now()
+		return c.gitlabSection(module, now, now, "", head, g.flush())
 	default:
 		return append([]string{"--- " + head}, g.flush()...)
 	}
+}
+
+// githubGroup is body in a GitHub Actions log group titled title.
+func githubGroup(title string, body []string) []string {
+	lines := append([]string{"::group::" + escapeData(title)}, body...)
+	return append(lines, "::endgroup::")
+}
+
+// gitlabSection is body in a GitLab CI section of module's (a new name
+// each time) titled title, from start to end, with the section's
+// options (such as "[collapsed=true]"). Called with mu held.
+func (c *Console) gitlabSection(module string, start, end time.Time, options, title string, body []string) []string {
+	c.sections++
+	name := fmt.Sprintf("modpipe_%d_%s", c.sections, sectionName(module))
+	lines := append([]string{fmt.Sprintf("\x1b[0Ksection_start:%d:%s%s\r\x1b[0K%s", start.Unix(), name, options, title)}, body...)
+	return append(lines, fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", end.Unix(), name))
 }
 
 // buffers reports whether the style holds output per module.
