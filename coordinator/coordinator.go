@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -388,7 +389,15 @@ func CanRun(a Assignment, m Member) bool {
 	if a.OnlyMember != nil && *a.OnlyMember != m.Index {
 		return false
 	}
-	return len(MissingCapabilities(a.Requires, m.Capabilities)) == 0
+	// What MissingCapabilities finds, without building the list: the
+	// claim loops and designation ask this of every queued item on every
+	// change they see.
+	for _, r := range a.Requires {
+		if !slices.ContainsFunc(m.Capabilities, func(o string) bool { return strings.EqualFold(r, o) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // MissingCapabilities returns the required capabilities that offered lacks

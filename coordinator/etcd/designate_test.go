@@ -193,3 +193,23 @@ func TestSettleOncePerRevision(t *testing.T) {
 		t.Errorf("head designated to %d, want 2 (its slot is free)", v.queue[0].designee)
 	}
 }
+
+// A claim loop remembers which queued items its member cannot run; an
+// item written again in place (the same key with other requirements) is
+// judged afresh.
+func TestPickRejudgesAnItemWrittenAgain(t *testing.T) {
+	v := busyFleet(1, 1)
+	s := &Session{view: v, member: v.members[0].m, taken: map[string]int64{}, inflight: map[string]bool{}, c: &Coordinator{}}
+	for range 2 { // the second time from what the first remembered
+		if it, _ := s.pickLocked(time.Now()); it != nil {
+			t.Fatalf("the master picked %s, which requires a capability it lacks", it.key)
+		}
+	}
+	it := *v.queue[0]
+	it.a.Requires, it.modRev = nil, 11
+	v.putQueued(&it)
+	got, _ := s.pickLocked(time.Now())
+	if got == nil || got.a.Module != "m0" {
+		t.Fatalf("picked %v after m0 was written again without requirements, want m0", got)
+	}
+}

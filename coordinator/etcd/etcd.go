@@ -829,7 +829,13 @@ func (s *Session) pickLocked(now time.Time) (*qitem, time.Time) {
 	var wake time.Time
 	started, top, scanned := false, 0, 0
 	for _, it := range s.view.queue {
-		if s.taken[it.key] == it.modRev || !coordinator.CanRun(it.a, s.member) {
+		if it.fit == 0 {
+			it.fit = -1
+			if coordinator.CanRun(it.a, s.member) {
+				it.fit = 1
+			}
+		}
+		if it.fit < 0 || s.taken[it.key] == it.modRev {
 			continue
 		}
 		if !started {
