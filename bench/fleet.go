@@ -533,7 +533,8 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 	wall := map[int][]float64{}
 	launch := map[int][]float64{}
 	phase := map[int][]float64{}
-	took := map[int][]float64{} // every module's started -> ended, all rounds
+	took := map[int][]float64{}  // every module's started -> ended, all rounds
+	share := map[int][]float64{} // of that, what is not the plugin's sleep
 	for round := range rounds {
 		for _, w := range counts {
 			err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-scaling"), func(ep string) error {
@@ -554,6 +555,14 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 						last = e.EndedAt
 					}
 					took[w] = append(took[w], toMS(e.EndedAt.Sub(e.StartedAt)))
+					var v struct {
+						StartNS int64 `json:"start_ns"`
+						EndNS   int64 `json:"end_ns"`
+					}
+					if err := json.Unmarshal(e.Value, &v); err != nil || v.StartNS == 0 {
+						return fmt.Errorf("%s has no sleep times in its value (status %s)", e.Module, e.Status)
+					}
+					share[w] = append(share[w], toMS(e.EndedAt.Sub(e.StartedAt)-time.Duration(v.EndNS-v.StartNS)))
 				}
 				wall[w] = append(wall[w], toMS(last.Sub(run.StartedAt)))
 				launch[w] = append(launch[w], toMS(f.master.exitedAt.Sub(f.launched)))
@@ -587,8 +596,8 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 		}
 		rows = append(rows, Row{Scenario: fmt.Sprintf("scaling: %d x sleep %s on %d single-slot worker(s) (wall)", n, d, w), Unit: "ms",
 			Modpipe: newFigure(wall[w], false),
-			Note: fmt.Sprintf("ideal %.0f ms (%d x %s / %d); master's run start -> last module end; launch of all processes -> master exit: median %.0f ms; one module, started -> ended: median %.1f ms",
-				ideal(w), n, d, w, median(launch[w]), median(took[w]))})
+			Note: fmt.Sprintf("ideal %.0f ms (%d x %s / %d); master's run start -> last module end; launch of all processes -> master exit: median %.0f ms; one module, started -> ended: median %.1f ms, of which not the plugin's sleep (the host's start of the module -> the sleep's start, and its end -> the host's end): median %.2f ms",
+				ideal(w), n, d, w, median(launch[w]), median(took[w]), median(share[w]))})
 		e := Row{Scenario: fmt.Sprintf("scaling efficiency on %d worker(s) (ideal / wall)", w), Unit: "ratio", HigherBetter: true,
 			Modpipe: newFigure(eff, true),
 			Note: fmt.Sprintf("speedup vs 1 worker: median %.2f (/%d = %.3f); first module start -> last end: efficiency %.3f",
