@@ -94,6 +94,10 @@ type Coordinator struct {
 	// it prefetches (prefetch.go; tests that must not see a prefetch
 	// under load lengthen it).
 	prefetchAfter time.Duration
+	// shortRun is the average run time under which a session's modules
+	// count as short and its Publishes claim deeper ahead (ahead.go;
+	// tests about claiming one ahead set it to zero).
+	shortRun time.Duration
 
 	// testWatchContext, when set by a test, runs before each watch starts
 	// and may block or return a context it cancels to cut the watch.
@@ -186,6 +190,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		sessions:      map[*Session]struct{}{},
 		grace:         DefaultDesignationGrace,
 		prefetchAfter: prefetchAfter,
+		shortRun:      shortRun,
 	}, nil
 }
 
@@ -362,7 +367,7 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		delivered: map[string]int64{}, stopHeartbeat: make(chan struct{}),
 		owned: map[string]bool{}, pushed: map[string]coordinator.Claim{}, advanced: make(chan struct{}),
 		unsure:  map[string]coordinator.Assignment{},
-		running: map[string]bool{}, pubPending: map[string]int64{},
+		running: map[string]time.Time{}, pubPending: map[string]int64{},
 		enqueuedMods: map[string]bool{}, stageTried: map[string]bool{}, staging: map[string]chan struct{}{}, firedSeen: map[string]bool{},
 		pub: newCommitter(c.cli, c.cfg.MaxRequestBytes),
 	}
@@ -479,7 +484,12 @@ type Session struct {
 	// ahead: claims Publish took for the next Claim call; spare: waiters
 	// Publish registered for it (ahead.go).
 	ahead []*heldClaim
-	spare []*waiter
+	// aheadInFlight counts claims planned ahead whose Publish Txn has
+	// not answered; runAvg is how long this session's modules run, a
+	// moving average from Claim's return to their Publish (ahead.go).
+	aheadInFlight int
+	runAvg        time.Duration
+	spare         []*waiter
 	// early: waiters registered by WaitRun, whose grace starts only when
 	// it returns (ahead.go).
 	early     []*waiter
@@ -489,7 +499,7 @@ type Session struct {
 	// (Publishing), pubPending holds those not returned yet, by module;
 	// prefetchArmed, yieldArmed: a prefetch or a yield is due
 	// (prefetch.go).
-	running                   map[string]bool
+	running                   map[string]time.Time // by module: when Claim returned it
 	pubSeq                    int64
 	pubPending                map[string]int64
 	prefetchArmed, yieldArmed bool
@@ -1168,22 +1178,24 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		then = append(then, f.op)
 		self = self || f.self
 	}
-	var ahead *aheadPlan
-	if !self {
-		ahead = s.planAhead(env.Module, len(data)) // ahead.go
-	}
-	if ahead != nil {
+	var aheads []*aheadPlan
+	for !self {
+		ahead := s.planAhead(env.Module, len(data), len(aheads)) // ahead.go
+		if ahead == nil {
+			break
+		}
 		ahead.idx = len(then)
 		then = append(then, ahead.op)
+		aheads = append(aheads, ahead)
 	}
-	spare := s.planSpare(env.Module, ahead != nil || self)
+	spare := s.planSpare(env.Module, len(aheads) > 0 || self)
 	if spare != "" {
 		then = append(then, clientv3.OpPut(spare, "", clientv3.WithLease(s.lease)))
 	}
 	op := newTxnOp(env.Module,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(ckey), "=", rev), clientv3.Compare(clientv3.LeaseValue(ckey), "=", s.lease)},
 		then, nil)
-	if ahead != nil {
+	if len(aheads) > 0 {
 		op.nested = 2
 	}
 	if len(fires) > 0 {
@@ -1191,7 +1203,9 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	}
 	r := s.pub.submit(ctx, op)
 	s.finishFires(fires, r)
-	s.finishAhead(ahead, r)
+	for _, a := range aheads {
+		s.finishAhead(a, r)
+	}
 	s.finishSpare(spare, r)
 	// Answered (or given up on): the slot is free. endPublish then wakes
 	// a Claim call waiting for this Publish, after what the Txn claimed

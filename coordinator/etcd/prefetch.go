@@ -36,7 +36,7 @@ const yieldAfter = 20 * time.Millisecond
 // claimedLocked notes a claim Claim returns: it runs until its Publish.
 // With every slot busy, a prefetch is armed. Caller holds s.mu.
 func (s *Session) claimedLocked(cl coordinator.Claim) {
-	s.running[cl.Assignment.Module] = true
+	s.running[cl.Assignment.Module] = time.Now()
 	s.armPrefetchLocked()
 }
 
@@ -58,6 +58,9 @@ func (s *Session) Publishing(cl coordinator.Claim) {
 func (s *Session) beginPublish(module string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if t, ok := s.running[module]; ok {
+		s.ranLocked(time.Since(t))
+	}
 	if seq, ok := s.pubPending[module]; ok {
 		return seq
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modpipe/modpipe/coordinator"
 )
@@ -274,6 +275,7 @@ func TestPickWaiter(t *testing.T) {
 func TestPublishClaimsAhead(t *testing.T) {
 	ctx := guard(t)
 	c := newTestCoordinator(t)
+	c.shortRun = 0 // one ahead, as for modules that run a while (see TestShortModulesClaimDeeper)
 	m, w1, w2 := join2(t, ctx, c, uniqueRunID("ahead"))
 	enqueueAll(t, ctx, m, "a", "b", "c")
 	ca, err := w1.Claim(ctx)
@@ -301,6 +303,57 @@ func TestPublishClaimsAhead(t *testing.T) {
 	w2.kill()
 	if l := <-m.LostClaims(); l.Module != "c" || l.Member.Index != 2 {
 		t.Fatalf("lost claim %+v, want only c of member 2 (nothing lost by the release)", l)
+	}
+}
+
+// A session whose modules are short holds up to maxAheadDepth claims
+// ahead: its next Claim calls return them without a Txn of their own, each
+// Publish claims what was taken since, and claims held that no call takes
+// go back to the queue with the same attempt.
+func TestShortModulesClaimDeeper(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	c.shortRun = time.Minute // every module here is short, however loaded the machine
+	m, w1, w2 := join2(t, ctx, c, uniqueRunID("deeper"))
+	enqueueAll(t, ctx, m, "a", "b", "c", "d", "e", "f", "g")
+	caughtUp := func() {
+		t.Helper()
+		w1.mu.Lock()
+		rev := w1.wroteRev
+		w1.mu.Unlock()
+		if err := w1.waitView(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txns := w1.pub.txns.Load()
+	for i, want := range []string{"a", "b", "c"} {
+		cl, err := w1.Claim(ctx)
+		if err != nil || cl.Assignment.Module != want {
+			t.Fatalf("claim %+v, %v; want %s", cl.Assignment, err, want)
+		}
+		publishSeen(t, ctx, m, w1, cl)
+		caughtUp()
+		// a's Publish claims b, c, d and e; b's and c's each claim one
+		// more, so that four are held again.
+		if n, wantN := c.aheads.Load(), int64(maxAheadDepth+i); n != wantN {
+			t.Fatalf("after publishing %s: %d claims taken ahead, want %d", want, n, wantN)
+		}
+	}
+	if got := w1.pub.txns.Load() - txns; got != 3 {
+		t.Errorf("%d publish Txns for 3 modules, want 3 (the claims ahead ride in them)", got)
+	}
+	// w1 stops claiming: d, e, f and g go back after aheadGrace, and w2
+	// gets their first attempts.
+	got := map[string]bool{}
+	for range 4 {
+		cl, err := w2.Claim(ctx)
+		if err != nil || cl.Assignment.Attempt != 1 {
+			t.Fatalf("other worker's claim %+v, %v; want a first attempt", cl.Assignment, err)
+		}
+		got[cl.Assignment.Module] = true
+	}
+	if !got["d"] || !got["e"] || !got["f"] || !got["g"] {
+		t.Errorf("other worker claimed %v, want d, e, f and g", got)
 	}
 }
 
