@@ -34,7 +34,9 @@
 // A Claim call that finds nothing registers a waiter, and the master's
 // Enqueue turns into a claim for it in the same Txn (push.go): two
 // commits per dispatch step. Publish claims the slot's next item ahead in
-// its own Txn (ahead.go): one commit per module for a busy worker.
+// its own Txn (ahead.go): one commit per module for a busy worker, and
+// fewer for short modules, whose Publishes claim several ahead and share
+// Txns.
 //
 // Group commit (batch.go): a session's concurrent Enqueues, and separately
 // its concurrent Publishes, share one Txn of nested Txns, one per caller,

@@ -20,7 +20,7 @@ import (
 // the queue (same attempt, as a released push) as soon as such a member
 // appears: it then claims it from the queue. Modules shorter than
 // prefetchAfter never prefetch; for them Publish claims ahead in its own
-// Txn (ahead.go), one commit per module. A prefetched claim is held
+// Txn (ahead.go), one commit per module or fewer. A prefetched claim is held
 // until a Claim call takes it or the session closes (Close releases it);
 // a session that dies takes it with its lease, and the master reports it
 // lost, as any other claim.
