@@ -77,13 +77,12 @@ type aheadPlan struct {
 	idx int // index of op among the Publish Txn's ops
 }
 
-// planAhead picks an item to claim in the next Publish Txn, or nil;
-// planned is how many this Publish claims ahead already. Only a session
-// whose slots are all in use or asked for (held claims ahead count as
-// asked for) is one whose next Claim is certain enough: with a claim
-// already held ahead, it takes no second one, unless its modules are
-// short (aheadDepthLocked).
-func (s *Session) planAhead(module string, envBytes, planned int) *aheadPlan {
+// planAheads picks the items to claim in the next Publish Txn, under one
+// hold of s.mu. Only a session whose slots are all in use or asked for
+// (held claims ahead count as asked for) is one whose next Claim is
+// certain enough: with a claim already held ahead, it takes no second
+// one, unless its modules are short (aheadDepthLocked).
+func (s *Session) planAheads(module string, envBytes int) []*aheadPlan {
 	if envBytes > s.c.cfg.maxEnvelopeBytes()/2 {
 		return nil // keep the Txn well within the request limit
 	}
@@ -92,36 +91,46 @@ func (s *Session) planAhead(module string, envBytes, planned int) *aheadPlan {
 	if s.err != nil || s.closing || s.viewRev < s.wroteRev {
 		return nil
 	}
-	// deeper: a claim beyond the one a slot's next Claim call takes.
-	deeper := planned > 0 || len(s.ahead) > 0 || !s.freeAfterLocked(module)
-	if deeper && (s.aheadDepthLocked() <= 1 || len(s.ahead)+s.aheadInFlight >= maxAheadDepth*max(s.member.Slots, 1)) {
-		return nil
+	var plans []*aheadPlan
+	for {
+		// deeper: a claim beyond the one a slot's next Claim call takes.
+		deeper := len(plans) > 0 || len(s.ahead) > 0 || !s.freeAfterLocked(module)
+		if deeper && (s.aheadDepthLocked() <= 1 || len(s.ahead)+s.aheadInFlight >= maxAheadDepth*max(s.member.Slots, 1)) {
+			return plans
+		}
+		it, _ := s.pickLocked(time.Now())
+		if it == nil || deeper && s.idleCanRunLocked(it.a) {
+			return plans
+		}
+		ckey := s.prefix + "claims/" + escape(it.a.Module)
+		val, err := marshalClaim(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
+		if err != nil {
+			return plans
+		}
+		s.inflight[it.key] = true
+		s.aheadInFlight++
+		plans = append(plans, &aheadPlan{it: it, op: clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(it.key), "=", it.modRev), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)},
+			[]clientv3.Op{clientv3.OpDelete(it.key), clientv3.OpPut(ckey, string(val), clientv3.WithLease(s.lease))},
+			nil)})
 	}
-	it, _ := s.pickLocked(time.Now())
-	if it == nil || deeper && s.idleCanRunLocked(it.a) {
-		return nil
-	}
-	ckey := s.prefix + "claims/" + escape(it.a.Module)
-	val, err := marshalClaim(claimValue{Module: it.a.Module, Attempt: it.a.Attempt, Member: s.member, Lease: int64(s.lease)})
-	if err != nil {
-		return nil
-	}
-	s.inflight[it.key] = true
-	s.aheadInFlight++
-	return &aheadPlan{it: it, op: clientv3.OpTxn(
-		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(it.key), "=", it.modRev), clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)},
-		[]clientv3.Op{clientv3.OpDelete(it.key), clientv3.OpPut(ckey, string(val), clientv3.WithLease(s.lease))},
-		nil)}
 }
 
-// finishAhead records the outcome of a planned claim: r is the Publish
-// Txn's result, whose responses end with the nested claim's.
-func (s *Session) finishAhead(p *aheadPlan, r txnResult) {
-	if p == nil {
+// finishAheads records the outcome of the planned claims: r is the
+// Publish Txn's result, whose responses hold each nested claim's at its
+// plan's idx.
+func (s *Session) finishAheads(plans []*aheadPlan, r txnResult) {
+	if len(plans) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, p := range plans {
+		s.finishAheadLocked(p, r)
+	}
+}
+
+func (s *Session) finishAheadLocked(p *aheadPlan, r txnResult) {
 	delete(s.inflight, p.it.key)
 	s.aheadInFlight--
 	if r.err != nil {

@@ -1181,14 +1181,12 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 		self = self || f.self
 	}
 	var aheads []*aheadPlan
-	for !self {
-		ahead := s.planAhead(env.Module, len(data), len(aheads)) // ahead.go
-		if ahead == nil {
-			break
-		}
-		ahead.idx = len(then)
-		then = append(then, ahead.op)
-		aheads = append(aheads, ahead)
+	if !self {
+		aheads = s.planAheads(env.Module, len(data)) // ahead.go
+	}
+	for _, a := range aheads {
+		a.idx = len(then)
+		then = append(then, a.op)
 	}
 	spare := s.planSpare(env.Module, len(aheads) > 0 || self)
 	if spare != "" {
@@ -1205,9 +1203,7 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	}
 	r := s.pub.submit(ctx, op)
 	s.finishFires(fires, r)
-	for _, a := range aheads {
-		s.finishAhead(a, r)
-	}
+	s.finishAheads(aheads, r)
 	s.finishSpare(spare, r)
 	// Answered (or given up on): the slot is free. endPublish then wakes
 	// a Claim call waiting for this Publish, after what the Txn claimed
