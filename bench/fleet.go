@@ -629,15 +629,51 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 // the same probes at the end. Deleted queue and claim keys must not slow
 // claims down. The coordinator API, not host processes: 50,000 modules
 // through host processes take longer than the whole benchmark's budget.
+//
+// The long run is done hygieneRounds times, each on a fresh etcd: one
+// run's figure is the p50 of 200 probes, a fraction of a second at each
+// end, which a burst of load from another tenant moves by half.
 func (b *bench) queueHygiene(ctx context.Context) ([]Row, error) {
-	n, probes := 50000, 200
+	n, probes, rounds := 50000, 200, hygieneRounds
 	if b.quick {
-		n, probes = 1000, 30
+		n, probes, rounds = 1000, 30, 1
 	}
-	dataDir := filepath.Join("/dev/shm", filepath.Base(b.work)+"-hygiene-etcd")
-	var start, end []float64
-	var took time.Duration
-	err := b.withEtcd(ctx, dataDir, func(ep string) error {
+	var s50, e50, s99, e99, rates []float64
+	for round := range rounds {
+		start, end, took, err := b.hygieneRun(ctx, round, n, probes)
+		if err != nil {
+			return nil, fmt.Errorf("queue hygiene, round %d: %w", round+1, err)
+		}
+		s50 = append(s50, percentile(start, 50))
+		e50 = append(e50, percentile(end, 50))
+		s99 = append(s99, percentile(start, 99))
+		e99 = append(e99, percentile(end, 99))
+		rates = append(rates, float64(n)/took.Seconds())
+	}
+	var each []string
+	for i := range s50 {
+		each = append(each, fmt.Sprintf("%.2f -> %.2f ms (%.2fx, p99 %.2f -> %.2f, %.0f modules/s)", s50[i], e50[i], e50[i]/s50[i], s99[i], e99[i], rates[i]))
+	}
+	row := Row{Scenario: fmt.Sprintf("queue hygiene: claim latency p50 after %d modules in one run (coordinator API, tmpfs)", n), Unit: "ms",
+		Modpipe: newFigure(e50, false),
+		Peers:   []Peer{{"same run at its start", newFigure(s50, false)}},
+		Target:  "<= 1.5x the start",
+		Note: fmt.Sprintf("enqueue -> claim returned, %d probes one at a time before and after, master + 4 workers; %d runs of %d modules, each on a fresh etcd, median and best over the runs; each run's p50 start -> end: %s",
+			probes, rounds, n, strings.Join(each, "; "))}
+	ms, me := median(s50), median(e50)
+	row.judge(me <= 1.5*ms, me, ms)
+	return []Row{row}, nil
+}
+
+// hygieneRounds is how many long runs queue hygiene does: each of 50,000
+// modules takes 30-40 s here.
+const hygieneRounds = 3
+
+// hygieneRun is one long run of queueHygiene: the probes' latencies at
+// its start and its end, and how long the n modules between took.
+func (b *bench) hygieneRun(ctx context.Context, round, n, probes int) (start, end []float64, took time.Duration, err error) {
+	dataDir := filepath.Join("/dev/shm", fmt.Sprintf("%s-hygiene-etcd-%d", filepath.Base(b.work), round))
+	err = b.withEtcd(ctx, dataDir, func(ep string) error {
 		cl, err := b.newCluster(ctx, "http://"+ep, fmt.Sprintf("hygiene-%d", time.Now().UnixNano()), 4)
 		if err != nil {
 			return err
@@ -698,16 +734,5 @@ func (b *bench) queueHygiene(ctx context.Context) ([]Row, error) {
 		stop()
 		return errors.Join(runErr, wait())
 	})
-	if err != nil {
-		return nil, fmt.Errorf("queue hygiene: %w", err)
-	}
-	s50, e50 := percentile(start, 50), percentile(end, 50)
-	row := Row{Scenario: fmt.Sprintf("queue hygiene: claim latency p50 after %d modules in one run (coordinator API, tmpfs)", n), Unit: "ms",
-		Modpipe: newFigure([]float64{e50}, false),
-		Peers:   []Peer{{"same run at its start", newFigure([]float64{s50}, false)}},
-		Target:  "<= 1.5x the start",
-		Note: fmt.Sprintf("enqueue -> claim returned, %d probes one at a time before and after; p99 start %.2f ms, end %.2f ms; the %d modules took %s (%.0f/s), master + 4 workers",
-			probes, percentile(start, 99), percentile(end, 99), n, took.Round(time.Millisecond), float64(n)/took.Seconds())}
-	row.judge(e50 <= 1.5*s50, e50, s50)
-	return []Row{row}, nil
+	return start, end, took, err
 }
