@@ -114,6 +114,8 @@ func (s *server) serveConfig() *goplugin.ServeConfig {
 			opts = append(opts,
 				grpc.MaxRecvMsgSize(pluginv1.MaxMessageBytes),
 				grpc.MaxSendMsgSize(pluginv1.MaxMessageBytes),
+				grpc.InitialWindowSize(pluginv1.StreamWindowBytes),
+				grpc.InitialConnWindowSize(pluginv1.ConnWindowBytes),
 				// Without workers every call gets a new goroutine whose
 				// stack grows (morestack, copystack) through the gRPC and
 				// module call chain: 12% of the plugin's CPU in a no-op

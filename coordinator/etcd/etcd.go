@@ -64,6 +64,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/coordinator/internal/mailbox"
@@ -147,6 +148,13 @@ func diagnoseEndpoints(ctx context.Context, endpoints []string) string {
 	return "; " + strings.Join(causes, "; ")
 }
 
+// etcdStreamWindow and etcdConnWindow are the client's HTTP/2 windows
+// (see New): room for a full re-read of a large run in a few updates.
+const (
+	etcdStreamWindow = 4 << 20
+	etcdConnWindow   = 16 << 20
+)
+
 // New connects to etcd and checks that it answers within cfg.DialTimeout.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	cfg, err := cfg.withDefaults()
@@ -167,6 +175,14 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		// Room for the largest request the server accepts plus framing.
 		MaxCallSendMsgSize: cfg.MaxRequestBytes + 64*1024,
 		Logger:             zap.NewNop(),
+		// Fixed flow-control windows turn off gRPC's bandwidth
+		// estimator, which answers nearly every watch event and Txn
+		// response with a window update and a PING etcd must answer:
+		// a write, a read and a wake-up more on both sides per message.
+		DialOptions: []grpc.DialOption{
+			grpc.WithInitialWindowSize(etcdStreamWindow),
+			grpc.WithInitialConnWindowSize(etcdConnWindow),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)

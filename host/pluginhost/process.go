@@ -255,6 +255,8 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		SyncStderr: stdio,
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pluginv1.MaxMessageBytes)),
+			grpc.WithInitialWindowSize(pluginv1.StreamWindowBytes),
+			grpc.WithInitialConnWindowSize(pluginv1.ConnWindowBytes),
 		},
 	})
 

@@ -27,6 +27,19 @@ const PluginName = "modpipe"
 // smaller, limits on envelopes.
 const MaxMessageBytes = 256 << 20
 
+// StreamWindowBytes and ConnWindowBytes are the HTTP/2 flow-control
+// windows both ends of a plugin connection set. Setting them turns off
+// gRPC's bandwidth estimator, which otherwise answers nearly every data
+// frame received with a window update and a PING that the other side
+// must answer: with one small message each way per module, that was a
+// second write, read and wake-up in each process for every module.
+// Large enough that a multi-megabyte result is not held back waiting for
+// window updates over loopback.
+const (
+	StreamWindowBytes = 4 << 20
+	ConnWindowBytes   = 16 << 20
+)
+
 // StopGraceEnv is set by the host in every plugin's environment to how
 // long, in milliseconds, a cancelled module has to stop (host run
 // --grace) before the host kills the plugin process as hung, and every
