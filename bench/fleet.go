@@ -665,8 +665,8 @@ func (b *bench) queueHygiene(ctx context.Context) ([]Row, error) {
 	return []Row{row}, nil
 }
 
-// hygieneRounds is how many long runs queue hygiene does: each of 50,000
-// modules takes 30-40 s here.
+// hygieneRounds is how many long runs queue hygiene does: each run of
+// 50,000 modules takes 70-85 s here.
 const hygieneRounds = 3
 
 // hygieneRun is one long run of queueHygiene: the probes' latencies at
