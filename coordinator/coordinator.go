@@ -393,11 +393,18 @@ func CanRun(a Assignment, m Member) bool {
 	// claim loops and designation ask this of every queued item on every
 	// change they see.
 	for _, r := range a.Requires {
-		if !slices.ContainsFunc(m.Capabilities, func(o string) bool { return strings.EqualFold(r, o) }) {
+		if !offers(m.Capabilities, r) {
 			return false
 		}
 	}
 	return true
+}
+
+// offers reports whether the capability r is among offered, compared
+// case-insensitively: the one matching rule of CanRun and
+// MissingCapabilities.
+func offers(offered []string, r string) bool {
+	return slices.ContainsFunc(offered, func(o string) bool { return strings.EqualFold(r, o) })
 }
 
 // MissingCapabilities returns the required capabilities that offered lacks
@@ -406,14 +413,7 @@ func CanRun(a Assignment, m Member) bool {
 func MissingCapabilities(required, offered []string) []string {
 	var missing []string
 	for _, r := range required {
-		found := false
-		for _, o := range offered {
-			if strings.EqualFold(r, o) {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !offers(offered, r) {
 			missing = append(missing, r)
 		}
 	}
