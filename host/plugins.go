@@ -218,7 +218,7 @@ func startEach(ctx context.Context, specs map[string]pluginhost.Spec, opts plugi
 		go func() {
 			defer wg.Done()
 			o := opts
-			o.Logger = logger.Named("plugin." + spec.Name)
+			o.Logger = logger // pluginhost names it after the plugin
 			pl, err := pluginhost.Start(ctx, spec, o)
 			mu.Lock()
 			defer mu.Unlock()

@@ -78,14 +78,14 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 		pre.close()
 		return nil, notStarted(opts, err)
 	}
-	opts.Logger.Debug("pipeline loaded", "file", opts.File, "modules", len(l.graph.Nodes()), "took", time.Since(begin))
+	opts.Logger.Info("pipeline loaded", "file", opts.File, "modules", len(l.graph.Nodes()), "took", time.Since(begin))
 	src := &lateSource{}
 	p, err := prepareFrom(ctx, l, resultFunc(l.graph, src), pre)
 	if err != nil {
 		return nil, notStarted(opts, err)
 	}
 	defer p.close()
-	opts.Logger.Debug("plugins ready and modules checked", "plugins", len(p.plugins.Names()), "took", time.Since(begin))
+	opts.Logger.Info("plugins ready and modules checked", "plugins", len(p.plugins.Names()), "took", time.Since(begin))
 
 	runID := opts.RunID
 	if runID == "" {
@@ -103,7 +103,11 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	started := time.Now().UTC()
 	res := sched.Run(ctx)
 	ended := time.Now().UTC()
-	return finishRun(p, con, runID, opts.Reports, started, ended, res)
+	run, err := finishRun(p, con, runID, opts.Reports, started, ended, res)
+	if run != nil {
+		opts.Logger.Info("run finished", "run_id", runID, "status", run.Status, "modules", len(run.Modules), "took", ended.Sub(started))
+	}
+	return run, err
 }
 
 // pipelineName is the pipeline's name in reports: its pipeline block's,

@@ -188,6 +188,33 @@ func TestReferencesAcrossModules(t *testing.T) {
 	}
 }
 
+// TestInfoLogTellsTheRunsStages: --log-level info is the level a user
+// turns on to see what the host is doing, so a local run says there what
+// it loaded, which plugins it started and how the run ended (a line per
+// stage, none per module), and each plugin's logger is named once.
+func TestInfoLogTellsTheRunsStages(t *testing.T) {
+	r := runHost(t, "run", "testdata/refs.hcl", "--no-progress", "--log-level", "info")
+	r.wantCode(t, 0)
+	for _, want := range []string{
+		"[INFO]  host: pipeline loaded: file=testdata/refs.hcl modules=2",
+		"[INFO]  host.plugin.shell: plugin ready: path=",
+		"[INFO]  host: plugins ready and modules checked: plugins=1",
+		"[INFO]  host: run finished: run_id=" + r.report.RunID + " status=succeeded modules=2",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "plugin.shell.plugin.shell") {
+		t.Errorf("a plugin's logger is named twice:\n%s", r.stderr)
+	}
+	quiet := runHost(t, "run", "testdata/refs.hcl", "--no-progress")
+	quiet.wantCode(t, 0)
+	if strings.Contains(quiet.stderr, "[INFO]") {
+		t.Errorf("the default level (warn) logs info lines:\n%s", quiet.stderr)
+	}
+}
+
 func TestFailureStop(t *testing.T) {
 	r := runHost(t, "run", "testdata/stop.hcl")
 	r.wantCode(t, 1)

@@ -207,7 +207,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 	if _, err := p.session(pr); err != nil {
 		p.logger.Debug("open the session stream", "error", err)
 	}
-	p.logger.Debug("plugin ready", "path", spec.Path, "pid", pr.pid(), "version", info.Version, "kinds", len(info.Kinds))
+	p.logger.Info("plugin ready", "path", spec.Path, "pid", pr.pid(), "version", info.Version, "kinds", len(info.Kinds))
 	return p, nil
 }
 
