@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -642,23 +643,35 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		}
 		checks = append(checks, c)
 	}
-	// The plugins answer at once, each its own questions in turn: a
-	// plugin at a time put their round trips end to end (8 plugins, 8
-	// round trips before the first module).
+	// The plugins answer at once, each its questions in batches
+	// (ValidateMany), several batches in flight. A call per distinct
+	// config, one at a time, put a round trip per config before the first
+	// module: 1,000 modules that differ by an argument waited 0.38 s.
 	var wg sync.WaitGroup
 	for plugin, list := range asks {
 		pl, _ := p.plugins.Get(plugin)
-		validate := func() {
-			for _, a := range list {
-				v := seen[a.key] // written by this goroutine alone
-				v.diags, v.err = pl.Validate(ctx, a.kind, a.cfg)
-			}
+		size := max(1, min(validateBatch, (len(list)+validateInFlight-1)/validateInFlight))
+		var next atomic.Int64
+		for range min(len(list), validateInFlight) {
+			wg.Go(func() {
+				for {
+					lo := int(next.Add(int64(size))) - size
+					if lo >= len(list) {
+						return
+					}
+					batch := list[lo:min(lo+size, len(list))]
+					qs := make([]pluginhost.Question, len(batch))
+					for i, a := range batch {
+						qs[i] = pluginhost.Question{Kind: a.kind, Config: a.cfg}
+					}
+					// Each verdict is written by the goroutine whose batch
+					// holds its question.
+					for i, v := range pl.ValidateMany(ctx, qs) {
+						seen[batch[i].key].diags, seen[batch[i].key].err = v.Diagnostics, v.Err
+					}
+				}
+			})
 		}
-		if len(asks) == 1 {
-			validate()
-			break
-		}
-		wg.Go(validate)
 	}
 	wg.Wait()
 	var diags hcl.Diagnostics
@@ -680,6 +693,16 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	}
 	return diags
 }
+
+// validateInFlight bounds the validate calls a plugin has to answer at
+// once, and validateBatch the configs in one: enough to keep both sides
+// busy while each call waits on the other, few enough not to crowd a
+// plugin that validates slowly (or that lacks ValidateMany and answers a
+// Validate call per config).
+const (
+	validateInFlight = 8
+	validateBatch    = 64
+)
 
 // verdictKey names a plugin's verdict on a config: it depends on the
 // plugin, the kind and the config alone, so modules alike share one.

@@ -280,6 +280,27 @@ func (s *server) Describe(_ context.Context, req *pluginv1.DescribeRequest) (*pl
 // Validate implements pluginv1.PluginServer.
 func (s *server) Validate(_ context.Context, req *pluginv1.ValidateRequest) (*pluginv1.ValidateResponse, error) {
 	s.restoreStderr()
+	return s.validate(req)
+}
+
+// ValidateMany implements pluginv1.PluginServer: Validate for each
+// request, the answers in order. A kind the plugin does not have fails
+// the whole call, as it fails a Validate call.
+func (s *server) ValidateMany(_ context.Context, req *pluginv1.ValidateManyRequest) (*pluginv1.ValidateManyResponse, error) {
+	s.restoreStderr()
+	resp := &pluginv1.ValidateManyResponse{Responses: make([]*pluginv1.ValidateResponse, 0, len(req.GetRequests()))}
+	for _, r := range req.GetRequests() {
+		v, err := s.validate(r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Responses = append(resp.Responses, v)
+	}
+	return resp, nil
+}
+
+// validate answers one Validate question.
+func (s *server) validate(req *pluginv1.ValidateRequest) (*pluginv1.ValidateResponse, error) {
 	k, err := s.kind(req.GetKind())
 	if err != nil {
 		return nil, status.Error(codes.NotFound, err.Error())

@@ -153,6 +153,9 @@ type Plugin struct {
 	info   Info
 
 	execSeq atomic.Uint64
+	// noValidateMany is set once the plugin answered ValidateMany with
+	// UNIMPLEMENTED: it gets Validate calls from then on.
+	noValidateMany atomic.Bool
 
 	mu     sync.Mutex // guards cur, sess, closed, starts
 	cur    *process   // nil after a crash until the next call restarts it
@@ -460,6 +463,11 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 		}
 		return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
 	}
+	return diagnosticsOf(resp), nil
+}
+
+// diagnosticsOf converts a Validate answer.
+func diagnosticsOf(resp *pluginv1.ValidateResponse) []Diagnostic {
 	var diags []Diagnostic
 	for _, d := range resp.GetDiagnostics() {
 		sev := "error"
@@ -468,7 +476,85 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 		}
 		diags = append(diags, Diagnostic{Severity: sev, Summary: d.GetSummary(), Detail: d.GetDetail(), Attribute: d.GetAttribute()})
 	}
-	return diags, nil
+	return diags
+}
+
+// Question is a config to validate, for ValidateMany.
+type Question struct {
+	Kind   string
+	Config json.RawMessage
+}
+
+// Verdict is the plugin's answer to one Question: what Validate would
+// have returned for it.
+type Verdict struct {
+	Diagnostics []Diagnostic
+	Err         error
+}
+
+// ValidateMany asks the plugin to check several configs in one call and
+// returns a verdict for each, in order. A plugin that does not serve
+// ValidateMany (a third-party or older one) is asked with a Validate call
+// per config instead, and is not offered ValidateMany again.
+func (p *Plugin) ValidateMany(ctx context.Context, qs []Question) []Verdict {
+	out := make([]Verdict, len(qs))
+	if len(qs) == 0 {
+		return out
+	}
+	if !p.noValidateMany.Load() {
+		err := p.validateMany(ctx, qs, out)
+		if err == nil {
+			return out
+		}
+		if status.Code(err) != codes.Unimplemented {
+			for i := range out {
+				out[i] = Verdict{Err: err}
+			}
+			return out
+		}
+		p.noValidateMany.Store(true)
+	}
+	for i, q := range qs {
+		out[i].Diagnostics, out[i].Err = p.Validate(ctx, q.Kind, q.Config)
+	}
+	return out
+}
+
+// validateMany makes the ValidateMany call, filling out. Its error is
+// the gRPC status as the plugin sent it (Unimplemented for a plugin
+// without the call), or one that says what went wrong.
+func (p *Plugin) validateMany(ctx context.Context, qs []Question, out []Verdict) error {
+	pr, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	req := &pluginv1.ValidateManyRequest{Requests: make([]*pluginv1.ValidateRequest, len(qs))}
+	for i, q := range qs {
+		req.Requests[i] = &pluginv1.ValidateRequest{Kind: q.Kind, ConfigJson: string(q.Config)}
+	}
+	vctx, cancel := context.WithTimeout(ctx, p.opts.AnswerTimeout)
+	defer cancel()
+	resp, err := pr.rpc.ValidateMany(vctx, req)
+	switch {
+	case err == nil:
+	case status.Code(err) == codes.Unimplemented:
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
+	case vctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded:
+		return fmt.Errorf("plugin %q (%s) did not answer ValidateMany for %d configs within %s", p.spec.Name, p.spec.Path, len(qs), p.opts.AnswerTimeout)
+	case status.Code(err) == codes.NotFound:
+		return fmt.Errorf("validate with plugin %q: %s", p.spec.Name, status.Convert(err).Message())
+	default:
+		return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
+	}
+	if got := len(resp.GetResponses()); got != len(qs) {
+		return fmt.Errorf("plugin %q broke the protocol: ValidateMany answered %d of %d configs", p.spec.Name, got, len(qs))
+	}
+	for i, r := range resp.GetResponses() {
+		out[i] = Verdict{Diagnostics: diagnosticsOf(r)}
+	}
+	return nil
 }
 
 // mayRead reports whether module caller is running in this plugin with

@@ -257,6 +257,52 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateMany: a batch gets, config by config, the verdict a
+// Validate call gives, from an sdk plugin (ValidateMany) and from a
+// plugin without ValidateMany (a Validate call per config).
+func TestValidateMany(t *testing.T) {
+	qs := []pluginhost.Question{
+		{Kind: "echo", Config: json.RawMessage(`{"text":"x"}`)},
+		{Kind: "echo", Config: json.RawMessage(`{}`)},
+		{Kind: "pick", Config: json.RawMessage(`{"command":["a"],"script":"b"}`)},
+		{Kind: "echo", Config: json.RawMessage(`{"text":1}`)},
+	}
+	p := start(t, testkitBin, pluginhost.Options{})
+	got := p.ValidateMany(guardCtx(t), qs)
+	if len(got) != len(qs) {
+		t.Fatalf("%d verdicts for %d questions", len(got), len(qs))
+	}
+	for i, q := range qs {
+		want, err := p.Validate(guardCtx(t), q.Kind, q.Config)
+		if err != nil || got[i].Err != nil {
+			t.Fatalf("question %d: Validate err %v, ValidateMany err %v", i, err, got[i].Err)
+		}
+		if fmt.Sprint(got[i].Diagnostics) != fmt.Sprint(want) {
+			t.Errorf("question %d (%s): ValidateMany says %+v, Validate %+v", i, q.Config, got[i].Diagnostics, want)
+		}
+	}
+	if len(got[0].Diagnostics) != 0 || len(got[1].Diagnostics) != 1 || len(got[2].Diagnostics) != 1 || len(got[3].Diagnostics) != 1 {
+		t.Errorf("verdicts out of order: %+v", got)
+	}
+	// An unknown kind fails the batch, as it fails a Validate call.
+	for _, v := range p.ValidateMany(guardCtx(t), []pluginhost.Question{qs[0], {Kind: "nope", Config: json.RawMessage(`{}`)}}) {
+		if v.Err == nil || !strings.Contains(v.Err.Error(), `no module kind "nope"`) {
+			t.Errorf("unknown kind in a batch: err = %v", v.Err)
+		}
+	}
+
+	old := start(t, buildStock(t), pluginhost.Options{})
+	for range 2 { // the second batch goes straight to Validate
+		got := old.ValidateMany(guardCtx(t), []pluginhost.Question{{Kind: "x", Config: json.RawMessage(`{}`)}, {Kind: "x", Config: json.RawMessage(`{"a":1}`)}})
+		if got[0].Err != nil || len(got[0].Diagnostics) != 0 {
+			t.Errorf("empty config: %+v", got[0])
+		}
+		if got[1].Err != nil || len(got[1].Diagnostics) != 1 || got[1].Diagnostics[0].Detail != `{"a":1}` {
+			t.Errorf("config a: %+v", got[1])
+		}
+	}
+}
+
 func TestExecuteEcho(t *testing.T) {
 	p := start(t, testkitBin, pluginhost.Options{})
 	cfg := `{"text":"hi","count":7,"ratio":0.5,"enabled":true,"tags":["a","b"],"env":{"K":"V"},"nested":{"name":"n","deep":true},"items":[{"name":"i"}],"extra":{"any":[1,"x"]},"raw":[true],"wait":"1m30s"}`

@@ -516,6 +516,95 @@ func (x *ValidateResponse) GetDiagnostics() []*Diagnostic {
 	return nil
 }
 
+type ValidateManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*ValidateRequest     `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateManyRequest) Reset() {
+	*x = ValidateManyRequest{}
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateManyRequest) ProtoMessage() {}
+
+func (x *ValidateManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateManyRequest.ProtoReflect.Descriptor instead.
+func (*ValidateManyRequest) Descriptor() ([]byte, []int) {
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ValidateManyRequest) GetRequests() []*ValidateRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type ValidateManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// responses[i] answers requests[i]; there are as many.
+	Responses     []*ValidateResponse `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateManyResponse) Reset() {
+	*x = ValidateManyResponse{}
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateManyResponse) ProtoMessage() {}
+
+func (x *ValidateManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateManyResponse.ProtoReflect.Descriptor instead.
+func (*ValidateManyResponse) Descriptor() ([]byte, []int) {
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ValidateManyResponse) GetResponses() []*ValidateResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 type Diagnostic struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Severity Severity               `protobuf:"varint,1,opt,name=severity,proto3,enum=modpipe.plugin.v1.Severity" json:"severity,omitempty"`
@@ -530,7 +619,7 @@ type Diagnostic struct {
 
 func (x *Diagnostic) Reset() {
 	*x = Diagnostic{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +631,7 @@ func (x *Diagnostic) String() string {
 func (*Diagnostic) ProtoMessage() {}
 
 func (x *Diagnostic) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +644,7 @@ func (x *Diagnostic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
 func (*Diagnostic) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Diagnostic) GetSeverity() Severity {
@@ -617,7 +706,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +718,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +731,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecuteRequest) GetModule() string {
@@ -729,7 +818,7 @@ type ExecuteEvent struct {
 
 func (x *ExecuteEvent) Reset() {
 	*x = ExecuteEvent{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +830,7 @@ func (x *ExecuteEvent) String() string {
 func (*ExecuteEvent) ProtoMessage() {}
 
 func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +843,7 @@ func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteEvent.ProtoReflect.Descriptor instead.
 func (*ExecuteEvent) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecuteEvent) GetEvent() isExecuteEvent_Event {
@@ -813,7 +902,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +914,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +927,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionRequest) GetRequest() isSessionRequest_Request {
@@ -897,7 +986,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +998,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1011,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionEvent) GetExecutionId() string {
@@ -950,7 +1039,7 @@ type OutputLine struct {
 
 func (x *OutputLine) Reset() {
 	*x = OutputLine{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1051,7 @@ func (x *OutputLine) String() string {
 func (*OutputLine) ProtoMessage() {}
 
 func (x *OutputLine) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1064,7 @@ func (x *OutputLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputLine.ProtoReflect.Descriptor instead.
 func (*OutputLine) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OutputLine) GetStream() Stream {
@@ -1016,7 +1105,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1117,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1130,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetSucceeded() bool {
@@ -1094,7 +1183,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1195,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1208,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Error) GetMessage() string {
@@ -1152,7 +1241,7 @@ type AwaitRequest struct {
 
 func (x *AwaitRequest) Reset() {
 	*x = AwaitRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1253,7 @@ func (x *AwaitRequest) String() string {
 func (*AwaitRequest) ProtoMessage() {}
 
 func (x *AwaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1266,7 @@ func (x *AwaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitRequest.ProtoReflect.Descriptor instead.
 func (*AwaitRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AwaitRequest) GetExecutionId() string {
@@ -1195,7 +1284,7 @@ type AwaitResponse struct {
 
 func (x *AwaitResponse) Reset() {
 	*x = AwaitResponse{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1296,7 @@ func (x *AwaitResponse) String() string {
 func (*AwaitResponse) ProtoMessage() {}
 
 func (x *AwaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1309,7 @@ func (x *AwaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitResponse.ProtoReflect.Descriptor instead.
 func (*AwaitResponse) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 type GetResultRequest struct {
@@ -1235,7 +1324,7 @@ type GetResultRequest struct {
 
 func (x *GetResultRequest) Reset() {
 	*x = GetResultRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1336,7 @@ func (x *GetResultRequest) String() string {
 func (*GetResultRequest) ProtoMessage() {}
 
 func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1349,7 @@ func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultRequest.ProtoReflect.Descriptor instead.
 func (*GetResultRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetResultRequest) GetCaller() string {
@@ -1288,7 +1377,7 @@ type GetResultResponse struct {
 
 func (x *GetResultResponse) Reset() {
 	*x = GetResultResponse{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1389,7 @@ func (x *GetResultResponse) String() string {
 func (*GetResultResponse) ProtoMessage() {}
 
 func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1402,7 @@ func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultResponse.ProtoReflect.Descriptor instead.
 func (*GetResultResponse) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetResultResponse) GetEnvelopeJson() string {
@@ -1356,7 +1445,11 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\vconfig_json\x18\x02 \x01(\tR\n" +
 	"configJson\"S\n" +
 	"\x10ValidateResponse\x12?\n" +
-	"\vdiagnostics\x18\x01 \x03(\v2\x1d.modpipe.plugin.v1.DiagnosticR\vdiagnostics\"\x95\x01\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x1d.modpipe.plugin.v1.DiagnosticR\vdiagnostics\"U\n" +
+	"\x13ValidateManyRequest\x12>\n" +
+	"\brequests\x18\x01 \x03(\v2\".modpipe.plugin.v1.ValidateRequestR\brequests\"Y\n" +
+	"\x14ValidateManyResponse\x12A\n" +
+	"\tresponses\x18\x01 \x03(\v2#.modpipe.plugin.v1.ValidateResponseR\tresponses\"\x95\x01\n" +
 	"\n" +
 	"Diagnostic\x127\n" +
 	"\bseverity\x18\x01 \x01(\x0e2\x1b.modpipe.plugin.v1.SeverityR\bseverity\x12\x18\n" +
@@ -1422,10 +1515,11 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
 	"\rSTREAM_STDERR\x10\x02\x12\x0e\n" +
 	"\n" +
-	"STREAM_LOG\x10\x032\xa2\x03\n" +
+	"STREAM_LOG\x10\x032\x83\x04\n" +
 	"\x06Plugin\x12S\n" +
 	"\bDescribe\x12\".modpipe.plugin.v1.DescribeRequest\x1a#.modpipe.plugin.v1.DescribeResponse\x12S\n" +
-	"\bValidate\x12\".modpipe.plugin.v1.ValidateRequest\x1a#.modpipe.plugin.v1.ValidateResponse\x12O\n" +
+	"\bValidate\x12\".modpipe.plugin.v1.ValidateRequest\x1a#.modpipe.plugin.v1.ValidateResponse\x12_\n" +
+	"\fValidateMany\x12&.modpipe.plugin.v1.ValidateManyRequest\x1a'.modpipe.plugin.v1.ValidateManyResponse\x12O\n" +
 	"\aExecute\x12!.modpipe.plugin.v1.ExecuteRequest\x1a\x1f.modpipe.plugin.v1.ExecuteEvent0\x01\x12J\n" +
 	"\x05Await\x12\x1f.modpipe.plugin.v1.AwaitRequest\x1a .modpipe.plugin.v1.AwaitResponse\x12Q\n" +
 	"\aSession\x12!.modpipe.plugin.v1.SessionRequest\x1a\x1f.modpipe.plugin.v1.SessionEvent(\x010\x012^\n" +
@@ -1445,59 +1539,65 @@ func file_modpipe_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_modpipe_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_modpipe_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_modpipe_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_modpipe_plugin_v1_plugin_proto_goTypes = []any{
-	(Severity)(0),             // 0: modpipe.plugin.v1.Severity
-	(Stream)(0),               // 1: modpipe.plugin.v1.Stream
-	(*DescribeRequest)(nil),   // 2: modpipe.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil),  // 3: modpipe.plugin.v1.DescribeResponse
-	(*ModuleKind)(nil),        // 4: modpipe.plugin.v1.ModuleKind
-	(*Attribute)(nil),         // 5: modpipe.plugin.v1.Attribute
-	(*ValidateRequest)(nil),   // 6: modpipe.plugin.v1.ValidateRequest
-	(*ValidateResponse)(nil),  // 7: modpipe.plugin.v1.ValidateResponse
-	(*Diagnostic)(nil),        // 8: modpipe.plugin.v1.Diagnostic
-	(*ExecuteRequest)(nil),    // 9: modpipe.plugin.v1.ExecuteRequest
-	(*ExecuteEvent)(nil),      // 10: modpipe.plugin.v1.ExecuteEvent
-	(*SessionRequest)(nil),    // 11: modpipe.plugin.v1.SessionRequest
-	(*SessionEvent)(nil),      // 12: modpipe.plugin.v1.SessionEvent
-	(*OutputLine)(nil),        // 13: modpipe.plugin.v1.OutputLine
-	(*Result)(nil),            // 14: modpipe.plugin.v1.Result
-	(*Error)(nil),             // 15: modpipe.plugin.v1.Error
-	(*AwaitRequest)(nil),      // 16: modpipe.plugin.v1.AwaitRequest
-	(*AwaitResponse)(nil),     // 17: modpipe.plugin.v1.AwaitResponse
-	(*GetResultRequest)(nil),  // 18: modpipe.plugin.v1.GetResultRequest
-	(*GetResultResponse)(nil), // 19: modpipe.plugin.v1.GetResultResponse
-	nil,                       // 20: modpipe.plugin.v1.ExecuteRequest.MatrixEntry
+	(Severity)(0),                // 0: modpipe.plugin.v1.Severity
+	(Stream)(0),                  // 1: modpipe.plugin.v1.Stream
+	(*DescribeRequest)(nil),      // 2: modpipe.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),     // 3: modpipe.plugin.v1.DescribeResponse
+	(*ModuleKind)(nil),           // 4: modpipe.plugin.v1.ModuleKind
+	(*Attribute)(nil),            // 5: modpipe.plugin.v1.Attribute
+	(*ValidateRequest)(nil),      // 6: modpipe.plugin.v1.ValidateRequest
+	(*ValidateResponse)(nil),     // 7: modpipe.plugin.v1.ValidateResponse
+	(*ValidateManyRequest)(nil),  // 8: modpipe.plugin.v1.ValidateManyRequest
+	(*ValidateManyResponse)(nil), // 9: modpipe.plugin.v1.ValidateManyResponse
+	(*Diagnostic)(nil),           // 10: modpipe.plugin.v1.Diagnostic
+	(*ExecuteRequest)(nil),       // 11: modpipe.plugin.v1.ExecuteRequest
+	(*ExecuteEvent)(nil),         // 12: modpipe.plugin.v1.ExecuteEvent
+	(*SessionRequest)(nil),       // 13: modpipe.plugin.v1.SessionRequest
+	(*SessionEvent)(nil),         // 14: modpipe.plugin.v1.SessionEvent
+	(*OutputLine)(nil),           // 15: modpipe.plugin.v1.OutputLine
+	(*Result)(nil),               // 16: modpipe.plugin.v1.Result
+	(*Error)(nil),                // 17: modpipe.plugin.v1.Error
+	(*AwaitRequest)(nil),         // 18: modpipe.plugin.v1.AwaitRequest
+	(*AwaitResponse)(nil),        // 19: modpipe.plugin.v1.AwaitResponse
+	(*GetResultRequest)(nil),     // 20: modpipe.plugin.v1.GetResultRequest
+	(*GetResultResponse)(nil),    // 21: modpipe.plugin.v1.GetResultResponse
+	nil,                          // 22: modpipe.plugin.v1.ExecuteRequest.MatrixEntry
 }
 var file_modpipe_plugin_v1_plugin_proto_depIdxs = []int32{
 	4,  // 0: modpipe.plugin.v1.DescribeResponse.kinds:type_name -> modpipe.plugin.v1.ModuleKind
 	5,  // 1: modpipe.plugin.v1.ModuleKind.attributes:type_name -> modpipe.plugin.v1.Attribute
-	8,  // 2: modpipe.plugin.v1.ValidateResponse.diagnostics:type_name -> modpipe.plugin.v1.Diagnostic
-	0,  // 3: modpipe.plugin.v1.Diagnostic.severity:type_name -> modpipe.plugin.v1.Severity
-	20, // 4: modpipe.plugin.v1.ExecuteRequest.matrix:type_name -> modpipe.plugin.v1.ExecuteRequest.MatrixEntry
-	13, // 5: modpipe.plugin.v1.ExecuteEvent.line:type_name -> modpipe.plugin.v1.OutputLine
-	14, // 6: modpipe.plugin.v1.ExecuteEvent.result:type_name -> modpipe.plugin.v1.Result
-	9,  // 7: modpipe.plugin.v1.SessionRequest.execute:type_name -> modpipe.plugin.v1.ExecuteRequest
-	10, // 8: modpipe.plugin.v1.SessionEvent.event:type_name -> modpipe.plugin.v1.ExecuteEvent
-	1,  // 9: modpipe.plugin.v1.OutputLine.stream:type_name -> modpipe.plugin.v1.Stream
-	15, // 10: modpipe.plugin.v1.Result.error:type_name -> modpipe.plugin.v1.Error
-	2,  // 11: modpipe.plugin.v1.Plugin.Describe:input_type -> modpipe.plugin.v1.DescribeRequest
-	6,  // 12: modpipe.plugin.v1.Plugin.Validate:input_type -> modpipe.plugin.v1.ValidateRequest
-	9,  // 13: modpipe.plugin.v1.Plugin.Execute:input_type -> modpipe.plugin.v1.ExecuteRequest
-	16, // 14: modpipe.plugin.v1.Plugin.Await:input_type -> modpipe.plugin.v1.AwaitRequest
-	11, // 15: modpipe.plugin.v1.Plugin.Session:input_type -> modpipe.plugin.v1.SessionRequest
-	18, // 16: modpipe.plugin.v1.Host.GetResult:input_type -> modpipe.plugin.v1.GetResultRequest
-	3,  // 17: modpipe.plugin.v1.Plugin.Describe:output_type -> modpipe.plugin.v1.DescribeResponse
-	7,  // 18: modpipe.plugin.v1.Plugin.Validate:output_type -> modpipe.plugin.v1.ValidateResponse
-	10, // 19: modpipe.plugin.v1.Plugin.Execute:output_type -> modpipe.plugin.v1.ExecuteEvent
-	17, // 20: modpipe.plugin.v1.Plugin.Await:output_type -> modpipe.plugin.v1.AwaitResponse
-	12, // 21: modpipe.plugin.v1.Plugin.Session:output_type -> modpipe.plugin.v1.SessionEvent
-	19, // 22: modpipe.plugin.v1.Host.GetResult:output_type -> modpipe.plugin.v1.GetResultResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 2: modpipe.plugin.v1.ValidateResponse.diagnostics:type_name -> modpipe.plugin.v1.Diagnostic
+	6,  // 3: modpipe.plugin.v1.ValidateManyRequest.requests:type_name -> modpipe.plugin.v1.ValidateRequest
+	7,  // 4: modpipe.plugin.v1.ValidateManyResponse.responses:type_name -> modpipe.plugin.v1.ValidateResponse
+	0,  // 5: modpipe.plugin.v1.Diagnostic.severity:type_name -> modpipe.plugin.v1.Severity
+	22, // 6: modpipe.plugin.v1.ExecuteRequest.matrix:type_name -> modpipe.plugin.v1.ExecuteRequest.MatrixEntry
+	15, // 7: modpipe.plugin.v1.ExecuteEvent.line:type_name -> modpipe.plugin.v1.OutputLine
+	16, // 8: modpipe.plugin.v1.ExecuteEvent.result:type_name -> modpipe.plugin.v1.Result
+	11, // 9: modpipe.plugin.v1.SessionRequest.execute:type_name -> modpipe.plugin.v1.ExecuteRequest
+	12, // 10: modpipe.plugin.v1.SessionEvent.event:type_name -> modpipe.plugin.v1.ExecuteEvent
+	1,  // 11: modpipe.plugin.v1.OutputLine.stream:type_name -> modpipe.plugin.v1.Stream
+	17, // 12: modpipe.plugin.v1.Result.error:type_name -> modpipe.plugin.v1.Error
+	2,  // 13: modpipe.plugin.v1.Plugin.Describe:input_type -> modpipe.plugin.v1.DescribeRequest
+	6,  // 14: modpipe.plugin.v1.Plugin.Validate:input_type -> modpipe.plugin.v1.ValidateRequest
+	8,  // 15: modpipe.plugin.v1.Plugin.ValidateMany:input_type -> modpipe.plugin.v1.ValidateManyRequest
+	11, // 16: modpipe.plugin.v1.Plugin.Execute:input_type -> modpipe.plugin.v1.ExecuteRequest
+	18, // 17: modpipe.plugin.v1.Plugin.Await:input_type -> modpipe.plugin.v1.AwaitRequest
+	13, // 18: modpipe.plugin.v1.Plugin.Session:input_type -> modpipe.plugin.v1.SessionRequest
+	20, // 19: modpipe.plugin.v1.Host.GetResult:input_type -> modpipe.plugin.v1.GetResultRequest
+	3,  // 20: modpipe.plugin.v1.Plugin.Describe:output_type -> modpipe.plugin.v1.DescribeResponse
+	7,  // 21: modpipe.plugin.v1.Plugin.Validate:output_type -> modpipe.plugin.v1.ValidateResponse
+	9,  // 22: modpipe.plugin.v1.Plugin.ValidateMany:output_type -> modpipe.plugin.v1.ValidateManyResponse
+	12, // 23: modpipe.plugin.v1.Plugin.Execute:output_type -> modpipe.plugin.v1.ExecuteEvent
+	19, // 24: modpipe.plugin.v1.Plugin.Await:output_type -> modpipe.plugin.v1.AwaitResponse
+	14, // 25: modpipe.plugin.v1.Plugin.Session:output_type -> modpipe.plugin.v1.SessionEvent
+	21, // 26: modpipe.plugin.v1.Host.GetResult:output_type -> modpipe.plugin.v1.GetResultResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_modpipe_plugin_v1_plugin_proto_init() }
@@ -1505,11 +1605,11 @@ func file_modpipe_plugin_v1_plugin_proto_init() {
 	if File_modpipe_plugin_v1_plugin_proto != nil {
 		return
 	}
-	file_modpipe_plugin_v1_plugin_proto_msgTypes[8].OneofWrappers = []any{
+	file_modpipe_plugin_v1_plugin_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecuteEvent_Line)(nil),
 		(*ExecuteEvent_Result)(nil),
 	}
-	file_modpipe_plugin_v1_plugin_proto_msgTypes[9].OneofWrappers = []any{
+	file_modpipe_plugin_v1_plugin_proto_msgTypes[11].OneofWrappers = []any{
 		(*SessionRequest_Execute)(nil),
 		(*SessionRequest_Cancel)(nil),
 	}
@@ -1519,7 +1619,7 @@ func file_modpipe_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_modpipe_plugin_v1_plugin_proto_rawDesc), len(file_modpipe_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

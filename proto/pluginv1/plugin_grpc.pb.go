@@ -31,11 +31,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Plugin_Describe_FullMethodName = "/modpipe.plugin.v1.Plugin/Describe"
-	Plugin_Validate_FullMethodName = "/modpipe.plugin.v1.Plugin/Validate"
-	Plugin_Execute_FullMethodName  = "/modpipe.plugin.v1.Plugin/Execute"
-	Plugin_Await_FullMethodName    = "/modpipe.plugin.v1.Plugin/Await"
-	Plugin_Session_FullMethodName  = "/modpipe.plugin.v1.Plugin/Session"
+	Plugin_Describe_FullMethodName     = "/modpipe.plugin.v1.Plugin/Describe"
+	Plugin_Validate_FullMethodName     = "/modpipe.plugin.v1.Plugin/Validate"
+	Plugin_ValidateMany_FullMethodName = "/modpipe.plugin.v1.Plugin/ValidateMany"
+	Plugin_Execute_FullMethodName      = "/modpipe.plugin.v1.Plugin/Execute"
+	Plugin_Await_FullMethodName        = "/modpipe.plugin.v1.Plugin/Await"
+	Plugin_Session_FullMethodName      = "/modpipe.plugin.v1.Plugin/Session"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -49,6 +50,13 @@ type PluginClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Validate checks a module's configuration without running anything.
 	Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error)
+	// ValidateMany is Validate for several configurations in one call, the
+	// answers in the order of the questions, one for each. A file's modules
+	// often differ by an argument, and a unary call per distinct
+	// configuration cost more than checking it. Optional: the host asks a
+	// plugin that answers UNIMPLEMENTED with a Validate call per
+	// configuration instead.
+	ValidateMany(ctx context.Context, in *ValidateManyRequest, opts ...grpc.CallOption) (*ValidateManyResponse, error)
 	// Execute runs one module. The stream carries output lines while the
 	// module runs, then exactly one final result as its last message.
 	// Cancelling the stream (its context) cancels the module. A plugin must
@@ -96,6 +104,16 @@ func (c *pluginClient) Validate(ctx context.Context, in *ValidateRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ValidateResponse)
 	err := c.cc.Invoke(ctx, Plugin_Validate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginClient) ValidateMany(ctx context.Context, in *ValidateManyRequest, opts ...grpc.CallOption) (*ValidateManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateManyResponse)
+	err := c.cc.Invoke(ctx, Plugin_ValidateMany_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +173,13 @@ type PluginServer interface {
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Validate checks a module's configuration without running anything.
 	Validate(context.Context, *ValidateRequest) (*ValidateResponse, error)
+	// ValidateMany is Validate for several configurations in one call, the
+	// answers in the order of the questions, one for each. A file's modules
+	// often differ by an argument, and a unary call per distinct
+	// configuration cost more than checking it. Optional: the host asks a
+	// plugin that answers UNIMPLEMENTED with a Validate call per
+	// configuration instead.
+	ValidateMany(context.Context, *ValidateManyRequest) (*ValidateManyResponse, error)
 	// Execute runs one module. The stream carries output lines while the
 	// module runs, then exactly one final result as its last message.
 	// Cancelling the stream (its context) cancels the module. A plugin must
@@ -193,6 +218,9 @@ func (UnimplementedPluginServer) Describe(context.Context, *DescribeRequest) (*D
 }
 func (UnimplementedPluginServer) Validate(context.Context, *ValidateRequest) (*ValidateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Validate not implemented")
+}
+func (UnimplementedPluginServer) ValidateMany(context.Context, *ValidateManyRequest) (*ValidateManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ValidateMany not implemented")
 }
 func (UnimplementedPluginServer) Execute(*ExecuteRequest, grpc.ServerStreamingServer[ExecuteEvent]) error {
 	return status.Error(codes.Unimplemented, "method Execute not implemented")
@@ -260,6 +288,24 @@ func _Plugin_Validate_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_ValidateMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).ValidateMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_ValidateMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).ValidateMany(ctx, req.(*ValidateManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Plugin_Execute_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ExecuteRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -310,6 +356,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Validate",
 			Handler:    _Plugin_Validate_Handler,
+		},
+		{
+			MethodName: "ValidateMany",
+			Handler:    _Plugin_ValidateMany_Handler,
 		},
 		{
 			MethodName: "Await",

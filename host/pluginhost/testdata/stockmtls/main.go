@@ -3,7 +3,8 @@
 // own AutoMTLS answers the host (an ECDSA P-521 certificate of its own on
 // the handshake line). With STOCKMTLS_PLAIN=1 it drops the host's
 // certificate before serving, so go-plugin serves without TLS: a plugin
-// the host must refuse.
+// the host must refuse. It has Validate but not ValidateMany, as a plugin
+// written before that call.
 package main
 
 import (
@@ -26,6 +27,16 @@ func (server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.De
 		Name: "stockmtls", Version: "0.0.1", ProtocolVersion: pluginv1.ProtocolVersion,
 		Kinds: []*pluginv1.ModuleKind{{Name: "x", Default: true, ResultType: "stockmtls.x/v1"}},
 	}, nil
+}
+
+// Validate accepts the empty config only.
+func (server) Validate(_ context.Context, req *pluginv1.ValidateRequest) (*pluginv1.ValidateResponse, error) {
+	if req.GetConfigJson() == "{}" {
+		return &pluginv1.ValidateResponse{}, nil
+	}
+	return &pluginv1.ValidateResponse{Diagnostics: []*pluginv1.Diagnostic{{
+		Severity: pluginv1.Severity_SEVERITY_ERROR, Summary: "No config taken", Detail: req.GetConfigJson(),
+	}}}, nil
 }
 
 type plugin struct {

@@ -267,6 +267,13 @@ class PluginService(plugin_pb2_grpc.PluginServicer):
             diags = kind.validate(config)
         return plugin_pb2.ValidateResponse(diagnostics=[d.to_proto() for d in diags])
 
+    def ValidateMany(self, request, context):
+        # Validate for each config, the answers in order: one call for a
+        # whole file's configs. An unknown kind fails the call, as it
+        # fails a Validate call.
+        return plugin_pb2.ValidateManyResponse(
+            responses=[self.Validate(r, context) for r in request.requests])
+
     def Await(self, request, context):
         with self._lock:
             done = self._running.get(request.execution_id)

@@ -108,6 +108,18 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
         self.assertIn("echo, other", cm.exception.details())
 
+    def test_validate_many(self):
+        configs = ['{"mode": "ok"}', '{"mode": "nope"}', "[1]"]
+        r = self.stub.ValidateMany(plugin_pb2.ValidateManyRequest(
+            requests=[plugin_pb2.ValidateRequest(kind="echo", config_json=c) for c in configs]), timeout=60)
+        self.assertEqual([[(d.attribute, d.summary) for d in v.diagnostics] for v in r.responses],
+                         [[], [("mode", "bad mode")], [("", "Config is not a JSON object")]])
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.stub.ValidateMany(plugin_pb2.ValidateManyRequest(requests=[
+                plugin_pb2.ValidateRequest(kind="echo", config_json="{}"),
+                plugin_pb2.ValidateRequest(kind="nope", config_json="{}")]), timeout=60)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+
     def test_execute_outcomes(self):
         lines, r = self.execute("ok")
         self.assertEqual([(l.stream, l.text) for l in lines],
