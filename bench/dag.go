@@ -60,8 +60,14 @@ func (d *DAG) names() []string {
 
 func name(l, i int) string { return fmt.Sprintf("m%d_%d", l, i) }
 
+// moduleName, in a module body given to Pipeline, is replaced by the
+// module's name.
+const moduleName = "@MODULE@"
+
 // Pipeline renders the DAG as a pipeline.hcl. kind is the module kind
-// ("shell" or "bench.noop"); body is each module's attributes.
+// ("shell" or "bench.noop"); body is each module's attributes, where
+// moduleName stands for the module's own name (so that every module's
+// config differs, as in a real file).
 func (d *DAG) Pipeline(kind, body string) string {
 	var b strings.Builder
 	b.WriteString("pipeline {\n  name = \"bench\"\n}\n\n")
@@ -69,7 +75,7 @@ func (d *DAG) Pipeline(kind, body string) string {
 		for i := range d.Width {
 			fmt.Fprintf(&b, "module %q %q {\n", kind, name(l, i))
 			if body != "" {
-				b.WriteString("  " + body + "\n")
+				b.WriteString("  " + strings.ReplaceAll(body, moduleName, name(l, i)) + "\n")
 			}
 			if deps := d.Deps[l][i]; len(deps) > 0 {
 				refs := make([]string, len(deps))
