@@ -238,9 +238,9 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 	}
 	type ask struct {
 		m   *config.Module
-		pl  *pluginhost.Plugin
 		k   *schema.Kind
 		cfg []byte
+		key string // of the plugin's verdict
 	}
 	var asks []ask
 	plain := cfg.EvalContext(config.Scope{Facts: facts})
@@ -264,23 +264,22 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 			continue
 		}
 		if cfgJSON, d := m.EvalConfig(plain, k); !d.HasErrors() {
-			asks = append(asks, ask{m, pl, k, cfgJSON})
+			asks = append(asks, ask{m, k, cfgJSON, verdictKey(m.Plugin, k.Name, cfgJSON)})
 		}
 	}
 	// One question per distinct config, as validateStatic asks them.
-	type verdict struct {
-		pds []pluginhost.Diagnostic
-		err error
-	}
-	seen := map[string]verdict{}
+	seen := map[string]bool{}
+	questions := map[string][]question{}
 	for _, a := range asks {
-		key := verdictKey(a.m.Plugin, a.k.Name, a.cfg)
-		v, ok := seen[key]
-		if !ok {
-			v.pds, v.err = a.pl.Validate(ctx, a.k.Name, a.cfg)
-			seen[key] = v
+		if !seen[a.key] {
+			seen[a.key] = true
+			questions[a.m.Plugin] = append(questions[a.m.Plugin], question{a.key, a.k.Name, a.cfg})
 		}
-		pds, err := v.pds, v.err
+	}
+	verdicts := askPlugins(ctx, questions, set.Get)
+	for _, a := range asks {
+		v := verdicts[a.key]
+		pds, err := v.diags, v.err
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -574,23 +573,15 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	// modules with the same config (generated and matrix pipelines have
 	// thousands) are asked about once: one RPC per module made validating
 	// 10,000 modules take seconds (bench: host validate at 10,000).
-	type validated struct {
-		diags []pluginhost.Diagnostic
-		err   error
-	}
 	type check struct {
 		n     *graph.Node
 		diags hcl.Diagnostics // of evaluating the config
 		key   string          // of the plugin's verdict; "" when not asked
 	}
-	type ask struct {
-		key, kind string
-		cfg       []byte
-	}
 	var (
 		checks []check
-		seen   = map[string]*validated{}
-		asks   = map[string][]ask{} // by plugin, first come first
+		seen   = map[string]bool{}
+		asks   = map[string][]question{} // by plugin, first come first
 	)
 	// Every module outside a matrix sees the same values here; building
 	// them once rather than per module was 8% of validating 10,000
@@ -636,44 +627,14 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 				p.staticConfigs[n.Address] = cfgJSON
 			}
 			c.key = verdictKey(m.Plugin, k.Name, cfgJSON)
-			if _, ok := seen[c.key]; !ok {
-				seen[c.key] = &validated{}
-				asks[m.Plugin] = append(asks[m.Plugin], ask{c.key, k.Name, cfgJSON})
+			if !seen[c.key] {
+				seen[c.key] = true
+				asks[m.Plugin] = append(asks[m.Plugin], question{c.key, k.Name, cfgJSON})
 			}
 		}
 		checks = append(checks, c)
 	}
-	// The plugins answer at once, each its questions in batches
-	// (ValidateMany), several batches in flight. A call per distinct
-	// config, one at a time, put a round trip per config before the first
-	// module: 1,000 modules that differ by an argument waited 0.38 s.
-	var wg sync.WaitGroup
-	for plugin, list := range asks {
-		pl, _ := p.plugins.Get(plugin)
-		size := max(1, min(validateBatch, (len(list)+validateInFlight-1)/validateInFlight))
-		var next atomic.Int64
-		for range min(len(list), validateInFlight) {
-			wg.Go(func() {
-				for {
-					lo := int(next.Add(int64(size))) - size
-					if lo >= len(list) {
-						return
-					}
-					batch := list[lo:min(lo+size, len(list))]
-					qs := make([]pluginhost.Question, len(batch))
-					for i, a := range batch {
-						qs[i] = pluginhost.Question{Kind: a.kind, Config: a.cfg}
-					}
-					// Each verdict is written by the goroutine whose batch
-					// holds its question.
-					for i, v := range pl.ValidateMany(ctx, qs) {
-						seen[batch[i].key].diags, seen[batch[i].key].err = v.Diagnostics, v.Err
-					}
-				}
-			})
-		}
-	}
-	wg.Wait()
+	verdicts := askPlugins(ctx, asks, p.plugins.Get)
 	var diags hcl.Diagnostics
 	for _, c := range checks {
 		diags = append(diags, c.diags...)
@@ -681,7 +642,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 			continue
 		}
 		m := c.n.Module
-		v := seen[c.key]
+		v := verdicts[c.key]
 		if v.err != nil {
 			rng := m.DeclRange
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", m.Plugin, v.err), Subject: &rng})
@@ -703,6 +664,64 @@ const (
 	validateInFlight = 8
 	validateBatch    = 64
 )
+
+// question is a distinct config to put to a plugin, under its
+// verdictKey.
+type question struct {
+	key, kind string
+	cfg       []byte
+}
+
+// verdict is a plugin's answer to a question.
+type verdict struct {
+	diags []pluginhost.Diagnostic
+	err   error
+}
+
+// askPlugins puts to each plugin (by name, through plugin) its questions,
+// and returns the verdicts by key. The plugins answer at once, each its
+// questions in batches (ValidateMany), validateInFlight batches in
+// flight. A call per distinct config, one at a time, put a round trip
+// per config before the first module: 1,000 modules that differ by an
+// argument waited 0.38 s.
+func askPlugins(ctx context.Context, asks map[string][]question, plugin func(string) (*pluginhost.Plugin, bool)) map[string]verdict {
+	var (
+		mu       sync.Mutex
+		verdicts = map[string]verdict{}
+		wg       sync.WaitGroup
+	)
+	for name, list := range asks {
+		pl, ok := plugin(name)
+		if !ok {
+			continue
+		}
+		size := max(1, min(validateBatch, (len(list)+validateInFlight-1)/validateInFlight))
+		var next atomic.Int64
+		for range min(len(list), validateInFlight) {
+			wg.Go(func() {
+				for {
+					lo := int(next.Add(int64(size))) - size
+					if lo >= len(list) {
+						return
+					}
+					batch := list[lo:min(lo+size, len(list))]
+					qs := make([]pluginhost.Question, len(batch))
+					for i, q := range batch {
+						qs[i] = pluginhost.Question{Kind: q.kind, Config: q.cfg}
+					}
+					answers := pl.ValidateMany(ctx, qs)
+					mu.Lock()
+					for i, a := range answers {
+						verdicts[batch[i].key] = verdict{a.Diagnostics, a.Err}
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return verdicts
+}
 
 // verdictKey names a plugin's verdict on a config: it depends on the
 // plugin, the kind and the config alone, so modules alike share one.

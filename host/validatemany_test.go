@@ -11,13 +11,27 @@ import (
 // TestManyDistinctConfigsValidated: a file whose modules differ by an
 // argument has the plugin judge every distinct config, several batches
 // in flight, and each verdict lands on its own module: the invalid ones
-// are named at their own line, and only those.
+// are named at their own line, and only those. So too when the file has
+// an error of its own (a dependency on no module), which takes the other way
+// to the plugins' verdicts (bodyDiagnostics).
 func TestManyDistinctConfigsValidated(t *testing.T) {
+	for _, fileError := range []bool{false, true} {
+		t.Run(fmt.Sprintf("file error=%v", fileError), func(t *testing.T) { testManyDistinctConfigs(t, fileError) })
+	}
+}
+
+func testManyDistinctConfigs(t *testing.T, fileError bool) {
 	const n = 150 // more than validateInFlight batches of several configs
 	bad := map[int]bool{3: true, 64: true, 66: true, 149: true}
 	var src strings.Builder
 	line := 1
 	lines := map[int]int{}
+	errs := len(bad)
+	if fileError {
+		src.WriteString("module \"shell\" \"orphan\" {\n  command    = [\"true\"]\n  depends_on = [module.nope]\n}\n")
+		line += 4
+		errs++
+	}
 	for i := range n {
 		lines[i] = line
 		if bad[i] {
@@ -34,8 +48,11 @@ func TestManyDistinctConfigsValidated(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := validateRefused(t, file)
-	if got := strings.Count(out, "Error: "); got != len(bad) {
-		t.Errorf("%d errors, want %d:\n%s", got, len(bad), out)
+	if got := strings.Count(out, "Error: "); got != errs {
+		t.Errorf("%d errors, want %d:\n%s", got, errs, out)
+	}
+	if fileError && !strings.Contains(out, `module.nope`) {
+		t.Errorf("the file's own error is not reported:\n%s", out)
 	}
 	for i := range bad {
 		want := fmt.Sprintf("pipeline.hcl:%d:1: Invalid configuration", lines[i])
