@@ -33,10 +33,20 @@ type CheckConfig struct {
 	JSON         bool              `modpipe:"json,optional" doc:"Parse the response body as JSON into the result's json attribute; invalid JSON fails the check."`
 	// Not "timeout": that name is the host's meta-argument for the whole
 	// module.
-	Timeout  time.Duration `modpipe:"request_timeout,optional" doc:"Timeout of one request, e.g. \"10s\"; default 30s. The module's own timeout meta-argument bounds the whole check."`
-	Wait     time.Duration `modpipe:"wait,optional" doc:"Keep retrying a failing check for up to this long (e.g. \"2m\" to wait for a service to come up); default no retry."`
-	Interval time.Duration `modpipe:"interval,optional" doc:"Pause between retries when wait is set; default 1s."`
+	// Timeout and Interval are pointers so that "0s", which would mean
+	// no timeout or no pause (a request that may hang forever, a retry
+	// loop that hammers the server), is refused rather than taken for
+	// the default.
+	Timeout  *time.Duration `modpipe:"request_timeout,optional" doc:"Timeout of one request, e.g. \"10s\"; default 30s. The module's own timeout meta-argument bounds the whole check."`
+	Wait     time.Duration  `modpipe:"wait,optional" doc:"Keep retrying a failing check for up to this long (e.g. \"2m\" to wait for a service to come up); default no retry."`
+	Interval *time.Duration `modpipe:"interval,optional" doc:"Pause between retries when wait is set; default 1s."`
 }
+
+// Defaults of the optional durations.
+const (
+	defaultRequestTimeout = 30 * time.Second
+	defaultInterval       = time.Second
+)
 
 // Validate checks what the schema cannot.
 func (c CheckConfig) Validate() error {
@@ -57,17 +67,35 @@ func (c CheckConfig) Validate() error {
 			return sdk.AttributeError("headers", "header name %q is not valid: letters, digits and -, no spaces or separators", name)
 		}
 	}
+	if c.ExpectStatus != nil && len(c.ExpectStatus) == 0 {
+		return sdk.AttributeError("expect_status", "expect_status is empty, so no response could pass: list the status codes to accept, or leave it out to accept any 2xx")
+	}
 	for _, s := range c.ExpectStatus {
 		if s < 100 || s > 599 {
 			return sdk.AttributeError("expect_status", "expect_status: %d is not an HTTP status code (100-599)", s)
 		}
 	}
-	for name, d := range map[string]time.Duration{"request_timeout": c.Timeout, "wait": c.Wait, "interval": c.Interval} {
-		if d < 0 {
-			return sdk.AttributeError(name, "%s must not be negative (it is %s)", name, d)
+	if c.Wait < 0 {
+		return sdk.AttributeError("wait", "wait must not be negative (it is %s)", c.Wait)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"request_timeout", c.Timeout, defaultRequestTimeout}, {"interval", c.Interval, defaultInterval}} {
+		if d.v != nil && *d.v <= 0 {
+			return sdk.AttributeError(d.name, "%s must be more than 0s (it is %s); leave it out for the default, %s", d.name, *d.v, d.def)
 		}
 	}
 	return nil
+}
+
+// durationOr is *d, or def when d is nil.
+func durationOr(d *time.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return *d
 }
 
 // notTokenRune reports a rune that cannot be in an HTTP token (a method or
@@ -107,14 +135,8 @@ func Check(ctx context.Context, client *http.Client, cfg CheckConfig, logf func(
 	if err := cfg.Validate(); err != nil {
 		return CheckResult{}, err
 	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	interval := cfg.Interval
-	if interval == 0 {
-		interval = time.Second
-	}
+	timeout := durationOr(cfg.Timeout, defaultRequestTimeout)
+	interval := durationOr(cfg.Interval, defaultInterval)
 	start := time.Now()
 	deadline := start.Add(cfg.Wait)
 	for attempt := 1; ; attempt++ {

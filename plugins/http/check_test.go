@@ -62,14 +62,18 @@ func TestCheck(t *testing.T) {
 		{name: "method body headers", cfg: CheckConfig{URL: srv.URL + "/echo", Method: "post", Body: "payload", Headers: map[string]string{"Authorization": "t0k"}}, wantStatus: 200, wantBody: "POST payload token=t0k", wantAttempts: 1},
 		{name: "bad status", cfg: CheckConfig{URL: srv.URL + "/down"}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 1, wantErr: "status 503, expected 2xx", checkErr: true},
 		{name: "expected status", cfg: CheckConfig{URL: srv.URL + "/down", ExpectStatus: []int{503}}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 1},
-		{name: "wait until up", cfg: CheckConfig{URL: srv.URL + "/flaky", Wait: time.Minute, Interval: time.Millisecond}, wantStatus: 200, wantBody: "up now", wantAttempts: 3},
-		{name: "wait gives up", cfg: CheckConfig{URL: srv.URL + "/down", Wait: 50 * time.Millisecond, Interval: 10 * time.Millisecond}, wantStatus: 503, wantBody: "maintenance", wantErr: "status 503", checkErr: true},
+		{name: "wait until up", cfg: CheckConfig{URL: srv.URL + "/flaky", Wait: time.Minute, Interval: ptr(time.Millisecond)}, wantStatus: 200, wantBody: "up now", wantAttempts: 3},
+		{name: "wait gives up", cfg: CheckConfig{URL: srv.URL + "/down", Wait: 50 * time.Millisecond, Interval: ptr(10 * time.Millisecond)}, wantStatus: 503, wantBody: "maintenance", wantErr: "status 503", checkErr: true},
 		// A wait shorter than the interval still tries again as it ends.
-		{name: "last attempt at the wait's end", cfg: CheckConfig{URL: srv.URL + "/down", Wait: time.Second, Interval: time.Hour}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 2, wantErr: "after 2 attempts", checkErr: true},
-		{name: "timeout", cfg: CheckConfig{URL: srv.URL + "/slow", Timeout: 50 * time.Millisecond}, wantAttempts: 1, wantErr: "/slow: no response within 50ms (request_timeout): context deadline exceeded"},
+		{name: "last attempt at the wait's end", cfg: CheckConfig{URL: srv.URL + "/down", Wait: time.Second, Interval: ptr(time.Hour)}, wantStatus: 503, wantBody: "maintenance", wantAttempts: 2, wantErr: "after 2 attempts", checkErr: true},
+		{name: "timeout", cfg: CheckConfig{URL: srv.URL + "/slow", Timeout: ptr(50 * time.Millisecond)}, wantAttempts: 1, wantErr: "/slow: no response within 50ms (request_timeout): context deadline exceeded"},
 		{name: "connection refused", cfg: CheckConfig{URL: "http://127.0.0.1:1/"}, wantAttempts: 1, wantErr: "GET http://127.0.0.1:1/: dial tcp 127.0.0.1:1: connect: connection refused"},
 		{name: "bad url", cfg: CheckConfig{URL: "ftp://x"}, wantErr: "must start with http:// or https://"},
 		{name: "bad expect", cfg: CheckConfig{URL: srv.URL, ExpectStatus: []int{42}}, wantErr: "42 is not an HTTP status"},
+		{name: "empty expect", cfg: CheckConfig{URL: srv.URL, ExpectStatus: []int{}}, wantErr: "expect_status is empty, so no response could pass"},
+		{name: "zero request_timeout", cfg: CheckConfig{URL: srv.URL, Timeout: ptr(0)}, wantErr: "request_timeout must be more than 0s (it is 0s); leave it out for the default, 30s"},
+		{name: "zero interval", cfg: CheckConfig{URL: srv.URL, Wait: time.Second, Interval: ptr(0)}, wantErr: "interval must be more than 0s (it is 0s); leave it out for the default, 1s"},
+		{name: "negative wait", cfg: CheckConfig{URL: srv.URL, Wait: -time.Second}, wantErr: "wait must not be negative (it is -1s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,7 +123,7 @@ func TestCheckCancelledWhileWaiting(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	logf := func(string, ...any) { cancel() } // cancel on the first retry
-	_, err := Check(ctx, srv.Client(), CheckConfig{URL: srv.URL, Wait: 10 * time.Hour, Interval: time.Hour}, logf)
+	_, err := Check(ctx, srv.Client(), CheckConfig{URL: srv.URL, Wait: 10 * time.Hour, Interval: ptr(time.Hour)}, logf)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -150,3 +154,5 @@ func TestBodyContainsSearchesPastTheKeptBody(t *testing.T) {
 		t.Fatalf("READY across the kept body's end: %v", err)
 	}
 }
+
+func ptr(d time.Duration) *time.Duration { return &d }
