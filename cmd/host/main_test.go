@@ -297,6 +297,7 @@ func TestInvalidPipelines(t *testing.T) {
 		{"testdata/cycle.hcl", 2, []string{"cycle.hcl", "a", "b", "c"}},
 		{"testdata/missing_plugin.hcl", 3, []string{"missing_plugin.hcl:1:8", "modpipe-plugin-nosuchplugin", filepath.Join(binDir, "plugins", "modpipe-plugin-nosuchplugin")}},
 		{"testdata/does_not_exist.hcl", 2, []string{"does_not_exist.hcl"}},
+		{"-", 2, []string{`"-" (standard input) is not one: save the pipeline to a file`}},
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {

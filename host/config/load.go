@@ -44,6 +44,16 @@ var fileSchema = &hcl.BodySchema{
 // returned together; the Pipeline is usable for inspection but must not
 // be run when diags has errors.
 func Load(filename string, opts Options) (*Pipeline, hcl.Diagnostics) {
+	if filename == "-" {
+		// The convention of reading standard input does not fit: the
+		// file's folder is where its relative paths start (file(),
+		// plugin sources), and a fleet's instances each read the file.
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read the pipeline file",
+			Detail:   `The pipeline is read from a file, and "-" (standard input) is not one: save the pipeline to a file and give its path. Its folder is where relative paths in it start (file(), plugin sources).`,
+		}}
+	}
 	src, err := os.ReadFile(filename)
 	if err != nil {
 		return nil, hcl.Diagnostics{{
