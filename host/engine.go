@@ -693,6 +693,12 @@ func askPlugins(ctx context.Context, asks map[string][]question, plugin func(str
 	for name, list := range asks {
 		pl, ok := plugin(name)
 		if !ok {
+			// Not asked is not valid: say so on each module.
+			mu.Lock()
+			for _, q := range list {
+				verdicts[q.key] = verdict{err: fmt.Errorf("plugin %q is not running", name)}
+			}
+			mu.Unlock()
 			continue
 		}
 		size := max(1, min(validateBatch, (len(list)+validateInFlight-1)/validateInFlight))
