@@ -252,7 +252,11 @@ func (f *fleet) waitForSleep(host *proc, marker string) {
 	deadline := time.Now().Add(guard)
 	for {
 		for _, pi := range f.tagged() {
-			if strings.Contains(pi.cmdline, "sleep "+marker) {
+			// The sleep itself, not the shell whose script names it: that
+			// one's command line holds "sleep MARKER" from its start,
+			// before the script's traps are set, and a signal sent then
+			// ends the module before the test has set it up.
+			if args := strings.Fields(pi.cmdline); len(args) == 2 && filepath.Base(args[0]) == "sleep" && args[1] == marker {
 				return
 			}
 		}
