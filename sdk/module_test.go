@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -60,7 +61,7 @@ func TestModuleOutputAndTail(t *testing.T) {
 			defer mu.Unlock()
 			sent = append(sent, l.GetStream().String()+" "+l.GetText())
 			return nil
-		})
+		}, nil)
 	if m.Name() != "m[linux]" || m.MatrixTarget() != "linux" || m.Attempt() != 2 || m.Matrix()["go"] != "1.26" {
 		t.Fatalf("module facts wrong: %+v", m)
 	}
@@ -185,6 +186,84 @@ func TestNewKindPanicsOnProgrammingErrors(t *testing.T) {
 	}
 }
 
+// TestModuleOutputBatches: for a host that takes batches, lines go in
+// messages of up to lineBatchLines, in the order written, across
+// streams; a batch that does not fill goes after the delay while the
+// module runs, and what is left goes before the module finishes, after
+// which nothing is sent.
+func TestModuleOutputBatches(t *testing.T) {
+	type sink struct {
+		mu      sync.Mutex
+		batches [][]string
+	}
+	newBatching := func(s *sink, delay time.Duration) *Module {
+		m := newModule(&pluginv1.ExecuteRequest{Module: "m"}, nil, func(l *pluginv1.OutputLine) error {
+			t.Errorf("line %q sent alone to a host that takes batches", l.GetText())
+			return nil
+		}, func(lines []*pluginv1.OutputLine) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			var b []string
+			for _, l := range lines {
+				b = append(b, l.GetStream().String()+" "+l.GetText())
+			}
+			s.batches = append(s.batches, b)
+			return nil
+		})
+		m.batchDelay = delay
+		return m
+	}
+	sent := func(s *sink) (sizes []int, all []string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, b := range s.batches {
+			sizes = append(sizes, len(b))
+			all = append(all, b...)
+		}
+		return sizes, all
+	}
+
+	// Full batches go at once; the rest when the module finishes.
+	var full sink
+	m := newBatching(&full, time.Hour)
+	var want []string
+	for i := range lineBatchLines + 10 {
+		fmt.Fprintf(m.Stdout(), "out %d\n", i)
+		want = append(want, fmt.Sprintf("STREAM_STDOUT out %d", i))
+	}
+	fmt.Fprintln(m.Stderr(), "err")
+	want = append(want, "STREAM_STDERR err")
+	if sizes, _ := sent(&full); len(sizes) != 1 || sizes[0] != lineBatchLines {
+		t.Fatalf("batches %v before the module finished, want one of %d lines", sizes, lineBatchLines)
+	}
+	m.finish()
+	fmt.Fprintln(m.Stdout(), "after the end")
+	if sizes, all := sent(&full); len(sizes) != 2 || strings.Join(all, "\n") != strings.Join(want, "\n") {
+		t.Errorf("batches %v, sent in order:\n%s\nwant:\n%s", sizes, strings.Join(all, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A batch that does not fill goes after the delay, the module still
+	// running.
+	var partial sink
+	m = newBatching(&partial, time.Millisecond)
+	fmt.Fprintln(m.Stdout(), "one")
+	fmt.Fprintln(m.Stdout(), "two")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, all := sent(&partial); len(all) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the partial batch was not sent while the module ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	m.finish()
+	if _, all := sent(&partial); strings.Join(all, ",") != "STREAM_STDOUT one,STREAM_STDOUT two" {
+		t.Errorf("sent %q", all)
+	}
+}
+
 // Output that is not UTF-8 (binary, Latin-1) cannot go into a protobuf
 // string; sent as it was, it broke the stream for every module of the
 // process. Each invalid byte becomes U+FFFD and the line still goes.
@@ -196,7 +275,7 @@ func TestOutputNotUTF8(t *testing.T) {
 		}
 		sent = append(sent, l.GetText())
 		return nil
-	})
+	}, nil)
 	fmt.Fprintln(m.Stdout(), "bad \xff byte")
 	_, _ = m.Stderr().Write([]byte{0xc3, 0x28, 'x', '\n'})
 	m.finish()
@@ -233,7 +312,7 @@ func TestResultNotUTF8(t *testing.T) {
 		{`{"bad": false}`, "", true},
 	} {
 		req := &pluginv1.ExecuteRequest{Module: "m", Kind: "k", ConfigJson: tc.config}
-		r := s.execute(context.Background(), req, newModule(req, nil, func(*pluginv1.OutputLine) error { return nil }))
+		r := s.execute(context.Background(), req, newModule(req, nil, func(*pluginv1.OutputLine) error { return nil }, nil))
 		if _, err := proto.Marshal(r); err != nil {
 			t.Fatalf("config %s: the result cannot be sent: %v", tc.config, err)
 		}

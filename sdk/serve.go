@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -162,6 +163,9 @@ type server struct {
 	// stopGrace is how long the host gives a cancelled module to stop
 	// (pluginv1.StopGraceEnv); zero when it did not say.
 	stopGrace time.Duration
+	// outputBatches is whether the host takes several output lines in one
+	// message (DescribeRequest.output_batches, set at every Describe).
+	outputBatches atomic.Bool
 
 	// stderr is the process's real stderr; see restoreStderr.
 	stderr     *os.File
@@ -259,6 +263,7 @@ func (s *server) restoreStderr() {
 // Describe implements pluginv1.PluginServer.
 func (s *server) Describe(_ context.Context, req *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
 	s.restoreStderr()
+	s.outputBatches.Store(req.GetOutputBatches())
 	if id := req.GetHostBrokerId(); id != 0 {
 		// Take the host's result service's address now: the broker
 		// forgets an undialled id after a few seconds, long before a
@@ -342,6 +347,8 @@ func (s *server) Execute(req *pluginv1.ExecuteRequest, stream grpc.ServerStreami
 	s.restoreStderr()
 	result := s.serveModule(stream.Context(), req, func(line *pluginv1.OutputLine) error {
 		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
+	}, func(lines []*pluginv1.OutputLine) error {
+		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Lines{Lines: &pluginv1.OutputLines{Lines: lines}}})
 	})
 	return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
 }
@@ -398,6 +405,8 @@ func (s *server) Session(stream grpc.BidiStreamingServer[pluginv1.SessionRequest
 				}()
 				result := s.serveModule(mctx, req, func(line *pluginv1.OutputLine) error {
 					return send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
+				}, func(lines []*pluginv1.OutputLine) error {
+					return send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Lines{Lines: &pluginv1.OutputLines{Lines: lines}}})
 				})
 				// A failed send means the session is gone; its modules
 				// are being cancelled and no one reads the result.
@@ -425,7 +434,10 @@ func (s *server) Session(stream grpc.BidiStreamingServer[pluginv1.SessionRequest
 
 // serveModule runs one module for Execute or Session, registered under
 // its execution id for Await while it runs, and returns its result.
-func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, send func(*pluginv1.OutputLine) error) *pluginv1.Result {
+//
+// send sends one line; sendLines several, and is used only when the host
+// asked for batches (DescribeRequest.output_batches).
+func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, send func(*pluginv1.OutputLine) error, sendLines func([]*pluginv1.OutputLine) error) *pluginv1.Result {
 	if id := req.GetExecutionId(); id != "" {
 		done := make(chan struct{})
 		s.mu.Lock()
@@ -438,7 +450,10 @@ func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, 
 			close(done)
 		}()
 	}
-	return s.execute(ctx, req, newModule(req, s, send))
+	if !s.outputBatches.Load() {
+		sendLines = nil
+	}
+	return s.execute(ctx, req, newModule(req, s, send, sendLines))
 }
 
 // execute runs the module and builds its final result. Every path ends in

@@ -266,7 +266,7 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 	// hold the run forever: Describe gets the same bound as the start.
 	dctx, cancel := context.WithTimeout(ctx, p.opts.AnswerTimeout)
 	defer cancel()
-	resp, err := pr.rpc.Describe(dctx, &pluginv1.DescribeRequest{HostBrokerId: pr.brokerID})
+	resp, err := pr.rpc.Describe(dctx, &pluginv1.DescribeRequest{HostBrokerId: pr.brokerID, OutputBatches: true})
 	if err != nil {
 		// gRPC's own timer may end the call a moment before dctx's.
 		if (dctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded) && ctx.Err() == nil {
@@ -640,9 +640,9 @@ func (p *Plugin) Execute(ctx context.Context, req Request, out func(Line)) (_ Re
 		}
 		switch e := ev.GetEvent().(type) {
 		case *pluginv1.ExecuteEvent_Line:
-			if out != nil {
-				out(Line{Stream: streamName(e.Line.GetStream()), Text: e.Line.GetText()})
-			}
+			emitLines(out, e.Line)
+		case *pluginv1.ExecuteEvent_Lines:
+			emitLines(out, e.Lines.GetLines()...)
 		case *pluginv1.ExecuteEvent_Result:
 			return p.response(req.Module, e.Result)
 		}
@@ -689,9 +689,9 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 		for _, ev := range events {
 			switch e := ev.GetEvent().(type) {
 			case *pluginv1.ExecuteEvent_Line:
-				if out != nil {
-					out(Line{Stream: streamName(e.Line.GetStream()), Text: e.Line.GetText()})
-				}
+				emitLines(out, e.Line)
+			case *pluginv1.ExecuteEvent_Lines:
+				emitLines(out, e.Lines.GetLines()...)
 			case *pluginv1.ExecuteEvent_Result:
 				resp, rerr := p.response(module, e.Result)
 				if stopping != nil && rerr == nil && !resp.FinishedUncancelled {
@@ -707,6 +707,16 @@ func (p *Plugin) executeOnSession(ctx context.Context, pr *process, sess *sessio
 		if err != nil {
 			return Response{}, p.noResult(ctx, pr, id, module, err)
 		}
+	}
+}
+
+// emitLines passes output lines to out, in order; out may be nil.
+func emitLines(out func(Line), lines ...*pluginv1.OutputLine) {
+	if out == nil {
+		return
+	}
+	for _, l := range lines {
+		out(Line{Stream: streamName(l.GetStream()), Text: l.GetText()})
 	}
 }
 

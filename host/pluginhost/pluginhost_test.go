@@ -360,6 +360,41 @@ func TestExecuteLines(t *testing.T) {
 	}
 }
 
+// TestExecuteManyLines: thousands of lines, which the plugin sends in
+// batches (the host asks for them in Describe), arrive whole and in order,
+// over the session stream and over Execute calls of their own.
+func TestExecuteManyLines(t *testing.T) {
+	const count = 2000 // 6,000 lines and more: several full batches
+	for _, sessions := range []string{"on", "off"} {
+		t.Run("sessions "+sessions, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), deadlockGuard)
+			defer cancel()
+			p, err := pluginhost.Start(ctx, pluginhost.Spec{Name: "testkit", Path: testkitBin, Env: []string{"MODPIPE_PLUGIN_SESSIONS=" + sessions}}, pluginhost.Options{Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			resp, lines, err := execute(t, p, pluginhost.Request{Module: "l", Kind: "lines", Config: json.RawMessage(fmt.Sprintf(`{"count":%d}`, count))})
+			if err != nil || !resp.Succeeded {
+				t.Fatalf("resp = %+v, err %v", resp, err)
+			}
+			next := map[string]int{}
+			for _, l := range lines {
+				prefix := map[string]string{"stdout": "out", "stderr": "err", "log": "log"}[l.Stream]
+				if n := next[l.Stream]; n < count {
+					if want := fmt.Sprintf("%s %d", prefix, n); l.Text != want {
+						t.Fatalf("%s line %q, want %q: lost or out of order", l.Stream, l.Text, want)
+					}
+					next[l.Stream] = n + 1
+				}
+			}
+			if next["stdout"] != count || next["stderr"] != count || next["log"] != count {
+				t.Errorf("lines per stream %v, want %d each", next, count)
+			}
+		})
+	}
+}
+
 func TestFailureCarriesValueAndTail(t *testing.T) {
 	p := start(t, testkitBin, pluginhost.Options{})
 	tests := []struct {

@@ -140,7 +140,11 @@ type DescribeRequest struct {
 	// Host service for this plugin process (the same id every
 	// ExecuteRequest carries). A plugin should dial it now: go-plugin's
 	// broker forgets an undialled id after a few seconds.
-	HostBrokerId  uint32 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
+	HostBrokerId uint32 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
+	// output_batches says the host takes ExecuteEvent.lines: several output
+	// lines in one message. A plugin sends them only to a host that says so
+	// (an older host would drop them).
+	OutputBatches bool `protobuf:"varint,2,opt,name=output_batches,json=outputBatches,proto3" json:"output_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +184,13 @@ func (x *DescribeRequest) GetHostBrokerId() uint32 {
 		return x.HostBrokerId
 	}
 	return 0
+}
+
+func (x *DescribeRequest) GetOutputBatches() bool {
+	if x != nil {
+		return x.OutputBatches
+	}
+	return false
 }
 
 type DescribeResponse struct {
@@ -811,6 +822,7 @@ type ExecuteEvent struct {
 	//
 	//	*ExecuteEvent_Line
 	//	*ExecuteEvent_Result
+	//	*ExecuteEvent_Lines
 	Event         isExecuteEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -871,6 +883,15 @@ func (x *ExecuteEvent) GetResult() *Result {
 	return nil
 }
 
+func (x *ExecuteEvent) GetLines() *OutputLines {
+	if x != nil {
+		if x, ok := x.Event.(*ExecuteEvent_Lines); ok {
+			return x.Lines
+		}
+	}
+	return nil
+}
+
 type isExecuteEvent_Event interface {
 	isExecuteEvent_Event()
 }
@@ -884,9 +905,64 @@ type ExecuteEvent_Result struct {
 	Result *Result `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
 }
 
+type ExecuteEvent_Lines struct {
+	// lines are output lines in the order the module wrote them, for a
+	// host that asked for batches (DescribeRequest.output_batches): a
+	// message per line cost more than the line for modules that print a
+	// lot.
+	Lines *OutputLines `protobuf:"bytes,3,opt,name=lines,proto3,oneof"`
+}
+
 func (*ExecuteEvent_Line) isExecuteEvent_Event() {}
 
 func (*ExecuteEvent_Result) isExecuteEvent_Event() {}
+
+func (*ExecuteEvent_Lines) isExecuteEvent_Event() {}
+
+// OutputLines is several output lines in one message.
+type OutputLines struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*OutputLine          `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputLines) Reset() {
+	*x = OutputLines{}
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputLines) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputLines) ProtoMessage() {}
+
+func (x *OutputLines) ProtoReflect() protoreflect.Message {
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputLines.ProtoReflect.Descriptor instead.
+func (*OutputLines) Descriptor() ([]byte, []int) {
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OutputLines) GetLines() []*OutputLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
 
 // SessionRequest is one message from the host on a Session stream.
 type SessionRequest struct {
@@ -902,7 +978,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +990,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1003,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionRequest) GetRequest() isSessionRequest_Request {
@@ -986,7 +1062,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1074,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1087,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionEvent) GetExecutionId() string {
@@ -1039,7 +1115,7 @@ type OutputLine struct {
 
 func (x *OutputLine) Reset() {
 	*x = OutputLine{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1127,7 @@ func (x *OutputLine) String() string {
 func (*OutputLine) ProtoMessage() {}
 
 func (x *OutputLine) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1140,7 @@ func (x *OutputLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputLine.ProtoReflect.Descriptor instead.
 func (*OutputLine) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OutputLine) GetStream() Stream {
@@ -1105,7 +1181,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1193,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1206,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Result) GetSucceeded() bool {
@@ -1183,7 +1259,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1271,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1284,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Error) GetMessage() string {
@@ -1241,7 +1317,7 @@ type AwaitRequest struct {
 
 func (x *AwaitRequest) Reset() {
 	*x = AwaitRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1329,7 @@ func (x *AwaitRequest) String() string {
 func (*AwaitRequest) ProtoMessage() {}
 
 func (x *AwaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1342,7 @@ func (x *AwaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitRequest.ProtoReflect.Descriptor instead.
 func (*AwaitRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AwaitRequest) GetExecutionId() string {
@@ -1284,7 +1360,7 @@ type AwaitResponse struct {
 
 func (x *AwaitResponse) Reset() {
 	*x = AwaitResponse{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1372,7 @@ func (x *AwaitResponse) String() string {
 func (*AwaitResponse) ProtoMessage() {}
 
 func (x *AwaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1385,7 @@ func (x *AwaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitResponse.ProtoReflect.Descriptor instead.
 func (*AwaitResponse) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 type GetResultRequest struct {
@@ -1324,7 +1400,7 @@ type GetResultRequest struct {
 
 func (x *GetResultRequest) Reset() {
 	*x = GetResultRequest{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1412,7 @@ func (x *GetResultRequest) String() string {
 func (*GetResultRequest) ProtoMessage() {}
 
 func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1425,7 @@ func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultRequest.ProtoReflect.Descriptor instead.
 func (*GetResultRequest) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetResultRequest) GetCaller() string {
@@ -1377,7 +1453,7 @@ type GetResultResponse struct {
 
 func (x *GetResultResponse) Reset() {
 	*x = GetResultResponse{}
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1465,7 @@ func (x *GetResultResponse) String() string {
 func (*GetResultResponse) ProtoMessage() {}
 
 func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_modpipe_plugin_v1_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1478,7 @@ func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultResponse.ProtoReflect.Descriptor instead.
 func (*GetResultResponse) Descriptor() ([]byte, []int) {
-	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_modpipe_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetResultResponse) GetEnvelopeJson() string {
@@ -1416,9 +1492,10 @@ var File_modpipe_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\x1emodpipe/plugin/v1/plugin.proto\x12\x11modpipe.plugin.v1\"7\n" +
+	"\x1emodpipe/plugin/v1/plugin.proto\x12\x11modpipe.plugin.v1\"^\n" +
 	"\x0fDescribeRequest\x12$\n" +
-	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\"\xbc\x01\n" +
+	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\x12%\n" +
+	"\x0eoutput_batches\x18\x02 \x01(\bR\routputBatches\"\xbc\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
@@ -1471,11 +1548,14 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	" \x01(\tR\vexecutionId\x1a9\n" +
 	"\vMatrixEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x01\n" +
 	"\fExecuteEvent\x123\n" +
 	"\x04line\x18\x01 \x01(\v2\x1d.modpipe.plugin.v1.OutputLineH\x00R\x04line\x123\n" +
-	"\x06result\x18\x02 \x01(\v2\x19.modpipe.plugin.v1.ResultH\x00R\x06resultB\a\n" +
-	"\x05event\"t\n" +
+	"\x06result\x18\x02 \x01(\v2\x19.modpipe.plugin.v1.ResultH\x00R\x06result\x126\n" +
+	"\x05lines\x18\x03 \x01(\v2\x1e.modpipe.plugin.v1.OutputLinesH\x00R\x05linesB\a\n" +
+	"\x05event\"B\n" +
+	"\vOutputLines\x123\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1d.modpipe.plugin.v1.OutputLineR\x05lines\"t\n" +
 	"\x0eSessionRequest\x12=\n" +
 	"\aexecute\x18\x01 \x01(\v2!.modpipe.plugin.v1.ExecuteRequestH\x00R\aexecute\x12\x18\n" +
 	"\x06cancel\x18\x02 \x01(\tH\x00R\x06cancelB\t\n" +
@@ -1539,7 +1619,7 @@ func file_modpipe_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_modpipe_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_modpipe_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_modpipe_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_modpipe_plugin_v1_plugin_proto_goTypes = []any{
 	(Severity)(0),                // 0: modpipe.plugin.v1.Severity
 	(Stream)(0),                  // 1: modpipe.plugin.v1.Stream
@@ -1554,16 +1634,17 @@ var file_modpipe_plugin_v1_plugin_proto_goTypes = []any{
 	(*Diagnostic)(nil),           // 10: modpipe.plugin.v1.Diagnostic
 	(*ExecuteRequest)(nil),       // 11: modpipe.plugin.v1.ExecuteRequest
 	(*ExecuteEvent)(nil),         // 12: modpipe.plugin.v1.ExecuteEvent
-	(*SessionRequest)(nil),       // 13: modpipe.plugin.v1.SessionRequest
-	(*SessionEvent)(nil),         // 14: modpipe.plugin.v1.SessionEvent
-	(*OutputLine)(nil),           // 15: modpipe.plugin.v1.OutputLine
-	(*Result)(nil),               // 16: modpipe.plugin.v1.Result
-	(*Error)(nil),                // 17: modpipe.plugin.v1.Error
-	(*AwaitRequest)(nil),         // 18: modpipe.plugin.v1.AwaitRequest
-	(*AwaitResponse)(nil),        // 19: modpipe.plugin.v1.AwaitResponse
-	(*GetResultRequest)(nil),     // 20: modpipe.plugin.v1.GetResultRequest
-	(*GetResultResponse)(nil),    // 21: modpipe.plugin.v1.GetResultResponse
-	nil,                          // 22: modpipe.plugin.v1.ExecuteRequest.MatrixEntry
+	(*OutputLines)(nil),          // 13: modpipe.plugin.v1.OutputLines
+	(*SessionRequest)(nil),       // 14: modpipe.plugin.v1.SessionRequest
+	(*SessionEvent)(nil),         // 15: modpipe.plugin.v1.SessionEvent
+	(*OutputLine)(nil),           // 16: modpipe.plugin.v1.OutputLine
+	(*Result)(nil),               // 17: modpipe.plugin.v1.Result
+	(*Error)(nil),                // 18: modpipe.plugin.v1.Error
+	(*AwaitRequest)(nil),         // 19: modpipe.plugin.v1.AwaitRequest
+	(*AwaitResponse)(nil),        // 20: modpipe.plugin.v1.AwaitResponse
+	(*GetResultRequest)(nil),     // 21: modpipe.plugin.v1.GetResultRequest
+	(*GetResultResponse)(nil),    // 22: modpipe.plugin.v1.GetResultResponse
+	nil,                          // 23: modpipe.plugin.v1.ExecuteRequest.MatrixEntry
 }
 var file_modpipe_plugin_v1_plugin_proto_depIdxs = []int32{
 	4,  // 0: modpipe.plugin.v1.DescribeResponse.kinds:type_name -> modpipe.plugin.v1.ModuleKind
@@ -1572,32 +1653,34 @@ var file_modpipe_plugin_v1_plugin_proto_depIdxs = []int32{
 	6,  // 3: modpipe.plugin.v1.ValidateManyRequest.requests:type_name -> modpipe.plugin.v1.ValidateRequest
 	7,  // 4: modpipe.plugin.v1.ValidateManyResponse.responses:type_name -> modpipe.plugin.v1.ValidateResponse
 	0,  // 5: modpipe.plugin.v1.Diagnostic.severity:type_name -> modpipe.plugin.v1.Severity
-	22, // 6: modpipe.plugin.v1.ExecuteRequest.matrix:type_name -> modpipe.plugin.v1.ExecuteRequest.MatrixEntry
-	15, // 7: modpipe.plugin.v1.ExecuteEvent.line:type_name -> modpipe.plugin.v1.OutputLine
-	16, // 8: modpipe.plugin.v1.ExecuteEvent.result:type_name -> modpipe.plugin.v1.Result
-	11, // 9: modpipe.plugin.v1.SessionRequest.execute:type_name -> modpipe.plugin.v1.ExecuteRequest
-	12, // 10: modpipe.plugin.v1.SessionEvent.event:type_name -> modpipe.plugin.v1.ExecuteEvent
-	1,  // 11: modpipe.plugin.v1.OutputLine.stream:type_name -> modpipe.plugin.v1.Stream
-	17, // 12: modpipe.plugin.v1.Result.error:type_name -> modpipe.plugin.v1.Error
-	2,  // 13: modpipe.plugin.v1.Plugin.Describe:input_type -> modpipe.plugin.v1.DescribeRequest
-	6,  // 14: modpipe.plugin.v1.Plugin.Validate:input_type -> modpipe.plugin.v1.ValidateRequest
-	8,  // 15: modpipe.plugin.v1.Plugin.ValidateMany:input_type -> modpipe.plugin.v1.ValidateManyRequest
-	11, // 16: modpipe.plugin.v1.Plugin.Execute:input_type -> modpipe.plugin.v1.ExecuteRequest
-	18, // 17: modpipe.plugin.v1.Plugin.Await:input_type -> modpipe.plugin.v1.AwaitRequest
-	13, // 18: modpipe.plugin.v1.Plugin.Session:input_type -> modpipe.plugin.v1.SessionRequest
-	20, // 19: modpipe.plugin.v1.Host.GetResult:input_type -> modpipe.plugin.v1.GetResultRequest
-	3,  // 20: modpipe.plugin.v1.Plugin.Describe:output_type -> modpipe.plugin.v1.DescribeResponse
-	7,  // 21: modpipe.plugin.v1.Plugin.Validate:output_type -> modpipe.plugin.v1.ValidateResponse
-	9,  // 22: modpipe.plugin.v1.Plugin.ValidateMany:output_type -> modpipe.plugin.v1.ValidateManyResponse
-	12, // 23: modpipe.plugin.v1.Plugin.Execute:output_type -> modpipe.plugin.v1.ExecuteEvent
-	19, // 24: modpipe.plugin.v1.Plugin.Await:output_type -> modpipe.plugin.v1.AwaitResponse
-	14, // 25: modpipe.plugin.v1.Plugin.Session:output_type -> modpipe.plugin.v1.SessionEvent
-	21, // 26: modpipe.plugin.v1.Host.GetResult:output_type -> modpipe.plugin.v1.GetResultResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	23, // 6: modpipe.plugin.v1.ExecuteRequest.matrix:type_name -> modpipe.plugin.v1.ExecuteRequest.MatrixEntry
+	16, // 7: modpipe.plugin.v1.ExecuteEvent.line:type_name -> modpipe.plugin.v1.OutputLine
+	17, // 8: modpipe.plugin.v1.ExecuteEvent.result:type_name -> modpipe.plugin.v1.Result
+	13, // 9: modpipe.plugin.v1.ExecuteEvent.lines:type_name -> modpipe.plugin.v1.OutputLines
+	16, // 10: modpipe.plugin.v1.OutputLines.lines:type_name -> modpipe.plugin.v1.OutputLine
+	11, // 11: modpipe.plugin.v1.SessionRequest.execute:type_name -> modpipe.plugin.v1.ExecuteRequest
+	12, // 12: modpipe.plugin.v1.SessionEvent.event:type_name -> modpipe.plugin.v1.ExecuteEvent
+	1,  // 13: modpipe.plugin.v1.OutputLine.stream:type_name -> modpipe.plugin.v1.Stream
+	18, // 14: modpipe.plugin.v1.Result.error:type_name -> modpipe.plugin.v1.Error
+	2,  // 15: modpipe.plugin.v1.Plugin.Describe:input_type -> modpipe.plugin.v1.DescribeRequest
+	6,  // 16: modpipe.plugin.v1.Plugin.Validate:input_type -> modpipe.plugin.v1.ValidateRequest
+	8,  // 17: modpipe.plugin.v1.Plugin.ValidateMany:input_type -> modpipe.plugin.v1.ValidateManyRequest
+	11, // 18: modpipe.plugin.v1.Plugin.Execute:input_type -> modpipe.plugin.v1.ExecuteRequest
+	19, // 19: modpipe.plugin.v1.Plugin.Await:input_type -> modpipe.plugin.v1.AwaitRequest
+	14, // 20: modpipe.plugin.v1.Plugin.Session:input_type -> modpipe.plugin.v1.SessionRequest
+	21, // 21: modpipe.plugin.v1.Host.GetResult:input_type -> modpipe.plugin.v1.GetResultRequest
+	3,  // 22: modpipe.plugin.v1.Plugin.Describe:output_type -> modpipe.plugin.v1.DescribeResponse
+	7,  // 23: modpipe.plugin.v1.Plugin.Validate:output_type -> modpipe.plugin.v1.ValidateResponse
+	9,  // 24: modpipe.plugin.v1.Plugin.ValidateMany:output_type -> modpipe.plugin.v1.ValidateManyResponse
+	12, // 25: modpipe.plugin.v1.Plugin.Execute:output_type -> modpipe.plugin.v1.ExecuteEvent
+	20, // 26: modpipe.plugin.v1.Plugin.Await:output_type -> modpipe.plugin.v1.AwaitResponse
+	15, // 27: modpipe.plugin.v1.Plugin.Session:output_type -> modpipe.plugin.v1.SessionEvent
+	22, // 28: modpipe.plugin.v1.Host.GetResult:output_type -> modpipe.plugin.v1.GetResultResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_modpipe_plugin_v1_plugin_proto_init() }
@@ -1608,8 +1691,9 @@ func file_modpipe_plugin_v1_plugin_proto_init() {
 	file_modpipe_plugin_v1_plugin_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecuteEvent_Line)(nil),
 		(*ExecuteEvent_Result)(nil),
+		(*ExecuteEvent_Lines)(nil),
 	}
-	file_modpipe_plugin_v1_plugin_proto_msgTypes[11].OneofWrappers = []any{
+	file_modpipe_plugin_v1_plugin_proto_msgTypes[12].OneofWrappers = []any{
 		(*SessionRequest_Execute)(nil),
 		(*SessionRequest_Cancel)(nil),
 	}
@@ -1619,7 +1703,7 @@ func file_modpipe_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_modpipe_plugin_v1_plugin_proto_rawDesc), len(file_modpipe_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
