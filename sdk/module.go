@@ -129,7 +129,8 @@ func (m *Module) Matrix() map[string]string { return maps.Clone(m.matrix) }
 func (m *Module) Dependencies() []string { return append([]string(nil), m.deps...) }
 
 // Stdout is the module's standard output: line-buffered, each line sent to
-// the host as it completes. Safe for concurrent use.
+// the host as it completes (within a few milliseconds, with the lines
+// around it, to a host that takes batches). Safe for concurrent use.
 func (m *Module) Stdout() io.Writer { return m.stdout }
 
 // Stderr is the module's standard error, like Stdout. Its last lines become
