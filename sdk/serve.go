@@ -345,11 +345,7 @@ func (s *server) Await(ctx context.Context, req *pluginv1.AwaitRequest) (*plugin
 // Execute implements pluginv1.PluginServer.
 func (s *server) Execute(req *pluginv1.ExecuteRequest, stream grpc.ServerStreamingServer[pluginv1.ExecuteEvent]) error {
 	s.restoreStderr()
-	result := s.serveModule(stream.Context(), req, func(line *pluginv1.OutputLine) error {
-		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
-	}, func(lines []*pluginv1.OutputLine) error {
-		return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Lines{Lines: &pluginv1.OutputLines{Lines: lines}}})
-	})
+	result := s.serveModule(stream.Context(), req, stream.Send)
 	return stream.Send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
 }
 
@@ -403,11 +399,7 @@ func (s *server) Session(stream grpc.BidiStreamingServer[pluginv1.SessionRequest
 					mu.Unlock()
 					cancel()
 				}()
-				result := s.serveModule(mctx, req, func(line *pluginv1.OutputLine) error {
-					return send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
-				}, func(lines []*pluginv1.OutputLine) error {
-					return send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Lines{Lines: &pluginv1.OutputLines{Lines: lines}}})
-				})
+				result := s.serveModule(mctx, req, func(ev *pluginv1.ExecuteEvent) error { return send(id, ev) })
 				// A failed send means the session is gone; its modules
 				// are being cancelled and no one reads the result.
 				_ = send(id, &pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Result{Result: result}})
@@ -434,10 +426,9 @@ func (s *server) Session(stream grpc.BidiStreamingServer[pluginv1.SessionRequest
 
 // serveModule runs one module for Execute or Session, registered under
 // its execution id for Await while it runs, and returns its result.
-//
-// send sends one line; sendLines several, and is used only when the host
-// asked for batches (DescribeRequest.output_batches).
-func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, send func(*pluginv1.OutputLine) error, sendLines func([]*pluginv1.OutputLine) error) *pluginv1.Result {
+// Its output goes out through send: a line per event, or several in one
+// when the host asked for batches (DescribeRequest.output_batches).
+func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, send func(*pluginv1.ExecuteEvent) error) *pluginv1.Result {
 	if id := req.GetExecutionId(); id != "" {
 		done := make(chan struct{})
 		s.mu.Lock()
@@ -450,10 +441,16 @@ func (s *server) serveModule(ctx context.Context, req *pluginv1.ExecuteRequest, 
 			close(done)
 		}()
 	}
-	if !s.outputBatches.Load() {
-		sendLines = nil
+	sendLine := func(line *pluginv1.OutputLine) error {
+		return send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Line{Line: line}})
 	}
-	return s.execute(ctx, req, newModule(req, s, send, sendLines))
+	var sendLines func([]*pluginv1.OutputLine) error
+	if s.outputBatches.Load() {
+		sendLines = func(lines []*pluginv1.OutputLine) error {
+			return send(&pluginv1.ExecuteEvent{Event: &pluginv1.ExecuteEvent_Lines{Lines: &pluginv1.OutputLines{Lines: lines}}})
+		}
+	}
+	return s.execute(ctx, req, newModule(req, s, sendLine, sendLines))
 }
 
 // execute runs the module and builds its final result. Every path ends in
