@@ -452,18 +452,24 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 	defer cancel()
 	resp, err := pr.rpc.Validate(vctx, &pluginv1.ValidateRequest{Kind: kind, ConfigJson: string(config)})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
-		}
-		if vctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded {
-			return nil, fmt.Errorf("plugin %q (%s) did not answer Validate for kind %q within %s", p.spec.Name, p.spec.Path, kind, p.opts.AnswerTimeout)
-		}
-		if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
-			return nil, fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())
-		}
-		return nil, fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
+		return nil, p.validateError(ctx, vctx, err, fmt.Sprintf("Validate for kind %q", kind))
 	}
 	return diagnosticsOf(resp), nil
+}
+
+// validateError says why a Validate or ValidateMany call (what, for the
+// message) under vctx, a deadline on ctx, got no answer.
+func (p *Plugin) validateError(ctx, vctx context.Context, err error, what string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
+	}
+	if vctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded {
+		return fmt.Errorf("plugin %q (%s) did not answer %s within %s", p.spec.Name, p.spec.Path, what, p.opts.AnswerTimeout)
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
+		return fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())
+	}
+	return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
 }
 
 // diagnosticsOf converts a Validate answer.
@@ -535,18 +541,11 @@ func (p *Plugin) validateMany(ctx context.Context, qs []Question, out []Verdict)
 	vctx, cancel := context.WithTimeout(ctx, p.opts.AnswerTimeout)
 	defer cancel()
 	resp, err := pr.rpc.ValidateMany(vctx, req)
-	switch {
-	case err == nil:
-	case status.Code(err) == codes.Unimplemented:
-		return err
-	case ctx.Err() != nil:
-		return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
-	case vctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded:
-		return fmt.Errorf("plugin %q (%s) did not answer ValidateMany for %d configs within %s", p.spec.Name, p.spec.Path, len(qs), p.opts.AnswerTimeout)
-	case status.Code(err) == codes.NotFound:
-		return fmt.Errorf("validate with plugin %q: %s", p.spec.Name, status.Convert(err).Message())
-	default:
-		return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
+	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			return err
+		}
+		return p.validateError(ctx, vctx, err, fmt.Sprintf("ValidateMany for %d configs", len(qs)))
 	}
 	if got := len(resp.GetResponses()); got != len(qs) {
 		return fmt.Errorf("plugin %q broke the protocol: ValidateMany answered %d of %d configs", p.spec.Name, got, len(qs))
