@@ -268,13 +268,9 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 		}
 	}
 	// One question per distinct config, as validateStatic asks them.
-	seen := map[string]bool{}
-	questions := map[string][]question{}
-	for _, a := range asks {
-		if !seen[a.key] {
-			seen[a.key] = true
-			questions[a.m.Plugin] = append(questions[a.m.Plugin], question{a.key, a.k.Name, a.cfg})
-		}
+	questions := make([]question, len(asks))
+	for i, a := range asks {
+		questions[i] = question{a.m.Plugin, a.key, a.k.Name, a.cfg}
 	}
 	verdicts := askPlugins(ctx, questions, set.Get)
 	for _, a := range asks {
@@ -580,8 +576,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	}
 	var (
 		checks []check
-		seen   = map[string]bool{}
-		asks   = map[string][]question{} // by plugin, first come first
+		asks   []question
 	)
 	// Every module outside a matrix sees the same values here; building
 	// them once rather than per module was 8% of validating 10,000
@@ -627,10 +622,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 				p.staticConfigs[n.Address] = cfgJSON
 			}
 			c.key = verdictKey(m.Plugin, k.Name, cfgJSON)
-			if !seen[c.key] {
-				seen[c.key] = true
-				asks[m.Plugin] = append(asks[m.Plugin], question{c.key, k.Name, cfgJSON})
-			}
+			asks = append(asks, question{m.Plugin, c.key, k.Name, cfgJSON})
 		}
 		checks = append(checks, c)
 	}
@@ -665,11 +657,10 @@ const (
 	validateBatch    = 64
 )
 
-// question is a distinct config to put to a plugin, under its
-// verdictKey.
+// question is a config to put to a plugin, under its verdictKey.
 type question struct {
-	key, kind string
-	cfg       []byte
+	plugin, key, kind string
+	cfg               []byte
 }
 
 // verdict is a plugin's answer to a question.
@@ -678,13 +669,22 @@ type verdict struct {
 	err   error
 }
 
-// askPlugins puts to each plugin (by name, through plugin) its questions,
-// and returns the verdicts by key. The plugins answer at once, each its
+// askPlugins puts each question to its plugin (found by name through
+// plugin) once per key, however many modules share that config, and
+// returns the verdicts by key. The plugins answer at once, each its
 // questions in batches (ValidateMany), validateInFlight batches in
 // flight. A call per distinct config, one at a time, put a round trip
 // per config before the first module: 1,000 modules that differ by an
 // argument waited 0.38 s.
-func askPlugins(ctx context.Context, asks map[string][]question, plugin func(string) (*pluginhost.Plugin, bool)) map[string]verdict {
+func askPlugins(ctx context.Context, questions []question, plugin func(string) (*pluginhost.Plugin, bool)) map[string]verdict {
+	seen := map[string]bool{}
+	asks := map[string][]question{} // by plugin, first come first
+	for _, q := range questions {
+		if !seen[q.key] {
+			seen[q.key] = true
+			asks[q.plugin] = append(asks[q.plugin], q)
+		}
+	}
 	var (
 		mu       sync.Mutex
 		verdicts = map[string]verdict{}
