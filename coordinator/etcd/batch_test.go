@@ -438,9 +438,20 @@ func TestCommitterIdleAndBusy(t *testing.T) {
 	if w := cm.writes.Load(); w != 2*g*n+1 {
 		t.Fatalf("%d writes counted, want %d", w, 2*g*n+1)
 	}
-	cm.mu.Lock()
-	queued, busy := len(cm.queue), cm.busy
-	cm.mu.Unlock()
+	// run hands each batch's results to their callers and then marks
+	// itself idle: the last caller may return a moment before that.
+	var (
+		queued int
+		busy   bool
+	)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		cm.mu.Lock()
+		queued, busy = len(cm.queue), cm.busy
+		cm.mu.Unlock()
+		if queued == 0 && !busy || time.Now().After(deadline) {
+			break
+		}
+	}
 	if queued != 0 || busy {
 		t.Fatalf("committer left with %d queued, busy %v", queued, busy)
 	}
