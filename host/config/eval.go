@@ -280,7 +280,7 @@ func (m *Module) evalConfigDirect(ctx *hcl.EvalContext, k *schema.Kind) (json.Ra
 				return nil, false
 			}
 		}
-		cv, err := convert.Convert(v, a.Type)
+		cv, err := convertValue(v, a.Type)
 		if err != nil || !cv.IsWhollyKnown() {
 			return nil, false
 		}
@@ -407,7 +407,7 @@ func (m *Module) CheckBody(k *schema.Kind) hcl.Diagnostics {
 			diags = append(diags, unknownKeyDiag(path, key, known, attr.Expr.Range(), attr, ctx))
 			continue
 		}
-		if _, err := convert.Convert(v, a.Type); err != nil {
+		if _, err := convertValue(v, a.Type); err != nil {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity:    hcl.DiagError,
 				Summary:     "Incorrect attribute value type",

@@ -536,7 +536,7 @@ func evalAttr(a *hcl.Attribute, ctx *hcl.EvalContext, ty cty.Type) (v cty.Value,
 	if v.IsNull() {
 		return cty.NilVal, false, append(diags, attrError(a, fmt.Sprintf("Invalid value for %s", a.Name), fmt.Sprintf("%s must not be null; remove the attribute to use its default.", a.Name)))
 	}
-	cv, err := convert.Convert(v, ty)
+	cv, err := convertValue(v, ty)
 	if err != nil {
 		d := attrError(a, fmt.Sprintf("Invalid value for %s", a.Name),
 			fmt.Sprintf("%s must be %s, but this is %s.", a.Name, describeType(ty), describeType(v.Type())))

@@ -261,17 +261,19 @@ func checkAxisValues(a *hcl.Attribute, axis string, values []string) ([]string, 
 	if len(values) == 0 {
 		return nil, hcl.Diagnostics{attrError(a, "Empty matrix", fmt.Sprintf("The matrix axis %q has no values, so the module would never run. Give at least one value.", axis))}
 	}
-	var out []string
+	out := make([]string, 0, len(values))
+	seen := make(map[string]bool, len(values))
 	for _, v := range values {
 		if v == "" || strings.ContainsAny(v, "[]=,\"' \t\r\n") {
 			diags = append(diags, attrError(a, "Invalid matrix value",
 				fmt.Sprintf("%q cannot be a matrix value: values name instances (NAME[value]), so they must be non-empty and contain no spaces, quotes, brackets, commas or equals signs.", v)))
 			continue
 		}
-		if contains(out, v) {
+		if seen[v] {
 			diags = append(diags, attrError(a, "Duplicate matrix value", fmt.Sprintf("The matrix axis %q lists %q twice; each instance needs its own name.", axis, v)))
 			continue
 		}
+		seen[v] = true
 		out = append(out, v)
 	}
 	return out, diags

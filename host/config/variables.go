@@ -65,7 +65,7 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 		}
 
 		if given, ok := p.givenValues[name]; ok {
-			cv, err := convert.Convert(given, v.Type)
+			cv, err := convertValue(given, v.Type)
 			if err != nil {
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
@@ -106,7 +106,7 @@ func (p *Pipeline) decodeVariables(blocks []*hcl.Block, vars map[string]string) 
 			if d.HasErrors() {
 				continue
 			}
-			cv, err := convert.Convert(dv, v.Type)
+			cv, err := convertValue(dv, v.Type)
 			if err != nil {
 				diags = append(diags, attrError(a, "Invalid default value for variable",
 					fmt.Sprintf("The default of %q does not match its type %s: %s.", name, typeexpr.TypeString(v.Type), err)))
@@ -207,7 +207,7 @@ func parseVariable(raw string, ty cty.Type, from string) (cty.Value, error) {
 		return cty.NilVal, fmt.Errorf("%s=%q is not a value of type %s: a %s is written as an HCL expression, such as %s%s",
 			from, raw, typeexpr.TypeString(ty), typeexpr.TypeString(ty), exampleOf(ty), why)
 	}
-	cv, err := convert.Convert(v, ty)
+	cv, err := convertValue(v, ty)
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s=%q does not match the variable's type %s: %s", from, raw, typeexpr.TypeString(ty), err)
 	}
