@@ -591,6 +591,23 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 		deferred bool
 	}
 	nodes := p.graph.Nodes()
+	// Whether a body calls functions is the module's, not an instance's:
+	// walked per instance, a matrix of 10,000 instances walked its
+	// exclude list 10,000 times (7 s for 1,000 entries).
+	var bodies []*config.Module
+	seen := map[*config.Module]bool{}
+	for _, n := range nodes {
+		if m := n.Module; len(m.References) == 0 && !seen[m] {
+			seen[m] = true
+			bodies = append(bodies, m)
+		}
+	}
+	calls := make([]bool, len(bodies))
+	eachAtOnce(len(bodies), func(i int) { calls[i] = callsFunctions(bodies[i].Body) })
+	callsFuncs := make(map[*config.Module]bool, len(bodies))
+	for i, m := range bodies {
+		callsFuncs[m] = calls[i]
+	}
 	evals := make([]evaluated, len(nodes))
 	eachAtOnce(len(nodes), func(i int) {
 		n := nodes[i]
@@ -607,7 +624,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 			evals[i] = evaluated{deferred: true}
 			return
 		}
-		evals[i] = evaluated{cfg: cfgJSON, diags: d, static: !d.HasErrors() && !callsFunctions(m.Body)}
+		evals[i] = evaluated{cfg: cfgJSON, diags: d, static: !d.HasErrors() && !callsFuncs[m]}
 	})
 	for i, n := range nodes {
 		m := n.Module

@@ -62,9 +62,11 @@ func TestStaticConfigs(t *testing.T) {
 		stdout[e.Module] = v.Stdout
 	}
 	want := map[string]string{
-		"constant": "hello from " + osName(runtime.GOOS),
-		"writer":   "",
-		"reader":   "new",
+		"constant":         "hello from " + osName(runtime.GOOS),
+		"writer":           "",
+		"reader":           "new",
+		"matrix_reader[1]": "new 1",
+		"matrix_reader[2]": "new 2",
 	}
 	for m, w := range want {
 		if stdout[m] != w {

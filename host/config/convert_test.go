@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/zclconf/go-cty/cty"
@@ -60,27 +59,5 @@ func TestConvertValueIsConvert(t *testing.T) {
 				t.Errorf("got %#v, want %#v", got, want)
 			}
 		})
-	}
-}
-
-// TestLongMatrixAxis loads a module whose one axis has 10,000 values,
-// the most a module may have, each an instance of its own.
-func TestLongMatrixAxis(t *testing.T) {
-	var sb strings.Builder
-	sb.WriteString("locals {\n  shards = [")
-	for i := range 10000 {
-		fmt.Fprintf(&sb, "%q, ", fmt.Sprintf("s%d", i))
-	}
-	sb.WriteString("]\n}\nmodule \"shell\" \"m\" {\n  matrix = local.shards\n}\n")
-	p := mustLoad(t, sb.String(), Options{})
-	in := p.Module("m").Matrix.Instances()
-	if len(in) != 10000 || in[0].Key != "s0" || in[9999].Key != "s9999" {
-		t.Fatalf("%d instances, first %s, last %s", len(in), in[0].Key, in[len(in)-1].Key)
-	}
-	// A duplicate is still found, at its line.
-	src := strings.Replace(sb.String(), `"s9998"`, `"s17"`, 1)
-	_, diags := loadString(t, src, Options{})
-	if !diags.HasErrors() || !strings.Contains(diags.Error(), `lists "s17" twice`) {
-		t.Fatalf("diags = %v, want the duplicate s17", diags)
 	}
 }

@@ -22,3 +22,13 @@ module "shell" "reader" {
   command    = ["echo", file("state.txt")]
   depends_on = [module.writer]
 }
+
+# The same in each instance of a matrix: whether a body calls a function
+# is decided once per module, for all its instances.
+module "shell" "matrix_reader" {
+  matrix {
+    n = ["1", "2"]
+  }
+  command    = ["echo", "${file("state.txt")} ${matrix.n}"]
+  depends_on = [module.writer]
+}
