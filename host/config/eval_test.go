@@ -271,6 +271,59 @@ variable "v" { default = "x" }
 	}
 }
 
+// TestLocalReferences checks what a local sees: the locals it names, and
+// the whole set when it uses local another way.
+func TestLocalReferences(t *testing.T) {
+	tests := []struct {
+		name, src, local string
+		want             cty.Value
+		wantErr          string
+	}{
+		{"named", `locals {
+  a = "x"
+  b = "y"
+  c = "${local.a}${local.b}"
+}`, "c", cty.StringVal("xy"), ""},
+		{"indexed", `locals {
+  a = "x"
+  c = local["a"]
+}`, "c", cty.StringVal("x"), ""},
+		{"the whole object", `locals {
+  a = "x"
+  b = "y"
+  c = length(local)
+}`, "c", cty.NumberIntVal(2), ""},
+		{"with variables and functions", `variable "v" {
+  default = "q"
+}
+locals {
+  a = "x"
+  c = upper("${var.v}${local.a}${run.instance}")
+}`, "c", cty.StringVal("QX0"), ""},
+		{"misspelt", `locals {
+  alpha = "x"
+  c = local.alpah
+}`, "", cty.NilVal, `does not have an attribute named "alpah"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, diags := loadString(t, tt.src, Options{})
+			if tt.wantErr != "" {
+				if !strings.Contains(diags.Error(), tt.wantErr) {
+					t.Fatalf("diags = %v, want %q", diags, tt.wantErr)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			if got := p.Locals[tt.local]; !got.RawEquals(tt.want) {
+				t.Errorf("local.%s = %#v, want %#v", tt.local, got, tt.want)
+			}
+		})
+	}
+}
+
 // kinds used by the EvalConfig and CheckBody tests.
 var execKind = &schema.Kind{
 	Name: "exec",
