@@ -43,6 +43,7 @@ type moduleRunner struct {
 	// masker hides the pipeline's secrets in output lines and in the
 	// envelope's error text before either leaves this instance (R7.4).
 	masker *secrets.Masker
+	values *moduleValues
 }
 
 func newModuleRunner(p *prepared, results envelopeSource, con *console, runID string, instance int) *moduleRunner {
@@ -50,7 +51,7 @@ func newModuleRunner(p *prepared, results envelopeSource, con *console, runID st
 	if err != nil {
 		host = "unknown"
 	}
-	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host, masker: pipelineMasker(p.cfg, p.opts.Environ)}
+	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host, masker: pipelineMasker(p.cfg, p.opts.Environ), values: newModuleValues(p.graph)}
 }
 
 // Execute implements schedule.Executor.
@@ -278,7 +279,7 @@ func (r *moduleRunner) scope(n *graph.Node) (config.Scope, error) {
 			if !ok {
 				return s, fmt.Errorf("result of %s is not available", deps[0].Address)
 			}
-			v, err := config.ModuleValue(&env)
+			v, err := r.values.value(deps[0].Address, &env)
 			if err != nil {
 				return s, fmt.Errorf("result of %s: %w", deps[0].Address, err)
 			}
@@ -291,7 +292,7 @@ func (r *moduleRunner) scope(n *graph.Node) (config.Scope, error) {
 			if !ok {
 				return s, fmt.Errorf("result of %s is not available", dn.Address)
 			}
-			v, err := config.ModuleValue(&env)
+			v, err := r.values.value(dn.Address, &env)
 			if err != nil {
 				return s, fmt.Errorf("result of %s: %w", dn.Address, err)
 			}
