@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -63,9 +64,24 @@ func (c ExecConfig) Validate() error {
 		return errors.New(`set either "command" or "script", not both`)
 	case len(c.Command) > 0 && c.Command[0] == "":
 		return sdk.AttributeError("command", `it starts with an empty program name; its first element must be the program to run`)
+	case runtime.GOOS == "linux" && len(c.Script) > maxArgBytes:
+		return sdk.AttributeError("script", "it is %d bytes, and Linux passes at most %d in one argument (the script is one: /bin/sh -e -c SCRIPT), so it could not start; put it in a file and run that, such as command = [\"sh\", \"-e\", \"build.sh\"]", len(c.Script), maxArgBytes)
+	}
+	if runtime.GOOS == "linux" {
+		for i, a := range c.Command {
+			if len(a) > maxArgBytes {
+				return sdk.AttributeError("command", "element %d is %d bytes, and Linux passes at most %d in one argument, so it could not start; pass it in a file instead", i, len(a), maxArgBytes)
+			}
+		}
 	}
 	return proc.CheckEnvKeys(c.Env)
 }
+
+// maxArgBytes is the longest argument Linux's exec takes
+// (MAX_ARG_STRLEN, 32 pages with the terminating NUL): a longer one
+// fails the start with "argument list too long", which says neither
+// which attribute nor what the limit is.
+const maxArgBytes = 32*4096 - 1
 
 // argv is the command line the config asks for.
 func (c ExecConfig) argv() []string {

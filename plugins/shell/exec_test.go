@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,19 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// execCase is one case of TestExec.
+type execCase struct {
+	name       string
+	cfg        ExecConfig
+	wantStdout string
+	wantCode   int
+	wantJSON   string
+	wantTail   string
+	wantErr    string // substring; empty = success
+	exitErr    bool
+	notFound   bool
+}
+
 func TestExec(t *testing.T) {
 	dir := t.TempDir()
 	realDir, _ := filepath.EvalSymlinks(dir)
@@ -43,17 +57,7 @@ func TestExec(t *testing.T) {
 		wantTail = append(wantTail, fmt.Sprintf("err%d", i))
 	}
 
-	tests := []struct {
-		name       string
-		cfg        ExecConfig
-		wantStdout string
-		wantCode   int
-		wantJSON   string
-		wantTail   string
-		wantErr    string // substring; empty = success
-		exitErr    bool
-		notFound   bool
-	}{
+	tests := []execCase{
 		{name: "argv", cfg: ExecConfig{Command: []string{"echo", "hello", "world"}}, wantStdout: "hello world", wantJSON: "null"},
 		{name: "argv no shell expansion", cfg: ExecConfig{Command: []string{"echo", "$HOME"}}, wantStdout: "$HOME", wantJSON: "null"},
 		{name: "script", cfg: ExecConfig{Script: "echo a\necho b"}, wantStdout: "a\nb", wantJSON: "null"},
@@ -76,6 +80,13 @@ func TestExec(t *testing.T) {
 		{name: "empty program", cfg: ExecConfig{Command: []string{""}}, wantErr: "empty program name"},
 		{name: "empty command list", cfg: ExecConfig{Command: []string{}}, wantErr: `attribute "command": the list is empty`},
 		{name: "missing dir", cfg: ExecConfig{Command: []string{"true"}, Dir: filepath.Join(dir, "nope")}, wantErr: "working directory"},
+		{name: "the longest script exec takes", cfg: ExecConfig{Script: longScript(maxArgBytes)}, wantStdout: "end", wantJSON: "null"},
+		{name: "the longest argument exec takes", cfg: ExecConfig{Command: []string{"sh", "-c", "echo end", strings.Repeat("x", maxArgBytes)}}, wantStdout: "end", wantJSON: "null"},
+	}
+	if runtime.GOOS == "linux" {
+		tests = append(tests,
+			execCase{name: "a script longer than exec takes", cfg: ExecConfig{Script: longScript(maxArgBytes + 1)}, wantErr: `attribute "script": it is 131072 bytes, and Linux passes at most 131071 in one argument`},
+			execCase{name: "an argument longer than exec takes", cfg: ExecConfig{Command: []string{"echo", "a", strings.Repeat("x", maxArgBytes+1)}}, wantErr: `attribute "command": element 2 is 131072 bytes`})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,4 +179,17 @@ func TestExecEnvInherited(t *testing.T) {
 	if res.Stdout != "yes" {
 		t.Errorf("inherited variable = %q, want yes", res.Stdout)
 	}
+}
+
+// longScript is a script of exactly n bytes that prints "end": comment
+// lines, then the echo.
+func longScript(n int) string {
+	const tail = "\necho end"
+	var sb strings.Builder
+	for sb.Len() < n-len(tail)-80 {
+		sb.WriteString("# " + strings.Repeat("x", 76) + "\n")
+	}
+	sb.WriteString("#" + strings.Repeat("y", n-len(tail)-sb.Len()-1))
+	sb.WriteString(tail)
+	return sb.String()
 }
