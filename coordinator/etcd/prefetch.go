@@ -125,7 +125,8 @@ func (s *Session) holdsPrefetchLocked() bool {
 func (s *Session) prefetch() {
 	s.mu.Lock()
 	s.prefetchArmed = false
-	if s.err != nil || s.closing || s.executingLocked() < s.member.Slots || len(s.ahead) > 0 || len(s.inbox) > 0 || s.viewRev < s.wroteRev {
+	// aheadInFlight: a Publish is claiming for this member (ahead.go).
+	if s.err != nil || s.closing || s.executingLocked() < s.member.Slots || len(s.ahead) > 0 || s.aheadInFlight > 0 || len(s.inbox) > 0 || s.viewRev < s.wroteRev {
 		s.mu.Unlock()
 		return
 	}

@@ -2,7 +2,9 @@ package etcd
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,4 +257,59 @@ func TestNoPrefetchWhilePublishing(t *testing.T) {
 		t.Fatalf("result of %s, want %s", r.Module, first.Assignment.Module)
 	}
 	publishSeen(t, ctx, m, w, next)
+}
+
+// A single-slot member whose modules run longer than prefetchAfter and
+// whose next module already started from its prefetched claim takes the
+// following claim in the Publish of the last one, not in a prefetch Txn
+// of its own: one commit per module. Its next Claim returns that claim
+// at once.
+func TestPrefetchWithPublish(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	c.prefetchAfter = 30 * time.Millisecond
+	var own atomic.Int64 // prefetch Txns of their own
+	c.testPrefetching = func(*Session) { own.Add(1) }
+	m, w, _ := join2Slots(t, ctx, c, uniqueRunID("prefetch-publish"))
+	enqueueAll(t, ctx, m, "a", "b", "c")
+	first, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPrefetches(t, ctx, c, 1) // the slot was busy for prefetchAfter
+	time.Sleep(c.prefetchAfter)  // the module runs longer than that
+	w.Publishing(first)
+	next, err := w.Claim(ctx) // the prefetched claim: the slot is busy again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Publish(ctx, first, coordinator.Envelope{Module: first.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.prefetches.Load(); n != 2 {
+		t.Fatalf("%d prefetched claims after the Publish, want 2 (the Publish took the second)", n)
+	}
+	// The prefetch armed when next was claimed fires meanwhile and finds
+	// the claim held.
+	time.Sleep(2 * c.prefetchAfter)
+	if n := own.Load(); n != 1 {
+		t.Fatalf("%d prefetch Txns of their own, want 1 (the first; the second was the Publish's)", n)
+	}
+	w.Publishing(next)
+	third, err := w.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := []string{first.Assignment.Module, next.Assignment.Module, third.Assignment.Module}
+	slices.Sort(mods)
+	if !slices.Equal(mods, []string{"a", "b", "c"}) {
+		t.Fatalf("claimed %v, want a, b and c once each", mods)
+	}
+	if err := w.Publish(ctx, next, coordinator.Envelope{Module: next.Assignment.Module, Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		<-m.Results()
+	}
+	publishSeen(t, ctx, m, w, third)
 }
