@@ -41,7 +41,7 @@ type hostProc struct {
 // startHost starts one instance in its own process group, so a SIGKILL of
 // the group takes whatever the host is running (its plugins, each in a
 // group of its own, go with it through their parent-death signal).
-func (b *bench) startHost(dir, pipeline string, instance, total int, runID, endpoint string, extra ...string) (*hostProc, error) {
+func (b *bench) startHost(dir, pipeline string, instance, total int, runID, endpoint, logLevel string, extra ...string) (*hostProc, error) {
 	name := fmt.Sprintf("instance-%d", instance)
 	args := append([]string{"run", pipeline, "--instance", strconv.Itoa(instance), "--total", strconv.Itoa(total),
 		"--run-id", runID, "--etcd", endpoint, "--no-progress"}, extra...)
@@ -49,7 +49,7 @@ func (b *bench) startHost(dir, pipeline string, instance, total int, runID, endp
 	cmd.Dir = dir
 	// TMPDIR in the scratch directory: a host SIGKILLed by the failure
 	// scenario cannot remove go-plugin's socket directory itself.
-	cmd.Env = append(os.Environ(), "MODPIPE_LOG_LEVEL=error", "TMPDIR="+b.work)
+	cmd.Env = append(os.Environ(), "MODPIPE_LOG_LEVEL="+logLevel, "TMPDIR="+b.work)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &hostProc{name: name, cmd: cmd, done: make(chan struct{}), log: filepath.Join(dir, name+".log")}
 	logf, err := os.Create(p.log)
@@ -97,27 +97,79 @@ type fleet struct {
 	dir     string
 	master  *hostProc
 	workers []*hostProc
-	// launched is when the first process was started.
-	launched time.Time
+	// launched is when the first process was started; ready, when every
+	// worker was ready (zero unless startFleet waited for that).
+	launched, ready time.Time
+}
+
+// readyLine is what a worker logs once it joined and its plugins are up.
+const readyLine = "worker ready: waiting for the master"
+
+// waitReady waits until every worker's log has its ready line, within
+// guard (a deadlock guard, not a measurement). A worker that exits first
+// is an error, with its log.
+func waitReady(workers []*hostProc, guard time.Duration) error {
+	deadline := time.Now().Add(guard)
+	left := slices.Clone(workers)
+	for len(left) > 0 {
+		var still []*hostProc
+		for _, p := range left {
+			select {
+			case <-p.done:
+				out, _ := os.ReadFile(p.log)
+				return fmt.Errorf("%s exited before it was ready (%v)\n%s", p.name, p.err, tail(string(out), 1500))
+			default:
+			}
+			out, err := os.ReadFile(p.log)
+			if err != nil || !strings.Contains(string(out), readyLine) {
+				still = append(still, p)
+			}
+		}
+		left = still
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d worker(s) not ready within %s, %s first (log: %s)", len(left), guard, left[0].name, left[0].log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
 }
 
 // startFleet starts the workers, then the master, of one run on
-// endpoint. workerArgs(i) are worker i's extra flags.
-func (b *bench) startFleet(dir, pipeline, runID, endpoint string, workers int, workerArgs func(i int) []string) (*fleet, error) {
+// endpoint. workerArgs(i) are worker i's extra flags. With ready, the
+// master starts once every worker said it is ready (joined, its plugins
+// up, waiting for the run), as on a fleet whose workers start on
+// machines of their own; else right after the workers.
+func (b *bench) startFleet(dir, pipeline, runID, endpoint string, workers int, workerArgs func(i int) []string, ready bool) (*fleet, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	f := &fleet{dir: dir, launched: time.Now()}
 	total := workers + 1
+	// The ready line is logged at info; at info a worker also logs two
+	// lines per module it runs (claimed, published).
+	level := "error"
+	if ready {
+		level = "info"
+	}
 	for i := 1; i <= workers; i++ {
-		p, err := b.startHost(dir, pipeline, i, total, runID, endpoint, append([]string{"--slots", "1"}, workerArgs(i)...)...)
+		p, err := b.startHost(dir, pipeline, i, total, runID, endpoint, level, append([]string{"--slots", "1"}, workerArgs(i)...)...)
 		if err != nil {
 			f.killAll()
 			return nil, err
 		}
 		f.workers = append(f.workers, p)
 	}
-	m, err := b.startHost(dir, pipeline, 0, total, runID, endpoint, "--slots", "1", "--report", "json="+filepath.Join(dir, "report.json"))
+	if ready {
+		if err := waitReady(f.workers, 2*time.Minute); err != nil {
+			f.killAll()
+			return nil, err
+		}
+		f.ready = time.Now()
+	}
+	m, err := b.startHost(dir, pipeline, 0, total, runID, endpoint, "error", "--slots", "1", "--report", "json="+filepath.Join(dir, "report.json"))
 	if err != nil {
 		f.killAll()
 		return nil, err
@@ -257,7 +309,7 @@ func (b *bench) fleetChain(ctx context.Context) ([]Row, error) {
 				dir := filepath.Join(b.work, fmt.Sprintf("fleet-chain-%s-%d", m.name, round))
 				f, err := b.startFleet(dir, pipeline, fmt.Sprintf("chain-%d", round), ep, 3, func(i int) []string {
 					return []string{"--capability", fmt.Sprintf("w%d", i)}
-				})
+				}, false)
 				if err != nil {
 					return err
 				}
@@ -308,11 +360,12 @@ func (b *bench) fleetChain(ctx context.Context) ([]Row, error) {
 
 // workersRun runs pipeline, whose n modules require workerCap, on a
 // master and the given number of workers offering it, and returns the
-// fleet and the master's report once every instance exited.
-func (b *bench) workersRun(dir, pipeline, runID, endpoint string, workers, n int) (*fleet, *report.Run, error) {
+// fleet and the master's report once every instance exited; ready is
+// startFleet's.
+func (b *bench) workersRun(dir, pipeline, runID, endpoint string, workers, n int, ready bool) (*fleet, *report.Run, error) {
 	f, err := b.startFleet(dir, pipeline, runID, endpoint, workers, func(int) []string {
 		return []string{"--capability", workerCap}
-	})
+	}, ready)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -356,7 +409,7 @@ func (b *bench) fleetThroughput(ctx context.Context) ([]Row, error) {
 	for round := range rounds {
 		err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-throughput"), func(ep string) error {
 			dir := filepath.Join(b.work, fmt.Sprintf("fleet-throughput-%d", round))
-			_, run, err := b.workersRun(dir, pipeline, fmt.Sprintf("throughput-%d", round), ep, 4, n)
+			_, run, err := b.workersRun(dir, pipeline, fmt.Sprintf("throughput-%d", round), ep, 4, n, false)
 			if err != nil {
 				return err
 			}
@@ -438,7 +491,7 @@ func (b *bench) failureDetection(ctx context.Context) ([]Row, error) {
 		err = b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-failure"), func(ep string) error {
 			f, err := b.startFleet(dir, pipeline, fmt.Sprintf("failure-%d", round), ep, 2, func(int) []string {
 				return []string{"--capability", workerCap}
-			})
+			}, false)
 			if err != nil {
 				return err
 			}
@@ -515,10 +568,12 @@ func scalingPipeline(n int, d time.Duration) string {
 // workers (the master schedules but runs none: the modules require a
 // capability only workers offer). Wall time is from the master's start of
 // the run (its report's started_at, after it loaded the file and joined)
-// to the last module's end; workers are launched just before the master,
-// so the part of their start-up that overlaps the master's is outside the
-// figure (the note's launch -> master exit holds it). Worker counts
-// alternate within each round.
+// to the last module's end. The master is launched once every worker is
+// ready (joined, plugins up), as on a fleet whose workers start on
+// machines of their own: launched together, 16 workers and 16 plugins
+// still starting on these 2 cores delayed the first modules of the run
+// by 20-200 ms (the note's launch -> ready and launch -> master exit
+// hold the start-up). Worker counts alternate within each round.
 func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 	n, d := 200, 500*time.Millisecond
 	counts := []int{1, 2, 4, 8, 16}
@@ -532,6 +587,7 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 	}
 	wall := map[int][]float64{}
 	launch := map[int][]float64{}
+	ready := map[int][]float64{}
 	phase := map[int][]float64{}
 	took := map[int][]float64{}  // every module's started -> ended, all rounds
 	share := map[int][]float64{} // of that, what is not the plugin's sleep
@@ -539,7 +595,7 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 		for _, w := range counts {
 			err := b.withEtcd(ctx, filepath.Join(b.work, "fleet-etcd-scaling"), func(ep string) error {
 				dir := filepath.Join(b.work, fmt.Sprintf("fleet-scaling-%d-%d", w, round))
-				f, run, err := b.workersRun(dir, pipeline, fmt.Sprintf("scaling-%d-%d", w, round), ep, w, n)
+				f, run, err := b.workersRun(dir, pipeline, fmt.Sprintf("scaling-%d-%d", w, round), ep, w, n, true)
 				if err != nil {
 					return err
 				}
@@ -566,6 +622,7 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 				}
 				wall[w] = append(wall[w], toMS(last.Sub(run.StartedAt)))
 				launch[w] = append(launch[w], toMS(f.master.exitedAt.Sub(f.launched)))
+				ready[w] = append(ready[w], toMS(f.ready.Sub(f.launched)))
 				phase[w] = append(phase[w], toMS(last.Sub(first)))
 				b.logger.Debug("round", "scenario", "scaling", "workers", w, "round", round, "wall_ms", wall[w][len(wall[w])-1])
 				return nil
@@ -596,8 +653,8 @@ func (b *bench) scaling(ctx context.Context) ([]Row, error) {
 		}
 		rows = append(rows, Row{Scenario: fmt.Sprintf("scaling: %d x sleep %s on %d single-slot worker(s) (wall)", n, d, w), Unit: "ms",
 			Modpipe: newFigure(wall[w], false),
-			Note: fmt.Sprintf("ideal %.0f ms (%d x %s / %d); master's run start -> last module end; launch of all processes -> master exit: median %.0f ms; one module, started -> ended: median %.1f ms, of which not the plugin's sleep (the host's start of the module -> the sleep's start, and its end -> the host's end): median %.2f ms",
-				ideal(w), n, d, w, median(launch[w]), median(took[w]), median(share[w]))})
+			Note: fmt.Sprintf("ideal %.0f ms (%d x %s / %d); master's run start -> last module end; launch of the workers -> all ready: median %.0f ms; launch -> master exit: median %.0f ms; one module, started -> ended: median %.1f ms, of which not the plugin's sleep (the host's start of the module -> the sleep's start, and its end -> the host's end): median %.2f ms",
+				ideal(w), n, d, w, median(ready[w]), median(launch[w]), median(took[w]), median(share[w]))})
 		e := Row{Scenario: fmt.Sprintf("scaling efficiency on %d worker(s) (ideal / wall)", w), Unit: "ratio", HigherBetter: true,
 			Modpipe: newFigure(eff, true),
 			Note: fmt.Sprintf("speedup vs 1 worker: median %.2f (/%d = %.3f); first module start -> last end: efficiency %.3f",
