@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,7 +56,40 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	os.Exit(run(os.Args[1:]))
+	stop := startCPUProfile()
+	code := run(os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// cpuProfileEnv names a file prefix under which the host writes a CPU
+// profile of its whole life (PREFIX.PID, for go tool pprof): for finding
+// where an instance of a fleet spends its time in a real run, where an
+// in-process benchmark cannot go. Plugins have their own
+// (MODPIPE_PLUGIN_CPUPROFILE). Unset, nothing is profiled.
+const cpuProfileEnv = "MODPIPE_CPUPROFILE"
+
+// startCPUProfile starts the profile cpuProfileEnv asks for and returns
+// what stops it.
+func startCPUProfile() (stop func()) {
+	prefix := os.Getenv(cpuProfileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: cannot write the CPU profile: %v\n", cpuProfileEnv, err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: cannot start the CPU profile: %v\n", cpuProfileEnv, err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // globals are the flags every command shares.
