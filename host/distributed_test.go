@@ -805,3 +805,55 @@ func TestWorkerSaysItWaitsForTheMaster(t *testing.T) {
 		t.Fatalf("still saying it waits after the run started:\n%s", buf.String())
 	}
 }
+
+// A worker says it is ready once its plugins are up, before it waits for
+// the master (whose first pushes then go to workers that can start them
+// at once), and the run goes on as before.
+func TestWorkerSaysWhenItIsReady(t *testing.T) {
+	dir := t.TempDir()
+	f := newFleet(t, "spread.hcl", map[string]string{"dir": dir})
+	out := &syncBuffer{}
+	// With the master's --var, as a CI job gives every instance the same
+	// flags: the worker can load the file, and start its plugins, alone.
+	opts, d := f.options(member{index: 1}, out, out)
+	ch := make(chan error, 1)
+	f.workers[1] = ch
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		_, err := RunDistributed(f.ctx, opts, d, f.coord)
+		ch <- err
+	}()
+	for !strings.Contains(out.String(), "worker ready") {
+		select {
+		case err := <-ch:
+			t.Fatalf("worker exited before it said it was ready: %v\n%s", err, out.String())
+		case <-f.ctx.Done():
+			t.Fatalf("worker never said it was ready:\n%s", out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	log := out.String()
+	ready, up := strings.Index(log, "worker ready"), strings.Index(log, "plugin ready")
+	if up < 0 || up > ready {
+		t.Fatalf("worker said it was ready before its plugin was up:\n%s", log)
+	}
+	if line := log[ready:]; !strings.Contains(line[:strings.IndexByte(line, '\n')], "plugins_started=true") {
+		t.Errorf("ready line lacks plugins_started=true:\n%s", log)
+	}
+	f.startWorker(member{index: 2})
+	f.startWorker(member{index: 3})
+	f.startMaster(member{index: 0})
+	run, err := f.waitMaster()
+	if err != nil {
+		t.Fatalf("master: %v", err)
+	}
+	if run.Status != report.RunSucceeded {
+		t.Errorf("run %s, want succeeded", run.Status)
+	}
+	for i, err := range f.waitWorkers() {
+		if err != nil {
+			t.Errorf("worker %d: %v", i, err)
+		}
+	}
+}
