@@ -83,10 +83,11 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	// plugins are up: a module pushed to a worker still starting its
 	// plugins waits for them while ready workers idle (16 workers and
 	// their plugins starting on 2 cores: up to 200 ms).
-	if err := early.wait(ctx); err != nil {
+	started, err := early.wait(ctx)
+	if err != nil {
 		return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("instance %d stopped while starting its plugins for run %s: %w", d.Instance, d.RunID, err)}
 	}
-	log.Info("worker ready: waiting for the master to start the run", "plugins_started", early.started())
+	log.Info("worker ready: waiting for the master to start the run", "plugins_started", started)
 
 	info, err := waitRunSaying(ctx, sess, log, masterWaitNotice)
 	if err != nil {
@@ -265,29 +266,17 @@ func startEarly(ctx context.Context, opts Options, pre *Preloaded, results plugi
 }
 
 // wait waits until the early start is over (its plugins started and the
-// file checked, or the start failed: take reports that), or ctx ends.
-func (e *earlyPlugins) wait(ctx context.Context) error {
+// file checked, or the start failed: take reports that), or ctx ends,
+// and reports whether plugins were started early and are up.
+func (e *earlyPlugins) wait(ctx context.Context) (started bool, err error) {
 	if e == nil {
-		return nil
+		return false, nil
 	}
 	select {
 	case <-e.done:
-		return nil
+		return e.err == nil, nil
 	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-// started reports whether plugins were started early and are up.
-func (e *earlyPlugins) started() bool {
-	if e == nil {
-		return false
-	}
-	select {
-	case <-e.done:
-		return e.err == nil
-	default:
-		return false
+		return false, context.Cause(ctx)
 	}
 }
 
