@@ -220,13 +220,13 @@ func run(args []string) int {
 			var specs []report.Spec
 			for _, r := range reports {
 				s, err := report.ParseSpec(r)
-				if err == nil {
-					err = report.Check(s)
-				}
 				if err != nil {
 					return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
 				}
 				specs = append(specs, s)
+			}
+			if err := report.CheckAll(specs); err != nil {
+				return finish(&host.ExitError{Code: host.ExitInvalid, Err: err})
 			}
 			opts.Parallelism = parallelism
 			opts.Only, opts.Skip, opts.Categories = only, skip, categories

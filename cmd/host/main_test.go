@@ -845,3 +845,94 @@ module "shell" "innocent" {
 		t.Errorf("innocent: %s", innocent.Error.Message)
 	}
 }
+
+// A report can go to the host's own streams, which in CI are pipes more
+// often than files: /dev/stdout's /proc link then names no file
+// ("pipe:[N]"), and the report was refused. It follows the console's
+// output on the stream, as a shell's > would have it; a descriptor of a
+// shell's >(...) or 3>file is written as it is.
+func TestReportToTheHostsStreams(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ok.hcl")
+	writeFile(t, file, "module \"shell\" \"a\" {\n  command = [\"echo\", \"from a\"]\n}\n")
+	decode := func(t *testing.T, where, out string) {
+		t.Helper()
+		i := strings.Index(out, "{\n")
+		var run report.Run
+		if i < 0 || json.Unmarshal([]byte(out[i:]), &run) != nil || run.Status != report.RunSucceeded || len(run.Modules) != 1 {
+			t.Fatalf("%s holds no report after the console's output:\n%s", where, out)
+		}
+		if !strings.Contains(out[:i], "from a") || !strings.Contains(out[:i], "SUCCEEDED") {
+			t.Errorf("%s lost the console's output before the report:\n%s", where, out[:i])
+		}
+	}
+	for _, path := range []string{"/dev/stdout", "-", "/dev/fd/1", "/proc/self/fd/1"} {
+		t.Run(path, func(t *testing.T) {
+			r := runHost(t, "run", file, "--no-progress", "--report", "json="+path)
+			r.wantCode(t, 0)
+			decode(t, "stdout (a pipe)", r.stdout)
+		})
+	}
+	t.Run("stdout into a file", func(t *testing.T) {
+		out, err := os.Create(filepath.Join(t.TempDir(), "out.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd := exec.Command(hostBin, "run", file, "--no-progress", "--report", "json=/dev/stdout")
+		cmd.Env, cmd.Stdout = env(), out
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(out.Name())
+		decode(t, "the file", string(b))
+	})
+	t.Run("descriptor 3", func(t *testing.T) {
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		cmd := exec.Command(hostBin, "run", file, "--no-progress", "--report", "junit=/dev/fd/3")
+		cmd.Env, cmd.ExtraFiles = env(), []*os.File{wr}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wr.Close()
+		got, _ := io.ReadAll(rd)
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(got), "<testsuites") {
+			t.Errorf("descriptor 3's reader got %q", got)
+		}
+	})
+	t.Run("descriptor not open", func(t *testing.T) {
+		r := runHost(t, "run", file, "--no-progress", "--report", "json=/dev/fd/9")
+		r.wantCode(t, 2)
+		if !strings.Contains(r.stderr, "--report json=/dev/fd/9: descriptor 9 is not open") || r.ranSomething() {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+	})
+}
+
+// Two reports to one place: the second would replace the first, so the
+// run is refused before anything runs, naming both.
+func TestTwoReportsToOnePlaceRefused(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ok.hcl")
+	writeFile(t, file, "module \"shell\" \"a\" {\n  command = [\"true\"]\n}\n")
+	if err := os.Symlink(filepath.Join(dir, "r.json"), filepath.Join(dir, "link.json")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ first, second string }{
+		{"json=" + filepath.Join(dir, "r.json"), "junit=" + filepath.Join(dir, "r.json")},
+		{"json=" + filepath.Join(dir, "r.json"), "md=" + filepath.Join(dir, "link.json")},
+		{"json=-", "junit=/dev/stdout"},
+	} {
+		r := runHost(t, "run", file, "--no-progress", "--report", tc.first, "--report", tc.second)
+		r.wantCode(t, 2)
+		if !strings.Contains(r.stderr, "writes to the same place") || !strings.Contains(r.stderr, tc.first) || r.ranSomething() {
+			t.Errorf("%s and %s: stderr:\n%s", tc.first, tc.second, r.stderr)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +104,12 @@ func Render(w io.Writer, format string, run *Run) error {
 // after it.
 func Check(spec Spec) error {
 	fail := func(err error) error { return fmt.Errorf("--report %s=%s: %w", spec.Format, spec.Path, err) }
+	if f := stdStream(spec.Path); f != nil {
+		if _, err := f.Stat(); err != nil {
+			return fail(fmt.Errorf("the host's %s is not open", f.Name()))
+		}
+		return nil
+	}
 	path, inPlace, err := destination(spec.Path)
 	if err != nil {
 		return fail(err)
@@ -118,12 +125,95 @@ func Check(spec Spec) error {
 	return os.Remove(tmp.Name())
 }
 
+// CheckAll is Check for every report of a run, and refuses two reports
+// that would write to the same place: the second would replace the first
+// (or, on a stream, follow it where no tool could read either).
+func CheckAll(specs []Spec) error {
+	seen := make(map[string]Spec, len(specs))
+	for _, spec := range specs {
+		if err := Check(spec); err != nil {
+			return err
+		}
+		key := placeOf(spec.Path)
+		if first, dup := seen[key]; dup {
+			return fmt.Errorf("--report %s=%s: --report %s=%s writes to the same place; give each report a path of its own", spec.Format, spec.Path, first.Format, first.Path)
+		}
+		seen[key] = spec
+	}
+	return nil
+}
+
+// placeOf names where a report path ends up, the same for two paths to
+// one file or one of the host's streams.
+func placeOf(path string) string {
+	if f := stdStream(path); f != nil {
+		return f.Name()
+	}
+	if n, ok := fdNumber(path); ok {
+		return "/dev/fd/" + strconv.Itoa(n)
+	}
+	if target, _, err := destination(path); err == nil {
+		path = target
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+// stdStream is the host's own stdout or stderr when path names it: "-",
+// /dev/stdout, /dev/stderr, or descriptor 1 or 2 under /dev/fd or
+// /proc/self/fd. The report goes to the stream the host holds, after what
+// it printed there, as a shell's > would have it: reopened by its name,
+// a pipe's /proc link names no file, and a file starts over at its
+// beginning, over the console's output.
+func stdStream(path string) *os.File {
+	switch path {
+	case "-", "/dev/stdout":
+		return os.Stdout
+	case "/dev/stderr":
+		return os.Stderr
+	}
+	switch n, _ := fdNumber(path); n {
+	case 1:
+		return os.Stdout
+	case 2:
+		return os.Stderr
+	}
+	return nil
+}
+
+// fdNumber is the descriptor a /dev/fd/N or /proc/self/fd/N path names (a
+// shell's >(...) passes one).
+func fdNumber(path string) (int, bool) {
+	for _, dir := range []string{"/dev/fd/", "/proc/self/fd/"} {
+		if rest, ok := strings.CutPrefix(path, dir); ok {
+			if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // destination is where a report for path goes: the file a symlink names
 // (a symlink stays one), written in place (inPlace) if it is a device, a
-// FIFO or a terminal (/dev/stdout, a shell's >(...)), as a shell's >
-// would, rather than replaced by a file of the same name. A directory is
-// an error.
+// FIFO or a terminal, or one of the host's descriptors (/dev/fd/N, a
+// shell's >(...)), as a shell's > would, rather than replaced by a file
+// of the same name. A directory is an error.
 func destination(path string) (_ string, inPlace bool, _ error) {
+	if n, ok := fdNumber(path); ok {
+		// Its link names the descriptor's file, or nothing for a pipe
+		// (pipe:[N]); opened by this name it is the descriptor's own.
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			return "", false, fmt.Errorf("descriptor %d is not open in the host", n)
+		case st.IsDir():
+			return "", false, errors.New("it is a directory")
+		}
+		return path, true, nil
+	}
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target
 	} else {
@@ -174,12 +264,20 @@ func createNextTo(path string) (*os.File, error) {
 // so a reader never sees half a report.
 func Write(spec Spec, run *Run) error {
 	fail := func(err error) error { return fmt.Errorf("write %s report %s: %w", spec.Format, spec.Path, err) }
+	if f := stdStream(spec.Path); f != nil {
+		if err := Render(f, spec.Format, run); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
 	path, inPlace, err := destination(spec.Path)
 	if err != nil {
 		return fail(err)
 	}
 	if inPlace {
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		// Appending: a descriptor's file opened anew starts at its
+		// beginning, and a device or pipe does not mind.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			return fail(err)
 		}
