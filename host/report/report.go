@@ -379,6 +379,11 @@ type Totals struct {
 	TimedOut  int
 	Skipped   int
 	Cancelled int
+	// FailedIgnored and TimedOutIgnored are the failures and timeouts
+	// among Failed and TimedOut that ignore_failure kept from failing
+	// the run.
+	FailedIgnored   int
+	TimedOutIgnored int
 	// Wall is the run's duration; ModuleTime is the sum of its modules'
 	// durations: their ratio is the speedup running the graph in
 	// parallel gave.
@@ -403,8 +408,14 @@ func TotalsOf(run *Run) Totals {
 			t.Succeeded++
 		case coordinator.StatusFailed:
 			t.Failed++
+			if e.IgnoredFailure {
+				t.FailedIgnored++
+			}
 		case coordinator.StatusTimedOut:
 			t.TimedOut++
+			if e.IgnoredFailure {
+				t.TimedOutIgnored++
+			}
 		case coordinator.StatusSkipped:
 			t.Skipped++
 		case coordinator.StatusCancelled:

@@ -145,6 +145,18 @@ func TestTotals(t *testing.T) {
 	if line := totalsLine(run); !strings.HasSuffix(line, "(module time 1.0s)") {
 		t.Errorf("totals line %q: want no parallelism figure below 1", line)
 	}
+	// Failures that ignore_failure kept from failing the run say so on
+	// the SUCCEEDED line that counts them.
+	ign := &Run{Status: RunSucceeded, StartedAt: start, EndedAt: start.Add(time.Second), DurationMS: 1000, Modules: []coordinator.Envelope{
+		{Module: "a", Status: coordinator.StatusSucceeded},
+		{Module: "b", Status: coordinator.StatusFailed, IgnoredFailure: true},
+		{Module: "c", Status: coordinator.StatusTimedOut, IgnoredFailure: true},
+		{Module: "d", Status: coordinator.StatusTimedOut, IgnoredFailure: true},
+		{Module: "e", Status: coordinator.StatusTimedOut},
+	}}
+	if line := totalsLine(ign); !strings.HasPrefix(line, "SUCCEEDED: 5 modules, 1 succeeded, 1 failed (ignored), 3 timed out (2 ignored), 0 skipped,") {
+		t.Errorf("totals line %q: want the ignored failures marked", line)
+	}
 	// One module: singular, and no parallelism figure for one that ran
 	// as long as the run.
 	run.Modules[0].DurationMS = 3300

@@ -59,9 +59,9 @@ func WriteSummary(w io.Writer, run *Run) error {
 func totalsLine(run *Run) string {
 	t := TotalsOf(run)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s, %d succeeded, %d failed, %d timed out, %d skipped, %d cancelled in %s",
-		strings.ToUpper(string(run.Status)), count(t.Modules, "module"), t.Succeeded, t.Failed, t.TimedOut, t.Skipped, t.Cancelled,
-		FormatDuration(t.Wall))
+	fmt.Fprintf(&b, "%s: %s, %d succeeded, %d failed%s, %d timed out%s, %d skipped, %d cancelled in %s",
+		strings.ToUpper(string(run.Status)), count(t.Modules, "module"), t.Succeeded, t.Failed, ignoredNote(t.Failed, t.FailedIgnored),
+		t.TimedOut, ignoredNote(t.TimedOut, t.TimedOutIgnored), t.Skipped, t.Cancelled, FormatDuration(t.Wall))
 	fmt.Fprintf(&b, " (module time %s", FormatDuration(t.ModuleTime))
 	// Below 1 the figure says nothing about parallelism: envelopes time
 	// a retried module's last attempt only, and the run's wall time
@@ -72,6 +72,19 @@ func totalsLine(run *Run) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// ignoredNote says how many of n failures ignore_failure kept from
+// failing the run, so that a SUCCEEDED line with failures in it explains
+// itself.
+func ignoredNote(n, ignored int) string {
+	switch {
+	case ignored == 0:
+		return ""
+	case ignored == n:
+		return " (ignored)"
+	}
+	return fmt.Sprintf(" (%d ignored)", ignored)
 }
 
 // writeTable writes rows as columns two spaces apart, each as wide as its

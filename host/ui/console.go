@@ -74,6 +74,7 @@ type Console struct {
 	running map[string]*running
 	done    int
 	failed  int
+	ignored int // failures that ignore_failure kept from failing the run
 	started time.Time
 	// drawn is how many live-view lines are on the screen below the output.
 	drawn int
@@ -276,7 +277,10 @@ func (c *Console) Finished(env coordinator.Envelope) {
 	defer c.mu.Unlock()
 	delete(c.running, env.Module)
 	c.done++
-	if env.Status.Failed() {
+	switch {
+	case env.Status.Failed() && env.IgnoredFailure:
+		c.ignored++
+	case env.Status.Failed():
 		c.failed++
 	}
 	status := string(env.Status)
@@ -565,6 +569,9 @@ func (c *Console) view() []string {
 	}
 	if c.failed > 0 {
 		status += fmt.Sprintf(", %d failed", c.failed)
+	}
+	if c.ignored > 0 {
+		status += fmt.Sprintf(", %d failed (ignored)", c.ignored)
 	}
 	status += " · " + report.FormatDuration(now.Sub(c.started).Truncate(100*time.Millisecond))
 	lines := []string{truncate(status, width-1, "…")}

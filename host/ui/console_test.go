@@ -158,6 +158,29 @@ func TestGroupsNeverInterleave(t *testing.T) {
 	}
 }
 
+// A failure that ignore_failure keeps from failing the run is not
+// counted as one in the live view's status line: "1 failed" on a run
+// that goes on to succeed reads as a failed run.
+func TestLiveViewCountsIgnoredFailuresApart(t *testing.T) {
+	var out bytes.Buffer
+	clk := &clock{now: t0}
+	c := New(Options{Style: StyleLive, Out: &out, Total: 3, Now: clk.Now, Refresh: -1, MaxRunning: 2, Width: func() int { return 60 }})
+	c.Started("lint", 1, 0, "host")
+	c.Started("build", 1, 0, "host")
+	clk.add(time.Second)
+	c.Finished(coordinator.Envelope{Module: "lint", Status: coordinator.StatusTimedOut, IgnoredFailure: true, Attempts: 1, DurationMS: 1000})
+	screen := playTerminal(t, out.String())
+	if got, want := screen[1], "1/3 done, 1 running, 1 failed (ignored) · 1.0s"; got != want {
+		t.Errorf("status line %q, want %q\n%s", got, want, strings.Join(screen, "\n"))
+	}
+	c.Finished(coordinator.Envelope{Module: "build", Status: coordinator.StatusFailed, Attempts: 1, DurationMS: 1000})
+	screen = playTerminal(t, out.String())
+	if got, want := screen[2], "2/3 done, 0 running, 1 failed, 1 failed (ignored) · 1.0s"; got != want {
+		t.Errorf("status line %q, want %q\n%s", got, want, strings.Join(screen, "\n"))
+	}
+	c.Close()
+}
+
 // TestLiveViewOnScreen plays the live style's output through a small
 // terminal model and checks what a person would see: output lines above,
 // the view below, never more than a few lines of it, nothing of it left
