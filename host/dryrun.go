@@ -41,10 +41,9 @@ func DryRun(ctx context.Context, opts Options) error {
 // Conditions that read module results cannot be known yet.
 func planReason(l *loaded, n *graph.Node, skipped map[string]string) (reason string, later bool) {
 	m := n.Module
-	if missing := coordinator.MissingCapabilities(n.Requires, l.facts.Capabilities); len(missing) > 0 {
-		return fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
-			strings.Join(missing, ", "), strings.Join(l.facts.Capabilities, ", ")), false
-	}
+	// In the order the run decides: the scheduler skips a module whose
+	// dependencies were skipped before the executor looks at what it
+	// requires, so the plan gives the reason the run will.
 	if !m.AlwaysRun {
 		for _, d := range n.Deps {
 			all := true
@@ -55,9 +54,17 @@ func planReason(l *loaded, n *graph.Node, skipped map[string]string) (reason str
 				}
 			}
 			if all {
-				return fmt.Sprintf("dependency %s would be skipped", d.Module), false
+				name := d.Module // as the run names it: the instance, when it is one
+				if len(d.Addresses) == 1 {
+					name = d.Addresses[0]
+				}
+				return fmt.Sprintf("dependency %s would be skipped", name), false
 			}
 		}
+	}
+	if missing := coordinator.MissingCapabilities(n.Requires, l.facts.Capabilities); len(missing) > 0 {
+		return fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
+			strings.Join(missing, ", "), strings.Join(l.facts.Capabilities, ", ")), false
 	}
 	if m.RunIf == nil {
 		return "", false

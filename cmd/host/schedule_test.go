@@ -663,6 +663,47 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// The plan gives each module the skip reason the run will give: a
+// module whose dependency is skipped is skipped for that first, as the
+// scheduler decides it before the executor looks at what the module
+// requires (the plan used to name the requirement instead).
+func TestDryRunGivesTheRunsSkipReasons(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "matrix.hcl")
+	writeFile(t, file, `module "shell" "build" {
+  matrix  = ["alpha", "beta"]
+  command = ["echo", matrix.target]
+}
+module "shell" "test" {
+  matrix  = ["alpha", "beta"]
+  command = ["echo", module.build[matrix.target].stdout_text]
+}
+module "shell" "all" {
+  command    = ["true"]
+  depends_on = [module.build]
+}
+`)
+	plan := runHost(t, "run", file, "--dry-run", "--capability", "alpha")
+	plan.wantCode(t, 0)
+	run := runHost(t, "run", file, "--no-progress", "--capability", "alpha")
+	if run.report == nil {
+		t.Fatalf("no report:\n%s", run.stderr)
+	}
+	skipped := 0
+	for _, e := range run.report.Modules {
+		if e.Status != coordinator.StatusSkipped {
+			continue
+		}
+		skipped++
+		want := e.Module + " shell skip: " + strings.Replace(e.SkipReason, " was skipped", " would be skipped", 1)
+		if !slices.ContainsFunc(strings.Split(plan.stdout, "\n"), func(l string) bool { return strings.Join(strings.Fields(l), " ") == want }) {
+			t.Errorf("the plan lacks %q:\n%s", want, plan.stdout)
+		}
+	}
+	if skipped != 2 {
+		t.Errorf("%d modules skipped, want build[beta] and test[beta]:\n%s", skipped, run.stdout)
+	}
+}
+
 // A dry run checks the file as validate does: no plan for a file run
 // would refuse.
 func TestDryRunRefusesWhatRunRefuses(t *testing.T) {
