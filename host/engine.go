@@ -416,11 +416,28 @@ func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*pr
 // prepareFrom is prepare that takes what it can of the plugins pre
 // started early (see prestartPlugins); it owns pre.
 func prepareFrom(ctx context.Context, l *loaded, results pluginhost.ResultFunc, pre *prestart) (*prepared, error) {
-	set, err := l.startPluginsFrom(ctx, results, pre)
+	specs, missing := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
+	if !missing.HasErrors() {
+		set, err := l.startPluginsFrom(ctx, results, pre)
+		if err != nil {
+			return nil, err
+		}
+		return prepareStarted(ctx, l, set)
+	}
+	// A plugin that is not there cannot check its modules, but the others
+	// can check theirs: every error of the file in one pass, as when all
+	// are there, rather than one plugin name at a time.
+	set, err := l.startSpecs(ctx, results, pre, specs)
 	if err != nil {
+		_ = l.report(missing, ExitPluginStart)
 		return nil, err
 	}
-	return prepareStarted(ctx, l, set)
+	c := check(ctx, l, set)
+	set.Close()
+	if ctx.Err() != nil {
+		return nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted while checking the pipeline: %w", context.Cause(ctx))}
+	}
+	return nil, l.report(append(missing, c.diags...), ExitPluginStart)
 }
 
 // startPlugins starts the plugins l's graph needs.
@@ -437,6 +454,12 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 		pre.close()
 		return nil, l.report(diags, ExitPluginStart)
 	}
+	return l.startSpecs(ctx, results, pre, specs)
+}
+
+// startSpecs starts the plugins specs name, taking those pre started
+// with the same specs; it owns pre.
+func (l *loaded) startSpecs(ctx context.Context, results pluginhost.ResultFunc, pre *prestart, specs map[string]pluginhost.Spec) (*pluginSet, error) {
 	taken, errs, rest := pre.take(specs, results)
 	opts := pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace, SocketRoot: l.opts.SocketRoot}
 	if pre != nil {
@@ -500,7 +523,10 @@ func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 	p := &prepared{loaded: l, plugins: set, kinds: map[string]*schema.Kind{}, staticConfigs: map[string][]byte{}}
 	kinds := make([]*schema.Kind, len(mods))
 	for i, m := range mods {
-		pl, _ := set.Get(m.Plugin)
+		pl, started := set.Get(m.Plugin)
+		if !started {
+			continue // not found: reported as such, its modules unchecked
+		}
 		k, ok := pl.Kind(m.Kind)
 		if !ok {
 			diags = append(diags, unknownKind(m, pl.Info()))
@@ -612,7 +638,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	eachAtOnce(len(nodes), func(i int) {
 		n := nodes[i]
 		m := n.Module
-		if len(m.References) > 0 {
+		if len(m.References) > 0 || p.kinds[m.Name] == nil {
 			return
 		}
 		evalCtx := plain
@@ -628,10 +654,10 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	})
 	for i, n := range nodes {
 		m := n.Module
-		if len(m.References) > 0 || evals[i].deferred {
-			continue
-		}
 		k := p.kinds[m.Name]
+		if len(m.References) > 0 || evals[i].deferred || k == nil {
+			continue // decided when it starts, or its plugin is not there
+		}
 		cfgJSON, d := evals[i].cfg, evals[i].diags
 		c := check{n: n, diags: d}
 		if !d.HasErrors() {

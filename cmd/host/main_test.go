@@ -604,6 +604,41 @@ func TestValidateReportsEveryStage(t *testing.T) {
 	}
 }
 
+// A plugin that is not there does not hide what the plugins that are
+// find in their modules: every error in one pass, exit 3 as for any
+// plugin that cannot start, and nothing runs.
+func TestMissingPluginDoesNotHideTheOthersErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "missing.hcl")
+	writeFile(t, file, `module "nosuch" "a" {
+  command = ["echo"]
+}
+module "shell.nokind" "b" {
+  command = ["echo"]
+}
+module "shell" "c" {
+  comand = ["x"]
+}
+`)
+	for _, cmd := range []string{"validate", "run"} {
+		t.Run(cmd, func(t *testing.T) {
+			r := runHost(t, cmd, file)
+			r.wantCode(t, 3)
+			for _, want := range []string{
+				`missing.hcl:1:8: Plugin not found`,
+				`missing.hcl:4:8: Unknown module kind "shell.nokind"`,
+				`missing.hcl:8:3: Unsupported argument`, `Did you mean "command"?`,
+			} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+			if r.ranSomething() {
+				t.Errorf("modules ran: %+v", r.report)
+			}
+		})
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)
