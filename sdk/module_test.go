@@ -284,6 +284,45 @@ func TestOutputNotUTF8(t *testing.T) {
 	}
 }
 
+// A result larger than one gRPC message to the host can carry fails its
+// own module with an encoding error, which names the size and the limit
+// and keeps what the module wrote last. Sent, gRPC refused it and ended
+// the session: every module running in the plugin failed with a broken
+// protocol.
+func TestResultTooLarge(t *testing.T) {
+	run := func(_ context.Context, m *Module, cfg struct {
+		Size int `modpipe:"size"`
+	}) (map[string]string, error) {
+		fmt.Fprintln(m.Stderr(), "made the data")
+		return map[string]string{"data": strings.Repeat("x", cfg.Size)}, nil
+	}
+	s, err := newServer(Plugin{Name: "p", Kinds: []Kind{NewKind("k", "t/v1", run)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.maxValue != maxValueBytes {
+		t.Fatalf("maxValue %d, want %d", s.maxValue, maxValueBytes)
+	}
+	s.maxValue = 100 // what a 255 MiB value would meet
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{{89, true}, {90, false}} { // {"data":"..."} is 11 bytes more
+		req := &pluginv1.ExecuteRequest{Module: "m", Kind: "k", ConfigJson: fmt.Sprintf(`{"size": %d}`, tc.size)}
+		r := s.execute(context.Background(), req, newModule(req, nil, func(*pluginv1.OutputLine) error { return nil }, nil))
+		if r.GetSucceeded() != tc.ok {
+			t.Fatalf("size %d: succeeded %v (%v), want %v", tc.size, r.GetSucceeded(), r.GetError(), tc.ok)
+		}
+		if tc.ok {
+			continue
+		}
+		e := r.GetError()
+		if e.GetKind() != ErrorKindEncoding || !strings.Contains(e.GetMessage(), "it is 101 bytes of JSON, over the 100 a result can have") || e.GetTail() != "made the data" {
+			t.Fatalf("size %d: error %+v", tc.size, e)
+		}
+	}
+}
+
 // A result that is not UTF-8 (a json.RawMessage of a command's bytes)
 // cannot go into the result's protobuf string; sent, it broke the
 // plugin's session and every module running on it. Its module fails

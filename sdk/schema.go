@@ -65,6 +65,11 @@ func structFieldsOf(t reflect.Type) map[reflect.Type][]field {
 
 // structFields returns the attributes of struct type t, in field order.
 func structFields(t reflect.Type) ([]field, error) {
+	return structFieldsOn(t, []reflect.Type{t})
+}
+
+// structFieldsOn is structFields for t at the end of path (see ctyTypeOn).
+func structFieldsOn(t reflect.Type, path []reflect.Type) ([]field, error) {
 	var fields []field
 	seen := map[string]string{}
 	for i := 0; i < t.NumField(); i++ {
@@ -94,7 +99,7 @@ func structFields(t reflect.Type) ([]field, error) {
 			return nil, fmt.Errorf("fields %s and %s both map to attribute %q", other, sf.Name, name)
 		}
 		seen[name] = sf.Name
-		if _, err := ctyType(sf.Type); err != nil {
+		if _, err := ctyTypeOn(sf.Type, path); err != nil {
 			return nil, fmt.Errorf("field %s (attribute %q): %w", sf.Name, name, err)
 		}
 		fields = append(fields, f)
@@ -105,6 +110,13 @@ func structFields(t reflect.Type) ([]field, error) {
 // ctyType returns the cty JSON type encoding of Go type t, as a value that
 // encoding/json renders deterministically (map keys are sorted).
 func ctyType(t reflect.Type) (any, error) {
+	return ctyTypeOn(t, nil)
+}
+
+// ctyTypeOn is ctyType for t inside the structs on path, the fields that
+// lead to it: a struct that contains itself has no cty type (HCL types
+// are finite), and following it would never end.
+func ctyTypeOn(t reflect.Type, path []reflect.Type) (any, error) {
 	switch {
 	case t == rawMessageType:
 		return "dynamic", nil
@@ -118,7 +130,7 @@ func ctyType(t reflect.Type) (any, error) {
 		}
 		return "dynamic", nil
 	case reflect.Pointer:
-		return ctyType(t.Elem())
+		return ctyTypeOn(t.Elem(), path)
 	case reflect.String:
 		return "string", nil
 	case reflect.Bool:
@@ -128,7 +140,7 @@ func ctyType(t reflect.Type) (any, error) {
 		reflect.Float32, reflect.Float64:
 		return "number", nil
 	case reflect.Slice:
-		et, err := ctyType(t.Elem())
+		et, err := ctyTypeOn(t.Elem(), path)
 		if err != nil {
 			return nil, err
 		}
@@ -137,20 +149,28 @@ func ctyType(t reflect.Type) (any, error) {
 		if t.Key().Kind() != reflect.String {
 			return nil, fmt.Errorf("map type %s is not supported: map keys must be strings", t)
 		}
-		et, err := ctyType(t.Elem())
+		et, err := ctyTypeOn(t.Elem(), path)
 		if err != nil {
 			return nil, err
 		}
 		return []any{"map", et}, nil
 	case reflect.Struct:
-		fields, err := structFields(t)
+		if i := slices.Index(path, t); i >= 0 {
+			names := make([]string, 0, len(path)-i+1)
+			for _, p := range path[i:] {
+				names = append(names, p.String())
+			}
+			return nil, fmt.Errorf("type %s contains itself (%s -> %s): a config is a tree of HCL values, which cannot nest without end; declare the recursive part as any or json.RawMessage and decode it yourself", t, strings.Join(names, " -> "), t)
+		}
+		path = append(path[:len(path):len(path)], t)
+		fields, err := structFieldsOn(t, path)
 		if err != nil {
 			return nil, err
 		}
 		attrs := map[string]any{}
 		var optional []string
 		for _, f := range fields {
-			ft, err := ctyType(f.typ)
+			ft, err := ctyTypeOn(f.typ, path)
 			if err != nil {
 				return nil, err
 			}

@@ -91,6 +91,16 @@ func TestAttributes(t *testing.T) {
 	}
 }
 
+type treeNode struct {
+	Name     string     `modpipe:"name"`
+	Children []treeNode `modpipe:"children,optional"`
+}
+
+type evenNode struct{ Next *oddNode }
+type oddNode struct{ Next map[string]evenNode }
+
+type selfConfig struct{ Parts []selfConfig }
+
 func TestAttributesRefusesUnsupported(t *testing.T) {
 	tests := []struct {
 		name string
@@ -114,6 +124,15 @@ func TestAttributesRefusesUnsupported(t *testing.T) {
 		{"interface with methods", reflect.TypeFor[struct {
 			E error `modpipe:"e"`
 		}](), "use any or json.RawMessage"},
+		// A struct that contains itself overflowed the stack when the
+		// plugin started, which the host saw as a failed handshake.
+		{"contains itself", reflect.TypeFor[struct {
+			Root treeNode `modpipe:"root"`
+		}](), "type sdk.treeNode contains itself (sdk.treeNode -> sdk.treeNode)"},
+		{"contains itself through another", reflect.TypeFor[struct {
+			Top evenNode `modpipe:"top"`
+		}](), "type sdk.evenNode contains itself (sdk.evenNode -> sdk.oddNode -> sdk.evenNode)"},
+		{"the config itself", reflect.TypeFor[selfConfig](), "type sdk.selfConfig contains itself"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

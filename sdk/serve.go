@@ -58,6 +58,12 @@ func Serve(p Plugin) {
 	goplugin.Serve(srv.serveConfig())
 }
 
+// maxValueBytes is the largest result value a module can return: the
+// gRPC message that carries it to the host is at most
+// pluginv1.MaxMessageBytes, and the rest of it (type, error, tail) needs
+// room too.
+const maxValueBytes = pluginv1.MaxMessageBytes - 1<<20
+
 // logLevelEnv is the level the plugin logs at (hclog names: trace, debug,
 // info, ...). The host sets it to its own level when that is debug or
 // trace (pluginhost.LogLevelEnv).
@@ -167,6 +173,10 @@ type server struct {
 	// message (DescribeRequest.output_batches, set at every Describe).
 	outputBatches atomic.Bool
 
+	// maxValue is the largest result value sent, maxValueBytes but in
+	// tests.
+	maxValue int
+
 	// stderr is the process's real stderr; see restoreStderr.
 	stderr     *os.File
 	stderrOnce sync.Once
@@ -184,12 +194,13 @@ func newServer(p Plugin) (*server, error) {
 		return nil, errors.New("sdk.Plugin.Kinds is empty: declare at least one kind with sdk.NewKind")
 	}
 	s := &server{
-		name:    p.Name,
-		version: p.Version,
-		logger:  p.Logger,
-		hostCli: map[uint32]*hostConn{},
-		running: map[string]chan struct{}{},
-		stderr:  os.Stderr,
+		name:     p.Name,
+		version:  p.Version,
+		logger:   p.Logger,
+		hostCli:  map[uint32]*hostConn{},
+		running:  map[string]chan struct{}{},
+		stderr:   os.Stderr,
+		maxValue: maxValueBytes,
 		// Off only on request: it is for telling a problem of the Session
 		// stream apart from one of the module.
 		sessions: os.Getenv(sessionsEnv) != "off",
@@ -514,10 +525,16 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 			// are.
 			err = fmt.Errorf("it is not valid UTF-8 (a json.RawMessage or a string with bytes of another encoding), first bad byte at offset %d", invalidUTF8At(b))
 		}
+		if err == nil && len(b) > s.maxValue {
+			// Sent, gRPC would refuse the message and end the session,
+			// failing every module running on it as a broken protocol.
+			err = fmt.Errorf("it is %d bytes of JSON, over the %d a result can have (one gRPC message to the host is at most %d); write large data to a file and return its path", len(b), s.maxValue, pluginv1.MaxMessageBytes)
+		}
 		if err != nil {
 			return failed(k.resultType, &Failure{
 				Message: fmt.Sprintf("encode the result of module %q (kind %q) as JSON: %v", m.name, k.name, err),
 				Kind:    ErrorKindEncoding,
+				Tail:    tail,
 			})
 		}
 		valueJSON = string(b)
