@@ -437,7 +437,9 @@ func prepareFrom(ctx context.Context, l *loaded, results pluginhost.ResultFunc, 
 	if ctx.Err() != nil {
 		return nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted while checking the pipeline: %w", context.Cause(ctx))}
 	}
-	return nil, l.report(append(missing, c.diags...), ExitPluginStart)
+	diags := append(missing, c.diags...)
+	config.SortDiagnostics(diags)
+	return nil, l.report(diags, ExitPluginStart)
 }
 
 // startPlugins starts the plugins l's graph needs.
@@ -541,12 +543,21 @@ func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 			bodyDiags[i] = mods[i].CheckBody(kinds[i])
 		}
 	})
-	for _, d := range bodyDiags {
+	// A module whose body is wrong is not asked about, but the others
+	// still are: one module's type error used to hide the plugins'
+	// verdicts on every other module's config.
+	var wrong map[*config.Module]bool
+	for i, d := range bodyDiags {
 		diags = append(diags, d...)
+		if d.HasErrors() {
+			if wrong == nil {
+				wrong = map[*config.Module]bool{}
+			}
+			wrong[mods[i]] = true
+		}
 	}
-	if !diags.HasErrors() {
-		diags = append(diags, p.validateStatic(ctx)...)
-	}
+	diags = append(diags, p.validateStatic(ctx, wrong)...)
+	config.SortDiagnostics(diags)
 	if diags.HasErrors() {
 		p = nil
 	}
@@ -590,7 +601,7 @@ func unknownKind(m *config.Module, info pluginhost.Info) *hcl.Diagnostic {
 // validateStatic asks each plugin to validate the configs that can be
 // known before anything runs (those that refer to no module result), so a
 // bad value is reported before the first module starts.
-func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
+func (p *prepared) validateStatic(ctx context.Context, skip map[*config.Module]bool) hcl.Diagnostics {
 	// A plugin's verdict depends on the kind and the config alone, so
 	// modules with the same config (generated and matrix pipelines have
 	// thousands) are asked about once: one RPC per module made validating
@@ -623,7 +634,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	var bodies []*config.Module
 	seen := map[*config.Module]bool{}
 	for _, n := range nodes {
-		if m := n.Module; len(m.References) == 0 && !seen[m] {
+		if m := n.Module; len(m.References) == 0 && !skip[m] && !seen[m] {
 			seen[m] = true
 			bodies = append(bodies, m)
 		}
@@ -638,7 +649,7 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	eachAtOnce(len(nodes), func(i int) {
 		n := nodes[i]
 		m := n.Module
-		if len(m.References) > 0 || p.kinds[m.Name] == nil {
+		if len(m.References) > 0 || p.kinds[m.Name] == nil || skip[m] {
 			return
 		}
 		evalCtx := plain
@@ -655,8 +666,8 @@ func (p *prepared) validateStatic(ctx context.Context) hcl.Diagnostics {
 	for i, n := range nodes {
 		m := n.Module
 		k := p.kinds[m.Name]
-		if len(m.References) > 0 || evals[i].deferred || k == nil {
-			continue // decided when it starts, or its plugin is not there
+		if len(m.References) > 0 || evals[i].deferred || k == nil || skip[m] {
+			continue // decided when it starts, its plugin is not there, or its body is wrong
 		}
 		cfgJSON, d := evals[i].cfg, evals[i].diags
 		c := check{n: n, diags: d}

@@ -48,6 +48,12 @@ module "shell" "b" {
 		{"a bad variable type and a command the plugin refuses",
 			"variable \"x\" {\n  type = nosuchtype\n}\nmodule \"shell\" \"a\" {\n  command = []\n}\n",
 			[]string{"pipeline.hcl:2:", "Invalid type specification", "pipeline.hcl:5:", "the list is empty"}, 2},
+		// Nor does a body error in another module: the plugin still
+		// checks every module whose body is right.
+		{"a wrong type, a misspelt attribute and a command the plugin refuses",
+			"module \"shell\" \"a\" {\n  command = []\n}\nmodule \"shell\" \"b\" {\n  command = {a = 1}\n}\n" +
+				"module \"shell\" \"c\" {\n  comand = [\"x\"]\n}\nmodule \"shell\" \"d\" {\n  script  = \"true\"\n  command = [\"x\"]\n}\n",
+			[]string{"pipeline.hcl:2:", "the list is empty", "pipeline.hcl:5:", "Incorrect attribute value type", "pipeline.hcl:8:", `Did you mean "command"?`, "pipeline.hcl:10:", "not both"}, 4},
 		{"a syntax error stops the load", "module \"shell\" \"a\" {\n  command = [\"true\"\n}\nmodule \"shell\" \"b\" {\n  comand = [\"true\"]\n}\n",
 			[]string{"pipeline.hcl:3:"}, 1},
 	} {
