@@ -154,3 +154,14 @@ func (e *ProtocolError) Error() string {
 }
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// diedError is a plugin's death outside a module (checking a config): its
+// message says how it ended; the connection's error stays underneath for
+// errors.Is, out of the message, where it only named a socket.
+type diedError struct {
+	msg string
+	err error
+}
+
+func (e *diedError) Error() string { return e.msg }
+func (e *diedError) Unwrap() error { return e.err }

@@ -452,14 +452,14 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 	defer cancel()
 	resp, err := pr.rpc.Validate(vctx, &pluginv1.ValidateRequest{Kind: kind, ConfigJson: string(config)})
 	if err != nil {
-		return nil, p.validateError(ctx, vctx, err, fmt.Sprintf("Validate for kind %q", kind))
+		return nil, p.validateError(ctx, vctx, pr, err, fmt.Sprintf("Validate for kind %q", kind))
 	}
 	return diagnosticsOf(resp), nil
 }
 
 // validateError says why a Validate or ValidateMany call (what, for the
 // message) under vctx, a deadline on ctx, got no answer.
-func (p *Plugin) validateError(ctx, vctx context.Context, err error, what string) error {
+func (p *Plugin) validateError(ctx, vctx context.Context, pr *process, err error, what string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, ctx.Err())
 	}
@@ -468,6 +468,30 @@ func (p *Plugin) validateError(ctx, vctx context.Context, err error, what string
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
 		return fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())
+	}
+	if isConnectionLoss(err) || pr.exited() {
+		// The plugin died checking a config (its own check exited or
+		// crashed): say so with how it ended and its last words, as a
+		// crash while running a module does, rather than the gRPC
+		// error of a connection cut (which names a socket). The next
+		// call starts it again.
+		timer := time.NewTimer(crashWait)
+		select {
+		case <-pr.done:
+		case <-timer.C:
+		}
+		timer.Stop()
+		p.discard(pr)
+		msg := fmt.Sprintf("plugin %q (%s) died while answering %s", p.spec.Name, p.spec.Path, what)
+		if st := pr.run.exitStatus(); st != "" {
+			msg += ": " + st
+		}
+		if tail := strings.TrimSpace(pr.tail.String()); tail != "" {
+			msg += "; the last it wrote to stderr:\n" + tail
+		} else {
+			msg += " (it wrote nothing to stderr)"
+		}
+		return &diedError{msg: msg, err: err}
 	}
 	return fmt.Errorf("validate with plugin %q: %w", p.spec.Name, err)
 }
@@ -545,7 +569,7 @@ func (p *Plugin) validateMany(ctx context.Context, qs []Question, out []Verdict)
 		if status.Code(err) == codes.Unimplemented {
 			return err
 		}
-		return p.validateError(ctx, vctx, err, fmt.Sprintf("ValidateMany for %d configs", len(qs)))
+		return p.validateError(ctx, vctx, pr, err, fmt.Sprintf("ValidateMany for %d configs", len(qs)))
 	}
 	if got := len(resp.GetResponses()); got != len(qs) {
 		return fmt.Errorf("plugin %q broke the protocol: ValidateMany answered %d of %d configs", p.spec.Name, got, len(qs))

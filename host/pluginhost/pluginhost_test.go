@@ -257,6 +257,41 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// A plugin that dies checking a config is reported with how it ended and
+// what it last wrote to stderr, as a crash running a module is, not as
+// the gRPC error of a cut connection (which named a socket); the next
+// call starts it again.
+func TestValidateWhenThePluginDies(t *testing.T) {
+	p := start(t, testkitBin, pluginhost.Options{})
+	check := func(t *testing.T, err error, what string) {
+		t.Helper()
+		if err == nil {
+			t.Fatal("no error")
+		}
+		msg := err.Error()
+		for _, want := range []string{`plugin "testkit"`, "died while answering " + what, "exit status 5", "the check is exiting"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error lacks %q: %s", want, msg)
+			}
+		}
+		if head, _, _ := strings.Cut(msg, "; the last"); strings.Contains(head, "rpc error") || strings.Contains(head, "unix") {
+			t.Errorf("error quotes the connection's: %s", msg)
+		}
+	}
+	_, err := p.Validate(guardCtx(t), "checkpanic", json.RawMessage(`{"message":"exit"}`))
+	check(t, err, `Validate for kind "checkpanic"`)
+	if _, err := p.Validate(guardCtx(t), "checkpanic", json.RawMessage(`{"message":"fine"}`)); err != nil {
+		t.Fatalf("after the death: %v", err)
+	}
+	vs := p.ValidateMany(guardCtx(t), []pluginhost.Question{{Kind: "checkpanic", Config: json.RawMessage(`{"message":"fine"}`)}, {Kind: "checkpanic", Config: json.RawMessage(`{"message":"exit"}`)}})
+	for _, v := range vs {
+		check(t, v.Err, "ValidateMany for 2 configs")
+	}
+	if _, err := p.Validate(guardCtx(t), "checkpanic", json.RawMessage(`{"message":"fine"}`)); err != nil {
+		t.Fatalf("after the second death: %v", err)
+	}
+}
+
 // TestValidateMany: a batch gets, config by config, the verdict a
 // Validate call gives, from an sdk plugin (ValidateMany) and from a
 // plugin without ValidateMany (a Validate call per config).

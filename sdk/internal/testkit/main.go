@@ -35,6 +35,7 @@ func ran(m *sdk.Module) Ran {
 // SleepConfig configures sleep.
 type SleepConfig struct {
 	Duration time.Duration `modpipe:"duration" doc:"How long to sleep, e.g. \"2s\"."`
+	Partial  bool          `modpipe:"partial,optional" doc:"Stopped, return what it has with the error."`
 }
 
 func sleep(ctx context.Context, m *sdk.Module, c SleepConfig) (Ran, error) {
@@ -45,6 +46,9 @@ func sleep(ctx context.Context, m *sdk.Module, c SleepConfig) (Ran, error) {
 	case <-ctx.Done():
 		// What a module writes while it stops must reach the host too.
 		fmt.Fprintln(m.Stdout(), "cleaning up after", ctx.Err())
+		if c.Partial {
+			return ran(m), fmt.Errorf("sleep interrupted: %w", ctx.Err())
+		}
 		return Ran{}, fmt.Errorf("sleep interrupted: %w", ctx.Err())
 	}
 }
@@ -281,11 +285,16 @@ func checkPick(c PickConfig) error {
 	return nil
 }
 
-// checkPanics is a check with a bug: it panics on the message "boom".
+// checkPanics is a check with a bug: it panics on the message "boom",
+// and takes the whole process down on "exit".
 func checkPanics(c MessageConfig) error {
-	if c.Message == "boom" {
+	switch c.Message {
+	case "boom":
 		var m map[string]int
 		m["boom"]++ // assignment to a nil map
+	case "exit":
+		fmt.Fprintln(os.Stderr, "the check is exiting")
+		os.Exit(5)
 	}
 	return nil
 }
