@@ -166,16 +166,28 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	if resp.Error != nil {
 		tail = resp.Error.Tail
 	}
+	// ... and may send the partial result it had, which is kept as a
+	// failure's is (the sdk sends a value returned with the error).
+	keepPartial := func() {
+		if len(resp.Value) > 0 {
+			env.Value = resp.Value
+			if resp.Type != "" {
+				env.Type = resp.Type
+			}
+		}
+	}
 	if err != nil {
 		var crash *pluginhost.CrashError
 		switch {
 		case ctx.Err() != nil:
+			keepPartial()
 			msg := "cancelled while running: " + context.Cause(ctx).Error()
 			if errors.Is(err, pluginhost.ErrKilledAsHung) {
 				msg += fmt.Sprintf("; it did not stop within the grace period (--grace), so its plugin %q was killed as hung", m.Plugin)
 			}
 			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: msg, Tail: tail})
 		case m.Timeout > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(runCtx.Err(), context.DeadlineExceeded)):
+			keepPartial()
 			msg := fmt.Sprintf("timed out after %s", m.Timeout)
 			if errors.Is(err, pluginhost.ErrKilledAsHung) {
 				// Why it ended well past its timeout.
@@ -204,9 +216,10 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	if !resp.Succeeded && !resp.FinishedUncancelled {
 		switch {
 		case ctx.Err() != nil:
+			keepPartial()
 			return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + context.Cause(ctx).Error(), Tail: tail})
 		case m.Timeout > 0 && errors.Is(runCtx.Err(), context.DeadlineExceeded):
-			env.Value = resp.Value
+			keepPartial()
 			return finish(coordinator.StatusTimedOut, &coordinator.Error{Kind: coordinator.ErrorKindTimeout, Message: fmt.Sprintf("timed out after %s", m.Timeout), Tail: tail})
 		}
 	}

@@ -286,6 +286,60 @@ func TestTimeout(t *testing.T) {
 	wantStatus(t, r.module(t, "next"), coordinator.StatusSucceeded)
 }
 
+// A module stopped by its timeout or a cancellation keeps the partial
+// result its plugin sends with the error, as a failed module does (the
+// sdk sends a value returned with the error); both used to be dropped.
+func TestStoppedModuleKeepsItsPartialResult(t *testing.T) {
+	dir := t.TempDir()
+	partial := func(t *testing.T, e coordinator.Envelope, status coordinator.Status) {
+		t.Helper()
+		wantStatus(t, e, status)
+		var got struct {
+			Module string `json:"module"`
+		}
+		if err := json.Unmarshal(e.Value, &got); err != nil || got.Module != e.Module || e.Type != "testkit.ran/v1" {
+			t.Errorf("%s: value %s (%v), type %q; want its partial result", e.Module, e.Value, err, e.Type)
+		}
+	}
+	t.Run("timed out", func(t *testing.T) {
+		file := filepath.Join(dir, "timeout.hcl")
+		writeFile(t, file, `pipeline {
+  on_failure = "continue"
+}
+module "testkit.sleep" "slow" {
+  duration = "20s"
+  partial  = true
+  timeout  = "300ms"
+}
+module "testkit.sleep" "bare" {
+  duration = "20s"
+  timeout  = "300ms"
+}
+`)
+		r := runHost(t, "run", file, "--no-progress")
+		r.wantCode(t, 1)
+		partial(t, r.module(t, "slow"), coordinator.StatusTimedOut)
+		if bare := r.module(t, "bare"); string(bare.Value) != "null" && len(bare.Value) != 0 {
+			t.Errorf("bare: value %s, want none (it returned a zero value)", bare.Value)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		file := filepath.Join(dir, "stop.hcl")
+		writeFile(t, file, `module "testkit.sleep" "slow" {
+  duration = "20s"
+  partial  = true
+}
+module "testkit.sleep" "quick" {
+  duration = "20s"
+  timeout  = "200ms"
+}
+`)
+		r := runHost(t, "run", file, "--no-progress")
+		r.wantCode(t, 1)
+		partial(t, r.module(t, "slow"), coordinator.StatusCancelled)
+	})
+}
+
 func TestInvalidPipelines(t *testing.T) {
 	tests := []struct {
 		file string
