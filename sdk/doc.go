@@ -28,8 +28,9 @@
 // Module output goes through the Module: Stdout, Stderr, Logf and Logger
 // stream lines to the host, which shows them prefixed with the module's
 // name. What the process writes to os.Stdout or os.Stderr is not module
-// output: the host keeps it in its debug log and, when the plugin dies,
-// shows the last stderr lines with the crash. A module that panics fails
+// output: the host logs a line written to os.Stdout as a warning (it
+// belongs to no module) and keeps os.Stderr in its debug log and, when
+// the plugin dies, shows the last stderr lines with the crash. A module that panics fails
 // with kind "crash" and its stack; the plugin keeps serving other modules.
 // One plugin process runs many modules, concurrently: keep per-module
 // state in the run function, not in globals.
