@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,9 +149,29 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	src.set(fallbackSource{first: sched, then: &sessionSource{ctx: helpers, sess: sess, log: log, cache: map[string]coordinator.Envelope{}}})
 
 	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted, limit: limitOf(coord), modules: runCtx}
+	// The master's slots stop claiming once the run is cancelled (Ctrl-C,
+	// its session gone): a module it claimed then would only be reported
+	// "not started" by it. A stop after a failure (on_failure) leaves
+	// runCtx alone, so they still claim the always_run modules.
+	claiming, stopClaiming := context.WithCancel(helpers)
+	defer stopClaiming()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-runCtx.Done():
+			stopClaiming()
+			// What its slots took ahead goes back to the queue, so the
+			// scheduler reports it "not started" at once.
+			if r, ok := sess.(heldReleaser); ok {
+				r.ReleaseHeld()
+			}
+		case <-helpers.Done():
+		}
+	}()
 	for range d.Slots {
 		wg.Add(1)
-		go func() { defer wg.Done(); pull.loop(helpers) }()
+		go func() { defer wg.Done(); pull.loop(claiming) }()
 	}
 
 	res := sched.Run(runCtx)
@@ -179,7 +200,12 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	}
 	stopHelpers()
 	wg.Wait()
-	run, err := finishRun(p, con, d.RunID, opts.Reports, started, ended, res)
+	var runErr *coordinator.Error
+	if lost != nil && ctx.Err() == nil {
+		runErr = &coordinator.Error{Kind: coordinator.ErrorKindCoordinator, Message: fmt.Sprintf(
+			"the master's coordinator session ended before the run finished: %v; what the modules still running or queued then did is unknown to the master", lost)}
+	}
+	run, err := finishRun(p, con, d.RunID, opts.Reports, started, ended, res, runErr)
 	if lost != nil && ctx.Err() == nil {
 		log.Error("the master's coordinator session ended before the run finished", "error", lost)
 		return run, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("master of run %s: %w; the run could not finish: check the connection to the coordinator (its endpoints, TLS and credentials) and rerun", d.RunID, lost)}
@@ -356,6 +382,16 @@ func (r *router) wanted(a coordinator.Assignment) bool {
 	return w != nil && w.attempt == a.Attempt
 }
 
+// waitingAttempt is the attempt of module the master waits for, or 0.
+func (r *router) waitingAttempt(module string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w := r.waiters[module]; w != nil {
+		return w.attempt
+	}
+	return 0
+}
+
 // wasLost reports, once, whether module's previous attempt was lost.
 func (r *router) wasLost(module string) bool {
 	r.mu.Lock()
@@ -399,7 +435,15 @@ func (r *router) route(ctx context.Context, sess coordinator.MasterSession) {
 				return
 			}
 			r.log.Info("result", "module", env.Module, "attempt", env.Attempts, "status", env.Status, "by", env.Instance, "host", env.Host)
-			if !r.deliver(env.Module, env.Attempts, outcome{env: env}) {
+			attempt := env.Attempts
+			if attempt == 0 {
+				// A member that claimed the module and never started it
+				// (the run was cancelled) reports 0 attempts, as a single
+				// machine does: it answers the attempt the master waits
+				// for, which otherwise waited cancelledOutcomeWait.
+				attempt = r.waitingAttempt(env.Module)
+			}
+			if !r.deliver(env.Module, attempt, outcome{env: env}) {
 				r.log.Debug("result no one waits for (the run stopped or the attempt was superseded)", "module", env.Module, "attempt", env.Attempts)
 			}
 		case lc, ok := <-lost:
@@ -470,12 +514,36 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 		if e.sess.Err() == nil {
 			wait := time.NewTimer(cancelledOutcomeWait)
 			defer wait.Stop()
-			select {
-			case o := <-ch:
-				if o.lost == nil {
-					return o.env
+			// A member that held the claim ahead, without starting the
+			// module, gives it back to the queue as it leaves: no outcome
+			// comes, and the module never started.
+			poll := time.NewTicker(claimPoll)
+			defer poll.Stop()
+			var released <-chan time.Time
+		waiting:
+			for {
+				select {
+				case o := <-ch:
+					if o.lost == nil {
+						return o.env
+					}
+					break waiting
+				case <-wait.C:
+					break waiting
+				case <-poll.C:
+					if _, still := e.claimHolder(a.Module); !still && released == nil {
+						// Its outcome may be on its way (a Publish
+						// deletes the claim as it writes the result).
+						released = time.After(releasedGrace)
+					}
+				case <-released:
+					if _, still := e.claimHolder(a.Module); !still {
+						now := time.Now().UTC()
+						return coordinator.Envelope{Module: n.Address, Status: coordinator.StatusCancelled, Attempts: 0, StartedAt: now, EndedAt: now,
+							Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + reason}}
+					}
+					released = nil
 				}
-			case <-wait.C:
 			}
 		}
 		env := failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+reason)
@@ -607,6 +675,28 @@ func (e *distributedExecutor) awaitCapable(ctx context.Context, a coordinator.As
 // is reported as the master saw it).
 const cancelledOutcomeWait = 5 * time.Second
 
+// claimPoll is how often the master looks, while it waits for a cancelled
+// module's outcome, whether the claim went back to the queue; releasedGrace
+// is how long a claim must stay gone, without an outcome, for the module
+// to count as never started.
+const (
+	claimPoll     = 50 * time.Millisecond
+	releasedGrace = 250 * time.Millisecond
+)
+
+// interruptedPrefix starts the reason the master gives the coordinator
+// when its run is cancelled (Ctrl-C, SIGTERM, its session lost), rather
+// than stopped after a failure: members then stop always_run modules too.
+const interruptedPrefix = "the run was cancelled on the master: "
+
+// interruptedRun reports whether a run's cancel reason is an interrupt of
+// the master's (see interruptedPrefix).
+func interruptedRun(reason string) bool { return strings.HasPrefix(reason, interruptedPrefix) }
+
+// heldReleaser is a session that can give back the claims it took ahead
+// before it closes (coordinator/etcd).
+type heldReleaser interface{ ReleaseHeld() }
+
 // claimHolder is a session that tells which member holds a claim (both of
 // modpipe's coordinators do).
 type claimHolder interface {
@@ -629,7 +719,7 @@ func (e *distributedExecutor) cancel(ctx context.Context) string {
 		reason = cause.Error() // the scheduler's: which module's failure
 	}
 	if e.runCtx.Err() != nil {
-		reason = "the run was cancelled on the master: " + context.Cause(e.runCtx).Error()
+		reason = interruptedPrefix + context.Cause(e.runCtx).Error()
 	}
 	e.cancelOnce.Do(func() {
 		if err := e.sess.Err(); err != nil {
@@ -758,7 +848,22 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 		return
 	}
 	// A module claimed before the run was cancelled is cancelled with it;
-	// one claimed after (an always_run module) runs to its end.
+	// one claimed after runs to its end if it is always_run (a stop after
+	// a failure still runs those), and is not started otherwise: it was
+	// queued before the stop, and no one waits for it.
+	select {
+	case <-p.sess.Cancelled():
+		if !n.Module.AlwaysRun || interruptedRun(p.sess.CancelReason()) {
+			now := time.Now().UTC()
+			publishEnvelope(p.sess, c, coordinator.Envelope{
+				Module: a.Module, Status: coordinator.StatusCancelled, Attempts: a.Attempt - 1,
+				Error:     &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + p.sess.CancelReason()},
+				StartedAt: now, EndedAt: now, Instance: p.runner.instance, Host: p.runner.hostName,
+			}, p.log)
+			return
+		}
+	default:
+	}
 	parent := p.modules
 	if parent == nil {
 		parent = context.Background()
@@ -775,7 +880,11 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 			defer watcher.Done()
 			select {
 			case <-p.sess.Cancelled():
-				cancel(fmt.Errorf("the run was cancelled: %s", p.sess.CancelReason()))
+				// A stop after a failure lets an always_run module finish,
+				// as on one machine; Ctrl-C on the master stops it too.
+				if reason := p.sess.CancelReason(); !n.Module.AlwaysRun || interruptedRun(reason) {
+					cancel(fmt.Errorf("the run was cancelled: %s", reason))
+				}
 			case <-finished:
 			}
 		}()

@@ -103,7 +103,7 @@ func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	started := time.Now().UTC()
 	res := sched.Run(ctx)
 	ended := time.Now().UTC()
-	run, err := finishRun(p, con, runID, opts.Reports, started, ended, res)
+	run, err := finishRun(p, con, runID, opts.Reports, started, ended, res, nil)
 	if run != nil {
 		opts.Logger.Info("run finished", "run_id", runID, "status", run.Status, "modules", len(run.Modules), "took", ended.Sub(started))
 	}
@@ -225,7 +225,7 @@ func notStarted(opts RunOptions, err error) error {
 // Every module has ended by then: it stops p's plugins too, while the
 // summary and the reports are written, since stopping waits for each
 // plugin process to exit and sweeps what it left.
-func finishRun(p *prepared, con *console, runID string, reports []report.Spec, started, ended time.Time, res *schedule.Result) (*report.Run, error) {
+func finishRun(p *prepared, con *console, runID string, reports []report.Spec, started, ended time.Time, res *schedule.Result, runErr *coordinator.Error) (*report.Run, error) {
 	l, opts := p.loaded, p.opts
 	run := &report.Run{
 		Pipeline:   pipelineName(p.cfg.Name, p.cfg.Filename),
@@ -245,6 +245,11 @@ func finishRun(p *prepared, con *console, runID string, reports []report.Spec, s
 	}()
 	defer func() { <-stopped }()
 	switch {
+	case runErr != nil:
+		// The run could not finish (a fleet master's coordinator went
+		// away): the modules' outcomes after that are not theirs, and the
+		// report says what ended it.
+		run.Status, run.Error = report.RunError, runErr
 	case res.Cancelled:
 		run.Status = report.RunCancelled
 	case res.Succeeded:

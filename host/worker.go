@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -166,18 +167,26 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		wg.Wait()
 	}
 
+	cancelled := false
 	select {
 	case <-sess.Cancelled():
-		reason := sess.CancelReason()
-		log.Warn("run cancelled by the master: cancelling this instance's modules", "reason", reason)
-		err := fmt.Errorf("run %s was cancelled by the master: %s", d.RunID, reason)
-		// The pull loops publish their modules' cancelled envelopes.
-		stop(err)
-		return &ExitError{Code: ExitFailed, Err: err}
+		// The pull loops cancel the modules claimed before it and publish
+		// their envelopes; this instance stays until the master ends the
+		// run, to run the always_run modules a stop after a failure
+		// (on_failure = "stop") still sends.
+		cancelled = true
+		log.Warn("run cancelled by the master: cancelling this instance's modules; it stays for always_run modules until the run ends", "reason", sess.CancelReason())
+	case <-sess.Done():
+	case <-ctx.Done():
+	}
+	select {
 	case <-sess.Done():
 		err := sess.Err()
 		stop(err)
 		log.Info("session ended", "reason", err)
+		if finished := (*coordinator.RunFinishedError)(nil); cancelled && errors.As(err, &finished) {
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s was cancelled by the master: %s", d.RunID, sess.CancelReason())}
+		}
 		return sessionEndError(err, d, sess.CancelReason())
 	case <-ctx.Done():
 		cause := context.Cause(ctx)

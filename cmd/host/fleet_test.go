@@ -728,6 +728,121 @@ func TestFleetMasterKilled(t *testing.T) {
 	f.assertNoneLeft(etcd[0].proc)
 }
 
+// Ctrl-C on the master: the modules running are cancelled where they run,
+// and the queued ones, including those an instance took ahead and never
+// started, are reported not started with 0 attempts, as on one machine.
+// The master's own slots used to claim the queued modules after the
+// cancellation, and a claim held ahead kept the master waiting 5 s for
+// an outcome that never came, then reported the module as having run.
+func TestFleetMasterInterrupted(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := filepath.Join(f.dir, "interrupted.hcl")
+	writeFile(t, file, `distributed {
+  heartbeat_interval = "500ms"
+  heartbeat_timeout  = "2s"
+}
+variable "dir" {
+  type = string
+}
+module "shell" "a" {
+  matrix {
+    n = ["1", "2", "3", "4", "5", "6"]
+  }
+  script = "touch ${var.dir}/started-${matrix.n}; sleep 30"
+}
+`)
+	vars := []string{"--var", "dir=" + f.dir, "--slots", "1"}
+	worker := f.host(file, 1, 2, "interrupted", endpoints(etcd), vars...)
+	master := f.host(file, 0, 2, "interrupted", endpoints(etcd), vars...)
+	started := func() int {
+		n, _ := filepath.Glob(filepath.Join(f.dir, "started-*"))
+		return len(n)
+	}
+	for deadline := time.Now().Add(guard); started() < 2 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if started() < 2 {
+		t.Fatalf("the two slots did not start their modules\n%s\n%s", master.output(), worker.output())
+	}
+	if err := master.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	interrupted := time.Now()
+	master.wantCode(t, 130)
+	t.Logf("the master exited %s after Ctrl-C", master.exitedAt.Sub(interrupted))
+	r := master.report(t)
+	ran, notStarted := 0, 0
+	for _, e := range r.Modules {
+		wantStatus(t, e, coordinator.StatusCancelled)
+		_, err := os.Stat(filepath.Join(f.dir, "started-"+strings.TrimSuffix(strings.TrimPrefix(e.Module, "a["), "]")))
+		switch {
+		case err == nil:
+			ran++
+			if e.Attempts != 1 || e.Error == nil || !strings.Contains(e.Error.Message, "cancelled while running") {
+				t.Errorf("%s started, but is reported with %d attempts: %+v", e.Module, e.Attempts, e.Error)
+			}
+		default:
+			notStarted++
+			if e.Attempts != 0 || e.Error == nil || !strings.HasPrefix(e.Error.Message, "not started: ") {
+				t.Errorf("%s never started, but is reported with %d attempts on instance %d: %+v", e.Module, e.Attempts, e.Instance, e.Error)
+			}
+		}
+	}
+	if ran != 2 || notStarted != 4 {
+		t.Errorf("%d modules reported as started and %d not, want 2 and 4\n%s", ran, notStarted, master.output())
+	}
+	worker.wait(t)
+	f.assertNoneLeft(etcd[0].proc)
+}
+
+// A stop after a failure (on_failure = "stop", the default) still runs
+// always_run modules in a fleet, as on one machine: the workers cancel
+// what they were running but stay until the master ends the run. They
+// used to leave at the stop, so an always_run module on a worker was
+// cancelled, or waited capability_timeout for a worker that had gone.
+func TestFleetAlwaysRunAfterAStop(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := filepath.Join(f.dir, "always.hcl")
+	writeFile(t, file, `distributed {
+  heartbeat_interval = "500ms"
+  heartbeat_timeout  = "2s"
+  capability_timeout = "20s"
+}
+variable "dir" {
+  type = string
+}
+module "shell" "slow" {
+  requires = ["w1"]
+  script   = "touch ${var.dir}/slow-started; sleep 30"
+}
+module "shell" "boom" {
+  requires = ["w1"]
+  script   = "while [ ! -e ${var.dir}/slow-started ]; do sleep 0.05; done; exit 3"
+}
+module "shell" "cleanup" {
+  requires   = ["w1"]
+  always_run = true
+  command    = ["echo", "boom was ${module.boom.status}"]
+}
+`)
+	vars := []string{"--var", "dir=" + f.dir}
+	worker := f.host(file, 1, 2, "always", endpoints(etcd), append([]string{"--capability", "w1"}, vars...)...)
+	master := f.host(file, 0, 2, "always", endpoints(etcd), vars...)
+	master.wantCode(t, 1)
+	worker.wantCode(t, 1)
+	r := master.report(t)
+	wantStatus(t, moduleOf(t, r, "boom"), coordinator.StatusFailed)
+	wantStatus(t, moduleOf(t, r, "slow"), coordinator.StatusCancelled)
+	c := moduleOf(t, r, "cleanup")
+	wantStatus(t, c, coordinator.StatusSucceeded)
+	if c.Instance != 1 || !strings.Contains(string(c.Value), "boom was failed") {
+		t.Errorf("cleanup ran on instance %d with value %s, want instance 1 and boom's status", c.Instance, c.Value)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
 func TestFleetEtcdStoppedForGood(t *testing.T) {
 	f := newFleet(t)
 	etcd := f.startEtcd(1)
@@ -755,9 +870,14 @@ func TestFleetEtcdStoppedForGood(t *testing.T) {
 		}
 	}
 	// The master's report keeps where each module was running when the
-	// coordinator went away.
+	// coordinator went away, and says that is what ended the run (it
+	// used to be a plain "cancelled", its cause a module's failure).
+	r := master.report(t)
+	if r.Status != report.RunError || r.Error == nil || r.Error.Kind != coordinator.ErrorKindCoordinator || !strings.Contains(r.Error.Message, "coordinator session ended") {
+		t.Errorf("the report's run: status %s, error %+v; want status error, kind coordinator", r.Status, r.Error)
+	}
 	mods := map[string]coordinator.Envelope{}
-	for _, e := range master.report(t).Modules {
+	for _, e := range r.Modules {
 		mods[e.Module] = e
 	}
 	// Each is lost with the session, or cancelled by the other's loss,

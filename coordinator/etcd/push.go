@@ -311,6 +311,14 @@ func (s *Session) releaseTxn(cl coordinator.Claim) error {
 	return nil
 }
 
+// ReleaseHeld gives back to the queue the claims this session took ahead
+// and no Claim call returned, and makes any that land later go back too:
+// for an instance that will run nothing more of the run (a master whose
+// run was cancelled), ahead of its Close, so that the master sees them
+// queued, never started, rather than held by an instance that will not
+// answer for them.
+func (s *Session) ReleaseHeld() { s.releaseHeld() }
+
 // releaseHeld runs before a graceful Close: it withdraws this session's
 // waiters and releases every pushed claim no Claim call returned, so they
 // go back to the queue with the same attempt instead of being lost.

@@ -43,7 +43,8 @@ const (
 	RunCancelled Status = "cancelled"
 	// RunInvalid: the pipeline file has errors; nothing ran.
 	RunInvalid Status = "invalid"
-	// RunError: the run could not start (a plugin, the coordinator).
+	// RunError: the run could not start (a plugin, the coordinator), or
+	// could not finish (a fleet master lost its coordinator).
 	RunError Status = "error"
 )
 
