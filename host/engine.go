@@ -416,21 +416,17 @@ func prepare(ctx context.Context, l *loaded, results pluginhost.ResultFunc) (*pr
 // prepareFrom is prepare that takes what it can of the plugins pre
 // started early (see prestartPlugins); it owns pre.
 func prepareFrom(ctx context.Context, l *loaded, results pluginhost.ResultFunc, pre *prestart) (*prepared, error) {
-	specs, missing := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
-	if !missing.HasErrors() {
-		set, err := l.startPluginsFrom(ctx, results, pre)
-		if err != nil {
-			return nil, err
-		}
-		return prepareStarted(ctx, l, set)
-	}
 	// A plugin that is not there cannot check its modules, but the others
 	// can check theirs: every error of the file in one pass, as when all
 	// are there, rather than one plugin name at a time.
+	specs, missing := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
 	set, err := l.startSpecs(ctx, results, pre, specs)
 	if err != nil {
-		_ = l.report(missing, ExitPluginStart)
+		_ = l.report(missing, ExitPluginStart) // writes nothing when none is missing
 		return nil, err
+	}
+	if !missing.HasErrors() {
+		return prepareStarted(ctx, l, set)
 	}
 	c := check(ctx, l, set)
 	set.Close()

@@ -475,13 +475,7 @@ func (p *Plugin) validateError(ctx, vctx context.Context, pr *process, err error
 		// crash while running a module does, rather than the gRPC
 		// error of a connection cut (which names a socket). The next
 		// call starts it again.
-		timer := time.NewTimer(crashWait)
-		select {
-		case <-pr.done:
-		case <-timer.C:
-		}
-		timer.Stop()
-		p.discard(pr)
+		p.reap(pr, "call", what)
 		msg := fmt.Sprintf("plugin %q (%s) died while answering %s", p.spec.Name, p.spec.Path, what)
 		if st := pr.run.exitStatus(); st != "" {
 			msg += ": " + st
@@ -785,16 +779,7 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 	if !isConnectionLoss(err) && !pr.exited() {
 		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin failed the call", Err: err}
 	}
-	// The connection broke: the process is dying or dead. Wait for it to
-	// exit so its last stderr lines are in the tail.
-	timer := time.NewTimer(crashWait)
-	defer timer.Stop()
-	select {
-	case <-pr.done:
-	case <-timer.C:
-		p.logger.Warn("plugin connection lost but the process did not exit; killing it", "module", module, "pid", pr.pid())
-	}
-	p.discard(pr)
+	p.reap(pr, "module", module)
 	crash := &CrashError{
 		Plugin:       p.spec.Name,
 		Path:         p.spec.Path,
@@ -811,6 +796,21 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 	}
 	p.logger.Error("plugin crashed", "module", module, "pid", pr.pid(), "status", crash.ExitStatus)
 	return crash
+}
+
+// reap deals with pr once its connection broke: the process is dying or
+// dead. It waits up to crashWait for it to exit, so its last stderr lines
+// are in the tail, kills it if it does not, and discards it (the next call
+// starts another). what names the call for the log.
+func (p *Plugin) reap(pr *process, what ...any) {
+	timer := time.NewTimer(crashWait)
+	defer timer.Stop()
+	select {
+	case <-pr.done:
+	case <-timer.C:
+		p.logger.Warn("plugin connection lost but the process did not exit; killing it", append(what, "pid", pr.pid())...)
+	}
+	p.discard(pr)
 }
 
 // awaitStop waits up to KillGrace for the plugin to stop running a
