@@ -281,7 +281,7 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 				break
 			}
 			rng := a.m.DeclRange
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", a.m.Plugin, err), Subject: &rng})
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: couldNotValidate, Detail: fmt.Sprintf("plugin %q: %v", a.m.Plugin, err), Subject: &rng})
 			continue
 		}
 		for _, pd := range pds {
@@ -565,7 +565,13 @@ func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 func reportChecked(l *loaded, set *pluginSet, c checked) (*prepared, error) {
 	if c.p == nil {
 		set.Close()
-		return nil, l.report(c.diags, ExitInvalid)
+		code := ExitInvalid
+		if slices.ContainsFunc(c.diags, func(d *hcl.Diagnostic) bool { return d.Summary == couldNotValidate }) {
+			// The plugin died or hung checking a config: the plugin's
+			// failure, not the file's, whatever else the file has.
+			code = ExitPluginStart
+		}
+		return nil, l.report(c.diags, code)
 	}
 	if len(c.diags) > 0 {
 		_ = l.report(c.diags, ExitOK)
@@ -687,7 +693,7 @@ func (p *prepared) validateStatic(ctx context.Context, skip map[*config.Module]b
 		v := verdicts[c.key]
 		if v.err != nil {
 			rng := m.DeclRange
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin could not validate the module", Detail: fmt.Sprintf("plugin %q: %v", m.Plugin, v.err), Subject: &rng})
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: couldNotValidate, Detail: fmt.Sprintf("plugin %q: %v", m.Plugin, v.err), Subject: &rng})
 			continue
 		}
 		for _, pd := range v.diags {
@@ -696,6 +702,10 @@ func (p *prepared) validateStatic(ctx context.Context, skip map[*config.Module]b
 	}
 	return diags
 }
+
+// couldNotValidate is the summary of the diagnostic on a module whose
+// plugin gave no verdict on its config (it died, hung or is not running).
+const couldNotValidate = "Plugin could not validate the module"
 
 // validateInFlight bounds the validate calls a plugin has to answer at
 // once, and validateBatch the configs in one: enough to keep both sides
@@ -974,7 +984,7 @@ func Plugins(ctx context.Context, opts Options) error {
 		if i > 0 {
 			fmt.Fprintln(opts.Stdout)
 		}
-		writePluginInfo(opts.Stdout, specs[name].Path, pl.Info())
+		writePluginInfo(opts.Stdout, name, specs[name].Path, pl.Info())
 	}
 	return nil
 }
@@ -990,14 +1000,20 @@ func noModules(file string) *hcl.Diagnostic {
 	}
 }
 
-func writePluginInfo(w io.Writer, path string, info pluginhost.Info) {
-	fmt.Fprintf(w, "plugin %s %s (protocol %d)\n  binary: %s\n", info.Name, info.Version, info.ProtocolVersion, path)
+// writePluginInfo describes the plugin the pipeline calls name: its
+// kinds are module "name.KIND" there, whatever name it gives itself.
+func writePluginInfo(w io.Writer, name, path string, info pluginhost.Info) {
+	self := ""
+	if info.Name != name {
+		self = fmt.Sprintf(" (it calls itself %q)", info.Name)
+	}
+	fmt.Fprintf(w, "plugin %s %s (protocol %d)%s\n  binary: %s\n", name, info.Version, info.ProtocolVersion, self, path)
 	for _, k := range info.Kinds {
 		def := ""
 		if k.Default {
 			def = " (default)"
 		}
-		fmt.Fprintf(w, "\n  module \"%s.%s\"%s -> %s\n", info.Name, k.Name, def, k.ResultType)
+		fmt.Fprintf(w, "\n  module \"%s.%s\"%s -> %s\n", name, k.Name, def, k.ResultType)
 		if k.Doc != "" {
 			fmt.Fprintf(w, "    %s\n", k.Doc)
 		}

@@ -12,7 +12,7 @@ const (
 	ExitOK          = 0   // the pipeline succeeded (or the command did its job)
 	ExitFailed      = 1   // the pipeline ran and failed
 	ExitInvalid     = 2   // the pipeline file or the command line is invalid
-	ExitPluginStart = 3   // a plugin could not be found or started
+	ExitPluginStart = 3   // a plugin could not be found or started, or failed checking configs
 	ExitCoordinator = 4   // the coordinator could not be reached or was lost
 	ExitInterrupted = 130 // cancelled by SIGINT/SIGTERM
 )

@@ -23,7 +23,7 @@ func TestWritePluginInfo(t *testing.T) {
 		},
 	}}}
 	var b strings.Builder
-	writePluginInfo(&b, "/p/modpipe-plugin-deploy", info)
+	writePluginInfo(&b, "deploy", "/p/modpipe-plugin-deploy", info)
 	want := `plugin deploy 1.2.0 (protocol 1)
   binary: /p/modpipe-plugin-deploy
 
@@ -37,5 +37,18 @@ func TestWritePluginInfo(t *testing.T) {
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// A plugin that gives itself another name than the pipeline's is listed
+// under the pipeline's, which its modules' kinds are written with.
+func TestWritePluginInfoUnderThePipelinesName(t *testing.T) {
+	info := pluginhost.Info{Name: "somethingelse", Version: "0.1.0", ProtocolVersion: 1, Kinds: []schema.Kind{{Name: "say", ResultType: "say/v1"}}}
+	var b strings.Builder
+	writePluginInfo(&b, "nodeqa", "/p/modpipe-plugin-nodeqa", info)
+	for _, want := range []string{`plugin nodeqa 0.1.0 (protocol 1) (it calls itself "somethingelse")`, `module "nodeqa.say" -> say/v1`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
 	}
 }

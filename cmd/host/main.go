@@ -140,7 +140,7 @@ func run(args []string) int {
 	root := &cobra.Command{
 		Use:           "host",
 		Short:         "modpipe runs CI/CD pipelines of plugin modules declared in HCL",
-		Long:          "modpipe runs CI/CD pipelines of plugin modules declared in HCL (pipeline.hcl),\non one machine or across a fleet coordinated through etcd.\n\nExit codes: 0 succeeded, 1 pipeline failed, 2 invalid configuration,\n3 a plugin could not start, 4 coordinator error, 130 interrupted.",
+		Long:          "modpipe runs CI/CD pipelines of plugin modules declared in HCL (pipeline.hcl),\non one machine or across a fleet coordinated through etcd.\n\nExit codes: 0 succeeded, 1 pipeline failed, 2 invalid configuration,\n3 a plugin could not start or check its configs, 4 coordinator error, 130 interrupted.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

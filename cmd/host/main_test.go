@@ -693,6 +693,30 @@ module "shell" "c" {
 	}
 }
 
+// A plugin that dies checking a config is the plugin's failure, not the
+// file's: exit 3, as for a plugin that cannot start, naming how it ended.
+func TestPluginDyingInValidateExits3(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dies.hcl")
+	writeFile(t, file, `module "testkit.checkpanic" "a" {
+  message = "exit"
+}
+`)
+	for _, cmd := range []string{"validate", "run"} {
+		t.Run(cmd, func(t *testing.T) {
+			r := runHost(t, cmd, file)
+			r.wantCode(t, 3)
+			for _, want := range []string{`dies.hcl:1:1: Plugin could not validate the module`, `died while answering`, `exit status`} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+			if r.ranSomething() {
+				t.Errorf("modules ran: %+v", r.report)
+			}
+		})
+	}
+}
+
 func TestCycleNamesEveryModule(t *testing.T) {
 	r := runHost(t, "validate", "testdata/cycle.hcl")
 	r.wantCode(t, 2)

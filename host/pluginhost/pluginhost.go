@@ -294,13 +294,26 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 		}
 		seen[mk.GetName()] = true
 		k := schema.Kind{Name: mk.GetName(), Default: mk.GetDefault(), ResultType: mk.GetResultType(), Doc: mk.GetDoc()}
+		if k.ResultType == "" {
+			// Every envelope is typed (R4): its consumers go by it.
+			return fail(fmt.Sprintf("kind %q declares no result_type (the versioned type name of its results, such as %q)", k.Name, k.Name+"/v1"), nil)
+		}
 		if k.Default {
 			defaults++
 		}
+		attrs := map[string]bool{}
 		for _, a := range mk.GetAttributes() {
+			if a.GetName() == "" || attrs[a.GetName()] {
+				return fail(fmt.Sprintf("kind %q declares an empty or duplicate attribute name %q", k.Name, a.GetName()), nil)
+			}
+			attrs[a.GetName()] = true
 			var t cty.Type
 			if err := t.UnmarshalJSON([]byte(a.GetType())); err != nil {
-				return fail(fmt.Sprintf("kind %q declares attribute %q with type %s, which is not a cty JSON type", mk.GetName(), a.GetName(), a.GetType()), err)
+				msg := fmt.Sprintf("kind %q declares attribute %q with type %s, which is not a cty JSON type", mk.GetName(), a.GetName(), a.GetType())
+				if !strings.ContainsAny(a.GetType(), `"[`) {
+					msg += fmt.Sprintf(` (the type is JSON text, quotes included: "\"%s\"")`, a.GetType())
+				}
+				return fail(msg, err)
 			}
 			k.Attributes = append(k.Attributes, schema.Attribute{Name: a.GetName(), Type: t, Required: a.GetRequired(), Doc: a.GetDoc()})
 		}
@@ -469,7 +482,7 @@ func (p *Plugin) validateError(ctx, vctx context.Context, pr *process, err error
 	if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
 		return fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())
 	}
-	if isConnectionLoss(err) || pr.exited() {
+	if pr.exited() || (isConnectionLoss(err) && !pr.answers()) {
 		// The plugin died checking a config (its own check exited or
 		// crashed): say so with how it ended and its last words, as a
 		// crash while running a module does, rather than the gRPC
@@ -563,7 +576,7 @@ func (p *Plugin) validateMany(ctx context.Context, qs []Question, out []Verdict)
 		if status.Code(err) == codes.Unimplemented {
 			return err
 		}
-		return p.validateError(ctx, vctx, pr, err, fmt.Sprintf("ValidateMany for %d configs", len(qs)))
+		return p.validateError(ctx, vctx, pr, err, fmt.Sprintf("ValidateMany for %d config%s", len(qs), plural(len(qs))))
 	}
 	if got := len(resp.GetResponses()); got != len(qs) {
 		return fmt.Errorf("plugin %q broke the protocol: ValidateMany answered %d of %d configs", p.spec.Name, got, len(qs))
@@ -776,8 +789,8 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 	if errors.Is(err, io.EOF) {
 		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin ended the stream without a final result"}
 	}
-	if !isConnectionLoss(err) && !pr.exited() {
-		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin failed the call", Err: err}
+	if !pr.exited() && (!isConnectionLoss(err) || pr.answers()) {
+		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "it ended the call with an error instead of a result (a module that fails sends a result that says so)", Err: err}
 	}
 	p.reap(pr, "module", module)
 	crash := &CrashError{

@@ -33,6 +33,7 @@ var (
 	wrongVerBin    string
 	silentBin      string
 	notAPluginBin  string
+	statusBin      string
 	deadlockGuard  = 2 * time.Minute // bounds waits that must not hang; never a timing assertion
 	buildsFinished bool
 )
@@ -52,6 +53,7 @@ func TestMain(m *testing.M) {
 		{&wrongVerBin, "./testdata/wrongversion"},
 		{&silentBin, "./testdata/silent"},
 		{&notAPluginBin, "./testdata/notaplugin"},
+		{&statusBin, "./testdata/statusplugin"},
 	}
 	for _, b := range builds {
 		*b.out = filepath.Join(dir, filepath.Base(b.pkg))
@@ -901,6 +903,12 @@ func TestStartErrors(t *testing.T) {
 		{"padded certificate", pluginhost.Spec{Name: "padded", Path: padded}, pluginhost.ReasonHandshake,
 			[]string{padded, "the certificate in its handshake line could not be read", "without padding"}},
 		{"wrong protocol version", pluginhost.Spec{Name: "future", Path: wrongVerBin}, pluginhost.ReasonProtocolVersion, []string{wrongVerBin, "expected protocol version 1, found protocol version 99"}},
+		{"no result type", pluginhost.Spec{Name: "st", Path: statusBin, Env: []string{"STATUSPLUGIN_DESCRIBE=no-result-type"}}, pluginhost.ReasonDescribe,
+			[]string{`kind "x" declares no result_type`}},
+		{"duplicate attribute", pluginhost.Spec{Name: "st", Path: statusBin, Env: []string{"STATUSPLUGIN_DESCRIBE=duplicate-attribute"}}, pluginhost.ReasonDescribe,
+			[]string{`kind "x" declares an empty or duplicate attribute name "mode"`}},
+		{"type without its quotes", pluginhost.Spec{Name: "st", Path: statusBin, Env: []string{"STATUSPLUGIN_DESCRIBE=bare-type"}}, pluginhost.ReasonDescribe,
+			[]string{`attribute "mode" with type string, which is not a cty JSON type (the type is JSON text, quotes included: "\"string\"")`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1130,5 +1138,111 @@ func TestFinishedUncancelled(t *testing.T) {
 	<-done
 	if !errors.Is(err, context.Canceled) || resp.FinishedUncancelled {
 		t.Errorf("a cancelled module: resp = %+v, err = %v; want context.Canceled", resp, err)
+	}
+}
+
+// A live plugin that ends a call with a status a broken connection also
+// gives (Internal, Unavailable) fails that module alone, with the
+// plugin's own message: the process is not taken for dead, so neither
+// waits to be killed nor takes the module running beside it down.
+func TestStatusFromALivePluginFailsOnlyItsCall(t *testing.T) {
+	for _, tc := range []struct{ mode, msg string }{
+		{"internal", "exploded on purpose"},
+		{"unavailable", "not in the mood"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			p := start(t, statusBin, pluginhost.Options{})
+			pid := p.PID()
+			type outcome struct {
+				resp pluginhost.Response
+				err  error
+			}
+			beside := make(chan outcome, 1)
+			go func() {
+				resp, err := p.Execute(guardCtx(t), pluginhost.Request{Module: "beside", Kind: "x", Config: json.RawMessage(`{"mode":"sleep"}`)}, nil)
+				beside <- outcome{resp, err}
+			}()
+			_, _, err := execute(t, p, pluginhost.Request{Module: "bad", Kind: "x", Config: json.RawMessage(`{"mode":"` + tc.mode + `"}`)})
+			var perr *pluginhost.ProtocolError
+			if !errors.As(err, &perr) || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), `"bad"`) {
+				t.Fatalf("bad: error %v; want a protocol error with the plugin's message %q", err, tc.msg)
+			}
+			if o := <-beside; o.err != nil || !o.resp.Succeeded {
+				t.Errorf("the module beside it: %+v %v; want succeeded", o.resp, o.err)
+			}
+			if p.PID() != pid {
+				t.Errorf("the plugin was restarted (pid %d, then %d); it never died", pid, p.PID())
+			}
+		})
+	}
+}
+
+// A plugin without go-plugin's stdio stream (any plugin not in Go) that
+// prints to its own stdout after the handshake gets the same warning as
+// a Go plugin's fmt.Println: nothing it prints vanishes.
+func TestRawStdoutAfterTheHandshakeIsAWarning(t *testing.T) {
+	var buf syncBuf
+	p := start(t, statusBin, pluginhost.Options{Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: &buf})})
+	resp, _, err := execute(t, p, pluginhost.Request{Module: "p", Kind: "x", Config: json.RawMessage(`{"mode":"stdout"}`)})
+	if err != nil || !resp.Succeeded {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "own stdout") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := buf.String(); !strings.Contains(got, "plugin wrote to its stdout") || !strings.Contains(got, `line="hello from the process's own stdout"`) {
+		t.Fatalf("host log at warn level:\n%s", got)
+	}
+}
+
+// What a plugin writes to its stderr becomes the host's log, at the
+// level a go-hclog JSON line gives: with a timestamp of any RFC 3339
+// shape (JavaScript's has 3 fractional digits), and without taking the
+// host down on a line whose fields have unexpected types.
+func TestPluginLogLines(t *testing.T) {
+	var buf syncBuf
+	p := start(t, statusBin, pluginhost.Options{Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Info, Output: &buf})})
+	for _, line := range []string{
+		`{"@level":"warn","@message":"three digits","@timestamp":"2026-01-02T15:04:05.123Z","n":1}`,
+		`{"@level":"error","@message":"six digits","@timestamp":"2026-01-02T15:04:05.123456+00:00"}`,
+		`{"@level":"info","@message":5,"@timestamp":7}`,
+		`{"@level":["warn"],"@message":"odd level"}`,
+		`{"@level":"warning","@message":"a synonym","@timestamp":"2026-01-02T15:04:05+01:00"}`,
+		`[WARN] a plain warning`,
+		`plain text at debug`,
+	} {
+		cfg, _ := json.Marshal(map[string]string{"mode": "stderr", "line": line})
+		resp, _, err := execute(t, p, pluginhost.Request{Module: "p", Kind: "x", Config: cfg})
+		if err != nil || !resp.Succeeded {
+			t.Fatalf("%s: %+v %v", line, resp, err)
+		}
+	}
+	want := []string{
+		`[WARN]  test.plugin.statusplugin: three digits: n=1 timestamp=2026-01-02T15:04:05.123Z`,
+		`[ERROR] test.plugin.statusplugin: six digits: timestamp=2026-01-02T15:04:05.123Z`,
+		`[INFO]  test.plugin.statusplugin: 5`,
+		`[DEBUG]`, // not shown at info
+		`[WARN]  test.plugin.statusplugin: a synonym: timestamp="2026-01-02T15:04:05.000+0100"`,
+		`[WARN]  test.plugin.statusplugin: [WARN] a plain warning`,
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "a plain warning") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := buf.String()
+	for _, w := range want {
+		if w == "[DEBUG]" {
+			if strings.Contains(got, w) || strings.Contains(got, "plain text at debug") {
+				t.Errorf("a debug line shown at info:\n%s", got)
+			}
+			continue
+		}
+		if !strings.Contains(got, w) {
+			t.Errorf("host log lacks %q:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, "odd level") {
+		t.Errorf("a line with no level it knows, which goes to debug, shown at info:\n%s", got)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/modpipe/modpipe/coordinator"
@@ -37,6 +38,7 @@ type process struct {
 	tag      string
 	client   *goplugin.Client
 	rpc      pluginv1.PluginClient
+	conn     *grpc.ClientConn
 	run      *cmdRunner
 	brokerID uint32
 	// done is closed by go-plugin once the process has exited and its
@@ -158,6 +160,7 @@ func (h *hostPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
 
 func (h *hostPlugin) GRPCClient(doneCtx context.Context, broker *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
 	h.pr.done = doneCtx.Done()
+	h.pr.conn = conn
 	h.pr.brokerID = broker.NextId()
 	hs := &hostService{p: h.p}
 	h.pr.serveWG.Add(1)
@@ -182,9 +185,13 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 	// What the plugin prints to its own stdout after the handshake
 	// belongs to no module: shown at the default level, or a plugin
 	// author's fmt.Println would vanish without a trace.
-	stdout := &lineLogger{tail: pr.tail, log: func(s string) {
-		logger.Warn("plugin wrote to its stdout, which belongs to no module (write module output to the module's stdout: m.Stdout() or m.Logger() in the Go sdk)", "line", s)
-	}}
+	warnStdout := func(s string) {
+		logger.Warn("plugin wrote to its stdout, which belongs to no module (send module output as the module's output lines: m.Stdout() or m.Logger() in the Go sdk)", "line", s)
+	}
+	// One for go-plugin's stdio stream, one for the process's own stdout
+	// past the handshake: each cuts its own bytes into lines.
+	stdout := &lineLogger{tail: pr.tail, log: warnStdout}
+	rawStdout := &lineLogger{tail: pr.tail, log: warnStdout}
 	hp := &hostPlugin{p: p, pr: pr}
 	id := p.opts.TLS
 	if id == nil {
@@ -220,6 +227,11 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 			if err != nil {
 				return nil, err
 			}
+			// go-plugin reads the handshake line from the process's
+			// stdout and discards the rest; a plugin in another language
+			// has no stdio stream to move its prints to, so what follows
+			// the handshake is logged as a Go plugin's os.Stdout is.
+			r.stdout = &afterHandshake{r: r.stdout, w: rawStdout}
 			pr.startMu.Lock()
 			defer pr.startMu.Unlock()
 			if pr.abandoned {
@@ -244,10 +256,10 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// support it, and go-plugin refuses a plugin that does not.
 		GRPCBrokerMultiplex: false,
 		Managed:             false,
-		Logger:              logger,
-		// The process's stderr: go-plugin already logs each line into
-		// Logger; this copy feeds the crash tail.
-		Stderr: &lineLogger{tail: pr.tail},
+		Logger:              newQuietStderr(logger, p.spec.Path),
+		// The process's stderr, line by line: the crash tail, and the
+		// host's log (not go-plugin's, see stderrLog).
+		Stderr: &lineLogger{tail: pr.tail, log: (&stderrLog{log: logger}).line},
 		// What the plugin writes to os.Stdout (and os.Stderr, for plugins
 		// that leave go-plugin's redirection in place) after the handshake.
 		// Never the host's terminal.
@@ -396,8 +408,31 @@ func versionFromMessage(msg string) string {
 	return strings.TrimSpace(v)
 }
 
-// isConnectionLoss reports whether a gRPC error means the plugin's
-// connection went away (the process died or is dying).
+// probeTimeout bounds answers' call.
+const probeTimeout = 2 * time.Second
+
+// answers reports whether the process still answers calls on its
+// connection. A call that ended with a status a broken connection also
+// gives (Unavailable, Internal) may have ended that way by the plugin's
+// own doing, or by a message the host could not decode: then the plugin
+// is alive, and only that call failed. Any answer to a health check,
+// even "not implemented", comes from a live plugin.
+func (pr *process) answers() bool {
+	if pr.conn == nil || pr.exited() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	_, err := healthpb.NewHealthClient(pr.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: goplugin.GRPCServiceName})
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal, codes.Canceled, codes.DeadlineExceeded:
+		return false
+	}
+	return !pr.exited()
+}
+
+// isConnectionLoss reports whether a gRPC error may mean the plugin's
+// connection went away (the process died or is dying); answers tells.
 func isConnectionLoss(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.Canceled, codes.Internal:
@@ -541,6 +576,34 @@ func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
 func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
 func (r *cmdRunner) Name() string          { return r.cmd.Path }
 func (r *cmdRunner) ID() string            { return strconv.Itoa(r.pid) }
+
+// afterHandshake passes a plugin's stdout through to go-plugin, which
+// takes its first line as the handshake, and copies every byte after
+// that first line to w.
+type afterHandshake struct {
+	r    io.ReadCloser
+	w    io.Writer
+	past bool // the handshake line has ended
+}
+
+func (a *afterHandshake) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	b := p[:n]
+	if !a.past {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return n, err
+		}
+		a.past = true
+		b = b[i+1:]
+	}
+	if len(b) > 0 {
+		_, _ = a.w.Write(b)
+	}
+	return n, err
+}
+
+func (a *afterHandshake) Close() error { return a.r.Close() }
 
 func (r *cmdRunner) Diagnose(context.Context) string {
 	return "the binary may be built for another OS or architecture, lack execute permission, or not be a modpipe plugin"
