@@ -234,7 +234,7 @@ func abandonRun(ctx context.Context, coord coordinator.Coordinator, d Distribute
 		log.Warn("could not tell the workers that the run failed to start", "error", err)
 		return cause
 	}
-	fctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	fctx, cancel := sessionContext(sess, publishTimeout)
 	defer cancel()
 	// The workers say why they stop: the reason goes first.
 	if err := sess.Cancel(fctx, "the master could not start the run: "+cause.Error()); err != nil {
@@ -727,7 +727,9 @@ func (e *distributedExecutor) cancel(ctx context.Context) string {
 			e.log.Debug("not cancelling the run: the session ended", "reason", reason, "session", err)
 			return
 		}
-		cctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		// Bounded by the session too: when etcd is what went, waiting
+		// the whole publishTimeout for it would only hold the exit.
+		cctx, cancel := sessionContext(e.sess, publishTimeout)
 		defer cancel()
 		if err := e.sess.Cancel(cctx, reason); err != nil {
 			e.log.Error("cancel the run", "reason", reason, "error", err)

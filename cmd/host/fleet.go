@@ -143,6 +143,9 @@ func etcdConfig(block *config.Distributed, flag string, environ []string, logger
 		}
 		fh.Close()
 	}
+	if err := cfg.CheckTLS(); err != nil {
+		return etcd.Config{}, fmt.Errorf("distributed { etcd }: %w", err)
+	}
 	return cfg, nil
 }
 

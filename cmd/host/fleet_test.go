@@ -16,8 +16,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -1171,9 +1178,10 @@ func TestFleetExampleWithAuth(t *testing.T) {
 func TestEtcdConfigSources(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for _, f := range []string{ca, cert, key} {
-		writeFile(t, f, "PEM")
-	}
+	writeCertAndKey(t, cert, key)
+	writeCertAndKey(t, ca, filepath.Join(dir, "ca-key.pem"))
+	notPEM := filepath.Join(dir, "not.pem")
+	writeFile(t, notPEM, "not a certificate")
 	block := &config.Distributed{Etcd: &config.Etcd{
 		Endpoints: []string{"file-1:2379", "file-2:2379"},
 		Prefix:    "/team", Username: "ci", Password: "pw",
@@ -1196,6 +1204,13 @@ func TestEtcdConfigSources(t *testing.T) {
 		{name: "none", block: &config.Distributed{}, wantErr: "a distributed run needs an etcd cluster"},
 		{name: "other coordinator", block: &config.Distributed{Coordinator: "memory"}, flag: "x:1", wantErr: `coordinator = "memory"`},
 		{name: "missing CA file", block: noCA, wantErr: "distributed { etcd { ca_file } }: open " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
+		// Files that are there but wrong are the settings' mistake too.
+		{name: "CA file without a certificate", block: &config.Distributed{Etcd: &config.Etcd{Endpoints: []string{"e:2379"}, CAFile: notPEM}},
+			wantErr: "distributed { etcd }: etcd CA file " + notPEM + " holds no PEM certificate"},
+		{name: "certificate without its key", block: &config.Distributed{Etcd: &config.Etcd{Endpoints: []string{"e:2379"}, CertFile: cert}},
+			wantErr: "distributed { etcd }: etcd TLS needs both a client certificate file and its key file"},
+		{name: "key of another certificate", block: &config.Distributed{Etcd: &config.Etcd{Endpoints: []string{"e:2379"}, CertFile: cert, KeyFile: filepath.Join(dir, "ca-key.pem")}},
+			wantErr: "load etcd client certificate " + cert},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := etcdConfig(tc.block, tc.flag, tc.environ, hclog.NewNullLogger())
@@ -1328,4 +1343,25 @@ func TestFleetChainDispatchedByWorkers(t *testing.T) {
 			t.Logf("%d of %d steps dispatched by workers", dispatched, n-1)
 		})
 	}
+}
+
+// writeCertAndKey writes a self-signed certificate and its key, PEM.
+func writeCertAndKey(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
 }

@@ -145,6 +145,18 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// CheckTLS reads c's TLS files as New does, so that a file that is
+// wrong (a certificate without its key, a CA file without a certificate
+// in it, a key that does not match) is found before connecting: the
+// settings' mistake to fix, not an etcd that cannot be reached.
+func (c Config) CheckTLS() error {
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("etcd TLS needs both a client certificate file and its key file (or neither)")
+	}
+	_, err := c.tlsConfig()
+	return err
+}
+
 // maxEnvelopeBytes is the largest envelope a publish Txn can carry.
 func (c Config) maxEnvelopeBytes() int { return c.MaxRequestBytes - requestOverhead }
 

@@ -185,22 +185,15 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		// With credentials the client authenticates as it connects, so
+		// an endpoint that does not answer fails here, not at the Get.
+		return nil, connectError(ctx, cfg, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if _, err := cli.Get(pctx, cfg.Prefix+"/", clientv3.WithCountOnly()); err != nil {
 		_ = cli.Close()
-		switch {
-		case errors.Is(err, rpctypes.ErrUserEmpty):
-			return nil, fmt.Errorf("connect to etcd at %s: %w: the server has authentication enabled; give a username and password (distributed { etcd { username, password } })", strings.Join(cfg.Endpoints, ","), err)
-		case errors.Is(err, rpctypes.ErrPermissionDenied):
-			return nil, fmt.Errorf("connect to etcd at %s: %w: user %q may not read the prefix %s; grant its role readwrite on %s/ or use a prefix it may write (distributed { etcd { prefix } })", strings.Join(cfg.Endpoints, ","), err, cfg.Username, cfg.Prefix, cfg.Prefix)
-		case errors.Is(err, rpctypes.ErrAuthFailed):
-			return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)
-		}
-		return nil, fmt.Errorf("connect to etcd at %s: %w%s; check that etcd is running there and the endpoints (--etcd, %s), TLS files and credentials are right",
-			strings.Join(cfg.Endpoints, ","), err, diagnoseEndpoints(ctx, cfg.Endpoints), EndpointsEnv)
+		return nil, connectError(ctx, cfg, err)
 	}
 	return &Coordinator{
 		cfg: cfg, cli: cli, log: cfg.Logger,
@@ -210,6 +203,21 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		prefetchAfter: prefetchAfter,
 		shortRun:      shortRun,
 	}, nil
+}
+
+// connectError says why New could not use etcd, and what to check.
+func connectError(ctx context.Context, cfg Config, err error) error {
+	eps := strings.Join(cfg.Endpoints, ",")
+	switch {
+	case errors.Is(err, rpctypes.ErrUserEmpty):
+		return fmt.Errorf("connect to etcd at %s: %w: the server has authentication enabled; give a username and password (distributed { etcd { username, password } })", eps, err)
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return fmt.Errorf("connect to etcd at %s: %w: user %q may not read the prefix %s; grant its role readwrite on %s/ or use a prefix it may write (distributed { etcd { prefix } })", eps, err, cfg.Username, cfg.Prefix, cfg.Prefix)
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		return fmt.Errorf("connect to etcd at %s: %w", eps, err)
+	}
+	return fmt.Errorf("connect to etcd at %s: %w%s; check that etcd is running there and the endpoints (--etcd, %s), TLS files and credentials are right",
+		eps, err, diagnoseEndpoints(ctx, cfg.Endpoints), EndpointsEnv)
 }
 
 // MaxEnvelopeBytes is the largest envelope Publish accepts.

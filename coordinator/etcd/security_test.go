@@ -98,8 +98,24 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, CertFile: clientCert, KeyFile: clientKey, DialTimeout: time.Second}); err == nil {
-		t.Fatal("New without the CA trusted the server anyway")
+	// What goes wrong is said, not only the client's deadline: the
+	// server answers, but not to this TLS set-up.
+	for name, cfg := range map[string]Config{
+		"without the CA":                 {CertFile: clientCert, KeyFile: clientKey},
+		"without a client certificate":   {CAFile: caFile},
+		"in plain text to a TLS server":  {},
+		"with the client's cert as a CA": {CAFile: clientCert, CertFile: clientCert, KeyFile: clientKey},
+		// The client authenticates as it connects: another path.
+		"with credentials, without the CA": {CertFile: clientCert, KeyFile: clientKey, Username: "u", Password: "p"},
+	} {
+		cfg.Endpoints, cfg.DialTimeout = []string{endpoint}, time.Second
+		_, err := New(ctx, cfg)
+		if err == nil {
+			t.Fatalf("New %s connected", name)
+		}
+		if !strings.Contains(err.Error(), "did not answer as etcd (TLS or credentials") || !strings.Contains(err.Error(), "check that etcd is running") {
+			t.Errorf("New %s: %v; want what the endpoint did and what to check", name, err)
+		}
 	}
 	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, CAFile: filepath.Join(dir, "missing.pem")}); err == nil || !strings.Contains(err.Error(), "CA file") {
 		t.Fatalf("New with a missing CA file: %v", err)
