@@ -88,6 +88,10 @@ type Options struct {
 	// of Unix sockets (see SocketRoot); empty means the system's
 	// temporary folder.
 	SocketRoot string
+
+	// afterCheck, set by tests, runs between the binary's check and its
+	// start.
+	afterCheck func()
 }
 
 // Info is what a plugin said about itself.
@@ -189,10 +193,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 		logger:   opts.Logger.Named("plugin." + spec.Name),
 		inflight: map[string]*Request{},
 	}
-	if err := p.checkBinary(); err != nil {
-		return nil, err
-	}
-	pr, err := p.startProcess(ctx)
+	pr, err := p.checkAndStart(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -214,43 +215,71 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 	return p, nil
 }
 
+// checkAndStart checks the binary and starts a process of it: of the
+// copy that was checked, when the binary is pinned (see pinnedCopy).
+func (p *Plugin) checkAndStart(ctx context.Context) (*process, error) {
+	exe, err := p.checkBinary()
+	if err != nil {
+		return nil, err
+	}
+	if exe != nil {
+		// The process has its own once it started (or failed to).
+		defer exe.Close()
+	}
+	if p.opts.afterCheck != nil {
+		p.opts.afterCheck()
+	}
+	return p.startProcess(ctx, exe)
+}
+
 // checkBinary refuses a missing binary and one whose checksum differs
-// from the pinned one, before anything runs.
-func (p *Plugin) checkBinary() error {
+// from the pinned one, before anything runs. For a pinned binary it may
+// return the sealed copy that was checked, to be run instead of the path.
+func (p *Plugin) checkBinary() (*os.File, error) {
 	st, err := os.Stat(p.spec.Path)
 	if err != nil {
 		msg := "no plugin binary at this path; build the plugin or fix the path"
 		if !errors.Is(err, os.ErrNotExist) {
 			msg = "cannot read the plugin binary"
 		}
-		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: msg, Err: err}
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: msg, Err: err}
 	}
 	if st.IsDir() {
-		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: "the path is a directory, not a plugin binary"}
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: "the path is a directory, not a plugin binary"}
 	}
 	if p.spec.SHA256 == "" {
-		return nil
+		return nil, nil
 	}
 	want := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(p.spec.SHA256, "sha256:")))
 	f, err := os.Open(p.spec.Path)
 	if err != nil {
-		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: "cannot read the plugin binary to check its sha256", Err: err}
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonNotFound, Msg: "cannot read the plugin binary to check its sha256", Err: err}
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonChecksum, Msg: "cannot read the plugin binary to check its sha256", Err: err}
+	exe, err := pinnedCopy(p.spec.Name, f, h)
+	if err != nil {
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonExec, Msg: "cannot copy the pinned plugin binary to run what was checked", Err: err}
+	}
+	if exe == nil {
+		_, err = io.Copy(h, f)
+	}
+	if err != nil {
+		return nil, &StartError{Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonChecksum, Msg: "cannot read the plugin binary to check its sha256", Err: err}
 	}
 	got := hex.EncodeToString(h.Sum(nil))
 	if got != want {
-		return &StartError{
+		if exe != nil {
+			exe.Close()
+		}
+		return nil, &StartError{
 			Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonChecksum,
 			Msg:      "the binary's sha256 does not match the pinned one; rebuild the right binary or update sha256 in the plugin block",
 			Expected: "sha256 " + want,
 			Found:    "sha256 " + got,
 		}
 	}
-	return nil
+	return exe, nil
 }
 
 // DefaultAnswerTimeout bounds a plugin's answer to Describe and Validate
@@ -383,11 +412,8 @@ func (p *Plugin) acquire(ctx context.Context) (*process, error) {
 		p.cur.kill()
 		p.cur = nil
 	}
-	if err := p.checkBinary(); err != nil {
-		return nil, err
-	}
 	p.logger.Info("restarting plugin", "path", p.spec.Path, "restart", p.starts)
-	pr, err := p.startProcess(ctx)
+	pr, err := p.checkAndStart(ctx)
 	if err != nil {
 		return nil, err
 	}

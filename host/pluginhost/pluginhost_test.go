@@ -1246,3 +1246,54 @@ func TestPluginLogLines(t *testing.T) {
 		t.Errorf("a line with no level it knows, which goes to debug, shown at info:\n%s", got)
 	}
 }
+
+// A pinned binary runs as it was checked: replacing the file at its path
+// (renamed over, or rewritten in place) between the check and the start
+// does not get the other binary run under the pin.
+func TestPinnedBinaryRunsAsChecked(t *testing.T) {
+	orig, err := os.ReadFile(testkitBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.ReadFile(helloBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(orig)
+	for name, swap := range map[string]func(path string) error{
+		"renamed over": func(path string) error {
+			if err := os.WriteFile(path+".new", other, 0o755); err != nil {
+				return err
+			}
+			return os.Rename(path+".new", path)
+		},
+		"rewritten in place": func(path string) error { return os.WriteFile(path, other, 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "modpipe-plugin-pinned")
+			if err := os.WriteFile(bin, orig, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			swapped := false
+			opts := pluginhost.WithAfterCheck(pluginhost.Options{Logger: testLogger(t)}, func() {
+				if !swapped {
+					swapped = true
+					if err := swap(bin); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			p, err := pluginhost.Start(guardCtx(t), pluginhost.Spec{Name: "pinned", Path: bin, SHA256: hex.EncodeToString(sum[:])}, opts)
+			if err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			defer p.Close()
+			if !swapped {
+				t.Fatal("the binary was not swapped")
+			}
+			if got := p.Info().Name; got != "testkit" {
+				t.Errorf("the plugin that runs is %q, want the checked testkit", got)
+			}
+		})
+	}
+}

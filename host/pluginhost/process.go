@@ -178,7 +178,7 @@ func (h *hostPlugin) GRPCClient(doneCtx context.Context, broker *goplugin.GRPCBr
 }
 
 // startProcess starts the plugin binary and completes the handshake.
-func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
+func (p *Plugin) startProcess(ctx context.Context, exe *os.File) (*process, error) {
 	pr := &process{tail: newTailBuffer(tailLines), tag: fmt.Sprintf("%d.%s.%d", os.Getpid(), p.spec.Name, time.Now().UnixNano())}
 	logger := p.logger
 	stdio := &lineLogger{tail: pr.tail, log: func(s string) { logger.Debug("plugin output", "line", s) }}
@@ -217,6 +217,11 @@ func (p *Plugin) startProcess(ctx context.Context) (*process, error) {
 		// reads the host's terminal.
 		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, socketDir string) (runner.Runner, error) {
 			cmd := exec.Command(p.spec.Path, p.spec.Args...)
+			if exe != nil {
+				// The checked copy; the process still sees the path as
+				// its name (argv[0]).
+				cmd.Path = execPath(exe)
+			}
 			cmd.Env = append(append(append(pluginLogEnv(logger), p.spec.Env...), tmpl.Env...), clientCertEnv+"="+string(id.certPEM), ProcessEnv+"="+pr.tag,
 				// The plugin's own SIGTERM-to-SIGKILL wait must end
 				// within the grace, or a stubborn command gets the
@@ -490,7 +495,7 @@ func (r *cmdRunner) Start(context.Context) error {
 		return err
 	}
 	r.pid = r.cmd.Process.Pid
-	r.logger.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid)
+	r.logger.Debug("plugin started", "path", r.cmd.Args[0], "pid", r.pid)
 	go r.cleanUp() // Wait waits for it
 	return nil
 }
@@ -574,7 +579,7 @@ func (r *cmdRunner) Kill(context.Context) error {
 
 func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
 func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
-func (r *cmdRunner) Name() string          { return r.cmd.Path }
+func (r *cmdRunner) Name() string          { return r.cmd.Args[0] }
 func (r *cmdRunner) ID() string            { return strconv.Itoa(r.pid) }
 
 // afterHandshake passes a plugin's stdout through to go-plugin, which
