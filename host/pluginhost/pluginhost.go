@@ -301,6 +301,14 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 		if (dctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded) && ctx.Err() == nil {
 			return fail(fmt.Sprintf("the plugin completed its handshake but did not answer Describe within %s", p.opts.AnswerTimeout), nil)
 		}
+		if line, ok := pr.handshakeWithoutCert(); ok {
+			return Info{}, &StartError{
+				Plugin: p.spec.Name, Path: p.spec.Path, Reason: ReasonHandshake,
+				Msg:      "its handshake line has no TLS certificate (the sixth field): the host talks to plugins over mutual TLS only (go-plugin's AutoMTLS; the host's certificate is in PLUGIN_CLIENT_CERT), so serve gRPC over TLS and put the plugin's certificate in the handshake line (docs/writing-plugins.md)",
+				Expected: "a handshake line ending in |grpc|CERTIFICATE",
+				Found:    fmt.Sprintf("handshake line %q", line),
+			}
+		}
 		return fail("the plugin did not describe itself", err)
 	}
 	if v := int(resp.GetProtocolVersion()); v != pluginv1.ProtocolVersion {

@@ -52,6 +52,9 @@ type process struct {
 	// other modules it was running die with it, through no fault of
 	// their own, and their errors say so.
 	hung atomic.Pointer[string]
+	// handshake is the line the plugin printed to complete go-plugin's
+	// handshake, once it did.
+	handshake atomic.Pointer[string]
 
 	runMu sync.Mutex
 	// running counts the calls running each module in the process.
@@ -236,7 +239,7 @@ func (p *Plugin) startProcess(ctx context.Context, exe *os.File) (*process, erro
 			// stdout and discards the rest; a plugin in another language
 			// has no stdio stream to move its prints to, so what follows
 			// the handshake is logged as a Go plugin's os.Stdout is.
-			r.stdout = &afterHandshake{r: r.stdout, w: rawStdout}
+			r.stdout = &afterHandshake{r: r.stdout, w: rawStdout, done: func(line string) { pr.handshake.Store(&line) }}
 			pr.startMu.Lock()
 			defer pr.startMu.Unlock()
 			if pr.abandoned {
@@ -436,6 +439,18 @@ func (pr *process) answers() bool {
 	return !pr.exited()
 }
 
+// handshakeWithoutCert returns the plugin's handshake line when it has no
+// certificate (its sixth field): a plugin that serves without TLS, which
+// the host cannot talk to.
+func (pr *process) handshakeWithoutCert() (string, bool) {
+	line := pr.handshake.Load()
+	if line == nil {
+		return "", false
+	}
+	fields := strings.Split(*line, "|")
+	return *line, len(fields) >= 5 && (len(fields) < 6 || strings.TrimSpace(fields[5]) == "")
+}
+
 // isConnectionLoss reports whether a gRPC error may mean the plugin's
 // connection went away (the process died or is dying); answers tells.
 func isConnectionLoss(err error) bool {
@@ -589,6 +604,9 @@ type afterHandshake struct {
 	r    io.ReadCloser
 	w    io.Writer
 	past bool // the handshake line has ended
+	// line collects the handshake line; done gets it once it ended.
+	line []byte
+	done func(string)
 }
 
 func (a *afterHandshake) Read(p []byte) (int, error) {
@@ -597,9 +615,16 @@ func (a *afterHandshake) Read(p []byte) (int, error) {
 	if !a.past {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
+			if len(a.line) < 64*1024 {
+				a.line = append(a.line, b...)
+			}
 			return n, err
 		}
 		a.past = true
+		a.line = append(a.line, b[:i]...)
+		if a.done != nil {
+			a.done(strings.TrimSpace(string(a.line)))
+		}
 		b = b[i+1:]
 	}
 	if len(b) > 0 {
