@@ -184,12 +184,14 @@ func TestRunTestReal(t *testing.T) {
 		wantFailed   int
 		wantSkipped  int
 		wantStreamed string
+		notStreamed  string
 	}{
 		{
 			module:       "pass",
 			wantPackages: map[string]string{"example.com/pass": "pass", "example.com/pass/sub": "skip"},
 			wantPassed:   4, wantSkipped: 1,
 			wantStreamed: "--- SKIP: TestSkipped",
+			notStreamed:  "--- PASS",
 		},
 		{
 			module:       "fail",
@@ -245,6 +247,9 @@ func TestRunTestReal(t *testing.T) {
 				t.Errorf("totals passed/failed/skipped = %d/%d/%d, want %d/%d/%d", res.Passed, res.Failed, res.Skipped, tt.wantPassed, tt.wantFailed, tt.wantSkipped)
 			}
 			streamed := out.String()
+			if tt.notStreamed != "" && strings.Contains(streamed, tt.notStreamed) {
+				t.Errorf("streamed output contains %q:\n%s", tt.notStreamed, streamed)
+			}
 			if !strings.Contains(streamed, tt.wantStreamed) {
 				t.Errorf("streamed output does not contain %q:\n%s", tt.wantStreamed, streamed)
 			}
