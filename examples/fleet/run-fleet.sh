@@ -9,6 +9,7 @@
 #   make fleet                          # builds bin/, then runs this
 #   WORKERS=5 examples/fleet/run-fleet.sh
 #   KEEP_LOGS=1 examples/fleet/run-fleet.sh   # keep every instance's log
+#   ETCD_CLIENT_PORT=2379 ETCD_PEER_PORT=2380 make fleet   # etcd's ports (default: free ones)
 #
 # Needs bin/host, bin/plugins/ (make build) and bin/etcd (make etcd).
 set -euo pipefail
@@ -74,9 +75,13 @@ free_port() {
 	done
 }
 
-client_port=$(free_port)
-peer_port=$(free_port)
-while [[ $peer_port == "$client_port" ]]; do peer_port=$(free_port); done
+client_port=${ETCD_CLIENT_PORT:-$(free_port)}
+peer_port=${ETCD_PEER_PORT:-$(free_port)}
+while [[ $peer_port == "$client_port" && -z ${ETCD_PEER_PORT:-} ]]; do peer_port=$(free_port); done
+if [[ $peer_port == "$client_port" ]]; then
+	echo "run-fleet: ETCD_CLIENT_PORT and ETCD_PEER_PORT must differ" >&2
+	exit 2
+fi
 endpoint="127.0.0.1:$client_port"
 
 "$bin/etcd" --name fleet --data-dir "$work/etcd" \
