@@ -117,9 +117,26 @@ func pipelineMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
 			values = append(values, secrets.CtyValues(v.Value)...)
 		}
 	}
+	return secrets.New(append(values, environmentSecrets(cfg, environ)...)...)
+}
+
+// environmentMasker masks the values of the environment variables the
+// pipeline block names in secrets, as this instance's environment has
+// them. In a fleet these are what the other instances may not know (a
+// sensitive variable's value comes from the master, so every instance
+// masks it), so an instance masks the envelopes it publishes with it.
+func environmentMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
+	if cfg == nil {
+		return nil
+	}
+	return secrets.New(environmentSecrets(cfg, environ)...)
+}
+
+func environmentSecrets(cfg *config.Pipeline, environ []string) []string {
 	env := envMap(environ)
+	values := make([]string, 0, len(cfg.Secrets))
 	for _, name := range cfg.Secrets {
 		values = append(values, env[name])
 	}
-	return secrets.New(values...)
+	return values
 }

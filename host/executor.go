@@ -43,7 +43,12 @@ type moduleRunner struct {
 	// masker hides the pipeline's secrets in output lines and in the
 	// envelope's error text before either leaves this instance (R7.4).
 	masker *secrets.Masker
-	values *moduleValues
+	// publishMasker hides, in what a fleet instance publishes, the
+	// secrets that come from this instance's environment: the master
+	// masks reports with its own secrets only, and the instances that
+	// read a result may not have them either.
+	publishMasker *secrets.Masker
+	values        *moduleValues
 }
 
 func newModuleRunner(p *prepared, results envelopeSource, con *console, runID string, instance int) *moduleRunner {
@@ -51,7 +56,7 @@ func newModuleRunner(p *prepared, results envelopeSource, con *console, runID st
 	if err != nil {
 		host = "unknown"
 	}
-	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host, masker: pipelineMasker(p.cfg, p.opts.Environ), values: newModuleValues(p.graph)}
+	return &moduleRunner{p: p, results: results, console: con, logger: p.opts.Logger, runID: runID, instance: instance, hostName: host, masker: pipelineMasker(p.cfg, p.opts.Environ), publishMasker: environmentMasker(p.cfg, p.opts.Environ), values: newModuleValues(p.graph)}
 }
 
 // Execute implements schedule.Executor.

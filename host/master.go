@@ -899,7 +899,13 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	if con := p.runner.console; con != nil && !p.worker {
 		con.Claimed(a.Module, p.runner.instance, p.runner.hostName)
 	}
-	env := fitEnvelope(p.runner.run(mctx, n, a.Attempt), p.limit)
+	env := p.runner.run(mctx, n, a.Attempt)
+	// The envelope leaves this instance: its value is masked as a report
+	// would mask it (its error text is already), or a secret only this
+	// instance has would reach the master's report and the consoles of
+	// instances that read the value in the clear (R7.4).
+	env.Value = p.runner.publishMasker.JSON(env.Value)
+	env = fitEnvelope(env, p.limit)
 	if con := p.runner.console; con != nil && p.worker {
 		con.Finished(env)
 	}

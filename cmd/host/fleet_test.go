@@ -45,6 +45,7 @@ import (
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/report"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // guard bounds every wait that should end by itself: reaching it means a
@@ -1364,4 +1365,48 @@ func writeCertAndKey(t *testing.T, certFile, keyFile string) {
 	}
 	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+}
+
+// A secret that only a worker has in its environment is masked in what
+// the worker publishes: the master cannot mask what it does not know,
+// and neither can an instance that reads the value.
+func TestFleetWorkerOnlySecretIsMaskedOnTheMaster(t *testing.T) {
+	for _, tc := range []struct {
+		name, token string
+	}{
+		{"plain", "dckr_pat_SECRET42"},
+		{"escaped in JSON", `pa"ss\w0rd-Z9`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t)
+			etcd := f.startEtcd(1)
+			runID := "wsec-" + strings.ReplaceAll(tc.name, " ", "-")
+			file := "testdata/fleet/worker_secret.hcl"
+			worker := f.hostEnv([]string{"WORKER_TOKEN=" + tc.token}, file, 1, 2, runID, endpoints(etcd), "--capability", "docker")
+			master := f.host(file, 0, 2, runID, endpoints(etcd))
+			master.wantCode(t, 0)
+			worker.wantCode(t, 0)
+			r := master.report(t)
+			wantStatus(t, moduleOf(t, r, "push"), coordinator.StatusSucceeded)
+			wantStatus(t, moduleOf(t, r, "show"), coordinator.StatusSucceeded)
+			raw, err := os.ReadFile(master.reportPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, _ := json.Marshal(tc.token)
+			forms := []string{tc.token, string(j[1 : len(j)-1]), strings.Trim(strconv.Quote(tc.token), `"`)}
+			for _, form := range forms {
+				if strings.Contains(string(raw), form) {
+					t.Errorf("the master's report holds the worker's secret as %q:\n%s", form, raw)
+				}
+				if strings.Contains(master.output(), form) {
+					t.Errorf("the master's output holds the worker's secret as %q:\n%s", form, master.output())
+				}
+			}
+			if !strings.Contains(string(raw), "token is "+secrets.Mask) {
+				t.Errorf("the master's report does not hold push's masked stdout:\n%s", raw)
+			}
+			f.assertNoneLeft(etcd[0].proc)
+		})
+	}
 }
