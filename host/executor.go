@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -160,11 +161,17 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	if r.logger.IsDebug() { // the arguments alone cost allocations per module
 		r.logger.Debug("module start", "module", n.Address, "attempt", attempt, "plugin", m.Plugin)
 	}
+	lines := pieceMasker{masker: r.masker}
 	resp, err := pl.Execute(runCtx, req, func(l pluginhost.Line) {
 		// Lines arrive whole (the plugins split output at newlines), so a
-		// secret written in pieces is whole again here.
-		r.console.Line(n.Address, l.Stream, r.masker.String(l.Text))
+		// secret written in pieces is whole again here; a line too long
+		// for one message comes in pieces, which lines masks together.
+		if text, ok := lines.mask(l); ok {
+			r.console.Line(n.Address, l.Stream, text)
+		}
 	})
+	// A line whose last piece never came (the plugin died) ends here.
+	lines.flush(func(stream, text string) { r.console.Line(n.Address, stream, text) })
 	// A module stopped by a cancellation or its timeout still answers:
 	// its last lines say where it was when it was stopped.
 	tail := ""
@@ -414,4 +421,42 @@ func diagsText(diags hcl.Diagnostics) string {
 		lines = append(lines, b.String())
 	}
 	return strings.Join(lines, "\n")
+}
+
+// pieceMasker masks one module's output lines. A line too long for one
+// message comes in pieces (pluginhost.Line.Continued), and a secret may
+// be cut in two between them: the end of a piece that such a secret may
+// start in waits, per stream, to be masked with the next piece. Whole
+// lines, the usual case, pass straight through.
+type pieceMasker struct {
+	masker *secrets.Masker
+	held   map[string]string
+}
+
+// mask returns l's text masked and whether there is any to print now.
+func (p *pieceMasker) mask(l pluginhost.Line) (string, bool) {
+	text := l.Text
+	if held, ok := p.held[l.Stream]; ok {
+		text = held + text
+		delete(p.held, l.Stream)
+	}
+	if !l.Continued {
+		return p.masker.String(text), true
+	}
+	masked, rest := p.masker.Piece(text)
+	if rest != "" {
+		if p.held == nil {
+			p.held = map[string]string{}
+		}
+		p.held[l.Stream] = rest
+	}
+	return masked, masked != ""
+}
+
+// flush passes what is still held, masked, to out, stream by stream.
+func (p *pieceMasker) flush(out func(stream, text string)) {
+	for _, stream := range slices.Sorted(maps.Keys(p.held)) {
+		out(stream, p.masker.String(p.held[stream]))
+	}
+	p.held = nil
 }

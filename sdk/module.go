@@ -46,6 +46,12 @@ type Module struct {
 	send   func(*pluginv1.OutputLine) error
 	closed bool
 	tail   []string
+	// tailOpen says the tail's last line is a long line of tailStream
+	// still coming in pieces: its next piece is added to it (up to
+	// maxLineBytes), so the tail shows the line as written, not cut
+	// where the pieces were.
+	tailOpen   bool
+	tailStream pluginv1.Stream
 	// sendLines, set when the host takes batches of lines, sends several
 	// in one message. Lines wait in pending until lineBatchLines or
 	// lineBatchBytes of them are there, or for lineBatchDelay at most.
@@ -95,9 +101,9 @@ func newModule(req *pluginv1.ExecuteRequest, srv *server, send func(*pluginv1.Ou
 	if m.matrix == nil {
 		m.matrix = map[string]string{}
 	}
-	m.stdout = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_STDOUT, s) }}
-	m.stderr = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_STDERR, s) }}
-	m.log = &lineWriter{emit: func(s string) { m.emit(pluginv1.Stream_STREAM_LOG, s) }}
+	m.stdout = &lineWriter{emit: func(s string, more bool) { m.emit(pluginv1.Stream_STREAM_STDOUT, s, more) }}
+	m.stderr = &lineWriter{emit: func(s string, more bool) { m.emit(pluginv1.Stream_STREAM_STDERR, s, more) }}
+	m.log = &lineWriter{emit: func(s string, more bool) { m.emit(pluginv1.Stream_STREAM_LOG, s, more) }}
 	return m
 }
 
@@ -152,7 +158,7 @@ func (m *Module) StopGrace() time.Duration {
 
 // Logf sends a log line to the host.
 func (m *Module) Logf(format string, args ...any) {
-	m.emit(pluginv1.Stream_STREAM_LOG, fmt.Sprintf(format, args...))
+	m.emit(pluginv1.Stream_STREAM_LOG, fmt.Sprintf(format, args...), false)
 }
 
 // Logger is a structured logger whose lines go to the host as log lines.
@@ -178,27 +184,27 @@ func (m *Module) Logger() hclog.Logger {
 	return m.logger
 }
 
-// emit sends one line unless the module is finished. Sending under the
-// lock keeps lines in order and gives the module backpressure when the
-// host reads slowly.
-func (m *Module) emit(stream pluginv1.Stream, text string) {
+// emit sends one line unless the module is finished; more says text is
+// a piece of a longer line that goes on in the stream's next line.
+// Sending under the lock keeps lines in order and gives the module
+// backpressure when the host reads slowly.
+func (m *Module) emit(stream pluginv1.Stream, text string, more bool) {
 	// Protobuf strings must be UTF-8: one invalid byte (binary output, a
 	// Latin-1 file) would fail the send and break the stream for every
 	// module of the process. Invalid bytes become U+FFFD.
 	text = strings.ToValidUTF8(text, "\uFFFD")
-	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	for i, line := range lines {
+		continued := more && i == len(lines)-1
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
 			return
 		}
 		if stream != pluginv1.Stream_STREAM_STDOUT {
-			m.tail = append(m.tail, line)
-			if len(m.tail) > tailLines {
-				m.tail = m.tail[len(m.tail)-tailLines:]
-			}
+			m.addTail(stream, line, continued)
 		}
-		out := &pluginv1.OutputLine{Stream: stream, Text: line}
+		out := &pluginv1.OutputLine{Stream: stream, Text: line, Continued: continued}
 		if m.sendLines == nil {
 			// A failed send means the stream is gone (cancelled); the
 			// run's ctx says so, and the output has nowhere to go.
@@ -216,6 +222,31 @@ func (m *Module) emit(stream pluginv1.Stream, text string) {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// tailCutNote ends a tail line that was longer than maxLineBytes.
+const tailCutNote = " [... the rest of this line is not kept in the tail]"
+
+// addTail adds a stderr or log line to the tail; continued says it is a
+// piece of a longer line. The caller holds m.mu.
+func (m *Module) addTail(stream pluginv1.Stream, line string, continued bool) {
+	if m.tailOpen && m.tailStream == stream && len(m.tail) > 0 {
+		last := &m.tail[len(m.tail)-1]
+		switch room := maxLineBytes - len(*last); {
+		case strings.HasSuffix(*last, tailCutNote):
+		case len(line) <= room:
+			*last += line
+		default:
+			*last += line[:runeCut([]byte(line), max(room, 0))] + tailCutNote
+		}
+		m.tailOpen = continued
+		return
+	}
+	m.tail = append(m.tail, line)
+	if len(m.tail) > tailLines {
+		m.tail = m.tail[len(m.tail)-tailLines:]
+	}
+	m.tailOpen, m.tailStream = continued, stream
 }
 
 // flushLocked sends the lines waiting in the batch. The caller holds m.mu.
@@ -260,9 +291,11 @@ func (m *Module) finish() string {
 
 // lineWriter splits written bytes into lines.
 type lineWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	emit func(string)
+	mu  sync.Mutex
+	buf bytes.Buffer
+	// emit gets each line; more is set on a piece of a line longer than
+	// maxLineBytes that goes on in the next call.
+	emit func(line string, more bool)
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -276,10 +309,10 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		case i >= 0 && i <= maxLineBytes:
 			line := string(bytes.TrimSuffix(b[:i], []byte("\r")))
 			w.buf.Next(i + 1)
-			w.emit(line)
+			w.emit(line, false)
 		case len(b) > maxLineBytes || i > maxLineBytes:
 			n := runeCut(b, maxLineBytes)
-			w.emit(string(b[:n]))
+			w.emit(string(b[:n]), true)
 			w.buf.Next(n)
 		default:
 			return len(p), nil
@@ -303,7 +336,7 @@ func (w *lineWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.buf.Len() > 0 {
-		w.emit(w.buf.String())
+		w.emit(w.buf.String(), false)
 		w.buf.Reset()
 	}
 }

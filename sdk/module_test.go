@@ -27,18 +27,27 @@ func TestLineWriter(t *testing.T) {
 		name   string
 		writes []string
 		want   []string
+		// more are the lines the line writer says go on (pieces).
+		more []int
 	}{
-		{"one line", []string{"a\n"}, []string{"a"}},
-		{"split writes", []string{"he", "llo\nwor", "ld\n"}, []string{"hello", "world"}},
-		{"crlf and empty lines", []string{"a\r\n\n\nb\n"}, []string{"a", "", "", "b"}},
-		{"partial flushed", []string{"a\nb"}, []string{"a", "b"}},
-		{"runaway line in pieces", []string{long + "\n"}, []string{long[:maxLineBytes], long[maxLineBytes:]}},
-		{"pieces cut between characters", []string{euros + "\n"}, []string{euros[:cut], euros[cut:]}},
+		{"one line", []string{"a\n"}, []string{"a"}, nil},
+		{"split writes", []string{"he", "llo\nwor", "ld\n"}, []string{"hello", "world"}, nil},
+		{"crlf and empty lines", []string{"a\r\n\n\nb\n"}, []string{"a", "", "", "b"}, nil},
+		{"partial flushed", []string{"a\nb"}, []string{"a", "b"}, nil},
+		{"runaway line in pieces", []string{long + "\n"}, []string{long[:maxLineBytes], long[maxLineBytes:]}, []int{0}},
+		{"pieces cut between characters", []string{euros + "\n"}, []string{euros[:cut], euros[cut:]}, []int{0}},
+		{"runaway line unfinished", []string{long}, []string{long[:maxLineBytes], long[maxLineBytes:]}, []int{0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			w := &lineWriter{emit: func(s string) { got = append(got, s) }}
+			var more []int
+			w := &lineWriter{emit: func(s string, m bool) {
+				if m {
+					more = append(more, len(got))
+				}
+				got = append(got, s)
+			}}
 			for _, s := range tt.writes {
 				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
 					t.Fatalf("Write = %d, %v", n, err)
@@ -47,6 +56,9 @@ func TestLineWriter(t *testing.T) {
 			w.flush()
 			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
 				t.Errorf("lines %q, want %q", got, tt.want)
+			}
+			if fmt.Sprint(more) != fmt.Sprint(tt.more) {
+				t.Errorf("lines %v go on, want %v", more, tt.more)
 			}
 		})
 	}
@@ -85,6 +97,35 @@ func TestModuleOutputAndTail(t *testing.T) {
 	}
 	if len(sent) != tailLines+5+4 || sent[len(sent)-4] != "STREAM_STDOUT out" || sent[len(sent)-1] != "STREAM_STDERR partial" {
 		t.Fatalf("sent = %q", sent)
+	}
+}
+
+// A line longer than maxLineBytes goes out in pieces marked continued,
+// and stays one line in the tail, so a secret the cut went through is
+// not split between two tail lines either.
+func TestModuleLongLinePieces(t *testing.T) {
+	var sent []*pluginv1.OutputLine
+	m := newModule(&pluginv1.ExecuteRequest{Module: "m"}, nil,
+		func(l *pluginv1.OutputLine) error { sent = append(sent, l); return nil }, nil)
+	long := strings.Repeat("y", maxLineBytes-3) + "secret" + strings.Repeat("z", maxLineBytes)
+	fmt.Fprintln(m.Stderr(), "before")
+	fmt.Fprintln(m.Stderr(), long)
+	m.Logf("a log line")
+	tail := m.finish()
+
+	var pieces []string
+	for _, l := range sent {
+		pieces = append(pieces, fmt.Sprintf("%d/%v", len(l.GetText()), l.GetContinued()))
+	}
+	if want := []string{"6/false", "65536/true", "65536/true", "3/false", "10/false"}; fmt.Sprint(pieces) != fmt.Sprint(want) {
+		t.Errorf("sent lines (length/continued) %v, want %v", pieces, want)
+	}
+	lines := strings.Split(tail, "\n")
+	if len(lines) != 3 || lines[0] != "before" || lines[2] != "a log line" {
+		t.Fatalf("tail has %d lines, want before, the long line, the log line", len(lines))
+	}
+	if want := long[:maxLineBytes] + tailCutNote; lines[1] != want {
+		t.Errorf("tail's long line: %d bytes ending %q, want the first %d bytes and the note", len(lines[1]), lines[1][len(lines[1])-60:], maxLineBytes)
 	}
 }
 

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/modpipe/modpipe/host/report"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // The values testdata/secrets.hcl hides: its sensitive variables'
@@ -271,6 +273,63 @@ module "shell" "t" {
 			}
 			if tt.name == "invalid run" && !strings.Contains(out.String(), "::error file=") {
 				t.Errorf("an invalid file should get annotations at its lines:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// A secret in a line longer than the 64 KiB pieces a plugin sends it in
+// is masked wherever the cut falls, and the line is printed whole: the
+// host holds a piece's end back until the next piece, never a whole line.
+func TestSecretsMaskedAcrossLongLinePieces(t *testing.T) {
+	const token = "hunter2secret"
+	const piece = 64 * 1024
+	for _, pad := range []int{
+		piece - len(token) - 5, // the secret ends just before the cut
+		piece - len(token) + 1, // only its last byte is past the cut
+		piece - 6,              // cut in its middle
+		piece - 1,              // only its first byte is before the cut
+		piece,                  // it starts the second piece
+		2*piece - 3,            // the second cut in it
+	} {
+		t.Run(strconv.Itoa(pad), func(t *testing.T) {
+			dir := t.TempDir()
+			jsonReport := filepath.Join(dir, "report.json")
+			cmd := exec.Command(hostBin, "run", "testdata/secrets_long_line.hcl", "--no-progress",
+				"--var", "pad="+strconv.Itoa(pad), "--report", "json="+jsonReport)
+			cmd.Env = env("LONG_TOKEN=" + token)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			_ = cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != 1 {
+				t.Fatalf("exit code %d, want 1\n%s", code, errb.String())
+			}
+			rep, err := os.ReadFile(jsonReport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, text := range map[string]string{"stdout": out.String(), "stderr": errb.String(), "report": string(rep)} {
+				for _, part := range []string{token, token[:6], token[6:]} {
+					if strings.Contains(text, part) {
+						t.Errorf("%s holds %q of the secret", name, part)
+					}
+				}
+			}
+			// What the module printed, rejoined from the console's
+			// "long | " (stdout) and "long ! " (stderr) lines, is every
+			// byte written, in order, with the secret masked.
+			streams := map[string]*strings.Builder{"|": {}, "!": {}}
+			for _, l := range strings.Split(out.String(), "\n") {
+				if rest, ok := strings.CutPrefix(l, "long "); ok && len(rest) >= 2 && streams[rest[:1]] != nil {
+					streams[rest[:1]].WriteString(rest[2:])
+				}
+			}
+			for mark, fill := range map[string]string{"|": "x", "!": "y"} {
+				line := strings.Repeat(fill, pad) + secrets.Mask + " END"
+				if got := streams[mark].String(); got != line+line {
+					t.Errorf("%q lines rejoined: %d bytes ending %q, want the %d written, each line ending %q",
+						mark, len(got), got[max(0, len(got)-20):], 2*len(line), secrets.Mask+" END")
+				}
 			}
 		})
 	}

@@ -134,6 +134,9 @@ type Line struct {
 	// Stream is "stdout", "stderr" or "log".
 	Stream string
 	Text   string
+	// Continued says Text is a piece of a line too long for one message,
+	// which goes on in the stream's next Line.
+	Continued bool
 }
 
 // Response is how a module ended, as the plugin reported it.
@@ -780,7 +783,7 @@ func emitLines(out func(Line), lines ...*pluginv1.OutputLine) {
 		return
 	}
 	for _, l := range lines {
-		out(Line{Stream: streamName(l.GetStream()), Text: l.GetText()})
+		out(Line{Stream: streamName(l.GetStream()), Text: l.GetText(), Continued: l.GetContinued()})
 	}
 }
 

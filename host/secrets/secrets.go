@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/zclconf/go-cty/cty"
 )
@@ -101,6 +102,45 @@ func (m *Masker) String(s string) string {
 		return s
 	}
 	return m.replacer.Replace(s)
+}
+
+// Piece masks s, a piece of a line that goes on in the line's next
+// piece, as far as it can be masked alone: it returns the start of s
+// masked, and the rest of s unmasked, which a secret may continue past
+// s's end from. The caller puts rest in front of the next piece (or
+// masks it with String at the line's end); the pieces are then masked as
+// the whole line would be. rest is shorter than the longest secret plus
+// a UTF-8 character, and empty when there is nothing to mask.
+func (m *Masker) Piece(s string) (masked, rest string) {
+	if m.Empty() {
+		return s, ""
+	}
+	// A secret that starts before stop ends inside s, so the start of s
+	// up to stop can be decided now; one that starts later may not.
+	stop := len(s) - (len(m.values[0]) - 1)
+	if stop <= 0 {
+		return "", s
+	}
+	// Walk s as the Replacer does (at each position the longest secret
+	// that starts there, then on past it), so the cut lands where no
+	// secret it would replace is cut in two.
+	i := 0
+	for i < stop {
+		n := 1
+		for _, v := range m.values {
+			if strings.HasPrefix(s[i:], v) {
+				n = len(v)
+				break
+			}
+		}
+		i += n
+	}
+	// Text is UTF-8 and so are the secrets it can hold: one never starts
+	// inside a character, and the printed part ends with a whole one.
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return m.String(s[:i]), s[i:]
 }
 
 // JSON masks every secret inside the strings of a JSON document (keys

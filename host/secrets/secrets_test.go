@@ -133,3 +133,60 @@ func BenchmarkString(b *testing.B) {
 		_ = m.String(line)
 	}
 }
+
+// A line that comes in pieces, masked piece by piece with Piece (each
+// rest put in front of the next piece, the last masked with String),
+// reads as the whole line masked, wherever the cuts are.
+func TestPiece(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		line   string
+	}{
+		{"no secrets", nil, "hunter2secret END"},
+		{"one secret", []string{"hunter2secret"}, "xxxxhunter2secret END"},
+		{"secret twice", []string{"hunter2secret"}, "hunter2secrethunter2secret"},
+		{"secret inside a longer one", []string{"hunter2", "hunter2secret"}, "a hunter2secret b hunter2 c hunter2secre"},
+		{"overlapping secrets", []string{"abcab", "cabx"}, "zabcabxcabx"},
+		{"one-byte secret", []string{"e"}, "the end"},
+		{"characters of several bytes", []string{"s€cr€t"}, "€€€ s€cr€t €€"},
+		{"partial secret at the end", []string{"hunter2secret"}, "xx hunter2secre"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New(tt.values...)
+			want := m.String(tt.line)
+			// Every cut in two and three pieces (between bytes: the
+			// masker must not care where the plugin cut).
+			for i := 0; i <= len(tt.line); i++ {
+				for j := i; j <= len(tt.line); j++ {
+					pieces := []string{tt.line[:i], tt.line[i:j], tt.line[j:]}
+					var got, rest string
+					for _, p := range pieces[:2] {
+						var out string
+						out, rest = m.Piece(rest + p)
+						got += out
+					}
+					got += m.String(rest + pieces[2])
+					if got != want {
+						t.Fatalf("pieces %q: masked %q, want %q", pieces, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Piece holds back no more than it must: a piece with no secret near its
+// end is printed almost whole.
+func TestPieceHoldsLittle(t *testing.T) {
+	m := New("hunter2secret")
+	line := strings.Repeat("x", 100)
+	out, rest := m.Piece(line)
+	if out+rest != line || len(rest) != len("hunter2secret")-1 {
+		t.Errorf("Piece kept %d bytes back (%q), want %d", len(rest), rest, len("hunter2secret")-1)
+	}
+	if out, rest := New().Piece(line); out != line || rest != "" {
+		t.Errorf("with nothing to mask, Piece = %q, %q; want the piece whole", out, rest)
+	}
+}

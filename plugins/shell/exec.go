@@ -148,6 +148,13 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 			writeLine(s.Stdout, line)
 			outTail.Add(line)
 		},
+		// A line longer than proc.MaxLineBytes is written in pieces with
+		// no newline between them, so it stays one line to the host,
+		// which then masks a secret that a cut went through.
+		StdoutPiece: func(piece string) {
+			writePiece(s.Stdout, piece)
+			outTail.AddPiece(piece)
+		},
 		// The result's stdout is the bytes as written, not the lines
 		// rejoined: a line over MaxLineBytes streams in pieces, but
 		// stays one line here (stdout_json parses it).
@@ -165,6 +172,10 @@ func Exec(ctx context.Context, cfg ExecConfig, s Streams, killGrace time.Duratio
 		Stderr: func(line string) {
 			writeLine(s.Stderr, line)
 			tail.Add(line)
+		},
+		StderrPiece: func(piece string) {
+			writePiece(s.Stderr, piece)
+			tail.AddPiece(piece)
 		},
 	}
 	exit, err := proc.Run(ctx, cmd)
@@ -221,6 +232,13 @@ func trimFinalNewline(s string) string {
 func writeLine(w io.Writer, line string) {
 	if w != nil {
 		_, _ = io.WriteString(w, line+"\n")
+	}
+}
+
+// writePiece writes a piece of a line that goes on.
+func writePiece(w io.Writer, piece string) {
+	if w != nil {
+		_, _ = io.WriteString(w, piece)
 	}
 }
 

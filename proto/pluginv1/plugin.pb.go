@@ -1106,9 +1106,15 @@ func (x *SessionEvent) GetEvent() *ExecuteEvent {
 
 // OutputLine is one line of module output, without its trailing newline.
 type OutputLine struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stream        Stream                 `protobuf:"varint,1,opt,name=stream,proto3,enum=modpipe.plugin.v1.Stream" json:"stream,omitempty"`
-	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream Stream                 `protobuf:"varint,1,opt,name=stream,proto3,enum=modpipe.plugin.v1.Stream" json:"stream,omitempty"`
+	Text   string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	// continued is set on a piece of a line too long for one message (the
+	// Go sdk cuts lines at 64 KiB): the line goes on in the next
+	// OutputLine of the same stream. The host joins the pieces where it
+	// matters, such as masking a secret the cut went through; a plugin
+	// that leaves it false has each piece taken as a line of its own.
+	Continued     bool `protobuf:"varint,3,opt,name=continued,proto3" json:"continued,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1155,6 +1161,13 @@ func (x *OutputLine) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *OutputLine) GetContinued() bool {
+	if x != nil {
+		return x.Continued
+	}
+	return false
 }
 
 // Result is how a module ended.
@@ -1562,11 +1575,12 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\arequest\"h\n" +
 	"\fSessionEvent\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x125\n" +
-	"\x05event\x18\x02 \x01(\v2\x1f.modpipe.plugin.v1.ExecuteEventR\x05event\"S\n" +
+	"\x05event\x18\x02 \x01(\v2\x1f.modpipe.plugin.v1.ExecuteEventR\x05event\"q\n" +
 	"\n" +
 	"OutputLine\x121\n" +
 	"\x06stream\x18\x01 \x01(\x0e2\x19.modpipe.plugin.v1.StreamR\x06stream\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04text\"\xbc\x01\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12\x1c\n" +
+	"\tcontinued\x18\x03 \x01(\bR\tcontinued\"\xbc\x01\n" +
 	"\x06Result\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1d\n" +

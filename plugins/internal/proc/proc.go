@@ -64,6 +64,15 @@ type Command struct {
 	// single goroutine, so calls for one stream never overlap; calls for
 	// the two streams may. Nil discards the stream.
 	Stdout, Stderr func(line string)
+	// StdoutPiece and StderrPiece, when set, get every piece of a line
+	// longer than MaxLineBytes but its last, which goes to Stdout or
+	// Stderr as the line's end. A caller that passes the output on to a
+	// module's stream writes a piece without a newline, so the line
+	// reaches the host as one line in pieces (sdk), which the host can
+	// join: a secret the cut went through is still masked. When nil,
+	// every piece goes to Stdout or Stderr as a line of its own. Each is
+	// called from the goroutine of its stream.
+	StdoutPiece, StderrPiece func(piece string)
 	// StdoutBytes, when set, also gets stdout exactly as the command
 	// wrote it (newlines, carriage returns, lines longer than
 	// MaxLineBytes whole), in pieces, from the same goroutine as Stdout;
@@ -212,9 +221,9 @@ func Run(ctx context.Context, c Command) (Exit, error) {
 	}
 	running.add(proc.Pid)
 	stderrDone := make(chan struct{})
-	go func() { defer close(stderrDone); readLines(errR, c.Stderr, nil) }()
+	go func() { defer close(stderrDone); readLines(errR, c.Stderr, c.StderrPiece, nil) }()
 	readersDone := make(chan struct{})
-	go func() { readLines(outR, c.Stdout, c.StdoutBytes); <-stderrDone; close(readersDone) }()
+	go func() { readLines(outR, c.Stdout, c.StdoutPiece, c.StdoutBytes); <-stderrDone; close(readersDone) }()
 	// The wait has a goroutine of its own so that cancellation can
 	// interrupt it.
 	waited := make(chan waitResult, 1)
@@ -357,9 +366,11 @@ func exitOf(ps *os.ProcessState) Exit {
 var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxLineBytes) }}
 
 // readLines calls fn with each line read from r until EOF or a read error.
-// A final line without a newline is delivered too.
-// raw, when set, gets every byte read, as read, before it is split.
-func readLines(r io.Reader, fn func(string), raw func([]byte)) {
+// A final line without a newline is delivered too. A line longer than
+// MaxLineBytes comes in pieces: each but the last goes to piece when it
+// is set, else to fn as a line. raw, when set, gets every byte read, as
+// read, before it is split.
+func readLines(r io.Reader, fn, piece func(string), raw func([]byte)) {
 	br := lineReaders.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() {
@@ -370,15 +381,21 @@ func readLines(r io.Reader, fn func(string), raw func([]byte)) {
 	// would have cut in two: it goes with the next piece instead, so each
 	// piece is text on its own.
 	var carry []byte
-	out := func(b []byte) {
+	out := func(b []byte, more bool) {
 		if len(carry) > 0 {
 			b = append(carry, b...)
 			carry = nil
 		}
+		if more && piece != nil {
+			// Not the line's end: a carriage return here is text.
+			piece(string(b))
+			return
+		}
 		emit(fn, b)
 	}
 	// cut is set while a long line is being handed over in pieces: its
-	// newline right after a full piece ends it, and is no empty line.
+	// newline right after a full piece ends it, and is no empty line
+	// (but an empty end where pieces go to piece: fn hears it ended).
 	cut := false
 	for {
 		chunk, err := br.ReadSlice('\n')
@@ -387,20 +404,20 @@ func readLines(r io.Reader, fn func(string), raw func([]byte)) {
 		}
 		switch {
 		case err == nil:
-			if !cut || len(chunk) > 1 || len(carry) > 0 {
-				out(chunk[:len(chunk)-1])
+			if !cut || len(chunk) > 1 || len(carry) > 0 || piece != nil {
+				out(chunk[:len(chunk)-1], false)
 			}
 			cut = false
 		case errors.Is(err, bufio.ErrBufferFull):
 			// A line longer than the buffer: hand it over in pieces.
 			n := runeEnd(chunk)
 			rest := append([]byte(nil), chunk[n:]...)
-			out(chunk[:n])
+			out(chunk[:n], true)
 			carry = rest
 			cut = true
 		default:
-			if len(chunk) > 0 || len(carry) > 0 {
-				out(chunk)
+			if len(chunk) > 0 || len(carry) > 0 || (cut && piece != nil) {
+				out(chunk, false)
 			}
 			return
 		}

@@ -438,7 +438,7 @@ func TestLongLinePiecesAreText(t *testing.T) {
 	line := strings.Repeat("€", MaxLineBytes/3+100) // 3 bytes each: a cut at MaxLineBytes would split one
 	var pieces []string
 	var raw []byte
-	readLines(strings.NewReader(line+"\r\n"), func(s string) { pieces = append(pieces, s) }, func(b []byte) { raw = append(raw, b...) })
+	readLines(strings.NewReader(line+"\r\n"), func(s string) { pieces = append(pieces, s) }, nil, func(b []byte) { raw = append(raw, b...) })
 	if len(pieces) < 2 {
 		t.Fatalf("%d pieces, want the line in several", len(pieces))
 	}
@@ -460,7 +460,7 @@ func TestLongLinePiecesAreText(t *testing.T) {
 func TestLongLineEndingOnAPiece(t *testing.T) {
 	line := strings.Repeat("x", 2*MaxLineBytes)
 	var pieces []string
-	readLines(strings.NewReader(line+"\nnext\n\n"), func(s string) { pieces = append(pieces, s) }, nil)
+	readLines(strings.NewReader(line+"\nnext\n\n"), func(s string) { pieces = append(pieces, s) }, nil, nil)
 	if len(pieces) != 4 || pieces[0]+pieces[1] != line || pieces[2] != "next" || pieces[3] != "" {
 		lens := make([]int, len(pieces))
 		for i, p := range pieces {
@@ -485,6 +485,63 @@ func TestKillGraceWithin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := KillGraceWithin(tt.stopGrace, tt.most); got != tt.want {
 				t.Errorf("KillGraceWithin(%s, %s) = %s, want %s", tt.stopGrace, tt.most, got, tt.want)
+			}
+		})
+	}
+}
+
+// With piece set, a long line's pieces but its last go there, untrimmed,
+// and its end (empty when the line ends on a piece) goes to fn, so a
+// caller can pass the line on as one.
+func TestLongLinePiecesToPiece(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  []string // P: a piece (its length), L: a line
+	}{
+		{"short lines", "a\r\nb\n", []string{"L a", "L b"}},
+		{"long line", strings.Repeat("x", MaxLineBytes+5) + "\r\nnext\n", []string{"P 65536", "L xxxxx", "L next"}},
+		{"ends on a piece", strings.Repeat("x", 2*MaxLineBytes) + "\nnext\n", []string{"P 65536", "P 65536", "L ", "L next"}},
+		{"carriage return inside", strings.Repeat("x", MaxLineBytes-1) + "\rx\n", []string{"P 65536", "L x"}},
+		{"ends on a piece at EOF", strings.Repeat("x", MaxLineBytes), []string{"P 65536", "L "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			readLines(strings.NewReader(tt.input),
+				func(s string) { got = append(got, "L "+s) },
+				func(s string) { got = append(got, "P "+strconv.Itoa(len(s))) }, nil)
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A long line given to a Tail in pieces is kept as one line, cut as a
+// whole line is.
+func TestTailJoinsPieces(t *testing.T) {
+	tests := []struct {
+		name   string
+		pieces []string
+		end    string
+		want   string
+	}{
+		{"short", []string{"ab", "cd"}, "e", "abcde"},
+		{"long", []string{strings.Repeat("a", 3000), "secret"}, " end", strings.Repeat("a", MaxTailLineBytes) + " [... 962 more bytes of this line not kept in the tail]"},
+		{"first piece short", []string{"ab"}, strings.Repeat("c", 3000), "ab" + strings.Repeat("c", MaxTailLineBytes-2) + " [... 954 more bytes of this line not kept in the tail]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tail := NewTail(3)
+			tail.Add("before")
+			for _, p := range tt.pieces {
+				tail.AddPiece(p)
+			}
+			tail.Add(tt.end)
+			tail.Add("after")
+			if got, want := tail.Lines(), []string{"before", tt.want, "after"}; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+				t.Errorf("lines %q, want %q", got, want)
 			}
 		})
 	}

@@ -17,6 +17,10 @@ type Tail struct {
 	lines []string
 	next  int
 	full  bool
+	// open is the start of a long line given by AddPiece, kept up to
+	// just over MaxTailLineBytes; openLen is how long the line is so far.
+	open    []byte
+	openLen int
 }
 
 // NewTail returns a Tail that keeps the last n lines (n >= 1).
@@ -27,9 +31,37 @@ func NewTail(n int) *Tail {
 	return &Tail{lines: make([]string, n)}
 }
 
-// Add records one line, cutting it at MaxTailLineBytes.
+// AddPiece records a piece of a long line whose end the next Add gives
+// (see Command.StdoutPiece): the tail keeps the line whole, as written,
+// rather than cut where the pieces were.
+func (t *Tail) AddPiece(piece string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if room := MaxTailLineBytes + utf8.UTFMax - len(t.open); room > 0 {
+		t.open = append(t.open, piece[:min(room, len(piece))]...)
+	}
+	t.openLen += len(piece)
+}
+
+// Add records one line, cutting it at MaxTailLineBytes. After AddPiece,
+// line is the end of the long line the pieces began.
 func (t *Tail) Add(line string) {
-	if len(line) > MaxTailLineBytes {
+	t.mu.Lock()
+	if t.openLen > 0 {
+		n := t.openLen + len(line)
+		head := append(t.open, line[:min(len(line), max(0, MaxTailLineBytes+utf8.UTFMax-len(t.open)))]...)
+		t.open, t.openLen = nil, 0
+		t.mu.Unlock()
+		t.add(string(head), n)
+		return
+	}
+	t.mu.Unlock()
+	t.add(line, len(line))
+}
+
+// add records line, which is the first bytes of a line n bytes long.
+func (t *Tail) add(line string, n int) {
+	if n > MaxTailLineBytes {
 		// Cut at a character boundary; the output itself went out whole,
 		// only this copy is short.
 		cut := MaxTailLineBytes
@@ -37,10 +69,10 @@ func (t *Tail) Add(line string) {
 			cut--
 		}
 		unit := "bytes"
-		if len(line)-cut == 1 {
+		if n-cut == 1 {
 			unit = "byte"
 		}
-		line = fmt.Sprintf("%s [... %d more %s of this line not kept in the tail]", line[:cut], len(line)-cut, unit)
+		line = fmt.Sprintf("%s [... %d more %s of this line not kept in the tail]", line[:cut], n-cut, unit)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
