@@ -105,8 +105,8 @@ func (c *console) TaskFinished(t *schedule.Task, env coordinator.Envelope) {
 }
 
 // pipelineMasker collects the values to hide (R7.4): every variable
-// marked sensitive (each string or number inside it) and every
-// environment variable the pipeline block names in secrets.
+// marked sensitive (each string or number inside it), every environment
+// variable the pipeline block names in secrets, and the etcd password.
 func pipelineMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
 	if cfg == nil {
 		return nil
@@ -122,7 +122,7 @@ func pipelineMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
 
 // environmentMasker masks the values of the environment variables the
 // pipeline block names in secrets, as this instance's environment has
-// them. In a fleet these are what the other instances may not know (a
+// them, and its etcd password. In a fleet these are what the other instances may not know (a
 // sensitive variable's value comes from the master, so every instance
 // masks it), so an instance masks the envelopes it publishes with it.
 func environmentMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
@@ -132,11 +132,18 @@ func environmentMasker(cfg *config.Pipeline, environ []string) *secrets.Masker {
 	return secrets.New(environmentSecrets(cfg, environ)...)
 }
 
+// environmentSecrets are the values of the environment variables named
+// in secrets, and the etcd password: a credential whether or not the
+// file lists it (it usually comes from env()), and one that each
+// instance evaluates from its own environment.
 func environmentSecrets(cfg *config.Pipeline, environ []string) []string {
 	env := envMap(environ)
-	values := make([]string, 0, len(cfg.Secrets))
+	values := make([]string, 0, len(cfg.Secrets)+1)
 	for _, name := range cfg.Secrets {
 		values = append(values, env[name])
+	}
+	if d := cfg.Distributed; d != nil && d.Etcd != nil {
+		values = append(values, d.Etcd.Password)
 	}
 	return values
 }

@@ -334,3 +334,42 @@ func TestSecretsMaskedAcrossLongLinePieces(t *testing.T) {
 		})
 	}
 }
+
+// The etcd password is masked like a secret without being listed in
+// secrets, in the console (plain and GitHub's, where it is registered
+// with ::add-mask::) and in the report.
+func TestSecretsEtcdPasswordMasked(t *testing.T) {
+	const password = "S3cr3t-etcd-pw"
+	for _, tt := range []struct {
+		name    string
+		env     []string
+		wantOut string
+	}{
+		{"plain", nil, "print | pw=***"},
+		{"GitHub Actions", []string{"GITHUB_ACTIONS=true"}, "::add-mask::" + password},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			jsonReport := filepath.Join(t.TempDir(), "report.json")
+			cmd := exec.Command(hostBin, "run", "testdata/secrets_etcd_password.hcl", "--no-progress", "--report", "json="+jsonReport)
+			cmd.Env = env(append([]string{"ETCD_PASSWORD=" + password}, tt.env...)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			rep, err := os.ReadFile(jsonReport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(out), tt.wantOut) {
+				t.Errorf("output lacks %q:\n%s", tt.wantOut, out)
+			}
+			printed := strings.ReplaceAll(string(out), "::add-mask::"+password+"\n", "")
+			if strings.Contains(printed, password) {
+				t.Errorf("the output shows the etcd password:\n%s", out)
+			}
+			if strings.Contains(string(rep), password) || !strings.Contains(string(rep), "pw=***") {
+				t.Errorf("the report shows the etcd password or lacks pw=***:\n%s", rep)
+			}
+		})
+	}
+}
