@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -125,19 +128,87 @@ func fileFunc(dir string) function.Function {
 			if !filepath.IsAbs(path) {
 				path = filepath.Join(dir, path)
 			}
-			data, err := os.ReadFile(path)
+			data, err := readTextFile(path)
 			if err != nil {
-				if os.IsNotExist(err) {
-					return cty.NilVal, function.NewArgErrorf(0, missingFilePrefix+"%s; paths are relative to the pipeline file's directory", path)
-				}
-				return cty.NilVal, function.NewArgErrorf(0, "read %s: %s", path, err)
-			}
-			if !utf8.Valid(data) {
-				return cty.NilVal, function.NewArgErrorf(0, "the file at %s is not valid UTF-8 text", path)
+				return cty.NilVal, function.NewArgError(0, err)
 			}
 			return cty.StringVal(string(data)), nil
 		},
 	})
+}
+
+// maxFileSize is the most file() reads: a text file a pipeline quotes is
+// small, and a larger one is most often the wrong path (a build output, a
+// disk image) that would hold the whole load in memory.
+const maxFileSize = 64 << 20
+
+// readTextFile reads the regular file at path for file(). What is not a
+// regular file is refused before it is opened: opening a named pipe
+// blocks until a writer comes, and a device such as /dev/zero never ends.
+func readTextFile(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf(missingFilePrefix+"%s; paths are relative to the pipeline file's directory", path)
+		}
+		return nil, fmt.Errorf("read %s: %w", path, unwrapPath(err))
+	}
+	if what := notRegular(info.Mode()); what != "" {
+		return nil, fmt.Errorf("%s is %s, not a regular file; file() reads only regular files", path, what)
+	}
+	tooLarge := func() error {
+		return fmt.Errorf("%s is larger than file()'s limit of %d MiB", path, maxFileSize>>20)
+	}
+	if info.Size() > maxFileSize {
+		return nil, tooLarge()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, unwrapPath(err))
+	}
+	defer f.Close()
+	// The limit holds for a file that grew since the stat, and for one
+	// whose size says nothing (a /proc file says 0).
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, unwrapPath(err))
+	}
+	if len(data) > maxFileSize {
+		return nil, tooLarge()
+	}
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("the file at %s is not valid UTF-8 text", path)
+	}
+	return data, nil
+}
+
+// notRegular names the kind of file mode is ("a directory", "a named
+// pipe (FIFO)", ...), or returns "" for a regular file.
+func notRegular(mode os.FileMode) string {
+	switch {
+	case mode.IsRegular():
+		return ""
+	case mode.IsDir():
+		return "a directory"
+	case mode&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode&os.ModeDevice != 0:
+		return "a block device"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
+}
+
+// unwrapPath drops an *fs.PathError's operation and path, which the
+// caller's message already names.
+func unwrapPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }
 
 // missingFilePrefix starts file()'s error for a path where there is no
