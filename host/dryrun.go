@@ -23,6 +23,7 @@ import (
 // a plan is printed only for a file that run would accept.
 func DryRun(ctx context.Context, opts Options) error {
 	opts.defaults()
+	opts.readSource()
 	pre := prestartPlugins(ctx, opts)
 	l, err := loadChecking(ctx, opts, pre)
 	if err != nil {

@@ -69,6 +69,33 @@ type Options struct {
 	// stops the run at once can print the output it holds back first;
 	// nil means no one will.
 	HeldOutput *HeldOutput
+
+	// source is File's contents once readSource has read them.
+	source []byte
+}
+
+// readSource reads File once for every later use of it in the command:
+// the plugins' early guess (guessSpecs), the load, the name in the report
+// of a run that did not start. A file given as a pipe (/dev/stdin,
+// <(...)) can be read only once, and the load used to find it empty ("no
+// module blocks"). A file that cannot be read is left for config.Load to
+// report.
+func (o *Options) readSource() {
+	if o.source != nil || o.File == "-" {
+		return
+	}
+	if src, err := os.ReadFile(o.File); err == nil {
+		o.source = src
+	}
+}
+
+// loadConfig is config.Load of File, from the bytes readSource read when
+// it has.
+func (o *Options) loadConfig(copts config.Options) (*config.Pipeline, hcl.Diagnostics) {
+	if o.source != nil {
+		return config.LoadSource(o.File, o.source, copts)
+	}
+	return config.Load(o.File, copts)
 }
 
 func (o *Options) defaults() {
@@ -184,7 +211,7 @@ func load(opts Options) (*loaded, error) {
 // closes pre.
 func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, 0)
-	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	cfg, diags := opts.loadConfig(config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
 	// The plugins' checks of every body, for a file that will not run
 	// anyway: its errors of every kind are reported in one pass.
 	bodies := func() hcl.Diagnostics {
@@ -296,7 +323,7 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 // they replace this instance's own, so every instance evaluates alike.
 func loadAs(opts Options, instance int, values, locals map[string]cty.Value) (*loaded, error) {
 	facts := Facts(opts.Environ, opts.Capabilities, instance)
-	cfg, diags := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts, Values: values, Locals: locals})
+	cfg, diags := opts.loadConfig(config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts, Values: values, Locals: locals})
 	return reportLoaded(opts, facts, cfg, diags, nil)
 }
 
@@ -897,6 +924,7 @@ func (p *prepared) close() { p.plugins.Close() }
 // against its schema and the graph, running nothing (`host validate`).
 func Validate(ctx context.Context, opts Options) error {
 	opts.defaults()
+	opts.readSource()
 	pre := prestartPlugins(ctx, opts)
 	l, err := loadChecking(ctx, opts, pre)
 	if err != nil {
@@ -917,6 +945,7 @@ func Validate(ctx context.Context, opts Options) error {
 // (`host graph`). It needs no plugins.
 func Graph(opts Options, format string) error {
 	opts.defaults()
+	opts.readSource()
 	l, err := load(opts)
 	if err != nil {
 		return err
@@ -947,10 +976,11 @@ func writeMasked(w io.Writer, m *secrets.Masker, write func(io.Writer) error) er
 // each kind's attributes (`host plugins`).
 func Plugins(ctx context.Context, opts Options) error {
 	opts.defaults()
+	opts.readSource()
 	// Describing plugins needs no variable's value: a file whose required
 	// variables are not given still lists its plugins.
 	facts := Facts(opts.Environ, opts.Capabilities, 0)
-	cfg, all := config.Load(opts.File, config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
+	cfg, all := opts.loadConfig(config.Options{Vars: opts.Vars, Environ: opts.Environ, Facts: facts})
 	var real hcl.Diagnostics
 	for _, d := range all {
 		if d.Severity == hcl.DiagError && variableValueError(d) {

@@ -306,10 +306,9 @@ func envMap(environ []string) map[string]string {
 // used, so a wrong guess costs a discarded process, never a different
 // run. It scans (hclscan) rather than parses: a parse here ran before the
 // load's own and took as long (~50 ms of a 1,000-module file's start).
-func guessSpecs(file string, loc PluginLocator) map[string]pluginhost.Spec {
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return nil
+func guessSpecs(src []byte, file string, loc PluginLocator) map[string]pluginhost.Spec {
+	if len(src) == 0 {
+		return nil // not read: the load reports why
 	}
 	blocks, ok := hclscan.Blocks(src)
 	if !ok {
@@ -444,7 +443,7 @@ func prestartPlugins(ctx context.Context, opts Options) *prestart {
 			}
 		}
 	}()
-	ps.specs = guessSpecs(opts.File, *opts.Locator)
+	ps.specs = guessSpecs(opts.source, opts.File, *opts.Locator)
 	close(guessed)
 	return ps
 }

@@ -81,7 +81,7 @@ module "tk" "a" {}
 			if err := os.WriteFile(file, []byte(tc.src), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got := guessSpecs(file, loc)
+			got := guessSpecs([]byte(tc.src), file, loc)
 			if tc.want == nil {
 				if got != nil {
 					t.Fatalf("guessed %v; want no guess", got)

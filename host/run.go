@@ -70,6 +70,7 @@ func (l *lateSource) Envelope(addr string) (coordinator.Envelope, bool) {
 // when the pipeline did not succeed.
 func Run(ctx context.Context, opts RunOptions) (*report.Run, error) {
 	opts.defaults()
+	opts.readSource()
 	// The plugins' processes start while the file loads.
 	pre := prestartPlugins(ctx, opts.Options)
 	begin := time.Now()
@@ -124,9 +125,8 @@ func pipelineName(name, file string) string {
 // start, whose file may not load, so that a CI's test history keeps one
 // name for the pipeline whether its runs started or not. Only the
 // pipeline block is parsed.
-func declaredName(file string) string {
-	src, err := os.ReadFile(file)
-	if err != nil || len(src) > 64<<20 {
+func declaredName(src []byte, file string) string {
+	if len(src) > 64<<20 {
 		return ""
 	}
 	blocks, _ := hclscan.Blocks(src)
@@ -187,7 +187,12 @@ func notStarted(opts RunOptions, err error) error {
 	if runID == "" {
 		runID = localRunID(opts.Environ)
 	}
-	run := &report.Run{Pipeline: pipelineName(declaredName(opts.File), opts.File), RunID: runID, Status: status, StartedAt: began, EndedAt: now, DurationMS: now.Sub(began).Milliseconds(),
+	src := opts.source
+	if src == nil {
+		// A distributed run's command reads the file for each load.
+		src, _ = os.ReadFile(opts.File)
+	}
+	run := &report.Run{Pipeline: pipelineName(declaredName(src, opts.File), opts.File), RunID: runID, Status: status, StartedAt: began, EndedAt: now, DurationMS: now.Sub(began).Milliseconds(),
 		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}
 	for _, spec := range opts.Reports {
 		if werr := report.Write(spec, run); werr != nil {

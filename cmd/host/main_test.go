@@ -109,12 +109,20 @@ func writeFile(t *testing.T, file, text string) {
 // runHost runs `host ARGS...` and, for `run`, reads the JSON report back.
 func runHost(t *testing.T, args ...string) result {
 	t.Helper()
+	return runHostInput(t, nil, args...)
+}
+
+// runHostInput is runHost with stdin as the host's standard input: a
+// pipe, as exec makes one for a reader that is not a file.
+func runHostInput(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
 	reportPath := filepath.Join(t.TempDir(), "report.json")
 	if len(args) > 0 && args[0] == "run" {
 		args = append(args, "--report", "json="+reportPath)
 	}
 	cmd := exec.Command(hostBin, args...)
 	cmd.Env = env()
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -434,6 +442,31 @@ func TestPipelineWithoutModulesRefused(t *testing.T) {
 				t.Errorf("%s %s: stderr lacks the error:\n%s", cmd, name, r.stderr)
 			}
 		}
+	}
+}
+
+// A pipeline file given as a pipe (/dev/stdin, a shell's <(...)) is read
+// once: the plugins' early guess used to drain it, and the load then found
+// an empty file ("declares no module blocks").
+func TestPipelineFromAPipe(t *testing.T) {
+	const text = "pipeline {\n  name = \"piped\"\n}\nmodule \"shell\" \"a\" {\n  command = [\"echo\", \"hello from a pipe\"]\n}\n"
+	for _, tc := range []struct {
+		args []string
+		want string // in stdout
+	}{
+		{[]string{"validate"}, "/dev/stdin is valid: 1 module"},
+		{[]string{"run"}, "hello from a pipe"},
+		{[]string{"run", "--dry-run"}, "Plan for piped:"},
+		{[]string{"graph"}, `"a"`},
+		{[]string{"plugins"}, "shell"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runHostInput(t, strings.NewReader(text), append(tc.args, "/dev/stdin")...)
+			r.wantCode(t, 0)
+			if !strings.Contains(r.stdout, tc.want) {
+				t.Errorf("stdout lacks %q:\n%s\nstderr:\n%s", tc.want, r.stdout, r.stderr)
+			}
+		})
 	}
 }
 
