@@ -177,6 +177,10 @@ type Module struct {
 	// (module.build[matrix.target]): each instance of this module depends
 	// on the instance its own values name. See InstanceKeys.
 	refKeyExprs map[string][]hcl.Expression
+	// keyRanges holds, per module name and literal instance key, the
+	// index of the first reference with that key, so an error about one
+	// key points at it rather than at the module's first reference.
+	keyRanges map[string]map[string]hcl.Range
 	// wholeRefs are the modules referred to without a literal index.
 	wholeRefs map[string]bool
 	// indexedRefs holds, per module referred to with an instance key,

@@ -441,6 +441,15 @@ func (m *Module) noteInstance(name string, tr hcl.Traversal, keyExpr hcl.Express
 		delete(m.refKeyExprs, name)
 		return
 	}
+	if m.keyRanges == nil {
+		m.keyRanges = map[string]map[string]hcl.Range{}
+	}
+	if m.keyRanges[name] == nil {
+		m.keyRanges[name] = map[string]hcl.Range{}
+	}
+	if _, seen := m.keyRanges[name][key]; !seen {
+		m.keyRanges[name][key] = tr[2].SourceRange()
+	}
 	if m.RefInstances == nil {
 		m.RefInstances = map[string][]string{}
 	}
@@ -534,6 +543,29 @@ func (m *Module) InstanceKeys(dep string, matrix map[string]string) (keys []stri
 		}
 	}
 	return keys, false
+}
+
+// InstanceKeyRange returns where the instance of m with matrix values
+// (as for InstanceKeys) first refers to instance key of module dep: the
+// index of that reference, or, when no index is known to give key, m's
+// first reference to dep.
+func (m *Module) InstanceKeyRange(dep, key string, matrix map[string]string) hcl.Range {
+	if rng, ok := m.keyRanges[dep][key]; ok {
+		return rng
+	}
+	if exprs := m.refKeyExprs[dep]; len(exprs) > 0 {
+		ctx := m.pipeline.EvalContext(Scope{Facts: m.pipeline.facts, Matrix: matrix})
+		for _, e := range exprs {
+			v, d := e.Value(ctx)
+			if d.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+				continue
+			}
+			if s, err := convert.Convert(v, cty.String); err == nil && s.AsString() == key {
+				return e.Range()
+			}
+		}
+	}
+	return m.RefRanges[dep]
 }
 
 // matrixAxis is AXIS of a matrix.AXIS traversal, "" when it names none.

@@ -448,7 +448,7 @@ func instancesReferred(p *config.Pipeline, m *config.Module, dep string, all []s
 				Severity: hcl.DiagError,
 				Summary:  "Reference to an unknown matrix instance",
 				Detail:   detail,
-				Subject:  rangePtr(m.RefRanges[dep]),
+				Subject:  rangePtr(m.InstanceKeyRange(dep, k, values)),
 			})
 			continue
 		}
