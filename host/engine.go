@@ -251,17 +251,9 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 	maps.Copy(set.plugins, taken)
 	defer set.Close()
 	for _, err := range append(errs, more...) {
-		se, ok := errors.AsType[*startError](err)
-		if !ok {
-			continue
+		if _, ok := errors.AsType[*startError](err); ok {
+			diags = append(diags, startDiagnostic(cfg, cfg.Modules, err))
 		}
-		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin did not start", Detail: err.Error()}
-		if b := cfg.Plugins[se.name]; b != nil && b.DeclRange.Filename != "" {
-			d.Subject = b.DeclRange.Ptr()
-		} else if i := slices.IndexFunc(cfg.Modules, func(m *config.Module) bool { return m.Plugin == se.name }); i >= 0 {
-			d.Subject = cfg.Modules[i].KindRange.Ptr()
-		}
-		diags = append(diags, d)
 	}
 	type ask struct {
 		m   *config.Module
@@ -446,13 +438,15 @@ func prepareFrom(ctx context.Context, l *loaded, results pluginhost.ResultFunc, 
 	// A plugin that is not there cannot check its modules, but the others
 	// can check theirs: every error of the file in one pass, as when all
 	// are there, rather than one plugin name at a time.
-	specs, missing := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
-	set, err := l.startSpecs(ctx, results, pre, specs)
+	// So can a plugin that is there but does not start (not a plugin, a
+	// sha256 that does not match).
+	specs, diags := pluginSpecs(l.cfg, l.modules(), *l.opts.Locator)
+	set, failed, err := l.startSpecs(ctx, results, pre, specs)
 	if err != nil {
-		_ = l.report(missing, ExitPluginStart) // writes nothing when none is missing
 		return nil, err
 	}
-	if !missing.HasErrors() {
+	diags = append(diags, failed...)
+	if !diags.HasErrors() {
 		return prepareStarted(ctx, l, set)
 	}
 	c := check(ctx, l, set)
@@ -460,7 +454,7 @@ func prepareFrom(ctx context.Context, l *loaded, results pluginhost.ResultFunc, 
 	if ctx.Err() != nil {
 		return nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted while checking the pipeline: %w", context.Cause(ctx))}
 	}
-	diags := append(missing, c.diags...)
+	diags = append(diags, c.diags...)
 	config.SortDiagnostics(diags)
 	return nil, l.report(diags, ExitPluginStart)
 }
@@ -479,12 +473,23 @@ func (l *loaded) startPluginsFrom(ctx context.Context, results pluginhost.Result
 		pre.close()
 		return nil, l.report(diags, ExitPluginStart)
 	}
-	return l.startSpecs(ctx, results, pre, specs)
+	set, failed, err := l.startSpecs(ctx, results, pre, specs)
+	if err != nil {
+		return nil, err
+	}
+	if failed.HasErrors() {
+		set.Close()
+		return nil, l.report(failed, ExitPluginStart)
+	}
+	return set, nil
 }
 
 // startSpecs starts the plugins specs name, taking those pre started
-// with the same specs; it owns pre.
-func (l *loaded) startSpecs(ctx context.Context, results pluginhost.ResultFunc, pre *prestart, specs map[string]pluginhost.Spec) (*pluginSet, error) {
+// with the same specs; it owns pre. It returns the plugins that started,
+// which the caller owns, and a diagnostic for each that did not, so that
+// they are reported with the file's other errors. It fails only when ctx
+// ends, having stopped the plugins.
+func (l *loaded) startSpecs(ctx context.Context, results pluginhost.ResultFunc, pre *prestart, specs map[string]pluginhost.Spec) (*pluginSet, hcl.Diagnostics, error) {
 	taken, errs, rest := pre.take(specs, results)
 	opts := pluginhost.Options{Logger: l.opts.Logger, Results: results, KillGrace: l.opts.Grace, SocketRoot: l.opts.SocketRoot}
 	if pre != nil {
@@ -493,29 +498,37 @@ func (l *loaded) startSpecs(ctx context.Context, results pluginhost.ResultFunc, 
 	set, more := startEach(ctx, rest, opts, l.opts.Logger)
 	maps.Copy(set.plugins, taken)
 	errs = append(errs, more...)
-	if len(errs) > 0 {
+	if len(errs) > 0 && ctx.Err() != nil {
+		// Stopped, not failed: the errors only echo the cancellation,
+		// and whoever cancelled says why (Ctrl-C, a worker the run
+		// refused).
 		set.Close()
-		if ctx.Err() != nil {
-			// Stopped, not failed: the errors only echo the cancellation,
-			// and whoever cancelled says why (Ctrl-C, a worker the run
-			// refused).
-			return nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("plugins not started: %w", context.Cause(ctx))}
-		}
-		sortErrors(errs)
-		for _, err := range errs {
-			// A plugin the file declares is named where it is declared,
-			// as every other error in the file is.
-			where := ""
-			if se, ok := errors.AsType[*startError](err); ok {
-				if b := l.cfg.Plugins[se.name]; b != nil && b.DeclRange.Filename != "" {
-					where = fmt.Sprintf("%s:%d:%d: ", b.DeclRange.Filename, b.DeclRange.Start.Line, b.DeclRange.Start.Column)
-				}
-			}
-			fmt.Fprintf(l.opts.Stderr, "Error: %s%v\n", where, err)
-		}
-		return nil, &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
+		return nil, nil, &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("plugins not started: %w", context.Cause(ctx))}
 	}
-	return set, nil
+	sortErrors(errs)
+	var diags hcl.Diagnostics
+	for _, err := range errs {
+		diags = append(diags, startDiagnostic(l.cfg, l.modules(), err))
+	}
+	return set, diags, nil
+}
+
+// startDiagnostic is a plugin's start failure (a *startError) as a
+// diagnostic: at the plugin block that declares the plugin, as every
+// other error in the file is named where it is, else at the first of
+// mods that uses it.
+func startDiagnostic(cfg *config.Pipeline, mods []*config.Module, err error) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin did not start", Detail: err.Error()}
+	se, ok := errors.AsType[*startError](err)
+	if !ok || cfg == nil {
+		return d
+	}
+	if b := cfg.Plugins[se.name]; b != nil && b.DeclRange.Filename != "" {
+		d.Subject = b.DeclRange.Ptr()
+	} else if i := slices.IndexFunc(mods, func(m *config.Module) bool { return m.Plugin == se.name }); i >= 0 {
+		d.Subject = mods[i].KindRange.Ptr()
+	}
+	return d
 }
 
 // prepareStarted is prepare with l's plugins already started (set); it
@@ -1003,10 +1016,11 @@ func Plugins(ctx context.Context, opts Options) error {
 	}
 	set, errs := startPlugins(ctx, specs, pluginhost.Options{Logger: opts.Logger, SocketRoot: opts.SocketRoot}, opts.Logger)
 	if len(errs) > 0 {
+		var failed hcl.Diagnostics
 		for _, err := range errs {
-			fmt.Fprintf(opts.Stderr, "Error: %v\n", err)
+			failed = append(failed, startDiagnostic(cfg, cfg.Modules, err))
 		}
-		return &ExitError{Code: ExitPluginStart, Reported: true, Err: errors.Join(errs...)}
+		return l.report(failed, ExitPluginStart)
 	}
 	defer set.Close()
 	for i, name := range set.Names() {

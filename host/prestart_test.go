@@ -193,7 +193,7 @@ func TestPrestartReportsLikeTheLoad(t *testing.T) {
 	if !asExitError(err, &ee) || ee.Code != ExitPluginStart {
 		t.Fatalf("run error %v; want exit code %d", err, ExitPluginStart)
 	}
-	if n := strings.Count(errOut.String(), `Error: `+file+`:1:1: start plugin "gone"`); n != 1 {
+	if n := strings.Count(errOut.String(), `Error: `+file+`:1:1: Plugin did not start`); n != 1 || strings.Count(errOut.String(), `start plugin "gone"`) != 1 {
 		t.Fatalf("the start error is reported %d times; want once:\n%s", n, errOut.String())
 	}
 }

@@ -726,6 +726,56 @@ module "shell" "c" {
 	}
 }
 
+// A plugin block whose plugin does not start (no binary at its source,
+// a binary that is not a plugin, a sha256 that does not match) is an
+// error at the block, with its snippet, reported with the file's other
+// errors (exit 3). It used to be a bare "Error:" line alone.
+func TestBrokenPluginBlockDoesNotHideTheOthersErrors(t *testing.T) {
+	dir := t.TempDir()
+	notPlugin := filepath.Join(dir, "not-a-plugin")
+	writeFile(t, notPlugin, "#!/bin/sh\necho not a plugin\n")
+	if err := os.Chmod(notPlugin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shell := filepath.Join(binDir, "plugins", "modpipe-plugin-shell")
+	for _, tc := range []struct {
+		name, block, why string
+	}{
+		{"no binary", `source = "nope"`, "no plugin binary at this path"},
+		{"not a plugin", fmt.Sprintf("source = %q", notPlugin), "it is not a modpipe plugin"},
+		{"sha256 mismatch", fmt.Sprintf("source = %q\n  sha256 = %q", shell, strings.Repeat("0", 64)), "the binary's sha256 does not match the pinned one"},
+	} {
+		file := filepath.Join(dir, "broken.hcl")
+		writeFile(t, file, `plugin "broken" {
+  `+tc.block+`
+}
+module "broken" "a" {
+  command = ["echo"]
+}
+module "shell" "b" {
+  comand = ["x"]
+}
+`)
+		for _, cmd := range []string{"validate", "run"} {
+			t.Run(tc.name+"/"+cmd, func(t *testing.T) {
+				r := runHost(t, cmd, file)
+				r.wantCode(t, 3)
+				for _, want := range []string{
+					`broken.hcl:1:1: Plugin did not start`, `1: plugin "broken" {`, tc.why,
+					`Unsupported argument`, `Did you mean "command"?`,
+				} {
+					if !strings.Contains(r.stderr, want) {
+						t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+					}
+				}
+				if r.ranSomething() {
+					t.Errorf("modules ran: %+v", r.report)
+				}
+			})
+		}
+	}
+}
+
 // A plugin that dies checking a config is the plugin's failure, not the
 // file's: exit 3, as for a plugin that cannot start, naming how it ended.
 func TestPluginDyingInValidateExits3(t *testing.T) {
