@@ -103,8 +103,8 @@ func writePlan(w io.Writer, l *loaded) error {
 	if name == "" {
 		name = l.opts.File
 	}
-	fmt.Fprintf(w, "Plan for %s: %d modules in %d waves, up to %d at once on this instance (capabilities: %s)\n",
-		name, len(l.graph.Nodes()), len(waves), l.opts.Parallelism, strings.Join(l.facts.Capabilities, ", "))
+	fmt.Fprintf(w, "Plan for %s: %s in %s, up to %d at once on this instance (capabilities: %s)\n",
+		name, count(len(l.graph.Nodes()), "module"), count(len(waves), "wave"), l.opts.Parallelism, strings.Join(l.facts.Capabilities, ", "))
 	skipped := map[string]string{}
 	var later []string
 	// tabwriter pads every cell but a line's last, so rows without a note

@@ -456,7 +456,7 @@ func TestPipelineFromAPipe(t *testing.T) {
 	}{
 		{[]string{"validate"}, "/dev/stdin is valid: 1 module"},
 		{[]string{"run"}, "hello from a pipe"},
-		{[]string{"run", "--dry-run"}, "Plan for piped:"},
+		{[]string{"run", "--dry-run"}, "Plan for piped: 1 module in 1 wave, up to"},
 		{[]string{"graph"}, `"a"`},
 		{[]string{"plugins"}, "shell"},
 	} {

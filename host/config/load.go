@@ -769,10 +769,14 @@ func notText(filename string, src []byte) *hcl.Diagnostic {
 	line := 1 + bytes.Count(src[:bad], []byte("\n"))
 	col := 1 + utf8.RuneCount(src[bytes.LastIndexByte(src[:bad], '\n')+1:bad])
 	pos := hcl.Pos{Line: line, Column: col, Byte: bad}
+	detail := fmt.Sprintf("%s has a byte that cannot be in an HCL file (0x%02x, at byte %d): it looks like a binary, not a pipeline file. Check the path given on the command line.", filename, src[bad], bad)
+	if src[bad] != 0 {
+		detail = fmt.Sprintf("%s has a byte that is not UTF-8 (0x%02x, at byte %d): a pipeline file is UTF-8 text. Save it as UTF-8 (it may be Latin-1 or another encoding), or check the path given on the command line.", filename, src[bad], bad)
+	}
 	return &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  "Not a text file",
-		Detail:   fmt.Sprintf("%s has a byte that cannot be in an HCL file (0x%02x, at byte %d): it looks like a binary, not a pipeline file. Check the path given on the command line.", filename, src[bad], bad),
+		Detail:   detail,
 		Subject:  &hcl.Range{Filename: filename, Start: pos, End: pos},
 	}
 }

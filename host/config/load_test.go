@@ -233,13 +233,15 @@ func TestLoadNotHCL(t *testing.T) {
 	t.Run("binary", func(t *testing.T) {
 		src := append([]byte("pipeline {}\n\x7fELF"), 0, 1, 2)
 		_, diags := LoadSource("bin", src, Options{})
-		if len(diags) != 1 || diags[0].Summary != "Not a text file" || diags[0].Subject.Start.Line != 2 || diags[0].Subject.Start.Column != 5 {
+		if len(diags) != 1 || diags[0].Summary != "Not a text file" || diags[0].Subject.Start.Line != 2 || diags[0].Subject.Start.Column != 5 ||
+			!strings.Contains(diags[0].Detail, "it looks like a binary") {
 			t.Fatalf("diags = %v, want one \"Not a text file\" at 2:5", diags)
 		}
 	})
 	t.Run("not UTF-8", func(t *testing.T) {
 		_, diags := LoadSource("latin1", []byte("# caf\xe9\n"), Options{})
-		if len(diags) != 1 || diags[0].Summary != "Not a text file" || diags[0].Subject.Start.Column != 6 {
+		if len(diags) != 1 || diags[0].Summary != "Not a text file" || diags[0].Subject.Start.Column != 6 ||
+			!strings.Contains(diags[0].Detail, "a byte that is not UTF-8 (0xe9, at byte 5): a pipeline file is UTF-8 text") {
 			t.Fatalf("diags = %v, want one \"Not a text file\" at 1:6", diags)
 		}
 	})

@@ -69,6 +69,7 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 		}
 	}
 	indexed := indexedModuleRefs(syntax)
+	interpolated := interpolatedNames(syntax)
 	for _, tr := range m.runTimeTraversals() {
 		root := tr.RootName()
 		rng := tr.SourceRange()
@@ -85,7 +86,13 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 			if contains(scopeRoots, root) {
 				unknown("Invalid reference", fmt.Sprintf("%s cannot be used on its own; refer to one of its attributes, such as %s.NAME.", root, root))
 			} else {
-				unknown("Unknown variable", fmt.Sprintf("There is no variable named %q.%s", root, didYouMean(root, scopeRoots)))
+				hint := didYouMean(root, scopeRoots)
+				if hint == "" && interpolated[rng.Start.Byte] {
+					// ${HOME} in a shell script: the most common first
+					// mistake in a module's script.
+					hint = fmt.Sprintf(" To pass ${%s} through to a shell or another tool, write $${%s}.", root, root)
+				}
+				unknown("Unknown variable", fmt.Sprintf("There is no variable named %q.%s", root, hint))
 			}
 			continue
 		}
@@ -197,4 +204,30 @@ func resultAttributeDiag(p *Pipeline, name string, tr hcl.Traversal) *hcl.Diagno
 			a.Name, strings.Join(EnvelopeAttributes, ", "), didYouMean(a.Name, EnvelopeAttributes)),
 		Subject: a.SrcRange.Ptr(),
 	}
+}
+
+// interpolatedNames returns the start of each bare name interpolated in a
+// string template ("${NAME}"), where an unknown name is most likely meant
+// for the shell or tool that reads the string.
+func interpolatedNames(exprs []hclsyntax.Expression) map[int]bool {
+	out := map[int]bool{}
+	note := func(e hclsyntax.Expression) {
+		if st, ok := e.(*hclsyntax.ScopeTraversalExpr); ok && len(st.Traversal) == 1 {
+			out[st.SrcRange.Start.Byte] = true
+		}
+	}
+	for _, e := range exprs {
+		hclsyntax.VisitAll(e, func(n hclsyntax.Node) hcl.Diagnostics {
+			switch t := n.(type) {
+			case *hclsyntax.TemplateExpr:
+				for _, part := range t.Parts {
+					note(part)
+				}
+			case *hclsyntax.TemplateWrapExpr:
+				note(t.Wrapped)
+			}
+			return nil
+		})
+	}
+	return out
 }
