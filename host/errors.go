@@ -74,7 +74,27 @@ func (e placedError) String() string {
 		}
 		return e.Summary
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Summary)
+	// The detail too: a report is read where the terminal's snippets are
+	// not, and a summary alone ("Plugin did not start", "Unsupported
+	// argument") does not say what to fix.
+	s := fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Summary)
+	if d := oneLine(e.Detail, maxDetailRunes); d != "" {
+		s += ": " + d
+	}
+	return s
+}
+
+// maxDetailRunes bounds the detail a placed error's line carries: a
+// plugin's stderr tail can be long.
+const maxDetailRunes = 400
+
+// oneLine is s with its lines joined by spaces, cut to at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // maxListedErrors bounds the errors an invalidFileError's message lists:
