@@ -29,6 +29,9 @@ type console struct {
 	host     string
 	// held is where a forced stop finds the console; nil for none.
 	held *HeldOutput
+	// stderr is the command's standard error, written above the live
+	// view while this console shows it; nil for none.
+	stderr *Stderr
 }
 
 // newConsole returns a plain console on w that masks nothing: for
@@ -74,13 +77,18 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 		held:  opts.HeldOutput,
 	}
 	c.held.add(c)
+	if s, ok := opts.Stderr.(*Stderr); ok && style == ui.StyleLive {
+		c.stderr = s
+		s.attach(c.Console)
+	}
 	return c
 }
 
 // Close ends the console (see ui.Console.Close); the run's HeldOutput
-// forgets it.
+// forgets it, and standard error is written straight again.
 func (c *console) Close() error {
 	c.held.remove(c)
+	c.stderr.detach(c.Console)
 	return c.Console.Close()
 }
 

@@ -48,6 +48,8 @@ type Options struct {
 	// RunID names the run in reports; derived from the CI when empty.
 	RunID string
 	// Stdout receives module output and the summary; Stderr diagnostics.
+	// A *Stderr that the command's logger and notices write through too
+	// keeps them readable above a live view on the terminal.
 	Stdout, Stderr io.Writer
 	Logger         hclog.Logger
 	// LogOutput, when Logger writes through one, gets the run's secrets

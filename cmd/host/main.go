@@ -117,7 +117,10 @@ func run(args []string) int {
 	// What the run's console holds back, printed before a second signal
 	// ends the host.
 	held := &host.HeldOutput{}
-	ctx, stop := interruptible(held)
+	// Standard error for everything the command writes there: a run's
+	// live view writes it above itself.
+	stderr := host.NewStderr(os.Stderr)
+	ctx, stop := interruptible(held, stderr)
 	defer stop()
 	// A reader of the console that goes away (host run ... | head) must
 	// not kill the run: Go ends a program that writes to a closed pipe
@@ -156,7 +159,7 @@ func run(args []string) int {
 		if err != nil {
 			return host.Options{}, err
 		}
-		logOut := secrets.NewOutput(os.Stderr)
+		logOut := secrets.NewOutput(stderr)
 		logger, err := newLogger(g.logLevel, g.logJSON, logOut)
 		if err != nil {
 			return host.Options{}, err
@@ -175,6 +178,7 @@ func run(args []string) int {
 			Capabilities: g.caps,
 			Logger:       logger,
 			LogOutput:    logOut,
+			Stderr:       stderr,
 			HeldOutput:   held,
 			Color:        isatty.IsTerminal(os.Stderr.Fd()),
 		}, nil
@@ -183,7 +187,7 @@ func run(args []string) int {
 		code = host.ExitCode(err)
 		var ee *host.ExitError
 		if err != nil && !(asExit(err, &ee) && ee.Reported) {
-			fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+			fmt.Fprintf(stderr, "Error: %v\n", err)
 		}
 		return nil
 	}
@@ -417,10 +421,11 @@ func (w stdLog) Write(p []byte) (int, error) {
 // giving them --grace; a second signal stops the host at once (exit
 // 130), as one expects of a second Ctrl-C: the plugins still get their
 // parent-death signal and stop their commands, what those commands put
-// outside their groups is killed, but no report is written.
+// outside their groups is killed, but no report is written. The notices
+// go to stderr, which a live view writes above itself.
 // What the console holds back (in a CI, the output of the modules still
 // running) is printed first: it is what says why they did not stop.
-func interruptible(held *host.HeldOutput) (context.Context, func()) {
+func interruptible(held *host.HeldOutput, stderr io.Writer) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -432,13 +437,13 @@ func interruptible(held *host.HeldOutput) (context.Context, func()) {
 		select {
 		case sig := <-sigs:
 			cancel(fmt.Errorf("%v signal received", sig))
-			fmt.Fprintf(os.Stderr, "Stopping (%v): running modules get up to --grace to stop; a second Ctrl-C stops at once.\n", sig)
+			fmt.Fprintf(stderr, "Stopping (%v): running modules get up to --grace to stop; a second Ctrl-C stops at once.\n", sig)
 		case <-done:
 			return
 		}
 		select {
 		case sig := <-sigs:
-			fmt.Fprintf(os.Stderr, "Stopped at once (%v again): modules were not waited for, no report was written.\n", sig)
+			fmt.Fprintf(stderr, "Stopped at once (%v again): modules were not waited for, no report was written.\n", sig)
 			held.Release(heldOutputWait)
 			// The plugins stop with the host (their parent-death
 			// signal) and kill their commands' groups; a command that

@@ -417,6 +417,28 @@ func (c *Console) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteAside writes p to w, another stream to the same terminal as the
+// console's (standard error: log lines, notices, errors), with the live
+// view taken off the screen first and drawn again below p. Written past
+// the view, p would be erased by the next redraw, which moves up by the
+// view's own lines only, and leave stale lines of the view behind. p that
+// does not end a line gets a newline, for the view to start on a line of
+// its own. Without a live view on the screen p is written as it is.
+func (c *Console) WriteAside(w io.Writer, p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opts.Style != StyleLive || c.closed {
+		return w.Write(p)
+	}
+	c.clearView()
+	n, err := w.Write(p)
+	if err == nil && len(p) > 0 && p[len(p)-1] != '\n' {
+		_, err = io.WriteString(w, "\n")
+	}
+	c.drawView()
+	return n, err
+}
+
 // Close ends the live view (taking its lines off the screen), prints the
 // output of modules that never finished, and flushes a partial line.
 // The console still prints afterwards, without the live view.
@@ -562,7 +584,9 @@ func (c *Console) writeLines(lines []string) {
 // modules, then how many more, each cut to the terminal's width.
 func (c *Console) view() []string {
 	now := c.opts.Now()
-	width := max(c.opts.Width(), 20)
+	// Cut to the terminal however narrow: a line that wraps takes a row
+	// more than the view counts, and each redraw would leave one behind.
+	width := max(c.opts.Width(), 2)
 	status := fmt.Sprintf("%d done, %d running", c.done, len(c.running))
 	if c.opts.Total > 0 {
 		status = fmt.Sprintf("%d/%d done, %d running", c.done, c.opts.Total, len(c.running))

@@ -516,3 +516,85 @@ func TestWorkspacePath(t *testing.T) {
 		})
 	}
 }
+
+// What another stream writes to the terminal while the live view is on it
+// (the host's log lines and notices on standard error) stays on the
+// screen above the view: the view is taken down before it and drawn again
+// below it, and no line of an old view is left behind.
+func TestWriteAsideKeepsOtherLinesAboveTheView(t *testing.T) {
+	tests := []struct {
+		name  string
+		aside string
+		want  string
+	}{
+		{"log line", "2026-03-01T10:00:01Z [INFO]  host: result published: module=a\n", "2026-03-01T10:00:01Z [INFO]  host: result published: module=a"},
+		{"notice", "Stopping (interrupt): running modules get up to --grace to stop; a second Ctrl-C stops at once.\n", "Stopping (interrupt): running modules get up to --grace to stop; a second Ctrl-C stops at once."},
+		{"no newline", "Error: half a line", "Error: half a line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// One terminal, written by two streams.
+			var screen bytes.Buffer
+			stderr := writerFunc(func(p []byte) (int, error) { return screen.Write(p) })
+			clk := &clock{now: t0}
+			c := New(Options{Style: StyleLive, Out: &screen, Total: 3, Now: clk.Now, Refresh: -1, Width: func() int { return 200 }})
+			c.Started("a", 1, 0, "h")
+			c.Started("b", 1, 0, "h")
+			clk.add(time.Second)
+			c.Line("a", "stdout", "from a")
+			if _, err := c.WriteAside(stderr, []byte(tt.aside)); err != nil {
+				t.Fatal(err)
+			}
+			// Redraws after it must not eat it.
+			clk.add(time.Second)
+			c.Line("b", "stdout", "from b")
+			c.Finished(coordinator.Envelope{Module: "a", Status: coordinator.StatusSucceeded, Attempts: 1, DurationMS: 2000})
+			c.emit(nil)
+			want := []string{
+				"a | from a",
+				tt.want,
+				"b | from b",
+				"✔ a succeeded in 2.0s [1/3]",
+				"1/3 done, 1 running · 2.0s",
+				"  2.0s b on instance 0 (h)",
+			}
+			got := playTerminal(t, screen.String())
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("screen:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// After Close it is written as it is.
+			if _, err := c.WriteAside(stderr, []byte("after\n")); err != nil {
+				t.Fatal(err)
+			}
+			if got := playTerminal(t, screen.String()); got[len(got)-1] != "after" || len(got) != 5 {
+				t.Fatalf("after Close:\n%s", strings.Join(got, "\n"))
+			}
+		})
+	}
+}
+
+// On a terminal narrower than the view's lines, every line is still cut
+// to fit: one that wrapped would take a row the next redraw does not
+// take down.
+func TestLiveViewFitsNarrowTerminal(t *testing.T) {
+	for _, width := range []int{1, 5, 12, 19} {
+		t.Run(strconv.Itoa(width), func(t *testing.T) {
+			var out bytes.Buffer
+			c := New(Options{Style: StyleLive, Out: &out, Total: 3, Refresh: -1, Width: func() int { return width }})
+			c.Started("a-module-with-a-long-name", 1, 0, "host")
+			for _, l := range c.view() {
+				if w := viewWidth.String(l); w >= max(width, 2) {
+					t.Errorf("view line %q is %d cells, the terminal %d", l, w, width)
+				}
+			}
+			c.Close()
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
