@@ -126,18 +126,21 @@ type member struct {
 
 // fleet is a running in-process fleet.
 type fleet struct {
-	t      *testing.T
-	coord  *recordingCoordinator
-	runID  string
-	file   string
-	vars   map[string]string
-	cancel context.CancelFunc
-	ctx    context.Context
+	t     *testing.T
+	coord *recordingCoordinator
+	runID string
+	file  string
+	vars  map[string]string
+	// environ is added to every instance's environment.
+	environ []string
+	cancel  context.CancelFunc
+	ctx     context.Context
 
 	masterLog *syncBuffer
 	masterOut *syncBuffer
 	masterRun chan masterResult
 	workers   map[int]chan error
+	workerOut map[int]*syncBuffer
 	exited    map[int]error // workers already waited for
 	wg        sync.WaitGroup
 }
@@ -153,7 +156,7 @@ func newFleet(t *testing.T, file string, vars map[string]string) *fleet {
 	f := &fleet{
 		t: t, coord: newRecordingCoordinator(), runID: "test-" + strings.ReplaceAll(t.Name(), "/", "-"),
 		file: filepath.Join("testdata", "distributed", file), vars: vars, ctx: ctx, cancel: cancel,
-		masterLog: &syncBuffer{}, masterOut: &syncBuffer{}, masterRun: make(chan masterResult, 1), workers: map[int]chan error{}, exited: map[int]error{},
+		masterLog: &syncBuffer{}, masterOut: &syncBuffer{}, masterRun: make(chan masterResult, 1), workers: map[int]chan error{}, workerOut: map[int]*syncBuffer{}, exited: map[int]error{},
 	}
 	t.Cleanup(func() {
 		f.cancel()
@@ -167,7 +170,7 @@ func (f *fleet) options(m member, stdout, log *syncBuffer) (RunOptions, Distribu
 	opts := RunOptions{Options: Options{
 		File:         f.file,
 		Vars:         f.vars,
-		Environ:      []string{"PATH=" + os.Getenv("PATH")},
+		Environ:      append([]string{"PATH=" + os.Getenv("PATH")}, f.environ...),
 		Capabilities: m.caps,
 		Stdout:       stdout,
 		Stderr:       stdout,
@@ -207,6 +210,7 @@ func (f *fleet) startWorker(m member) {
 	opts.Vars = nil
 	ch := make(chan error, 1)
 	f.workers[m.index] = ch
+	f.workerOut[m.index] = out
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -855,5 +859,53 @@ func TestWorkerSaysWhenItIsReady(t *testing.T) {
 		if err != nil {
 			t.Errorf("worker %d: %v", i, err)
 		}
+	}
+}
+
+// A worker prints a failed attempt that the master retries as such, not
+// as the module's failure, and annotates nothing on GitHub: the master
+// annotates each module that failed the run, once, as a single machine
+// does.
+func TestDistributedWorkerRetriedAttempt(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		environ []string
+	}{
+		{"plain", nil},
+		{"github", []string{"GITHUB_ACTIONS=true"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, "retry.hcl", map[string]string{"dir": t.TempDir()})
+			f.environ = tt.environ
+			f.start(member{index: 0}, workers3([]string{"docker"})...)
+			run, err := f.waitMaster()
+			if ExitCode(err) != ExitFailed {
+				t.Fatalf("master: %v, want the run failed by broken", err)
+			}
+			envs := envelopes(run)
+			if e := envs["flaky"]; e.Status != coordinator.StatusSucceeded || e.Attempts != 2 {
+				t.Errorf("flaky: %s in %d attempts, want succeeded in 2", e.Status, e.Attempts)
+			}
+			if e := envs["broken"]; e.Status != coordinator.StatusFailed || e.Attempts != 2 {
+				t.Errorf("broken: %s in %d attempts, want failed in 2", e.Status, e.Attempts)
+			}
+			f.waitWorkers()
+			worker := f.workerOut[1].String()
+			for _, want := range []string{"↻ flaky attempt 1 failed", "↻ broken attempt 1 failed", "✔ flaky succeeded", "✘ broken failed"} {
+				if !strings.Contains(worker, want) {
+					t.Errorf("worker 1 lacks %q:\n%s", want, worker)
+				}
+			}
+			if strings.Contains(worker, "✘ flaky") || strings.Count(worker, "✘ broken") != 1 {
+				t.Errorf("worker 1 shows a retried attempt as a failure:\n%s", worker)
+			}
+			if strings.Contains(worker, "::error") || strings.Contains(worker, "::warning") {
+				t.Errorf("worker 1 annotates:\n%s", worker)
+			}
+			master := f.masterOut.String()
+			if tt.environ != nil && (strings.Count(master, "::error") != 1 || !strings.Contains(master, "::error title=broken failed::")) {
+				t.Errorf("want one annotation, broken's, from the master:\n%s", master)
+			}
+		})
 	}
 }

@@ -907,7 +907,11 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	env.Value = p.runner.publishMasker.JSON(env.Value)
 	env = fitEnvelope(env, p.limit)
 	if con := p.runner.console; con != nil && p.worker {
-		con.Finished(env)
+		// The master decides about a retry as its scheduler does (a
+		// failure with attempts left, in a run still going), and may
+		// run it elsewhere; a worker says only that one will come.
+		retried := env.Status.Failed() && a.Attempt < max(n.Module.Retry.Attempts, 1) && !cancelledSession(p.sess)
+		con.AttemptFinished(env, retried)
 	}
 	if p.abandon != nil && p.abandon.Err() != nil {
 		p.log.Warn("leaving the run: not publishing, the master will see the claim lost", "module", a.Module, "attempt", a.Attempt)
@@ -917,6 +921,16 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 		a.Publishing(c) // before the next Claim, which then waits for it
 	}
 	pubs.Go(func() { publishEnvelope(p.sess, c, env, p.log) })
+}
+
+// cancelledSession reports whether the master cancelled sess's run.
+func cancelledSession(sess coordinator.Session) bool {
+	select {
+	case <-sess.Cancelled():
+		return true
+	default:
+		return false
+	}
 }
 
 // publishAnnouncer is a session whose Claim calls wait for a Publish

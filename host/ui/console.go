@@ -275,14 +275,27 @@ func (c *Console) Retrying(module string, attempt int, env coordinator.Envelope,
 func (c *Console) Finished(env coordinator.Envelope) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.finished(env, true, false)
+}
+
+// AttemptFinished tells the console an attempt that a fleet worker ran
+// ended with env. It is printed as Finished prints a module's end, output
+// and all, but without an annotation: the master annotates the run, once
+// for each module that failed it, and a worker's for every attempt would
+// repeat that, or annotate a failure a retry then made good. retried
+// says that the attempt failed and the module has attempts left, which
+// the line says instead of a failure; the attempt is not counted done.
+func (c *Console) AttemptFinished(env coordinator.Envelope, retried bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finished(env, false, retried)
+}
+
+// finished prints the end of env's module, or of its attempt when
+// retried, with a GitHub annotation for a failure when annotate. Called
+// with mu held.
+func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 	delete(c.running, env.Module)
-	c.done++
-	switch {
-	case env.Status.Failed() && env.IgnoredFailure:
-		c.ignored++
-	case env.Status.Failed():
-		c.failed++
-	}
 	status := string(env.Status)
 	if env.IgnoredFailure {
 		status += " (ignored)"
@@ -291,8 +304,20 @@ func (c *Console) Finished(env coordinator.Envelope) {
 	if env.Status == coordinator.StatusSkipped && env.SkipReason != "" {
 		head = fmt.Sprintf("%s %s skipped: %s", statusMark(env.Status), env.Module, env.SkipReason)
 	}
+	if retried {
+		annotate = false
+		head = fmt.Sprintf("↻ %s attempt %d %s%s%s, to be retried", env.Module, env.Attempts, status, durationNote(env), errorNote(env))
+	} else {
+		c.done++
+		switch {
+		case env.Status.Failed() && env.IgnoredFailure:
+			c.ignored++
+		case env.Status.Failed():
+			c.failed++
+		}
+	}
 	progress := ""
-	if c.opts.Total > 0 {
+	if c.opts.Total > 0 && !retried {
 		progress = fmt.Sprintf(" [%d/%d]", c.done, c.opts.Total)
 	}
 	g := c.groups[env.Module]
@@ -307,7 +332,7 @@ func (c *Console) Finished(env coordinator.Envelope) {
 		} else {
 			lines = append(lines, head+progress)
 		}
-		if env.Status.Failed() {
+		if env.Status.Failed() && annotate {
 			msg := string(env.Status)
 			if env.Error != nil {
 				msg = env.Error.Message
