@@ -4,73 +4,186 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/modpipe/modpipe/coordinator"
 )
+
+// MarkdownLimit is the most a Markdown report takes, in bytes: GitHub
+// refuses a step summary over 1 MiB and shows none of it, and a summary
+// too long to read says less than one cut short.
+const MarkdownLimit = 1 << 20
+
+// Caps on one failure in the Markdown report: its message, and its log
+// tail, of which the last lines are kept.
+const (
+	mdMessageBytes = 4 << 10
+	mdTailBytes    = 16 << 10
+	mdTailLines    = 50
+)
+
+// mdReserve is the part of the limit kept for the notes on what was left
+// out; each note is bounded well below it.
+const mdReserve = 4 << 10
 
 // WriteMarkdown writes the run as GitHub-flavoured Markdown: a heading
 // with the outcome, the table (failures first), each failure with its
 // error and log tail in a collapsed block, skip reasons, and the totals.
 // It is what goes to $GITHUB_STEP_SUMMARY and what `--report markdown`
-// writes (a GitLab or Buildkite job can attach it as an annotation).
+// writes (a GitLab or Buildkite job can attach it as an annotation). It
+// takes at most MarkdownLimit bytes (see writeMarkdown).
 func WriteMarkdown(w io.Writer, run *Run) error {
+	return writeMarkdown(w, run, MarkdownLimit)
+}
+
+// writeMarkdown writes the Markdown report in at most limit bytes. Each
+// failure's message and tail are cut (the tail keeps its last lines);
+// then the table's rows, the failures and the skip reasons are written
+// while they fit, and a note says how many of each were left out and
+// where to find them: the job's log and the JSON and JUnit reports
+// have them all.
+func writeMarkdown(w io.Writer, run *Run, limit int) error {
 	mods := sorted(run.Modules)
 	name := run.Pipeline
 	if name == "" {
 		name = "pipeline"
 	}
+	avail := limit - mdReserve
 	var b strings.Builder
-	fmt.Fprintf(&b, "## %s %s %s\n\n", statusIcon(run.Status), mdEscape(name), run.Status)
+	fmt.Fprintf(&b, "## %s %s %s\n\n", statusIcon(run.Status), mdEscape(capText(name, 256)), run.Status)
 	if run.Error != nil {
-		fmt.Fprintf(&b, "The run did not start:\n\n%s\n", fence("text", run.Error.Message))
+		fmt.Fprintf(&b, "The run did not start:\n\n%s\n", fence("text", capText(run.Error.Message, avail/2)))
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
 	if run.RunID != "" {
-		fmt.Fprintf(&b, "Run `%s`: %s\n\n", strings.ReplaceAll(run.RunID, "`", "'"), totalsLine(run))
+		fmt.Fprintf(&b, "Run `%s`: %s\n\n", strings.ReplaceAll(capText(run.RunID, 256), "`", "'"), totalsLine(run))
 	} else {
 		fmt.Fprintf(&b, "%s\n\n", totalsLine(run))
 	}
 	b.WriteString("| Module | Status | Duration | Attempts | Ran on |\n")
 	b.WriteString("| --- | --- | ---: | ---: | --- |\n")
-	for _, e := range mods {
-		fmt.Fprintf(&b, "| %s | %s %s | %s | %d | %s |\n",
-			mdEscape(e.Module), moduleIcon(e), statusText(e), duration(e), e.Attempts, mdEscape(where(e)))
+	// The table is the overview: it gets up to half of the room, the
+	// failures' details what it leaves.
+	for i, e := range mods {
+		row := fmt.Sprintf("| %s | %s %s | %s | %d | %s |\n",
+			mdEscape(capText(e.Module, 512)), moduleIcon(e), statusText(e), duration(e), e.Attempts, mdEscape(where(e)))
+		if b.Len()+len(row) > avail/2 {
+			fmt.Fprintf(&b, "\n%s not in this table%s.\n", count(len(mods)-i, "more module"), seeFull)
+			break
+		}
+		b.WriteString(row)
 	}
-	failures := false
+	var failures []coordinator.Envelope
 	for _, e := range mods {
-		if !isFailure(e) {
-			continue
-		}
-		if !failures {
-			b.WriteString("\n### Failures\n")
-			failures = true
-		}
-		fmt.Fprintf(&b, "\n#### %s %s", mdEscape(e.Module), statusText(e))
-		if on := where(e); on != "" {
-			fmt.Fprintf(&b, " on instance %s", mdEscape(on))
-		}
-		b.WriteString("\n\n")
-		if e.Error != nil {
-			fmt.Fprintf(&b, "%s\n", fence("text", e.Error.Message))
-			if lines := tailLines(e.Error.Tail); len(lines) > 0 {
-				fmt.Fprintf(&b, "\n<details><summary>Log tail (%s)</summary>\n\n%s\n\n</details>\n", count(len(lines), "line"), fence("text", strings.Join(lines, "\n")))
-			}
+		if isFailure(e) {
+			failures = append(failures, e)
 		}
 	}
-	skipped := false
+	if len(failures) > 0 {
+		b.WriteString("\n### Failures\n")
+	}
+	for i, e := range failures {
+		section := failureSection(e)
+		if b.Len()+len(section) > avail {
+			fmt.Fprintf(&b, "\n%s not shown here%s: %s\n", count(len(failures)-i, "more failure"), seeFull, moduleList(failures[i:], 2<<10))
+			break
+		}
+		b.WriteString(section)
+	}
+	var notRun []coordinator.Envelope
 	for _, e := range mods {
-		if ran(e) || e.SkipReason == "" {
-			continue
+		if !ran(e) && e.SkipReason != "" {
+			notRun = append(notRun, e)
 		}
-		if !skipped {
-			b.WriteString("\n### Not run\n\n")
-			skipped = true
+	}
+	if len(notRun) > 0 {
+		b.WriteString("\n### Not run\n\n")
+	}
+	for i, e := range notRun {
+		line := fmt.Sprintf("- %s %s: %s\n", mdEscape(capText(e.Module, 512)), e.Status, mdEscape(capText(e.SkipReason, 1<<10)))
+		if b.Len()+len(line) > avail {
+			fmt.Fprintf(&b, "\n%s not listed%s.\n", count(len(notRun)-i, "more module"), seeFull)
+			break
 		}
-		fmt.Fprintf(&b, "- %s %s: %s\n", mdEscape(e.Module), e.Status, mdEscape(e.SkipReason))
+		b.WriteString(line)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// seeFull says where what the Markdown report leaves out is found.
+const seeFull = " (the job's log and the JSON and JUnit reports have them all)"
+
+// failureSection is the Markdown report's section on the failure e: its
+// error, and its log tail in a collapsed block, each cut.
+func failureSection(e coordinator.Envelope) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n#### %s %s", mdEscape(capText(e.Module, 512)), statusText(e))
+	if on := where(e); on != "" {
+		fmt.Fprintf(&b, " on instance %s", mdEscape(on))
+	}
+	b.WriteString("\n\n")
+	if e.Error == nil {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%s\n", fence("text", capText(e.Error.Message, mdMessageBytes)))
+	lines := tailLines(e.Error.Tail)
+	if len(lines) == 0 {
+		return b.String()
+	}
+	kept, size := 0, 0
+	for kept < len(lines) && kept < mdTailLines {
+		l := lines[len(lines)-1-kept]
+		if size+len(l)+1 > mdTailBytes {
+			break
+		}
+		size += len(l) + 1
+		kept++
+	}
+	label := count(len(lines), "line")
+	if kept < len(lines) {
+		if kept == 0 {
+			// One line longer than the whole cap: its end.
+			lines, kept = []string{capStart(lines[len(lines)-1], mdTailBytes/2)}, 1
+			label = "the end of its last line"
+		} else {
+			label = fmt.Sprintf("last %d of %s", kept, count(len(lines), "line"))
+		}
+	}
+	fmt.Fprintf(&b, "\n<details><summary>Log tail (%s)</summary>\n\n%s\n\n</details>\n", label, fence("text", strings.Join(lines[len(lines)-kept:], "\n")))
+	return b.String()
+}
+
+// moduleList names envs' modules, comma-separated, in at most about max
+// bytes, ending with "…" when it stops short.
+func moduleList(envs []coordinator.Envelope, max int) string {
+	var b strings.Builder
+	for i, e := range envs {
+		n := mdEscape(capText(e.Module, 256))
+		if b.Len()+len(n) > max {
+			b.WriteString("…")
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// capText is s cut to at most n bytes (on a rune's boundary), ending
+// with "…" when cut.
+func capText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func statusIcon(s Status) string {
@@ -131,4 +244,17 @@ func fence(lang, text string) string {
 	}
 	f := strings.Repeat("`", max(3, longest+1))
 	return f + lang + "\n" + strings.TrimRight(text, "\n") + "\n" + f
+}
+
+// capStart is s cut to its last n bytes at most (on a rune's boundary),
+// starting with "…" when cut.
+func capStart(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := len(s) - n
+	for cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut++
+	}
+	return "…" + s[cut:]
 }

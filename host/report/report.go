@@ -316,13 +316,21 @@ func Write(spec Spec, run *Run) error {
 }
 
 // AppendMarkdown appends the run's Markdown report to the file at path
-// (GitHub's $GITHUB_STEP_SUMMARY, which other steps append to as well).
+// (GitHub's $GITHUB_STEP_SUMMARY, which other commands of the step may
+// append to as well), in what the file leaves of MarkdownLimit: GitHub
+// drops a step summary over 1 MiB whole.
 func AppendMarkdown(path string, run *Run) error {
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("append the summary to %s: %w", path, err)
 	}
-	err = WriteMarkdown(f, run)
+	limit := MarkdownLimit
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		// Over the limit already, the step's summary is lost anyway;
+		// what is written is the heading and the totals at least.
+		limit = max(MarkdownLimit-int(min(st.Size(), MarkdownLimit)), minMarkdownLimit)
+	}
+	err = writeMarkdown(f, run, limit)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -331,6 +339,9 @@ func AppendMarkdown(path string, run *Run) error {
 	}
 	return nil
 }
+
+// minMarkdownLimit is the least room AppendMarkdown writes in.
+const minMarkdownLimit = 16 << 10
 
 // Masked returns a copy of run with every secret m knows replaced in the
 // envelopes (see MaskEnvelope) and the run's error, so reports never

@@ -84,6 +84,8 @@ type Console struct {
 	groups map[string]*group
 	// sections counts GitLab section names, which must be unique.
 	sections int
+	// annotations keeps the GitHub annotations within what GitHub shows.
+	annotations annotations
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -341,12 +343,16 @@ func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 			if env.IgnoredFailure {
 				level = "warning" // ignore_failure: it did not fail the run
 			}
+			var a string
 			if env.Error != nil && env.Error.File != "" {
 				// A configuration error: shown beside its line.
 				file := WorkspacePath(c.opts.Workspace, env.Error.File)
-				lines = append(lines, GitHubFileAnnotation(level, file, env.Error.Line, env.Error.Column, env.Module+" "+status, msg))
+				a = GitHubFileAnnotation(level, file, env.Error.Line, env.Error.Column, env.Module+" "+status, msg)
 			} else {
-				lines = append(lines, GitHubAnnotation(level, env.Module+" "+status, msg))
+				a = GitHubAnnotation(level, env.Module+" "+status, msg)
+			}
+			if a = c.annotations.add(level, env.Module, a); a != "" {
+				lines = append(lines, a)
 			}
 		}
 		c.emit(lines)
@@ -492,6 +498,7 @@ func (c *Console) Close() error {
 		}
 	}
 	c.groups = map[string]*group{}
+	c.writeLines(c.annotations.last())
 	err := c.out.Flush()
 	// From here on the console prints at once (the summary).
 	c.batch.hold = false
@@ -516,6 +523,81 @@ func (c *Console) unfinished(module string, g *group) []string {
 	default:
 		return append([]string{"--- " + head}, g.flush()...)
 	}
+}
+
+// MaxAnnotations is how many annotations of a level (error, warning)
+// GitHub shows for a step; it drops the others.
+const MaxAnnotations = 10
+
+// annotations counts a run's GitHub annotations of each level, so that
+// the last one GitHub shows says how many more modules failed rather
+// than name one of them: past MaxAnnotations they would be lost without
+// a word. Used with Console.mu held.
+type annotations struct {
+	count map[string]int
+	// held is each level's last annotation GitHub shows, written at
+	// Close as it is if no other module of its level failed after it.
+	held map[string]string
+	// modules are the modules of held and after it, of each level.
+	modules map[string][]string
+}
+
+// add returns annotation a, of level, for module, to write now, or ""
+// when it is held or one past what GitHub shows.
+func (as *annotations) add(level, module, a string) string {
+	if as.count == nil {
+		as.count, as.held, as.modules = map[string]int{}, map[string]string{}, map[string][]string{}
+	}
+	as.count[level]++
+	n := as.count[level]
+	if n < MaxAnnotations {
+		return a
+	}
+	if n == MaxAnnotations {
+		as.held[level] = a
+	}
+	as.modules[level] = append(as.modules[level], module)
+	return ""
+}
+
+// last returns the annotations held back: each level's last one, or one
+// that says how many more modules failed and names them. It forgets them.
+func (as *annotations) last() []string {
+	var out []string
+	for _, level := range []string{"error", "warning"} {
+		a, ok := as.held[level]
+		if !ok {
+			continue
+		}
+		if modules := as.modules[level]; len(modules) > 1 {
+			title := fmt.Sprintf("%d more modules failed", len(modules))
+			if level == "warning" {
+				title += " (ignored)"
+			}
+			a = GitHubAnnotation(level, title, fmt.Sprintf("%s. GitHub shows %d annotations of a kind for a step: the step summary and the log have every failure.",
+				moduleNames(modules, 2<<10), MaxAnnotations))
+		}
+		out = append(out, a)
+	}
+	as.count, as.held, as.modules = nil, nil, nil
+	return out
+}
+
+// moduleNames joins names with commas in about max bytes at most, ending
+// with "…" when it stops short.
+func moduleNames(names []string, max int) string {
+	var b strings.Builder
+	for i, n := range names {
+		if b.Len()+len(n) > max {
+			b.WriteString(", …")
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+	}
+	return b.String()
 }
 
 // githubGroup is body in a GitHub Actions log group titled title.

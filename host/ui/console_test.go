@@ -598,3 +598,61 @@ func TestLiveViewFitsNarrowTerminal(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// GitHub shows 10 error annotations for a step (and 10 warnings) and drops
+// the rest: past 9 failures, the 10th annotation says how many more
+// modules failed and names them.
+func TestGitHubAnnotationsWithinWhatGitHubShows(t *testing.T) {
+	tests := []struct {
+		name             string
+		errors, warnings int
+		wantLast         string // the last ::error, "" for none
+		wantLastWarning  string
+	}{
+		{"3 failures", 3, 0, "::error title=m02 failed::", ""},
+		{"10 failures", 10, 0, "::error title=m09 failed::", ""},
+		{"11 failures", 11, 0, "::error title=2 more modules failed::m09, m10. GitHub shows 10", ""},
+		{"25 failures and 12 ignored", 25, 12, "::error title=16 more modules failed::m09, m10, m11", "::warning title=3 more modules failed (ignored)::w09, w10, w11. GitHub"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c := New(Options{Style: StyleGitHub, Out: &out})
+			fail := func(name string, ignored bool) {
+				c.Started(name, 1, 0, "h")
+				e := env(name, coordinator.StatusFailed, 0, time.Second, 1)
+				e.IgnoredFailure = ignored
+				c.Finished(e)
+			}
+			for i := range max(tt.errors, tt.warnings) {
+				if i < tt.errors {
+					fail(fmt.Sprintf("m%02d", i), false)
+				}
+				if i < tt.warnings {
+					fail(fmt.Sprintf("w%02d", i), true)
+				}
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []struct {
+				level string
+				n     int
+				last  string
+			}{{"::error ", tt.errors, tt.wantLast}, {"::warning ", tt.warnings, tt.wantLastWarning}} {
+				var as []string
+				for _, l := range strings.Split(out.String(), "\n") {
+					if strings.HasPrefix(l, k.level) {
+						as = append(as, l)
+					}
+				}
+				if want := min(k.n, MaxAnnotations); len(as) != want {
+					t.Fatalf("%d %s annotations, want %d:\n%s", len(as), k.level, want, strings.Join(as, "\n"))
+				}
+				if k.last != "" && !strings.HasPrefix(as[len(as)-1], k.last) {
+					t.Errorf("last annotation %q, want it to start %q", as[len(as)-1], k.last)
+				}
+			}
+		})
+	}
+}
