@@ -23,8 +23,9 @@ const (
 	DefaultRefresh    = 250 * time.Millisecond
 	DefaultMaxRunning = 3
 	// DefaultMaxBuffered bounds the output one module's group holds in the
-	// CI styles; past it lines are counted and dropped, so a module that
-	// prints without end cannot exhaust the host's memory.
+	// CI styles; past it the lines between the first and the last are
+	// counted and dropped, so a module that prints without end cannot
+	// exhaust the host's memory.
 	DefaultMaxBuffered = 8 << 20
 )
 
@@ -100,11 +101,22 @@ type running struct {
 	since    time.Time
 }
 
-// group is one module's output held until the module ends.
+// group is one module's output held until the module ends. Past the
+// limit it keeps its first lines (head) and its last (tail), and counts
+// the lines between, which it drops: the end of a module's output is what
+// says how it ended.
 type group struct {
-	lines   []string
-	bytes   int
-	dropped int
+	lines []string // the head
+	bytes int
+	// full is set once a line did not fit in the head: all later
+	// lines go to the tail, to keep the order.
+	full bool
+	// tail holds, once the head is full, the latest lines in
+	// tailBytes at most; the earliest are dropped as more come.
+	tail      []string
+	tailBytes int
+	dropped   int
+	limit     int // as add was given it, for the note
 }
 
 // New returns a Console. In the live style it starts redrawing on a
@@ -728,23 +740,48 @@ func (c *Console) view() []string {
 	return lines
 }
 
+// add holds line in a group of at most limit bytes: the head takes
+// seven eighths of it, the tail the rest.
 func (g *group) add(line string, limit int) {
-	if g.bytes+len(line) > limit {
-		g.dropped++
+	g.limit = limit
+	size := len(line) + 1
+	tailLimit := limit / 8
+	if !g.full && g.bytes+size <= limit-tailLimit {
+		g.bytes += size
+		g.lines = append(g.lines, line)
 		return
 	}
-	g.bytes += len(line) + 1
-	g.lines = append(g.lines, line)
+	g.full = true
+	g.tail = append(g.tail, line)
+	g.tailBytes += size
+	for g.tailBytes > tailLimit && len(g.tail) > 0 {
+		g.tailBytes -= len(g.tail[0]) + 1
+		g.tail[0] = "" // for the collector: the slice keeps its array
+		g.tail = g.tail[1:]
+		g.dropped++
+	}
 }
 
-// flush returns the group's lines and a note on what was dropped.
+// flush returns the group's lines, with a note where lines were dropped.
 func (g *group) flush() []string {
 	lines := g.lines
 	if g.dropped > 0 {
-		lines = append(lines, fmt.Sprintf("… %d more lines not shown: the module printed more than a group holds", g.dropped))
+		lines = append(lines, fmt.Sprintf("… %d lines not shown here: the module printed more than a group holds (%s); its last lines follow", g.dropped, byteSize(g.limit)))
 	}
-	g.lines, g.bytes, g.dropped = nil, 0, 0
+	lines = append(lines, g.tail...)
+	*g = group{}
 	return lines
+}
+
+// byteSize is n bytes for people, rounded down: 8 MiB, 100 bytes.
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func attemptNote(attempt int) string {

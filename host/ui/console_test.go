@@ -277,21 +277,60 @@ func TestDetectStyle(t *testing.T) {
 	}
 }
 
+// A group holds at most MaxBuffered bytes: its first lines and its last,
+// with a note between them saying how many were dropped there, so that
+// no line shown comes after a gap the note does not mark.
 func TestGroupBufferIsBounded(t *testing.T) {
-	var out bytes.Buffer
-	c := New(Options{Style: StyleGitHub, Out: &out, Total: 1, MaxBuffered: 100})
-	c.Started("chatty", 1, 0, "h")
-	for i := range 50 {
-		c.Line("chatty", "stdout", fmt.Sprintf("line %02d", i))
+	long := strings.Repeat("y", 30)
+	tests := []struct {
+		name  string
+		lines []string
+		// want is what the group shows, "NOTE" where the note goes.
+		want []string
+	}{
+		{"fits", []string{"a", "b", "c"}, []string{"a", "b", "c"}},
+		{"head and tail", numbered(50), append(numbered(11), "NOTE", "line 49")},
+		// A shorter line after long dropped ones comes after the note,
+		// not before it as if it were from before the gap.
+		{"long lines then a short last one", append(numbered(9), long, long, long, long, "LAST"), append(numbered(9), "NOTE", "LAST")},
 	}
-	c.Finished(coordinator.Envelope{Module: "chatty", Status: coordinator.StatusSucceeded, Attempts: 1})
-	got := out.String()
-	if !strings.Contains(got, "line 00") || strings.Contains(got, "line 49") {
-		t.Fatalf("want the first lines kept and the last dropped:\n%s", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c := New(Options{Style: StyleGitHub, Out: &out, MaxBuffered: 100})
+			c.Started("chatty", 1, 0, "h")
+			for _, l := range tt.lines {
+				c.Line("chatty", "stdout", l)
+			}
+			c.Finished(coordinator.Envelope{Module: "chatty", Status: coordinator.StatusSucceeded, Attempts: 1})
+			_, inside, _ := strings.Cut(out.String(), "::group::")
+			inside, _, _ = strings.Cut(inside, "\n::endgroup::")
+			got := strings.Split(inside, "\n")[1:]
+			size := 0
+			for i, l := range got {
+				if strings.HasPrefix(l, "… ") && strings.Contains(l, "lines not shown here: the module printed more than a group holds (100 bytes); its last lines follow") {
+					got[i] = "NOTE"
+					continue
+				}
+				size += len(l) + 1
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("group shows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if size > 100 {
+				t.Errorf("the group held %d bytes, more than 100", size)
+			}
+		})
 	}
-	if !strings.Contains(got, "more lines not shown") {
-		t.Fatalf("the dropped lines must be mentioned:\n%s", got)
+}
+
+// numbered is n lines "line 00", "line 01", ...
+func numbered(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("line %02d", i)
 	}
+	return out
 }
 
 func TestEscapes(t *testing.T) {
