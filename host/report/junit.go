@@ -166,7 +166,7 @@ func failureMessage(e coordinator.Envelope) *junitMessage {
 		b.WriteString(e.Error.Message)
 		if e.Error.Tail != "" {
 			b.WriteString("\n\n")
-			b.WriteString(strings.TrimRight(e.Error.Tail, "\n"))
+			b.WriteString(strings.Join(tailLines(e.Error.Tail), "\n"))
 		}
 		m.Text = b.String()
 	}

@@ -498,13 +498,31 @@ func duration(e coordinator.Envelope) string {
 	return FormatDuration(time.Duration(e.DurationMS) * time.Millisecond)
 }
 
-// tailLines splits a log tail into its lines, without a trailing empty one.
+// tailLines splits a log tail into its lines, without a trailing empty
+// one, each as a terminal would show it (FinalText).
 func tailLines(tail string) []string {
-	tail = strings.TrimRight(tail, "\n")
+	tail = strings.TrimRight(tail, "\r\n")
 	if tail == "" {
 		return nil
 	}
-	return strings.Split(tail, "\n")
+	lines := strings.Split(tail, "\n")
+	for i, l := range lines {
+		lines[i] = FinalText(l)
+	}
+	return lines
+}
+
+// FinalText is what a terminal would show of a line that returns the
+// cursor with \r to draw over itself (a progress counter): the text after
+// the last \r that ends none of it (a \r\n line end goes). Printed as it
+// is, the \r would move the cursor back over a prefix, and in Markdown
+// or XML it becomes a line break of its own.
+func FinalText(line string) string {
+	line = strings.TrimRight(line, "\r")
+	if i := strings.LastIndexByte(line, '\r'); i >= 0 {
+		return line[i+1:]
+	}
+	return line
 }
 
 // FormatDuration renders d for people: 850ms, 12.3s, 4m05s.

@@ -387,3 +387,37 @@ func TestSummaryAlignsWideNames(t *testing.T) {
 		t.Errorf("the status column starts at cells %v:\n%s", cols, strings.Join(lines, "\n"))
 	}
 }
+
+// A tail line redrawn with carriage returns (a progress counter) or ended
+// with \r\n shows in every report as a terminal shows it: its final text,
+// with no \r left to overwrite a prefix or make a line break of its own.
+func TestTailCarriageReturns(t *testing.T) {
+	run := &Run{Pipeline: "cr", RunID: "r1", Status: RunFailed, Modules: []coordinator.Envelope{{
+		Module: "prog", Status: coordinator.StatusFailed, Attempts: 1,
+		Error: &coordinator.Error{Kind: coordinator.ErrorKindModule, Message: "command failed: exit status 1",
+			Tail: "\rprogress 33%\rprogress 66%\rprogress 99%\nwindows line\r\nlast\r\n"},
+	}}}
+	for _, format := range []string{"summary", FormatMarkdown, FormatJUnit} {
+		t.Run(format, func(t *testing.T) {
+			var b bytes.Buffer
+			var err error
+			if format == "summary" {
+				err = WriteSummary(&b, run)
+			} else {
+				err = Render(&b, format, run)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := b.String()
+			if strings.Contains(got, "\r") || strings.Contains(got, "progress 66%") {
+				t.Fatalf("a carriage return or an overdrawn state is in the report:\n%q", got)
+			}
+			for _, want := range []string{"progress 99%\nwindows line\nlast"} {
+				if !strings.Contains(strings.ReplaceAll(got, "  | ", ""), want) {
+					t.Errorf("want %q in:\n%s", want, got)
+				}
+			}
+		})
+	}
+}

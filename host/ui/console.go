@@ -397,7 +397,9 @@ func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 // Line prints one line of a module's output: prefixed with the module in
 // the plain and live styles, inside the module's group in the CI styles.
 func (c *Console) Line(module, stream, text string) {
-	text = finalText(text)
+	// Printed as it is, a \r would move the cursor back over the
+	// module's prefix, and a counter's states would overwrite it.
+	text = report.FinalText(text)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if g := c.groups[module]; g != nil {
@@ -414,18 +416,6 @@ func (c *Console) Line(module, stream, text string) {
 		sep = " ! "
 	}
 	c.emit([]string{module + sep + text})
-}
-
-// finalText is what a terminal would show of a line that returns the
-// cursor with \r to draw over itself (a progress counter): the text after
-// the last \r. Printed as it is, the \r would move the cursor back over
-// the module's prefix, and the counter's states would overwrite it.
-func finalText(text string) string {
-	text = strings.TrimRight(text, "\r")
-	if i := strings.LastIndexByte(text, '\r'); i >= 0 {
-		return text[i+1:]
-	}
-	return text
 }
 
 // Eventf prints one line about the run itself.
