@@ -416,7 +416,7 @@ func sessionEndError(sessErr error, d DistributedOptions, cancelReason string) e
 		case finished.Status == coordinator.StatusSucceeded:
 			return nil
 		case cancelReason != "":
-			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s finished with status %s: %s", d.RunID, finished.Status, cancelReason)}
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s finished with status %s: %s", d.RunID, finished.Status, cancelCause(cancelReason))}
 		default:
 			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s finished with status %s; the master's summary has each module's outcome", d.RunID, finished.Status)}
 		}

@@ -549,6 +549,10 @@ func TestDistributedCancellationReachesEveryWorker(t *testing.T) {
 		if e.Status != coordinator.StatusCancelled || e.Instance != i+1 || e.Host != fmt.Sprintf("w%d", i+1) || e.Attempts != 1 {
 			t.Errorf("%s: %s on instance %d host %q attempts %d (%+v), want cancelled on instance %d, attempt 1", name, e.Status, e.Instance, e.Host, e.Attempts, e.Error, i+1)
 		}
+		// Cancelled, and why, said once.
+		if e.Error == nil || !strings.HasPrefix(e.Error.Message, "cancelled while running: ") || strings.Count(e.Error.Message, "cancel") != 1 {
+			t.Errorf("%s: error %+v, want one 'cancelled while running: ' and the reason", name, e.Error)
+		}
 	}
 	// Never claimed: a module that never started.
 	if e := envs["queued_alpha"]; e.Status != coordinator.StatusCancelled || e.Attempts != 0 || e.Error == nil || !strings.HasPrefix(e.Error.Message, "not started: ") {

@@ -693,6 +693,19 @@ const interruptedPrefix = "the run was cancelled on the master: "
 // the master's (see interruptedPrefix).
 func interruptedRun(reason string) bool { return strings.HasPrefix(reason, interruptedPrefix) }
 
+// cancelCause is the run's cancel reason as a member gives it in what it
+// reports (a module's error, its exit): the why, an interrupt of the
+// master's told as such, without "the run was cancelled", which the
+// words around it say already. Prefixed as it is, an interrupted
+// module's error read "cancelled while running: the run was cancelled:
+// the run was cancelled on the master: interrupt signal received".
+func cancelCause(reason string) string {
+	if cause, ok := strings.CutPrefix(reason, interruptedPrefix); ok {
+		return "the master stopped (" + cause + ")"
+	}
+	return reason
+}
+
 // heldReleaser is a session that can give back the claims it took ahead
 // before it closes (coordinator/etcd).
 type heldReleaser interface{ ReleaseHeld() }
@@ -859,7 +872,7 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 			now := time.Now().UTC()
 			publishEnvelope(p.sess, c, coordinator.Envelope{
 				Module: a.Module, Status: coordinator.StatusCancelled, Attempts: a.Attempt - 1,
-				Error:     &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + p.sess.CancelReason()},
+				Error:     &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + cancelCause(p.sess.CancelReason())},
 				StartedAt: now, EndedAt: now, Instance: p.runner.instance, Host: p.runner.hostName,
 			}, p.log)
 			return
@@ -885,7 +898,7 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 				// A stop after a failure lets an always_run module finish,
 				// as on one machine; Ctrl-C on the master stops it too.
 				if reason := p.sess.CancelReason(); !n.Module.AlwaysRun || interruptedRun(reason) {
-					cancel(fmt.Errorf("the run was cancelled: %s", reason))
+					cancel(errors.New(cancelCause(reason)))
 				}
 			case <-finished:
 			}

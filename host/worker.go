@@ -185,7 +185,7 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		stop(err)
 		log.Info("session ended", "reason", err)
 		if finished := (*coordinator.RunFinishedError)(nil); cancelled && errors.As(err, &finished) {
-			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s was cancelled by the master: %s", d.RunID, sess.CancelReason())}
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("run %s was cancelled by the master: %s", d.RunID, cancelCause(sess.CancelReason()))}
 		}
 		return sessionEndError(err, d, sess.CancelReason())
 	case <-ctx.Done():

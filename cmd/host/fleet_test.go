@@ -790,6 +790,15 @@ module "shell" "a" {
 			if e.Attempts != 1 || e.Error == nil || !strings.Contains(e.Error.Message, "cancelled while running") {
 				t.Errorf("%s started, but is reported with %d attempts: %+v", e.Module, e.Attempts, e.Error)
 			}
+			// The worker's say it once, with the cause, as the master's
+			// own say "cancelled while running: interrupt signal received".
+			want := "cancelled while running: interrupt signal received"
+			if e.Instance == 1 {
+				want = "cancelled while running: the master stopped (interrupt signal received)"
+			}
+			if e.Error != nil && e.Error.Message != want {
+				t.Errorf("%s on instance %d: error %q, want %q", e.Module, e.Instance, e.Error.Message, want)
+			}
 		default:
 			notStarted++
 			if e.Attempts != 0 || e.Error == nil || !strings.HasPrefix(e.Error.Message, "not started: ") {
