@@ -140,6 +140,10 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 
 	stg := &stager{sess: sess, graph: l.graph, router: rt, members: members, log: log, ctx: helpers, wg: &wg, staged: map[string]bool{}}
 	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: runCtx, capabilityTimeout: d.CapabilityTimeout, stager: stg}
+	con.SetLocate(func(module string) (int, string, bool) {
+		m, ok := exec.claimHolder(module)
+		return m.Index, m.Host, ok
+	})
 	sched, err := newScheduler(p, exec, 0 /* members have their own slots */, con)
 	if err != nil {
 		return nil, err

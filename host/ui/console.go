@@ -67,6 +67,9 @@ type Options struct {
 // goroutines while the scheduler reports events from its own.
 type Console struct {
 	opts Options
+	// locate, when set (SetLocate), says where a module handed to the
+	// fleet runs.
+	locate func(module string) (instance int, host string, ok bool)
 
 	mu      sync.Mutex
 	out     *secrets.LineWriter
@@ -258,6 +261,17 @@ func (c *Console) Started(module string, attempt, instance int, host string) {
 	// of whichever module finished last.
 }
 
+// SetLocate gives a fleet master's console where the modules it handed
+// to the fleet are: f returns the instance that holds a module's claim,
+// if one does. The live view asks it as it redraws, and shows a module
+// no instance holds yet as queued (waiting, perhaps, for an instance
+// with the capabilities it requires) rather than running.
+func (c *Console) SetLocate(f func(module string) (instance int, host string, ok bool)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.locate = f
+}
+
 // Claimed tells the console which instance runs module (distributed runs).
 func (c *Console) Claimed(module string, instance int, host string) {
 	c.mu.Lock()
@@ -309,12 +323,18 @@ func (c *Console) AttemptFinished(env coordinator.Envelope, retried bool) {
 // retried, with a GitHub annotation for a failure when annotate. Called
 // with mu held.
 func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
+	// A module the master handed to the fleet ran somewhere the line
+	// should name, as the summary does.
+	at := ""
+	if r := c.running[env.Module]; r != nil && r.instance < 0 && env.Attempts > 0 && env.Host != "" {
+		at = where(env.Instance, env.Host)
+	}
 	delete(c.running, env.Module)
 	status := string(env.Status)
 	if env.IgnoredFailure {
 		status += " (ignored)"
 	}
-	head := fmt.Sprintf("%s %s %s%s%s", statusMark(env.Status), env.Module, status, durationNote(env), errorNote(env))
+	head := fmt.Sprintf("%s %s %s%s%s%s", statusMark(env.Status), env.Module, status, at, durationNote(env), errorNote(env))
 	if env.Status == coordinator.StatusSkipped && env.SkipReason != "" {
 		head = fmt.Sprintf("%s %s skipped: %s", statusMark(env.Status), env.Module, env.SkipReason)
 	}
@@ -724,7 +744,14 @@ func (c *Console) view() []string {
 			lines = append(lines, fmt.Sprintf("  … and %d more", len(rs)-i))
 			break
 		}
-		l := fmt.Sprintf("  %s %s%s%s", report.FormatDuration(now.Sub(r.since).Truncate(100*time.Millisecond)), r.module, attemptNote(r.attempt), where(r.instance, r.host))
+		at := where(r.instance, r.host)
+		if r.instance < 0 && c.locate != nil {
+			at = " queued for the fleet"
+			if i, h, ok := c.locate(r.module); ok {
+				at = where(i, h)
+			}
+		}
+		l := fmt.Sprintf("  %s %s%s%s", report.FormatDuration(now.Sub(r.since).Truncate(100*time.Millisecond)), r.module, attemptNote(r.attempt), at)
 		lines = append(lines, truncate(l, width-1, "…"))
 	}
 	return lines

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -694,4 +695,32 @@ func TestGitHubAnnotationsWithinWhatGitHubShows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A fleet master's view says where each module it handed to the fleet
+// runs, once an instance holds its claim, and that it is queued before;
+// its end names the instance too.
+func TestFleetMasterViewLocatesModules(t *testing.T) {
+	var out bytes.Buffer
+	clk := &clock{now: t0}
+	c := New(Options{Style: StyleLive, Out: &out, Total: 2, Now: clk.Now, Refresh: -1, Width: func() int { return 60 }})
+	claimed := map[string]bool{}
+	c.SetLocate(func(m string) (int, string, bool) { return 1, "vm", claimed[m] })
+	c.Started("onw", 1, -1, "")
+	c.Started("other", 1, -1, "")
+	clk.add(time.Second)
+	claimed["onw"] = true
+	c.Line("onw", "stdout", "working")
+	screen := playTerminal(t, out.String())
+	for _, want := range []string{"  1.0s onw on instance 1 (vm)", "  1.0s other queued for the fleet"} {
+		if !slices.Contains(screen, want) {
+			t.Errorf("the view lacks %q:\n%s", want, strings.Join(screen, "\n"))
+		}
+	}
+	c.Finished(coordinator.Envelope{Module: "onw", Status: coordinator.StatusSucceeded, Attempts: 1, Instance: 1, Host: "vm", DurationMS: 1000})
+	screen = playTerminal(t, out.String())
+	if want := "✔ onw succeeded on instance 1 (vm) in 1.0s [1/2]"; !slices.Contains(screen, want) {
+		t.Errorf("the screen lacks %q:\n%s", want, strings.Join(screen, "\n"))
+	}
+	c.Close()
 }
