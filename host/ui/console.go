@@ -423,7 +423,10 @@ func (c *Console) Line(module, stream, text string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if g := c.groups[module]; g != nil {
-		if stream == "stderr" {
+		switch {
+		case c.opts.Style == StyleGitHub && strings.HasPrefix(text, "::"):
+			text = githubCommand(text)
+		case stream == "stderr":
 			// Marked so the reader can tell the streams apart, as the
 			// prefixed styles do.
 			text = "! " + text
@@ -623,6 +626,24 @@ func moduleNames(names []string, max int) string {
 }
 
 // githubGroup is body in a GitHub Actions log group titled title.
+// githubCommand is a module's line that starts as a GitHub workflow
+// command does. It is kept as it is, from either stream, so that a tool
+// that annotates (a linter's "::error file=...::") or masks a value
+// ("::add-mask::") works as in a step of its own; but the commands that
+// would end or open a group, or stop the host's own commands, are shown
+// with a space in front, which GitHub does not obey: the groups are the
+// host's, one per module.
+func githubCommand(text string) string {
+	name, _, _ := strings.Cut(text[2:], "::")
+	name, _, _ = strings.Cut(name, " ")
+	switch strings.ToLower(name) {
+	case "group", "endgroup", "stop-commands":
+		return " " + text
+	}
+	// ::{token}:: resumes commands stopped with ::stop-commands::{token}.
+	return text
+}
+
 func githubGroup(title string, body []string) []string {
 	lines := append([]string{"::group::" + escapeData(title)}, body...)
 	return append(lines, "::endgroup::")

@@ -724,3 +724,41 @@ func TestFleetMasterViewLocatesModules(t *testing.T) {
 	}
 	c.Close()
 }
+
+// Under GitHub Actions a module's workflow commands work as in a step of
+// its own, from stdout and stderr alike, except those that would break
+// the host's groups: shown, with a space in front, not obeyed.
+func TestGitHubCommandsFromModules(t *testing.T) {
+	var out bytes.Buffer
+	c := New(Options{Style: StyleGitHub, Out: &out, Total: 1, Now: (&clock{now: t0}).Now, Refresh: -1})
+	c.Started("lint", 1, 0, "host")
+	for _, l := range []struct{ stream, text string }{
+		{"stdout", "::error file=a.go,line=3::unused variable"},
+		{"stderr", "::warning::deprecated flag"},
+		{"stderr", "plain stderr"},
+		{"stdout", "::endgroup::"},
+		{"stdout", "::group::mine"},
+		{"stderr", "::stop-commands::tok"},
+		{"stdout", "::tok::"},
+	} {
+		c.Line("lint", l.stream, l.text)
+	}
+	c.Finished(coordinator.Envelope{Module: "lint", Status: coordinator.StatusSucceeded, Attempts: 1})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(out.String(), "\n")
+	want := []string{
+		"::error file=a.go,line=3::unused variable",
+		"::warning::deprecated flag",
+		"! plain stderr",
+		" ::endgroup::",
+		" ::group::mine",
+		" ::stop-commands::tok",
+		"::tok::",
+	}
+	i := slices.IndexFunc(got, func(l string) bool { return strings.HasPrefix(l, "::group::") })
+	if i < 0 || len(got) < i+1+len(want) || !slices.Equal(got[i+1:i+1+len(want)], want) || got[i+1+len(want)] != "::endgroup::" {
+		t.Errorf("output:\n%s\nwant in the group:\n%s", out.String(), strings.Join(want, "\n"))
+	}
+}
