@@ -161,22 +161,32 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 	if r.logger.IsDebug() { // the arguments alone cost allocations per module
 		r.logger.Debug("module start", "module", n.Address, "attempt", attempt, "plugin", m.Plugin)
 	}
-	lines := pieceMasker{masker: r.masker}
+	// One value for both, so that the callback costs one allocation.
+	out := struct {
+		pieces pieceMasker
+		last   lastLines
+	}{pieces: pieceMasker{masker: r.masker}}
 	resp, err := pl.Execute(runCtx, req, func(l pluginhost.Line) {
 		// Lines arrive whole (the plugins split output at newlines), so a
 		// secret written in pieces is whole again here; a line too long
-		// for one message comes in pieces, which lines masks together.
-		if text, ok := lines.mask(l); ok {
+		// for one message comes in pieces, which pieces masks together.
+		if text, ok := out.pieces.mask(l); ok {
 			r.console.Line(n.Address, l.Stream, text)
+			out.last.add(text)
 		}
 	})
 	// A line whose last piece never came (the plugin died) ends here.
-	lines.flush(func(stream, text string) { r.console.Line(n.Address, stream, text) })
+	out.pieces.flush(func(stream, text string) { r.console.Line(n.Address, stream, text); out.last.add(text) })
 	// A module stopped by a cancellation or its timeout still answers:
-	// its last lines say where it was when it was stopped.
+	// its last lines say where it was when it was stopped. One whose
+	// plugin sent no answer (killed as hung, or it broke the protocol)
+	// gets the last lines the host saw it write instead.
 	tail := ""
 	if resp.Error != nil {
 		tail = resp.Error.Tail
+	}
+	if tail == "" && err != nil {
+		tail = out.last.String()
 	}
 	// ... and may send the partial result it had, which is kept as a
 	// failure's is (the sdk sends a value returned with the error).
@@ -421,6 +431,38 @@ func diagsText(diags hcl.Diagnostics) string {
 		lines = append(lines, b.String())
 	}
 	return strings.Join(lines, "\n")
+}
+
+// lastLines keeps the last lastLinesKept output lines of a module, for
+// the tail of an error its plugin gave none for.
+type lastLines struct {
+	lines *[lastLinesKept]string // made for the first line
+	n     int                    // lines added
+}
+
+// lastLinesKept is how many lines lastLines keeps: as many as the sdk's
+// error tail.
+const lastLinesKept = 20
+
+func (l *lastLines) add(s string) {
+	if l.lines == nil {
+		l.lines = new([lastLinesKept]string)
+	}
+	l.lines[l.n%lastLinesKept] = s
+	l.n++
+}
+
+// String returns the kept lines, oldest first, one per line.
+func (l *lastLines) String() string {
+	first := max(0, l.n-lastLinesKept)
+	var b strings.Builder
+	for i := first; i < l.n; i++ {
+		if i > first {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l.lines[i%lastLinesKept])
+	}
+	return b.String()
 }
 
 // pieceMasker masks one module's output lines. A line too long for one

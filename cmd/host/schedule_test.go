@@ -989,6 +989,11 @@ func TestTimeoutOfHungModuleSaysThePluginWasKilled(t *testing.T) {
 	if stuck.Error == nil || !strings.Contains(stuck.Error.Message, "timed out after 200ms and did not stop within the grace period (--grace), so its plugin \"testkit\" was killed as hung") {
 		t.Errorf("stuck's error does not say its plugin was killed: %+v", stuck.Error)
 	}
+	// Its plugin sent no answer, so no tail: the host's own record of
+	// what it wrote is the tail.
+	if stuck.Error == nil || stuck.Error.Tail != "hanging forever" {
+		t.Errorf("stuck's tail = %q, want the last line it wrote", stuck.Error.Tail)
+	}
 }
 
 func TestSignalKillsHungPluginAfterGrace(t *testing.T) {
