@@ -625,7 +625,6 @@ func moduleNames(names []string, max int) string {
 	return b.String()
 }
 
-// githubGroup is body in a GitHub Actions log group titled title.
 // githubCommand is a module's line that starts as a GitHub workflow
 // command does. It is kept as it is, from either stream, so that a tool
 // that annotates (a linter's "::error file=...::") or masks a value
@@ -644,6 +643,7 @@ func githubCommand(text string) string {
 	return text
 }
 
+// githubGroup is body in a GitHub Actions log group titled title.
 func githubGroup(title string, body []string) []string {
 	lines := append([]string{"::group::" + escapeData(title)}, body...)
 	return append(lines, "::endgroup::")
