@@ -23,14 +23,21 @@ type moduleValues struct {
 	// readers counts the reads of each address still to come; a retried
 	// module reads again, which at worst decodes a value once more.
 	readers map[string]int
-	values  map[string]decodedValue
+	values  map[string]*decodedValue
+	// decode is config.ModuleValue (tests count its calls).
+	decode func(*coordinator.Envelope) (cty.Value, error)
 }
 
-// decodedValue is a value and the result it was decoded from.
+// decodedValue is a value and the result it was decoded from. The first
+// reader decodes it; readers that come meanwhile wait for that decode
+// rather than make their own: 20 modules starting at once on a 1 MB
+// result each decoded it, 21 s and 384 MB where one decode took 0.2 s.
 type decodedValue struct {
 	attempts int
 	ended    time.Time
+	ready    chan struct{} // closed once v and err are set
 	v        cty.Value
+	err      error
 }
 
 func newModuleValues(g *graph.Graph) *moduleValues {
@@ -44,28 +51,31 @@ func newModuleValues(g *graph.Graph) *moduleValues {
 			}
 		}
 	}
-	return &moduleValues{readers: readers, values: map[string]decodedValue{}}
+	return &moduleValues{readers: readers, values: map[string]*decodedValue{}, decode: config.ModuleValue}
 }
 
 // value is config.ModuleValue(env) for the result of address.
 func (c *moduleValues) value(address string, env *coordinator.Envelope) (cty.Value, error) {
 	c.mu.Lock()
-	dv, ok := c.values[address]
-	c.mu.Unlock()
-	if !ok || dv.attempts != env.Attempts || !dv.ended.Equal(env.EndedAt) {
-		v, err := config.ModuleValue(env)
-		if err != nil {
-			return cty.NilVal, err
-		}
-		dv = decodedValue{attempts: env.Attempts, ended: env.EndedAt, v: v}
+	dv := c.values[address]
+	if dv == nil || dv.attempts != env.Attempts || !dv.ended.Equal(env.EndedAt) {
+		dv = &decodedValue{attempts: env.Attempts, ended: env.EndedAt, ready: make(chan struct{})}
+		c.values[address] = dv
+		c.mu.Unlock()
+		dv.v, dv.err = c.decode(env)
+		close(dv.ready)
+	} else {
+		c.mu.Unlock()
+		<-dv.ready
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.readers[address]--
-	if c.readers[address] > 0 {
-		c.values[address] = dv
-	} else {
+	if c.readers[address] <= 0 && c.values[address] == dv {
 		delete(c.values, address)
+	}
+	if dv.err != nil {
+		return cty.NilVal, dv.err
 	}
 	return dv.v, nil
 }

@@ -2,8 +2,12 @@ package host
 
 import (
 	"encoding/json"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/coordinator"
 	"github.com/modpipe/modpipe/host/config"
@@ -78,5 +82,53 @@ module "shell" "ordered" {
 	bad.Value = json.RawMessage(`{`)
 	if _, err := c.value("t[b]", &bad); err == nil {
 		t.Fatal("an undecodable result gave no error")
+	}
+}
+
+// Readers of one result that start at once share one decode: each used
+// to decode it for itself, 20 readers of a 1 MB result 21 s of a run.
+func TestModuleValuesDecodedOnceForReadersAtOnce(t *testing.T) {
+	const readers = 20
+	c := &moduleValues{readers: map[string]int{"big": readers}, values: map[string]*decodedValue{}}
+	var decodes atomic.Int32
+	release := make(chan struct{})
+	c.decode = func(env *coordinator.Envelope) (cty.Value, error) {
+		decodes.Add(1)
+		<-release // every reader arrives while the first decodes
+		return config.ModuleValue(env)
+	}
+	env := coordinator.Envelope{Module: "big", Status: coordinator.StatusSucceeded, Attempts: 1, Value: json.RawMessage(`{"n":1}`)}
+	want, err := config.ModuleValue(&env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	got := make([]cty.Value, readers)
+	for i := range readers {
+		wg.Go(func() {
+			v, err := c.value("big", &env)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = v
+		})
+	}
+	// The readers that found the decode under way wait for it.
+	for deadline := time.Now().Add(time.Minute); decodes.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // lets the others reach the wait; not a timing assertion
+	close(release)
+	wg.Wait()
+	if n := decodes.Load(); n != 1 {
+		t.Errorf("%d decodes for %d readers at once, want 1", n, readers)
+	}
+	for i, v := range got {
+		if !v.RawEquals(want) {
+			t.Errorf("reader %d got %#v", i, v)
+		}
+	}
+	if c.held() != 0 {
+		t.Errorf("%d values held after the last reader, want 0", c.held())
 	}
 }
