@@ -36,7 +36,8 @@ var version = "dev"
 // twice that before collecting. A soft limit makes the GC work harder
 // only when the heap nears it. 120 MiB was measured as the balance
 // (bench, 10,000 no-op modules): peak RSS 135 MB and 218 µs of host CPU
-// per module, where 100 MiB gave 122 MB but 355 µs. GOMEMLIMIT overrides.
+// per module, where 100 MiB gave 122 MB but 355 µs. A pipeline whose
+// live heap needs more gets more (followLiveHeap). GOMEMLIMIT overrides.
 const softMemoryLimit = 120 << 20
 
 // gcPercent is GOGC for the host. Loading a pipeline allocates fast and
@@ -50,8 +51,9 @@ const softMemoryLimit = 120 << 20
 const gcPercent = 400
 
 func main() {
+	stopLimit := func() {}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(softMemoryLimit)
+		stopLimit = followLiveHeap(softMemoryLimit)
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
@@ -59,6 +61,7 @@ func main() {
 	stop := startCPUProfile()
 	code := run(os.Args[1:])
 	stop()
+	stopLimit()
 	os.Exit(code)
 }
 
