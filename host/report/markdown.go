@@ -158,11 +158,21 @@ func failureSection(e coordinator.Envelope) string {
 // moduleList names envs' modules, comma-separated, in at most about max
 // bytes, ending with "…" when it stops short.
 func moduleList(envs []coordinator.Envelope, max int) string {
-	var b strings.Builder
+	names := make([]string, len(envs))
 	for i, e := range envs {
-		n := mdEscape(capText(e.Module, 256))
+		names[i] = mdEscape(capText(e.Module, 256))
+	}
+	return JoinNames(names, max)
+}
+
+// JoinNames joins names with commas in at most about max bytes, ending
+// with ", …" when it stops short: a list of modules that may be long, in
+// a summary or an annotation that must stay small.
+func JoinNames(names []string, max int) string {
+	var b strings.Builder
+	for i, n := range names {
 		if b.Len()+len(n) > max {
-			b.WriteString("…")
+			b.WriteString(", …")
 			break
 		}
 		if i > 0 {

@@ -600,29 +600,12 @@ func (as *annotations) last() []string {
 				title += " (ignored)"
 			}
 			a = GitHubAnnotation(level, title, fmt.Sprintf("%s. GitHub shows %d annotations of a kind for a step: the step summary and the log have every failure.",
-				moduleNames(modules, 2<<10), MaxAnnotations))
+				report.JoinNames(modules, 2<<10), MaxAnnotations))
 		}
 		out = append(out, a)
 	}
 	as.count, as.held, as.modules = nil, nil, nil
 	return out
-}
-
-// moduleNames joins names with commas in about max bytes at most, ending
-// with "…" when it stops short.
-func moduleNames(names []string, max int) string {
-	var b strings.Builder
-	for i, n := range names {
-		if b.Len()+len(n) > max {
-			b.WriteString(", …")
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(n)
-	}
-	return b.String()
 }
 
 // githubCommand is a module's line that starts as a GitHub workflow
