@@ -102,6 +102,9 @@ type running struct {
 	instance int
 	host     string
 	since    time.Time
+	// fleet: a master handed the module to the fleet; instance is the
+	// one that holds its claim, as last located, or -1.
+	fleet bool
 }
 
 // group is one module's output held until the module ends. Past the
@@ -225,6 +228,7 @@ func (c *Console) tick() {
 		case <-c.stop:
 			return
 		case <-t.C:
+			c.relocate()
 			c.mu.Lock()
 			if !c.closed {
 				c.emit(nil)
@@ -234,6 +238,67 @@ func (c *Console) tick() {
 	}
 }
 
+// relocate asks locate where the fleet modules the view lists are, and
+// keeps the answers for it. It calls locate without holding mu: locate
+// takes the coordinator session's lock, which the session holds while it
+// logs, and a log line reaches the console (WriteAside) for mu.
+func (c *Console) relocate() {
+	c.mu.Lock()
+	locate := c.locate
+	var listed []*running
+	if locate != nil && !c.closed {
+		listed = c.listedLocked()
+	}
+	var mods []string
+	for _, r := range listed {
+		if r.fleet {
+			mods = append(mods, r.module)
+		}
+	}
+	c.mu.Unlock()
+	if len(mods) == 0 {
+		return
+	}
+	type place struct {
+		instance int
+		host     string
+	}
+	found := make(map[string]place, len(mods))
+	for _, m := range mods {
+		if i, h, ok := locate(m); ok {
+			found[m] = place{i, h}
+		} else {
+			found[m] = place{-1, ""}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for m, p := range found {
+		if r := c.running[m]; r != nil && r.fleet {
+			r.instance, r.host = p.instance, p.host
+		}
+	}
+}
+
+// listedLocked returns the running modules the live view lists, in its
+// order: the longest running first. Called with mu held.
+func (c *Console) listedLocked() []*running {
+	rs := make([]*running, 0, len(c.running))
+	for _, r := range c.running {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if !rs[i].since.Equal(rs[j].since) {
+			return rs[i].since.Before(rs[j].since)
+		}
+		return rs[i].module < rs[j].module
+	})
+	if len(rs) > c.opts.MaxRunning {
+		rs = rs[:c.opts.MaxRunning]
+	}
+	return rs
+}
+
 // Started tells the console attempt of module started on instance
 // (running on host). instance < 0 means not known yet: a distributed
 // master enqueued the module and no worker has claimed it; Claimed tells
@@ -241,7 +306,7 @@ func (c *Console) tick() {
 func (c *Console) Started(module string, attempt, instance int, host string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.running[module] = &running{module: module, attempt: attempt, instance: instance, host: host, since: c.opts.Now()}
+	c.running[module] = &running{module: module, attempt: attempt, instance: instance, host: host, since: c.opts.Now(), fleet: instance < 0}
 	if _, ok := c.groups[module]; !ok && c.buffers() {
 		c.groups[module] = &group{}
 	}
@@ -263,9 +328,10 @@ func (c *Console) Started(module string, attempt, instance int, host string) {
 
 // SetLocate gives a fleet master's console where the modules it handed
 // to the fleet are: f returns the instance that holds a module's claim,
-// if one does. The live view asks it as it redraws, and shows a module
-// no instance holds yet as queued (waiting, perhaps, for an instance
-// with the capabilities it requires) rather than running.
+// if one does. The live view asks it for the modules it lists, on its
+// timer, and shows a module no instance holds as queued (waiting,
+// perhaps, for an instance with the capabilities it requires) rather
+// than running.
 func (c *Console) SetLocate(f func(module string) (instance int, host string, ok bool)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -326,7 +392,7 @@ func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 	// A module the master handed to the fleet ran somewhere the line
 	// should name, as the summary does.
 	at := ""
-	if r := c.running[env.Module]; r != nil && r.instance < 0 && env.Attempts > 0 && env.Host != "" {
+	if r := c.running[env.Module]; r != nil && r.fleet && env.Attempts > 0 && env.Host != "" {
 		at = where(env.Instance, env.Host)
 	}
 	delete(c.running, env.Module)
@@ -733,30 +799,17 @@ func (c *Console) view() []string {
 	status += " · " + report.FormatDuration(now.Sub(c.started).Truncate(100*time.Millisecond))
 	lines := []string{truncate(status, width-1, "…")}
 
-	rs := make([]*running, 0, len(c.running))
-	for _, r := range c.running {
-		rs = append(rs, r)
-	}
-	sort.Slice(rs, func(i, j int) bool {
-		if !rs[i].since.Equal(rs[j].since) {
-			return rs[i].since.Before(rs[j].since)
-		}
-		return rs[i].module < rs[j].module
-	})
-	for i, r := range rs {
-		if i == c.opts.MaxRunning {
-			lines = append(lines, fmt.Sprintf("  … and %d more", len(rs)-i))
-			break
-		}
+	rs := c.listedLocked()
+	for _, r := range rs {
 		at := where(r.instance, r.host)
-		if r.instance < 0 && c.locate != nil {
+		if r.fleet && r.instance < 0 && c.locate != nil {
 			at = " queued for the fleet"
-			if i, h, ok := c.locate(r.module); ok {
-				at = where(i, h)
-			}
 		}
 		l := fmt.Sprintf("  %s %s%s%s", report.FormatDuration(now.Sub(r.since).Truncate(100*time.Millisecond)), r.module, attemptNote(r.attempt), at)
 		lines = append(lines, truncate(l, width-1, "…"))
+	}
+	if more := len(c.running) - len(rs); more > 0 {
+		lines = append(lines, fmt.Sprintf("  … and %d more", more))
 	}
 	return lines
 }

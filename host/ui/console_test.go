@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -710,6 +711,7 @@ func TestFleetMasterViewLocatesModules(t *testing.T) {
 	c.Started("other", 1, -1, "")
 	clk.add(time.Second)
 	claimed["onw"] = true
+	c.relocate() // as its timer does
 	c.Line("onw", "stdout", "working")
 	screen := playTerminal(t, out.String())
 	for _, want := range []string{"  1.0s onw on instance 1 (vm)", "  1.0s other queued for the fleet"} {
@@ -760,5 +762,38 @@ func TestGitHubCommandsFromModules(t *testing.T) {
 	i := slices.IndexFunc(got, func(l string) bool { return strings.HasPrefix(l, "::group::") })
 	if i < 0 || len(got) < i+1+len(want) || !slices.Equal(got[i+1:i+1+len(want)], want) || got[i+1+len(want)] != "::endgroup::" {
 		t.Errorf("output:\n%s\nwant in the group:\n%s", out.String(), strings.Join(want, "\n"))
+	}
+}
+
+// locate takes the coordinator session's lock, which the session holds
+// while it logs, and its log lines come back through WriteAside: the
+// console must not call locate holding its own lock.
+func TestLocateOutsideTheConsoleLock(t *testing.T) {
+	var out bytes.Buffer
+	c := New(Options{Style: StyleLive, Out: &out, Total: 1, Refresh: time.Millisecond, Width: func() int { return 60 }})
+	var session sync.Mutex
+	c.SetLocate(func(string) (int, string, bool) {
+		session.Lock()
+		defer session.Unlock()
+		return 1, "vm", true
+	})
+	c.Started("onw", 1, -1, "")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 300 {
+			session.Lock() // the session logs with its lock held
+			_, _ = c.WriteAside(io.Discard, []byte("member joined\n"))
+			session.Unlock()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("deadlock: the view's redraw and a log line wait for each other")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
