@@ -55,6 +55,10 @@ type process struct {
 	// handshake is the line the plugin printed to complete go-plugin's
 	// handshake, once it did.
 	handshake atomic.Pointer[string]
+	// discarded is set once the host let go of the process (it died, or
+	// the host killed it): the calls it cuts short meanwhile are its
+	// loss, whatever the process still answers while it goes.
+	discarded atomic.Bool
 
 	runMu sync.Mutex
 	// running counts the calls running each module in the process.
@@ -426,7 +430,7 @@ const probeTimeout = 2 * time.Second
 // is alive, and only that call failed. Any answer to a health check,
 // even "not implemented", comes from a live plugin.
 func (pr *process) answers() bool {
-	if pr.conn == nil || pr.exited() {
+	if pr.conn == nil || pr.exited() || pr.discarded.Load() {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
@@ -449,6 +453,18 @@ func (pr *process) handshakeWithoutCert() (string, bool) {
 	}
 	fields := strings.Split(*line, "|")
 	return *line, len(fields) >= 5 && (len(fields) < 6 || strings.TrimSpace(fields[5]) == "")
+}
+
+// mayBePlugins reports whether err, which isConnectionLoss takes for a
+// lost connection, may instead be a live plugin's own status (or a
+// message of its the host could not decode), which answers then tells.
+// Canceled never is: only the host cancels its calls.
+func mayBePlugins(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal:
+		return true
+	}
+	return false
 }
 
 // isConnectionLoss reports whether a gRPC error may mean the plugin's
