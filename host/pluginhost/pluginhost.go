@@ -520,7 +520,7 @@ func (p *Plugin) validateError(ctx, vctx context.Context, pr *process, err error
 	if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
 		return fmt.Errorf("validate with plugin %q: %s", p.spec.Name, st.Message())
 	}
-	if pr.exited() || (isConnectionLoss(err) && !(mayBePlugins(err) && pr.answers())) {
+	if pr.lost(err) {
 		// The plugin died checking a config (its own check exited or
 		// crashed): say so with how it ended and its last words, as a
 		// crash while running a module does, rather than the gRPC
@@ -827,7 +827,7 @@ func (p *Plugin) noResult(ctx context.Context, pr *process, id, module string, e
 	if errors.Is(err, io.EOF) {
 		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "the plugin ended the stream without a final result"}
 	}
-	if !pr.exited() && (!isConnectionLoss(err) || (mayBePlugins(err) && pr.answers())) {
+	if !pr.lost(err) {
 		return &ProtocolError{Plugin: p.spec.Name, Module: module, Msg: "it ended the call with an error instead of a result (a module that fails sends a result that says so)", Err: err}
 	}
 	p.reap(pr, "module", module)

@@ -455,6 +455,13 @@ func (pr *process) handshakeWithoutCert() (string, bool) {
 	return *line, len(fields) >= 5 && (len(fields) < 6 || strings.TrimSpace(fields[5]) == "")
 }
 
+// lost reports whether a call of pr that ended with err ended because
+// the process is gone or going (it died, or the host let go of it),
+// rather than by the plugin's own doing.
+func (pr *process) lost(err error) bool {
+	return pr.exited() || (isConnectionLoss(err) && !(mayBePlugins(err) && pr.answers()))
+}
+
 // mayBePlugins reports whether err, which isConnectionLoss takes for a
 // lost connection, may instead be a live plugin's own status (or a
 // message of its the host could not decode), which answers then tells.
