@@ -210,6 +210,8 @@ func destination(path string) (_ string, inPlace bool, _ error) {
 		switch {
 		case err != nil:
 			return "", false, fmt.Errorf("descriptor %d is not open in the host", n)
+		case hostsOwn(n):
+			return "", false, fmt.Errorf("descriptor %d was not given to the host (it is one the host opened itself); open it for the host, as in 3>report.json", n)
 		case st.IsDir():
 			return "", false, errors.New("it is a directory")
 		}

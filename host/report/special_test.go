@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,5 +149,42 @@ func TestCheck(t *testing.T) {
 	top, _ := filepath.Glob(filepath.Join(dir, ".report-*"))
 	if len(leftovers)+len(top) > 0 {
 		t.Fatalf("temporary files left: %v %v", leftovers, top)
+	}
+}
+
+// A /dev/fd/N path is a descriptor given to the host, never one the host
+// opened itself: fd 3 in a fresh host is the runtime's cgroup file, and a
+// report sent there ran the whole pipeline, then failed or wrote into it.
+func TestCheckDescriptors(t *testing.T) {
+	own, err := os.Open(os.DevNull) // close-on-exec, as all of Go's files
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	given, err := syscall.Dup(int(own.Fd())) // dup(2) clears close-on-exec, as exec leaves a shell's 3>file
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(given)
+	for _, tc := range []struct {
+		name, path, want string // want: "" to accept
+	}{
+		{"given", "/dev/fd/" + strconv.Itoa(given), ""},
+		{"given, /proc/self/fd", "/proc/self/fd/" + strconv.Itoa(given), ""},
+		{"the host's own", "/dev/fd/" + strconv.Itoa(int(own.Fd())), "was not given to the host"},
+		{"not open", "/dev/fd/999", "is not open in the host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check(Spec{Format: "json", Path: tc.path})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check: %v; want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }
