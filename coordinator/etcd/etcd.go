@@ -143,7 +143,7 @@ func diagnoseEndpoints(ctx context.Context, endpoints []string) string {
 			continue
 		}
 		_ = conn.Close()
-		causes = append(causes, fmt.Sprintf("%s: the port accepts connections but did not answer as etcd (TLS or credentials that do not match the server's?)", e))
+		causes = append(causes, fmt.Sprintf("%s: the port accepts connections but did not answer as etcd in time (TLS or credentials that do not match the server's, or a server too busy to answer?)", e))
 	}
 	return "; " + strings.Join(causes, "; ")
 }

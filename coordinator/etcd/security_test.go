@@ -113,7 +113,7 @@ func TestTLS(t *testing.T) {
 		if err == nil {
 			t.Fatalf("New %s connected", name)
 		}
-		if !strings.Contains(err.Error(), "did not answer as etcd (TLS or credentials") || !strings.Contains(err.Error(), "check that etcd is running") {
+		if !strings.Contains(err.Error(), "did not answer as etcd in time (TLS or credentials") || !strings.Contains(err.Error(), "check that etcd is running") {
 			t.Errorf("New %s: %v; want what the endpoint did and what to check", name, err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestAuth(t *testing.T) {
 	}
 	defer e.Close()
 	ctx := guard(t)
-	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,15 +163,15 @@ func TestAuth(t *testing.T) {
 	}
 	_ = m.Close()
 
-	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, Username: "root", Password: "wrong", DialTimeout: 2 * time.Second}); err == nil {
+	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, Username: "root", Password: "wrong", DialTimeout: 30 * time.Second}); err == nil {
 		t.Fatal("New with a wrong password succeeded")
 	}
 	// No credentials, and a user without rights on the prefix: the
 	// server answered, and the error says what it wants.
-	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second}); err == nil || !strings.Contains(err.Error(), "authentication enabled; give a username and password") {
+	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, DialTimeout: 30 * time.Second}); err == nil || !strings.Contains(err.Error(), "authentication enabled; give a username and password") {
 		t.Errorf("New without credentials: %v", err)
 	}
-	root, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Username: "root", Password: "s3cret", DialTimeout: 5 * time.Second})
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Username: "root", Password: "s3cret", DialTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestAuth(t *testing.T) {
 	if _, err := root.UserAdd(ctx, "reader", "pw"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, Username: "reader", Password: "pw", DialTimeout: 2 * time.Second}); err == nil || !strings.Contains(err.Error(), `user "reader" may not read the prefix /modpipe`) {
+	if _, err := New(ctx, Config{Endpoints: []string{endpoint}, Username: "reader", Password: "pw", DialTimeout: 30 * time.Second}); err == nil || !strings.Contains(err.Error(), `user "reader" may not read the prefix /modpipe`) {
 		t.Errorf("New as a user without rights: %v", err)
 	}
 }
