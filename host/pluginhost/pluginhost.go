@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
@@ -337,6 +338,13 @@ func (p *Plugin) describe(ctx context.Context, pr *process) (Info, error) {
 		if k.ResultType == "" {
 			// Every envelope is typed (R4): its consumers go by it.
 			return fail(fmt.Sprintf("kind %q declares no result_type (the versioned type name of its results, such as %q)", k.Name, k.Name+"/v1"), nil)
+		}
+		if rs := mk.GetResultSchema(); rs != "" {
+			// Optional (older plugins send none), but one that is sent
+			// must be a type: a wrong one would refuse valid pipelines.
+			if err := k.Result.UnmarshalJSON([]byte(rs)); err != nil {
+				return fail(fmt.Sprintf("kind %q declares a result_schema %s, which is not a cty JSON type (send an empty result_schema when the result's shape is not known)", k.Name, abbreviate(rs, 200)), err)
+			}
 		}
 		if k.Default {
 			defaults++
@@ -936,3 +944,16 @@ func (p *Plugin) Close() error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// abbreviate is s cut to at most n bytes (at a rune boundary) with "..."
+// in place of the rest, for messages that quote what a plugin sent.
+func abbreviate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

@@ -197,6 +197,10 @@ func TestDescribe(t *testing.T) {
 	if text, _ := def.Attribute("text"); text.Doc != "Any text." {
 		t.Errorf("text doc = %q", text.Doc)
 	}
+	// A plugin that sends no result_schema has no result type.
+	if k, _ := start(t, statusBin, pluginhost.Options{}).Kind(""); k.Result != cty.NilType {
+		t.Errorf("statusplugin's result type = %#v, want none", k.Result)
+	}
 	if _, ok := p.Kind("sleep"); !ok {
 		t.Error("kind sleep missing")
 	}
@@ -909,6 +913,8 @@ func TestStartErrors(t *testing.T) {
 			[]string{`kind "x" declares an empty or duplicate attribute name "mode"`}},
 		{"type without its quotes", pluginhost.Spec{Name: "st", Path: statusBin, Env: []string{"STATUSPLUGIN_DESCRIBE=bare-type"}}, pluginhost.ReasonDescribe,
 			[]string{`attribute "mode" with type string, which is not a cty JSON type (the type is JSON text, quotes included: "\"string\"")`}},
+		{"result schema not a type", pluginhost.Spec{Name: "st", Path: statusBin, Env: []string{"STATUSPLUGIN_DESCRIBE=bad-result-schema"}}, pluginhost.ReasonDescribe,
+			[]string{`kind "x" declares a result_schema {"mode":"string"}, which is not a cty JSON type`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,10 @@ type Kind struct {
 	// ResultType is the versioned type name of the kind's result value,
 	// e.g. "shell.exec/v1".
 	ResultType string
+	// Result is the type of the kind's result values, as the plugin
+	// declared it (ModuleKind.result_schema); cty.NilType when it did
+	// not, and then references to the results are not checked.
+	Result     cty.Type
 	Doc        string
 	Attributes []Attribute
 }

@@ -285,8 +285,21 @@ type ModuleKind struct {
 	Doc     string `protobuf:"bytes,3,opt,name=doc,proto3" json:"doc,omitempty"`
 	// result_type is the versioned type name of the kind's result value,
 	// e.g. "shell.exec/v1".
-	ResultType    string       `protobuf:"bytes,4,opt,name=result_type,json=resultType,proto3" json:"result_type,omitempty"`
-	Attributes    []*Attribute `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	ResultType string       `protobuf:"bytes,4,opt,name=result_type,json=resultType,proto3" json:"result_type,omitempty"`
+	Attributes []*Attribute `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// result_schema is the type of the kind's result value (Result.value_json)
+	// in go-cty's JSON type encoding, as Attribute.type:
+	// ["object",{"sha":"string","dirty":"bool"}], with optional attributes
+	// (the third element of an object type) for fields that may be absent.
+	// The host checks each reference to a result against it before
+	// anything runs: module.checkout.value.sah is refused at validate
+	// ("Unsupported attribute", with the attributes there are). It checks
+	// object attributes only, and stops at "dynamic", a map or anything
+	// else, so declare any part whose shape varies (parsed JSON, free-form
+	// data) as "dynamic". Empty means unknown: nothing is checked, as for a
+	// plugin older than this field. A value that is not a cty JSON type is
+	// refused when the plugin starts.
+	ResultSchema  string `protobuf:"bytes,6,opt,name=result_schema,json=resultSchema,proto3" json:"result_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +367,13 @@ func (x *ModuleKind) GetAttributes() []*Attribute {
 		return x.Attributes
 	}
 	return nil
+}
+
+func (x *ModuleKind) GetResultSchema() string {
+	if x != nil {
+		return x.ResultSchema
+	}
+	return ""
 }
 
 // Attribute is one configuration attribute of a module kind.
@@ -1514,7 +1534,7 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x123\n" +
 	"\x05kinds\x18\x04 \x03(\v2\x1d.modpipe.plugin.v1.ModuleKindR\x05kinds\x12\x1a\n" +
-	"\bsessions\x18\x05 \x01(\bR\bsessions\"\xab\x01\n" +
+	"\bsessions\x18\x05 \x01(\bR\bsessions\"\xd0\x01\n" +
 	"\n" +
 	"ModuleKind\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1524,7 +1544,8 @@ const file_modpipe_plugin_v1_plugin_proto_rawDesc = "" +
 	"resultType\x12<\n" +
 	"\n" +
 	"attributes\x18\x05 \x03(\v2\x1c.modpipe.plugin.v1.AttributeR\n" +
-	"attributes\"a\n" +
+	"attributes\x12#\n" +
+	"\rresult_schema\x18\x06 \x01(\tR\fresultSchema\"a\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +

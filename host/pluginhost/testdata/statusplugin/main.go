@@ -34,9 +34,11 @@ type server struct {
 	stdout, stderr *os.File
 }
 
-// Describe describes the kind "x". STATUSPLUGIN_DESCRIBE makes the
-// description wrong: "no-result-type", "duplicate-attribute" or
-// "bare-type" (a type written string, not "string").
+// Describe describes the kind "x", without a result_schema, as a plugin
+// older than that field does. STATUSPLUGIN_DESCRIBE makes the
+// description wrong: "no-result-type", "duplicate-attribute",
+// "bare-type" (a type written string, not "string") or
+// "bad-result-schema" (a result_schema that is not a type).
 func (server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.DescribeResponse, error) {
 	k := &pluginv1.ModuleKind{Name: "x", Default: true, ResultType: "statusplugin.x/v1",
 		Attributes: []*pluginv1.Attribute{{Name: "mode", Type: `"string"`}, {Name: "line", Type: `"string"`}}}
@@ -47,6 +49,8 @@ func (server) Describe(context.Context, *pluginv1.DescribeRequest) (*pluginv1.De
 		k.Attributes = append(k.Attributes, &pluginv1.Attribute{Name: "mode", Type: `"number"`})
 	case "bare-type":
 		k.Attributes[0].Type = "string"
+	case "bad-result-schema":
+		k.ResultSchema = `{"mode":"string"}`
 	}
 	return &pluginv1.DescribeResponse{
 		Name: "statusplugin", Version: "0.0.1", ProtocolVersion: pluginv1.ProtocolVersion,
