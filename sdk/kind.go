@@ -64,6 +64,9 @@ type kindDef struct {
 	configType            reflect.Type
 	// resultGoType is R, so Result[R] can check the dependency's type.
 	resultGoType reflect.Type
+	// resultSchema is R's JSON as a cty JSON type, "" when it cannot be
+	// told (see resultSchema).
+	resultSchema string
 	attrs        []*pluginv1.Attribute
 	checks       []checkFunc
 	// fields are the config's struct types' attributes, for decoding.
@@ -84,7 +87,12 @@ func (k *kindDef) def() *kindDef { return k }
 // (a string like "30s"), slices (list), maps with string keys (map),
 // structs (object), pointers to those, any and json.RawMessage (any
 // value). R is encoded with encoding/json (use json tags) as the result
-// value.
+// value. Its shape, as encoding/json writes it, is declared to the host
+// too, which then refuses a reference to a field R does not have
+// (module.x.value.sah) before anything runs: a field whose JSON varies
+// with the value (any, json.RawMessage, a type with its own MarshalJSON)
+// is not checked past, and an R encoding/json cannot encode declares
+// nothing.
 //
 // run gets a context that is cancelled when the host cancels the module,
 // the module's handle and the decoded config. When it returns an error the
@@ -122,6 +130,7 @@ func NewKind[C any, R any](name, resultType string, run func(ctx context.Context
 		resultType:   resultType,
 		configType:   ct,
 		resultGoType: reflect.TypeFor[R](),
+		resultSchema: resultSchema(reflect.TypeFor[R]()),
 		attrs:        attrs,
 		fields:       structFieldsOf(ct),
 		run: func(ctx context.Context, m *Module, cfg any) (any, error) {
@@ -174,11 +183,12 @@ func (k *kindDef) decodeConfig(configJSON string) (any, []configError) {
 
 func (k *kindDef) describe() *pluginv1.ModuleKind {
 	return &pluginv1.ModuleKind{
-		Name:       k.name,
-		Default:    k.isDefault,
-		Doc:        k.doc,
-		ResultType: k.resultType,
-		Attributes: k.attrs,
+		Name:         k.name,
+		Default:      k.isDefault,
+		Doc:          k.doc,
+		ResultType:   k.resultType,
+		Attributes:   k.attrs,
+		ResultSchema: k.resultSchema,
 	}
 }
 

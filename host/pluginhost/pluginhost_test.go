@@ -197,6 +197,10 @@ func TestDescribe(t *testing.T) {
 	if text, _ := def.Attribute("text"); text.Doc != "Any text." {
 		t.Errorf("text doc = %q", text.Doc)
 	}
+	// The result type, as the sdk derives it from the Go type.
+	if lines, _ := p.Kind("lines"); !lines.Result.Equals(cty.Object(map[string]cty.Type{"count": cty.Number})) {
+		t.Errorf("lines's result type = %#v, want an object with count", lines.Result)
+	}
 	// A plugin that sends no result_schema has no result type.
 	if k, _ := start(t, statusBin, pluginhost.Options{}).Kind(""); k.Result != cty.NilType {
 		t.Errorf("statusplugin's result type = %#v, want none", k.Result)

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 func TestPlugin(t *testing.T) {
 	p := plugintest.Start(t, "file", binary)
 	plugintest.CheckAttributeNames(t, p)
+	plugintest.CheckResultSchemas(t, p)
 	if k, ok := p.Kind(""); !ok || k.Name != "checksum" {
 		t.Fatalf("default kind = %+v, want checksum", k)
 	}

@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 func TestPlugin(t *testing.T) {
 	p := plugintest.Start(t, "git", binary)
 	plugintest.CheckAttributeNames(t, p)
+	plugintest.CheckResultSchemas(t, p)
 	if k, ok := p.Kind(""); !ok || k.Name != "facts" || k.ResultType != FactsResultType {
 		t.Fatalf("default kind = %+v, want facts", k)
 	}

@@ -35,6 +35,7 @@ func TestPluginDescribe(t *testing.T) {
 	p := startPlugin(t)
 	info := p.Info()
 	plugintest.CheckAttributeNames(t, p)
+	plugintest.CheckResultSchemas(t, p)
 	if info.Name != "go" || info.Version != Version {
 		t.Errorf("info = %s %s, want go %s", info.Name, info.Version, Version)
 	}

@@ -51,6 +51,7 @@ func TestPlugin(t *testing.T) {
 	defer srv.Close()
 	p := plugintest.Start(t, "http", binary)
 	plugintest.CheckAttributeNames(t, p)
+	plugintest.CheckResultSchemas(t, p)
 
 	var res CheckResult
 	resp, _ := plugintest.Execute(t, p, "", fmt.Sprintf(`{"url": %q, "json": true, "body_contains": "ok"}`, srv.URL+"/health"), &res)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/modpipe/modpipe/host/pluginhost"
 	"github.com/modpipe/modpipe/plugins/internal/plugintest"
 )
@@ -47,6 +49,7 @@ func TestPluginDescribe(t *testing.T) {
 	p := startPlugin(t)
 	info := p.Info()
 	plugintest.CheckAttributeNames(t, p)
+	plugintest.CheckResultSchemas(t, p)
 	if info.Name != "shell" || info.Version != Version {
 		t.Errorf("info = %s %s, want shell %s", info.Name, info.Version, Version)
 	}
@@ -67,6 +70,15 @@ func TestPluginDescribe(t *testing.T) {
 		if got := a.Type.FriendlyName(); got != typ {
 			t.Errorf("attribute %q type = %s, want %s", name, got, typ)
 		}
+	}
+	// The result's fields, with json (stdout parsed, any shape) left
+	// dynamic: the host checks module.x.value.json.anything no further.
+	wantResult := cty.Object(map[string]cty.Type{
+		"exit_code": cty.Number, "stdout": cty.String, "stdout_truncated": cty.Bool,
+		"stderr_tail": cty.String, "json": cty.DynamicPseudoType,
+	})
+	if !k.Result.Equals(wantResult) {
+		t.Errorf("result type = %#v, want %#v", k.Result, wantResult)
 	}
 }
 

@@ -5,9 +5,11 @@
 package plugintest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/pluginhost"
@@ -111,6 +114,14 @@ func Execute(t testing.TB, p *pluginhost.Plugin, kind, config string, value any)
 	if err != nil {
 		t.Fatalf("Execute(%s, %s): %v", kind, config, err)
 	}
+	// Every value a plugin's tests see must be one its declared result
+	// type admits: a schema that leaves out a key the value has would
+	// make the host refuse a pipeline that reads it.
+	if k, ok := p.Kind(kind); ok {
+		if err := CheckResult(k.Result, resp.Value); err != nil {
+			t.Errorf("Execute(%s, %s): the value does not match the kind's result_schema %s: %v\n%s", kind, config, k.Result.GoString(), err, resp.Value)
+		}
+	}
 	if value != nil && len(resp.Value) > 0 && string(resp.Value) != "null" {
 		if err := json.Unmarshal(resp.Value, value); err != nil {
 			t.Fatalf("decode the value %s: %v", resp.Value, err)
@@ -137,6 +148,103 @@ func CheckAttributeNames(t testing.TB, p *pluginhost.Plugin) {
 			if slices.Contains(config.MetaArguments, a.Name) {
 				t.Errorf("kind %q: attribute %q is a host meta-argument; rename it", k.Name, a.Name)
 			}
+		}
+	}
+}
+
+// CheckResult checks a result value (JSON) against the result type its
+// kind declares (ty; cty.NilType, nothing declared, admits anything):
+// every object in it has exactly the declared attributes, but for
+// optional ones that may be missing; each scalar is of its declared type;
+// null stands for anything. It is what makes the host's check of
+// references to results safe.
+func CheckResult(ty cty.Type, value json.RawMessage) error {
+	if ty == cty.NilType || len(value) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("decode the value: %w", err)
+	}
+	return checkValue(ty, v, "value")
+}
+
+func checkValue(ty cty.Type, v any, path string) error {
+	if v == nil || ty == cty.DynamicPseudoType {
+		return nil
+	}
+	mismatch := func() error {
+		return fmt.Errorf("%s is %T, the result type says %s", path, v, ty.FriendlyName())
+	}
+	switch {
+	case ty == cty.String:
+		if _, ok := v.(string); !ok {
+			return mismatch()
+		}
+	case ty == cty.Number:
+		if _, ok := v.(json.Number); !ok {
+			return mismatch()
+		}
+	case ty == cty.Bool:
+		if _, ok := v.(bool); !ok {
+			return mismatch()
+		}
+	case ty.IsListType() || ty.IsSetType():
+		items, ok := v.([]any)
+		if !ok {
+			return mismatch()
+		}
+		for i, item := range items {
+			if err := checkValue(ty.ElementType(), item, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case ty.IsMapType():
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return mismatch()
+		}
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			if err := checkValue(ty.ElementType(), obj[k], path+"."+k); err != nil {
+				return err
+			}
+		}
+	case ty.IsObjectType():
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return mismatch()
+		}
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			if !ty.HasAttribute(k) {
+				return fmt.Errorf("%s has %q, which the result type does not", path, k)
+			}
+			if err := checkValue(ty.AttributeType(k), obj[k], path+"."+k); err != nil {
+				return err
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(ty.AttributeTypes())) {
+			if _, ok := obj[k]; !ok && !ty.AttributeOptional(k) {
+				return fmt.Errorf("%s lacks %q, which the result type does not mark optional", path, k)
+			}
+		}
+	default:
+		return fmt.Errorf("%s: the result type %s is not one a JSON value has", path, ty.FriendlyName())
+	}
+	return nil
+}
+
+// CheckResultSchemas fails the test for every kind of the plugin that
+// declares no result type (ModuleKind.result_schema): the first-party
+// plugins are built with the sdk, which derives one from any result type
+// encoding/json can encode, so a missing one is a result type the host
+// cannot check references to.
+func CheckResultSchemas(t testing.TB, p *pluginhost.Plugin) {
+	t.Helper()
+	for _, k := range p.Info().Kinds {
+		if k.Result == cty.NilType {
+			t.Errorf("kind %q declares no result type", k.Name)
 		}
 	}
 }
