@@ -86,6 +86,11 @@ class Render(Kind):
     name = "render"
     default = True
     result_type = "template.render/v1"
+    # from is null without from_module.
+    result_schema = ('["object",{"text":"string","sha256":"string","lines":"number",'
+                     '"placeholders":["list","string"],'
+                     '"from":["object",{"module":"string","status":"string","type":"string"}],'
+                     '"output":"string"}]')
     doc = ("Render a template: ${name} placeholders are filled from values and, with from_module, from a "
            "dependency's result envelope (${from.status}, ${from.value.PATH}) fetched from the host.")
     attributes = (
@@ -207,6 +212,9 @@ _CHUNK = 1 << 20
 class Checksum(Kind):
     name = "checksum"
     result_type = "template.checksum/v1"
+    result_schema = ('["object",{"algorithm":"string","dir":"string",'
+                     '"files":["list",["object",{"path":"string","digest":"string","bytes":"number"}]],'
+                     '"count":"number","bytes":"number","digest":"string"}]')
     doc = ("Hash the files matching glob patterns, like sha256sum; digest is the hash of that listing "
            "(HASH  PATH lines), so it changes when any file, name or the set of files does.")
     attributes = (

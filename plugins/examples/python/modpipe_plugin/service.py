@@ -86,10 +86,16 @@ class Cancelled(Exception):
 class Kind:
     """A module kind. Subclasses set name, result_type, doc, attributes
     (and default = True for the plugin's default kind) and implement
-    validate and run."""
+    validate and run. result_schema, when set, is the type of run's
+    values in go-cty's JSON type encoding, as an attribute's type
+    ('["object",{"text":"string"}]'): the host then refuses a reference to
+    a field the result does not have (module.x.value.txet) before anything
+    runs. Declare "dynamic" for any part whose shape varies; "" declares
+    nothing, and nothing is checked."""
 
     name = ""
     result_type = ""
+    result_schema = ""
     doc = ""
     default = False
     attributes = ()
@@ -110,6 +116,7 @@ class Kind:
     def describe(self):
         return plugin_pb2.ModuleKind(
             name=self.name, default=self.default, doc=self.doc, result_type=self.result_type,
+            result_schema=self.result_schema,
             attributes=[plugin_pb2.Attribute(name=a.name, type=a.type_json, required=a.required, doc=a.doc)
                         for a in self.attributes])
 

@@ -5,6 +5,7 @@ checksums. Run against the built plugin (see cmd/host/python_test.go):
 """
 
 import hashlib
+import json
 import os
 import queue
 import tempfile
@@ -173,6 +174,62 @@ class ChecksumTest(unittest.TestCase):
         m.cancelled.set()
         with self.assertRaises(Cancelled):
             Checksum().run(m, {"patterns": ["src/**"], "dir": self.dir.name})
+
+
+def object_keys(schema):
+    """The attributes of a result_schema's object type, and of the object
+    types nested in it: {path: keys}."""
+    out = {}
+
+    def walk(path, t):
+        if isinstance(t, list) and t[0] == "object":
+            out[path] = set(t[1])
+            for k, sub in t[1].items():
+                walk(path + "." + k, sub)
+        elif isinstance(t, list) and t[0] == "list":
+            walk(path + "[]", t[1])
+
+    walk("value", json.loads(schema))
+    return out
+
+
+def value_keys(v):
+    """The keys of a result value's objects, by the same paths."""
+    out = {}
+
+    def walk(path, x):
+        if isinstance(x, dict):
+            out.setdefault(path, set()).update(x)
+            for k, sub in x.items():
+                walk(path + "." + k, sub)
+        elif isinstance(x, list):
+            for sub in x:
+                walk(path + "[]", sub)
+
+    walk("value", v)
+    return out
+
+
+class ResultSchemaTest(unittest.TestCase):
+    """What a kind declares as its result_schema is what its run returns:
+    the host refuses references to anything else before the run."""
+
+    def test_values_have_the_declared_attributes(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "a.txt"), "w", encoding="utf-8") as f:
+                f.write("a")
+            envelope = RenderRunTest.ENVELOPE
+            runs = [
+                (Render, Render().run(RecordingModule(), {"template": "x"})),
+                (Render, Render().run(RecordingModule({"build": envelope}, deps=["build"]),
+                                      {"template": "${from.status}", "from_module": "build"})),
+                (Checksum, Checksum().run(RecordingModule(), {"patterns": ["*.txt"], "dir": d})),
+            ]
+            for kind, value in runs:
+                with self.subTest(kind.name):
+                    declared = object_keys(kind.result_schema)
+                    for path, keys in value_keys(value).items():
+                        self.assertEqual(keys, declared.get(path), path)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class Echo(Kind):
 
     name = "echo"
     result_type = "test.echo/v1"
+    result_schema = '["object",{"module":"string","deps":["list","string"]}]'
     attributes = (Attribute("mode", '"string"', "what to do", required=True),)
 
     def __init__(self):
@@ -91,6 +92,8 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual([(k.name, k.default, k.result_type) for k in d.kinds],
                          [("echo", False, "test.echo/v1"), ("other", True, "test.other/v1")])
         self.assertEqual([(a.name, a.type, a.required) for a in d.kinds[0].attributes], [("mode", '"string"', True)])
+        # A kind that declares no result_schema sends none: the host checks nothing of its results.
+        self.assertEqual([k.result_schema for k in d.kinds], [Echo.result_schema, ""])
 
     def test_validate(self):
         tests = [
