@@ -43,7 +43,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		for name, pkg := range map[string]string{"shell": "./plugins/shell", "testkit": "./sdk/internal/testkit"} {
+		for name, pkg := range map[string]string{"shell": "./plugins/shell", "testkit": "./sdk/internal/testkit",
+			// Served without the sdk, and declaring no result type as
+			// plugins older than result_schema do.
+			"statusplugin": "./host/pluginhost/testdata/statusplugin"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, BinaryPrefix+name), pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -265,17 +266,25 @@ func bodyDiagnostics(ctx context.Context, opts Options, facts config.Facts, cfg 
 	}
 	var asks []ask
 	plain := cfg.EvalContext(config.Scope{Facts: facts})
+	kinds := map[string]*schema.Kind{}
+	for _, m := range cfg.Modules {
+		if pl, ok := set.Get(m.Plugin); ok {
+			if k, ok := pl.Kind(m.Kind); ok {
+				kinds[m.Name] = k
+			}
+		}
+	}
 	for _, m := range cfg.Modules {
 		pl, ok := set.Get(m.Plugin)
 		if !ok {
 			continue
 		}
-		k, ok := pl.Kind(m.Kind)
+		k, ok := kinds[m.Name]
 		if !ok {
 			diags = append(diags, unknownKind(m, pl.Info()))
 			continue
 		}
-		d := m.CheckBody(k)
+		d := append(m.CheckBody(k), m.CheckResultReferences(func(name string) *schema.Kind { return kinds[name] })...)
 		diags = append(diags, d...)
 		// A config that needs the run (another module's result) or a
 		// matrix instance waits for a file without errors. So does one
@@ -576,9 +585,10 @@ func check(ctx context.Context, l *loaded, set *pluginSet) checked {
 		kinds[i] = k
 	}
 	bodyDiags := make([]hcl.Diagnostics, len(mods))
+	kindOf := func(name string) *schema.Kind { return p.kinds[name] }
 	eachAtOnce(len(mods), func(i int) {
 		if kinds[i] != nil {
-			bodyDiags[i] = mods[i].CheckBody(kinds[i])
+			bodyDiags[i] = append(mods[i].CheckBody(kinds[i]), mods[i].CheckResultReferences(kindOf)...)
 		}
 	})
 	// A module whose body is wrong is not asked about, but the others
@@ -1070,7 +1080,61 @@ func writePluginInfo(w io.Writer, name, path string, info pluginhost.Info) {
 			writeAttributeRows(tw, "    ", a.Name, a.Type, a.Required, a.Doc)
 		}
 		tw.Flush()
+		if k.Result != cty.NilType {
+			writeWrapped(w, "    result: ", resultTypeText(k.Result, true), 80)
+		}
 	}
+}
+
+// resultTypeText is a result type in a line: an object's attributes as
+// "name type" (name? for one that may be absent), sorted, the top
+// level's without braces; "any" for a dynamic part.
+func resultTypeText(t cty.Type, top bool) string {
+	switch {
+	case t == cty.DynamicPseudoType:
+		return "any"
+	case t.IsListType():
+		return "list of " + resultTypeText(t.ElementType(), false)
+	case t.IsSetType():
+		return "set of " + resultTypeText(t.ElementType(), false)
+	case t.IsMapType():
+		return "map of " + resultTypeText(t.ElementType(), false)
+	case t.IsObjectType():
+		names := slices.Sorted(maps.Keys(t.AttributeTypes()))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			if t.AttributeOptional(n) {
+				n += "?"
+			}
+			parts[i] = n + " " + resultTypeText(t.AttributeType(names[i]), false)
+		}
+		if top && len(parts) > 0 {
+			return strings.Join(parts, ", ")
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	return t.FriendlyName()
+}
+
+// writeWrapped writes prefix and text, wrapped at spaces to lines of at
+// most width columns where the words allow, the lines after the first
+// indented under the text's start.
+func writeWrapped(w io.Writer, prefix, text string, width int) {
+	indent := strings.Repeat(" ", utf8.RuneCountInString(prefix))
+	line := prefix
+	fresh := true // nothing of text on line yet
+	for _, word := range strings.Fields(text) {
+		if !fresh && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > width {
+			fmt.Fprintln(w, line)
+			line, fresh = indent, true
+		}
+		if !fresh {
+			line += " "
+		}
+		line += word
+		fresh = false
+	}
+	fmt.Fprintln(w, line)
 }
 
 // writeAttributeRows writes one attribute's row and, when it is an object

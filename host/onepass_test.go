@@ -36,6 +36,9 @@ module "shell" "b" {
 		{"cycle and a bad timeout", cycle + "module \"shell\" \"c\" {\n  command = [\"true\"]\n  timeout = \"soon\"\n}\n",
 			[]string{"pipeline.hcl:6:", "Dependency cycle", "pipeline.hcl:10:"}, 2},
 		{"cycle alone", cycle, []string{"pipeline.hcl:6:", "Dependency cycle"}, 1},
+		// The result types the plugins declare are checked too.
+		{"cycle and a misspelt result attribute", cycle + "module \"shell\" \"c\" {\n  command = [\"echo\", module.a.value.stdot]\n}\n",
+			[]string{"pipeline.hcl:6:", "Dependency cycle", "pipeline.hcl:9:36: Unsupported attribute", `Did you mean "stdout"?`}, 2},
 		// The parser keeps the first of two settings and the file stays
 		// whole: the other blocks are still checked.
 		{"attribute set twice, a misspelt attribute and an undeclared module",

@@ -11,11 +11,16 @@ import (
 )
 
 // `host plugins` keeps its columns in line whatever the names' length,
-// and lists an object attribute's fields under it.
+// lists an object attribute's fields under it, and the result's fields
+// in a few lines (url? may be absent).
 func TestWritePluginInfo(t *testing.T) {
 	step := cty.ObjectWithOptionalAttrs(map[string]cty.Type{"name": cty.String, "timeout_seconds": cty.Number}, []string{"timeout_seconds"})
 	info := pluginhost.Info{Name: "deploy", Version: "1.2.0", ProtocolVersion: 1, Kinds: []schema.Kind{{
 		Name: "release", Default: true, ResultType: "deploy.release/v1", Doc: "Releases.",
+		Result: cty.ObjectWithOptionalAttrs(map[string]cty.Type{
+			"version": cty.String, "url": cty.String, "extra": cty.DynamicPseudoType,
+			"steps": cty.List(cty.Object(map[string]cty.Type{"name": cty.String, "ok": cty.Bool, "log_lines": cty.Map(cty.Number)})),
+		}, []string{"url"}),
 		Attributes: []schema.Attribute{
 			{Name: "target", Type: cty.String, Required: true, Doc: "Where to."},
 			{Name: "rollback_on_health_failure", Type: cty.Bool, Doc: "Roll back."},
@@ -34,6 +39,8 @@ func TestWritePluginInfo(t *testing.T) {
     steps                       list of object  optional
       name                      string          required
       timeout_seconds           number          optional
+    result: extra any, steps list of {log_lines map of number, name string, ok
+            bool}, url? string, version string
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)

@@ -46,4 +46,14 @@ func TestDocsFirstPipeline(t *testing.T) {
 			t.Errorf("validate output lacks %q:\n%s", want, r.stderr)
 		}
 	}
+
+	// So is the misspelt result field it shows.
+	writeFile(t, bad, strings.Replace(string(src), "module.greet.value.message", "module.greet.value.mesage", 1))
+	r = runHost(t, "validate", bad)
+	r.wantCode(t, 2)
+	for _, want := range []string{"first.hcl:21:43: Unsupported attribute", `Did you mean "message"?`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, r.stderr)
+		}
+	}
 }

@@ -533,29 +533,31 @@ func TestReportsOfARunThatDidNotStart(t *testing.T) {
 
 // A module whose configuration fails when it is evaluated (it reads a
 // result) names the place as file:line:col, like every load-time error.
+// The attribute it misses is in a's parsed stdout (json), whose shape the
+// shell plugin cannot declare, so only the run finds it.
 func TestRunTimeConfigErrorNamesItsPlace(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "rt.hcl")
-	text := "module \"shell\" \"a\" {\n  script = \"echo 5\"\n}\nmodule \"shell\" \"b\" {\n  command = [\"echo\", module.a.value.nope]\n}\n"
+	text := "module \"shell\" \"a\" {\n  script      = \"echo {}\"\n  stdout_json = true\n}\nmodule \"shell\" \"b\" {\n  command = [\"echo\", module.a.value.json.nope]\n}\n"
 	writeFile(t, file, text)
 	r := runHost(t, "run", file)
 	r.wantCode(t, 1)
 	b := r.module(t, "b")
-	if want := "evaluate configuration: " + file + ":5:36: Unsupported attribute"; b.Error == nil || b.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(b.Error.Message, want) {
+	if want := "evaluate configuration: " + file + ":6:41: Unsupported attribute"; b.Error == nil || b.Error.Kind != coordinator.ErrorKindConfig || !strings.Contains(b.Error.Message, want) {
 		t.Errorf("b's error: %+v, want it to contain %q", b.Error, want)
 	}
-	if b.Error == nil || b.Error.File != file || b.Error.Line != 5 || b.Error.Column != 36 {
-		t.Errorf("b's error: %+v, want it placed at %s:5:36", b.Error, file)
+	if b.Error == nil || b.Error.File != file || b.Error.Line != 6 || b.Error.Column != 41 {
+		t.Errorf("b's error: %+v, want it placed at %s:6:41", b.Error, file)
 	}
 	// In GitHub Actions the annotation points at that place.
 	gh := runHostEnv(t, []string{"GITHUB_ACTIONS=true"}, "run", file)
 	gh.wantCode(t, 1)
-	if want := "::error file=" + file + ",line=5,col=36,title=b failed::evaluate configuration: "; !strings.Contains(gh.stdout, want) {
+	if want := "::error file=" + file + ",line=6,col=41,title=b failed::evaluate configuration: "; !strings.Contains(gh.stdout, want) {
 		t.Errorf("stdout lacks %q:\n%s", want, gh.stdout)
 	}
 	// Inside the workspace, the path is the file's in the repository.
 	gh = runHostEnv(t, []string{"GITHUB_ACTIONS=true", "GITHUB_WORKSPACE=" + filepath.Dir(file)}, "run", file)
 	gh.wantCode(t, 1)
-	if want := "::error file=rt.hcl,line=5,col=36,title=b failed::"; !strings.Contains(gh.stdout, want) {
+	if want := "::error file=rt.hcl,line=6,col=41,title=b failed::"; !strings.Contains(gh.stdout, want) {
 		t.Errorf("stdout lacks %q:\n%s", want, gh.stdout)
 	}
 }

@@ -299,6 +299,9 @@ func TestPythonPluginDescribe(t *testing.T) {
 		`module "template.checksum" -> template.checksum/v1`,
 		"values       map of string  optional  Values",
 		"patterns   list of string  required  Glob",
+		// The result fields its kinds declare (result_schema).
+		"    result: from {module string, status string, type string}, lines number,",
+		"    result: algorithm string, bytes number, count number, digest string, dir",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("host plugins output does not mention %q:\n%s", want, r.stdout)

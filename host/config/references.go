@@ -139,6 +139,23 @@ func (m *Module) checkReferences() hcl.Diagnostics {
 			unknown("Unknown variable", fmt.Sprintf("There is no variable named %q.%s", root, didYouMean(root, scopeRoots)))
 		}
 	}
+	// module.build[matrix.target].valeu: expr.Variables() gives only
+	// module.build of it, the rest being a traversal of the index.
+	reported := map[hcl.Pos]bool{}
+	for _, d := range diags {
+		if d.Subject != nil {
+			reported[d.Subject.Start] = true
+		}
+	}
+	for _, ref := range resultRefs(syntax) {
+		name, ok := attrName(ref.tr)
+		if ref.plain || !ok {
+			continue
+		}
+		if d := resultAttributeDiag(p, name, ref.tr); d != nil && !reported[d.Subject.Start] {
+			diags = append(diags, d)
+		}
+	}
 	return diags
 }
 

@@ -29,3 +29,15 @@ module "shell" "fine" {
     [for k, r in module.build : r.status],
   )
 }
+
+# An instance named by the module's own matrix value: the index is an
+# expression, and the attribute after it is checked all the same.
+module "shell" "indexed_misspelt" {
+  matrix  = ["linux", "arm"]
+  command = ["echo", module.build[matrix.target].stauts]
+}
+
+module "shell" "indexed_fine" {
+  matrix  = ["linux", "arm"]
+  command = ["echo", module.build[matrix.target].value.stdout, module.build[lower(matrix.target)].status]
+}
