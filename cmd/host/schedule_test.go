@@ -675,7 +675,7 @@ func TestDryRunGivesTheRunsSkipReasons(t *testing.T) {
 }
 module "shell" "test" {
   matrix  = ["alpha", "beta"]
-  command = ["echo", module.build[matrix.target].stdout_text]
+  command = ["echo", module.build[matrix.target].value.stdout]
 }
 module "shell" "all" {
   command    = ["true"]
