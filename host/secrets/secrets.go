@@ -255,6 +255,12 @@ func (l *LineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Buffered returns how many bytes of a partial line it holds. While it
+// holds none, its owner may write text masked already, ending with a
+// newline, straight to the writer under it: what comes after it is
+// masked on its own either way.
+func (l *LineWriter) Buffered() int { return len(l.buf) }
+
 // Flush writes a held partial line, masked, without adding a newline.
 func (l *LineWriter) Flush() error {
 	if len(l.buf) == 0 {

@@ -114,6 +114,9 @@ func TestLineWriter(t *testing.T) {
 	if got, want := out.String(), "a *** here\nand ***\n"; got != want {
 		t.Fatalf("before Flush: %q, want %q", got, want)
 	}
+	if n := w.Buffered(); n != len("tail sec") {
+		t.Fatalf("Buffered() = %d with %q held", n, "tail sec")
+	}
 	if _, err := w.Write([]byte("ret")); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +125,9 @@ func TestLineWriter(t *testing.T) {
 	}
 	if got, want := out.String(), "a *** here\nand ***\ntail ***"; got != want {
 		t.Fatalf("after Flush: %q, want %q", got, want)
+	}
+	if n := w.Buffered(); n != 0 {
+		t.Fatalf("Buffered() = %d after Flush", n)
 	}
 }
 

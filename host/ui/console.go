@@ -107,24 +107,6 @@ type running struct {
 	fleet bool
 }
 
-// group is one module's output held until the module ends. Past the
-// limit it keeps its first lines (head) and its last (tail), and counts
-// the lines between, which it drops: the end of a module's output is what
-// says how it ended.
-type group struct {
-	lines []string // the head
-	bytes int
-	// full is set once a line did not fit in the head: all later
-	// lines go to the tail, to keep the order.
-	full bool
-	// tail holds, once the head is full, the latest lines in
-	// tailBytes at most; the earliest are dropped as more come.
-	tail      []string
-	tailBytes int
-	dropped   int
-	limit     int // as add was given it, for the note
-}
-
 // New returns a Console. In the live style it starts redrawing on a
 // timer; Close stops it. In the GitHub style it registers every secret
 // with ::add-mask:: first, so GitHub hides them too in whatever it shows.
@@ -146,12 +128,13 @@ func New(opts Options) *Console {
 	}
 	c := &Console{
 		opts:    opts,
-		batch:   &batchWriter{w: opts.Out, hold: opts.Batch > 0 && opts.Style != StyleLive},
 		running: map[string]*running{},
 		groups:  map[string]*group{},
 		started: opts.Now(),
 		stop:    make(chan struct{}),
 	}
+	hold := opts.Batch > 0 && opts.Style != StyleLive
+	c.batch = &batchWriter{w: opts.Out, hold: hold, flushing: hold, max: defaultMaxQueued, room: sync.NewCond(&c.mu), kick: make(chan struct{}, 1)}
 	c.out = secrets.NewLineWriter(c.batch, opts.Masker)
 	if opts.Style == StyleGitHub {
 		// Written unmasked, straight to Out: this is how GitHub learns
@@ -174,8 +157,18 @@ func New(opts Options) *Console {
 	return c
 }
 
-// flushEvery writes the held output every d until Close, which writes
-// the rest and stops holding.
+// waitRoom waits, when the console's queue of output is full, for its
+// flusher to take it: so that a reader that stops reading, or output
+// that comes faster than it can be written, holds the host's memory to
+// what the queue takes. The wait lets go of mu: every method that writes
+// calls it first, before it changes anything, and no write waits, so
+// what a method writes stays together. Called with mu held.
+func (c *Console) waitRoom() { c.batch.waitRoom() }
+
+// flushEvery writes the held output every d, and when a write waits for
+// room, until Close, which writes the rest and stops holding. It writes
+// outside mu, so the console goes on taking lines and events (the
+// scheduler's among them) while a finished module's group is written.
 func (c *Console) flushEvery(d time.Duration) {
 	defer c.wg.Done()
 	t := time.NewTicker(d)
@@ -185,36 +178,21 @@ func (c *Console) flushEvery(d time.Duration) {
 		case <-c.stop:
 			return
 		case <-t.C:
+		case <-c.batch.kick:
+		}
+		c.mu.Lock()
+		bufs := c.batch.queue.take()
+		c.batch.room.Broadcast()
+		c.mu.Unlock()
+		err := writeAll(c.opts.Out, bufs)
+		if err != nil {
 			c.mu.Lock()
-			_ = c.batch.flush()
+			if c.batch.err == nil {
+				c.batch.err = err
+			}
 			c.mu.Unlock()
 		}
 	}
-}
-
-// batchWriter holds what is written while hold is set, until flush. It
-// is used with Console.mu held.
-type batchWriter struct {
-	w    io.Writer
-	hold bool
-	buf  []byte
-}
-
-func (b *batchWriter) Write(p []byte) (int, error) {
-	if !b.hold {
-		return b.w.Write(p)
-	}
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *batchWriter) flush() error {
-	if len(b.buf) == 0 {
-		return nil
-	}
-	_, err := b.w.Write(b.buf)
-	b.buf = b.buf[:0]
-	return err
 }
 
 // tick redraws the live view so elapsed times move while nothing else
@@ -306,6 +284,7 @@ func (c *Console) listedLocked() []*running {
 func (c *Console) Started(module string, attempt, instance int, host string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	c.running[module] = &running{module: module, attempt: attempt, instance: instance, host: host, since: c.opts.Now(), fleet: instance < 0}
 	if _, ok := c.groups[module]; !ok && c.buffers() {
 		c.groups[module] = &group{}
@@ -342,6 +321,7 @@ func (c *Console) SetLocate(f func(module string) (instance int, host string, ok
 func (c *Console) Claimed(module string, instance int, host string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	if r, ok := c.running[module]; ok {
 		r.instance, r.host = instance, host
 	}
@@ -355,11 +335,13 @@ func (c *Console) Claimed(module string, instance int, host string) {
 func (c *Console) Retrying(module string, attempt int, env coordinator.Envelope, wait time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	delete(c.running, module)
 	line := fmt.Sprintf("↻ %s attempt %d %s%s, retrying in %s", module, attempt, env.Status, errorNote(env), report.FormatDuration(wait))
 	if g := c.groups[module]; g != nil {
-		// The retry belongs with the module's output, in its group.
-		g.add(line, c.opts.MaxBuffered)
+		// The retry belongs with the module's output, in its group,
+		// which holds its lines masked.
+		g.add("", c.opts.Masker.String(line), c.opts.MaxBuffered)
 		return
 	}
 	c.emit([]string{line})
@@ -369,6 +351,7 @@ func (c *Console) Retrying(module string, attempt int, env coordinator.Envelope,
 func (c *Console) Finished(env coordinator.Envelope) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	c.finished(env, true, false)
 }
 
@@ -382,6 +365,7 @@ func (c *Console) Finished(env coordinator.Envelope) {
 func (c *Console) AttemptFinished(env coordinator.Envelope, retried bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	c.finished(env, false, retried)
 }
 
@@ -426,11 +410,10 @@ func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 	case StylePlain, StyleLive:
 		c.emit([]string{head + progress})
 	case StyleGitHub:
-		lines := []string{}
-		if g != nil && len(g.lines) > 0 {
-			lines = githubGroup(head, g.flush())
+		if g != nil && !g.empty() {
+			c.writeGroup(githubGroup(head), g, []string{"::endgroup::"})
 		} else {
-			lines = append(lines, head+progress)
+			c.emit([]string{head + progress})
 		}
 		if env.Status.Failed() && annotate {
 			msg := string(env.Status)
@@ -450,12 +433,11 @@ func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 				a = GitHubAnnotation(level, env.Module+" "+status, msg)
 			}
 			if a = c.annotations.add(level, env.Module, a); a != "" {
-				lines = append(lines, a)
+				c.emit([]string{a})
 			}
 		}
-		c.emit(lines)
 	case StyleGitLab:
-		if g == nil || len(g.lines) == 0 {
+		if g == nil || g.empty() {
 			c.emit([]string{head + progress})
 			return
 		}
@@ -467,17 +449,44 @@ func (c *Console) finished(env coordinator.Envelope, annotate, retried bool) {
 		if env.Status.Failed() {
 			collapsed = "" // open what the reader came for
 		}
-		c.emit(c.gitlabSection(env.Module, start, end, collapsed, head+progress, g.flush()))
+		open, closing := c.gitlabSection(env.Module, start, end, collapsed, head+progress)
+		c.writeGroup([]string{open}, g, []string{closing})
 	case StyleBuildkite:
-		lines := []string{"--- " + head + progress}
-		if g != nil {
-			lines = append(lines, g.flush()...)
-		}
+		var closing []string
 		if env.Status.Failed() {
-			lines = append(lines, "^^^ +++") // expand the failed module's group
+			closing = []string{"^^^ +++"} // expand the failed module's group
 		}
-		c.emit(lines)
+		c.writeGroup([]string{"--- " + head + progress}, g, closing)
 	}
+}
+
+// writeGroup writes g's lines, masked already, between the lines open
+// and closing, which it masks. g may be nil: no lines. Called with mu
+// held.
+func (c *Console) writeGroup(open []string, g *group, closing []string) {
+	c.writeLines(open)
+	if g != nil {
+		c.writeMasked(g.head.take()...)
+		if n := g.note(); n != "" {
+			c.writeLines([]string{n})
+		}
+		c.writeMasked(g.tail[g.tailStart:])
+		*g = group{}
+	}
+	c.writeLines(closing)
+}
+
+// writeMasked writes bufs, output lines masked already that end with a
+// newline, which the caller gives up. Called with mu held.
+func (c *Console) writeMasked(bufs ...[]byte) {
+	if c.out.Buffered() > 0 {
+		// A partial line waits to be masked with what follows it.
+		for _, b := range bufs {
+			_, _ = c.out.Write(b)
+		}
+		return
+	}
+	_ = c.batch.writeOwned(bufs...)
 }
 
 // Line prints one line of a module's output: prefixed with the module in
@@ -489,21 +498,24 @@ func (c *Console) Line(module, stream, text string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if g := c.groups[module]; g != nil {
+		prefix := ""
 		switch {
 		case c.opts.Style == StyleGitHub && strings.HasPrefix(text, "::"):
-			text = githubCommand(text)
+			prefix = githubCommandPrefix(text)
 		case stream == "stderr":
 			// Marked so the reader can tell the streams apart, as the
 			// prefixed styles do.
-			text = "! " + text
+			prefix = "! "
 		}
-		g.add(text, c.opts.MaxBuffered)
+		// Held masked, to be written as it is.
+		g.add("", c.opts.Masker.String(prefix+text), c.opts.MaxBuffered)
 		return
 	}
 	sep := " | "
 	if stream == "stderr" {
 		sep = " ! "
 	}
+	c.waitRoom()
 	c.emit([]string{module + sep + text})
 }
 
@@ -511,6 +523,7 @@ func (c *Console) Line(module, stream, text string) {
 func (c *Console) Eventf(format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	c.emit([]string{fmt.Sprintf(format, args...)})
 }
 
@@ -521,6 +534,7 @@ func (c *Console) Eventf(format string, args ...any) {
 func (c *Console) BeginSummary() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	if c.opts.Style == StyleBuildkite {
 		c.writeLines([]string{"+++ Summary"})
 	}
@@ -531,6 +545,7 @@ func (c *Console) BeginSummary() {
 func (c *Console) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitRoom()
 	c.clearView()
 	n, err := c.out.Write(p)
 	if err == nil && !c.closed {
@@ -572,6 +587,10 @@ func (c *Console) Close() error {
 	}
 	c.closed = true
 	close(c.stop)
+	// Writes that wait for the flusher's room go on: Close writes the
+	// queue itself.
+	c.batch.flushing = false
+	c.batch.room.Broadcast()
 	c.mu.Unlock()
 	c.wg.Wait()
 
@@ -584,8 +603,8 @@ func (c *Console) Close() error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if g := c.groups[name]; len(g.lines) > 0 {
-			c.writeLines(c.unfinished(name, g))
+		if g := c.groups[name]; !g.empty() {
+			c.unfinished(name, g)
 		}
 	}
 	c.groups = map[string]*group{}
@@ -596,23 +615,27 @@ func (c *Console) Close() error {
 	if ferr := c.batch.flush(); err == nil {
 		err = ferr
 	}
+	if err == nil {
+		err = c.batch.err
+	}
 	return err
 }
 
-// unfinished is the output of a module that never finished (a run
+// unfinished writes the output of a module that never finished (a run
 // stopped at once), in a group of the style's own, as a finished
 // module's is, so the CI folds it and shows where it begins and ends.
 // Called with mu held.
-func (c *Console) unfinished(module string, g *group) []string {
+func (c *Console) unfinished(module string, g *group) {
 	head := "output of " + module + " (it did not finish)"
 	switch c.opts.Style {
 	case StyleGitHub:
-		return githubGroup(head, g.flush())
+		c.writeGroup(githubGroup(head), g, []string{"::endgroup::"})
 	case StyleGitLab:
 		now := c.opts.Now()
-		return c.gitlabSection(module, now, now, "", head, g.flush())
+		open, closing := c.gitlabSection(module, now, now, "", head)
+		c.writeGroup([]string{open}, g, []string{closing})
 	default:
-		return append([]string{"--- " + head}, g.flush()...)
+		c.writeGroup([]string{"--- " + head}, g, nil)
 	}
 }
 
@@ -674,38 +697,40 @@ func (as *annotations) last() []string {
 	return out
 }
 
-// githubCommand is a module's line that starts as a GitHub workflow
-// command does. It is kept as it is, from either stream, so that a tool
+// githubCommandPrefix is what goes in front of a module's line that
+// starts as a GitHub workflow command does. Such a line is kept as it
+// is, from either stream, so that a tool
 // that annotates (a linter's "::error file=...::") or masks a value
 // ("::add-mask::") works as in a step of its own; but the commands that
 // would end or open a group, or stop the host's own commands, are shown
 // with a space in front, which GitHub does not obey: the groups are the
 // host's, one per module.
-func githubCommand(text string) string {
+func githubCommandPrefix(text string) string {
 	name, _, _ := strings.Cut(text[2:], "::")
 	name, _, _ = strings.Cut(name, " ")
 	switch strings.ToLower(name) {
 	case "group", "endgroup", "stop-commands":
-		return " " + text
+		return " "
 	}
 	// ::{token}:: resumes commands stopped with ::stop-commands::{token}.
-	return text
+	return ""
 }
 
-// githubGroup is body in a GitHub Actions log group titled title.
-func githubGroup(title string, body []string) []string {
-	lines := append([]string{"::group::" + escapeData(title)}, body...)
-	return append(lines, "::endgroup::")
+// githubGroup is the line that opens a GitHub Actions log group titled
+// title; "::endgroup::" closes it.
+func githubGroup(title string) []string {
+	return []string{"::group::" + escapeData(title)}
 }
 
-// gitlabSection is body in a GitLab CI section of module's (a new name
-// each time) titled title, from start to end, with the section's
-// options (such as "[collapsed=true]"). Called with mu held.
-func (c *Console) gitlabSection(module string, start, end time.Time, options, title string, body []string) []string {
+// gitlabSection returns the lines that open and close a GitLab CI
+// section of module's (a new name each time) titled title, from start
+// to end, with the section's options (such as "[collapsed=true]").
+// Called with mu held.
+func (c *Console) gitlabSection(module string, start, end time.Time, options, title string) (open, closing string) {
 	c.sections++
 	name := fmt.Sprintf("modpipe_%d_%s", c.sections, sectionName(module))
-	lines := append([]string{fmt.Sprintf("\x1b[0Ksection_start:%d:%s%s\r\x1b[0K%s", start.Unix(), name, options, title)}, body...)
-	return append(lines, fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", end.Unix(), name))
+	return fmt.Sprintf("\x1b[0Ksection_start:%d:%s%s\r\x1b[0K%s", start.Unix(), name, options, title),
+		fmt.Sprintf("\x1b[0Ksection_end:%d:%s\r\x1b[0K", end.Unix(), name)
 }
 
 // buffers reports whether the style holds output per module.
@@ -811,39 +836,6 @@ func (c *Console) view() []string {
 	if more := len(c.running) - len(rs); more > 0 {
 		lines = append(lines, fmt.Sprintf("  … and %d more", more))
 	}
-	return lines
-}
-
-// add holds line in a group of at most limit bytes: the head takes
-// seven eighths of it, the tail the rest.
-func (g *group) add(line string, limit int) {
-	g.limit = limit
-	size := len(line) + 1
-	tailLimit := limit / 8
-	if !g.full && g.bytes+size <= limit-tailLimit {
-		g.bytes += size
-		g.lines = append(g.lines, line)
-		return
-	}
-	g.full = true
-	g.tail = append(g.tail, line)
-	g.tailBytes += size
-	for g.tailBytes > tailLimit && len(g.tail) > 0 {
-		g.tailBytes -= len(g.tail[0]) + 1
-		g.tail[0] = "" // for the collector: the slice keeps its array
-		g.tail = g.tail[1:]
-		g.dropped++
-	}
-}
-
-// flush returns the group's lines, with a note where lines were dropped.
-func (g *group) flush() []string {
-	lines := g.lines
-	if g.dropped > 0 {
-		lines = append(lines, fmt.Sprintf("… %d lines not shown here: the module printed more than a group holds (%s); its last lines follow", g.dropped, byteSize(g.limit)))
-	}
-	lines = append(lines, g.tail...)
-	*g = group{}
 	return lines
 }
 

@@ -295,6 +295,9 @@ func TestGroupBufferIsBounded(t *testing.T) {
 		// A shorter line after long dropped ones comes after the note,
 		// not before it as if it were from before the gap.
 		{"long lines then a short last one", append(numbered(9), long, long, long, long, "LAST"), append(numbered(9), "NOTE", "LAST")},
+		// A first line too long for the head leaves the head empty: the
+		// group is still shown, the note and the last lines in it.
+		{"first line longer than the head", []string{strings.Repeat("z", 95), "after"}, []string{"NOTE", "after"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
