@@ -65,8 +65,11 @@ func newRunConsole(p *prepared, noProgress bool, total int) *console {
 			Style:  style,
 			Out:    opts.Stdout,
 			Masker: pipelineMasker(p.cfg, opts.Environ),
-			Total:  total,
-			Width:  width,
+			// moduleRunner masks each module's lines with the same
+			// Masker, pieces of a long line together.
+			LinesMasked: true,
+			Total:       total,
+			Width:       width,
 			// Module output and events reach the log within a tenth of
 			// a second, in one write per batch instead of one per line.
 			Batch:     100 * time.Millisecond,

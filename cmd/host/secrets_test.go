@@ -281,57 +281,85 @@ module "shell" "t" {
 // A secret in a line longer than the 64 KiB pieces a plugin sends it in
 // is masked wherever the cut falls, and the line is printed whole: the
 // host holds a piece's end back until the next piece, never a whole line.
+// Under GitHub Actions too, where the pieces are held in the module's
+// group, masked once as they come.
 func TestSecretsMaskedAcrossLongLinePieces(t *testing.T) {
 	const token = "hunter2secret"
 	const piece = 64 * 1024
-	for _, pad := range []int{
-		piece - len(token) - 5, // the secret ends just before the cut
-		piece - len(token) + 1, // only its last byte is past the cut
-		piece - 6,              // cut in its middle
-		piece - 1,              // only its first byte is before the cut
-		piece,                  // it starts the second piece
-		2*piece - 3,            // the second cut in it
-	} {
-		t.Run(strconv.Itoa(pad), func(t *testing.T) {
-			dir := t.TempDir()
-			jsonReport := filepath.Join(dir, "report.json")
-			cmd := exec.Command(hostBin, "run", "testdata/secrets_long_line.hcl", "--no-progress",
-				"--var", "pad="+strconv.Itoa(pad), "--report", "json="+jsonReport)
-			cmd.Env = env("LONG_TOKEN=" + token)
-			var out, errb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			_ = cmd.Run()
-			if code := cmd.ProcessState.ExitCode(); code != 1 {
-				t.Fatalf("exit code %d, want 1\n%s", code, errb.String())
+	for _, github := range []bool{false, true} {
+		for _, pad := range []int{
+			piece - len(token) - 5, // the secret ends just before the cut
+			piece - len(token) + 1, // only its last byte is past the cut
+			piece - 6,              // cut in its middle
+			piece - 1,              // only its first byte is before the cut
+			piece,                  // it starts the second piece
+			2*piece - 3,            // the second cut in it
+		} {
+			name := strconv.Itoa(pad)
+			if github {
+				name = "github/" + name
 			}
-			rep, err := os.ReadFile(jsonReport)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for name, text := range map[string]string{"stdout": out.String(), "stderr": errb.String(), "report": string(rep)} {
-				for _, part := range []string{token, token[:6], token[6:]} {
-					if strings.Contains(text, part) {
-						t.Errorf("%s holds %q of the secret", name, part)
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				jsonReport := filepath.Join(dir, "report.json")
+				cmd := exec.Command(hostBin, "run", "testdata/secrets_long_line.hcl", "--no-progress",
+					"--var", "pad="+strconv.Itoa(pad), "--report", "json="+jsonReport)
+				cmd.Env = env("LONG_TOKEN=" + token)
+				if github {
+					cmd.Env = env("LONG_TOKEN="+token, "GITHUB_ACTIONS=true")
+				}
+				var out, errb bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				_ = cmd.Run()
+				if code := cmd.ProcessState.ExitCode(); code != 1 {
+					t.Fatalf("exit code %d, want 1\n%s", code, errb.String())
+				}
+				rep, err := os.ReadFile(jsonReport)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stdout, found := strings.CutPrefix(out.String(), "::add-mask::"+token+"\n")
+				if github != found {
+					t.Errorf("the secret registered with ::add-mask:: first: %v, want %v", found, github)
+				}
+				for name, text := range map[string]string{"stdout": stdout, "stderr": errb.String(), "report": string(rep)} {
+					for _, part := range []string{token, token[:6], token[6:]} {
+						if strings.Contains(text, part) {
+							t.Errorf("%s holds %q of the secret", name, part)
+						}
 					}
 				}
-			}
-			// What the module printed, rejoined from the console's
-			// "long | " (stdout) and "long ! " (stderr) lines, is every
-			// byte written, in order, with the secret masked.
-			streams := map[string]*strings.Builder{"|": {}, "!": {}}
-			for _, l := range strings.Split(out.String(), "\n") {
-				if rest, ok := strings.CutPrefix(l, "long "); ok && len(rest) >= 2 && streams[rest[:1]] != nil {
-					streams[rest[:1]].WriteString(rest[2:])
+				// What the module printed, rejoined from the console's
+				// "long | " (stdout) and "long ! " (stderr) lines, or from
+				// its group's lines and "! " lines, is every byte written,
+				// in order, with the secret masked.
+				streams := map[string]*strings.Builder{"|": {}, "!": {}}
+				if github {
+					_, group, _ := strings.Cut(stdout, "::group::✘ long failed")
+					group, _, _ = strings.Cut(group, "\n::endgroup::")
+					for _, l := range strings.Split(group, "\n")[1:] {
+						if rest, ok := strings.CutPrefix(l, "! "); ok {
+							streams["!"].WriteString(rest)
+						} else {
+							streams["|"].WriteString(l)
+						}
+					}
+				} else {
+					for _, l := range strings.Split(stdout, "\n") {
+						if rest, ok := strings.CutPrefix(l, "long "); ok && len(rest) >= 2 && streams[rest[:1]] != nil {
+							streams[rest[:1]].WriteString(rest[2:])
+						}
+					}
 				}
-			}
-			for mark, fill := range map[string]string{"|": "x", "!": "y"} {
-				line := strings.Repeat(fill, pad) + secrets.Mask + " END"
-				if got := streams[mark].String(); got != line+line {
-					t.Errorf("%q lines rejoined: %d bytes ending %q, want the %d written, each line ending %q",
-						mark, len(got), got[max(0, len(got)-20):], 2*len(line), secrets.Mask+" END")
+				for mark, fill := range map[string]string{"|": "x", "!": "y"} {
+					line := strings.Repeat(fill, pad) + secrets.Mask + " END"
+					if got := streams[mark].String(); got != line+line {
+						t.Errorf("%q lines rejoined: %d bytes ending %q, want the %d written, each line ending %q",
+							mark, len(got), got[max(0, len(got)-20):], 2*len(line), secrets.Mask+" END")
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

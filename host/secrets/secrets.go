@@ -104,6 +104,28 @@ func (m *Masker) String(s string) string {
 	return m.replacer.Replace(s)
 }
 
+// MayStartIn reports whether a secret can start inside prefix, so that
+// prefix put in front of text that is masked already (a module's output
+// line, which the host masks as it arrives) may hold a secret that the
+// text alone did not: the joined line must then be masked again. When it
+// reports false, prefix+text is masked as it stands, whatever text is.
+func (m *Masker) MayStartIn(prefix string) bool {
+	if m.Empty() {
+		return false
+	}
+	for i := range len(prefix) {
+		rest := prefix[i:]
+		for _, v := range m.values {
+			// v lies inside the prefix, or starts there and goes on
+			// into the text.
+			if strings.HasPrefix(rest, v) || strings.HasPrefix(v, rest) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Piece masks s, a piece of a line that goes on in the line's next
 // piece, as far as it can be masked alone: it returns the start of s
 // masked, and the rest of s unmasked, which a secret may continue past

@@ -131,6 +131,46 @@ func TestLineWriter(t *testing.T) {
 	}
 }
 
+// MayStartIn says whether prefix followed by text masked already may
+// hold a secret the text alone does not: one inside prefix, or one that
+// starts in it and goes on into the text.
+func TestMayStartIn(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		prefix string
+		want   bool
+	}{
+		{"nothing to mask", nil, "build | ", false},
+		{"no secret near", []string{"hunter2"}, "build | ", false},
+		{"a secret inside", []string{"uild"}, "build | ", true},
+		{"starts in it, ends in the text", []string{"| hun"}, "build | ", true},
+		{"its whole start is the prefix's end", []string{" hunter2"}, "build |", false},
+		{"starts at the prefix's last byte", []string{" hunter2"}, "build | ", true},
+		{"empty prefix", []string{"hunter2"}, "", false},
+		{"an escaped form", []string{`a"b`}, `x a\"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(tt.values...).MayStartIn(tt.prefix); got != tt.want {
+				t.Errorf("MayStartIn(%q) with %q = %v, want %v", tt.prefix, tt.values, got, tt.want)
+			}
+		})
+	}
+	// Where it says false, masking the text and then the joined line
+	// changes nothing.
+	m := New("hunter2", "| hun")
+	for _, text := range []string{"hunter2", "x hunter2 y", "| hunter2", "hun", "ter2"} {
+		line := "build ! " + m.String(text)
+		if m.MayStartIn("build ! ") {
+			t.Fatal(`a secret may start in "build ! "`)
+		}
+		if got := m.String(line); got != line {
+			t.Errorf("%q masks again to %q", line, got)
+		}
+	}
+}
+
 func BenchmarkString(b *testing.B) {
 	m := New("ghp_0123456789abcdef", "hunter2", "postgres://user:pw@db/x")
 	line := strings.Repeat("ordinary build output without anything to hide ", 3)

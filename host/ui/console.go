@@ -56,6 +56,13 @@ type Options struct {
 	// thousands of short modules otherwise made two write calls per
 	// module, on the scheduler's path. Zero writes every line at once.
 	Batch time.Duration
+	// LinesMasked says that the text given to Line is masked already:
+	// the host masks each module's lines as they arrive, the pieces of
+	// a line too long for one message together, which the console, given
+	// a piece at a time, could not. The console then masks only what it
+	// puts in front of such a line (a module's prefix), instead of every
+	// line a second time.
+	LinesMasked bool
 	// Workspace is GitHub Actions' GITHUB_WORKSPACE: annotation paths
 	// inside it are given relative to it, as GitHub needs them to show
 	// an annotation on the file. Empty leaves paths as they are.
@@ -90,6 +97,9 @@ type Console struct {
 	sections int
 	// annotations keeps the GitHub annotations within what GitHub shows.
 	annotations annotations
+	// prefixes caches, for LinesMasked, whether a secret may start in
+	// each prefix put in front of a module's line (Masker.MayStartIn).
+	prefixes map[string]bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -494,6 +504,8 @@ func (c *Console) writeMasked(bufs ...[]byte) {
 func (c *Console) Line(module, stream, text string) {
 	// Printed as it is, a \r would move the cursor back over the
 	// module's prefix, and a counter's states would overwrite it.
+	// The final text is the end of the line as it came, so a line
+	// masked already stays masked.
 	text = report.FinalText(text)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -507,16 +519,40 @@ func (c *Console) Line(module, stream, text string) {
 			// prefixed styles do.
 			prefix = "! "
 		}
-		// Held masked, to be written as it is.
-		g.add("", c.opts.Masker.String(prefix+text), c.opts.MaxBuffered)
+		if !c.maskedWith(prefix) {
+			text, prefix = c.opts.Masker.String(prefix+text), ""
+		}
+		g.add(prefix, text, c.opts.MaxBuffered)
 		return
 	}
 	sep := " | "
 	if stream == "stderr" {
 		sep = " ! "
 	}
+	prefix := module + sep
 	c.waitRoom()
-	c.emit([]string{module + sep + text})
+	c.emitMasked([]string{prefix + text}, c.maskedWith(prefix))
+}
+
+// maskedWith reports whether a module's line, given to Line, is masked
+// with prefix in front of it: the caller masked the line (LinesMasked)
+// and no secret can start in prefix. Called with mu held.
+func (c *Console) maskedWith(prefix string) bool {
+	if !c.opts.LinesMasked {
+		return false
+	}
+	if prefix == "" || c.opts.Masker.Empty() {
+		return true
+	}
+	may, ok := c.prefixes[prefix]
+	if !ok {
+		may = c.opts.Masker.MayStartIn(prefix)
+		if c.prefixes == nil {
+			c.prefixes = map[string]bool{}
+		}
+		c.prefixes[prefix] = may
+	}
+	return !may
 }
 
 // Eventf prints one line about the run itself.
@@ -741,8 +777,16 @@ func (c *Console) buffers() bool {
 // emit prints lines above the live view (taking it down and redrawing
 // it in the same write, so it does not flicker) or, in the other styles,
 // just prints them. nil lines only redraw. Called with mu held.
-func (c *Console) emit(lines []string) {
+func (c *Console) emit(lines []string) { c.emitMasked(lines, false) }
+
+// emitMasked is emit for lines that are masked already when masked.
+// Called with mu held.
+func (c *Console) emitMasked(lines []string, masked bool) {
 	if c.opts.Style != StyleLive || c.closed {
+		if masked && c.out.Buffered() == 0 && len(lines) > 0 {
+			_ = c.batch.writeLines(lines)
+			return
+		}
 		c.writeLines(lines)
 		return
 	}
@@ -753,7 +797,10 @@ func (c *Console) emit(lines []string) {
 		b.WriteString(eraseScreenBelow)
 	}
 	for _, l := range lines {
-		b.WriteString(c.opts.Masker.String(l))
+		if !masked {
+			l = c.opts.Masker.String(l)
+		}
+		b.WriteString(l)
 		b.WriteString("\n")
 	}
 	// Redrawn below every line, the view multiplied a chatty module's

@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -177,6 +178,19 @@ func (b *batchWriter) WriteString(s string) (int, error) {
 	}
 	appendChunks(&b.queue, s)
 	return len(s), nil
+}
+
+// writeLines writes lines, each with a newline, as they are.
+func (b *batchWriter) writeLines(lines []string) error {
+	if !b.hold {
+		_, err := io.WriteString(b.w, strings.Join(lines, "\n")+"\n")
+		return err
+	}
+	for _, l := range lines {
+		appendChunks(&b.queue, l)
+		appendChunks(&b.queue, "\n")
+	}
+	return nil
 }
 
 // writeOwned writes bufs, which the caller gives up, as they are: while

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/secrets"
 )
 
 // gate is an Out that blocks every write until opened, telling when the
@@ -214,6 +215,59 @@ func TestGroupOfManyLines(t *testing.T) {
 	}
 	if held := cap(g.tail); held > 2*chunkSize {
 		t.Errorf("the tail's buffer grew to %d bytes for %d kept", held, limit/8)
+	}
+}
+
+// With LinesMasked the console takes a module's lines as masked by the
+// caller (who masks the pieces of a long line together) and masks only
+// what it puts in front of them: a secret that starts in the module's
+// prefix, or in the mark of a stderr line in a group, is still hidden.
+func TestLinesMaskedMasksWhatTheConsoleAdds(t *testing.T) {
+	m := secrets.New("b ! hid", "! sec", "tok-4567")
+	tests := []struct {
+		style Style
+		want  []string
+	}{
+		{StylePlain, []string{"a | *** as given\n", "b | hidden\n", "***den\n", "a ***ret\n"}},
+		{StyleLive, []string{"a | *** as given\n", "b | hidden\n", "***den\n", "a ***ret\n"}},
+		{StyleGitHub, []string{"\n*** as given\n", "\nhidden\n", "\n! hidden\n", "\n***ret\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.style.String(), func(t *testing.T) {
+			var out bytes.Buffer
+			c := New(Options{Style: tt.style, Out: &out, Masker: m, LinesMasked: true, Refresh: -1})
+			for _, mod := range []string{"a", "b"} {
+				c.Started(mod, 1, 0, "h")
+			}
+			c.Line("a", "stdout", "*** as given")
+			c.Line("b", "stdout", "hidden")
+			c.Line("b", "stderr", "hidden")
+			c.Line("a", "stderr", "secret")
+			for _, mod := range []string{"a", "b"} {
+				c.Finished(coordinator.Envelope{Module: mod, Status: coordinator.StatusSucceeded, Attempts: 1})
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, l := range strings.SplitAfter(out.String(), "\n") {
+				if !strings.HasPrefix(l, "::add-mask::") {
+					kept = append(kept, l)
+				}
+			}
+			got := strings.Join(kept, "")
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("want %q in:\n%s", w, got)
+				}
+			}
+			if tt.style != StyleGitHub && strings.Contains(got, "b ! hid") {
+				t.Errorf("a secret across the prefix is shown:\n%s", got)
+			}
+			if strings.Contains(got, "! sec") {
+				t.Errorf("a secret across the stderr mark is shown:\n%s", got)
+			}
+		})
 	}
 }
 

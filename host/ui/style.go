@@ -6,7 +6,8 @@
 // GitLab CI and Buildkite each module's output becomes a collapsible
 // group in that CI's own syntax, buffered until the module ends so groups
 // never interleave. Everything printed passes through the run's secret
-// masker.
+// masker, once: a module's lines that the host masked as they came
+// (Options.LinesMasked) are not masked again.
 package ui
 
 import "strings"
