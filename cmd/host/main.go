@@ -424,8 +424,10 @@ func (w stdLog) Write(p []byte) (int, error) {
 // giving them --grace; a second signal stops the host at once (exit
 // 130), as one expects of a second Ctrl-C: the plugins still get their
 // parent-death signal and stop their commands, what those commands put
-// outside their groups is killed, but no report is written. The notices
-// go to stderr, which a live view writes above itself.
+// outside their groups is killed, but no report is written. A signal
+// within oneActionWindow of the first is the same action (a runner
+// signalling the host and then its group), not a second Ctrl-C. The
+// notices go to stderr, which a live view writes above itself.
 // What the console holds back (in a CI, the output of the modules still
 // running) is printed first: it is what says why they did not stop.
 func interruptible(held *host.HeldOutput, stderr io.Writer) (context.Context, func()) {
@@ -437,15 +439,30 @@ func interruptible(held *host.HeldOutput, stderr io.Writer) (context.Context, fu
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var first time.Time
 		select {
 		case sig := <-sigs:
+			first = time.Now()
 			cancel(fmt.Errorf("%v signal received", sig))
 			fmt.Fprintf(stderr, "Stopping (%v): running modules get up to --grace to stop; a second Ctrl-C stops at once.\n", sig)
 		case <-done:
 			return
 		}
-		select {
-		case sig := <-sigs:
+		for {
+			var sig os.Signal
+			select {
+			case sig = <-sigs:
+			case <-done:
+				return
+			}
+			if time.Since(first) < oneActionWindow {
+				// The same action as the first: GNU timeout and CI
+				// runners signal the host and then its process
+				// group, microseconds apart. Taken as a second
+				// Ctrl-C, it would lose the reports and leave a
+				// fleet's workers to find their master gone.
+				continue
+			}
 			fmt.Fprintf(stderr, "Stopped at once (%v again): modules were not waited for, no report was written.\n", sig)
 			held.Release(heldOutputWait)
 			// The plugins stop with the host (their parent-death
@@ -453,7 +470,6 @@ func interruptible(held *host.HeldOutput, stderr io.Writer) (context.Context, fu
 			// left its group would outlive them.
 			pluginhost.KillLeftovers()
 			os.Exit(host.ExitInterrupted)
-		case <-done:
 		}
 	}()
 	return ctx, func() {
@@ -463,6 +479,12 @@ func interruptible(held *host.HeldOutput, stderr io.Writer) (context.Context, fu
 		cancel(context.Canceled)
 	}
 }
+
+// oneActionWindow is how long after the first signal another one is
+// taken as part of the same action (a signal to the host and then to its
+// process group) rather than as a second Ctrl-C. It is well under how
+// fast a person presses Ctrl-C again on seeing that the host is stopping.
+const oneActionWindow = 500 * time.Millisecond
 
 // heldOutputWait bounds the printing of the held-back output at a
 // second signal: a stdout no one reads any more must not keep the host

@@ -189,6 +189,7 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOutput("a second Ctrl-C stops at once", host.stderr.String)
+	pastOneAction()
 	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatalf("second interrupt: %v (the host ended on its own)\n%s", err, host.output())
 	}
@@ -244,12 +245,20 @@ func interruptTwice(t *testing.T, host *proc) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	pastOneAction()
 	if err := host.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatalf("second interrupt: %v (the host ended on its own)\n%s", err, host.output())
 	}
 	if code := host.wait(t); code != 130 {
 		t.Errorf("host exited %d, want 130\n%s", code, host.output())
 	}
+}
+
+// pastOneAction waits until a signal sent now is a second Ctrl-C, not
+// part of the action of the first one (oneActionWindow, counted from
+// before the host says it is stopping).
+func pastOneAction() {
+	time.Sleep(oneActionWindow + 100*time.Millisecond)
 }
 
 func (f *fleet) waitForSleep(host *proc, marker string) {

@@ -923,6 +923,21 @@ func TestSignalCancelsRun(t *testing.T) {
 		{"SIGINT to the process group", func(pid int) error { return syscall.Kill(-pid, syscall.SIGINT) }},
 		// A CI runner or `kill`: SIGTERM to the host alone.
 		{"SIGTERM to the host", func(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }},
+		// GNU timeout and CI runners: SIGTERM to the host and then to
+		// its group, one action that must not count as a second
+		// Ctrl-C (which writes no report). Sent a few times over, as
+		// the kernel merges a signal still pending into the first.
+		{"SIGTERM to the host then its process group", func(pid int) error {
+			for range 3 {
+				if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+					return err
+				}
+				if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
