@@ -280,8 +280,9 @@ func variableValues(cfg *config.Pipeline) map[string]cty.Value {
 // publishEnvelope publishes env for the claim c. An envelope too large for
 // the coordinator is replaced by a failed one saying so (R4.2), so the
 // master still learns the module's outcome. It must run even when the
-// run's context is already cancelled, hence its own bounded context.
-func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordinator.Envelope, log hclog.Logger) {
+// run's context is already cancelled, hence its own bounded context. It
+// returns the envelope it published, or tried to.
+func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordinator.Envelope, log hclog.Logger) coordinator.Envelope {
 	ctx, cancel := sessionContext(sess, publishTimeout)
 	defer cancel()
 	if sess.Err() != nil {
@@ -289,7 +290,7 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 		// they are lost), and its coordinator may be unreachable: waiting
 		// publishTimeout for it would only delay the exit.
 		log.Warn("not publishing: this instance's coordinator session ended", "module", env.Module, "attempt", c.Assignment.Attempt, "reason", sess.Err())
-		return
+		return env
 	}
 	err := sess.Publish(ctx, c, env)
 	var tooLarge *coordinator.ErrTooLarge
@@ -300,9 +301,10 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 	}
 	if err != nil {
 		log.Error("publish result", "module", env.Module, "attempt", c.Assignment.Attempt, "error", err)
-		return
+		return env
 	}
 	log.Info("result published", "module", env.Module, "attempt", c.Assignment.Attempt, "status", env.Status)
+	return env
 }
 
 // sessionContext returns a context for a coordinator call that must run

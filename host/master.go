@@ -115,12 +115,17 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	// than run to their end for a run that can no longer finish.
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
+	// The cause of a run the coordinator's loss ends: the modules it keeps
+	// from starting say so (kind coordinator), not "the run was cancelled".
+	loseCoordinator := func() {
+		stopRun(&schedule.Interruption{Kind: coordinator.ErrorKindCoordinator, Reason: fmt.Sprintf("the master lost the coordinator (%v)", sess.Err())})
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		select {
 		case <-sess.Done():
-			stopRun(fmt.Errorf("the master's coordinator session ended: %w", sess.Err()))
+			loseCoordinator()
 		case <-helpers.Done():
 		}
 	}()
@@ -139,7 +144,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	go func() { defer wg.Done(); rt.route(helpers, sess) }()
 
 	stg := &stager{sess: sess, graph: l.graph, router: rt, members: members, log: log, ctx: helpers, wg: &wg, staged: map[string]bool{}}
-	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: runCtx, capabilityTimeout: d.CapabilityTimeout, stager: stg}
+	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: runCtx, loseCoordinator: loseCoordinator, capabilityTimeout: d.CapabilityTimeout, stager: stg}
 	con.SetLocate(func(module string) (int, string, bool) {
 		m, ok := exec.claimHolder(module)
 		return m.Index, m.Host, ok
@@ -152,7 +157,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	// the scheduler has its dependency's result: the coordinator has it.
 	src.set(fallbackSource{first: sched, then: &sessionSource{ctx: helpers, sess: sess, log: log, cache: map[string]coordinator.Envelope{}}})
 
-	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.wanted, limit: limitOf(coord), modules: runCtx}
+	pull := &puller{sess: sess, graph: l.graph, runner: runner, log: log, wanted: rt.startHere, local: rt.deliverHere, limit: limitOf(coord), modules: runCtx}
 	// The master's slots stop claiming once the run is cancelled (Ctrl-C,
 	// its session gone): a module it claimed then would only be reported
 	// "not started" by it. A stop after a failure (on_failure) leaves
@@ -207,7 +212,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	var runErr *coordinator.Error
 	if lost != nil && ctx.Err() == nil {
 		runErr = &coordinator.Error{Kind: coordinator.ErrorKindCoordinator, Message: fmt.Sprintf(
-			"the master's coordinator session ended before the run finished: %v; what the modules still running or queued then did is unknown to the master", lost)}
+			"the master lost the coordinator before the run finished (%v); what the modules running elsewhere then did is unknown to it", lost)}
 	}
 	run, err := finishRun(p, con, d.RunID, opts.Reports, started, ended, res, runErr)
 	if lost != nil && ctx.Err() == nil {
@@ -329,6 +334,9 @@ type waiter struct {
 	// staged: registered by stage, for a first attempt a member may
 	// dispatch before Execute runs; its outcome waits in ch for Execute.
 	staged bool
+	// here: the master's own slot runs the attempt; it delivers the
+	// outcome itself, whether or not its publish went through.
+	here bool
 }
 
 // router is the one owner of the master session's Results and LostClaims
@@ -377,13 +385,42 @@ func (r *router) wait(module string, attempt int) (<-chan outcome, func()) {
 	}
 }
 
-// wanted reports whether the master still waits for a's outcome; a claim
-// of an assignment nobody waits for (the run stopped) is not worth running.
-func (r *router) wanted(a coordinator.Assignment) bool {
+// startHere reports whether the master still waits for a's outcome, and
+// if so records that its own slot runs a: a claim of an assignment nobody
+// waits for (the run stopped) is not worth running.
+func (r *router) startHere(a coordinator.Assignment) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := r.waiters[a.Module]
-	return w != nil && w.attempt == a.Attempt
+	if w == nil || w.attempt != a.Attempt {
+		return false
+	}
+	w.here = true
+	return true
+}
+
+// deliverHere hands the outcome of a's attempt, which the master's own
+// slot ran, to its Execute as the master's slot publishes it: when the
+// coordinator is lost, the publish and the result's watch fail, and the
+// master still knows how its own modules ended.
+func (r *router) deliverHere(a coordinator.Assignment, env coordinator.Envelope) {
+	r.deliver(a.Module, a.Attempt, outcome{env: env})
+}
+
+// runsHere reports whether the master's own slot runs module's attempt
+// (startHere); if not, the attempt's waiter is dropped, so no slot of the
+// master starts it afterwards.
+func (r *router) runsHere(module string, attempt int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.waiters[module]
+	if w == nil || w.attempt != attempt {
+		return false
+	}
+	if !w.here {
+		delete(r.waiters, module)
+	}
+	return w.here
 }
 
 // waitingAttempt is the attempt of module the master waits for, or 0.
@@ -410,6 +447,11 @@ func (r *router) deliver(module string, attempt int, o outcome) bool {
 	defer r.mu.Unlock()
 	w := r.waiters[module]
 	if w == nil || w.attempt != attempt {
+		return false
+	}
+	if o.lost != nil && w.here {
+		// The master's own claim, lost with its session: its slot still
+		// delivers how the module ended.
 		return false
 	}
 	if w.staged {
@@ -466,11 +508,13 @@ func (r *router) route(ctx context.Context, sess coordinator.MasterSession) {
 // task into an assignment once some live member can run it, enqueues it,
 // and waits for its envelope or the loss of its claim.
 type distributedExecutor struct {
-	sess              coordinator.MasterSession
-	members           *memberView
-	router            *router
-	log               hclog.Logger
-	runCtx            context.Context // the run's own context, to tell Ctrl-C from on_failure stop
+	sess    coordinator.MasterSession
+	members *memberView
+	router  *router
+	log     hclog.Logger
+	runCtx  context.Context // the run's own context, to tell Ctrl-C from on_failure stop
+	// loseCoordinator cancels runCtx because the master's session ended.
+	loseCoordinator   func()
 	capabilityTimeout time.Duration
 	// stager stages the dependents of what is dispatched (nil: none).
 	stager *stager
@@ -501,6 +545,9 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 	// timings, as a single-machine run would report), or, when no member
 	// holds it, a module that never started.
 	cancelled := func() coordinator.Envelope {
+		if e.coordinatorGone() {
+			return e.coordinatorLost(n, a, ch, failed)
+		}
 		reason := e.cancel(ctx)
 		holder, claimed := e.claimHolder(a.Module)
 		if !claimed {
@@ -556,7 +603,7 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 	}
 
 	if _, msg, ok := e.awaitCapable(ctx, a, nil); !ok {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || e.coordinatorGone() {
 			return cancelled()
 		}
 		e.log.Error("no capable member", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
@@ -569,7 +616,7 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 		e.stager.after(n)
 	}
 	if err := e.sess.Enqueue(ctx, a); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || e.coordinatorGone() {
 			return cancelled()
 		}
 		e.log.Error("enqueue", "module", a.Module, "attempt", a.Attempt, "error", err)
@@ -591,21 +638,59 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 			return env
 		}
 		return o.env
-	case ctx.Err() != nil:
+	case ctx.Err() != nil || e.coordinatorGone():
 		return cancelled()
-	case e.sess.Err() != nil:
-		// Where it ran, when a member held it: the report keeps that,
-		// as for any module that ended there.
-		if holder, claimed := e.claimHolder(a.Module); claimed {
-			env := failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was running on instance %d (%s); its outcome is unknown: %v", a.Module, holder.Index, holder.Host, e.sess.Err()))
-			env.Instance, env.Host = holder.Index, holder.Host
-			return env
-		}
-		return failed(coordinator.StatusFailed, coordinator.ErrorKindLost, fmt.Sprintf("the master's coordinator session ended while %s was queued: %v", a.Module, e.sess.Err()))
 	default:
 		e.log.Error("no capable member left", "module", a.Module, "attempt", a.Attempt, "requires", a.Requires)
 		return failed(coordinator.StatusFailed, coordinator.ErrorKindCapability, msg)
 	}
+}
+
+// coordinatorGone reports whether the master's session has ended, and
+// the run was not cancelled for another reason first (Ctrl-C).
+func (e *distributedExecutor) coordinatorGone() bool {
+	if e.sess.Err() == nil {
+		return false
+	}
+	var in *schedule.Interruption
+	return e.runCtx.Err() == nil || errors.As(context.Cause(e.runCtx), &in)
+}
+
+// coordinatorLost is the envelope of a's attempt once the master has lost
+// its coordinator: what the master's own slot made of it, which the
+// master knows; an outcome unknown where another member was running it
+// (it may have finished, its result lost with the coordinator); not
+// started when no member held it. None is a failure: the run ends
+// because of the coordinator, not after a module's failure, and the
+// scheduler must see it cancelled before it sees this envelope.
+func (e *distributedExecutor) coordinatorLost(n *graph.Node, a coordinator.Assignment, ch <-chan outcome, failed func(coordinator.Status, string, string) coordinator.Envelope) coordinator.Envelope {
+	e.loseCoordinator()
+	why := fmt.Sprintf("the master lost the coordinator (%v)", e.sess.Err())
+	select {
+	case o := <-ch: // it has just ended
+		if o.lost == nil {
+			return o.env
+		}
+	default:
+	}
+	if e.router.runsHere(a.Module, a.Attempt) {
+		// The master's slot was cancelled with the run, if still
+		// running, and delivers what it got either way.
+		o := <-ch
+		return o.env
+	}
+	holder, claimed := e.claimHolder(a.Module)
+	if !claimed || holder.Index == 0 {
+		// Queued, or held ahead by the master's own slot and never
+		// started there.
+		now := time.Now().UTC()
+		return coordinator.Envelope{Module: n.Address, Status: coordinator.StatusCancelled, Attempts: 0, StartedAt: now, EndedAt: now,
+			Error: &coordinator.Error{Kind: coordinator.ErrorKindCoordinator, Message: "not started: " + why}}
+	}
+	env := failed(coordinator.StatusCancelled, coordinator.ErrorKindCoordinator, fmt.Sprintf(
+		"outcome unknown: the master lost the coordinator while %s was running on instance %d (%s): %v", a.Module, holder.Index, holder.Host, e.sess.Err()))
+	env.Instance, env.Host = holder.Index, holder.Host
+	return env
 }
 
 // assignment is the assignment of node n's attempt.
@@ -776,6 +861,10 @@ type puller struct {
 	// is leaving the run (interrupted): the envelope is not published, so
 	// the claim is reported lost and the master re-queues or fails it.
 	abandon context.Context
+	// local, when set, is also handed every envelope the loop publishes,
+	// once the publish has been tried: the master's own outcomes must not
+	// depend on a coordinator that may be gone.
+	local func(coordinator.Assignment, coordinator.Envelope)
 	// worker says the console hears of modules only from this loop.
 	worker bool
 	// limit is the coordinator's largest envelope (0: none known).
@@ -848,22 +937,22 @@ func (p *puller) loop(ctx context.Context) {
 func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	a := c.Assignment
 	if p.wanted != nil && !p.wanted(a) {
-		publishEnvelope(p.sess, c, coordinator.Envelope{
+		p.publish(c, coordinator.Envelope{
 			Module: a.Module, Status: coordinator.StatusCancelled, Attempts: a.Attempt,
 			Error:    &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: the master no longer waits for this attempt (the run stopped)"},
 			Instance: p.runner.instance, Host: p.runner.hostName,
-		}, p.log)
+		})
 		return
 	}
 	n, ok := p.graph.Node(a.Module)
 	if !ok {
 		now := time.Now().UTC()
-		publishEnvelope(p.sess, c, coordinator.Envelope{
+		p.publish(c, coordinator.Envelope{
 			Module: a.Module, Status: coordinator.StatusFailed, Attempts: a.Attempt,
 			Error: &coordinator.Error{Kind: coordinator.ErrorKindConfig, Message: fmt.Sprintf(
 				"instance %d has no module %s in its graph: every instance must load the same pipeline file with the same --only/--skip/--category filters", p.runner.instance, a.Module)},
 			StartedAt: now, EndedAt: now, Instance: p.runner.instance, Host: p.runner.hostName,
-		}, p.log)
+		})
 		return
 	}
 	// A module claimed before the run was cancelled is cancelled with it;
@@ -874,11 +963,15 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	case <-p.sess.Cancelled():
 		if !n.Module.AlwaysRun || interruptedRun(p.sess.CancelReason()) {
 			now := time.Now().UTC()
-			publishEnvelope(p.sess, c, coordinator.Envelope{
-				Module: a.Module, Status: coordinator.StatusCancelled, Attempts: a.Attempt - 1,
+			p.publish(c, coordinator.Envelope{
+				// 0 attempts: not started. The master takes a 0-attempt
+				// result for the attempt it waits for (the attempt it
+				// answers would otherwise be a.Attempt-1, and a retry's
+				// "not started" answered no one).
+				Module: a.Module, Status: coordinator.StatusCancelled, Attempts: 0,
 				Error:     &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + cancelCause(p.sess.CancelReason())},
 				StartedAt: now, EndedAt: now, Instance: p.runner.instance, Host: p.runner.hostName,
-			}, p.log)
+			})
 			return
 		}
 	default:
@@ -937,7 +1030,15 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	if a, ok := p.sess.(publishAnnouncer); ok {
 		a.Publishing(c) // before the next Claim, which then waits for it
 	}
-	pubs.Go(func() { publishEnvelope(p.sess, c, env, p.log) })
+	pubs.Go(func() { p.publish(c, env) })
+}
+
+// publish publishes env for c, and hands what it published to local.
+func (p *puller) publish(c coordinator.Claim, env coordinator.Envelope) {
+	env = publishEnvelope(p.sess, c, env, p.log)
+	if p.local != nil {
+		p.local(c.Assignment, env)
+	}
 }
 
 // cancelledSession reports whether the master cancelled sess's run.

@@ -702,6 +702,47 @@ func TestFleetWorkerKilled(t *testing.T) {
 	}
 }
 
+// A module whose worker was lost, and whose retry the pipeline stopped
+// (another module failed) before any member took it, keeps the attempt
+// that ran and where: it read "not started", 0 attempts, no instance.
+func TestFleetLostModuleNotRetriedAfterAStop(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/lost_stopped.hcl"
+	vars := []string{"--var", "dir=" + f.dir}
+	worker := f.host(file, 1, 2, "lost-stopped", endpoints(etcd), append([]string{"--capability", "x"}, vars...)...)
+	master := f.host(file, 0, 2, "lost-stopped", endpoints(etcd), vars...)
+	waitFile(t, filepath.Join(f.dir, "started"), master, worker)
+	if err := worker.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-worker.done
+	// The second attempt waits for a member offering x.
+	deadline := time.Now().Add(guard)
+	for !regexp.MustCompile(`waiting for a capable member: .*module=lostone`).MatchString(master.stderr.String()) {
+		if time.Now().After(deadline) || master.exited() {
+			t.Fatalf("the master did not wait for a member to retry lostone\n%s", master.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "boom"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	master.wantCode(t, 1)
+	r := master.report(t)
+	wantStatus(t, moduleOf(t, r, "boom"), coordinator.StatusFailed)
+	e := moduleOf(t, r, "lostone")
+	wantStatus(t, e, coordinator.StatusCancelled)
+	want := "not retried: the pipeline stopped after boom failed (attempt 1 of 2 ended failed: instance 1 ("
+	if e.Error == nil || !strings.HasPrefix(e.Error.Message, want) || !strings.Contains(e.Error.Message, ") was lost while running lostone") {
+		t.Errorf("lostone: error %+v, want %q...", e.Error, want)
+	}
+	if e.Attempts != 1 || e.Instance != 1 || e.Host == "" {
+		t.Errorf("lostone: %d attempts, last on instance %d (%q); want 1, on instance 1", e.Attempts, e.Instance, e.Host)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
 func TestFleetMasterKilled(t *testing.T) {
 	const heartbeatTimeout = 2 * time.Second // hold.hcl's default
 	f := newFleet(t)
@@ -867,15 +908,22 @@ func TestFleetEtcdStoppedForGood(t *testing.T) {
 	// each instance must stop its own when its session ends.
 	file := "testdata/fleet/etcd_gone.hcl"
 	vars := []string{"--var", "dir=" + f.dir}
+	md := filepath.Join(f.dir, "master.md")
 	w1 := f.host(file, 1, 3, "etcd-gone", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
 	w2 := f.host(file, 2, 3, "etcd-gone", endpoints(etcd), vars...)
-	master := f.host(file, 0, 3, "etcd-gone", endpoints(etcd), vars...)
+	master := f.host(file, 0, 3, "etcd-gone", endpoints(etcd), append([]string{"--report", "markdown=" + md}, vars...)...)
 	waitFile(t, filepath.Join(f.dir, "holding"), master, w1, w2)
 	waitFile(t, filepath.Join(f.dir, "master-holding"), master, w1, w2)
+	waitFile(t, filepath.Join(f.dir, "master-waiting"), master, w1, w2)
 
 	etcd[0].proc.kill()
 	stopped := time.Now()
 	<-etcd[0].proc.done
+	// master_done ends now, long before the master's session does
+	// (heartbeat_timeout 5s): its result cannot be published.
+	if err := os.WriteFile(filepath.Join(f.dir, "finish"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, i := range []*instance{master, w1, w2} {
 		code := i.wait(t)
 		t.Logf("%s exited with %d %s after etcd stopped", i.name, code, i.exitedAt.Sub(stopped))
@@ -886,26 +934,57 @@ func TestFleetEtcdStoppedForGood(t *testing.T) {
 			t.Errorf("%s exited without saying why\n%s", i.name, i.output())
 		}
 	}
-	// The master's report keeps where each module was running when the
-	// coordinator went away, and says that is what ended the run (it
-	// used to be a plain "cancelled", its cause a module's failure).
+	// The master's report says the coordinator's loss ended the run, and
+	// what it knows of each module: no module failed, none was stopped
+	// "after" another's failure (the first loss it saw used to be
+	// reported failed, and the others cancelled after it).
 	r := master.report(t)
-	if r.Status != report.RunError || r.Error == nil || r.Error.Kind != coordinator.ErrorKindCoordinator || !strings.Contains(r.Error.Message, "coordinator session ended") {
+	if r.Status != report.RunError || r.Error == nil || r.Error.Kind != coordinator.ErrorKindCoordinator || !strings.Contains(r.Error.Message, "the master lost the coordinator") {
 		t.Errorf("the report's run: status %s, error %+v; want status error, kind coordinator", r.Status, r.Error)
 	}
-	mods := map[string]coordinator.Envelope{}
 	for _, e := range r.Modules {
-		mods[e.Module] = e
-	}
-	// Each is lost with the session, or cancelled by the other's loss,
-	// whichever the master saw first; where it ran either way.
-	for name, inst := range map[string]int{"hold": 1, "master_hold": 0} {
-		e := mods[name]
-		lost := e.Status == coordinator.StatusFailed && e.Error != nil && e.Error.Kind == coordinator.ErrorKindLost &&
-			strings.Contains(e.Error.Message, fmt.Sprintf("was running on instance %d (", inst))
-		if e.Instance != inst || e.Host == "" || (!lost && e.Status != coordinator.StatusCancelled) {
-			t.Errorf("%s: %s on instance %d (%q), error %+v; want lost while running there, or cancelled, on instance %d", name, e.Status, e.Instance, e.Host, e.Error, inst)
+		if e.Error != nil && strings.Contains(e.Error.Message, "stopped after") {
+			t.Errorf("%s: %q, a chain of failures that did not happen", e.Module, e.Error.Message)
 		}
+	}
+	type want struct {
+		status   coordinator.Status
+		kind     string
+		msg      string
+		attempts int
+		instance int
+	}
+	for name, w := range map[string]want{
+		// Running on worker 1: what became of it is unknown.
+		"hold": {coordinator.StatusCancelled, coordinator.ErrorKindCoordinator, "outcome unknown: the master lost the coordinator while hold was running on instance 1 (", 1, 1},
+		// Running on the master, which stopped it.
+		"master_hold": {coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled while running: the master lost the coordinator", 1, 0},
+		// Ended on the master: the master knows.
+		"master_done": {coordinator.StatusSucceeded, "", "", 1, 0},
+		// Never started, for want of the coordinator.
+		"after":  {coordinator.StatusCancelled, coordinator.ErrorKindCoordinator, "not started: the master lost the coordinator", 0, 0},
+		"nobody": {coordinator.StatusCancelled, coordinator.ErrorKindCoordinator, "not started: the master lost the coordinator", 0, 0},
+	} {
+		e := moduleOf(t, r, name)
+		kind, msg := "", ""
+		if e.Error != nil {
+			kind, msg = e.Error.Kind, e.Error.Message
+		}
+		if e.Status != w.status || kind != w.kind || !strings.HasPrefix(msg, w.msg) || e.Attempts != w.attempts {
+			t.Errorf("%s: %s, %d attempts, error %s %q; want %s, %d attempts, error %s %q...", name, e.Status, e.Attempts, kind, msg, w.status, w.attempts, w.kind, w.msg)
+		}
+		if w.attempts > 0 && (e.Instance != w.instance || e.Host == "") {
+			t.Errorf("%s: ran on instance %d (%q), want %d", name, e.Instance, e.Host, w.instance)
+		}
+	}
+	// The Markdown report has the modules too (R4.3), under why the run
+	// could not finish.
+	b, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "The run could not finish") || !strings.Contains(string(b), `| master\_done | ✅ succeeded`) {
+		t.Errorf("the Markdown report has no module table under why the run ended:\n%s", b)
 	}
 	f.assertNoneLeft()
 }

@@ -51,10 +51,16 @@ func writeMarkdown(w io.Writer, run *Run, limit int) error {
 	avail := limit - mdReserve
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s %s %s\n\n", statusIcon(run.Status), mdEscape(capText(name, 256)), run.Status)
-	if run.Error != nil {
+	if run.Error != nil && len(mods) == 0 {
 		fmt.Fprintf(&b, "The run did not start:\n\n%s\n", fence("text", capText(run.Error.Message, avail/2)))
 		_, err := io.WriteString(w, b.String())
 		return err
+	}
+	if run.Error != nil {
+		// It started and could not finish (a fleet master lost its
+		// coordinator): the modules are reported as in every other
+		// report format (R4.3), below why the run ended.
+		fmt.Fprintf(&b, "The run could not finish:\n\n%s\n", fence("text", capText(run.Error.Message, avail/8)))
 	}
 	if run.RunID != "" {
 		fmt.Fprintf(&b, "Run `%s`: %s\n\n", strings.ReplaceAll(capText(run.RunID, 256), "`", "'"), totalsLine(run))

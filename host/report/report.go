@@ -29,7 +29,9 @@ type Run struct {
 	DurationMS int64                  `json:"duration_ms"`
 	Modules    []coordinator.Envelope `json:"modules"`
 	// Error says why the run did not start (status invalid or error):
-	// a pipeline file with errors, a plugin that could not start.
+	// a pipeline file with errors, a plugin that could not start; or,
+	// with the modules it ran, why it could not finish (a fleet master
+	// that lost its coordinator).
 	Error *coordinator.Error `json:"error,omitempty"`
 }
 

@@ -421,3 +421,43 @@ func TestTailCarriageReturns(t *testing.T) {
 		})
 	}
 }
+
+// A run that started and could not finish (a fleet master that lost its
+// coordinator) has its modules in the Markdown report, as in the JSON and
+// JUnit ones (R4.3), below why it ended; one that never started has only
+// the why.
+func TestMarkdownOfARunThatCouldNotFinish(t *testing.T) {
+	cause := &coordinator.Error{Kind: coordinator.ErrorKindCoordinator, Message: "the master lost the coordinator before the run finished"}
+	for _, tc := range []struct {
+		name    string
+		modules bool
+		want    string
+	}{
+		{"modules ran", true, "The run could not finish:"},
+		{"nothing ran", false, "The run did not start:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := fixture(t)
+			run.Status, run.Error = RunError, cause
+			if !tc.modules {
+				run.Modules = []coordinator.Envelope{}
+			}
+			var b bytes.Buffer
+			if err := WriteMarkdown(&b, run); err != nil {
+				t.Fatal(err)
+			}
+			md := b.String()
+			if !strings.Contains(md, tc.want) || !strings.Contains(md, cause.Message) {
+				t.Errorf("no %q with the cause:\n%s", tc.want, md)
+			}
+			if got := strings.Contains(md, "| Module | Status |"); got != tc.modules {
+				t.Errorf("module table shown: %v, want %v:\n%s", got, tc.modules, md)
+			}
+			for _, e := range run.Modules {
+				if !strings.Contains(md, "| "+mdEscape(e.Module)+" |") {
+					t.Errorf("no row for %s:\n%s", e.Module, md)
+				}
+			}
+		})
+	}
+}

@@ -308,3 +308,95 @@ func TestStopWithReadyRetry(t *testing.T) {
 		"x":    {cancelled, "not started: " + stop, 0},
 	})
 }
+
+// TestRetryStoppedBeforeItStarted: a retry whose Execute says it never
+// started (a fleet master's retry waiting for a member when the pipeline
+// stops) keeps the attempt that ran, where it ran, as a retry stopped
+// during its backoff does, rather than reading "not started", 0 attempts.
+func TestRetryStoppedBeforeItStarted(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "lost", Attempts: 2},
+		&Task{ID: "boom"},
+	)
+	retryWaits := make(chan struct{})
+	exec := &testExec{}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		switch {
+		case task.ID == "lost" && attempt == 1:
+			env := envelopeFor(task, attempt, failed)
+			env.Instance, env.Host = 1, "vm1"
+			env.Error = &coordinator.Error{Kind: coordinator.ErrorKindLost, Message: "instance 1 (vm1) was lost while running lost"}
+			return env, true
+		case task.ID == "lost":
+			close(retryWaits)
+			<-ctx.Done()
+			now := time.Now()
+			return coordinator.Envelope{Status: cancelled, StartedAt: now, EndedAt: now,
+				Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + context.Cause(ctx).Error()}}, true
+		case task.ID == "boom":
+			if !await(retryWaits) {
+				return stuck(task, attempt, "lost's retry"), true
+			}
+			return envelopeFor(task, attempt, failed), true
+		}
+		return coordinator.Envelope{}, false
+	}
+	_, res, _, _ := runAll(t, context.Background(), tasks, exec, Options{})
+	env := envByID(res)["lost"]
+	want := "not retried: the pipeline stopped after boom failed (attempt 1 of 2 ended failed: instance 1 (vm1) was lost while running lost)"
+	if env.Status != cancelled || env.Error == nil || env.Error.Message != want || env.Error.Kind != coordinator.ErrorKindCancelled {
+		t.Errorf("lost: %s %+v, want cancelled %q", env.Status, env.Error, want)
+	}
+	if env.Attempts != 1 || env.Instance != 1 || env.Host != "vm1" {
+		t.Errorf("lost: %d attempts, last on instance %d (%q); want 1, on instance 1 (vm1)", env.Attempts, env.Instance, env.Host)
+	}
+}
+
+// TestInterruptionSaysWhyTasksDidNotStart: a run cancelled with an
+// Interruption as its cause gives its kind and reason to the tasks that
+// never started (and to the retries never made), not "the run was
+// cancelled".
+func TestInterruptionSaysWhyTasksDidNotStart(t *testing.T) {
+	tasks := ordered(
+		&Task{ID: "a"},
+		&Task{ID: "flaky", Attempts: 3, Backoff: time.Hour},
+		&Task{ID: "b", Deps: deps("a")},
+	)
+	entered := make(chan struct{})
+	exec := &testExec{plan: map[string][]coordinator.Status{"flaky": {failed}}}
+	exec.hook = func(ctx context.Context, task *Task, attempt int) (coordinator.Envelope, bool) {
+		if task.ID != "a" {
+			return coordinator.Envelope{}, false
+		}
+		close(entered)
+		return blockUntilCancelled(ctx, task, attempt), true
+	}
+	retrying := make(chan struct{}, 1)
+	log := &eventLog{notify: func(e event) {
+		if e.kind == evRetry {
+			retrying <- struct{}{}
+		}
+	}}
+	s, err := New(tasks, exec, Options{Observer: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	done := make(chan *Result, 1)
+	go func() { done <- s.Run(ctx) }()
+	wait(t, entered, "a to start")
+	wait(t, retrying, "flaky to wait for its retry")
+	cancel(&Interruption{Kind: coordinator.ErrorKindCoordinator, Reason: "the master lost the coordinator"})
+	res := wait(t, done, "Run to return after cancellation")
+	checkOutcomes(t, res, exec, map[string]outcome{
+		"a":     {cancelled, "cancelled while running", 1},
+		"flaky": {cancelled, "not retried: the master lost the coordinator (attempt 1 of 3 ended failed: flaky attempt 1 failed)", 1},
+		"b":     {cancelled, "not started: the master lost the coordinator", 0},
+	})
+	for _, id := range []string{"flaky", "b"} {
+		if env := envByID(res)[id]; env.Error == nil || env.Error.Kind != coordinator.ErrorKindCoordinator {
+			t.Errorf("%s: error %+v, want kind %s", id, env.Error, coordinator.ErrorKindCoordinator)
+		}
+	}
+}

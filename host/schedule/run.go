@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,6 +88,10 @@ type run struct {
 	unfinished       int
 	stoppedBy        string // "build failed": why on_failure stop stopped the run
 	cancelled        bool   // the caller's ctx was cancelled
+	// cancelKind and cancelWhy are, once cancelled, the error kind and the
+	// reason of the tasks the cancellation keeps from starting.
+	cancelKind string
+	cancelWhy  string
 
 	settleQueue []int32
 	settling    bool
@@ -394,11 +399,23 @@ func (r *run) completed(c completion) {
 	env := c.env
 	env.Module = t.ID
 	env.Attempts = int(r.attempt[n])
-	if env.Status == coordinator.StatusSkipped || env.Status == coordinator.StatusCancelled && c.env.Attempts == 0 {
+	notStarted := env.Status == coordinator.StatusCancelled && c.env.Attempts == 0
+	if env.Status == coordinator.StatusSkipped || notStarted {
 		// Skipped when it came to run (run_if, requires), or cancelled
 		// before it started (an executor that says so with 0 attempts):
 		// never run, as a module skipped for a failed dependency.
 		env.Attempts = 0
+	}
+	if notStarted && r.attempt[n] > 1 {
+		// A retry the run stopped before it started (a fleet's, waiting
+		// for a member to take it): the attempts that ran are kept, as
+		// for a retry stopped during its backoff.
+		r.attempt[n]--
+		kind, why := coordinator.ErrorKindCancelled, "the run was cancelled"
+		if env.Error != nil {
+			kind, why = env.Error.Kind, strings.TrimPrefix(env.Error.Message, "not started: ")
+		}
+		env = r.abandonedRetry(n, kind, why)
 	}
 	if !env.Status.Valid() {
 		env.Error = &coordinator.Error{
@@ -481,7 +498,7 @@ func (r *run) resolve(n int32) {
 		r.finish(n, r.made(n, coordinator.StatusSkipped, reason, nil))
 	case r.cancelled:
 		r.finish(n, r.made(n, coordinator.StatusCancelled, "", &coordinator.Error{
-			Kind: coordinator.ErrorKindCancelled, Message: "not started: the run was cancelled",
+			Kind: r.cancelKind, Message: "not started: " + r.cancelWhy,
 		}))
 	case t.AlwaysRun:
 		r.makeReady(n)
@@ -602,21 +619,27 @@ func (r *run) stopRun(why string) {
 	r.stoppedBy = why
 	r.stop(errors.New("the pipeline stopped after " + why))
 	r.log.Info("stopping the pipeline: no new tasks start except always_run ones", "cause", why, "running", r.running)
-	r.sweep(func(t *Task) bool { return !t.AlwaysRun }, "the pipeline stopped after "+why)
+	r.sweep(func(t *Task) bool { return !t.AlwaysRun }, coordinator.ErrorKindCancelled, "the pipeline stopped after "+why)
 }
 
 // cancel applies the caller's cancellation.
 func (r *run) cancel() {
 	r.cancelled = true
+	r.cancelKind, r.cancelWhy = coordinator.ErrorKindCancelled, "the run was cancelled"
+	var in *Interruption
+	if errors.As(context.Cause(r.callerCtx), &in) {
+		r.cancelKind, r.cancelWhy = in.Kind, in.Reason
+	}
 	r.stop(nil) // the caller's cause, if it gave one, is the context's already
 	r.log.Info("run cancelled: cancelling running tasks", "running", r.running)
-	r.sweep(func(*Task) bool { return true }, "the run was cancelled")
+	r.sweep(func(*Task) bool { return true }, r.cancelKind, r.cancelWhy)
 }
 
-// sweep finishes, as cancelled, every ready, waiting-for-resource and
-// backing-off task that affected selects; the others go back to the ready
-// heap, which resets every resource's wake bookkeeping.
-func (r *run) sweep(affected func(*Task) bool, why string) {
+// sweep finishes, as cancelled (error kind kind, because of why), every
+// ready, waiting-for-resource and backing-off task that affected selects;
+// the others go back to the ready heap, which resets every resource's
+// wake bookkeeping.
+func (r *run) sweep(affected func(*Task) bool, kind, why string) {
 	items := r.ready.drain()
 	for x := range r.res {
 		items = append(items, r.res[x].waiting.drain()...)
@@ -631,11 +654,11 @@ func (r *run) sweep(affected func(*Task) bool, why string) {
 		}
 		if r.attempt[n] > 0 {
 			// A retry with no backoff: it has already run.
-			r.finish(n, r.abandonedRetry(n, why))
+			r.finish(n, r.abandonedRetry(n, kind, why))
 			continue
 		}
 		r.finish(n, r.made(n, coordinator.StatusCancelled, "", &coordinator.Error{
-			Kind: coordinator.ErrorKindCancelled, Message: "not started: " + why,
+			Kind: kind, Message: "not started: " + why,
 		}))
 	}
 	for _, w := range r.backoff.drain() {
@@ -643,14 +666,15 @@ func (r *run) sweep(affected func(*Task) bool, why string) {
 			r.backoff.push(w)
 			continue
 		}
-		r.finish(w.n, r.abandonedRetry(w.n, why))
+		r.finish(w.n, r.abandonedRetry(w.n, kind, why))
 	}
 	r.resetTimer()
 }
 
 // abandonedRetry is the final envelope of a task whose retry will not
-// happen: its last attempt's envelope, cancelled, saying what happened.
-func (r *run) abandonedRetry(n int32, why string) coordinator.Envelope {
+// happen (because of why, an error of kind kind): its last attempt's
+// envelope, cancelled, saying what happened.
+func (r *run) abandonedRetry(n int32, kind, why string) coordinator.Envelope {
 	env := r.final[n]
 	last := "ended " + string(env.Status)
 	tail := ""
@@ -660,7 +684,7 @@ func (r *run) abandonedRetry(n int32, why string) coordinator.Envelope {
 	}
 	env.Status = coordinator.StatusCancelled
 	env.Error = &coordinator.Error{
-		Kind:    coordinator.ErrorKindCancelled,
+		Kind:    kind,
 		Message: fmt.Sprintf("not retried: %s (attempt %d of %d %s)", why, env.Attempts, r.s.nodes[n].attempts, last),
 		Tail:    tail,
 	}

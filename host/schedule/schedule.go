@@ -157,6 +157,19 @@ type Result struct {
 	Cancelled bool
 }
 
+// Interruption is a cause to cancel Run's context with when the run ends
+// for a reason its tasks' envelopes should carry: the tasks it never
+// starts then read "not started: REASON" with error kind Kind, rather
+// than kind cancelled and "the run was cancelled" (a fleet master that
+// lost its coordinator says so).
+type Interruption struct {
+	Kind   string // the error kind, e.g. coordinator.ErrorKindCoordinator
+	Reason string // why the run ended, e.g. "the master lost the coordinator"
+}
+
+// Error returns the reason.
+func (i *Interruption) Error() string { return i.Reason }
+
 // backoffFor returns the wait before retry n (n >= 1): base * 2^(n-1),
 // saturating instead of overflowing.
 func backoffFor(base time.Duration, n int) time.Duration {
