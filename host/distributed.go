@@ -281,8 +281,8 @@ func variableValues(cfg *config.Pipeline) map[string]cty.Value {
 // the coordinator is replaced by a failed one saying so (R4.2), so the
 // master still learns the module's outcome. It must run even when the
 // run's context is already cancelled, hence its own bounded context. It
-// returns the envelope it published, or tried to.
-func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordinator.Envelope, log hclog.Logger) coordinator.Envelope {
+// returns the envelope it published, or tried to, and whether it did.
+func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordinator.Envelope, log hclog.Logger) (coordinator.Envelope, bool) {
 	ctx, cancel := sessionContext(sess, publishTimeout)
 	defer cancel()
 	if sess.Err() != nil {
@@ -290,7 +290,7 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 		// they are lost), and its coordinator may be unreachable: waiting
 		// publishTimeout for it would only delay the exit.
 		log.Warn("not publishing: this instance's coordinator session ended", "module", env.Module, "attempt", c.Assignment.Attempt, "reason", sess.Err())
-		return env
+		return env, false
 	}
 	err := sess.Publish(ctx, c, env)
 	var tooLarge *coordinator.ErrTooLarge
@@ -299,12 +299,20 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 		env = tooLargeEnvelope(env, tooLarge.Size, tooLarge.Limit)
 		err = sess.Publish(ctx, c, env)
 	}
+	if err != nil && sess.Err() != nil {
+		// The session ended while the result was on its way (the host
+		// was frozen past heartbeat_timeout, or cut off): its claims
+		// are released, as above, and the master re-runs or fails what
+		// they held; not an error of this instance's.
+		log.Warn("not publishing: this instance's coordinator session ended", "module", env.Module, "attempt", c.Assignment.Attempt, "reason", sess.Err(), "error", err)
+		return env, false
+	}
 	if err != nil {
 		log.Error("publish result", "module", env.Module, "attempt", c.Assignment.Attempt, "error", err)
-		return env
+		return env, false
 	}
 	log.Info("result published", "module", env.Module, "attempt", c.Assignment.Attempt, "status", env.Status)
-	return env
+	return env, true
 }
 
 // sessionContext returns a context for a coordinator call that must run

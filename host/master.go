@@ -1016,29 +1016,58 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 	// instances that read the value in the clear (R7.4).
 	env.Value = p.runner.publishMasker.JSON(env.Value)
 	env = fitEnvelope(env, p.limit)
-	if con := p.runner.console; con != nil && p.worker {
-		// The master decides about a retry as its scheduler does (a
-		// failure with attempts left, in a run still going), and may
-		// run it elsewhere; a worker says only that one will come.
-		retried := env.Status.Failed() && a.Attempt < max(n.Module.Retry.Attempts, 1) && !cancelledSession(p.sess)
-		con.AttemptFinished(env, retried)
+	finished := func(env coordinator.Envelope) {
+		if con := p.runner.console; con != nil && p.worker {
+			// The master decides about a retry as its scheduler does (a
+			// failure with attempts left, in a run still going), and may
+			// run it elsewhere; a worker says only that one will come.
+			retried := env.Status.Failed() && a.Attempt < max(n.Module.Retry.Attempts, 1) && !cancelledSession(p.sess)
+			con.AttemptFinished(env, retried)
+		}
 	}
 	if p.abandon != nil && p.abandon.Err() != nil {
+		finished(env)
 		p.log.Warn("leaving the run: not publishing, the master will see the claim lost", "module", a.Module, "attempt", a.Attempt)
 		return
 	}
 	if a, ok := p.sess.(publishAnnouncer); ok {
 		a.Publishing(c) // before the next Claim, which then waits for it
 	}
-	pubs.Go(func() { p.publish(c, env) })
+	pubs.Go(func() {
+		// A worker tells how the module ended once the publish was
+		// tried: a result its ended session could not publish is thrown
+		// away (the master took the claim back), and is told as when the
+		// session's end cancels the module, not as a success no one
+		// will see (this host frozen past heartbeat_timeout while its
+		// module ran on).
+		sent, ok := p.publish(c, env)
+		if err := p.sess.Err(); !ok && err != nil && sent.Status != coordinator.StatusCancelled {
+			sent = sessionEndedEnvelope(sent, err)
+		}
+		finished(sent)
+	})
 }
 
-// publish publishes env for c, and hands what it published to local.
-func (p *puller) publish(c coordinator.Claim, env coordinator.Envelope) {
-	env = publishEnvelope(p.sess, c, env, p.log)
+// sessionEndedEnvelope is env, which ended after its instance's session
+// did, as its instance reports it: cancelled, its result not published.
+func sessionEndedEnvelope(env coordinator.Envelope, sessErr error) coordinator.Envelope {
+	tail := ""
+	if env.Error != nil {
+		tail = env.Error.Tail
+	}
+	env.Status, env.Value = coordinator.StatusCancelled, nil
+	env.Error = &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "cancelled while running: " + sessErr.Error(), Tail: tail}
+	return env
+}
+
+// publish publishes env for c, and hands what it published (or tried
+// to) to local. It reports whether the publish went through.
+func (p *puller) publish(c coordinator.Claim, env coordinator.Envelope) (coordinator.Envelope, bool) {
+	env, ok := publishEnvelope(p.sess, c, env, p.log)
 	if p.local != nil {
 		p.local(c.Assignment, env)
 	}
+	return env, ok
 }
 
 // cancelledSession reports whether the master cancelled sess's run.

@@ -743,6 +743,64 @@ func TestFleetLostModuleNotRetriedAfterAStop(t *testing.T) {
 	f.assertNoneLeft(etcd[0].proc)
 }
 
+// A worker whose host process was frozen past heartbeat_timeout (its
+// module ran on and finished meanwhile) and then resumed says its module
+// was cancelled by the session's loss and is not published, as when its
+// whole process group was frozen: it said "succeeded", then logged the
+// refused publish as an error.
+func TestFleetZombieWorkerSaysItsResultIsThrownAway(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := "testdata/fleet/zombie.hcl"
+	vars := []string{"--var", "dir=" + f.dir}
+	workers := map[int]*instance{}
+	for i := 1; i <= 2; i++ {
+		workers[i] = f.host(file, i, 3, "zombie", endpoints(etcd), append([]string{"--capability", "z"}, vars...)...)
+	}
+	master := f.host(file, 0, 3, "zombie", endpoints(etcd), vars...)
+	holder, _ := waitFile(t, filepath.Join(f.dir, "started"), master)
+	index, err := strconv.Atoi(holder)
+	if err != nil || workers[index] == nil {
+		t.Fatalf("work started on %q, want worker 1 or 2", holder)
+	}
+	zombie, other := workers[index], workers[3-index]
+	if err := zombie.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = zombie.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	// The master sees the claim lost and runs work again on the other.
+	master.wantCode(t, 0)
+	other.wantCode(t, 0)
+	if err := os.WriteFile(filepath.Join(f.dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(f.dir, "finished"))
+	if err := zombie.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	if code := zombie.wait(t); code != 4 {
+		t.Errorf("the zombie exited %d, want 4 (its session lost)\n%s", code, zombie.output())
+	}
+	out, errs := zombie.stdout.String(), zombie.stderr.String()
+	if strings.Contains(out, "✔ work succeeded") || !regexp.MustCompile(`■ work cancelled in \S+: cancelled while running: session lost`).MatchString(out) {
+		t.Errorf("the zombie's console does not say work was cancelled by the session's loss:\n%s", out)
+	}
+	if strings.Contains(errs, "[ERROR]") || !strings.Contains(errs, "not publishing: this instance's coordinator session ended") {
+		t.Errorf("the zombie's log does not say, as a warning, that it does not publish work:\n%s", errs)
+	}
+	r := master.report(t)
+	if w := moduleOf(t, r, "work"); w.Status != coordinator.StatusSucceeded || w.Attempts != 2 || w.Instance != other.index {
+		t.Errorf("work: %s, %d attempts, on instance %d; want succeeded, 2 attempts, on %d", w.Status, w.Attempts, w.Instance, other.index)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
 func TestFleetMasterKilled(t *testing.T) {
 	const heartbeatTimeout = 2 * time.Second // hold.hcl's default
 	f := newFleet(t)
