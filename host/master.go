@@ -560,7 +560,7 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 			}
 			now := time.Now().UTC()
 			return coordinator.Envelope{Module: n.Address, Status: coordinator.StatusCancelled, Attempts: 0, StartedAt: now, EndedAt: now,
-				Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + reason}}
+				Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + notStartedCause(reason)}}
 		}
 		if e.sess.Err() == nil {
 			wait := time.NewTimer(cancelledOutcomeWait)
@@ -591,13 +591,13 @@ func (e *distributedExecutor) Execute(ctx context.Context, t *schedule.Task, att
 					if _, still := e.claimHolder(a.Module); !still {
 						now := time.Now().UTC()
 						return coordinator.Envelope{Module: n.Address, Status: coordinator.StatusCancelled, Attempts: 0, StartedAt: now, EndedAt: now,
-							Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + reason}}
+							Error: &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + notStartedCause(reason)}}
 					}
 					released = nil
 				}
 			}
 		}
-		env := failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+reason)
+		env := failed(coordinator.StatusCancelled, coordinator.ErrorKindCancelled, "cancelled: "+moduleCancelCause(reason))
 		env.Instance, env.Host = holder.Index, holder.Host
 		return env
 	}
@@ -782,15 +782,34 @@ const interruptedPrefix = "the run was cancelled on the master: "
 // the master's (see interruptedPrefix).
 func interruptedRun(reason string) bool { return strings.HasPrefix(reason, interruptedPrefix) }
 
-// cancelCause is the run's cancel reason as a member gives it in what it
-// reports (a module's error, its exit): the why, an interrupt of the
-// master's told as such, without "the run was cancelled", which the
-// words around it say already. Prefixed as it is, an interrupted
-// module's error read "cancelled while running: the run was cancelled:
-// the run was cancelled on the master: interrupt signal received".
+// cancelCause is the run's cancel reason as a worker gives it in its
+// exit: the why, an interrupt of the master's told as such, without "the
+// run was cancelled", which the words around it say already. (Modules'
+// errors use moduleCancelCause and notStartedCause.)
 func cancelCause(reason string) string {
 	if cause, ok := strings.CutPrefix(reason, interruptedPrefix); ok {
 		return "the master stopped (" + cause + ")"
+	}
+	return reason
+}
+
+// moduleCancelCause is the run's cancel reason as a module's error gives
+// it, in the words of a run on one machine (R4.3): an interrupt of the
+// master's is its cause alone ("cancelled while running: interrupt
+// signal received"), as the master's own modules give it.
+func moduleCancelCause(reason string) string {
+	if cause, ok := strings.CutPrefix(reason, interruptedPrefix); ok {
+		return cause
+	}
+	return reason
+}
+
+// notStartedCause is why a module the run's cancellation kept from
+// starting did not start, in the words of a run on one machine (R4.3):
+// "the run was cancelled" for an interrupt of the master's.
+func notStartedCause(reason string) string {
+	if interruptedRun(reason) {
+		return "the run was cancelled"
 	}
 	return reason
 }
@@ -969,7 +988,7 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 				// answers would otherwise be a.Attempt-1, and a retry's
 				// "not started" answered no one).
 				Module: a.Module, Status: coordinator.StatusCancelled, Attempts: 0,
-				Error:     &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + cancelCause(p.sess.CancelReason())},
+				Error:     &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + notStartedCause(p.sess.CancelReason())},
 				StartedAt: now, EndedAt: now, Instance: p.runner.instance, Host: p.runner.hostName,
 			})
 			return
@@ -995,7 +1014,7 @@ func (p *puller) runClaim(c coordinator.Claim, pubs *sync.WaitGroup) {
 				// A stop after a failure lets an always_run module finish,
 				// as on one machine; Ctrl-C on the master stops it too.
 				if reason := p.sess.CancelReason(); !n.Module.AlwaysRun || interruptedRun(reason) {
-					cancel(errors.New(cancelCause(reason)))
+					cancel(errors.New(moduleCancelCause(reason)))
 				}
 			case <-finished:
 			}

@@ -175,7 +175,13 @@ func runWorker(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		// run, to run the always_run modules a stop after a failure
 		// (on_failure = "stop") still sends.
 		cancelled = true
-		log.Warn("run cancelled by the master: cancelling this instance's modules; it stays for always_run modules until the run ends", "reason", sess.CancelReason())
+		if interruptedRun(sess.CancelReason()) {
+			// Ctrl-C on the master stops always_run modules too: none
+			// runs after it, as on one machine.
+			log.Warn("run cancelled by the master: cancelling this instance's modules, always_run ones too; it stays until the master ends the run", "reason", sess.CancelReason())
+		} else {
+			log.Warn("run cancelled by the master: cancelling this instance's modules; it stays for always_run modules until the run ends", "reason", sess.CancelReason())
+		}
 	case <-sess.Done():
 	case <-ctx.Done():
 	}
