@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -349,7 +350,7 @@ func claimLog(log hclog.Logger, c coordinator.Claim) {
 
 // capabilityError is the message of a module no live member could take
 // within capability_timeout: what it needs and what every member offers.
-func capabilityError(a coordinator.Assignment, members []coordinator.Member, waited time.Duration) string {
+func capabilityError(a coordinator.Assignment, members []coordinator.Member, waited time.Duration, never, left []int) string {
 	var b strings.Builder
 	if a.OnlyMember != nil {
 		fmt.Fprintf(&b, "%s is pinned to instance %d", a.Module, *a.OnlyMember)
@@ -377,8 +378,28 @@ func capabilityError(a coordinator.Assignment, members []coordinator.Member, wai
 			}
 		}
 	}
+	// An instance that could not start (a missing plugin, another file)
+	// may be the capable one: its own job's log says why.
+	if len(never) > 0 {
+		fmt.Fprintf(&b, "; %s of --total never joined (see %s job's log)", instanceList(never), map[bool]string{true: "its", false: "their"}[len(never) == 1])
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(&b, "; %s left the run", instanceList(left))
+	}
 	b.WriteString(". Start an instance with the missing capabilities (--capability or MODPIPE_CAPABILITIES), or raise capability_timeout")
 	return b.String()
+}
+
+// instanceList is "instance 2" or "instances 1, 3".
+func instanceList(indexes []int) string {
+	if len(indexes) == 1 {
+		return fmt.Sprintf("instance %d", indexes[0])
+	}
+	s := make([]string, len(indexes))
+	for i, x := range indexes {
+		s[i] = strconv.Itoa(x)
+	}
+	return "instances " + strings.Join(s, ", ")
 }
 
 // sessionSource serves a worker's dependency results from the coordinator,

@@ -144,7 +144,7 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	go func() { defer wg.Done(); rt.route(helpers, sess) }()
 
 	stg := &stager{sess: sess, graph: l.graph, router: rt, members: members, log: log, ctx: helpers, wg: &wg, staged: map[string]bool{}}
-	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: runCtx, loseCoordinator: loseCoordinator, capabilityTimeout: d.CapabilityTimeout, stager: stg}
+	exec := &distributedExecutor{sess: sess, members: members, router: rt, log: log, runCtx: runCtx, loseCoordinator: loseCoordinator, capabilityTimeout: d.CapabilityTimeout, total: d.Total, stager: stg}
 	con.SetLocate(func(module string) (int, string, bool) {
 		m, ok := exec.claimHolder(module)
 		return m.Index, m.Host, ok
@@ -266,11 +266,12 @@ type memberView struct {
 	log     hclog.Logger
 	mu      sync.Mutex
 	live    map[int]coordinator.Member
+	joined  map[int]bool // every index that has been live, to tell who never joined
 	changed chan struct{}
 }
 
 func newMemberView(log hclog.Logger) *memberView {
-	return &memberView{log: log, live: map[int]coordinator.Member{}, changed: make(chan struct{})}
+	return &memberView{log: log, live: map[int]coordinator.Member{}, joined: map[int]bool{}, changed: make(chan struct{})}
 }
 
 // seed records members known before the watch starts; the watch's first
@@ -280,6 +281,7 @@ func (v *memberView) seed(members []coordinator.Member) {
 	defer v.mu.Unlock()
 	for _, m := range members {
 		v.live[m.Index] = m
+		v.joined[m.Index] = true
 	}
 }
 
@@ -290,6 +292,7 @@ func (v *memberView) follow(events <-chan coordinator.MemberEvent) {
 		switch ev.Kind {
 		case coordinator.MemberJoined:
 			v.live[ev.Member.Index] = ev.Member
+			v.joined[ev.Member.Index] = true
 			v.log.Info("member joined", "index", ev.Member.Index, "host", ev.Member.Host, "capabilities", ev.Member.Capabilities, "slots", ev.Member.Slots, "version", ev.Member.Version)
 		case coordinator.MemberLeft:
 			delete(v.live, ev.Member.Index)
@@ -310,6 +313,22 @@ func (v *memberView) snapshot() ([]coordinator.Member, <-chan struct{}) {
 		out = append(out, m)
 	}
 	return out, v.changed
+}
+
+// absent returns the indexes below total that never joined, and those
+// that joined and have left.
+func (v *memberView) absent(total int) (never, left []int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for i := range total {
+		switch _, live := v.live[i]; {
+		case !v.joined[i]:
+			never = append(never, i)
+		case !live:
+			left = append(left, i)
+		}
+	}
+	return never, left
 }
 
 // canRun reports whether some live member may claim a.
@@ -516,6 +535,8 @@ type distributedExecutor struct {
 	// loseCoordinator cancels runCtx because the master's session ended.
 	loseCoordinator   func()
 	capabilityTimeout time.Duration
+	// total is the run's --total, to name the instances that never joined.
+	total int
 	// stager stages the dependents of what is dispatched (nil: none).
 	stager *stager
 
@@ -747,7 +768,8 @@ func (e *distributedExecutor) awaitCapable(ctx context.Context, a coordinator.As
 			return o, "", true
 		case <-changed:
 		case <-timeout:
-			return outcome{}, capabilityError(a, members, e.capabilityTimeout), false
+			never, left := e.members.absent(e.total)
+			return outcome{}, capabilityError(a, members, e.capabilityTimeout, never, left), false
 		case <-ctx.Done():
 			return outcome{}, "", false
 		case <-e.sess.Done():

@@ -801,6 +801,44 @@ func TestFleetZombieWorkerSaysItsResultIsThrownAway(t *testing.T) {
 	f.assertNoneLeft(etcd[0].proc)
 }
 
+// A module no live instance can run fails naming the instances of
+// --total that never joined: the capable one may be a worker that could
+// not start (a missing plugin), whose own job's log says why.
+func TestFleetCapabilityErrorNamesWhoNeverJoined(t *testing.T) {
+	f := newFleet(t)
+	etcd := f.startEtcd(1)
+	file := filepath.Join(f.dir, "absent.hcl")
+	writeFile(t, file, `distributed {
+  heartbeat_interval = "500ms"
+  heartbeat_timeout  = "2s"
+  capability_timeout = "1s"
+}
+module "shell" "w" {
+  requires = ["w"]
+  command  = ["echo", "w"]
+}
+`)
+	// Instance 2 joins (without w); instance 1, which would offer w,
+	// never does.
+	worker := f.host(file, 2, 3, "absent", endpoints(etcd))
+	deadline := time.Now().Add(guard)
+	for !strings.Contains(worker.stderr.String(), "worker ready") {
+		if time.Now().After(deadline) || worker.exited() {
+			t.Fatalf("worker 2 did not join\n%s", worker.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	master := f.host(file, 0, 3, "absent", endpoints(etcd))
+	master.wantCode(t, 1)
+	worker.wait(t)
+	e := moduleOf(t, master.report(t), "w")
+	wantStatus(t, e, coordinator.StatusFailed)
+	if e.Error == nil || e.Error.Kind != coordinator.ErrorKindCapability || !strings.Contains(e.Error.Message, "; instance 1 of --total never joined (see its job's log)") {
+		t.Errorf("w: error %+v, want the capability error naming instance 1 as never joined", e.Error)
+	}
+	f.assertNoneLeft(etcd[0].proc)
+}
+
 func TestFleetMasterKilled(t *testing.T) {
 	const heartbeatTimeout = 2 * time.Second // hold.hcl's default
 	f := newFleet(t)
