@@ -6,25 +6,59 @@ import (
 	"io"
 	"unicode/utf8"
 
-	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 )
 
 // Suggest returns the candidate closest to name when it is close enough to
-// be a likely typo (edit distance below 3, as Terraform does, and below
-// the name's length: "m1" is not a typo of "a"), or "".
+// be a likely typo, or "". Close enough is an edit distance (a swap of
+// two neighbouring letters counts as one edit) below the name's length
+// ("m1" is not a typo of "a") and within a third of it, one edit at
+// least and two at most: a short name is one slip away from many
+// unrelated words ("shell" is two edits from "hello"), so it gets one.
 // Ties go to the earlier candidate.
 func Suggest(name string, candidates []string) string {
-	best, bestDist := "", min(3, utf8.RuneCountInString(name))
+	n := utf8.RuneCountInString(name)
+	limit := min(2, max(1, n/3), n-1)
+	best, bestDist := "", limit+1
 	for _, c := range candidates {
 		if c == name {
 			continue
 		}
-		if d := levenshtein.Distance(name, c, nil); d < bestDist {
+		if d := editDistance(name, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
 	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// insertions, deletions, substitutions and swaps of two neighbouring
+// runes, one edit each ("tset" is one edit from "test").
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	// Three rows of the dynamic programme: the one before last (for
+	// swaps), the last and the current.
+	prev2 := make([]int, len(rb)+1)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(rb)]
 }
 
 // didYouMean formats Suggest's answer as a sentence to append to a detail,

@@ -192,7 +192,20 @@ func TestSuggest(t *testing.T) {
 		{"tests", []string{"test", "tests2"}, "test"},
 		{"m1", []string{"a"}, ""}, // every letter replaced: no typo
 		{"m1", []string{"a", "m2"}, "m2"},
-		{"ab", []string{"ba"}, ""},
+		{"ab", []string{"ba"}, "ba"}, // a swap is one slip
+		{"abc", []string{"xyz"}, ""},
+		// A short name is one edit from a typo, no more: "shell" is two
+		// from "hello", an unrelated plugin.
+		{"shell", []string{"hello"}, ""},
+		{"shel", []string{"hello", "shell"}, "shell"},
+		{"sehll", []string{"hello", "shell"}, "shell"},
+		{"timout", []string{"timeout"}, "timeout"},
+		// Longer names may be two edits off.
+		{"dependson", []string{"depends_on"}, "depends_on"},
+		{"enviroment", []string{"environment"}, "environment"},
+		{"ennviroment", []string{"environment"}, "environment"},
+		{"lint", []string{"unit"}, ""},
+		{"1.27", []string{"1.25", "1.26"}, "1.25"},
 	}
 	for _, tt := range tests {
 		if got := Suggest(tt.name, tt.candidates); got != tt.want {

@@ -8,6 +8,7 @@ package graph
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,7 +76,9 @@ func Build(p *config.Pipeline) (*Graph, hcl.Diagnostics) {
 				switch {
 				case p.Module(d) == nil:
 					detail := fmt.Sprintf("Module %q depends on module %q, which is not declared in this file.", m.Name, d)
-					if s := config.Suggest(d, names); s != "" {
+					// Never the module itself: depending on it is a cycle.
+					others := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == m.Name })
+					if s := config.Suggest(d, others); s != "" {
 						detail += fmt.Sprintf(" Did you mean %q?", s)
 					}
 					diags = append(diags, &hcl.Diagnostic{

@@ -11,3 +11,13 @@ module "shell" "loop" {
 }
 
 module "shell" "checkout" {}
+
+# "bb" is one letter from "b": a typo for it in another module, but never
+# suggested to "b" itself, as depending on itself would be a cycle.
+module "shell" "b" {
+  depends_on = [module.bb]
+}
+
+module "shell" "c" {
+  depends_on = [module.bb]
+}
