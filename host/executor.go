@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -120,7 +121,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		evalCtx := r.p.cfg.EvalContext(scope)
 		ok, diags := m.EvalRunIf(evalCtx)
 		if diags.HasErrors() {
-			return finish(coordinator.StatusFailed, configError("evaluate run_if: ", diags, r.unfinishedHint(n)))
+			return finish(coordinator.StatusFailed, configError("evaluate run_if: ", diags, r.unfinishedHint(n, diags)))
 		}
 		if !ok {
 			env.SkipReason = "run_if is false: " + config.RunIfSource(m)
@@ -129,7 +130,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		if !static {
 			cfgJSON, diags = m.EvalConfig(evalCtx, kind)
 			if diags.HasErrors() {
-				return finish(coordinator.StatusFailed, configError("evaluate configuration: ", diags, r.unfinishedHint(n)))
+				return finish(coordinator.StatusFailed, configError("evaluate configuration: ", diags, r.unfinishedHint(n, diags)))
 			}
 		}
 	}
@@ -367,12 +368,39 @@ func resultFunc(g *graph.Graph, results envelopeSource) pluginhost.ResultFunc {
 // unfinishedHint explains an evaluation error of a module that reads the
 // result of a dependency that did not succeed (always_run, a matrix with
 // skipped instances, ignore_failure): that result's value is null, which
-// HCL reports only as "Attempt to get attribute from null value".
-func (r *moduleRunner) unfinishedHint(n *graph.Node) string {
+// HCL reports only as "Attempt to get attribute from null value". It
+// names the dependencies the errors can come from: every one that did not
+// succeed when an error is about a null value, else those the failing
+// expressions read; none when the errors have nothing to do with them (a
+// wrong key on another module's result).
+func (r *moduleRunner) unfinishedHint(n *graph.Node, diags hcl.Diagnostics) string {
+	null := false
+	read := map[string]bool{} // modules the failing expressions read
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		if mentionsNull(d) {
+			null = true
+		}
+		if d.Expression != nil {
+			for _, tr := range d.Expression.Variables() {
+				if tr.RootName() != "module" || len(tr) < 2 {
+					continue
+				}
+				if a, ok := tr[1].(hcl.TraverseAttr); ok {
+					read[a.Name] = true
+				}
+			}
+		}
+	}
 	var notes []string
 	for _, d := range n.Deps {
 		if !slices.Contains(n.Module.References, d.Module) {
 			continue // depends_on alone: its value is not read
+		}
+		if !null && !read[d.Module] {
+			continue
 		}
 		for _, addr := range d.Addresses {
 			env, ok := r.results.Envelope(addr)
@@ -390,6 +418,20 @@ func (r *moduleRunner) unfinishedHint(n *graph.Node) string {
 		return ""
 	}
 	return fmt.Sprintf("\n(a dependency it reads did not succeed, so its value is null: %s; test module.NAME.status == \"succeeded\" before using its value)", strings.Join(notes, ", "))
+}
+
+// mentionsNull reports whether d is HCL's or a function's complaint about
+// a null value ("Attempt to get attribute from null value", "argument
+// must not be null", "The expression result is null").
+func mentionsNull(d *hcl.Diagnostic) bool {
+	for _, s := range []string{d.Summary, d.Detail} {
+		for _, w := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) }) {
+			if w == "null" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // configError is the error of a module whose run_if or configuration

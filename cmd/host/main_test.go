@@ -900,17 +900,51 @@ func TestSkippedModuleNotStarted(t *testing.T) {
 }
 
 // Reading the value of a dependency that did not run says so, rather
-// than only "Attempt to get attribute from null value".
+// than only "Attempt to get attribute from null value"; an error that has
+// nothing to do with that value does not get the hint.
 func TestReadingSkippedResultExplained(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "sk.hcl")
-	text := "module \"shell\" \"b\" {\n  command = [\"true\"]\n  run_if  = false\n}\nmodule \"shell\" \"a\" {\n  command    = [\"echo\", module.b.value.stdout]\n  always_run = true\n}\n"
-	writeFile(t, file, text)
-	r := runHost(t, "run", file, "--no-progress")
-	r.wantCode(t, 1)
-	a := r.module(t, "a")
-	wantStatus(t, a, coordinator.StatusFailed)
-	if a.Error == nil || !strings.Contains(a.Error.Message, "b skipped (run_if is false: false)") {
-		t.Errorf("a: %+v", a.Error)
+	const hint = "a dependency it reads did not succeed, so its value is null"
+	for _, tc := range []struct {
+		name, command string
+		want          []string
+		wantHint      bool
+	}{
+		{
+			name:     "null value of a skipped dependency",
+			command:  `["echo", module.b.value.stdout]`,
+			want:     []string{"b skipped (run_if is false: false)"},
+			wantHint: true,
+		},
+		{
+			name: "wrong key on another module",
+			// module.b is read (its status is fine to read) and did not
+			// succeed, but the error is v's key.
+			command: `["echo", module.b.status, index(module.v, "go=1.25").status]`,
+			want:    []string{`the object has no key "go=1.25"`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "sk.hcl")
+			text := "module \"shell\" \"b\" {\n  command = [\"true\"]\n  run_if  = false\n}\n" +
+				"module \"shell\" \"v\" {\n  matrix {\n    go = [\"1.25\", \"1.26\"]\n  }\n  command = [\"true\"]\n}\n" +
+				"module \"shell\" \"a\" {\n  command    = " + tc.command + "\n  always_run = true\n}\n"
+			writeFile(t, file, text)
+			r := runHost(t, "run", file, "--no-progress")
+			r.wantCode(t, 1)
+			a := r.module(t, "a")
+			wantStatus(t, a, coordinator.StatusFailed)
+			if a.Error == nil {
+				t.Fatalf("a: no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(a.Error.Message, w) {
+					t.Errorf("a: want %q in the error:\n%s", w, a.Error.Message)
+				}
+			}
+			if got := strings.Contains(a.Error.Message, hint); got != tc.wantHint {
+				t.Errorf("a: hint shown %v, want %v:\n%s", got, tc.wantHint, a.Error.Message)
+			}
+		})
 	}
 }
 
