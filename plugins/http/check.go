@@ -153,7 +153,9 @@ func Check(ctx context.Context, client *http.Client, cfg CheckConfig, logf func(
 		// The last pause is cut to the deadline, so the last attempt
 		// comes as the wait ends rather than an interval before it.
 		pause := min(interval, left)
-		logf("attempt %d: %v; retrying in %s", attempt, err, pause)
+		// The pause to the deadline has the clock's nanoseconds: the log
+		// shows milliseconds, as the interval's pauses read.
+		logf("attempt %d: %v; retrying in %s", attempt, err, pause.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return res, fmt.Errorf("%s %s: %w", cfg.method(), cfg.URL, ctx.Err())

@@ -156,3 +156,26 @@ func TestBodyContainsSearchesPastTheKeptBody(t *testing.T) {
 }
 
 func ptr(d time.Duration) *time.Duration { return &d }
+
+// The pause before a retry is logged in whole milliseconds, also when it
+// is cut to the wait's end, which the clock gives to the nanosecond.
+func TestRetryPauseLoggedInMilliseconds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var line string
+	logf := func(format string, args ...any) { line = fmt.Sprintf(format, args...); cancel() }
+	// The interval is longer than the wait: the pause is what is left of it.
+	_, _ = Check(ctx, srv.Client(), CheckConfig{URL: srv.URL, Wait: 30*time.Minute + 123457, Interval: ptr(time.Hour)}, logf)
+	_, after, ok := strings.Cut(line, "retrying in ")
+	if !ok {
+		t.Fatalf("no retry logged: %q", line)
+	}
+	d, err := time.ParseDuration(after)
+	if err != nil || d != d.Round(time.Millisecond) {
+		t.Errorf("logged pause %q (%v), want whole milliseconds", after, err)
+	}
+}
