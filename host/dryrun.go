@@ -64,8 +64,7 @@ func planReason(l *loaded, n *graph.Node, skipped map[string]string) (reason str
 		}
 	}
 	if missing := coordinator.MissingCapabilities(n.Requires, l.facts.Capabilities); len(missing) > 0 {
-		return fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
-			strings.Join(missing, ", "), strings.Join(l.facts.Capabilities, ", ")), false
+		return capabilitySkipReason(missing, l.facts.Capabilities), false
 	}
 	if m.RunIf == nil {
 		return "", false

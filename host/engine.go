@@ -234,7 +234,17 @@ func loadChecking(ctx context.Context, opts Options, pre *prestart) (*loaded, er
 	}
 	// A file whose only errors are its graph's (a cycle) learns of them
 	// in loadedFrom, which then adds the bodies' too.
-	return reportLoaded(opts, facts, cfg, diags, bodies)
+	l, warnings, err := loadedFrom(opts, facts, cfg, diags, bodies)
+	if err != nil {
+		return nil, err
+	}
+	// Run, dry-run and validate are of this machine alone (a fleet's
+	// instances load otherwise): what this instance cannot run is skipped.
+	warnings = append(warnings, l.matrixCapabilityWarnings()...)
+	if len(warnings) > 0 {
+		_ = l.report(warnings, ExitOK)
+	}
+	return l, nil
 }
 
 // bodyDiagnostics checks every module body of a file that has errors

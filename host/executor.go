@@ -104,8 +104,7 @@ func (r *moduleRunner) run(ctx context.Context, n *graph.Node, attempt int) coor
 		return finish(coordinator.StatusCancelled, &coordinator.Error{Kind: coordinator.ErrorKindCancelled, Message: "not started: " + context.Cause(ctx).Error()})
 	}
 	if missing := coordinator.MissingCapabilities(n.Requires, r.p.facts.Capabilities); len(missing) > 0 {
-		env.SkipReason = fmt.Sprintf("requires [%s] which this instance does not have (has: %s)",
-			strings.Join(missing, ", "), strings.Join(r.p.facts.Capabilities, ", "))
+		env.SkipReason = capabilitySkipReason(missing, r.p.facts.Capabilities)
 		return finish(coordinator.StatusSkipped, nil)
 	}
 

@@ -270,6 +270,9 @@ func finishRun(p *prepared, con *console, runID string, reports []report.Spec, s
 	con.BeginSummary()
 	fmt.Fprintln(con)
 	_ = report.WriteSummary(con, masked)
+	if line := capabilitySkipsLine(p, res.Envelopes); line != "" {
+		fmt.Fprintln(con, pipelineMasker(p.cfg, opts.Environ).String(line))
+	}
 	var errs []error
 	if path := envMap(opts.Environ)["GITHUB_STEP_SUMMARY"]; path != "" && con.style == ui.StyleGitHub {
 		if err := report.AppendMarkdown(path, masked); err != nil {

@@ -1168,3 +1168,49 @@ func TestTwoReportsToOnePlaceRefused(t *testing.T) {
 		}
 	}
 }
+
+// A list matrix makes each value a required capability: a matrix of
+// versions written as a list is skipped whole on one machine, a green run
+// that ran nothing. validate and run warn at the matrix, and the run's
+// summary says why its modules were skipped; a matrix of OS or
+// architecture names, or of capabilities this instance offers, is what
+// the list form is for and gets no warning.
+func TestListMatrixOfValuesWarned(t *testing.T) {
+	const fix = "write matrix { go = [...] }"
+	for _, tc := range []struct {
+		name, matrix string
+		args         []string
+		warn         bool
+	}{
+		{name: "versions", matrix: `["1.25", "1.26"]`, warn: true},
+		{name: "versions offered", matrix: `["1.25", "1.26"]`, args: []string{"--capability", "1.25", "--capability", "1.26"}},
+		{name: "operating systems", matrix: `["linux", "windows", "macos"]`},
+		{name: "architectures", matrix: `["amd64", "arm64"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "m.hcl")
+			writeFile(t, file, "module \"shell\" \"unit\" {\n  matrix  = "+tc.matrix+"\n  command = [\"echo\", \"go${matrix.target}\"]\n}\n")
+			v := runHost(t, append([]string{"validate", file}, tc.args...)...)
+			v.wantCode(t, 0)
+			r := runHost(t, append([]string{"run", file, "--no-progress"}, tc.args...)...)
+			r.wantCode(t, 0)
+			for cmd, res := range map[string]result{"validate": v, "run": r} {
+				warned := strings.Contains(res.stderr, "Warning: "+file+":2:13: Matrix values this instance does not offer")
+				if warned != tc.warn || tc.warn && !strings.Contains(res.stderr, fix) {
+					t.Errorf("%s: warned %v, want %v:\n%s", cmd, warned, tc.warn, res.stderr)
+				}
+			}
+			// Whatever this machine is, some OS or architecture is not it.
+			line := strings.Contains(r.stdout, "skipped: this instance does not offer the capabilities")
+			if wantLine := tc.name != "versions offered"; line != wantLine {
+				t.Errorf("run: summary line %v, want %v:\n%s", line, wantLine, r.stdout)
+			}
+			if hint := strings.Contains(r.stdout, fix); hint != tc.warn {
+				t.Errorf("run: the summary's matrix hint %v, want %v:\n%s", hint, tc.warn, r.stdout)
+			}
+			if tc.warn && !strings.Contains(r.stdout, "2 modules were skipped: this instance does not offer the capabilities they require (1.25, 1.26); each value of matrix = [...] is one, and for a matrix of values rather than of targets, "+fix) {
+				t.Errorf("run: no summary line for the skipped versions:\n%s", r.stdout)
+			}
+		})
+	}
+}

@@ -241,6 +241,10 @@ type Retry struct {
 type Matrix struct {
 	Axes    []Axis
 	Exclude []map[string]string
+	// List is the form matrix = [...]: one axis, target, whose values are
+	// required capabilities; Range is that list's place in the file.
+	List  bool
+	Range hcl.Range
 }
 
 // Axis is one matrix dimension. The single-axis form

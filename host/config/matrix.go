@@ -118,7 +118,7 @@ func (m *Module) decodeMatrixAttr(a *hcl.Attribute, ctx *hcl.EvalContext) hcl.Di
 	if d.HasErrors() {
 		return diags
 	}
-	mx := &Matrix{Axes: []Axis{{Name: MatrixTargetAxis, Values: vals}}}
+	mx := &Matrix{Axes: []Axis{{Name: MatrixTargetAxis, Values: vals}}, List: true, Range: a.Expr.Range()}
 	if d := tooLarge(mx, a.Expr.Range()); d != nil {
 		return append(diags, d)
 	}
