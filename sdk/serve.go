@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
@@ -51,6 +52,12 @@ func Serve(p Plugin) {
 	srv, err := newServer(p)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "plugin %q: %v\n", p.Name, err)
+		os.Exit(1)
+	}
+	if os.Getenv(pluginv1.MagicCookieKey) != pluginv1.MagicCookieValue {
+		// go-plugin's own message here speaks of plugins in general; a
+		// user who ran the binary needs to know where it goes instead.
+		fmt.Fprintf(os.Stderr, "%s is a modpipe plugin (%s). It is started by the modpipe host (host run pipeline.hcl), not by hand: put it in the plugins/ folder next to the host binary, in MODPIPE_PLUGIN_PATH, or name it in a plugin block of the pipeline.\n", filepath.Base(os.Args[0]), p.Name)
 		os.Exit(1)
 	}
 	stop := startCPUProfile(srv.logger)

@@ -359,7 +359,7 @@ func TestInvalidPipelines(t *testing.T) {
 		{"testdata/cycle.hcl", 2, []string{"cycle.hcl", "a", "b", "c"}},
 		{"testdata/missing_plugin.hcl", 3, []string{"missing_plugin.hcl:1:8", "modpipe-plugin-nosuchplugin", filepath.Join(binDir, "plugins", "modpipe-plugin-nosuchplugin")}},
 		{"testdata/does_not_exist.hcl", 2, []string{"does_not_exist.hcl"}},
-		{"-", 2, []string{`"-" (standard input) is not one: save the pipeline to a file`}},
+		{"-", 2, []string{`"-" (standard input) is not one: save the pipeline to a file`, "To read a pipe anyway, give /dev/stdin"}},
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
@@ -1212,5 +1212,21 @@ func TestListMatrixOfValuesWarned(t *testing.T) {
 				t.Errorf("run: no summary line for the skipped versions:\n%s", r.stdout)
 			}
 		})
+	}
+}
+
+// A Go-sdk plugin started by hand says it is a modpipe plugin and where
+// it goes, rather than go-plugin's message about plugins in general.
+func TestPluginRunByHandExplainsItself(t *testing.T) {
+	cmd := exec.Command(filepath.Join(binDir, "plugins", "modpipe-plugin-hello"))
+	cmd.Env = env()
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want status 1", err)
+	}
+	for _, want := range []string{"modpipe-plugin-hello is a modpipe plugin (hello)", "started by the modpipe host", "MODPIPE_PLUGIN_PATH"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("want %q in:\n%s", want, out)
+		}
 	}
 }

@@ -51,7 +51,7 @@ func Load(filename string, opts Options) (*Pipeline, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read the pipeline file",
-			Detail:   `The pipeline is read from a file, and "-" (standard input) is not one: save the pipeline to a file and give its path. Its folder is where relative paths in it start (file(), plugin sources).`,
+			Detail:   `The pipeline is read from a file, and "-" (standard input) is not one: save the pipeline to a file and give its path. Its folder is where relative paths in it start (file(), plugin sources). To read a pipe anyway, give /dev/stdin: relative paths in it then start from /dev, so make them absolute.`,
 		}}
 	}
 	src, err := os.ReadFile(filename)
