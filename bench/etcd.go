@@ -326,7 +326,7 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 		into         *[]float64
 	}{{4, 1, &r.sparse}, {1, 4, &r.sparseSlots}}
 	if quick {
-		shapes = shapes[1:] // the target's shape only: QUICK is under a minute
+		shapes = shapes[1:] // the target's shape only: QUICK stays short
 	} else if round%2 == 1 {
 		shapes[0], shapes[1] = shapes[1], shapes[0]
 	}

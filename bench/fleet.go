@@ -300,7 +300,7 @@ func (b *bench) fleetChain(ctx context.Context) ([]Row, error) {
 		{"tmpfs", filepath.Join("/dev/shm", filepath.Base(b.work)+"-fleet-etcd")},
 	}
 	if b.quick {
-		media = media[:1] // a quick run must stay under a minute
+		media = media[:1] // a quick run must stay short
 	}
 	p50, p99 := map[string][]float64{}, map[string][]float64{}
 	for round := range rounds {

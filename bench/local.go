@@ -144,7 +144,7 @@ func (b *bench) localDAG(ctx context.Context) ([]Row, error) {
 			}
 		}
 		contenders = append(contenders, contender{floorRun(streamEnv, "bare go-plugin runner, one stream"), &streamFloor, &streamCPU})
-		if !b.quick { // QUICK is under a minute: the stream floor, which judges reach, only
+		if !b.quick { // QUICK stays short: the stream floor, which judges reach, only
 			contenders = append(contenders, contender{floorRun(bareEnv, "bare go-plugin runner"), &floor, &floorCPU},
 				contender{floorRun(capEnv, "bare go-plugin runner, output captured"), &capFloor, &capCPU})
 		}
@@ -292,7 +292,7 @@ func (b *bench) noopDAG(ctx context.Context) ([]Row, error) {
 	var cpuPerModule, loadMS, loadRSS, distinctMS []float64
 	rounds := b.rounds
 	if b.quick {
-		rounds = 1 // two runs of 11,000 modules in all: a quick run must stay under a minute
+		rounds = 1 // two runs of 11,000 modules in all: a quick run must stay short
 	}
 	for r := range rounds {
 		var cpu [2]time.Duration

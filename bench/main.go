@@ -63,7 +63,7 @@ func run() int {
 		return bareSpawn(spec)
 	}
 	var (
-		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run that finishes in under a minute (env QUICK=1)")
+		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run: fewer rounds and smaller counts, a few minutes on 2 cores (env QUICK=1)")
 		rounds = flag.Int("rounds", 0, "rounds per comparison (default 7, 3 with -quick)")
 		out    = flag.String("out", "bench/results.json", "where to write the results")
 		binDir = flag.String("bin", "bin/bench", "where to build the binaries")
