@@ -3,7 +3,6 @@ module github.com/modpipe/modpipe
 go 1.26.8
 
 require (
-	github.com/agext/levenshtein v1.2.1
 	github.com/clipperhouse/displaywidth v0.11.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0
@@ -24,6 +23,7 @@ require (
 )
 
 require (
+	github.com/agext/levenshtein v1.2.1 // indirect
 	github.com/apparentlymart/go-textseg/v15 v15.0.0 // indirect
 	github.com/apparentlymart/go-textseg/v17 v17.0.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
