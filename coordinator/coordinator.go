@@ -45,7 +45,8 @@ type Coordinator interface {
 // A session ends exactly once, for one of these reasons, reported by Err:
 //   - ErrSessionClosed: Close was called (a graceful leave);
 //   - ErrSessionLost: the session could not renew its liveness before its
-//     local deadline (HeartbeatTimeout after the last successful renewal)
+//     local deadline (one HeartbeatInterval before the coordinator may
+//     drop it: HeartbeatTimeout after the last successful renewal)
 //     and stopped itself; the coordinator has dropped or will drop its
 //     membership and claims, so the member must stop its work;
 //   - ErrMasterLost (workers only): the master's session ended before the
@@ -209,7 +210,10 @@ type JoinRequest struct {
 	// (default DefaultHeartbeatInterval). HeartbeatTimeout is how long
 	// without a renewal before the member counts as lost, both by the
 	// coordinator and by the session itself (default
-	// DefaultHeartbeatTimeout). Interval must be less than Timeout.
+	// DefaultHeartbeatTimeout). Interval must be less than half of
+	// Timeout: a session ends itself (ErrSessionLost) one interval before
+	// the coordinator may drop it, so that its member stops its work
+	// before its claims can be handed to someone else.
 	// Implementations may round Timeout up to their granularity (etcd
 	// leases count whole seconds).
 	HeartbeatInterval time.Duration
@@ -241,8 +245,11 @@ func (req JoinRequest) Normalize(wantMaster bool) (JoinRequest, error) {
 	if req.HeartbeatTimeout == 0 {
 		req.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
-	if req.HeartbeatInterval < 0 || req.HeartbeatTimeout < 0 || req.HeartbeatInterval >= req.HeartbeatTimeout {
-		return req, fmt.Errorf("heartbeat interval %s must be positive and shorter than the heartbeat timeout %s", req.HeartbeatInterval, req.HeartbeatTimeout)
+	// A session ends itself one interval before the coordinator may
+	// drop it, so the timeout must hold that margin plus at least one
+	// more interval for a renewal.
+	if req.HeartbeatInterval < 0 || req.HeartbeatTimeout < 0 || 2*req.HeartbeatInterval >= req.HeartbeatTimeout {
+		return req, fmt.Errorf("heartbeat interval %s must be positive and shorter than half the heartbeat timeout %s", req.HeartbeatInterval, req.HeartbeatTimeout)
 	}
 	if req.Member.Slots < 0 {
 		return req, fmt.Errorf("member %d has %d slots; give 0 (unknown) or more", req.Member.Index, req.Member.Slots)

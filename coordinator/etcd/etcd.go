@@ -15,7 +15,8 @@
 //
 // Liveness: each session holds a lease whose TTL is the heartbeat timeout,
 // renewed every heartbeat interval; a session that cannot renew before its
-// local deadline ends itself (ErrSessionLost). Because claims live on the
+// local deadline, one interval before etcd can expire the lease, ends
+// itself (ErrSessionLost). Because claims live on the
 // claimer's lease, a dead member's claims vanish with it; the master sees
 // the deletes (without a result put in the same revision) as lost claims.
 //
@@ -343,6 +344,8 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 		return nil, fmt.Errorf("join run %s: %w", req.RunID, err)
 	}
 	ttl := int64((req.HeartbeatTimeout + time.Second - 1) / time.Second)
+	// The lease's countdown starts when etcd grants it, after this.
+	granted := time.Now()
 	g, err := c.cli.Grant(ctx, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("join run %s: create the session lease: %w", req.RunID, err)
@@ -416,7 +419,7 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 	c.sessions[s] = struct{}{}
 	c.mu.Unlock()
 	s.wg.Add(3)
-	go s.heartbeat(time.Now())
+	go s.heartbeat(granted)
 	go s.watch(snap.Header.Revision)
 	go func() { defer s.wg.Done(); s.pub.run(s.ctx) }()
 	if master {
@@ -571,14 +574,61 @@ func (s *Session) end(err error, revoke bool) {
 	}
 }
 
-// heartbeat renews the session lease every interval. The local deadline
-// is the last renewal's send time plus the TTL the server granted: past
-// it, the server may already have expired the lease, so the session stops
-// itself rather than keep working on claims it may no longer hold.
+// heartbeat ends the session with ErrSessionLost at its local deadline,
+// which keepalive pushes back with every renewal etcd acknowledges.
+//
+// The deadline must pass strictly before etcd can expire the lease, so
+// that the member stops its modules before the master hands their claims
+// (and their not_in_parallel keys) to someone else. etcd restarts a
+// lease's countdown when it processes a renewal, which is after the
+// renewal was sent, so the send time of the last acknowledged renewal
+// (for the grant, the time before it was asked for) plus the TTL is the
+// earliest moment the server can expire it. The deadline is one heartbeat
+// interval before that: the margin covers the cancellation of the
+// member's modules once the session ends. keepalive runs in its own
+// goroutine so that a renewal blocked on a partitioned network cannot
+// delay the deadline.
 func (s *Session) heartbeat(granted time.Time) {
 	defer s.wg.Done()
-	deadline := time.NewTimer(time.Until(granted.Add(s.ttl)))
+	acks := make(chan renewal)
+	s.wg.Add(1)
+	go s.keepalive(acks)
+	deadline := time.NewTimer(time.Until(s.localDeadline(renewal{sent: granted, ttl: s.ttl})))
 	defer deadline.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-deadline.C:
+			s.end(coordinator.ErrSessionLost, false)
+			return
+		case r := <-acks:
+			// Renewals are sent one at a time, so acks arrive in send
+			// order and each moves the deadline later.
+			deadline.Reset(time.Until(s.localDeadline(r)))
+		}
+	}
+}
+
+// renewal is a lease grant or renewal etcd acknowledged: when it was sent
+// and the TTL etcd answered with.
+type renewal struct {
+	sent time.Time
+	ttl  time.Duration
+}
+
+// localDeadline is when a session whose last acknowledged renewal is r
+// must consider itself lost: one heartbeat interval before the earliest
+// moment etcd can expire its lease (see heartbeat).
+func (s *Session) localDeadline(r renewal) time.Time {
+	return r.sent.Add(r.ttl - s.interval)
+}
+
+// keepalive renews the session lease every interval, one renewal at a
+// time, and hands every acknowledged renewal to heartbeat. A lease etcd no
+// longer knows ends the session at once.
+func (s *Session) keepalive(acks chan<- renewal) {
+	defer s.wg.Done()
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
 	for {
@@ -586,33 +636,29 @@ func (s *Session) heartbeat(granted time.Time) {
 		case <-s.ctx.Done():
 			return
 		case <-s.stopHeartbeat:
-			// Test hook: stop renewing, keep the local deadline.
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-deadline.C:
-				s.end(coordinator.ErrSessionLost, false)
-				return
-			}
-		case <-deadline.C:
-			s.end(coordinator.ErrSessionLost, false)
+			// Test hook: stop renewing; heartbeat keeps the deadline.
 			return
 		case <-tick.C:
-			sent := time.Now()
-			ctx, cancel := context.WithTimeout(s.ctx, s.interval)
-			resp, err := s.c.cli.KeepAliveOnce(ctx, s.lease)
-			cancel()
-			switch {
-			case errors.Is(err, rpctypes.ErrLeaseNotFound):
-				s.end(coordinator.ErrSessionLost, false)
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(s.ctx, s.interval)
+		resp, err := s.c.cli.KeepAliveOnce(ctx, s.lease)
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			s.end(coordinator.ErrSessionLost, false)
+			return
+		case err != nil:
+			// Transient: the next tick retries; heartbeat's deadline
+			// decides.
+			if s.ctx.Err() == nil {
+				s.log.Warn("heartbeat failed", "error", err)
+			}
+		default:
+			select {
+			case acks <- renewal{sent: sent, ttl: time.Duration(resp.TTL) * time.Second}:
+			case <-s.ctx.Done():
 				return
-			case err != nil:
-				// Transient: the next tick retries; the deadline decides.
-				if s.ctx.Err() == nil {
-					s.log.Warn("heartbeat failed", "error", err)
-				}
-			default:
-				deadline.Reset(time.Until(sent.Add(time.Duration(resp.TTL) * time.Second)))
 			}
 		}
 	}

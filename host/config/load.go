@@ -453,9 +453,10 @@ func (p *Pipeline) decodeDistributed(b *hcl.Block, ctx *hcl.EvalContext) hcl.Dia
 	return diags
 }
 
-// checkHeartbeat refuses a heartbeat interval that is not shorter than the
-// timeout, either of them the default when the file leaves it out: every
-// member would be declared lost between two of its own heartbeats.
+// checkHeartbeat refuses a heartbeat interval that is not shorter than
+// half the timeout, either of them the default when the file leaves it
+// out: a member stops itself one interval before it can be declared lost,
+// so a longer interval would leave no room for a single renewal.
 func checkHeartbeat(d *Distributed, attrs hcl.Attributes) hcl.Diagnostics {
 	interval, timeout := d.HeartbeatInterval, d.HeartbeatTimeout
 	if interval <= 0 && attrs["heartbeat_interval"] != nil || timeout <= 0 && attrs["heartbeat_timeout"] != nil {
@@ -468,15 +469,15 @@ func checkHeartbeat(d *Distributed, attrs hcl.Attributes) hcl.Diagnostics {
 	if timeout == 0 {
 		timeout, tv = coordinator.DefaultHeartbeatTimeout, "the default "+coordinator.DefaultHeartbeatTimeout.String()
 	}
-	if interval < timeout {
+	if 2*interval < timeout {
 		return nil
 	}
 	a := attrs["heartbeat_timeout"]
 	if a == nil {
 		a = attrs["heartbeat_interval"]
 	}
-	return hcl.Diagnostics{attrError(a, "Heartbeat interval not shorter than the timeout",
-		fmt.Sprintf("heartbeat_interval (%s) must be shorter than heartbeat_timeout (%s): a member is declared lost when no heartbeat came for heartbeat_timeout, so it needs several heartbeats within it, such as heartbeat_interval = %q.", iv, tv, suggestInterval(timeout)))}
+	return hcl.Diagnostics{attrError(a, "Heartbeat interval not shorter than half the timeout",
+		fmt.Sprintf("heartbeat_interval (%s) must be shorter than half of heartbeat_timeout (%s): a member is declared lost when no heartbeat came for heartbeat_timeout, and it stops its own work one heartbeat_interval before that, so it needs several heartbeats within the timeout, such as heartbeat_interval = %q.", iv, tv, suggestInterval(timeout)))}
 }
 
 // suggestInterval is a third of timeout, rounded down to a figure people
