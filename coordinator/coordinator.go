@@ -491,8 +491,15 @@ type ErrTooLarge struct {
 	// Size is the envelope's encoded size and Limit the largest accepted,
 	// both in bytes.
 	Size, Limit int
+	// Refused, when set, says that the server refused the envelope
+	// although it is within Limit, and why: its own limit is lower than
+	// the coordinator assumed.
+	Refused string
 }
 
 func (e *ErrTooLarge) Error() string {
+	if e.Refused != "" {
+		return fmt.Sprintf("result envelope is %d bytes: %s", e.Size, e.Refused)
+	}
 	return fmt.Sprintf("result envelope is %d bytes, larger than the coordinator's limit of %d bytes; return a smaller result (write large data to a file or artifact and return its path)", e.Size, e.Limit)
 }

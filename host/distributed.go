@@ -298,6 +298,11 @@ func publishEnvelope(sess coordinator.Session, c coordinator.Claim, env coordina
 	if errors.As(err, &tooLarge) {
 		log.Warn("result too large for the coordinator; publishing a failure instead", "module", env.Module, "size", tooLarge.Size, "limit", tooLarge.Limit)
 		env = tooLargeEnvelope(env, tooLarge.Size, tooLarge.Limit)
+		if tooLarge.Refused != "" {
+			// Within the assumed limit: name the real cause, not a
+			// comparison that contradicts itself.
+			env.Error.Message = fmt.Sprintf("the result of %s is %d bytes and %s", env.Module, tooLarge.Size, tooLarge.Refused)
+		}
 		err = sess.Publish(ctx, c, env)
 	}
 	if err != nil && sess.Err() != nil {

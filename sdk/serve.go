@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -523,7 +524,7 @@ func (s *server) execute(ctx context.Context, req *pluginv1.ExecuteRequest, m *M
 
 	var valueJSON string
 	if runErr == nil || (value != nil && !reflect.ValueOf(value).IsZero()) {
-		b, err := json.Marshal(value)
+		b, err := marshalValue(value)
 		if err == nil && !utf8.Valid(b) {
 			// JSON is UTF-8, and the result travels in a protobuf string,
 			// which refuses anything else: sent, it would break the
@@ -668,4 +669,18 @@ func invalidUTF8At(b []byte) int {
 		i += n
 	}
 	return len(b)
+}
+
+// marshalValue is json.Marshal without HTML escaping:
+// readers decode the same value either way, and escaping would turn each
+// <, > or & of a command's output into 6 bytes (\u003c), which in a
+// fleet counts against etcd's request size.
+func marshalValue(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -136,4 +137,18 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, tb...), nil
+}
+
+// marshalJSON is json.Marshal without HTML escaping:
+// readers decode the same value either way, and escaping would turn each
+// <, > or & of a command's output into 6 bytes (\u003c), which in a
+// fleet counts against etcd's request size.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

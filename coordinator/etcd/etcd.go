@@ -1227,7 +1227,7 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	if err := s.Err(); err != nil {
 		return fmt.Errorf("publish result of %s attempt %d: the session has ended (%v), so its claims are gone: %w", env.Module, cl.Assignment.Attempt, err, coordinator.ErrNotClaimant)
 	}
-	data, err := json.Marshal(env)
+	data, err := marshalJSON(env)
 	if err != nil {
 		return fmt.Errorf("publish result of %s: encode envelope: %w", env.Module, err)
 	}
@@ -1283,8 +1283,8 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	s.mu.Unlock()
 	if err := r.err; err != nil {
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
-			return fmt.Errorf("publish result of %s: etcd refused the request as too large, so its --max-request-bytes is below the configured MaxRequestBytes %d; set them equal: %w",
-				env.Module, s.c.cfg.MaxRequestBytes, &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes()})
+			return fmt.Errorf("publish result of %s: %w", env.Module, &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes(),
+				Refused: fmt.Sprintf("etcd refused the request as too large: its --max-request-bytes is lower than the %d bytes modpipe assumes; start etcd with --max-request-bytes=%d or more, or return a smaller result", s.c.cfg.MaxRequestBytes, s.c.cfg.MaxRequestBytes)})
 		}
 		return fmt.Errorf("publish result of %s: %w", env.Module, err)
 	}
@@ -1346,7 +1346,7 @@ func (m *Master) putOnce(ctx context.Context, key, value string) (bool, error) {
 
 // PublishRun implements coordinator.MasterSession.
 func (m *Master) PublishRun(ctx context.Context, info coordinator.RunInfo) error {
-	data, err := json.Marshal(info)
+	data, err := marshalJSON(info)
 	if err != nil {
 		return fmt.Errorf("publish run record of %s: %w", m.runID, err)
 	}

@@ -497,11 +497,52 @@ func TestServerRefusesLargeRequest(t *testing.T) {
 	env := coordinator.Envelope{Module: "big", Status: coordinator.StatusSucceeded, Value: []byte(`"` + strings.Repeat("z", 100*1024) + `"`)}
 	err = m.Publish(ctx, cl, env)
 	var tl *coordinator.ErrTooLarge
-	if !errors.As(err, &tl) || !strings.Contains(err.Error(), "max-request-bytes") {
+	if !errors.As(err, &tl) || !strings.Contains(tl.Refused, "--max-request-bytes is lower than") || !strings.Contains(tl.Error(), fmt.Sprintf("%d bytes", tl.Size)) {
 		t.Fatalf("Publish to a small server: %v, want an ErrTooLarge naming max-request-bytes", err)
 	}
 	// The claim is still held.
 	if err := m.Publish(ctx, cl, coordinator.Envelope{Module: "big", Status: coordinator.StatusFailed}); err != nil {
 		t.Fatalf("Publish of a small envelope afterwards: %v", err)
+	}
+}
+
+// HTML-like output (<, >, &) costs one byte each in an envelope, not six
+// (\u003c): a value of them just under the limit publishes, reads back
+// unchanged, and so does the old escaped form.
+func TestEnvelopeNotHTMLEscaped(t *testing.T) {
+	ctx := guard(t)
+	c := newTestCoordinator(t)
+	m, err := c.JoinMaster(ctx, joinReq(uniqueRunID("html"), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i, value := range []string{
+		`"` + strings.Repeat("<&>", (c.MaxEnvelopeBytes()-1000)/3) + `"`,
+		`"\u003cold\u0026escaped\u003e"`,
+	} {
+		mod := fmt.Sprintf("m%d", i)
+		if err := m.Enqueue(ctx, coordinator.Assignment{Module: mod, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := m.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := coordinator.Envelope{Module: mod, Status: coordinator.StatusSucceeded, Value: []byte(value)}
+		if err := m.Publish(ctx, cl, env); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		r := <-m.Results()
+		var got, want string
+		if err := json.Unmarshal(r.Value, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(value), &want); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("value read back differs (%d bytes, want %d)", len(got), len(want))
+		}
 	}
 }

@@ -184,7 +184,7 @@ func (m *Masker) JSON(raw json.RawMessage) json.RawMessage {
 	if !changed {
 		return raw
 	}
-	out, err := json.Marshal(masked)
+	out, err := marshalJSON(masked)
 	if err != nil {
 		return json.RawMessage(m.String(string(raw)))
 	}
@@ -292,4 +292,18 @@ func (l *LineWriter) Flush() error {
 	l.buf = l.buf[:0]
 	_, err := io.WriteString(l.w, out)
 	return err
+}
+
+// marshalJSON is json.Marshal without HTML escaping:
+// readers decode the same value either way, and escaping would turn each
+// <, > or & of a command's output into 6 bytes (\u003c), which in a
+// fleet counts against etcd's request size.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -236,3 +236,13 @@ func TestPieceHoldsLittle(t *testing.T) {
 		t.Errorf("with nothing to mask, Piece = %q, %q; want the piece whole", out, rest)
 	}
 }
+
+// A masked document keeps <, > and & as they are: escaped (\u003c) they
+// would count six times against a fleet's result size.
+func TestJSONMaskNotHTMLEscaped(t *testing.T) {
+	got := string(New("hunter2").JSON([]byte(`{"out":"<a href=\"x\">hunter2 & more</a>"}`)))
+	want := `{"out":"<a href=\"x\">*** & more</a>"}`
+	if got != want {
+		t.Fatalf("JSON = %s, want %s", got, want)
+	}
+}
