@@ -458,6 +458,10 @@ func (l LostClaim) Error() string {
 var (
 	// ErrDuplicateIndex: a live session already holds the member index.
 	ErrDuplicateIndex = errors.New("instance index already in use")
+	// ErrRunStarted: PublishRun of a run whose record an earlier master
+	// already published; that master is gone (a live one would still
+	// hold member index 0), and the run id cannot be started again.
+	ErrRunStarted = errors.New("run already started by another master")
 	// ErrMasterLost: the master's session ended before the run finished.
 	ErrMasterLost = errors.New("master lost: the master instance stopped heartbeating or left before finishing the run")
 	// ErrSessionLost: the session could not renew its liveness in time.

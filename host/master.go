@@ -90,6 +90,9 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 		StartedAt:    started,
 	}); err != nil {
 		<-seed
+		if errors.Is(err, coordinator.ErrRunStarted) {
+			return nil, &ExitError{Code: ExitInvalid, Err: fmt.Errorf("run %s was already started by a master that is gone; start a new run with a new --run-id", d.RunID)}
+		}
 		return nil, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("publish the run record of %s: %w", d.RunID, err)}
 	}
 

@@ -876,6 +876,12 @@ func TestFleetMasterKilled(t *testing.T) {
 			t.Errorf("%s exited only %s after the master was killed (target heartbeat_timeout + 2s = %s; guard %s): master loss detection is stuck", w.name, delay, heartbeatTimeout+2*time.Second, guard)
 		}
 	}
+	// The workers saw the master's member key go, so a new master joins;
+	// the run id is used up, which is the user's to fix (exit 2).
+	again := f.host(file, 0, 3, "master-killed", endpoints(etcd), vars...)
+	if code := again.wait(t); code != 2 || !strings.Contains(again.stderr.String(), "run master-killed was already started by a master that is gone; start a new run with a new --run-id") {
+		t.Errorf("a new master for the run of a killed one exited with %d, want 2 naming the used run id\n%s", code, again.output())
+	}
 	f.assertNoneLeft(etcd[0].proc)
 }
 

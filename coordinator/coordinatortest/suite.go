@@ -793,8 +793,8 @@ func testRunRecord(t *testing.T, e *env) {
 	if string(wantJSON) != string(gotJSON) {
 		t.Fatalf("run record:\n got %s\nwant %s", gotJSON, wantJSON)
 	}
-	if err := m.PublishRun(ctx, want); err == nil {
-		t.Fatalf("second PublishRun succeeded")
+	if err := m.PublishRun(ctx, want); !errors.Is(err, coordinator.ErrRunStarted) {
+		t.Fatalf("second PublishRun: %v, want ErrRunStarted", err)
 	}
 	late := e.worker(t, run, 2)
 	if info, err := late.WaitRun(ctx); err != nil || info.PipelineHash != want.PipelineHash {

@@ -1358,7 +1358,7 @@ func (m *Master) PublishRun(ctx context.Context, info coordinator.RunInfo) error
 		return fmt.Errorf("publish run record of %s: %w", m.runID, err)
 	}
 	if !ok {
-		return fmt.Errorf("publish run record of %s: already published", m.runID)
+		return fmt.Errorf("publish run record of %s: %w", m.runID, coordinator.ErrRunStarted)
 	}
 	return nil
 }

@@ -491,7 +491,7 @@ func (m *Master) PublishRun(ctx context.Context, info coordinator.RunInfo) error
 		return m.err
 	}
 	if m.r.info != nil {
-		return fmt.Errorf("publish run record of %s: already published", m.r.id)
+		return fmt.Errorf("publish run record of %s: %w", m.r.id, coordinator.ErrRunStarted)
 	}
 	m.r.info = &info
 	close(m.r.infoReady)
