@@ -882,6 +882,12 @@ func TestFleetMasterKilled(t *testing.T) {
 	if code := again.wait(t); code != 2 || !strings.Contains(again.stderr.String(), "run master-killed was already started by a master that is gone; start a new run with a new --run-id") {
 		t.Errorf("a new master for the run of a killed one exited with %d, want 2 naming the used run id\n%s", code, again.output())
 	}
+	// A worker that joins only now finds the run record without a master:
+	// it must not wait forever for work.
+	late := f.host(file, 1, 3, "master-killed", endpoints(etcd), append([]string{"--capability", "holder"}, vars...)...)
+	if code := late.wait(t); code != 4 || !strings.Contains(late.stderr.String(), "master lost") || !strings.Contains(late.stderr.String(), "master-killed") {
+		t.Errorf("a worker joining the run of a killed master exited with %d, want 4 with \"master lost\" and the run id\n%s", code, late.output())
+	}
 	f.assertNoneLeft(etcd[0].proc)
 }
 

@@ -413,6 +413,13 @@ func (c *Coordinator) join(ctx context.Context, req coordinator.JoinRequest, mas
 	}
 	s.mu.Lock()
 	toEnd := s.applySnapshotLocked(snap)
+	if _, ok := s.view.members[0]; toEnd == nil && !master && s.view.info != nil && !ok {
+		// The master joins before it publishes the run record and keeps
+		// its member key until it finishes (which writes end): a record
+		// without either is the run of a master that died, and since no
+		// master can publish it again the run can never go on.
+		toEnd = fmt.Errorf("the run's master is gone (the run was started but has no master and did not finish): %w", coordinator.ErrMasterLost)
+	}
 	s.viewRev = snap.Header.Revision
 	s.mu.Unlock()
 	c.mu.Lock()
