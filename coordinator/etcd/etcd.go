@@ -581,6 +581,27 @@ func (s *Session) end(err error, revoke bool) {
 	}
 }
 
+// refusesWrites ends the session when err says etcd refuses every write
+// (its space quota is full: the NOSPACE alarm), and reports whether it
+// did. Nothing this session does can succeed until an operator frees the
+// space, and a publish that is only logged would leave the master waiting
+// for a result that never comes: the run ends as a coordinator failure,
+// which every instance reports, instead of hanging.
+func (s *Session) refusesWrites(err error) bool {
+	if err == nil || !(errors.Is(err, rpctypes.ErrNoSpace) || errors.Is(err, rpctypes.ErrGRPCNoSpace) ||
+		strings.Contains(err.Error(), rpctypes.ErrNoSpace.Error())) {
+		return false
+	}
+	// Revoked: etcd still allows that, and the master learns at once
+	// that this member's claims are gone.
+	s.end(fmt.Errorf("%w: etcd refuses writes (%v): its space quota is full; compact and defragment it and disarm the NOSPACE alarm, or raise --quota-backend-bytes (see \"Keeping etcd healthy\" in docs/fleet.md)", ErrEtcdFull, err), true)
+	return true
+}
+
+// ErrEtcdFull ends a session whose etcd refuses writes because its space
+// quota is full.
+var ErrEtcdFull = errors.New("etcd is out of space")
+
 // heartbeat ends the session with ErrSessionLost at its local deadline,
 // which keepalive pushes back with every renewal etcd acknowledges.
 //
@@ -1160,6 +1181,9 @@ func (s *Session) claim(ctx context.Context) (coordinator.Claim, error) {
 			if ctx.Err() != nil {
 				return giveUp(ctx.Err())
 			}
+			if s.refusesWrites(err) {
+				return giveUp(s.Err())
+			}
 			// A transient etcd error: retry while the session lives; if
 			// etcd stays away the heartbeat ends the session.
 			s.log.Warn("claim failed; retrying", "module", it.a.Module, "error", err)
@@ -1289,6 +1313,7 @@ func (s *Session) Publish(ctx context.Context, cl coordinator.Claim, env coordin
 	delete(s.running, env.Module)
 	s.mu.Unlock()
 	if err := r.err; err != nil {
+		s.refusesWrites(err)
 		if errors.Is(err, rpctypes.ErrRequestTooLarge) {
 			return fmt.Errorf("publish result of %s: %w", env.Module, &coordinator.ErrTooLarge{Size: len(data), Limit: s.c.cfg.maxEnvelopeBytes(),
 				Refused: fmt.Sprintf("etcd refused the request as too large: its --max-request-bytes is lower than the %d bytes modpipe assumes; start etcd with --max-request-bytes=%d or more, or return a smaller result", s.c.cfg.MaxRequestBytes, s.c.cfg.MaxRequestBytes)})
@@ -1443,6 +1468,7 @@ func (m *Master) Enqueue(ctx context.Context, a coordinator.Assignment) error {
 	}
 	r := m.enq.submit(ctx, op)
 	if r.err != nil {
+		m.refusesWrites(r.err)
 		m.unuse(w)
 		return fmt.Errorf("enqueue %s attempt %d: %w", a.Module, a.Attempt, r.err)
 	}
