@@ -220,7 +220,13 @@ func runMaster(ctx context.Context, opts RunOptions, d DistributedOptions, coord
 	run, err := finishRun(p, con, d.RunID, opts.Reports, started, ended, res, runErr)
 	if lost != nil && ctx.Err() == nil {
 		log.Error("the master's coordinator session ended before the run finished", "error", lost)
-		return run, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("master of run %s: %w; the run could not finish: check the connection to the coordinator (its endpoints, TLS and credentials) and rerun", d.RunID, lost)}
+		hint := "check the connection to the coordinator (its endpoints, TLS and credentials) and rerun"
+		if !errors.Is(lost, coordinator.ErrSessionLost) {
+			// The coordinator answered and refused (its space is full):
+			// the error says what to do, and the connection is fine.
+			hint = "rerun once that is resolved"
+		}
+		return run, &ExitError{Code: ExitCoordinator, Err: fmt.Errorf("master of run %s: %w; the run could not finish: %s", d.RunID, lost, hint)}
 	}
 	return run, err
 }
