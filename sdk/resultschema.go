@@ -137,11 +137,7 @@ func resultCtyType(t reflect.Type, path []reflect.Type) (any, error) {
 				optional = append(optional, f.name)
 			}
 		}
-		if len(optional) > 0 {
-			sort.Strings(optional)
-			return []any{"object", attrs, optional}, nil
-		}
-		return []any{"object", attrs}, nil
+		return objectType(attrs, optional), nil
 	}
 	return nil, fmt.Errorf("type %s: encoding/json cannot encode it", t)
 }

@@ -179,13 +179,19 @@ func ctyTypeOn(t reflect.Type, path []reflect.Type) (any, error) {
 				optional = append(optional, f.name)
 			}
 		}
-		if len(optional) > 0 {
-			sort.Strings(optional)
-			return []any{"object", attrs, optional}, nil
-		}
-		return []any{"object", attrs}, nil
+		return objectType(attrs, optional), nil
 	}
 	return nil, fmt.Errorf("type %s is not supported in a config: use string, bool, a number, a slice, a map with string keys, a struct, any or json.RawMessage", t)
+}
+
+// objectType is cty's JSON encoding of an object type with attrs, the
+// optional ones (sorted) listed as its third element when there are any.
+func objectType(attrs map[string]any, optional []string) any {
+	if len(optional) == 0 {
+		return []any{"object", attrs}
+	}
+	sort.Strings(optional)
+	return []any{"object", attrs, optional}
 }
 
 // attributes describes the config struct type t for Describe.
