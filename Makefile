@@ -60,7 +60,7 @@ proto-check: proto ## fail if the committed generated code is stale
 	@git diff --exit-code --stat -- proto/ || { echo "proto/: generated code is stale: run 'make proto' and commit"; exit 1; }
 
 .PHONY: bench
-bench: ## run the benchmarks against make, ninja, asynq and Celery (QUICK=1: a few minutes); writes bench/results.json
+bench: ## run the benchmarks against make, ninja, asynq and Celery (QUICK=1: under a minute); writes bench/results.json
 	bash bench/setup.sh
 	$(GO) build -o $(BIN)/bench/modpipe-bench ./bench
 	$(BIN)/bench/modpipe-bench $(if $(filter 1,$(QUICK)),-quick) $(BENCHFLAGS)

@@ -55,7 +55,12 @@ func (b *bench) startEtcd(ctx context.Context, dataDir string) (*etcdServer, err
 	cmd := exec.Command(filepath.Join(b.bin, "etcd"), "--name", "bench", "--data-dir", dataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "bench="+peer, "--log-level", "error")
+		"--initial-cluster", "bench="+peer, "--log-level", "error",
+		// One member, no peers to heartbeat: the election timeout only
+		// delays its first election, by 0.1-1.1 s at the default 1 s
+		// (a random share of it), several times per run. Leases are
+		// unaffected: their TTLs here are far above the minimum.
+		"--heartbeat-interval", "10", "--election-timeout", "100")
 	logf, err := os.Create(dataDir + ".log")
 	if err != nil {
 		return nil, err
@@ -67,13 +72,27 @@ func (b *bench) startEtcd(ctx context.Context, dataDir string) (*etcdServer, err
 	}
 	s := &etcdServer{cmd: cmd, endpoint: client, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logf.Close() }()
+	deadline := time.Now().Add(30 * time.Second) // a guard, not a measurement
+	// Dial until it listens first: a gRPC client whose first attempt
+	// is refused backs off for a second before it tries again.
+	for {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(client, "http://"), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.stop()
+			return nil, fmt.Errorf("etcd at %s did not listen (log: %s.log): %w", client, dataDir, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		s.stop()
 		return nil, err
 	}
 	defer cli.Close()
-	deadline := time.Now().Add(30 * time.Second) // a guard, not a measurement
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := cli.Get(cctx, "health")
@@ -229,6 +248,7 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 	if err != nil {
 		return r, err
 	}
+	done := b.timed("etcd floors")
 	for i := range floorN {
 		k := fmt.Sprintf("/floor/%d/%d", round, i)
 		t := time.Now()
@@ -255,6 +275,7 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 		return r, err
 	}
 	cli.Close()
+	done()
 
 	// Chain: module i+1 is enqueued when the master sees module i's result;
 	// dispatch = publish started on a worker -> next claim returned on a
@@ -262,6 +283,7 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 	// staged (its one dependency is the module before), so the worker that
 	// publishes module i dispatches module i+1 in the same Txn; the
 	// master's Enqueue of it then finds it dispatched.
+	done = b.timed("etcd chain")
 	{
 		cl, err := b.newCluster(ctx, endpoint, fmt.Sprintf("chain-%d-%d", round, time.Now().UnixNano()), 3)
 		if err != nil {
@@ -330,14 +352,19 @@ func (b *bench) etcdOnce(ctx context.Context, endpoint string, round int, chainL
 	} else if round%2 == 1 {
 		shapes[0], shapes[1] = shapes[1], shapes[0]
 	}
+	done()
+	done = b.timed("etcd sparse")
 	for _, sh := range shapes {
 		if *sh.into, err = b.sparseRun(ctx, endpoint, round, sparseN, sh.procs, sh.slots); err != nil {
 			return r, err
 		}
 	}
 
+	done()
 	// Throughput: thrN independent modules enqueued at once, 4 workers;
 	// first enqueue -> last result seen by the master.
+	done = b.timed("etcd throughput")
+	defer done()
 	{
 		cl, err := b.newCluster(ctx, endpoint, fmt.Sprintf("thr-%d-%d", round, time.Now().UnixNano()), 4)
 		if err != nil {
@@ -423,13 +450,15 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 	}
 	type agg struct{ c50, c99, s50, s99, k50, k99, f50, f99, fi50, fi99, fw50, fw99, thr []float64 }
 	res := map[string]*agg{}
+	donePeers := b.timed("start asynq and Celery")
 	peers, err := b.startPeers(ctx)
+	donePeers()
 	if err != nil {
 		return nil, err
 	}
 	defer peers.stop()
 	peer := map[string]*agg{"asynq": {}, "celery": {}}
-	peerRun := map[string]func(context.Context, string, int) (peerResult, error){"asynq": peers.asynq, "celery": peers.celeryRun}
+	peerRun := map[string]func(context.Context, int, int) (peerResult, error){"asynq": peers.asynq, "celery": peers.celeryRun}
 	asynqN := sparseN
 	if asynqN > 20 {
 		asynqN = 20 // each task waits out asynq's idle poll: 20 samples already take seconds
@@ -448,7 +477,9 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 	}
 	for round := range rounds {
 		for _, m := range media {
+			doneStart := b.timed("start etcd")
 			srv, err := b.startEtcd(ctx, m.dir)
+			doneStart()
 			if err != nil {
 				return nil, err
 			}
@@ -478,21 +509,19 @@ func (b *bench) etcdScenarios(ctx context.Context) ([]Row, error) {
 			if name == "asynq" {
 				n = asynqN
 			}
-			sp, err := peerRun[name](ctx, "sparse", n)
+			done := b.timed(name)
+			r, err := peerRun[name](ctx, n, thrN)
+			done()
 			if err == errSkipped {
 				continue
 			}
 			if err != nil {
 				return nil, err
 			}
-			th, err := peerRun[name](ctx, "throughput", thrN)
-			if err != nil {
-				return nil, err
-			}
 			a := peer[name]
-			a.s50 = append(a.s50, percentile(sp.LatenciesMS, 50))
-			a.s99 = append(a.s99, percentile(sp.LatenciesMS, 99))
-			a.thr = append(a.thr, th.PerSecond)
+			a.s50 = append(a.s50, percentile(r.LatenciesMS, 50))
+			a.s99 = append(a.s99, percentile(r.LatenciesMS, 99))
+			a.thr = append(a.thr, r.PerSecond)
 		}
 	}
 	qp := func(pick func(*agg) []float64, higher bool) []Peer {

@@ -234,11 +234,16 @@ func envelopeOf(run *report.Run, module string) (coordinator.Envelope, bool) {
 // coordinator API.
 func (b *bench) fleetScenarios(ctx context.Context) ([]Row, error) {
 	var rows []Row
-	for _, s := range []func(context.Context) ([]Row, error){b.fleetChain, b.fleetThroughput, b.failureDetection, b.scaling, b.queueHygiene} {
+	for _, s := range []struct {
+		name string
+		run  func(context.Context) ([]Row, error)
+	}{{"fleet chain", b.fleetChain}, {"fleet throughput", b.fleetThroughput}, {"failure detection", b.failureDetection}, {"scaling", b.scaling}, {"queue hygiene", b.queueHygiene}} {
 		if ctx.Err() != nil {
 			return rows, ctx.Err()
 		}
-		r, err := s(ctx)
+		done := b.timed(s.name)
+		r, err := s.run(ctx)
+		done()
 		rows = append(rows, r...)
 		if err != nil {
 			return rows, err

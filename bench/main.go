@@ -63,7 +63,7 @@ func run() int {
 		return bareSpawn(spec)
 	}
 	var (
-		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run: fewer rounds and smaller counts, a few minutes on 2 cores (env QUICK=1)")
+		quick  = flag.Bool("quick", os.Getenv("QUICK") == "1", "a reduced run: fewer rounds and smaller counts, under a minute on 2 cores (env QUICK=1)")
 		rounds = flag.Int("rounds", 0, "rounds per comparison (default 7, 3 with -quick)")
 		out    = flag.String("out", "bench/results.json", "where to write the results")
 		binDir = flag.String("bin", "bin/bench", "where to build the binaries")
@@ -306,6 +306,13 @@ func machine() Machine {
 		m.Load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
 	return m
+}
+
+// timed logs, at debug level, how long what took once the returned
+// func is called: where a run's minutes go (-log-level debug).
+func (b *bench) timed(what string) func() {
+	start := time.Now()
+	return func() { b.logger.Debug("took", "what", what, "took", time.Since(start).Round(time.Millisecond)) }
 }
 
 // gnuTime is GNU time, installed by bench/setup.sh (Debian "time").

@@ -103,18 +103,21 @@ func (q *queuePeers) stop() {
 	}
 }
 
-func (q *queuePeers) asynq(ctx context.Context, mode string, n int) (peerResult, error) {
+// asynq runs the asynq peer: sparse tasks 20 ms apart, then thr tasks
+// at once, in one process.
+func (q *queuePeers) asynq(ctx context.Context, sparse, thr int) (peerResult, error) {
 	if q.redis == nil {
 		return peerResult{}, errSkipped
 	}
-	return runPeer(ctx, "", nil, q.asynqBin, "-redis", q.redisAddr, "-mode", mode, "-n", strconv.Itoa(n), "-workers", "4")
+	return runPeer(ctx, "", nil, q.asynqBin, "-redis", q.redisAddr, "-sparse", strconv.Itoa(sparse), "-throughput", strconv.Itoa(thr), "-workers", "4")
 }
 
-func (q *queuePeers) celeryRun(ctx context.Context, mode string, n int) (peerResult, error) {
+// celeryRun runs the Celery producer as asynq does its peer.
+func (q *queuePeers) celeryRun(ctx context.Context, sparse, thr int) (peerResult, error) {
 	if q.celery == nil {
 		return peerResult{}, errSkipped
 	}
-	return runPeer(ctx, q.celeryDir, []string{"BENCH_REDIS=redis://" + q.redisAddr + "/2"}, "/usr/bin/python3", "celerypeer.py", mode, strconv.Itoa(n))
+	return runPeer(ctx, q.celeryDir, []string{"BENCH_REDIS=redis://" + q.redisAddr + "/2"}, "/usr/bin/python3", "celerypeer.py", strconv.Itoa(sparse), strconv.Itoa(thr))
 }
 
 func runPeer(ctx context.Context, dir string, env []string, name string, args ...string) (peerResult, error) {

@@ -23,12 +23,16 @@ import (
 // bare go-plugin call, and the sdk.Result callback round trip.
 func (b *bench) pluginScenarios(ctx context.Context) ([]Row, error) {
 	var rows []Row
+	done := b.timed("cold start")
 	cold, err := b.coldStart(ctx)
+	done()
 	rows = append(rows, cold...)
 	if err != nil {
 		return rows, err
 	}
+	done = b.timed("round trips")
 	rt, err := b.roundTrips(ctx)
+	done()
 	rows = append(rows, rt...)
 	return rows, err
 }
@@ -55,7 +59,10 @@ func (b *bench) coldStart(ctx context.Context) ([]Row, error) {
 		if err != nil {
 			return rows, err
 		}
-		rounds := b.rounds * 2
+		rounds := b.rounds * 2 // cheap rounds of a noisy figure
+		if b.quick {
+			rounds = b.rounds
+		}
 		var host, floor, hostExec, pluginExec []float64
 		for range rounds {
 			ms, err := b.coldOnce(ctx, pipeline)

@@ -1,9 +1,10 @@
 // Command asynqpeer measures asynq (github.com/hibiken/asynq, default
-// settings, Redis on loopback) on the benchmark's no-op tasks: with
-// -mode sparse, N tasks enqueued 20 ms apart, each's enqueue -> handler
-// start latency; with -mode throughput, N tasks enqueued at once, tasks
-// per second until the last completed. It prints one JSON object. It is a
-// separate Go module so the product's go.mod stays clean.
+// settings, Redis on loopback) on the benchmark's no-op tasks, in one
+// process so its start-up is paid once: -sparse N tasks enqueued 20 ms
+// apart, each's enqueue -> handler start latency; then -throughput M
+// tasks enqueued at once, tasks per second until the last completed.
+// Either count may be 0. It prints one JSON object. It is a separate Go
+// module so the product's go.mod stays clean.
 package main
 
 import (
@@ -26,24 +27,38 @@ type result struct {
 
 func main() {
 	addr := flag.String("redis", "127.0.0.1:6379", "Redis address")
-	mode := flag.String("mode", "sparse", "sparse or throughput")
-	n := flag.Int("n", 100, "tasks")
+	sparse := flag.Int("sparse", 0, "tasks enqueued 20 ms apart (latency)")
+	throughput := flag.Int("throughput", 0, "tasks enqueued at once (tasks per second)")
 	workers := flag.Int("workers", 4, "server concurrency")
 	flag.Parse()
-	if err := run(*addr, *mode, *n, *workers); err != nil {
+	if err := run(*addr, *sparse, *throughput, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "asynqpeer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, mode string, n, workers int) error {
+// started is one task's handler start.
+type started struct {
+	id int
+	at time.Time
+}
+
+// phase is what the handler reports to: the tasks of one measurement.
+type phase struct {
+	started chan started
+	done    sync.WaitGroup
+}
+
+func newPhase(n int) *phase {
+	p := &phase{started: make(chan started, n)}
+	p.done.Add(n)
+	return p
+}
+
+func run(addr string, sparseN, thrN, workers int) error {
 	redis := asynq.RedisClientOpt{Addr: addr}
-	started := make(chan struct {
-		id int
-		at time.Time
-	}, n)
-	var done sync.WaitGroup
-	done.Add(n)
+	var mu sync.Mutex
+	var current *phase
 	mux := asynq.NewServeMux()
 	warm := make(chan struct{})
 	mux.HandleFunc("noop", func(_ context.Context, t *asynq.Task) error {
@@ -53,11 +68,11 @@ func run(addr, mode string, n, workers int) error {
 			return nil
 		}
 		id, _ := strconv.Atoi(string(t.Payload()))
-		started <- struct {
-			id int
-			at time.Time
-		}{id, at}
-		done.Done()
+		mu.Lock()
+		p := current
+		mu.Unlock()
+		p.started <- started{id, at}
+		p.done.Done()
 		return nil
 	})
 	srv := asynq.NewServer(redis, asynq.Config{Concurrency: workers, LogLevel: asynq.ErrorLevel})
@@ -80,18 +95,33 @@ func run(addr, mode string, n, workers int) error {
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("the warm-up task did not run within 30s")
 	}
+	begin := func(n int) *phase {
+		p := newPhase(n)
+		mu.Lock()
+		current = p
+		mu.Unlock()
+		return p
+	}
 
 	var res result
-	enq := make([]time.Time, n)
-	if mode == "sparse" {
-		for i := range n {
+	if sparseN > 0 {
+		p := begin(sparseN)
+		enq := make([]time.Time, sparseN)
+		for i := range sparseN {
 			enq[i] = time.Now()
 			if _, err := client.Enqueue(asynq.NewTask("noop", []byte(strconv.Itoa(i)))); err != nil {
 				return fmt.Errorf("enqueue: %w", err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-	} else {
+		p.done.Wait()
+		close(p.started)
+		for s := range p.started {
+			res.LatenciesMS = append(res.LatenciesMS, float64(s.at.Sub(enq[s.id]))/1e6)
+		}
+	}
+	if thrN > 0 {
+		p := begin(thrN)
 		// From 32 goroutines at once, as the benchmark enqueues
 		// modpipe's throughput modules.
 		next := make(chan int)
@@ -110,7 +140,7 @@ func run(addr, mode string, n, workers int) error {
 				}
 			})
 		}
-		for i := range n {
+		for i := range thrN {
 			next <- i
 		}
 		close(next)
@@ -119,26 +149,20 @@ func run(addr, mode string, n, workers int) error {
 		if err := <-errs; err != nil {
 			return err
 		}
-	}
-	done.Wait()
-	end := time.Now()
-	close(started)
-	if mode == "sparse" {
-		for s := range started {
-			res.LatenciesMS = append(res.LatenciesMS, float64(s.at.Sub(enq[s.id]))/1e6)
-		}
-	} else {
+		p.done.Wait()
+		end := time.Now()
+		close(p.started)
 		// From the first task's start, not the first enqueue: a server
 		// that found its queue empty polls again only after its task
 		// check interval (1 s by default), a wait this figure of the
 		// rate leaves out (the sparse latencies show it).
 		first := end
-		for s := range started {
+		for s := range p.started {
 			if s.at.Before(first) {
 				first = s.at
 			}
 		}
-		res.PerSecond = float64(n) / end.Sub(first).Seconds()
+		res.PerSecond = float64(thrN) / end.Sub(first).Seconds()
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
