@@ -14,7 +14,7 @@ import (
 // A host that dies by SIGKILL takes with it what its modules' commands
 // started, not only the commands themselves: the kernel signals the
 // plugin (Pdeathsig), and the plugin kills its commands' process groups
-// before it goes. Both ways a host gets killed: its own pid (a runner
+// before it goes, and what carries its tag outside them (setsid). Both ways a host gets killed: its own pid (a runner
 // killing the job's process) and its whole process group (`timeout -s
 // KILL`, a job control kill).
 func TestKilledHostLeavesNoCommandBehind(t *testing.T) {
@@ -38,7 +38,10 @@ func TestKilledHostLeavesNoCommandBehind(t *testing.T) {
 module "shell" "argv" {
   command = ["sh", "-c", "sleep %s; echo done"]
 }
-`, marker, marker)
+module "shell" "escapes" {
+  script = "setsid sleep %s >/dev/null 2>&1 </dev/null & sleep %s"
+}
+`, marker, marker, marker, marker)
 			writeFile(t, file, text)
 			host := f.start("host", hostBin, []string{"run", file, "--no-progress"})
 			sleeps := func() []procInfo {
@@ -51,9 +54,9 @@ module "shell" "argv" {
 				return out
 			}
 			deadline := time.Now().Add(guard)
-			for len(sleeps()) < 2 {
+			for len(sleeps()) < 4 {
 				if time.Now().After(deadline) || host.exited() {
-					t.Fatalf("the two sleeps did not start\n%s", host.output())
+					t.Fatalf("the four sleeps did not start\n%s", host.output())
 				}
 				time.Sleep(20 * time.Millisecond)
 			}

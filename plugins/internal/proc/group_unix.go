@@ -91,6 +91,41 @@ func (g *groups) remove(pid int) {
 	g.mu.Unlock()
 }
 
+// processEnv is the host's pluginhost.ProcessEnv: the variable, with a
+// value of this plugin process alone, that the host puts in a plugin's
+// environment and every command inherits.
+const processEnv = "MODPIPE_PLUGIN_PROCESS"
+
+// killEscaped SIGKILLs, with their process groups, the processes other
+// than this one that carry this plugin's processEnv value (on Linux,
+// where /proc has environments): what a command started outside its
+// group (setsid), which killing the groups misses. The host sweeps for
+// them itself whenever it stops a plugin, but not when it was killed by
+// SIGKILL: then the plugin's SIGTERM from the kernel is the last chance.
+func killEscaped() {
+	tag := os.Getenv(processEnv)
+	if tag == "" {
+		return
+	}
+	want := []byte("\x00" + processEnv + "=" + tag + "\x00")
+	environs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	self := os.Getpid()
+	for _, f := range environs {
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(append(append([]byte{0}, env...), 0), want) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+			signalGroup(pgid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
 // listen kills every group on SIGTERM and then lets the signal end the
 // plugin as it would have without us. The goroutine lives as long as the
 // process: it exists to outlive everything else in it.
@@ -105,6 +140,7 @@ func (g *groups) listen() {
 		for pgid := range g.pgids {
 			signalGroup(pgid, syscall.SIGKILL)
 		}
+		killEscaped()
 		signal.Reset(syscall.SIGTERM)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	}()
