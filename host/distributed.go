@@ -211,9 +211,9 @@ func NotStarted(opts RunOptions, err error) error {
 // pipelineHash is the hash every instance compares to be sure they run
 // the same file.
 func pipelineHash(file string) (string, error) {
-	src, err := os.ReadFile(file)
+	src, err := config.ReadFile(file)
 	if err != nil {
-		return "", exitErrorf(ExitInvalid, "read the pipeline file %s: %v", file, err)
+		return "", exitErrorf(ExitInvalid, "%v", err)
 	}
 	sum := sha256.Sum256(src)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil

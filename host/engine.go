@@ -73,8 +73,10 @@ type Options struct {
 	// nil means no one will.
 	HeldOutput *HeldOutput
 
-	// source is File's contents once readSource has read them.
-	source []byte
+	// source is File's contents once readSource has read them, and
+	// sourceErr why it could not: a pipe is not read twice.
+	source    []byte
+	sourceErr error
 }
 
 // readSource reads File once for every later use of it in the command:
@@ -87,9 +89,7 @@ func (o *Options) readSource() {
 	if o.source != nil || o.File == "-" {
 		return
 	}
-	if src, err := os.ReadFile(o.File); err == nil {
-		o.source = src
-	}
+	o.source, o.sourceErr = config.ReadFile(o.File)
 }
 
 // loadConfig is config.Load of File, from the bytes readSource read when
@@ -97,6 +97,9 @@ func (o *Options) readSource() {
 func (o *Options) loadConfig(copts config.Options) (*config.Pipeline, hcl.Diagnostics) {
 	if o.source != nil {
 		return config.LoadSource(o.File, o.source, copts)
+	}
+	if o.sourceErr != nil {
+		return nil, config.ReadDiagnostics(o.sourceErr)
 	}
 	return config.Load(o.File, copts)
 }

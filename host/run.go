@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modpipe/modpipe/coordinator"
+	"github.com/modpipe/modpipe/host/config"
 	"github.com/modpipe/modpipe/host/graph"
 	"github.com/modpipe/modpipe/host/hclscan"
 	"github.com/modpipe/modpipe/host/report"
@@ -190,7 +190,7 @@ func notStarted(opts RunOptions, err error) error {
 	src := opts.source
 	if src == nil {
 		// A distributed run's command reads the file for each load.
-		src, _ = os.ReadFile(opts.File)
+		src, _ = config.ReadFile(opts.File)
 	}
 	run := &report.Run{Pipeline: pipelineName(declaredName(src, opts.File), opts.File), RunID: runID, Status: status, StartedAt: began, EndedAt: now, DurationMS: now.Sub(began).Milliseconds(),
 		Modules: []coordinator.Envelope{}, Error: &coordinator.Error{Kind: kind, Message: err.Error()}}

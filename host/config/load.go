@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -54,15 +55,53 @@ func Load(filename string, opts Options) (*Pipeline, hcl.Diagnostics) {
 			Detail:   `The pipeline is read from a file, and "-" (standard input) is not one: save the pipeline to a file and give its path. Its folder is where relative paths in it start (file(), plugin sources). To read a pipe anyway, give /dev/stdin: relative paths in it then start from /dev, so make them absolute.`,
 		}}
 	}
-	src, err := os.ReadFile(filename)
+	src, err := ReadFile(filename)
 	if err != nil {
-		return nil, hcl.Diagnostics{{
-			Severity: hcl.DiagError,
-			Summary:  "Cannot read the pipeline file",
-			Detail:   fmt.Sprintf("Reading %s failed: %s. Check the path given on the command line.", filename, err),
-		}}
+		return nil, ReadDiagnostics(err)
 	}
 	return LoadSource(filename, src, opts)
+}
+
+// MaxPipelineFile is the largest pipeline file read: 10,000 modules take
+// about 1 MB, and the parse holds ~70 times the file in memory, so a
+// larger one is most often the wrong path (a build output, /dev/zero)
+// that would otherwise be read, without end, before anything is said.
+const MaxPipelineFile = 64 << 20
+
+// ReadFile reads the pipeline file at filename, at most MaxPipelineFile
+// bytes of it: the one read every command makes of it. Its error names
+// the file and says what to check.
+func ReadFile(filename string) ([]byte, error) {
+	f, err := os.Open(filename)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s failed: %w. Check the path given on the command line", filename, err)
+	}
+	defer f.Close()
+	tooLarge := func() error {
+		return fmt.Errorf("%s is larger than %d MiB, the most a pipeline file may be: check the path given on the command line (it may be a build output, a disk image or a device)", filename, MaxPipelineFile>>20)
+	}
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > MaxPipelineFile {
+		return nil, tooLarge()
+	}
+	// The limit also holds where the size says nothing (a device, a
+	// pipe, a /proc file) and for a file that grew since.
+	src, err := io.ReadAll(io.LimitReader(f, MaxPipelineFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s failed: %w. Check the path given on the command line", filename, err)
+	}
+	if len(src) > MaxPipelineFile {
+		return nil, tooLarge()
+	}
+	return src, nil
+}
+
+// ReadDiagnostics is ReadFile's error as the load reports it.
+func ReadDiagnostics(err error) hcl.Diagnostics {
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Cannot read the pipeline file",
+		Detail:   strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + ".",
+	}}
 }
 
 // LoadSource is Load for a file whose contents are already in memory.

@@ -297,3 +297,53 @@ func TestLoadCRLF(t *testing.T) {
 		t.Errorf("script = %q, want %q", got, "echo one\necho two\n")
 	}
 }
+
+// A pipeline file larger than MaxPipelineFile is refused after reading
+// one byte past the limit, also where its size says nothing (a device
+// that never ends): before, /dev/zero was read until memory ran out.
+func TestLoadTooLarge(t *testing.T) {
+	sparse := filepath.Join(t.TempDir(), "huge.hcl")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxPipelineFile + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	small := filepath.Join(t.TempDir(), "limit.hcl")
+	if err := os.WriteFile(small, []byte("# a comment\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file string
+		tooLarge   bool
+	}{
+		{"a file one byte over", sparse, true},
+		{"a device without end", "/dev/zero", true},
+		{"a small file", small, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := os.Stat(tc.file); err != nil {
+				t.Skip(err)
+			}
+			_, err := ReadFile(tc.file)
+			if !tc.tooLarge {
+				if err != nil {
+					t.Fatalf("ReadFile(%s) = %v", tc.file, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.file) || !strings.Contains(err.Error(), "larger than 64 MiB") {
+				t.Fatalf("ReadFile(%s) = %v, want an error naming the file and the limit", tc.file, err)
+			}
+			if tc.file == "/dev/zero" {
+				return // read once is enough: each read is 64 MiB
+			}
+			_, diags := Load(tc.file, testOptions())
+			if !diags.HasErrors() || !strings.Contains(diags.Error(), "larger than 64 MiB") {
+				t.Errorf("Load(%s) diagnostics = %v", tc.file, diags)
+			}
+		})
+	}
+}
