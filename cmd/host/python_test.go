@@ -402,7 +402,7 @@ func TestWritingPluginsDoc(t *testing.T) {
 		out string
 	}{
 		{regexp.MustCompile(`\d+(\.\d+)?(ns|µs|ms|s|m)\b`), "D"},
-		{regexp.MustCompile(`, \d+(\.\d+)?x from running in parallel`), ""}, // shown from 1.0x up
+		{regexp.MustCompile(`, \d+(\.\d+)? at a time on average`), ""}, // shown from 1.0 up
 		{regexp.MustCompile(`on instance (\d+) \([^)]*\)`), "on instance $1 (HOST)"},
 	}
 	normal := func(s string) string {

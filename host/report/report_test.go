@@ -138,7 +138,7 @@ func TestTotals(t *testing.T) {
 		t.Fatal("a run that took no time has no speedup")
 	}
 	// A lone retried module: its envelope times the last attempt, less
-	// than the run's wall time; no "0.3x from running in parallel".
+	// than the run's wall time; no "0.3 at a time on average".
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	run := &Run{Status: RunSucceeded, StartedAt: start, EndedAt: start.Add(3300 * time.Millisecond), DurationMS: 3300,
 		Modules: []coordinator.Envelope{{Module: "r", Status: coordinator.StatusSucceeded, Attempts: 3, DurationMS: 1000}}}
