@@ -27,7 +27,7 @@ type fleetFlags struct {
 func addFleetFlags(c *cobra.Command, f *fleetFlags) {
 	c.Flags().IntVar(&f.instance, "instance", 0, "this instance's index in a distributed run: 0 is the master, 1.. are workers (env MODPIPE_INSTANCE; GitLab, Buildkite and CircleCI parallel jobs are detected)")
 	c.Flags().IntVar(&f.total, "total", 0, "the number of instances of the distributed run, master included (env MODPIPE_TOTAL); 1 means single-machine mode")
-	c.Flags().IntVar(&f.slots, "slots", 0, "modules this instance runs at once in a distributed run (default: CPUs)")
+	c.Flags().IntVar(&f.slots, "slots", 0, "modules this instance runs at once in a distributed run (0 or unset: CPUs; a master runs modules too)")
 	c.Flags().StringVar(&f.etcd, "etcd", "", "etcd endpoints host:port,... of a distributed run (env "+etcd.EndpointsEnv+"; else distributed { etcd { endpoints } } in the file)")
 }
 

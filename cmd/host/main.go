@@ -266,7 +266,7 @@ func run(args []string) int {
 		},
 	}
 	addFileFlags(runCmd)
-	runCmd.Flags().IntVar(&parallelism, "parallelism", 0, "modules run at once on this machine (default: CPUs x 4)")
+	runCmd.Flags().IntVar(&parallelism, "parallelism", 0, "modules run at once on this machine (0 or unset: CPUs x 4)")
 	runCmd.Flags().StringArrayVar(&only, "only", nil, "run only this module and what it depends on (repeatable)")
 	runCmd.Flags().StringArrayVar(&skip, "skip", nil, "do not run this module, nor what depends on it (repeatable)")
 	runCmd.Flags().StringArrayVar(&categories, "category", nil, "run only modules of this category and what they depend on (repeatable)")
