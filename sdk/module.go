@@ -101,9 +101,9 @@ func newModule(req *pluginv1.ExecuteRequest, srv *server, send func(*pluginv1.Ou
 	if m.matrix == nil {
 		m.matrix = map[string]string{}
 	}
-	m.stdout = &lineWriter{emit: func(s string, more bool) { m.emit(pluginv1.Stream_STREAM_STDOUT, s, more) }}
-	m.stderr = &lineWriter{emit: func(s string, more bool) { m.emit(pluginv1.Stream_STREAM_STDERR, s, more) }}
-	m.log = &lineWriter{emit: func(s string, more bool) { m.emit(pluginv1.Stream_STREAM_LOG, s, more) }}
+	m.stdout = &lineWriter{emit: func(lines []string, more bool) { m.emitLines(pluginv1.Stream_STREAM_STDOUT, lines, more) }}
+	m.stderr = &lineWriter{emit: func(lines []string, more bool) { m.emitLines(pluginv1.Stream_STREAM_STDERR, lines, more) }}
+	m.log = &lineWriter{emit: func(lines []string, more bool) { m.emitLines(pluginv1.Stream_STREAM_LOG, lines, more) }}
 	return m
 }
 
@@ -184,23 +184,33 @@ func (m *Module) Logger() hclog.Logger {
 	return m.logger
 }
 
-// emit sends one line unless the module is finished; more says text is
-// a piece of a longer line that goes on in the stream's next line.
-// Sending under the lock keeps lines in order and gives the module
-// backpressure when the host reads slowly.
+// emit sends text, a line or several, unless the module is finished;
+// more says its last line is a piece of a longer line that goes on in
+// the stream's next line.
 func (m *Module) emit(stream pluginv1.Stream, text string, more bool) {
-	// Protobuf strings must be UTF-8: one invalid byte (binary output, a
-	// Latin-1 file) would fail the send and break the stream for every
-	// module of the process. Invalid bytes become U+FFFD.
-	text = strings.ToValidUTF8(text, "\uFFFD")
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	m.emitLines(stream, strings.Split(strings.TrimSuffix(text, "\n"), "\n"), more)
+}
+
+// emitLines sends lines, which hold no newline, unless the module is
+// finished; more is emit's, for the last one. It keeps none of the
+// slice. Sending under the lock keeps lines in order and gives the
+// module backpressure when the host reads slowly; taking it once for all
+// the lines a write holds matters for output of short lines (2-byte
+// lines: millions a second), where taking it line by line was a sixth
+// of the plugin's CPU.
+func (m *Module) emitLines(stream pluginv1.Stream, lines []string, more bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for i, line := range lines {
-		continued := more && i == len(lines)-1
-		m.mu.Lock()
 		if m.closed {
-			m.mu.Unlock()
 			return
 		}
+		// Protobuf strings must be UTF-8: one invalid byte (binary
+		// output, a Latin-1 file) would fail the send and break the
+		// stream for every module of the process. Invalid bytes become
+		// U+FFFD.
+		line = strings.ToValidUTF8(line, "\uFFFD")
+		continued := more && i == len(lines)-1
 		if stream != pluginv1.Stream_STREAM_STDOUT {
 			m.addTail(stream, line, continued)
 		}
@@ -209,7 +219,6 @@ func (m *Module) emit(stream pluginv1.Stream, text string, more bool) {
 			// A failed send means the stream is gone (cancelled); the
 			// run's ctx says so, and the output has nowhere to go.
 			_ = m.send(out)
-			m.mu.Unlock()
 			continue
 		}
 		m.pending = append(m.pending, out)
@@ -220,7 +229,6 @@ func (m *Module) emit(stream pluginv1.Stream, text string, more bool) {
 		case m.flushTimer == nil:
 			m.flushTimer = time.AfterFunc(m.batchDelay, m.flushLater)
 		}
-		m.mu.Unlock()
 	}
 }
 
@@ -293,9 +301,12 @@ func (m *Module) finish() string {
 type lineWriter struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
-	// emit gets each line; more is set on a piece of a line longer than
-	// maxLineBytes that goes on in the next call.
-	emit func(line string, more bool)
+	// lines gathers the complete lines of one Write, emitted together.
+	lines []string
+	// emit gets lines; more is set when the last is a piece of a line
+	// longer than maxLineBytes that goes on in the next call. It must not
+	// keep the slice.
+	emit func(lines []string, more bool)
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -307,17 +318,28 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		i := bytes.IndexByte(b, '\n')
 		switch {
 		case i >= 0 && i <= maxLineBytes:
-			line := string(bytes.TrimSuffix(b[:i], []byte("\r")))
+			w.lines = append(w.lines, string(bytes.TrimSuffix(b[:i], []byte("\r"))))
 			w.buf.Next(i + 1)
-			w.emit(line, false)
 		case len(b) > maxLineBytes || i > maxLineBytes:
 			n := runeCut(b, maxLineBytes)
-			w.emit(string(b[:n]), true)
+			w.lines = append(w.lines, string(b[:n]))
 			w.buf.Next(n)
+			w.emitGathered(true)
 		default:
+			w.emitGathered(false)
 			return len(p), nil
 		}
 	}
+}
+
+// emitGathered emits the lines gathered so far, if any.
+func (w *lineWriter) emitGathered(more bool) {
+	if len(w.lines) == 0 {
+		return
+	}
+	w.emit(w.lines, more)
+	clear(w.lines) // let the strings go
+	w.lines = w.lines[:0]
 }
 
 // runeCut is where to cut b at most n bytes in: n, or a little before it
@@ -336,7 +358,8 @@ func (w *lineWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.buf.Len() > 0 {
-		w.emit(w.buf.String(), false)
+		w.lines = append(w.lines, w.buf.String())
 		w.buf.Reset()
+		w.emitGathered(false)
 	}
 }

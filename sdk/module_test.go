@@ -34,6 +34,7 @@ func TestLineWriter(t *testing.T) {
 		{"split writes", []string{"he", "llo\nwor", "ld\n"}, []string{"hello", "world"}, nil},
 		{"crlf and empty lines", []string{"a\r\n\n\nb\n"}, []string{"a", "", "", "b"}, nil},
 		{"partial flushed", []string{"a\nb"}, []string{"a", "b"}, nil},
+		{"many lines in one write", []string{"a\nb\nc\n" + long + "\nd\n"}, []string{"a", "b", "c", long[:maxLineBytes], long[maxLineBytes:], "d"}, []int{3}},
 		{"runaway line in pieces", []string{long + "\n"}, []string{long[:maxLineBytes], long[maxLineBytes:]}, []int{0}},
 		{"pieces cut between characters", []string{euros + "\n"}, []string{euros[:cut], euros[cut:]}, []int{0}},
 		{"runaway line unfinished", []string{long}, []string{long[:maxLineBytes], long[maxLineBytes:]}, []int{0}},
@@ -42,11 +43,11 @@ func TestLineWriter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
 			var more []int
-			w := &lineWriter{emit: func(s string, m bool) {
+			w := &lineWriter{emit: func(lines []string, m bool) {
 				if m {
-					more = append(more, len(got))
+					more = append(more, len(got)+len(lines)-1)
 				}
-				got = append(got, s)
+				got = append(got, lines...)
 			}}
 			for _, s := range tt.writes {
 				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
